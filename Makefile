@@ -1,0 +1,108 @@
+# clicktocall: build the C core for one Lua version, test, install.
+#   make                      build for Lua 5.4
+#   make LUA_VERSION=5.1|5.2|5.3|luajit
+#   make check                every test (what CI runs); ends with "N passed, M failed"
+#   make demo                 the quick start against the bundled simulator
+#   make install [PREFIX=/usr/local] [DESTDIR=]
+# Variable names follow LuaRocks' (LUA_INCDIR, LIBFLAG, LUA_LIBDIR, LUA_SHAREDIR).
+
+
+CTC_VERSION  ?= 0.1.0
+LUA_VERSION  ?= 5.4
+PREFIX       ?= /usr/local
+
+ifeq ($(LUA_VERSION),luajit)
+LUA_PC       ?= luajit
+LUA_ABI      := 5.1
+LUA          ?= luajit
+else
+LUA_PC       ?= lua$(LUA_VERSION)
+LUA_ABI      := $(LUA_VERSION)
+LUA          ?= lua$(LUA_VERSION)
+endif
+
+LUA_INCDIR   ?= $(shell pkg-config --variable=includedir $(LUA_PC) 2>/dev/null)
+LUA_CFLAGS   ?= $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)
+CURL_CFLAGS  ?= $(shell pkg-config --cflags libcurl 2>/dev/null)
+CURL_LIBS    ?= $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+LUA_LIBDIR   ?= $(PREFIX)/lib/lua/$(LUA_ABI)
+LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
+
+CC           ?= cc
+OPT          ?= -O2 -g
+WARN         := -Wall -Wextra -Wshadow -Werror
+CFLAGS       ?= $(OPT)
+ALL_CFLAGS   := -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) \
+                -DCTC_VERSION='"$(CTC_VERSION)"' $(LUA_CFLAGS) $(CURL_CFLAGS) $(CFLAGS)
+LIBFLAG      ?= -shared
+# never link liblua: the host (lua, luajit, nginx) provides its symbols
+
+BUILD        ?= build/$(LUA_VERSION)
+SRCS         := $(wildcard csrc/*.c)
+OBJS         := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
+CORE         := $(BUILD)/clicktocall/core.so
+LUA_FILES    := $(shell find lua -name '*.lua' | sort)
+
+.PHONY: all bootstrap check test lint asan demo bench install uninstall clean parsers-test
+
+all: $(CORE)
+
+$(BUILD)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) | bootstrap-quiet
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(CORE): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIBFLAG) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(CURL_LIBS) -lm
+
+# Installs the Debian packages the project needs when run as root; otherwise
+# prints the one apt-get command to run.
+bootstrap:
+	@scripts/bootstrap
+
+.PHONY: bootstrap-quiet
+bootstrap-quiet:
+	@scripts/bootstrap --quiet
+
+# Every test: lint, the C parser tests, the specs on Lua 5.4, the specs under
+# ASan/UBSan, the other Lua versions' builds, LuaJIT specs, the rockspec.
+check: bootstrap
+	@scripts/check
+
+test: $(CORE)
+	busted --lua=$(LUA) --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS)
+
+lint:
+	luacheck -q lua spec bin examples bench sim
+	cppcheck -q --error-exitcode=1 --enable=warning,style,performance,portability \
+	  --inline-suppr --suppress=missingIncludeSystem --std=c99 $(LUA_CFLAGS) csrc/*.c
+
+asan:
+	@scripts/check asan
+
+parsers-test:
+	@mkdir -p build/test
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -g -fsanitize=address,undefined \
+	  -fno-omit-frame-pointer -Icsrc csrc/test/test_parsers.c csrc/phone.c csrc/timefmt.c \
+	  csrc/jsonscan.c -o build/test/test_parsers
+	build/test/test_parsers
+
+demo: bootstrap $(CORE)
+	@scripts/demo
+
+bench: bootstrap $(CORE)
+	@bench/run
+
+install: $(CORE)
+	install -d $(DESTDIR)$(LUA_LIBDIR)/clicktocall $(DESTDIR)$(LUA_SHAREDIR)/clicktocall/transport
+	install -m 0755 $(CORE) $(DESTDIR)$(LUA_LIBDIR)/clicktocall/core.so
+	install -m 0644 lua/clicktocall.lua $(DESTDIR)$(LUA_SHAREDIR)/clicktocall.lua
+	for f in $(filter lua/clicktocall/%,$(LUA_FILES)); do \
+	  install -D -m 0644 $$f $(DESTDIR)$(LUA_SHAREDIR)/$${f#lua/}; done
+
+uninstall:
+	rm -f $(DESTDIR)$(LUA_LIBDIR)/clicktocall/core.so $(DESTDIR)$(LUA_SHAREDIR)/clicktocall.lua
+	rm -rf $(DESTDIR)$(LUA_SHAREDIR)/clicktocall
+
+clean:
+	rm -rf build

@@ -1,0 +1,59 @@
+/*
+ * clicktocall.core: the C core of clicktocall. It builds requests and reads
+ * responses without doing I/O of its own, so any transport (libcurl here,
+ * cosockets in OpenResty, a spec's mock) can move the bytes and may yield.
+ * luaopen_clicktocall_core is the only exported symbol; it sets no global and
+ * may run again (busted reloads modules).
+ */
+#include <math.h>
+#include <time.h>
+#include "ctc.h"
+
+/* core.sleep(seconds): blocking backoff for plain Lua (OpenResty uses ngx.sleep) */
+static int l_sleep(lua_State *L)
+{
+    lua_Number s = luaL_checknumber(L, 1);
+    struct timespec ts;
+    if (!(s > 0))
+        return 0;
+    if (s > 3600)
+        s = 3600;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0)
+        ; /* EINTR: sleep the rest */
+    return 0;
+}
+
+/* core.now() -> monotonic seconds, for elapsed times and deadlines */
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+static const luaL_Reg core_functions[] = {
+    { "request", ctc_l_request },
+    { "normalize_phone", ctc_l_normalize_phone },
+    { "format_time", ctc_l_format_time },
+    { "base64", ctc_l_base64 },
+    { "sleep", l_sleep },
+    { "now", l_now },
+    { NULL, NULL },
+};
+
+__attribute__((visibility("default"))) int luaopen_clicktocall_core(lua_State *L)
+{
+    lua_newtable(L);
+    ctc_setfuncs(L, core_functions);
+    ctc_open_response(L);
+    ctc_open_curl(L);
+    ctc_open_files(L);
+    lua_pushliteral(L, CTC_VERSION);
+    lua_setfield(L, -2, "_VERSION");
+    lua_pushinteger(L, CTC_PAGE_SIZE);
+    lua_setfield(L, -2, "PAGE_SIZE");
+    return 1;
+}

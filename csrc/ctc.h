@@ -1,0 +1,47 @@
+/*
+ * Internal declarations shared by the files of the clicktocall core.
+ * Everything here has hidden visibility (the Makefile builds with
+ * -fvisibility=hidden); luaopen_clicktocall_core is the only exported symbol.
+ */
+#ifndef CTC_H
+#define CTC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "compat.h"
+
+#ifndef CTC_VERSION
+#define CTC_VERSION "0.0.0-dev"
+#endif
+
+/* ---- defaults, in one place ---- */
+#define CTC_PAGE_SIZE 100                       /* the provider's page size */
+#define CTC_DEFAULT_TIMEOUT_MS 10000L
+#define CTC_DEFAULT_CONNECT_TIMEOUT_MS 3000L
+#define CTC_DEFAULT_MAX_BODY (8L * 1024 * 1024)
+#define CTC_MAX_REDIRECTS 3                     /* recording downloads only */
+
+/* base64.c */
+size_t ctc_base64_len(size_t n);
+void ctc_base64_encode(const unsigned char *in, size_t n, char *out);
+int ctc_l_base64(lua_State *L);
+
+/* request.c: builds the four calls' requests; validates every argument */
+int ctc_l_request(lua_State *L);
+int ctc_l_normalize_phone(lua_State *L);
+int ctc_l_format_time(lua_State *L);
+/* an int64 cursor as Lua sees it: an integer, or (5.1/LuaJIT, past 2^53) a string */
+void ctc_push_id(lua_State *L, int64_t id);
+/* reads a cursor back; NULL or a static sentence saying what is wrong */
+const char *ctc_to_id(lua_State *L, int idx, int64_t *id);
+
+/* response.c: reads a response into a result or an error (kind, message) */
+void ctc_open_response(lua_State *L);   /* sets core.response (needs cjson) */
+
+/* curl.c: the libcurl transport */
+void ctc_open_curl(lua_State *L);       /* sets core.curl_transport */
+
+/* sha256.c, files.c: recording downloads */
+void ctc_open_files(lua_State *L);
+
+#endif

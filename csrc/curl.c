@@ -1,0 +1,625 @@
+/*
+ * The libcurl transport: one easy handle per client, reused so connections
+ * stay alive. perform(request) -> response | nil, err; download(request, path)
+ * streams a body to a new file.
+ *
+ * While curl_easy_perform runs, the callbacks touch only C memory owned by the
+ * userdata (no Lua call, no stored lua_State); results and errors are pushed
+ * after it returns. The request body goes through a read callback whose seek
+ * callback cannot rewind: libcurl then fails (CURLE_SEND_FAIL_REWIND) instead
+ * of silently re-sending a request on a fresh connection when a reused one
+ * died after the body went out, so the server can never see a dial twice.
+ *
+ * An exchange (handle + buffers of one request) is kept apart from the Lua
+ * object so that a batch form over the multi interface can own many of them.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "buf.h"
+#include "ctc.h"
+#include "sha256.h"
+
+#define CTC_CURL_GE(a, b, c) (LIBCURL_VERSION_NUM >= ((a) << 16 | (b) << 8 | (c)))
+#define CURL_MT "clicktocall.curl"
+#define ERROR_BODY_MAX 4096 /* what a failed download keeps of its error page */
+
+typedef struct exchange {
+    CURL *easy;
+    struct curl_slist *headers;
+    ctc_buf url;
+    ctc_buf req_body;
+    size_t req_pos;
+    int body_read;         /* the read callback handed out request bytes */
+    ctc_buf head;          /* raw header lines of the last response */
+    ctc_buf body;          /* response body (or a failed download's error page) */
+    curl_off_t max_body;   /* < 0: no limit */
+    int too_large;
+    int fd;                /* download target, or -1 */
+    int write_failed;      /* errno of a failed write(2), or 0 */
+    uint64_t bytes;        /* bytes written to fd */
+    ctc_sha256 sha;
+    char errbuf[CURL_ERROR_SIZE];
+} exchange;
+
+typedef struct transport {
+    exchange x;
+    int closed;
+} transport;
+
+/* ================= callbacks: C memory only ================= */
+
+static size_t on_read(char *dst, size_t size, size_t nitems, void *ud)
+{
+    exchange *x = ud;
+    size_t n = size * nitems, left = x->req_body.len - x->req_pos;
+    if (n > left)
+        n = left;
+    if (n > 0) {
+        memcpy(dst, x->req_body.data + x->req_pos, n);
+        x->req_pos += n;
+        x->body_read = 1;
+    }
+    return n;
+}
+
+static int on_seek(void *ud, curl_off_t offset, int origin)
+{
+    (void)ud; (void)offset; (void)origin;
+    return CURL_SEEKFUNC_CANTSEEK; /* see the file header: never re-send */
+}
+
+static size_t on_header(char *p, size_t size, size_t nitems, void *ud)
+{
+    exchange *x = ud;
+    size_t n = size * nitems;
+    if (n >= 5 && memcmp(p, "HTTP/", 5) == 0)
+        ctc_buf_reset(&x->head); /* a new response (1xx, redirect): keep the last */
+    if (x->head.len + n > 256 * 1024 || ctc_buf_append(&x->head, p, n) != 0)
+        return 0;
+    return n;
+}
+
+static int is_success(exchange *x)
+{
+    long status = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    return status >= 200 && status < 300;
+}
+
+static size_t on_write(char *p, size_t size, size_t nitems, void *ud)
+{
+    exchange *x = ud;
+    size_t n = size * nitems;
+    if (x->fd >= 0 && is_success(x)) {
+        size_t done = 0;
+        while (done < n) {
+            ssize_t w = write(x->fd, p + done, n - done);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                x->write_failed = w < 0 ? errno : EIO;
+                return 0;
+            }
+            done += (size_t)w;
+        }
+        ctc_sha256_update(&x->sha, p, n);
+        x->bytes += n;
+        return n;
+    }
+    if (x->fd >= 0) { /* an error page: keep its start for the message */
+        size_t room = x->body.len < ERROR_BODY_MAX ? ERROR_BODY_MAX - x->body.len : 0;
+        if (ctc_buf_append(&x->body, p, n < room ? n : room) != 0)
+            return 0;
+        return n;
+    }
+    if (x->max_body >= 0 && (curl_off_t)(x->body.len + n) > x->max_body) {
+        x->too_large = 1;
+        return 0; /* aborts the transfer: never buffer first and check after */
+    }
+    if (ctc_buf_append(&x->body, p, n) != 0)
+        return 0;
+    return n;
+}
+
+/* ================= the exchange ================= */
+
+static void exchange_release(exchange *x)
+{
+    if (x->easy != NULL) {
+        curl_easy_cleanup(x->easy);
+        x->easy = NULL;
+    }
+    curl_slist_free_all(x->headers);
+    x->headers = NULL;
+    ctc_buf_free(&x->url);
+    ctc_buf_free(&x->req_body);
+    ctc_buf_free(&x->head);
+    ctc_buf_free(&x->body);
+    if (x->fd >= 0) {
+        close(x->fd);
+        x->fd = -1;
+    }
+}
+
+/* Options that never change for a handle. 0 or a curl code. */
+static CURLcode exchange_init(exchange *x)
+{
+    CURLcode rc = CURLE_OK;
+    x->fd = -1;
+    x->easy = curl_easy_init();
+    if (x->easy == NULL)
+        return CURLE_FAILED_INIT;
+#define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(x->easy, opt, val)
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_ERRORBUFFER, x->errbuf);
+#if CTC_CURL_GE(7, 85, 0)
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+    SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    SET(CURLOPT_READFUNCTION, on_read);
+    SET(CURLOPT_READDATA, x);
+    SET(CURLOPT_SEEKFUNCTION, on_seek);
+    SET(CURLOPT_SEEKDATA, x);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, x);
+    SET(CURLOPT_WRITEFUNCTION, on_write);
+    SET(CURLOPT_WRITEDATA, x);
+    SET(CURLOPT_SSL_VERIFYPEER, 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);
+#undef SET
+    return rc;
+}
+
+static void set_options(lua_State *L, exchange *x, int opts)
+{
+    CURL *e = x->easy;
+    lua_getfield(L, opts, "ca_file");
+    if (lua_type(L, -1) == LUA_TSTRING)
+        curl_easy_setopt(e, CURLOPT_CAINFO, lua_tostring(L, -1)); /* libcurl copies it */
+    lua_getfield(L, opts, "proxy");
+    if (lua_type(L, -1) == LUA_TSTRING)
+        curl_easy_setopt(e, CURLOPT_PROXY, lua_tostring(L, -1));
+    lua_getfield(L, opts, "insecure");
+    if (lua_toboolean(L, -1)) {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    lua_pop(L, 3);
+}
+
+static long ms_field(lua_State *L, int req, const char *name, long dflt)
+{
+    lua_Number v;
+    lua_getfield(L, req, name);
+    v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : -1;
+    lua_pop(L, 1);
+    if (!(v > 0) || v > 86400.0 * 365)
+        return dflt;
+    v = ceil(v * 1000);
+    return v < 1 ? 1 : (long)v;
+}
+
+/* Copies the request table into the exchange. Misuse (not the caller's data,
+ * which the Lua layer checked) raises; everything raised from here leaves the
+ * exchange consistent, owned by the userdata. */
+static void exchange_prepare(lua_State *L, exchange *x, int req, int download)
+{
+    const char *method;
+    size_t n;
+    const char *s;
+    struct curl_slist *list = NULL;
+
+    ctc_buf_reset(&x->head);
+    ctc_buf_reset(&x->body);
+    ctc_buf_reset(&x->req_body);
+    x->req_pos = 0;
+    x->body_read = x->too_large = x->write_failed = 0;
+    x->bytes = 0;
+    x->errbuf[0] = '\0';
+    curl_slist_free_all(x->headers);
+    x->headers = NULL;
+
+    lua_getfield(L, req, "url");
+    s = luaL_checklstring(L, -1, &n);
+    if (ctc_buf_set(&x->url, s, n) != 0)
+        luaL_error(L, "out of memory");
+    lua_pop(L, 1);
+    lua_getfield(L, req, "method");
+    method = luaL_optstring(L, -1, "GET");
+    lua_getfield(L, req, "body");
+    s = lua_tolstring(L, -1, &n);
+    if (s != NULL && ctc_buf_set(&x->req_body, s, n) != 0)
+        luaL_error(L, "out of memory");
+    lua_pop(L, 1);
+
+    /* "Expect:" off: a 100-continue round trip only adds latency here */
+    x->headers = curl_slist_append(NULL, "Expect:");
+    if (x->headers == NULL)
+        luaL_error(L, "out of memory");
+    lua_getfield(L, req, "headers");
+    if (lua_istable(L, -1)) {
+        int t = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, t) != 0) {
+            const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
+            if (k == NULL || v == NULL || strpbrk(k, "\r\n:") || strpbrk(v, "\r\n"))
+                luaL_error(L, "request header names and values must be strings without CR, LF");
+            lua_pushfstring(L, "%s: %s", k, v);
+            list = curl_slist_append(x->headers, lua_tostring(L, -1));
+            if (list == NULL)
+                luaL_error(L, "out of memory");
+            x->headers = list;
+            lua_pop(L, 2);
+        }
+    }
+    lua_pop(L, 1);
+
+    lua_getfield(L, req, "max_body");
+    x->max_body = lua_isnumber(L, -1) ? (curl_off_t)lua_tonumber(L, -1) : CTC_DEFAULT_MAX_BODY;
+    lua_pop(L, 1);
+
+    curl_easy_setopt(x->easy, CURLOPT_URL, x->url.data);
+    curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
+    curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, ms_field(L, req, "timeout", CTC_DEFAULT_TIMEOUT_MS));
+    curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     ms_field(L, req, "connect_timeout", CTC_DEFAULT_CONNECT_TIMEOUT_MS));
+    curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION, download ? 1L : 0L);
+    curl_easy_setopt(x->easy, CURLOPT_MAXREDIRS, (long)CTC_MAX_REDIRECTS);
+    curl_easy_setopt(x->easy, CURLOPT_MAXFILESIZE_LARGE,
+                     (curl_off_t)(download || x->max_body < 0 ? 0 : x->max_body));
+    if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req_body.len);
+    } else if (strcmp(method, "GET") == 0) {
+        curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
+    } else {
+        luaL_error(L, "unsupported method '%s'", method);
+    }
+    lua_pop(L, 1);
+}
+
+/* ================= results ================= */
+
+static void push_headers(lua_State *L, const ctc_buf *head)
+{
+    const char *p = head->data, *end;
+    lua_newtable(L);
+    if (p == NULL)
+        return;
+    end = p + head->len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = eol ? eol : end, *colon;
+        const char *next = eol ? eol + 1 : end;
+        while (line_end > p && (line_end[-1] == '\r' || line_end[-1] == ' ' || line_end[-1] == '\t'))
+            line_end--;
+        colon = memchr(p, ':', (size_t)(line_end - p));
+        if (colon != NULL && colon > p && memcmp(p, "HTTP/", 5) != 0) {
+            luaL_Buffer b;
+            const char *k, *v;
+            luaL_buffinit(L, &b);
+            for (k = p; k < colon; k++)
+                luaL_addchar(&b, (char)((*k >= 'A' && *k <= 'Z') ? *k + 32 : *k));
+            luaL_pushresult(&b);
+            for (v = colon + 1; v < line_end && (*v == ' ' || *v == '\t'); v++)
+                ;
+            lua_pushvalue(L, -1);
+            lua_rawget(L, -3);
+            if (lua_isstring(L, -1)) { /* a repeated header: join as RFC 9110 says */
+                lua_pushliteral(L, ", ");
+                lua_pushlstring(L, v, (size_t)(line_end - v));
+                lua_concat(L, 3);
+            } else {
+                lua_pop(L, 1);
+                lua_pushlstring(L, v, (size_t)(line_end - v));
+            }
+            lua_rawset(L, -3);
+        }
+        p = next;
+    }
+}
+
+static void push_response(lua_State *L, exchange *x)
+{
+    long status = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, status);
+    lua_setfield(L, -2, "status");
+    push_headers(L, &x->head);
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
+    lua_setfield(L, -2, "body");
+}
+
+static const char *code_name(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_UNSUPPORTED_PROTOCOL: return "CURLE_UNSUPPORTED_PROTOCOL";
+    case CURLE_URL_MALFORMAT: return "CURLE_URL_MALFORMAT";
+    case CURLE_COULDNT_RESOLVE_PROXY: return "CURLE_COULDNT_RESOLVE_PROXY";
+    case CURLE_COULDNT_RESOLVE_HOST: return "CURLE_COULDNT_RESOLVE_HOST";
+    case CURLE_COULDNT_CONNECT: return "CURLE_COULDNT_CONNECT";
+    case CURLE_WEIRD_SERVER_REPLY: return "CURLE_WEIRD_SERVER_REPLY";
+    case CURLE_PARTIAL_FILE: return "CURLE_PARTIAL_FILE";
+    case CURLE_WRITE_ERROR: return "CURLE_WRITE_ERROR";
+    case CURLE_OUT_OF_MEMORY: return "CURLE_OUT_OF_MEMORY";
+    case CURLE_OPERATION_TIMEDOUT: return "CURLE_OPERATION_TIMEDOUT";
+    case CURLE_TOO_MANY_REDIRECTS: return "CURLE_TOO_MANY_REDIRECTS";
+    case CURLE_GOT_NOTHING: return "CURLE_GOT_NOTHING";
+    case CURLE_SSL_CONNECT_ERROR: return "CURLE_SSL_CONNECT_ERROR";
+    case CURLE_PEER_FAILED_VERIFICATION: return "CURLE_PEER_FAILED_VERIFICATION";
+    case CURLE_SEND_ERROR: return "CURLE_SEND_ERROR";
+    case CURLE_RECV_ERROR: return "CURLE_RECV_ERROR";
+    case CURLE_SSL_CACERT_BADFILE: return "CURLE_SSL_CACERT_BADFILE";
+    case CURLE_FILESIZE_EXCEEDED: return "CURLE_FILESIZE_EXCEEDED";
+    case CURLE_SEND_FAIL_REWIND: return "CURLE_SEND_FAIL_REWIND";
+    case CURLE_ABORTED_BY_CALLBACK: return "CURLE_ABORTED_BY_CALLBACK";
+    default: return "CURLE_ERROR";
+    }
+}
+
+/* Could any request byte have reached the server? Only "no" when the
+ * failure is one that happens before a request is written, libcurl counted
+ * no request bytes and the body was never handed out. */
+static int may_have_sent(exchange *x, CURLcode rc)
+{
+    curl_off_t req_size = 0;
+    long size = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &size);
+    req_size = size;
+    if (x->body_read || req_size > 0)
+        return 1;
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_FAILED_INIT:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+static int push_error(lua_State *L, exchange *x, CURLcode rc)
+{
+    const char *kind = "network";
+    const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+    lua_pushnil(L);
+    lua_createtable(L, 0, 5);
+    if (x->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+        kind = "protocol";
+        lua_pushfstring(L, "response body is larger than max_body (%d bytes)", (int)x->max_body);
+    } else if (x->write_failed) {
+        kind = "network";
+        lua_pushfstring(L, "could not write the file: %s", strerror(x->write_failed));
+    } else {
+        if (rc == CURLE_OPERATION_TIMEDOUT)
+            kind = "timeout";
+        else if (rc == CURLE_SEND_FAIL_REWIND)
+            detail = "the connection closed after the request went out and before any answer; "
+                     "it was not sent again (the server may have processed it)";
+        else if (rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_TOO_MANY_REDIRECTS)
+            kind = "protocol";
+        lua_pushstring(L, detail);
+    }
+    lua_setfield(L, -2, "message");
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    lua_pushinteger(L, (lua_Integer)rc);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, code_name(rc));
+    lua_setfield(L, -2, "code_name");
+    lua_pushboolean(L, may_have_sent(x, rc));
+    lua_setfield(L, -2, "sent");
+    return 2;
+}
+
+/* ================= the Lua object ================= */
+
+static transport *check_open(lua_State *L)
+{
+    transport *t = luaL_checkudata(L, 1, CURL_MT);
+    if (t->closed)
+        luaL_error(L, "attempt to use a closed clicktocall transport");
+    return t;
+}
+
+/* t:perform(request) -> { status, headers, body } | nil, err */
+static int l_perform(lua_State *L)
+{
+    transport *t = check_open(L);
+    CURLcode rc;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    exchange_prepare(L, &t->x, 2, 0);
+    rc = curl_easy_perform(t->x.easy);
+    if (rc != CURLE_OK)
+        return push_error(L, &t->x, rc);
+    push_response(L, &t->x);
+    ctc_buf_reset(&t->x.body);
+    return 1;
+}
+
+static void push_hex(lua_State *L, const unsigned char *d, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char out[64];
+    size_t i;
+    for (i = 0; i < n && 2 * i + 1 < sizeof out; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    lua_pushlstring(L, out, 2 * i);
+}
+
+/*
+ * t:download(request, tmp_path) -> { status, headers, body, bytes, sha256 } | nil, err
+ * Creates tmp_path (it must not exist), streams a 2xx body into it and fsyncs it.
+ * The caller renames it into place; on any failure here the file is removed.
+ */
+static int l_download(lua_State *L)
+{
+    transport *t = check_open(L);
+    const char *tmp = luaL_checkstring(L, 3);
+    exchange *x = &t->x;
+    CURLcode rc;
+    curl_off_t expected = -1;
+    int ok;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    exchange_prepare(L, x, 2, 1);
+    x->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (x->fd < 0) {
+        lua_pushnil(L);
+        lua_createtable(L, 0, 4);
+        lua_pushfstring(L, "could not create %s: %s", tmp, strerror(errno));
+        lua_setfield(L, -2, "message");
+        lua_pushliteral(L, "argument");
+        lua_setfield(L, -2, "kind");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "sent");
+        return 2;
+    }
+    ctc_sha256_init(&x->sha);
+    rc = curl_easy_perform(x->easy);
+    curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &expected);
+    ok = rc == CURLE_OK && (!is_success(x) || expected < 0 || (uint64_t)expected == x->bytes);
+    if (ok && is_success(x) && fsync(x->fd) != 0) {
+        x->write_failed = errno;
+        ok = 0;
+    }
+    if (close(x->fd) != 0 && ok) {
+        x->write_failed = errno;
+        ok = 0;
+    }
+    x->fd = -1;
+    if (!ok || !is_success(x))
+        unlink(tmp); /* never leave a partial file behind */
+    if (rc != CURLE_OK || x->write_failed)
+        return push_error(L, x, rc != CURLE_OK ? rc : CURLE_WRITE_ERROR);
+    if (!ok) {
+        lua_pushnil(L);
+        lua_createtable(L, 0, 4);
+        lua_pushfstring(L, "recording cut short: got %d of %d bytes", (int)x->bytes, (int)expected);
+        lua_setfield(L, -2, "message");
+        lua_pushliteral(L, "network");
+        lua_setfield(L, -2, "kind");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "sent");
+        return 2;
+    }
+    push_response(L, x);
+    lua_pushnumber(L, (lua_Number)x->bytes);
+    lua_setfield(L, -2, "bytes");
+    if (is_success(x)) {
+        unsigned char digest[32];
+        ctc_sha256_final(&x->sha, digest);
+        push_hex(L, digest, sizeof digest);
+        lua_setfield(L, -2, "sha256");
+    }
+    ctc_buf_reset(&x->body);
+    return 1;
+}
+
+/* One idempotent closer for close(), __gc and __close. */
+static int l_close(lua_State *L)
+{
+    transport *t = luaL_checkudata(L, 1, CURL_MT);
+    if (!t->closed) {
+        exchange_release(&t->x);
+        t->closed = 1;
+    }
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    transport *t = luaL_checkudata(L, 1, CURL_MT);
+    lua_pushfstring(L, "clicktocall.curl (%s)", t->closed ? "closed" : "open");
+    return 1;
+}
+
+/* core.curl_transport{ ca_file=, insecure=, proxy= } -> transport | nil, message */
+static int l_new(lua_State *L)
+{
+    transport *t;
+    CURLcode rc;
+    if (!lua_isnoneornil(L, 1))
+        luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    /* consistent before anything can fail: born closed, then opened */
+    t = ctc_newuserdata(L, sizeof *t);
+    memset(t, 0, sizeof *t);
+    t->x.fd = -1;
+    t->closed = 1;
+    luaL_getmetatable(L, CURL_MT);
+    lua_setmetatable(L, -2);
+    rc = exchange_init(&t->x);
+    if (rc != CURLE_OK) {
+        exchange_release(&t->x);
+        lua_pushnil(L);
+        lua_pushfstring(L, "could not start libcurl: %s", curl_easy_strerror(rc));
+        return 2;
+    }
+    t->closed = 0;
+    if (lua_istable(L, 1))
+        set_options(L, &t->x, 1);
+    return 1;
+}
+
+static const luaL_Reg curl_methods[] = {
+    { "perform", l_perform },
+    { "download", l_download },
+    { "close", l_close },
+    { NULL, NULL },
+};
+
+static const luaL_Reg curl_meta[] = {
+    { "__gc", l_close },
+    { "__close", l_close },
+    { "__tostring", l_tostring },
+    { NULL, NULL },
+};
+
+void ctc_open_curl(lua_State *L)
+{
+    static int global_done = 0; /* curl_global_init is not thread-safe: once */
+    if (!global_done) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+            luaL_error(L, "curl_global_init failed");
+        global_done = 1;
+    }
+    if (luaL_newmetatable(L, CURL_MT)) {
+        ctc_setfuncs(L, curl_meta);
+        lua_newtable(L);
+        ctc_setfuncs(L, curl_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, "clicktocall.curl");
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_new);
+    lua_setfield(L, -2, "curl_transport");
+    {
+        curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+        lua_pushstring(L, v->version);
+        lua_setfield(L, -2, "curl_version");
+    }
+}

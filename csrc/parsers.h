@@ -1,0 +1,65 @@
+/*
+ * clicktocall parsers: pure functions over bytes for phone numbers, provider times and
+ * JSON record pages. No Lua, no libcurl, no allocation, no globals that change (thread-safe),
+ * never abort(). Inputs are (pointer, length) and need not be NUL-terminated; they may hold
+ * NUL bytes. Error sentences (*why) are static strings, valid for the life of the process.
+ * The Lua bindings live elsewhere; a fuzz harness (csrc/test/fuzz_parsers.c) calls these.
+ */
+#ifndef CTC_PARSERS_H
+#define CTC_PARSERS_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define CTC_PHONE_MAX 24   /* "+", up to 15 digits of E.164, NUL: room to spare */
+
+/* Normalizes a phone number to E.164 "+<cc><national number>".
+ * cc/cclen: the default country code digits ("86"; a leading '+' is accepted) used when the
+ * number has no international prefix. Returns 0 and writes a NUL-terminated string to out
+ * (outsz >= CTC_PHONE_MAX), or -1 and points *why at a static sentence saying what
+ * is wrong (e.g. "phone number has 9 digits; a Chinese mobile number has 11"). */
+int ctc_phone_normalize(const char *s, size_t len, const char *cc, size_t cclen,
+                        char *out, size_t outsz, const char **why);
+
+/* Parses exactly "yyyy-MM-dd HH:mm:ss" as a time in UTC+8 (the provider's clock)
+ * into Unix seconds. Validates every field (month 1-12, days in month with leap
+ * years, hour 0-23, minute/second 0-59), years 1970-9999. 0 or -1 with *why.
+ * Note: 1970-01-01 00:00:00 .. 07:59:59 (UTC+8) parse to -28800 .. -1. */
+int ctc_time_parse(const char *s, size_t len, int64_t *epoch, const char **why);
+
+/* Formats Unix seconds as "yyyy-MM-dd HH:mm:ss" in UTC+8 into out (NUL-terminated,
+ * outsz >= 20). Range: 0 .. CTC_TIME_MAX_EPOCH = 253402271999, which is
+ * 9999-12-31 23:59:59 in UTC+8 (253402300799 - 8*3600), so years 1970-9999 round-trip.
+ * 0 or -1 with *why. Does not depend on TZ or any libc time function. */
+#define CTC_TIME_LEN 19    /* strlen("yyyy-MM-dd HH:mm:ss") */
+#define CTC_TIME_MAX_EPOCH ((int64_t)253402271999)
+int ctc_time_format(int64_t epoch, char *out, size_t outsz, const char **why);
+
+/* JSON page scanner. Validates that body[0..len) is one well-formed JSON value
+ * (RFC 8259: objects, arrays, strings with all escapes incl. \uXXXX, numbers,
+ * true/false/null; whitespace; nesting depth limit CTC_JSON_MAX_DEPTH, beyond which it is
+ * an error), and, when the top-level value is an object with a member "data" whose value is
+ * an array, calls on_record once per element of that array, in order, with:
+ *   index (0-based), and kind:
+ *     CTC_ID_INT     the element is an object with member "id" whose value is a JSON
+ *                    integer (no fraction/exponent) or a string of 1-19 decimal digits,
+ *                    fitting in int64 -> id set; (a negative integer, or -0, is CTC_ID_OTHER)
+ *     CTC_ID_MISSING the element is an object without "id" (or not an object); id is 0
+ *     CTC_ID_OTHER   "id" exists but is something else (float, overflow, bool, ...); id is 0
+ * The whole document is validated first: on_record is never called for malformed JSON.
+ * If on_record returns non-zero the scan stops and ctc_json_scan_page returns that value
+ * (then *count is the number of records delivered, that one included). on_record may be NULL.
+ * Returns 0 on success, CTC_JSON_NO_DATA_ARRAY (1) when the document is valid but there is no
+ * top-level "data" array (then *count = 0), or -1 for malformed JSON with *why set to a static
+ * sentence ("invalid JSON: unterminated string") and *err_offset to the byte offset of the
+ * problem (len for an unexpected end). why and err_offset may be NULL.
+ * *count receives the number of elements of the data array. Duplicate keys: the last
+ * "id"/"data" wins (like cjson). Member names are compared after decoding escapes
+ * ("\u0069d" is "id"). Strings are not checked for valid UTF-8 (like cjson), but \u escapes
+ * must pair surrogates correctly. Iterative, O(len), no allocation. */
+#define CTC_JSON_MAX_DEPTH 64
+#define CTC_JSON_NO_DATA_ARRAY 1
+enum { CTC_ID_INT = 0, CTC_ID_MISSING = 1, CTC_ID_OTHER = 2 };
+typedef int (*ctc_record_cb)(void *ud, size_t index, int kind, int64_t id);
+int ctc_json_scan_page(const char *body, size_t len, ctc_record_cb on_record, void *ud,
+                       size_t *count, const char **why, size_t *err_offset);
+#endif

@@ -1,0 +1,273 @@
+/*
+ * Response reading: HTTP status, JSON (lua-cjson, a private instance), the
+ * provider's meta.success / meta.message, the type of data each call expects,
+ * and for record pages the cursor. Returns the call's value(s), or
+ * nil, kind, message with kind one of "http", "api", "protocol".
+ *
+ * Record ids are read from the raw body by the C scanner, not from cjson's
+ * doubles, so a cursor past 2^53 is still exact (cjson 2.1.0 decodes every
+ * number as a double, and on 5.3+ an id 8 would come back as 8.0).
+ */
+#include <math.h>
+#include <string.h>
+#include "ctc.h"
+#include "parsers.h"
+
+enum { OP_BIND, OP_DIAL, OP_BALANCE, OP_RECORDS };
+static const char *const op_names[] = { "bind_seat", "dial", "balance", "records_page", NULL };
+
+#define UV_DECODE lua_upvalueindex(1)
+#define UV_NULL lua_upvalueindex(2)
+
+static int fail(lua_State *L, const char *kind, const char *message)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, kind);
+    lua_pushstring(L, message);
+    return 3;
+}
+
+/* A short, printable excerpt of a body for an error message. */
+static void push_excerpt(lua_State *L, const char *s, size_t n)
+{
+    char out[64];
+    size_t i, k = 0;
+    for (i = 0; i < n && k < sizeof out - 4; i++)
+        out[k++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '.';
+    if (i < n) { out[k++] = '.'; out[k++] = '.'; out[k++] = '.'; }
+    lua_pushlstring(L, out, k);
+}
+
+/* Decodes arg 3 with the private cjson; leaves the value or the error on top. */
+static int decode(lua_State *L)
+{
+    lua_pushvalue(L, UV_DECODE);
+    lua_pushvalue(L, 3);
+    return lua_pcall(L, 1, 1, 0) == 0;
+}
+
+static int is_null(lua_State *L, int idx)
+{
+    return lua_isnil(L, idx) || lua_rawequal(L, idx, UV_NULL);
+}
+
+static int http_error(lua_State *L, int status, const char *body, size_t n)
+{
+    int top = lua_gettop(L);
+    /* some gateways explain themselves in the provider's own meta form */
+    if (n > 0 && decode(L) && lua_istable(L, -1)) {
+        lua_getfield(L, -1, "meta");
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "message");
+            if (lua_type(L, -1) == LUA_TSTRING) {
+                lua_pushfstring(L, "the server answered HTTP %d: %s", status, lua_tostring(L, -1));
+                return fail(L, "http", lua_tostring(L, -1));
+            }
+        }
+    }
+    lua_settop(L, top);
+    if (n == 0)
+        lua_pushfstring(L, "the server answered HTTP %d with an empty body", status);
+    else {
+        push_excerpt(L, body, n);
+        lua_pushfstring(L, "the server answered HTTP %d (body: \"%s\")", status, lua_tostring(L, -1));
+    }
+    return fail(L, "http", lua_tostring(L, -1));
+}
+
+/* ---- record pages ---- */
+
+typedef struct page_scan {
+    int64_t *ids;
+    size_t cap;
+    size_t bad_index;
+    int bad_kind;
+} page_scan;
+
+static int on_record(void *ud, size_t index, int kind, int64_t id)
+{
+    page_scan *ps = ud;
+    if (index >= ps->cap)
+        return 2; /* the scanner and cjson disagree on the length */
+    if (kind != CTC_ID_INT) {
+        ps->bad_index = index;
+        ps->bad_kind = kind;
+        return 3;
+    }
+    ps->ids[index] = id;
+    return 0;
+}
+
+/* null fields become absent; on 5.3+ whole floats become integers */
+static void normalize_record(lua_State *L, int rec)
+{
+    lua_pushnil(L);
+    while (lua_next(L, rec) != 0) {
+        if (lua_rawequal(L, -1, UV_NULL)) {
+            lua_pushvalue(L, -2);
+            lua_pushnil(L);
+            lua_rawset(L, rec);
+        }
+#if CTC_HAS_INTEGERS
+        else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+            lua_Number v = lua_tonumber(L, -1);
+            if (v == floor(v) && fabs(v) < 9007199254740992.0) {
+                lua_pushvalue(L, -2);
+                lua_pushinteger(L, (lua_Integer)v);
+                lua_rawset(L, rec);
+            }
+        }
+#endif
+        lua_pop(L, 1);
+    }
+}
+
+/* data at index `data`; arg 4 is the maxId that was asked for */
+static int read_page(lua_State *L, int data, const char *body, size_t n)
+{
+    size_t count = 0, i, off = 0;
+    int64_t asked = 0, prev;
+    page_scan ps;
+    const char *why = NULL;
+    int rc;
+
+    if (is_null(L, data)) { /* some deployments send null for "nothing" */
+        lua_newtable(L);
+        return 1;
+    }
+    if (!lua_istable(L, data))
+        return fail(L, "protocol", "response data is not an array of records");
+    if (!lua_isnoneornil(L, 4) && ctc_to_id(L, 4, &asked) != NULL)
+        return luaL_argerror(L, 4, "cursor expected");
+    ps.cap = ctc_rawlen(L, data);
+    ps.ids = ctc_newuserdata(L, (ps.cap + 1) * sizeof(int64_t));
+    ps.bad_kind = CTC_ID_INT;
+    ps.bad_index = 0;
+    rc = ctc_json_scan_page(body, n, on_record, &ps, &count, &why, &off);
+    if (rc == CTC_JSON_NO_DATA_ARRAY)
+        return fail(L, "protocol", "response data is not an array of records");
+    if (rc == 3) {
+        lua_pushfstring(L, "record %d %s", (int)ps.bad_index + 1,
+                        ps.bad_kind == CTC_ID_MISSING ? "has no id"
+                                                      : "has an id that is not a non-negative integer");
+        return fail(L, "protocol", lua_tostring(L, -1));
+    }
+    if (rc != 0 || count != ps.cap) {
+        lua_pushfstring(L, "response is not valid JSON (%s at byte %d)",
+                        why ? why : "inconsistent array", (int)off);
+        return fail(L, "protocol", lua_tostring(L, -1));
+    }
+    prev = asked;
+    for (i = 0; i < count; i++) {
+        if (ps.ids[i] <= prev) {
+            /* a page that does not move past maxId would loop forever */
+            ctc_push_id(L, ps.ids[i]);
+            ctc_push_id(L, prev);
+            lua_pushfstring(L, "page ids do not advance: record %d has id %s, not above %s",
+                            (int)i + 1, lua_tostring(L, -2), lua_tostring(L, -1));
+            return fail(L, "protocol", lua_tostring(L, -1));
+        }
+        prev = ps.ids[i];
+    }
+    for (i = 0; i < count; i++) {
+        lua_rawgeti(L, data, (int)i + 1);
+        if (!lua_istable(L, -1)) {
+            lua_pushfstring(L, "record %d is not an object", (int)i + 1);
+            return fail(L, "protocol", lua_tostring(L, -1));
+        }
+        normalize_record(L, lua_gettop(L));
+        ctc_push_id(L, ps.ids[i]);
+        lua_setfield(L, -2, "id");
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, data);
+    if (count >= CTC_PAGE_SIZE)
+        ctc_push_id(L, ps.ids[count - 1]);
+    else
+        lua_pushnil(L);
+    return 2;
+}
+
+/* ---- the reader ---- */
+
+/* core.response(op, status, body [, asked_max_id]) -> value(s) | nil, kind, message */
+static int l_response(lua_State *L)
+{
+    int op = luaL_checkoption(L, 1, NULL, op_names);
+    int status = (int)luaL_checknumber(L, 2);
+    size_t n;
+    const char *body = luaL_checklstring(L, 3, &n);
+    int top, meta, data;
+
+    lua_settop(L, 4);
+    if (status < 200 || status > 299)
+        return http_error(L, status, body, n);
+    if (!decode(L)) {
+        push_excerpt(L, body, n);
+        lua_pushfstring(L, "response body is not JSON (%s): \"%s\"",
+                        lua_tostring(L, -2), lua_tostring(L, -1));
+        return fail(L, "protocol", lua_tostring(L, -1));
+    }
+    top = lua_gettop(L);
+    if (!lua_istable(L, top))
+        return fail(L, "protocol", "response is not a JSON object");
+    lua_getfield(L, top, "meta");
+    meta = lua_gettop(L);
+    if (!lua_istable(L, meta))
+        return fail(L, "protocol", "response has no meta object");
+    lua_getfield(L, meta, "success");
+    if (!lua_isboolean(L, -1))
+        return fail(L, "protocol", "response meta.success is not a boolean");
+    if (!lua_toboolean(L, -1)) {
+        lua_getfield(L, meta, "message");
+        if (lua_type(L, -1) == LUA_TSTRING && ctc_rawlen(L, -1) > 0)
+            return fail(L, "api", lua_tostring(L, -1));
+        return fail(L, "api", "the provider refused the call and gave no message");
+    }
+    lua_getfield(L, top, "data");
+    data = lua_gettop(L);
+    switch (op) {
+    case OP_BIND:
+        lua_pushboolean(L, 1);
+        return 1;
+    case OP_DIAL:
+        if (lua_type(L, data) != LUA_TSTRING || ctc_rawlen(L, data) == 0)
+            return fail(L, "protocol", "response data is not a session id string");
+        return 1;
+    case OP_BALANCE:
+        if (lua_type(L, data) != LUA_TNUMBER)
+            return fail(L, "protocol", "response data is not a number");
+#if CTC_HAS_INTEGERS
+        {
+            lua_Number v = lua_tonumber(L, data);
+            if (v == floor(v) && fabs(v) < 9007199254740992.0)
+                lua_pushinteger(L, (lua_Integer)v);
+        }
+#endif
+        return 1;
+    default:
+        return read_page(L, data, body, n);
+    }
+}
+
+void ctc_open_response(lua_State *L)
+{
+    /* a private cjson instance: other modules' settings never reach ours */
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "cjson");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "new");
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "decode_invalid_numbers");
+    if (lua_isfunction(L, -1)) {
+        lua_pushboolean(L, 0);
+        lua_call(L, 1, 0);
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, -1, "decode");
+    lua_getfield(L, -2, "null");
+    lua_pushcclosure(L, l_response, 2);
+    lua_setfield(L, -4, "response");
+    lua_pop(L, 2);
+}

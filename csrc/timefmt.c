@@ -1,0 +1,189 @@
+/*
+ * The provider's time format, "yyyy-MM-dd HH:mm:ss" in UTC+8, to and from Unix seconds.
+ * The civil-date arithmetic is done here (Howard Hinnant's days_from_civil / civil_from_days),
+ * so nothing depends on TZ, the C library's time functions or the size of time_t.
+ * Pure functions: no allocation, no globals that change, never read past len.
+ */
+#include "parsers.h"
+
+#define UTC_OFFSET (8 * 3600)
+
+static const char WHY_SHAPE[] = "time must look like yyyy-MM-dd HH:mm:ss";
+static const char WHY_SHORT[] = "time is too short; it must look like yyyy-MM-dd HH:mm:ss";
+static const char WHY_TRAIL[] = "time has characters after yyyy-MM-dd HH:mm:ss";
+static const char WHY_YEAR[] = "year must be 1970-9999";
+static const char WHY_MONTH[] = "month must be 01-12";
+static const char WHY_DAY[] = "day is out of range for the month";
+static const char WHY_FEB29[] = "February 29 exists only in leap years";
+static const char WHY_HOUR[] = "hour must be 00-23";
+static const char WHY_MINUTE[] = "minute must be 00-59";
+static const char WHY_SECOND[] = "second must be 00-59";
+static const char WHY_RANGE[] = "time must be 0 .. 253402271999 (1970-01-01 08:00:00 .. "
+                                "9999-12-31 23:59:59 in UTC+8)";
+static const char WHY_OUTSZ[] = "output buffer too small for a time (20 bytes needed)";
+
+static int is_leap(int64_t y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int days_in_month(int64_t y, int m)
+{
+    static const unsigned char dim[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    return m == 2 && is_leap(y) ? 29 : dim[m - 1];
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (y >= 1 here). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    int64_t era;
+    int64_t yoe;
+    int64_t doy;
+    int64_t doe;
+
+    y -= m <= 2;
+    era = y / 400;                         /* y >= 0: no negative rounding to care about */
+    yoe = y - era * 400;
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    int64_t era;
+    int64_t doe;
+    int64_t yoe;
+    int64_t doy;
+    int64_t mp;
+
+    z += 719468;
+    era = z / 146097;                      /* z >= 0 here */
+    doe = z - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+/* n ASCII digits at s into *v; 0 or -1. */
+static int digits(const char *s, int n, int *v)
+{
+    int i;
+    int x = 0;
+
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        x = x * 10 + (s[i] - '0');
+    }
+    *v = x;
+    return 0;
+}
+
+int ctc_time_parse(const char *s, size_t len, int64_t *epoch, const char **why)
+{
+    const char *dummy;
+    int y, mo, d, h, mi, sec;
+    int64_t days;
+
+    if (why == NULL)
+        why = &dummy;
+    if (s == NULL)
+        len = 0;
+    if (len < CTC_TIME_LEN) {
+        *why = WHY_SHORT;
+        return -1;
+    }
+    if (digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-'
+        || digits(s + 8, 2, &d) || s[10] != ' ' || digits(s + 11, 2, &h) || s[13] != ':'
+        || digits(s + 14, 2, &mi) || s[16] != ':' || digits(s + 17, 2, &sec)) {
+        *why = WHY_SHAPE;
+        return -1;
+    }
+    if (len > CTC_TIME_LEN) {
+        *why = WHY_TRAIL;
+        return -1;
+    }
+    if (y < 1970) {
+        *why = WHY_YEAR;
+        return -1;
+    }
+    if (mo < 1 || mo > 12) {
+        *why = WHY_MONTH;
+        return -1;
+    }
+    if (d < 1 || d > days_in_month(y, mo)) {
+        *why = (mo == 2 && d == 29) ? WHY_FEB29 : WHY_DAY;
+        return -1;
+    }
+    if (h > 23) {
+        *why = WHY_HOUR;
+        return -1;
+    }
+    if (mi > 59) {
+        *why = WHY_MINUTE;
+        return -1;
+    }
+    if (sec > 59) {
+        *why = WHY_SECOND;
+        return -1;
+    }
+    days = days_from_civil(y, mo, d);
+    if (epoch != NULL)
+        *epoch = days * 86400 + (int64_t)h * 3600 + mi * 60 + sec - UTC_OFFSET;
+    return 0;
+}
+
+static void put(char *out, int64_t v, int n)
+{
+    int i;
+
+    for (i = n - 1; i >= 0; i--) {
+        out[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+int ctc_time_format(int64_t epoch, char *out, size_t outsz, const char **why)
+{
+    const char *dummy;
+    int64_t local;
+    int64_t days;
+    int64_t secs;
+    int64_t y;
+    int m, d;
+
+    if (why == NULL)
+        why = &dummy;
+    if (out == NULL || outsz < CTC_TIME_LEN + 1) {
+        if (out != NULL && outsz > 0)
+            out[0] = '\0';
+        *why = WHY_OUTSZ;
+        return -1;
+    }
+    if (epoch < 0 || epoch > CTC_TIME_MAX_EPOCH) {
+        out[0] = '\0';
+        *why = WHY_RANGE;
+        return -1;
+    }
+    local = epoch + UTC_OFFSET;
+    days = local / 86400;
+    secs = local % 86400;
+    civil_from_days(days, &y, &m, &d);
+    put(out, y, 4);
+    out[4] = '-';
+    put(out + 5, m, 2);
+    out[7] = '-';
+    put(out + 8, d, 2);
+    out[10] = ' ';
+    put(out + 11, secs / 3600, 2);
+    out[13] = ':';
+    put(out + 14, secs / 60 % 60, 2);
+    out[16] = ':';
+    put(out + 17, secs % 60, 2);
+    out[19] = '\0';
+    return 0;
+}

@@ -1,0 +1,92 @@
+--- Error values of clicktocall.
+-- Every failure of the public API is `nil, err` with `err` one of these:
+-- a table with kind, message, retryable, sent (always present), and status,
+-- code, code_name, retry_after where they apply. tostring(err) reads
+-- "[kind] message" or "[network][CURLE_COULDNT_CONNECT] message (7)".
+
+local setmetatable = setmetatable
+local getmetatable = getmetatable
+local tostring = tostring
+local type = type
+local format = string.format
+
+local _M = {}
+
+local KINDS = {
+  argument = true, network = true, timeout = true, http = true,
+  api = true, protocol = true, duplicate = true,
+}
+_M.KINDS = KINDS
+
+local mt = {}
+mt.__index = mt
+
+function mt.__tostring(e)
+  if e.code_name then
+    return format("[%s][%s] %s (%s)", e.kind, e.code_name, e.message, tostring(e.code))
+  end
+  return format("[%s] %s", e.kind, e.message)
+end
+
+local function default_retryable(kind, status)
+  if kind == "network" or kind == "timeout" then
+    return true
+  end
+  if kind == "http" then
+    return status == 429 or (status ~= nil and status >= 500 and status ~= 501)
+  end
+  return false
+end
+
+--- new(kind, message [, fields]) -> err
+-- fields: status, sent, retryable, code, code_name, retry_after.
+function _M.new(kind, message, fields)
+  fields = fields or {}
+  local sent = fields.sent
+  if sent == nil then
+    sent = kind ~= "argument" and kind ~= "duplicate"
+  end
+  local retryable = fields.retryable
+  if retryable == nil then
+    retryable = default_retryable(kind, fields.status)
+  end
+  return setmetatable({
+    kind = kind,
+    message = message,
+    status = fields.status,
+    retryable = retryable and true or false,
+    sent = sent and true or false,
+    code = fields.code,
+    code_name = fields.code_name,
+    retry_after = fields.retry_after,
+  }, mt)
+end
+
+function _M.argument(message)
+  return _M.new("argument", message, { sent = false, retryable = false })
+end
+
+function _M.is_error(v)
+  return type(v) == "table" and getmetatable(v) == mt
+end
+
+--- Turns what a transport returned as its error into an error value.
+-- A transport may return a string or a table { kind, message, sent, ... };
+-- anything unknown counts as a network failure that may have been sent.
+function _M.from_transport(terr)
+  if type(terr) ~= "table" then
+    return _M.new("network", terr ~= nil and tostring(terr) or "the transport failed without a message",
+                  { sent = true })
+  end
+  local kind = KINDS[terr.kind] and terr.kind or "network"
+  local sent = terr.sent
+  if sent == nil then
+    sent = true -- unknown: assume the worst, a dial must never be sent twice
+  end
+  return _M.new(kind, tostring(terr.message or "the transport failed"), {
+    sent = sent, status = terr.status, code = terr.code, code_name = terr.code_name,
+    retryable = kind == "network" or kind == "timeout",
+  })
+end
+
+return _M

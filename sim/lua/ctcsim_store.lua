@@ -1,0 +1,384 @@
+-- ctcsim_store: the simulator's data (customers, balances, binds, call records),
+-- all of it kept in the lua_shared_dict "ctcsim" so every worker sees the same state.
+--
+-- Call records live in "segments", numbered 1..nseg in increasing id order:
+--   seeded range:  "s|<first_id>|<count>|<t0>|<t1>|<recorded a/1/0>|<user_data>"
+--                  record i (first_id <= i < first_id+count) ends at t0 + floor((i-first)*(t1-t0)/(count-1))
+--                  and is synthesized from a formula on demand (1,000,000 records cost one key)
+--   dialled call:  "d|<id>|<end_time>|<user_data>"  with the record's JSON under "rec:<id>"
+local util = require "ctcsim_util"
+
+local ngx = ngx
+local dict = util.dict
+local tonumber, tostring, type = tonumber, tostring, type
+local floor, ceil, min, max = math.floor, math.ceil, math.min, math.max
+local fmt = string.format
+local md5 = ngx.md5
+
+local M = {}
+
+local SESSION_BASE = 300000000   -- sessionId suffix = SESSION_BASE + id (so the id can be read back)
+
+-- customers and balances ------------------------------------------------------
+
+function M.init()
+  local cfg = util.config
+  dict:add("known:" .. cfg.user_data, true)
+  dict:add("bal:" .. cfg.user_data, cfg.balance)
+  dict:add("next_id", 0)
+  dict:add("nseg", 0)
+  dict:add("rec_count", 0)
+  dict:add("clock_offset", 0)
+end
+
+function M.is_known(ud)
+  return dict:get("known:" .. ud) == true
+end
+
+function M.add_customer(ud)
+  dict:set("known:" .. ud, true)
+  dict:add("bal:" .. ud, util.config.balance)
+end
+
+function M.balance(ud)
+  return dict:get("bal:" .. ud) or 0
+end
+
+function M.set_balance(ud, n)
+  M.add_customer(ud)
+  dict:set("bal:" .. ud, n)
+end
+
+-- binds -------------------------------------------------------------------------
+
+local function bind_key(ud, seat) return "bind:" .. ud .. "\t" .. seat end
+
+function M.bind(ud, seat, phone)
+  local ok, err = dict:safe_set(bind_key(ud, seat), phone)
+  if not ok then return nil, err end
+  return true
+end
+
+function M.bound_phone(ud, seat)
+  return dict:get(bind_key(ud, seat))
+end
+
+function M.list_binds()
+  local out = {}
+  for _, k in ipairs(dict:get_keys(0)) do
+    local ud, seat = k:match("^bind:(.-)\t(.*)$")
+    if ud then
+      local phone = dict:get(k)
+      if phone then out[#out + 1] = { user_data = ud, seat = seat, phone = phone } end
+    end
+  end
+  table.sort(out, function(a, b) return a.user_data .. "\t" .. a.seat < b.user_data .. "\t" .. b.seat end)
+  return out
+end
+
+function M.list_balances()
+  local out = {}
+  for _, k in ipairs(dict:get_keys(0)) do
+    local ud = k:match("^known:(.*)$")
+    if ud then out[ud] = M.balance(ud) end
+  end
+  return out
+end
+
+-- options -------------------------------------------------------------------------
+
+function M.dial_recorded()
+  local v = dict:get("opt:dial_recorded")
+  if v == nil then return true end
+  return v
+end
+
+-- segments ------------------------------------------------------------------------
+
+local function parse_seg(s)
+  if not s then return nil end
+  if s:byte(1) == 115 then -- "s"
+    local first, count, t0, t1, rec, ud = s:match("^s|(%d+)|(%d+)|(%-?%d+)|(%-?%d+)|(%w)|(.*)$")
+    first, count = tonumber(first), tonumber(count)
+    return { kind = "s", first = first, last = first + count - 1, count = count,
+             t0 = tonumber(t0), t1 = tonumber(t1), rec = rec, ud = ud }
+  else
+    local id, tend, ud = s:match("^d|(%d+)|(%-?%d+)|(.*)$")
+    id = tonumber(id)
+    return { kind = "d", first = id, last = id, count = 1, t0 = tonumber(tend), t1 = tonumber(tend), ud = ud }
+  end
+end
+
+local function get_seg(k)
+  return parse_seg(dict:get("seg:" .. k))
+end
+
+-- smallest segment index whose last id >= id (nseg + 1 when none)
+local function find_seg(id)
+  local lo, hi = 1, dict:get("nseg") or 0
+  local n = hi
+  while lo <= hi do
+    local mid = floor((lo + hi) / 2)
+    local seg = get_seg(mid)
+    if not seg then return n + 1 end
+    if seg.last >= id then hi = mid - 1 else lo = mid + 1 end
+  end
+  return lo
+end
+
+-- end time of the k-th (0-based) record of a seeded segment
+local function seg_time(seg, k)
+  if seg.count <= 1 then return seg.t0 end
+  return seg.t0 + floor(k * (seg.t1 - seg.t0) / (seg.count - 1))
+end
+
+-- smallest k in [0, count) with seg_time(k) >= t (count when none)
+local function seg_lower(seg, t)
+  local lo, hi = 0, seg.count - 1
+  while lo <= hi do
+    local mid = floor((lo + hi) / 2)
+    if seg_time(seg, mid) >= t then hi = mid - 1 else lo = mid + 1 end
+  end
+  return lo
+end
+
+-- largest k with seg_time(k) <= t (-1 when none)
+local function seg_upper(seg, t)
+  local lo, hi = 0, seg.count - 1
+  while lo <= hi do
+    local mid = floor((lo + hi) / 2)
+    if seg_time(seg, mid) <= t then lo = mid + 1 else hi = mid - 1 end
+  end
+  return lo - 1
+end
+
+-- record synthesis ----------------------------------------------------------------
+
+local function uuid_from(h)
+  return h:sub(1, 8) .. "-" .. h:sub(9, 12) .. "-4" .. h:sub(14, 16) .. "-a" .. h:sub(18, 20) .. "-" .. h:sub(21, 32)
+end
+
+function M.session_id(uuid, id)
+  return uuid .. "_" .. tostring(SESSION_BASE + id)
+end
+
+function M.id_from_session(sid)
+  local digits = type(sid) == "string" and sid:match("^[%x%-]+_(%d+)$")
+  if not digits then return nil end
+  local id = tonumber(digits) - SESSION_BASE
+  if id < 1 then return nil end
+  return id
+end
+
+-- the fields of seeded record `id` (all derived from the id and its segment)
+local function seeded_fields(seg, id)
+  local tend = seg_time(seg, id - seg.first)
+  local dur = 10 + (id * 7919) % 290
+  local recorded
+  if seg.rec == "a" then recorded = (id % 10 ~= 0) else recorded = (seg.rec == "1") end
+  local sid = M.session_id(uuid_from(md5("ctcsim-seed:" .. id)), id)
+  return tend, dur, recorded, sid
+end
+
+local function seeded_record(seg, id)
+  local tend, dur, recorded, sid = seeded_fields(seg, id)
+  return {
+    id = id,
+    sessionId = sid,
+    userData = seg.ud,
+    setingNbr = fmt("PP%010d", 7568000000 + id % 1000),
+    direction = "0",
+    callerNum = fmt("+86138%08d", id % 100000000),
+    calleeNum = fmt("+86139%08d", (id * 7) % 100000000),
+    callOutAnswerTime = util.fmt_time(tend - dur - 8),
+    fwdAnswerTime = util.fmt_time(tend - dur),
+    callEndTime = util.fmt_time(tend),
+    duration = tostring(dur),
+    callmin = ceil(dur / 60),
+    recordFlag = recorded and "1" or "0",
+  }, tend
+end
+
+-- the same record as JSON text, built directly (the hot path of paging); ud_json is the encoded userData
+local SEEDED_FMT = '{"id":%d,"sessionId":"%s","userData":%s,"setingNbr":"PP%010d","direction":"0",'
+  .. '"callerNum":"+86138%08d","calleeNum":"+86139%08d","callEndTime":"%s","callOutAnswerTime":"%s",'
+  .. '"fwdAnswerTime":"%s","recordFlag":"%s",%s"duration":"%d","callmin":%d}'
+
+local function seeded_json(seg, id, ud_json, base_json)
+  local tend, dur, recorded, sid = seeded_fields(seg, id)
+  local url = ""
+  if recorded then url = '"recordFileDownloadUrl":"' .. base_json .. '/recordings/' .. sid .. '.wav",' end
+  return fmt(SEEDED_FMT, id, sid, ud_json, 7568000000 + id % 1000, id % 100000000, (id * 7) % 100000000,
+    util.fmt_time(tend), util.fmt_time(tend - dur - 8), util.fmt_time(tend - dur),
+    recorded and "1" or "0", url, dur, ceil(dur / 60))
+end
+
+local function dialled_record(id)
+  local s = dict:get("rec:" .. id)
+  if not s then return nil end
+  return util.decode(s)
+end
+
+-- a dialled record as JSON text (stored encoded; the URL is spliced in)
+local function dialled_json(id, base_json)
+  local s = dict:get("rec:" .. id)
+  if not s then return nil end
+  if s:find('"recordFlag":"1"', 1, true) then
+    local sid = s:match('"sessionId":"([^"]*)"')
+    s = s:sub(1, -2) .. ',"recordFileDownloadUrl":"' .. base_json .. '/recordings/' .. sid .. '.wav"}'
+  end
+  return s
+end
+
+-- JSON text of a string value, without the quotes
+local function json_inner(str)
+  local j = util.encode(str)
+  return j:sub(2, -2)
+end
+
+-- a record by id (plus its end time), or nil
+function M.get_record(id)
+  local k = find_seg(id)
+  local seg = get_seg(k)
+  if not seg or seg.first > id then return nil end
+  if seg.kind == "s" then return seeded_record(seg, id) end
+  local rec = dialled_record(id)
+  return rec, seg.t0
+end
+
+-- records of user `ud` with id > max_id and end time in [t_start, t_end], ascending, at most `limit`,
+-- as a list of JSON texts
+function M.query(ud, max_id, t_start, t_end, limit, base)
+  local out = {}
+  if t_start > t_end then return out end
+  local ud_json = util.encode(ud)
+  local base_json = json_inner(base)
+  local nseg = dict:get("nseg") or 0
+  local k = find_seg(max_id + 1)
+  local from_id = max_id + 1
+  local n = 0
+  while k <= nseg and n < limit do
+    local seg = get_seg(k)
+    if not seg then break end
+    if seg.ud == ud then
+      if seg.kind == "s" then
+        local lo = seg_lower(seg, t_start)
+        local hi = seg_upper(seg, t_end)
+        local a = max(seg.first + lo, from_id)
+        local b = min(seg.first + hi, a + (limit - n) - 1)
+        for id = a, b do
+          n = n + 1
+          out[n] = seeded_json(seg, id, ud_json, base_json)
+        end
+      elseif seg.first >= from_id and seg.t0 >= t_start and seg.t0 <= t_end then
+        local rec = dialled_json(seg.first, base_json)
+        if rec then
+          n = n + 1
+          out[n] = rec
+        end
+      end
+    end
+    k = k + 1
+  end
+  return out
+end
+
+-- synthetic records (used by the "stuck_ids" fault), as JSON text
+function M.synthetic_record(id, ud, base)
+  local t = floor(util.now())
+  local seg = { kind = "s", first = id, last = id, count = 1, t0 = t, t1 = t, rec = "1", ud = ud }
+  return seeded_json(seg, id, util.encode(ud), json_inner(base))
+end
+
+-- appending (callers hold the lock) -------------------------------------------------
+
+local function append_seg(s)
+  local k = (dict:get("nseg") or 0) + 1
+  local ok, err = dict:safe_set("seg:" .. k, s)
+  if not ok then return nil, err end
+  dict:set("nseg", k)
+  return k
+end
+
+-- seed `count` records; returns first_id, last_id
+function M.seed(count, t0, t1, ud, recorded)
+  return util.with_lock(function()
+    local first = (dict:get("next_id") or 0) + 1
+    local rec = recorded == nil and "a" or (recorded and "1" or "0")
+    local ok, err = append_seg(fmt("s|%d|%d|%d|%d|%s|%s", first, count, t0, t1, rec, ud))
+    if not ok then return nil, "state full: " .. tostring(err) end
+    dict:set("next_id", first + count - 1)
+    dict:incr("rec_count", count, 0)
+    return first, first + count - 1
+  end)
+end
+
+-- place a call: checks the balance, creates the record, charges the talk time.
+-- returns sessionId or nil, message
+function M.dial(ud, seat, caller, callee)
+  return util.with_lock(function()
+    local bal = M.balance(ud)
+    if bal <= 0 then return nil, "余额不足，无法呼叫 (balance used up)" end
+    local id = (dict:get("next_id") or 0) + 1
+    local dur = tonumber(dict:get("opt:dial_duration")) or (10 + (id * 7) % 50)
+    local now = floor(util.now())
+    local t_caller, t_callee = now + 3, now + 8   -- caller answers, then the callee; the talk lasts dur
+    local tend = t_callee + dur
+    local uuid = uuid_from(md5(fmt("ctcsim-dial:%d:%s:%d:%s", id, tostring(ngx.now()), ngx.worker.pid(),
+                                   tostring(math.random()))))
+    local sid = M.session_id(uuid, id)
+    local recorded = M.dial_recorded()
+    local rec = {
+      id = id,
+      sessionId = sid,
+      userData = ud,
+      setingNbr = seat,
+      direction = "0",
+      callerNum = caller,
+      calleeNum = callee,
+      callOutAnswerTime = util.fmt_time(t_caller),
+      fwdAnswerTime = util.fmt_time(t_callee),
+      callEndTime = util.fmt_time(tend),
+      duration = tostring(dur),
+      callmin = ceil(dur / 60),
+      recordFlag = recorded and "1" or "0",
+    }
+    local ok, err = dict:safe_set("rec:" .. id, util.encode(rec))
+    if not ok then return nil, "系统繁忙 (simulator state full: " .. tostring(err) .. ")" end
+    ok, err = append_seg(fmt("d|%d|%d|%s", id, tend, ud))
+    if not ok then
+      dict:delete("rec:" .. id)
+      return nil, "系统繁忙 (simulator state full: " .. tostring(err) .. ")"
+    end
+    dict:set("next_id", id)
+    dict:incr("rec_count", 1, 0)
+    dict:set("bal:" .. ud, max(0, bal - dur))
+    return sid
+  end)
+end
+
+-- reset everything except the id counter (ids keep increasing across resets)
+function M.reset()
+  return util.with_lock(function()
+    local next_id = dict:get("next_id") or 0
+    local log_seq = dict:get("log_seq") or 0
+    dict:flush_all()
+    dict:flush_expired()
+    dict:set("__lock", true, 5)  -- still ours until with_lock releases it
+    dict:set("next_id", next_id)
+    dict:set("log_seq", log_seq)
+    dict:set("log_base", log_seq)
+    M.init()
+    return true
+  end)
+end
+
+function M.counts()
+  return {
+    record_count = dict:get("rec_count") or 0,
+    last_id = dict:get("next_id") or 0,
+    segments = dict:get("nseg") or 0,
+  }
+end
+
+return M

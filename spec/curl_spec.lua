@@ -1,0 +1,222 @@
+-- The real libcurl transport against a real nginx on loopback.
+local h = require "spec.helpers"
+local nginx = require "spec.helpers.nginx"
+local clicktocall = require "clicktocall"
+local core = require "clicktocall.core"
+
+local HTTP = [[
+lua_shared_dict seen 1m;
+server {
+  listen 127.0.0.1:${port1};
+  keepalive_requests 10000;
+  location = /management/customer/isallow {
+    content_by_lua_block {
+      ngx.req.read_body()
+      local seen = ngx.shared.seen
+      seen:incr("balance", 1, 0)
+      seen:set("conn:" .. ngx.var.connection, true)
+      ngx.header["Content-Type"] = "application/json"
+      ngx.say('{"meta":{"success":true,"message":"ok"},"data":', ngx.var.connection, '}')
+    }
+  }
+  location = /rest/voiceCall/api {
+    content_by_lua_block {
+      ngx.req.read_body()
+      local seen = ngx.shared.seen
+      local n = seen:incr("dial", 1, 0)
+      seen:set("dial_body", ngx.req.get_body_data())
+      seen:set("dial_auth", ngx.var.http_authorization)
+      if ngx.var.arg_drop == "1" or seen:get("drop_dials") then
+        return ngx.exit(444) -- read the dial, then close without a byte
+      end
+      ngx.say('{"meta":{"success":true,"message":"ok"},"data":"sid-', n, '"}')
+    }
+  }
+  location = /slow/management/customer/isallow {
+    content_by_lua_block { ngx.sleep(5) ngx.say('{"meta":{"success":true},"data":1}') }
+  }
+  location = /huge/management/customer/isallow {
+    content_by_lua_block {
+      local chunk = string.rep("x", 65536)
+      ngx.print('{"meta":{"success":true},"data":"')
+      for _ = 1, 64 do ngx.print(chunk) ngx.flush(true) end
+      ngx.print('"}')
+    }
+  }
+  location = /biglen/management/customer/isallow {
+    content_by_lua_block {
+      ngx.header["Content-Length"] = 50 * 1024 * 1024
+      ngx.print("{") ngx.flush(true) ngx.sleep(2)
+    }
+  }
+  location = /redirect/management/customer/isallow { return 302 /management/customer/isallow; }
+  location = /counts {
+    content_by_lua_block {
+      local seen, conns = ngx.shared.seen, 0
+      for _, k in ipairs(seen:get_keys(0)) do if k:find("^conn:") then conns = conns + 1 end end
+      ngx.say(require("cjson").encode { balance = seen:get("balance") or 0, dial = seen:get("dial") or 0,
+        conns = conns, dial_body = seen:get("dial_body"), dial_auth = seen:get("dial_auth") })
+    }
+  }
+  location = /reset { content_by_lua_block { ngx.shared.seen:flush_all() ngx.say("ok") } }
+  location = /drop-dials { content_by_lua_block { ngx.shared.seen:set("drop_dials", true) ngx.say("ok") } }
+}
+]]
+
+describe("libcurl transport", function()
+  local srv
+
+  local function counts()
+    local t = core.curl_transport()
+    local res = assert(t:perform { method = "GET", url = srv:url("/counts") })
+    t:close()
+    return h.decode(res.body)
+  end
+
+  local function client(opts)
+    local o = { base_url = srv:url(""), app_secret = h.SECRET, user_data = h.USER_DATA, sleep = function() end }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return assert(clicktocall.new(o))
+  end
+
+  setup(function()
+    local err
+    srv, err = nginx.start { http = HTTP }
+    assert(srv, err)
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+  end)
+
+  before_each(function()
+    local t = core.curl_transport()
+    assert(t:perform { method = "GET", url = srv:url("/reset") })
+    t:close()
+  end)
+
+  it("makes a real call: headers and body arrive as built", function()
+    local sid = client():dial { caller = "13500000002", callee = "0755-28000123", seat = "PP1" }
+    assert.equal("sid-1", sid)
+    local c = counts()
+    assert.equal(h.SECRET_B64, c.dial_auth)
+    assert.equal('{"callerNbr":"+8613500000002","calleeNbr":"+8675528000123","userData":"'
+                 .. h.USER_DATA .. '","setingNbr":"PP1"}', c.dial_body)
+  end)
+
+  it("keeps one connection alive over 100 calls (counted by the server)", function()
+    local c = client()
+    local first
+    for i = 1, 100 do
+      local conn = assert(c:balance())
+      first = first or conn
+      assert.equal(first, conn, "call " .. i .. " used another connection")
+    end
+    local seen = counts()
+    assert.equal(100, seen.balance)
+    assert.equal(1, seen.conns)
+  end)
+
+  it("a refused port is a network error with sent = false, and is retried", function()
+    local port = nginx.free_port()
+    local events = {}
+    local c = assert(clicktocall.new { base_url = "http://127.0.0.1:" .. port, app_secret = "S", user_data = "u",
+      sleep = function() end, on_event = function(e) events[#events + 1] = e.type end })
+    local v, err = c:balance()
+    assert.is_nil(v)
+    assert.equal("network", err.kind)
+    assert.is_false(err.sent)
+    assert.is_true(err.retryable)
+    assert.equal("CURLE_COULDNT_CONNECT", err.code_name)
+    assert.matches("^%[network%]%[CURLE_COULDNT_CONNECT%] .+ %(7%)$", tostring(err))
+    local retries = 0
+    for _, e in ipairs(events) do if e == "retry" then retries = retries + 1 end end
+    assert.equal(2, retries)
+  end)
+
+  it("a refused dial is retried (nothing was sent), never more than retries", function()
+    local c = assert(clicktocall.new { base_url = "http://127.0.0.1:" .. nginx.free_port(), app_secret = "S",
+      user_data = "u", sleep = function() end })
+    local sid, err = c:dial { caller = "13500000002", callee = "13500000003", seat = "P" }
+    assert.is_nil(sid)
+    assert.is_false(err.sent)
+  end)
+
+  it("a slow answer is a timeout that returns within about the timeout", function()
+    local c = client { base_url = srv:url("/slow"), timeout = 1, retries = 0 }
+    local t0 = core.now()
+    local v, err = c:balance()
+    local took = core.now() - t0
+    assert.is_nil(v)
+    assert.equal("timeout", err.kind)
+    assert.is_true(err.sent)
+    assert.is_true(took >= 0.9 and took < 2.5, "took " .. took)
+  end)
+
+  it("a body over max_body is a protocol error, cut off while receiving", function()
+    local c = client { base_url = srv:url("/huge"), max_body = 256 * 1024, retries = 0 }
+    local v, err = c:balance()
+    assert.is_nil(v)
+    assert.equal("protocol", err.kind)
+    assert.matches("max_body", err.message)
+  end)
+
+  it("a Content-Length over max_body is refused before the body comes", function()
+    local c = client { base_url = srv:url("/biglen"), max_body = 1024 * 1024, retries = 0 }
+    local t0 = core.now()
+    local v, err = c:balance()
+    assert.is_nil(v)
+    assert.equal("protocol", err.kind)
+    assert.is_true(core.now() - t0 < 1.5)
+  end)
+
+  it("does not follow redirects on API calls", function()
+    local c = client { base_url = srv:url("/redirect"), retries = 0 }
+    local v, err = c:balance()
+    assert.is_nil(v)
+    assert.equal("http", err.kind)
+    assert.equal(302, err.status)
+    assert.equal(0, counts().balance)
+  end)
+
+  it("refuses file:// and other schemes in the transport itself", function()
+    local t = core.curl_transport()
+    for _, url in ipairs { "file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1/" } do
+      local res, err = t:perform { method = "GET", url = url }
+      assert.is_nil(res)
+      assert.equal("protocol", err.kind)
+      assert.is_false(err.sent)
+    end
+    t:close()
+  end)
+
+  it("never sends a dial twice when the server reads it and closes a reused connection", function()
+    local c = client { retries = 5 }
+    assert(c:balance()) -- opens the keep-alive connection the dial will reuse
+    local t = core.curl_transport()
+    assert(t:perform { method = "GET", url = srv:url("/drop-dials") })
+    t:close()
+    local sid, err = c:dial { caller = "13500000002", callee = "13500000003", seat = "PP1" }
+    assert.is_nil(sid)
+    assert.is_true(err.sent)
+    assert.equal(1, counts().dial)
+  end)
+
+  it("a closed transport raises on use; closing is idempotent", function()
+    local t = core.curl_transport()
+    t:close()
+    t:close()
+    assert.matches("closed", tostring(t))
+    assert.has_error(function() t:perform { method = "GET", url = srv:url("/counts") } end)
+  end)
+
+  it("releases the handle when the client is collected", function()
+    for _ = 1, 200 do
+      local c = client()
+      assert(c:balance())
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.equal(200, counts().balance)
+  end)
+end)

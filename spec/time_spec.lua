@@ -1,0 +1,71 @@
+-- Time arguments: "yyyy-MM-dd HH:mm:ss" strings or Unix seconds, in the provider's clock (UTC+8).
+local h = require "spec.helpers"
+local clicktocall = require "clicktocall"
+
+local function body_of(args)
+  local client, m = h.client { h.page(1, 0) }
+  local recs, err = client:records_page(args)
+  return recs and h.decode(m.requests[1].body), err, m
+end
+
+describe("time arguments", function()
+  it("pass a valid string through unchanged", function()
+    local body = body_of { start_time = "2024-02-29 23:59:59", end_time = "2024-03-01 00:00:00" }
+    assert.equal("2024-02-29 23:59:59", body.starTime)
+    assert.equal("2024-03-01 00:00:00", body.endTime)
+  end)
+
+  it("format Unix seconds in UTC+8, whatever the machine's TZ", function()
+    assert.equal("1970-01-01 08:00:00", clicktocall.format_time(0))
+    assert.equal("2000-01-01 00:00:00", clicktocall.format_time(946656000))
+    assert.equal("2019-03-25 10:23:52", clicktocall.format_time(1553480632))
+  end)
+
+  it("round-trip: a string and its Unix seconds give the same wire text", function()
+    local a = body_of { start_time = "2019-03-25 10:23:52", end_time = 1553480632 }
+    assert.equal(a.starTime, a.endTime)
+  end)
+
+  it("drop fractions of a second (ngx.now() gives them)", function()
+    assert.equal("1970-01-01 08:00:01", clicktocall.format_time(1.75))
+  end)
+
+  local bad = {
+    { "2019-02-29 00:00:00", "not a leap year" },
+    { "2019-13-01 00:00:00", "month 13" },
+    { "2019-04-31 00:00:00", "April 31" },
+    { "2019-03-25 24:00:00", "hour 24" },
+    { "2019-03-25 10:60:00", "minute 60" },
+    { "2019-03-25T10:23:52", "ISO T separator" },
+    { "2019-3-25 10:23:52", "one-digit month" },
+    { "2019-03-25 10:23:52 ", "trailing space" },
+    { "2019-03-25", "date only" },
+    { "", "empty" },
+    { -1, "negative seconds" },
+    { 0 / 0, "NaN" },
+    { math.huge, "infinity" },
+    { true, "a boolean" },
+  }
+  for _, case in ipairs(bad) do
+    it("refuse " .. case[2] .. ", sending nothing", function()
+      local body, err, m = body_of { start_time = case[1], end_time = "2030-01-01 00:00:00" }
+      assert.is_nil(body)
+      assert.equal("argument", err.kind)
+      assert.matches("start_time", err.message)
+      assert.equal(0, #m.requests)
+    end)
+  end
+
+  it("refuse a missing end_time", function()
+    local body, err = body_of { start_time = 0 }
+    assert.is_nil(body)
+    assert.matches("field 'end_time' is missing", err.message)
+  end)
+
+  it("refuse start after end, and accept start equal to end", function()
+    local body, err = body_of { start_time = 100, end_time = 99 }
+    assert.is_nil(body)
+    assert.matches("after end_time", err.message)
+    assert.is_table(body_of { start_time = 100, end_time = 100 })
+  end)
+end)
