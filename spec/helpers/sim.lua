@@ -1,0 +1,82 @@
+--- Starts the bundled provider simulator (sim/) on a free loopback port for a spec.
+--   local sim = require "spec.helpers.sim"
+--   local s = assert(sim.start())          -- s.base_url, s.secret, s.user_data
+--   s:post("/_sim/seed", { count = 250, start_time = ..., end_time = ... })
+--   s:fault { path = "/rest/voiceCall/api", kind = "drop" }
+--   s:requests()                           -- the simulator's request log
+--   s:stop()
+local nginx = require "spec.helpers.nginx"
+local core = require "clicktocall.core"
+local cjson = require("cjson").new()
+
+local M = {}
+M.SECRET = "TEST"
+M.USER_DATA = "4e2239c5-a6e6-4201-a072-8342e29c3ae3"
+
+local sim_mt = {}
+sim_mt.__index = sim_mt
+
+local function shell(cmd)
+  -- children must not inherit a sanitizer runtime preloaded into the spec runner
+  local p = io.popen("env -u LD_PRELOAD " .. cmd .. " 2>&1")
+  local out = p:read("*a")
+  local ok, _, code = p:close()
+  if type(ok) == "number" then ok = ok == 0 end -- Lua 5.1
+  return ok == true or code == 0, out
+end
+
+function M.start(opts)
+  opts = opts or {}
+  local port = nginx.free_port()
+  local prefix = os.tmpname()
+  os.remove(prefix)
+  local env = ("CTC_SIM_PORT=%d CTC_SIM_PREFIX=%s CTC_SIM_WORKERS=%d"):format(port, prefix, opts.workers or 2)
+  local ok, out = shell(env .. " " .. nginx.repo_root() .. "/sim/run start")
+  if not ok then
+    return nil, "sim/run start failed: " .. out
+  end
+  local s = setmetatable({
+    base_url = out:match("(http://[^\n]+)%s*$"), env = env, secret = M.SECRET, user_data = M.USER_DATA,
+    http = core.curl_transport(), prefix = prefix,
+  }, sim_mt)
+  return s
+end
+
+--- POST a control call; returns the decoded answer (raises on failure: specs want to stop there).
+function sim_mt:post(path, body)
+  local res, err = self.http:perform { method = "POST", url = self.base_url .. path,
+    headers = { ["Content-Type"] = "application/json" }, body = body and cjson.encode(body) or "{}",
+    max_body = 64 * 1024 * 1024 }
+  assert(res, err and err.message)
+  assert(res.status == 200, path .. " answered " .. res.status .. ": " .. res.body)
+  return cjson.decode(res.body)
+end
+
+function sim_mt:get(path)
+  local res, err = self.http:perform { method = "GET", url = self.base_url .. path, max_body = 64 * 1024 * 1024 }
+  assert(res, err and err.message)
+  return cjson.decode(res.body)
+end
+
+function sim_mt:reset() return self:post("/_sim/reset") end
+function sim_mt:fault(f) return self:post("/_sim/fault", f) end
+
+--- The request log, optionally only the entries for one path.
+function sim_mt:requests(uri)
+  local all, out = self:get("/_sim/requests"), {}
+  for _, r in ipairs(all.requests or all) do
+    if uri == nil or r.uri == uri then out[#out + 1] = r end
+  end
+  return out
+end
+
+function sim_mt:stop()
+  if self.http then
+    self.http:close()
+    self.http = nil
+    shell(self.env .. " " .. nginx.repo_root() .. "/sim/run stop")
+    os.execute("rm -rf '" .. self.prefix .. "'")
+  end
+end
+
+return M
