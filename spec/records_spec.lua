@@ -190,6 +190,26 @@ describe("records", function()
     assert.is_nil(it())
   end)
 
+  it("on 5.4, breaking out of the loop closes the iterator (its closing value)", function()
+    local client = h.client({}, nil, provider(250))
+    local step, _, _, closer = client:records(WINDOW)
+    assert.is_table(getmetatable(closer))
+    assert.is_function(getmetatable(closer).__close)
+    if _VERSION == "Lua 5.4" then
+      local f = assert(load([[
+        local step, state, ctl, closer = ...
+        for rec in step, state, ctl, closer do
+          if rec.id == 30 then break end
+        end
+      ]]))
+      f(step, nil, nil, closer)
+      assert.is_nil(step()) -- closed: no more records, no more requests
+    else
+      getmetatable(closer).__close()
+      assert.is_nil(step())
+    end
+  end)
+
   it("retries a failed page like any idempotent call", function()
     local client, m = h.client { h.page(1, 100), h.raw(503, ""), h.page(101, 3) }
     local n = 0

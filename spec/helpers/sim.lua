@@ -18,7 +18,7 @@ sim_mt.__index = sim_mt
 
 local function shell(cmd)
   -- children must not inherit a sanitizer runtime preloaded into the spec runner
-  local p = io.popen("env -u LD_PRELOAD " .. cmd .. " 2>&1")
+  local p = io.popen("unset LD_PRELOAD; " .. cmd .. " 2>&1")
   local out = p:read("*a")
   local ok, _, code = p:close()
   if type(ok) == "number" then ok = ok == 0 end -- Lua 5.1

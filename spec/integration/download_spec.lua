@@ -17,14 +17,14 @@ local function write(path, s)
 end
 
 local function sha256_of(path)
-  local p = io.popen("sha256sum '" .. path .. "'")
+  local p = io.popen("unset LD_PRELOAD; sha256sum '" .. path .. "'")
   local out = p:read("*a")
   p:close()
   return out:match("^(%x+)")
 end
 
 local function entries(dir)
-  local p = io.popen("ls -A '" .. dir .. "'")
+  local p = io.popen("unset LD_PRELOAD; ls -A '" .. dir .. "'")
   local names = {}
   for line in p:lines() do names[#names + 1] = line end
   p:close()

@@ -74,7 +74,8 @@ describe("against the simulator #integration", function()
   end)
 
   it("a wrong secret is refused by the provider (api), and the secret is not in the error", function()
-    local other = assert(clicktocall.new { base_url = s.base_url, app_secret = "WRONG-secret", user_data = s.user_data })
+    local other = assert(clicktocall.new { base_url = s.base_url, app_secret = "WRONG-secret",
+                                           user_data = s.user_data })
     local v, err = other:balance()
     assert.is_nil(v)
     assert.equal("api", err.kind)

@@ -29,6 +29,10 @@
 --
 -- Pool names are scheme:host:port:v|nv, so a connection verified for one purpose is never handed to a
 -- request that asked for something else. Redirects are never followed (the client handles 3xx).
+-- TLS: cosockets trust only lua_ssl_trusted_certificate; for a host name the certificate must name it (SNI is
+-- sent); for an IP-literal host ngx_lua can verify the chain only (it matches names, never IP addresses).
+-- A pooled connection the server closed between requests fails the next request with sent = true (bytes
+-- were written): the client retries idempotent calls, never a dial.
 
 local ngx = ngx
 local type = type

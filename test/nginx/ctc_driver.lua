@@ -1,0 +1,146 @@
+-- Driver for spec/ngx_transport_spec.lua: runs clicktocall.transport.ngx inside nginx and answers JSON.
+local cjson = require "cjson.safe"
+local ngx_transport = require "clicktocall.transport.ngx"
+local dial_guard = require "clicktocall.dial_guard"
+
+local _M = {}
+
+local function vm_hwm_kb()
+  local f = io.open("/proc/self/status")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match("VmHWM:%s*(%d+)"))
+end
+
+local function summarize(res, err)
+  if not res then
+    return { ok = false, err = { kind = err.kind, message = err.message, sent = err.sent } }
+  end
+  local out = { ok = true, status = res.status, headers = res.headers, body_len = #res.body }
+  if #res.body <= 65536 then
+    out.body = res.body
+  end
+  return out
+end
+
+-- One call of the transport as described by a decoded JSON spec:
+-- { req = {...}, opts = {...}, sink_file = path|nil, sink_fail_after = n|nil }
+local function run(spec)
+  local transport, terr = ngx_transport.new(spec.opts or {})
+  if not transport then
+    return { ok = false, new_err = terr }
+  end
+  local req = spec.req or {}
+  local f
+  if spec.sink_file then
+    f = assert(io.open(spec.sink_file, "wb"))
+    local calls = 0
+    req.sink = function(chunk)
+      calls = calls + 1
+      if spec.sink_fail_after and calls > spec.sink_fail_after then
+        return nil, "disk full (simulated)"
+      end
+      return f:write(chunk)
+    end
+  end
+  local hwm0 = vm_hwm_kb()
+  local t0 = ngx_transport.now()
+  local res, err = transport(req)
+  local out = summarize(res, err)
+  out.elapsed = ngx_transport.now() - t0
+  out.hwm_before_kb, out.hwm_after_kb = hwm0, vm_hwm_kb()
+  out.lua_kb = collectgarbage("count")
+  out.pid = ngx.worker.pid()
+  if f then f:close() end
+  return out
+end
+
+function _M.drive()
+  ngx.req.read_body()
+  local spec = cjson.decode(ngx.req.get_body_data() or "{}") or {}
+  local results = {}
+  for i = 1, spec.n or 1 do
+    results[i] = run(spec)
+  end
+  ngx.say(cjson.encode(spec.n and results or results[1]))
+end
+
+function _M.drive_in_timer()
+  local semaphore = require "ngx.semaphore"
+  ngx.req.read_body()
+  local spec = cjson.decode(ngx.req.get_body_data() or "{}") or {}
+  local sema = semaphore.new()
+  local out
+  local ok, err = ngx.timer.at(0, function(premature)
+    if premature then return end
+    out = run(spec)
+    out.phase = ngx.get_phase()
+    sema:post(1)
+  end)
+  if not ok then
+    ngx.say(cjson.encode({ ok = false, timer_err = err }))
+    return
+  end
+  sema:wait(30)
+  ngx.say(cjson.encode(out))
+end
+
+local function store(name, value)
+  ngx.shared.ctc_results:set(name, cjson.encode(value))
+end
+
+function _M.in_phase(name, port)
+  local transport = assert(ngx_transport.new())
+  local res, err = transport{ method = "GET", url = "http://127.0.0.1:" .. port .. "/json", timeout = 2 }
+  local out = summarize(res, err)
+  out.phase = ngx.get_phase()
+  store(name, out)
+end
+
+function _M.init_worker(port)
+  -- in init_worker itself: must fail with the phase named, never raise
+  local ok, e = pcall(_M.in_phase, "init_worker", port)
+  if not ok then store("init_worker", { raised = tostring(e) }) end
+  -- from a timer started there: must work
+  ngx.timer.at(0, function(premature)
+    if premature then return end
+    local t0 = ngx_transport.now()
+    ngx_transport.sleep(0.01)
+    local slept = ngx_transport.now() - t0
+    local tok, te = pcall(_M.in_phase, "timer", port)
+    if not tok then store("timer", { raised = tostring(te) }) return end
+    local v = cjson.decode(ngx.shared.ctc_results:get("timer"))
+    v.slept = slept
+    store("timer", v)
+  end)
+end
+
+function _M.results()
+  local dict = ngx.shared.ctc_results
+  local out = {}
+  for _, k in ipairs(dict:get_keys(0)) do
+    out[k] = cjson.decode(dict:get(k))
+  end
+  ngx.say(cjson.encode(out))
+end
+
+function _M.click()
+  local a = ngx.req.get_uri_args()
+  local guard, err = dial_guard.new(a.dict or "clicktocall_dials", tonumber(a.window) or 10)
+  if not guard then
+    ngx.say(cjson.encode({ new_err = err }))
+    return
+  end
+  if a.delay then ngx.sleep(tonumber(a.delay)) end
+  local ok, cerr = guard:check(a.caller, a.callee, a.seat)
+  ngx.say(cjson.encode({ ok = ok or false, err = cerr, pid = ngx.worker.pid() }))
+end
+
+function _M.release()
+  local a = ngx.req.get_uri_args()
+  local guard = assert(dial_guard.new("clicktocall_dials", 10))
+  ngx.say(cjson.encode({ ok = guard:release(a.caller, a.callee, a.seat) }))
+end
+
+return _M
