@@ -4,7 +4,12 @@
  * same headers clicktocall sends; the body is collected into a buffer (as any
  * client must) but not parsed. Prints "<calls per second>" on stdout.
  *
- *   raw_curl URL BODY AUTHORIZATION N
+ *   raw_curl URL BODY AUTHORIZATION N [readcb]
+ *
+ * With "readcb" the body goes through a read callback whose seek callback
+ * cannot rewind, as clicktocall sends a dial (so that libcurl can never re-send
+ * it on a fresh connection): libcurl then writes the headers and the body in
+ * two send()s instead of one. That is the floor for that design.
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -33,6 +38,25 @@ static size_t on_write(char *p, size_t size, size_t nitems, void *ud)
     return n;
 }
 
+typedef struct { const char *p; size_t len, pos; } src;
+
+static size_t on_read(char *dst, size_t size, size_t nitems, void *ud)
+{
+    src *s = ud;
+    size_t n = size * nitems, left = s->len - s->pos;
+    if (n > left)
+        n = left;
+    memcpy(dst, s->p + s->pos, n);
+    s->pos += n;
+    return n;
+}
+
+static int on_seek(void *ud, curl_off_t offset, int origin)
+{
+    (void)ud; (void)offset; (void)origin;
+    return CURL_SEEKFUNC_CANTSEEK;
+}
+
 static double now(void)
 {
     struct timespec ts;
@@ -42,12 +66,14 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: raw_curl URL BODY AUTHORIZATION N\n");
+    if (argc != 5 && !(argc == 6 && strcmp(argv[5], "readcb") == 0)) {
+        fprintf(stderr, "usage: raw_curl URL BODY AUTHORIZATION N [readcb]\n");
         return 2;
     }
     const char *url = argv[1], *body = argv[2];
     long n = atol(argv[4]);
+    int readcb = argc == 6;
+    src body_src = { body, strlen(body), 0 };
     char auth[512];
     snprintf(auth, sizeof auth, "Authorization: %s", argv[3]);
 
@@ -65,7 +91,13 @@ int main(int argc, char **argv)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    if (readcb) {
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(e, CURLOPT_READDATA, &body_src);
+        curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
+    } else {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    }
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
@@ -74,6 +106,7 @@ int main(int argc, char **argv)
     double t0 = now();
     for (long i = 0; i < n; i++) {
         b.len = 0;
+        body_src.pos = 0;
         CURLcode rc = curl_easy_perform(e);
         long status = 0;
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);

@@ -164,6 +164,8 @@ for _, op in ipairs { "dial", "balance" } do
     { "clicktocall (libcurl transport, keep-alive)", "a." .. op .. ".ctc" },
     { "clicktocall, candidate tree (proposed patch; see below)", "a." .. op .. ".cand" },
     { "C program calling libcurl directly (keep-alive; the floor)", "a." .. op .. ".raw" },
+    { "the same C program, body through a non-rewindable read callback (informational)",
+      "a." .. op .. ".raw_readcb" },
     { "LuaSocket `socket.http` + lua-cjson (no keep-alive: socket.http closes)", "a." .. op .. ".socket" },
     { "LuaSocket TCP, hand-written HTTP/1.1 keep-alive + lua-cjson (informational)", "a." .. op .. ".socket_ka" },
     { "one `curl` process a call", "a." .. op .. ".curlproc" },
@@ -181,7 +183,11 @@ for _, op in ipairs { "dial", "balance" } do
   end
 end
 for _, op in ipairs { "dial", "balance" } do
-  local r = ratio("a." .. op .. ".ctc", "a." .. op .. ".socket_ka")
+  local r = ratio("a." .. op .. ".ctc", "a." .. op .. ".raw_readcb")
+  if r then
+    w("| ", op, ": clicktocall / C libcurl with read callback (no target) | – | ", string.format("%.2f", r), " | | |")
+  end
+  r = ratio("a." .. op .. ".ctc", "a." .. op .. ".socket_ka")
   if r then
     w("| ", op, ": clicktocall / LuaSocket keep-alive (no target) | – | ", string.format("%.2f", r), " | | |")
   end
@@ -259,12 +265,16 @@ w("One nginx worker with ngx_lua (LuaJIT core from `make LUA_VERSION=luajit`) in
 w("")
 table_rows({
   { "location dialing through clicktocall, transport \"ngx\"", "c.ctc" },
+  { "location dialing through the candidate tree's clicktocall (proposed patch)", "c.cand" },
   { "location with proxy_pass to the same upstream", "c.proxy" },
 }, "requests/s")
 w("")
 w("| target (c) | want | ratio | per round | |")
 w("|---|---:|---:|---:|---|")
 target_row("transport ngx / proxy_pass", "c.ctc", "c.proxy", 0.8)
+if series["c.cand"] then
+  target_row("candidate: transport ngx / proxy_pass", "c.cand", "c.proxy", 0.8)
+end
 w("")
 
 local notes = lines(notes_file)
@@ -283,5 +293,12 @@ for _, v in ipairs(verdicts) do
   w("- ", v)
 end
 w("")
+
+-- the hand-written profile analysis (bench/PROFILE.md), kept next to the figures it explains
+local prof = io.open((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/PROFILE.md")
+if prof then
+  w(prof:read("a"))
+  prof:close()
+end
 
 io.write(table.concat(out, "\n"), "\n")

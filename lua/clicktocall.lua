@@ -548,7 +548,6 @@ function client_mt:download_recording(rec, path)
       if not res then
         e = errors.from_transport(e)
         e.message = redact(st, e.message)
-        e.kind = e.kind == "argument" and "argument" or e.kind
       elseif res.status < 200 or res.status > 299 then
         eres, e = res, new_error(st, "http", format("the recording server answered HTTP %d", res.status),
                                  { status = res.status })

@@ -46,6 +46,13 @@ local _M = { _VERSION = "0.1.0" }
 
 _M.NGINX = os.getenv("CTC_NGINX") or "nginx"
 
+local RUN_AS_ROOT = (function()
+  local p = io.popen("id -u")
+  local uid = p:read("*l")
+  p:close()
+  return uid == "0"
+end)()
+
 local MODULES = "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n" ..
                 "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\n"
 
@@ -217,6 +224,9 @@ function _M.start(opts)
     return table.concat({
       MODULES,
       "worker_processes " .. tostring(opts.workers or 1) .. ";",
+      -- as root, workers would run as nobody and could not read a checkout under a 0700 directory
+      -- (mktemp -d, CI's clone): keep them as the user who started nginx
+      RUN_AS_ROOT and "user root;" or "",
       "daemon on;",
       "master_process on;",
       "pid " .. prefix .. "/logs/nginx.pid;",

@@ -115,6 +115,17 @@ describe("faults over the real wire #integration", function()
     assert.equal(1, #s:requests(DIAL_PATH))
   end)
 
+  for _, kind in ipairs { "not_json", "truncated", "no_meta", "wrong_data", "huge", "api_error" } do
+    it("a dial answered with " .. kind .. " fails and is sent exactly once", function()
+      s:fault { path = DIAL_PATH, kind = kind, count = 5, bytes = 10 * 1024 * 1024, message = "x" }
+      local sid, err = client:dial(DIAL)
+      assert.is_nil(sid)
+      assert.is_true(err.sent)
+      assert.equal(1, #s:requests(DIAL_PATH))
+      assert.equal(0, #sleeps)
+    end)
+  end
+
   it("a dropped balance is retried on a new connection", function()
     s:fault { path = BALANCE_PATH, kind = "drop", count = 1 }
     assert.is_number(client:balance())
