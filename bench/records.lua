@@ -5,6 +5,8 @@
 --           socket  LuaSocket's socket.http + lua-cjson paging by maxId, the same pages
 --           decode  the same pages fetched once into memory (not timed), then only cjson.decode
 --                   and the walk over the records are timed: the decode limit
+--           decode_hot  the same over the first 10 pages only, cycled until N records: the bodies stay
+--                   in the CPU caches, as a body just received does (an upper bound of the limit)
 --           rss     like ctc, then prints the peak RSS (VmHWM, KiB) instead of a rate
 --           dump    fetches the pages of N records and writes them to the file arg[4] for
 --                   bench/replay.lua ("<maxId asked> <length>\n<body>\n" each); prints the page count
@@ -106,11 +108,11 @@ local function socket_run()
   return dt
 end
 
-local function decode_run()
+local function decode_run(hot)
   local cjson = require "cjson"
   local fetch = socket_fetcher()
   local pages, max_id = {}, 0
-  for p = 1, math.ceil(n / 100) do
+  for p = 1, hot and math.min(10, math.ceil(n / 100)) or math.ceil(n / 100) do
     local body = fetch(max_id)
     pages[p] = body
     max_id = tonumber(body:match('.*"id":(%d+)'))
@@ -119,8 +121,9 @@ local function decode_run()
   now()
   local t0 = now()
   local count, last = 0, 0
-  for p = 1, #pages do
-    local data = decode(pages[p]).data
+  local np = #pages
+  for p = 1, math.ceil(n / 100) do
+    local data = decode(pages[(p - 1) % np + 1]).data
     for i = 1, #data do
       count = count + 1
       last = data[i].id
@@ -135,8 +138,8 @@ if mode == "ctc" then
   io.write(string.format("%.1f\n", n / ctc_run()))
 elseif mode == "socket" then
   io.write(string.format("%.1f\n", n / socket_run()))
-elseif mode == "decode" then
-  local dt, count = decode_run()
+elseif mode == "decode" or mode == "decode_hot" then
+  local dt, count = decode_run(mode == "decode_hot")
   io.write(string.format("%.1f\n", count / dt))
 elseif mode == "dump" then
   local f = assert(io.open(assert(arg[4], "dump: file expected"), "wb"))

@@ -105,6 +105,13 @@ local function w(...)
   out[#out + 1] = table.concat({ ... })
 end
 
+local function skipped(group)
+  if meta.only and not ("," .. meta.only .. ","):find("," .. group .. ",", 1, true) then
+    w("*Not run in this invocation (`--only ", meta.only, "`).*")
+    w("")
+  end
+end
+
 local verdicts = {}
 local function target_row(what, a, b, want)
   local r, lo, hi = ratio(a, b)
@@ -153,6 +160,7 @@ w("")
 
 w("## (a) Small calls, sequential, one process")
 w("")
+skipped("a")
 w("Upstream: a static nginx (`return 200 '{...}'`, 1 worker, keepalive_requests 10,000,000). ",
   meta.small_n or "?", " calls per contender per round (one `curl` process a call: ", meta.curlproc_n or "?",
   " calls), ", meta.rounds or "?", " rounds, after 20 warm-up calls.")
@@ -200,6 +208,7 @@ w("")
 
 w("## (b) Record streaming")
 w("")
+skipped("b")
 
 w(num(tonumber(meta.rec_n)), " records (", num((tonumber(meta.rec_n) or 0) / 100),
   " pages of 100, ≈48 KB each) per contender per round, ", meta.rounds or "?",
@@ -217,13 +226,17 @@ table_rows({
   { "LuaSocket `socket.http` + lua-cjson, same paging, replay", "b.replay.socket" },
   { "clicktocall `client:records`, sim", "b.sim.ctc" },
   { "LuaSocket `socket.http` + lua-cjson, sim", "b.sim.socket" },
-  { "lua-cjson decoding the same pages from memory (the decode limit)", "b.decode" },
+  { "lua-cjson decoding the same pages from memory (the decode limit; 48 MB of bodies)", "b.decode" },
+  { "lua-cjson decoding the first 10 pages, cycled (bodies in the CPU caches; upper bound)", "b.decode_hot" },
 }, "records/s")
 w("")
 w("| target (b) | want | ratio | per round | |")
 w("|---|---:|---:|---:|---|")
 target_row("replay: clicktocall / LuaSocket+cjson", "b.replay.ctc", "b.replay.socket", 2.0)
 target_row("replay: clicktocall / decode limit", "b.replay.ctc", "b.decode", 0.8)
+w("| replay: clicktocall / cached-pages decode (no target) | – | ",
+  ratio("b.replay.ctc", "b.decode_hot") and string.format("%.2f", (ratio("b.replay.ctc", "b.decode_hot"))) or "–",
+  " | | |")
 if series["b.replay.cand"] then
   target_row("replay: candidate / LuaSocket+cjson", "b.replay.cand", "b.replay.socket", 2.0)
   target_row("replay: candidate / decode limit", "b.replay.cand", "b.decode", 0.8)
@@ -257,6 +270,7 @@ w("")
 
 w("## (c) OpenResty: transport \"ngx\" vs proxy_pass")
 w("")
+skipped("c")
 w("One nginx worker with ngx_lua (LuaJIT core from `make LUA_VERSION=luajit`) in front of the static upstream: ",
   "`/ctc` dials through a `clicktocall.new{ transport = \"ngx\" }` client made once per worker (init_worker), ",
   "`/proxy` proxy_passes the same POST to the same upstream (upstream keepalive 64, HTTP/1.1). ",

@@ -32,6 +32,8 @@
 typedef struct exchange {
     CURL *easy;
     struct curl_slist *headers;
+    ctc_buf hdr_key;       /* "name: value\n" lines x->headers was built from */
+    ctc_buf hdr_next;      /* the same for the request being prepared */
     ctc_buf url;
     ctc_buf req_body;
     size_t req_pos;
@@ -137,6 +139,8 @@ static void exchange_release(exchange *x)
     }
     curl_slist_free_all(x->headers);
     x->headers = NULL;
+    ctc_buf_free(&x->hdr_key);
+    ctc_buf_free(&x->hdr_next);
     ctc_buf_free(&x->url);
     ctc_buf_free(&x->req_body);
     ctc_buf_free(&x->head);
@@ -218,6 +222,7 @@ static void exchange_prepare(lua_State *L, exchange *x, int req, int download)
     size_t n;
     const char *s;
     struct curl_slist *list = NULL;
+    int resend_safe;
 
     ctc_buf_reset(&x->head);
     ctc_buf_reset(&x->body);
@@ -226,8 +231,7 @@ static void exchange_prepare(lua_State *L, exchange *x, int req, int download)
     x->body_read = x->too_large = x->write_failed = 0;
     x->bytes = 0;
     x->errbuf[0] = '\0';
-    curl_slist_free_all(x->headers);
-    x->headers = NULL;
+    ctc_buf_reset(&x->hdr_next);
 
     lua_getfield(L, req, "url");
     s = luaL_checklstring(L, -1, &n);
@@ -242,27 +246,46 @@ static void exchange_prepare(lua_State *L, exchange *x, int req, int download)
         luaL_error(L, "out of memory");
     lua_pop(L, 1);
 
-    /* "Expect:" off: a 100-continue round trip only adds latency here */
-    x->headers = curl_slist_append(NULL, "Expect:");
-    if (x->headers == NULL)
-        luaL_error(L, "out of memory");
     lua_getfield(L, req, "headers");
     if (lua_istable(L, -1)) {
         int t = lua_gettop(L);
         lua_pushnil(L);
         while (lua_next(L, t) != 0) {
-            const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
+            size_t kn, vn;
+            const char *k = lua_tolstring(L, -2, &kn), *v = lua_tolstring(L, -1, &vn);
             if (k == NULL || v == NULL || strpbrk(k, "\r\n:") || strpbrk(v, "\r\n"))
                 luaL_error(L, "request header names and values must be strings without CR, LF");
-            lua_pushfstring(L, "%s: %s", k, v);
-            list = curl_slist_append(x->headers, lua_tostring(L, -1));
-            if (list == NULL)
+            if (ctc_buf_append(&x->hdr_next, k, kn) != 0 || ctc_buf_append(&x->hdr_next, ": ", 2) != 0 ||
+                ctc_buf_append(&x->hdr_next, v, vn) != 0 || ctc_buf_append(&x->hdr_next, "\n", 1) != 0)
                 luaL_error(L, "out of memory");
-            x->headers = list;
-            lua_pop(L, 2);
+            lua_pop(L, 1);
         }
     }
     lua_pop(L, 1);
+    /* the same headers as the last request (the usual case): keep its list */
+    if (x->headers == NULL || x->hdr_next.len != x->hdr_key.len ||
+        (x->hdr_next.len > 0 && memcmp(x->hdr_next.data, x->hdr_key.data, x->hdr_next.len) != 0)) {
+        char *line, *nl;
+        ctc_buf tmp;
+        curl_slist_free_all(x->headers);
+        x->headers = NULL;
+        ctc_buf_reset(&x->hdr_key);
+        /* "Expect:" off: a 100-continue round trip only adds latency here */
+        x->headers = curl_slist_append(NULL, "Expect:");
+        if (x->headers == NULL)
+            luaL_error(L, "out of memory");
+        for (line = x->hdr_next.data; line != NULL && (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+            *nl = '\0';
+            list = curl_slist_append(x->headers, line);
+            *nl = '\n';
+            if (list == NULL)
+                luaL_error(L, "out of memory");
+            x->headers = list;
+        }
+        tmp = x->hdr_key; /* swap: what the list now holds becomes the key */
+        x->hdr_key = x->hdr_next;
+        x->hdr_next = tmp;
+    }
 
     lua_getfield(L, req, "max_body");
     x->max_body = lua_isnumber(L, -1) ? (curl_off_t)lua_tonumber(L, -1) : CTC_DEFAULT_MAX_BODY;
@@ -277,8 +300,16 @@ static void exchange_prepare(lua_State *L, exchange *x, int req, int download)
     curl_easy_setopt(x->easy, CURLOPT_MAXREDIRS, (long)CTC_MAX_REDIRECTS);
     curl_easy_setopt(x->easy, CURLOPT_MAXFILESIZE_LARGE,
                      (curl_off_t)(download || x->max_body < 0 ? 0 : x->max_body));
+    lua_getfield(L, req, "resend_safe");
+    resend_safe = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
+        /* A request that may go twice (not a dial) hands libcurl its body, which
+         * libcurl then sends in the same packet as the headers; a dial goes through
+         * the read callback that cannot rewind (see the file header). */
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS,
+                         resend_safe && x->req_body.len > 0 ? x->req_body.data : NULL);
         curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req_body.len);
     } else if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
@@ -289,6 +320,24 @@ static void exchange_prepare(lua_State *L, exchange *x, int req, int download)
 }
 
 /* ================= results ================= */
+
+/* Pushes s[0..n) in lower case: header names are case-insensitive. */
+static void push_lower(lua_State *L, const char *s, size_t n)
+{
+    char name[128];
+    size_t j;
+    if (n <= sizeof name) { /* the usual case: lower-cased on the C stack, one push */
+        for (j = 0; j < n; j++)
+            name[j] = (char)((s[j] >= 'A' && s[j] <= 'Z') ? s[j] + 32 : s[j]);
+        lua_pushlstring(L, name, n);
+    } else {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (j = 0; j < n; j++)
+            luaL_addchar(&b, (char)((s[j] >= 'A' && s[j] <= 'Z') ? s[j] + 32 : s[j]));
+        luaL_pushresult(&b);
+    }
+}
 
 static void push_headers(lua_State *L, const ctc_buf *head)
 {
@@ -305,12 +354,8 @@ static void push_headers(lua_State *L, const ctc_buf *head)
             line_end--;
         colon = memchr(p, ':', (size_t)(line_end - p));
         if (colon != NULL && colon > p && memcmp(p, "HTTP/", 5) != 0) {
-            luaL_Buffer b;
-            const char *k, *v;
-            luaL_buffinit(L, &b);
-            for (k = p; k < colon; k++)
-                luaL_addchar(&b, (char)((*k >= 'A' && *k <= 'Z') ? *k + 32 : *k));
-            luaL_pushresult(&b);
+            const char *v;
+            push_lower(L, p, (size_t)(colon - p));
             for (v = colon + 1; v < line_end && (*v == ' ' || *v == '\t'); v++)
                 ;
             lua_pushvalue(L, -1);
@@ -329,14 +374,17 @@ static void push_headers(lua_State *L, const ctc_buf *head)
     }
 }
 
-static void push_response(lua_State *L, exchange *x)
+static void push_response(lua_State *L, exchange *x, int headers)
 {
     long status = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     lua_createtable(L, 0, 5);
     lua_pushinteger(L, status);
     lua_setfield(L, -2, "status");
-    push_headers(L, &x->head);
+    if (headers || status < 200 || status > 299)
+        push_headers(L, &x->head);
+    else
+        lua_createtable(L, 0, 0); /* a 2xx the caller reads no header of */
     lua_setfield(L, -2, "headers");
     lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
     lua_setfield(L, -2, "body");
@@ -447,12 +495,16 @@ static int l_perform(lua_State *L)
 {
     transport *t = check_open(L);
     CURLcode rc;
+    int want;
     luaL_checktype(L, 2, LUA_TTABLE);
     exchange_prepare(L, &t->x, 2, 0);
     rc = curl_easy_perform(t->x.easy);
     if (rc != CURLE_OK)
         return push_error(L, &t->x, rc);
-    push_response(L, &t->x);
+    lua_getfield(L, 2, "want_headers");
+    want = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    push_response(L, &t->x, want);
     ctc_buf_reset(&t->x.body);
     return 1;
 }
@@ -525,7 +577,7 @@ static int l_download(lua_State *L)
         lua_setfield(L, -2, "sent");
         return 2;
     }
-    push_response(L, x);
+    push_response(L, x, 1);
     lua_pushnumber(L, (lua_Number)x->bytes);
     lua_setfield(L, -2, "bytes");
     if (is_success(x)) {

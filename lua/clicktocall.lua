@@ -216,55 +216,72 @@ local function check_response(st, res)
   return nil
 end
 
--- Runs once(attempt) -> res | nil, err until it succeeds or must stop.
+-- Runs once(st, op, request, asked) -> res | nil, err until it succeeds or must stop.
 -- once returns (value, value2) on success, or nil, err, res.
-local function with_retries(st, idempotent, request, once)
+-- Events (and their tables and clock reads) are made only when there is an on_event hook.
+local function with_retries(st, idempotent, request, once, op, asked)
   local attempt = 0
+  local on_event = st.on_event
   while true do
     attempt = attempt + 1
-    emit(st, { type = "request", method = request.method, url = request.url, attempt = attempt })
-    local t0 = st.now()
-    local a, b, res = once(attempt)
-    local elapsed = st.now() - t0
+    local t0
+    if on_event then
+      emit(st, { type = "request", method = request.method, url = request.url, attempt = attempt })
+      t0 = st.now()
+    end
+    local a, b, res = once(st, op, request, asked)
+    local elapsed = on_event and st.now() - t0
     if a ~= nil then
-      emit(st, { type = "response", method = request.method, url = request.url, attempt = attempt,
-                 status = res and res.status, elapsed = elapsed })
+      if on_event then
+        emit(st, { type = "response", method = request.method, url = request.url, attempt = attempt,
+                   status = res and res.status, elapsed = elapsed })
+      end
       return a, b
     end
     local err = b
-    emit(st, { type = "response", method = request.method, url = request.url, attempt = attempt,
-               status = err.status, elapsed = elapsed, error = tostring(err) })
+    if on_event then
+      emit(st, { type = "response", method = request.method, url = request.url, attempt = attempt,
+                 status = err.status, elapsed = elapsed, error = tostring(err) })
+    end
     local delay = retry_delay(st, err, attempt, idempotent, res)
     if not delay then
       return nil, err
     end
-    emit(st, { type = "retry", method = request.method, url = request.url, attempt = attempt,
-               status = err.status, elapsed = elapsed, error = tostring(err), delay = delay })
+    if on_event then
+      emit(st, { type = "retry", method = request.method, url = request.url, attempt = attempt,
+                 status = err.status, elapsed = elapsed, error = tostring(err), delay = delay })
+    end
     st.sleep(delay)
   end
+end
+
+local function api_once(st, op, request, asked)
+  local res, terr = st.send(request)
+  if not res then
+    local e = errors.from_transport(terr)
+    e.message = redact(st, e.message)
+    return nil, e
+  end
+  local bad = check_response(st, res)
+  if bad then
+    return nil, bad
+  end
+  local v1, v2, v3 = core.response(op, res.status, res.body, asked)
+  if v1 == nil then
+    return nil, new_error(st, v2, v3, { status = res.status, sent = true }), res
+  end
+  return v1, v2, res
 end
 
 local function api_exchange(st, op, request, asked)
   request.timeout = st.timeout
   request.connect_timeout = st.connect_timeout
   request.max_body = st.max_body
-  return with_retries(st, op ~= "dial", request, function()
-    local res, terr = st.send(request)
-    if not res then
-      local e = errors.from_transport(terr)
-      e.message = redact(st, e.message)
-      return nil, e
-    end
-    local bad = check_response(st, res)
-    if bad then
-      return nil, bad
-    end
-    local v1, v2, v3 = core.response(op, res.status, res.body, asked)
-    if v1 == nil then
-      return nil, new_error(st, v2, v3, { status = res.status, sent = true }), res
-    end
-    return v1, v2, res
-  end)
+  -- only a dial must never be re-sent by the transport itself (see csrc/curl.c)
+  request.resend_safe = op ~= "dial"
+  -- the headers of a 2xx answer are never read here (Retry-After matters only on failures)
+  request.want_headers = false
+  return with_retries(st, op ~= "dial", request, api_once, op, asked)
 end
 
 local function state_of(self, fname)
