@@ -509,6 +509,21 @@ static int l_perform(lua_State *L)
     return 1;
 }
 
+/* nil, { kind, message = <the string on top>, sent }: a failure not from libcurl */
+static int push_plain_error(lua_State *L, const char *kind, int sent)
+{
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    lua_createtable(L, 0, 3);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "message");
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    lua_pushboolean(L, sent);
+    lua_setfield(L, -2, "sent");
+    return 2;
+}
+
 static void push_hex(lua_State *L, const unsigned char *d, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -539,15 +554,8 @@ static int l_download(lua_State *L)
     exchange_prepare(L, x, 2, 1);
     x->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (x->fd < 0) {
-        lua_pushnil(L);
-        lua_createtable(L, 0, 4);
         lua_pushfstring(L, "could not create %s: %s", tmp, strerror(errno));
-        lua_setfield(L, -2, "message");
-        lua_pushliteral(L, "argument");
-        lua_setfield(L, -2, "kind");
-        lua_pushboolean(L, 0);
-        lua_setfield(L, -2, "sent");
-        return 2;
+        return push_plain_error(L, "argument", 0);
     }
     ctc_sha256_init(&x->sha);
     rc = curl_easy_perform(x->easy);
@@ -567,15 +575,8 @@ static int l_download(lua_State *L)
     if (rc != CURLE_OK || x->write_failed)
         return push_error(L, x, rc != CURLE_OK ? rc : CURLE_WRITE_ERROR);
     if (!ok) {
-        lua_pushnil(L);
-        lua_createtable(L, 0, 4);
         lua_pushfstring(L, "recording cut short: got %d of %d bytes", (int)x->bytes, (int)expected);
-        lua_setfield(L, -2, "message");
-        lua_pushliteral(L, "network");
-        lua_setfield(L, -2, "kind");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "sent");
-        return 2;
+        return push_plain_error(L, "network", 1);
     }
     push_response(L, x, 1);
     lua_pushnumber(L, (lua_Number)x->bytes);
