@@ -222,20 +222,24 @@ local function _validate_header(name, value)
   return value
 end
 
--- Build the request as a table of strings (cosockets send tables without concatenating them).
-local function _build_request(req, u)
-  local method = req.method
-  local body = req.body
-  local out = { method, " ", u.path, " HTTP/1.1\r\n" }
-  local n = #out
+-- Header names are sent in byte order (a module-level comparator: a closure per request would keep the
+-- request path out of the JIT compiler).
+local function _name_less(a, b)
+  return tostring(a) < tostring(b)
+end
+
+local EMPTY = {}
+
+-- Serialize the caller's headers: the header lines (without Host/Connection/framing added by us), whether
+-- the caller set Host, its Connection value. nil, message for a bad header.
+local function _serialize_headers(headers)
   local names = {}
-  local seen_host, connection = false, nil
-  local headers = req.headers or {}
   for name in pairs(headers) do
     names[#names + 1] = name
   end
-  sort(names, function(a, b) return tostring(a) < tostring(b) end)
-  local lines = {}
+  sort(names, _name_less)
+  local lines, n = {}, 0
+  local seen_host, connection = false, nil
   for i = 1, #names do
     local name = names[i]
     local value, verr = _validate_header(name, headers[name])
@@ -251,203 +255,329 @@ local function _build_request(req, u)
       elseif lname == "connection" then
         connection = value
       end
-      lines[#lines + 1] = name
-      lines[#lines + 1] = ": "
-      lines[#lines + 1] = value
-      lines[#lines + 1] = "\r\n"
+      lines[n + 1], lines[n + 2], lines[n + 3], lines[n + 4] = name, ": ", value, "\r\n"
+      n = n + 4
     end
   end
-  if not seen_host then
-    out[n + 1], out[n + 2], out[n + 3] = "Host: ", u.host_header, "\r\n"
-    n = n + 3
-  end
-  for i = 1, #lines do
-    out[n + i] = lines[i]
-  end
-  n = n + #lines
-  if not connection then
-    out[n + 1] = "Connection: keep-alive\r\n"
-    n = n + 1
-  end
-  if body ~= nil or method == "POST" or method == "PUT" or method == "PATCH" then
-    out[n + 1], out[n + 2], out[n + 3] = "Content-Length: ", tostring(body and #body or 0), "\r\n"
-    n = n + 3
-  end
-  out[n + 1] = "\r\n"
-  if body and #body > 0 then
-    out[n + 2] = body
-  end
-  local wants_close = connection and str_find(str_lower(connection), "close", 1, true) ~= nil
-  return out, wants_close
+  return concat(lines, "", 1, n), seen_host, connection, #names
 end
 
+local MAX_CACHED_HEADERS = 32
+
+-- The header block of the last request is kept per transport with a copy of the headers it was made from:
+-- a request whose headers table holds the same names and values (compared with ==, no allocation) reuses it.
+local function _header_block(self, headers)
+  local c = self.hdr_cache
+  if c then
+    local vals, count = c.values, 0
+    for name, value in pairs(headers) do
+      if vals[name] ~= value then
+        count = -1
+        break
+      end
+      count = count + 1
+    end
+    if count == c.count then
+      return c
+    end
+  end
+  local block, seen_host, connection, count = _serialize_headers(headers)
+  if not block then
+    return nil, seen_host
+  end
+  local wants_close = connection ~= nil and str_find(str_lower(connection), "close", 1, true) ~= nil
+  local entry = {
+    block = block,
+    host_line = not seen_host,
+    connection_line = connection == nil,
+    wants_close = wants_close,
+    count = count,
+    values = {},
+  }
+  if count <= MAX_CACHED_HEADERS then
+    local vals = entry.values
+    for name, value in pairs(headers) do
+      vals[name] = value
+    end
+    self.hdr_cache = entry
+  end
+  return entry
+end
+
+-- The request head and body as one string (or head and body when the body is large): nil, message for a bad
+-- header. Second value: whether the caller asked for Connection: close.
+local BIG_BODY = 65536
+
+local function _build_request(self, req, u)
+  local method = req.method
+  local body = req.body
+  local h, herr = _header_block(self, req.headers or EMPTY)
+  if not h then
+    return nil, herr
+  end
+  local host_line = h.host_line and u.host_line or ""
+  local connection_line = h.connection_line and "Connection: keep-alive\r\n" or ""
+  local length_line = ""
+  if body ~= nil or method == "POST" or method == "PUT" or method == "PATCH" then
+    length_line = "Content-Length: " .. (body and #body or 0) .. "\r\n"
+  end
+  if body and #body > BIG_BODY then
+    return { method .. " " .. u.path .. " HTTP/1.1\r\n" .. host_line .. h.block .. connection_line ..
+             length_line .. "\r\n", body }, h.wants_close
+  end
+  return method .. " " .. u.path .. " HTTP/1.1\r\n" .. host_line .. h.block .. connection_line ..
+         length_line .. "\r\n" .. (body or ""), h.wants_close
+end
+
+-- Separators of a comma-separated header value ("," and %s).
+local function _is_space(b)
+  return b == 32 or (b >= 9 and b <= 13)
+end
+
+-- Whether the comma/space-separated list `value` holds `token` (lower-case) as a whole item.
 local function _has_token(value, token)
   if not value then
     return false
   end
   value = str_lower(value)
-  for item in value:gmatch("[^,%s]+") do
-    if item == token then
+  if value == token then
+    return true
+  end
+  local init = str_find(value, token, 1, true)
+  if not init then
+    return false
+  end
+  local n, tl = #value, #token
+  while true do
+    local s = str_find(value, token, init, true)
+    if not s then
+      return false
+    end
+    local e = s + tl - 1
+    local b1 = s > 1 and str_byte(value, s - 1)
+    local b2 = e < n and str_byte(value, e + 1)
+    if (not b1 or b1 == 44 or _is_space(b1)) and (not b2 or b2 == 44 or _is_space(b2)) then
       return true
     end
+    init = s + 1
   end
-  return false
 end
 
--- The exchange itself. Returns res | nil, err, plus `reusable` (true only after a complete, clean exchange).
--- `state.sent` records whether a byte may have left, for the pcall wrapper.
-local function _exchange(self, sock, req, u, state)
-  local timeout = state.timeout
-  local deadline = state.deadline
-  local connect_ms = state.connect_ms
-  local op_ms = state.op_ms
-  local verify = self.ssl_verify
-
-  local ok, e = sock:connect(u.connect_host, u.port, { pool = state.pool, pool_size = self.pool_size })
-  if not ok then
-    return nil, _connect_error(u, e, math_min(state.connect_timeout, timeout))
+-- All reads go through receiveany() into st.buf (bytes not yet consumed: st.buf:sub(st.pos)): a cosocket's
+-- receive(n) or receive("*l") restarts its read timeout at every byte, so a server trickling bytes could hold a
+-- request past its deadline. receiveany returns as soon as anything arrives, and the deadline is checked before
+-- every read. The helpers below take the per-exchange state table `st` (no closures: the JIT cannot compile
+-- their creation).
+local function _fill(st, what)
+  local sock = st.sock
+  if not _set_timeouts(sock, st.deadline, st.connect_ms, st.op_ms) then
+    return nil, _timeout_err(st.timeout, true, what)
   end
-
-  if u.scheme == "https" and (sock:getreusedtimes() or 0) == 0 then
-    if not _set_timeouts(sock, deadline, connect_ms, op_ms) then
-      return nil, _timeout_err(timeout, false, "before the TLS handshake")
+  local data, rerr = sock:receiveany(CHUNK_SIZE)
+  if not data then
+    if rerr == "timeout" then
+      return nil, _timeout_err(st.timeout, true, what)
     end
-    local sess
-    sess, e = sock:sslhandshake(nil, u.host_name, verify)
-    if not sess then
-      if e == "timeout" then
-        return nil, _err("timeout", false, str_format("the TLS handshake with %s:%d timed out", u.host, u.port))
+    if rerr == "closed" then
+      return nil, _err("network", true, str_format("the connection closed while reading %s", what)),
+             "closed"
+    end
+    return nil, _err("network", true, str_format("reading %s from %s failed: %s", what, st.u.host, tostring(rerr)))
+  end
+  return data
+end
+
+-- The next line as bounds in st.buf: first, last (a trailing CR excluded; last < first for an empty line).
+local function _next_line(st, what)
+  while true do
+    local buf, pos = st.buf, st.pos
+    local nl = str_find(buf, "\n", pos, true)
+    if nl then
+      st.pos = nl + 1
+      local last = nl - 1
+      if last >= pos and str_byte(buf, last) == 13 then
+        last = last - 1
       end
-      return nil, _tls_error(u, e, verify)
+      return pos, last
     end
-  end
-
-  local request_bytes, wants_close = state.request_bytes, state.wants_close
-
-  if not _set_timeouts(sock, deadline, connect_ms, op_ms) then
-    return nil, _timeout_err(timeout, false, "before sending")
-  end
-  state.sent = true
-  local bytes
-  bytes, e = sock:send(request_bytes)
-  if not bytes then
-    if e == "timeout" then
-      return nil, _timeout_err(timeout, true, "sending the request")
+    if #buf - pos + 1 > MAX_HEADER_BYTES then
+      return nil, _err("protocol", true, str_format("a line of the response (%s) is longer than %d bytes",
+                                                    what, MAX_HEADER_BYTES))
     end
-    return nil, _err("network", true, "sending the request to " .. u.host .. " failed: " .. tostring(e))
-  end
-
-  -- All reads go through receiveany() into this buffer: a cosocket's receive(n) or receive("*l") restarts
-  -- its read timeout at every byte, so a server trickling bytes could hold a request past its deadline.
-  -- receiveany returns as soon as anything arrives, and the deadline is checked before every read.
-  local buf, pos = "", 1   -- bytes read and not yet consumed: buf:sub(pos)
-
-  local function fill(what)
-    if not _set_timeouts(sock, deadline, connect_ms, op_ms) then
-      return nil, _timeout_err(timeout, true, what)
-    end
-    local data, rerr = sock:receiveany(CHUNK_SIZE)
+    local data, ferr = _fill(st, what)
     if not data then
-      if rerr == "timeout" then
-        return nil, _timeout_err(timeout, true, what)
-      end
-      if rerr == "closed" then
-        return nil, _err("network", true, str_format("the connection closed while reading %s", what)),
-               "closed"
-      end
-      return nil, _err("network", true, str_format("reading %s from %s failed: %s", what, u.host, tostring(rerr)))
+      return nil, ferr
+    end
+    if pos > #buf then
+      st.buf = data
+    else
+      st.buf = str_sub(buf, pos) .. data
+    end
+    st.pos = 1
+  end
+end
+
+local function _read_line(st, what)
+  local first, last = _next_line(st, what)
+  if not first then
+    return nil, last
+  end
+  return str_sub(st.buf, first, last)
+end
+
+-- Up to `max` bytes of body: what is buffered, else one read. nil, err, "closed" at the end of the stream.
+local function _read_some(st, max, what)
+  local buf, pos = st.buf, st.pos
+  local avail = #buf - pos + 1
+  if avail > 0 then
+    local n = math_min(avail, max)
+    local data = str_sub(buf, pos, pos + n - 1)
+    pos = pos + n
+    if pos > #buf then
+      st.buf, st.pos = "", 1
+    else
+      st.pos = pos
     end
     return data
   end
-
-  local function read_line(what)
-    while true do
-      local nl = str_find(buf, "\n", pos, true)
-      if nl then
-        local line = str_sub(buf, pos, nl - 1)
-        pos = nl + 1
-        if str_byte(line, -1) == 13 then
-          line = str_sub(line, 1, -2)
-        end
-        return line
-      end
-      if #buf - pos + 1 > MAX_HEADER_BYTES then
-        return nil, _err("protocol", true, str_format("a line of the response (%s) is longer than %d bytes",
-                                                      what, MAX_HEADER_BYTES))
-      end
-      local data, ferr = fill(what)
-      if not data then
-        return nil, ferr
-      end
-      buf = str_sub(buf, pos) .. data
-      pos = 1
-    end
+  local data, ferr, cause = _fill(st, what)
+  if not data then
+    return nil, ferr, cause
   end
-
-  -- Up to `max` bytes of body: what is buffered, else one read. nil, err, "closed" at the end of the stream.
-  local function read_some(max, what)
-    local avail = #buf - pos + 1
-    if avail > 0 then
-      local n = math_min(avail, max)
-      local data = str_sub(buf, pos, pos + n - 1)
-      pos = pos + n
-      if pos > #buf then
-        buf, pos = "", 1
-      end
-      return data
-    end
-    local data, ferr, cause = fill(what)
-    if not data then
-      return nil, ferr, cause
-    end
-    if #data > max then
-      buf, pos = data, max + 1
-      return str_sub(data, 1, max)
-    end
-    return data
+  if #data > max then
+    st.buf, st.pos = data, max + 1
+    return str_sub(data, 1, max)
   end
+  return data
+end
 
-  -- Status line (skipping interim 1xx answers) and headers.
-  local status, version, headers
+local function _too_large(st)
+  return _err("protocol", true, str_format("the response body is larger than max_body (%d bytes)", st.max_body))
+end
+
+-- Hand a piece of body to the sink or keep it.
+local function _take(st, chunk)
+  local total = st.total + #chunk
+  st.total = total
+  local sink = st.sink
+  if sink then
+    local sok, r1, r2 = pcall(sink, chunk)
+    if not sok then
+      return nil, _err("protocol", true, "the response body sink raised an error: " .. tostring(r1))
+    end
+    if not r1 then
+      if type(r2) == "table" and r2.kind then
+        return nil, _err(r2.kind, true, tostring(r2.message))
+      end
+      return nil, _err("protocol", true, "the response body sink failed: " .. tostring(r2))
+    end
+    return true
+  end
+  local max_body = st.max_body
+  if max_body and total > max_body then
+    return nil, _too_large(st)
+  end
+  local nparts = st.nparts + 1
+  st.nparts = nparts
+  if nparts == 1 then
+    st.first = chunk
+  else
+    local parts = st.parts
+    if not parts then
+      parts = { st.first }
+      st.parts = parts
+    end
+    parts[nparts] = chunk
+  end
+  return true
+end
+
+local function _malformed_header()
+  return _err("protocol", true, "the response holds a malformed header line")
+end
+
+-- Status line (skipping interim 1xx answers) and headers: status, headers, http11 | nil, err.
+local function _read_head(st)
+  local status, headers, http11
   local header_bytes, header_lines = 0, 0
   while true do
-    local line, rerr = read_line("the status line")
-    if not line then
-      return nil, rerr
+    local s, e = _next_line(st, "the status line")
+    if not s then
+      return nil, e
     end
-    local v, code = str_match(line, "^HTTP/(%d%.%d) (%d%d%d)")
-    if not v then
+    -- "HTTP/d.d ddd"
+    local buf = st.buf
+    local b1, b2, b3, b4, b5, v1, dot, v2, sp, c1, c2, c3 = str_byte(buf, s, s + 11)
+    if e - s < 11 or b1 ~= 72 or b2 ~= 84 or b3 ~= 84 or b4 ~= 80 or b5 ~= 47 or dot ~= 46 or sp ~= 32
+       or v1 < 48 or v1 > 57 or v2 < 48 or v2 > 57
+       or c1 < 48 or c1 > 57 or c2 < 48 or c2 > 57 or c3 < 48 or c3 > 57 then
       return nil, _err("protocol", true, "the server did not answer with an HTTP status line")
     end
-    version, status = v, tonumber(code)
+    http11 = v1 == 49 and v2 == 49
+    status = (c1 - 48) * 100 + (c2 - 48) * 10 + (c3 - 48)
     headers = {}
     local last
     while true do
-      local hline
-      hline, rerr = read_line("the response headers")
-      if not hline then
-        return nil, rerr
+      local err
+      s, e = _next_line(st, "the response headers")
+      if not s then
+        return nil, e
       end
-      if hline == "" then
+      if e < s then
         break
       end
+      buf = st.buf
       header_lines = header_lines + 1
-      header_bytes = header_bytes + #hline
+      header_bytes = header_bytes + (e - s + 1)
       if header_lines > MAX_HEADER_LINES or header_bytes > MAX_HEADER_BYTES then
         return nil, _err("protocol", true, str_format("the response headers exceed %d lines or %d bytes",
                                                       MAX_HEADER_LINES, MAX_HEADER_BYTES))
       end
-      local first = str_sub(hline, 1, 1)
-      if (first == " " or first == "\t") and last then
-        headers[last] = headers[last] .. " " .. str_match(hline, "^%s*(.-)%s*$")
-      else
-        local name, value = str_match(hline, "^([^:%s]+)%s*:%s*(.-)%s*$")
-        if not name then
-          return nil, _err("protocol", true, "the response holds a malformed header line")
+      local first = str_byte(buf, s)
+      if (first == 32 or first == 9) and last then
+        -- a folded continuation line: trimmed, joined with a space
+        local i, j = s, e
+        while i <= j and _is_space(str_byte(buf, i)) do
+          i = i + 1
         end
-        name = str_lower(name)
-        if headers[name] then
-          headers[name] = headers[name] .. ", " .. value
+        while j >= i and _is_space(str_byte(buf, j)) do
+          j = j - 1
+        end
+        headers[last] = headers[last] .. " " .. str_sub(buf, i, j)
+      else
+        -- name [spaces] ":" [spaces] value [spaces]; the name holds neither ":" nor spaces
+        local colon = str_find(buf, ":", s, true)
+        if not colon or colon > e then
+          return nil, _malformed_header()
+        end
+        local ne = colon - 1
+        while ne >= s and _is_space(str_byte(buf, ne)) do
+          ne = ne - 1
+        end
+        if ne < s then
+          return nil, _malformed_header()
+        end
+        for k = s, ne do
+          if _is_space(str_byte(buf, k)) then
+            err = true
+            break
+          end
+        end
+        if err then
+          return nil, _malformed_header()
+        end
+        local i, j = colon + 1, e
+        while i <= j and _is_space(str_byte(buf, i)) do
+          i = i + 1
+        end
+        while j >= i and _is_space(str_byte(buf, j)) do
+          j = j - 1
+        end
+        local name = str_lower(str_sub(buf, s, ne))
+        local value = str_sub(buf, i, j)
+        local prev = headers[name]
+        if prev then
+          headers[name] = prev .. ", " .. value
         else
           headers[name] = value
         end
@@ -461,152 +591,235 @@ local function _exchange(self, sock, req, u, state)
       return nil, _err("protocol", true, "the server switched protocols (101), which this transport does not speak")
     end
   end
+  return status, headers, http11
+end
 
-  local res = { status = status, headers = headers, body = "" }
-  local reusable = version == "1.1" and not wants_close and not _has_token(headers["connection"], "close")
-
-  if req.method == "HEAD" or status == 204 or status == 304 then
-    return res, nil, reusable and pos > #buf
-  end
-
-  local sink = req.sink
-  local max_body = (not sink) and req.max_body or nil
-  local parts, nparts, total = {}, 0, 0
-
-  local function too_large()
-    return _err("protocol", true, str_format("the response body is larger than max_body (%d bytes)", max_body))
-  end
-
-  local function take(chunk)
-    total = total + #chunk
-    if sink then
-      local sok, r1, r2 = pcall(sink, chunk)
-      if not sok then
-        return nil, _err("protocol", true, "the response body sink raised an error: " .. tostring(r1))
-      end
-      if not r1 then
-        if type(r2) == "table" and r2.kind then
-          return nil, _err(r2.kind, true, tostring(r2.message))
+local function _read_chunked(st)
+  while true do
+    local line, rerr = _read_line(st, "a chunk size")
+    if not line then
+      return nil, rerr
+    end
+    local hex = str_match(line, "^%s*(%x+)%s*[;]?")
+    local size = hex and #hex <= 12 and tonumber(hex, 16)
+    if not size then
+      return nil, _err("protocol", true, "the response holds a malformed chunk size line")
+    end
+    if size == 0 then
+      -- trailers, up to the empty line
+      repeat
+        line, rerr = _read_line(st, "the chunked trailer")
+        if not line then
+          return nil, rerr
         end
-        return nil, _err("protocol", true, "the response body sink failed: " .. tostring(r2))
-      end
+      until line == ""
       return true
     end
-    if max_body and total > max_body then
-      return nil, too_large()
+    if st.max_body and st.total + size > st.max_body then
+      return nil, _too_large(st)
     end
-    nparts = nparts + 1
-    parts[nparts] = chunk
-    return true
-  end
-
-  local te = headers["transfer-encoding"]
-  local cl = headers["content-length"]
-  if te and not _has_token(te, "identity") then
-    if not _has_token(te, "chunked") then
-      return nil, _err("protocol", true, "the response uses an unsupported Transfer-Encoding: " .. te)
-    end
-    while true do
-      local line, rerr = read_line("a chunk size")
-      if not line then
-        return nil, rerr
-      end
-      local hex = str_match(line, "^%s*(%x+)%s*[;]?")
-      local size = hex and #hex <= 12 and tonumber(hex, 16)
-      if not size then
-        return nil, _err("protocol", true, "the response holds a malformed chunk size line")
-      end
-      if size == 0 then
-        -- trailers, up to the empty line
-        repeat
-          line, rerr = read_line("the chunked trailer")
-          if not line then
-            return nil, rerr
-          end
-        until line == ""
-        break
-      end
-      if max_body and total + size > max_body then
-        return nil, too_large()
-      end
-      local left = size
-      while left > 0 do
-        local data, derr, cause = read_some(math_min(left, CHUNK_SIZE), "the response body")
-        if not data then
-          if cause == "closed" then
-            derr.message = str_format("the connection closed in the middle of a chunk (got %d bytes of the body)",
-                                      total)
-          end
-          return nil, derr
-        end
-        local tok, terr = take(data)
-        if not tok then
-          return nil, terr
-        end
-        left = left - #data
-      end
-      local crlf, cerr = read_line("a chunk end")
-      if not crlf then
-        return nil, cerr
-      end
-      if crlf ~= "" then
-        return nil, _err("protocol", true, "a chunk of the response is longer than its size line says")
-      end
-    end
-  elseif cl then
-    local length = str_match(cl, "^%d+$") and tonumber(cl)
-    if not length then
-      return nil, _err("protocol", true, "the response has a bad Content-Length: " .. cl)
-    end
-    if max_body and length > max_body then
-      return nil, _err("protocol", true, str_format(
-        "the response body (Content-Length %d) is larger than max_body (%d bytes)", length, max_body))
-    end
-    local left = length
+    local left = size
     while left > 0 do
-      local data, derr, cause = read_some(math_min(left, CHUNK_SIZE), "the response body")
+      local data, derr, cause = _read_some(st, math_min(left, CHUNK_SIZE), "the response body")
       if not data then
         if cause == "closed" then
-          derr.message = str_format("the connection closed before the whole body arrived: got %d of %d bytes",
-                                    total, length)
-        else
-          derr.message = derr.message .. str_format(" (got %d of %d bytes)", total, length)
+          derr.message = str_format("the connection closed in the middle of a chunk (got %d bytes of the body)",
+                                    st.total)
         end
         return nil, derr
       end
-      local tok, terr = take(data)
+      local tok, terr = _take(st, data)
       if not tok then
         return nil, terr
       end
       left = left - #data
     end
-  else
-    -- No framing: the body runs until the server closes; such a connection cannot be reused.
-    reusable = false
-    while true do
-      local data, derr, cause = read_some(CHUNK_SIZE, "the response body")
-      if not data then
-        if cause == "closed" then
-          break
-        end
-        return nil, derr
+    local crlf, cerr = _read_line(st, "a chunk end")
+    if not crlf then
+      return nil, cerr
+    end
+    if crlf ~= "" then
+      return nil, _err("protocol", true, "a chunk of the response is longer than its size line says")
+    end
+  end
+end
+
+local function _read_length(st, cl)
+  local length = str_match(cl, "^%d+$") and tonumber(cl)
+  if not length then
+    return nil, _err("protocol", true, "the response has a bad Content-Length: " .. cl)
+  end
+  local max_body = st.max_body
+  if max_body and length > max_body then
+    return nil, _err("protocol", true, str_format(
+      "the response body (Content-Length %d) is larger than max_body (%d bytes)", length, max_body))
+  end
+  -- the usual case: the whole body is already buffered (no loop: it would keep the path out of the JIT)
+  if length <= CHUNK_SIZE and #st.buf - st.pos + 1 >= length then
+    if length > 0 then
+      return _take(st, _read_some(st, length, "the response body"))
+    end
+    return true
+  end
+  local left = length
+  while left > 0 do
+    local data, derr, cause = _read_some(st, math_min(left, CHUNK_SIZE), "the response body")
+    if not data then
+      if cause == "closed" then
+        derr.message = str_format("the connection closed before the whole body arrived: got %d of %d bytes",
+                                  st.total, length)
+      else
+        derr.message = derr.message .. str_format(" (got %d of %d bytes)", st.total, length)
       end
-      local tok, terr = take(data)
-      if not tok then
-        return nil, terr
+      return nil, derr
+    end
+    local tok, terr = _take(st, data)
+    if not tok then
+      return nil, terr
+    end
+    left = left - #data
+  end
+  return true
+end
+
+-- No framing: the body runs until the server closes.
+local function _read_until_close(st)
+  while true do
+    local data, derr, cause = _read_some(st, CHUNK_SIZE, "the response body")
+    if not data then
+      if cause == "closed" then
+        return true
       end
+      return nil, derr
+    end
+    local tok, terr = _take(st, data)
+    if not tok then
+      return nil, terr
+    end
+  end
+end
+
+-- The exchange itself. Returns res | nil, err, plus `reusable` (true only after a complete, clean exchange).
+-- `st.sent` records whether a byte may have left, for the pcall wrapper.
+local function _exchange(self, sock, req, u, st)
+  local timeout = st.timeout
+  local verify = self.ssl_verify
+
+  local ok, e = sock:connect(u.connect_host, u.port, { pool = u.pool, pool_size = self.pool_size })
+  if not ok then
+    return nil, _connect_error(u, e, math_min(st.connect_timeout, timeout))
+  end
+
+  if u.https and (sock:getreusedtimes() or 0) == 0 then
+    if not _set_timeouts(sock, st.deadline, st.connect_ms, st.op_ms) then
+      return nil, _timeout_err(timeout, false, "before the TLS handshake")
+    end
+    local sess
+    sess, e = sock:sslhandshake(nil, u.host_name, verify)
+    if not sess then
+      if e == "timeout" then
+        return nil, _err("timeout", false, str_format("the TLS handshake with %s:%d timed out", u.host, u.port))
+      end
+      return nil, _tls_error(u, e, verify)
     end
   end
 
+  if not _set_timeouts(sock, st.deadline, st.connect_ms, st.op_ms) then
+    return nil, _timeout_err(timeout, false, "before sending")
+  end
+  st.sent = true
+  local bytes
+  bytes, e = sock:send(st.request_bytes)
+  if not bytes then
+    if e == "timeout" then
+      return nil, _timeout_err(timeout, true, "sending the request")
+    end
+    return nil, _err("network", true, "sending the request to " .. u.host .. " failed: " .. tostring(e))
+  end
+
+  local status, headers, http11 = _read_head(st)
+  if not status then
+    return nil, headers
+  end
+
+  local res = { status = status, headers = headers, body = "" }
+  local reusable = http11 and not st.wants_close and not _has_token(headers["connection"], "close")
+
+  if req.method == "HEAD" or status == 204 or status == 304 then
+    return res, nil, reusable and st.pos > #st.buf
+  end
+
+  local sink = req.sink
+  st.sink = sink
+  st.max_body = (not sink) and req.max_body or nil
+
+  local te = headers["transfer-encoding"]
+  local cl = headers["content-length"]
+  local bok, berr
+  if te and not _has_token(te, "identity") then
+    if not _has_token(te, "chunked") then
+      return nil, _err("protocol", true, "the response uses an unsupported Transfer-Encoding: " .. te)
+    end
+    bok, berr = _read_chunked(st)
+  elseif cl then
+    bok, berr = _read_length(st, cl)
+  else
+    -- such a connection cannot be reused
+    reusable = false
+    bok, berr = _read_until_close(st)
+  end
+  if not bok then
+    return nil, berr
+  end
+
   -- Bytes beyond the framed body (a misbehaving server): the connection is not clean, do not pool it.
-  if pos <= #buf then
+  if st.pos <= #st.buf then
     reusable = false
   end
 
-  if not sink and nparts > 0 then
-    res.body = nparts == 1 and parts[1] or concat(parts, "", 1, nparts)
+  if not sink then
+    local nparts = st.nparts
+    if nparts == 1 then
+      res.body = st.first
+    elseif nparts > 1 then
+      res.body = concat(st.parts, "", 1, nparts)
+    end
   end
   return res, nil, reusable
+end
+
+local METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true, HEAD = true, OPTIONS = true }
+
+local MAX_CACHED_URLS = 64
+
+-- Parsed URLs are kept per transport (a client calls a handful of URLs): the parts, the pool name, the Host line.
+local function _url(self, url)
+  local cache = self.url_cache
+  local u = cache[url]
+  if u then
+    return u
+  end
+  local uerr
+  u, uerr = _parse_url(url)
+  if not u then
+    return nil, uerr
+  end
+  -- SNI and the certificate's name check use the host name; ngx_lua matches names with X509_check_host,
+  -- which never matches an IP address, so for an IP literal only the chain is verified (no SNI either).
+  if not (str_find(u.connect_host, "^%d+%.%d+%.%d+%.%d+$") or str_find(u.connect_host, ":", 1, true)) then
+    u.host_name = u.connect_host
+  end
+  u.https = u.scheme == "https"
+  u.pool = u.scheme .. ":" .. u.host .. ":" .. u.port .. ":" .. (self.ssl_verify and "v" or "nv")
+  u.host_line = "Host: " .. u.host_header .. "\r\n"
+  if self.url_count >= MAX_CACHED_URLS then
+    cache = {}
+    self.url_cache = cache
+    self.url_count = 0
+  end
+  cache[url] = u
+  self.url_count = self.url_count + 1
+  return u
 end
 
 local function _request(self, req)
@@ -619,10 +832,11 @@ local function _request(self, req)
     return nil, _err("argument", false, "the request must be a table, not a " .. type(req))
   end
   local method = req.method
-  if type(method) ~= "string" or not str_find(method, "^%u+$") then
+  if not METHODS[method] and (type(method) ~= "string" or not str_find(method, "^%u+$")) then
     return nil, _err("argument", false, "the request method must be an upper-case word such as POST or GET")
   end
-  if type(req.url) ~= "string" then
+  local url = req.url
+  if type(url) ~= "string" then
     return nil, _err("argument", false, "the request url must be a string")
   end
   if req.body ~= nil and type(req.body) ~= "string" then
@@ -644,44 +858,49 @@ local function _request(self, req)
     return nil, _err("argument", false, "timeout and connect_timeout must be positive numbers of seconds")
   end
 
-  local u, uerr = _parse_url(req.url)
+  local u, uerr = _url(self, url)
   if not u then
     return nil, _err("argument", false, uerr)
   end
-  -- SNI and the certificate's name check use the host name; ngx_lua matches names with X509_check_host,
-  -- which never matches an IP address, so for an IP literal only the chain is verified (no SNI either).
-  if not (str_find(u.connect_host, "^%d+%.%d+%.%d+%.%d+$") or str_find(u.connect_host, ":", 1, true)) then
-    u.host_name = u.connect_host
-  end
-  local request_bytes, wants_close = _build_request(req, u)
+  local request_bytes, wants_close = _build_request(self, req, u)
   if not request_bytes then
     return nil, _err("argument", false, wants_close)
   end
 
-  local verify = self.ssl_verify
-  local state = {
+  local op_ms = math_max(MIN_OP_MS, math_floor(timeout * 1000))
+  local st = {
     timeout = timeout,
     connect_timeout = connect_timeout,
     deadline = _now() + timeout,
     connect_ms = math_max(MIN_OP_MS, math_floor(connect_timeout * 1000)),
-    op_ms = math_max(MIN_OP_MS, math_floor(timeout * 1000)),
-    pool = u.scheme .. ":" .. u.host .. ":" .. u.port .. ":" .. (verify and "v" or "nv"),
+    op_ms = op_ms,
     request_bytes = request_bytes,
     wants_close = wants_close,
     sent = false,
+    u = u,
+    sock = nil,
+    buf = "",
+    pos = 1,
+    total = 0,
+    nparts = 0,
+    first = nil,
+    parts = nil,
+    sink = nil,
+    max_body = nil,
   }
 
   local sock, serr = ngx.socket.tcp()
   if not sock then
     return nil, _err("network", false, "cannot create a cosocket: " .. tostring(serr))
   end
-  local connect_left = math_min(state.connect_ms, math_floor(timeout * 1000))
-  sock:settimeouts(math_max(MIN_OP_MS, connect_left), state.op_ms, state.op_ms)
+  st.sock = sock
+  local connect_left = math_min(st.connect_ms, math_floor(timeout * 1000))
+  sock:settimeouts(math_max(MIN_OP_MS, connect_left), op_ms, op_ms)
 
-  local ok, res, err, reusable = pcall(_exchange, self, sock, req, u, state)
+  local ok, res, err, reusable = pcall(_exchange, self, sock, req, u, st)
   if not ok then
     sock:close()
-    return nil, _err("protocol", state.sent, "internal error in the ngx transport: " .. tostring(res))
+    return nil, _err("protocol", st.sent, "internal error in the ngx transport: " .. tostring(res))
   end
   if not res then
     sock:close()
@@ -733,6 +952,9 @@ function _M.new(opts)
     keepalive_ms = math_floor(keepalive_timeout * 1000),
     ssl_verify = ssl_verify,
     ca_file = opts.ca_file,
+    url_cache = {},   -- url -> parsed parts (see _url)
+    url_count = 0,
+    hdr_cache = nil,  -- the last request's header block (see _header_block)
   }
   return function(req)
     return _request(self, req)
