@@ -153,8 +153,12 @@ w("| nginx | ", meta.nginx or "?", " |")
 w("| LuaSocket | ", meta.luasocket or "?", " |")
 w("| lua-cjson | ", meta.cjson or "?", " |")
 w("| wrk | ", meta.wrk or "?", " |")
+-- what the candidate tree is: a proposed patch (default), or e.g. the code before an optimisation
+local CAND_WHAT = os.getenv("CTC_BENCH_CAND_WHAT") or "proposed patch; see below"
+local CAND = os.getenv("CTC_BENCH_CAND_NAME") or "candidate"
+
 if meta.candidate then
-  w("| candidate | `", meta.candidate, "`: the same figures for clicktocall loaded from that tree (a proposed patch) |")
+  w("| candidate | `", meta.candidate, "`: the same figures for clicktocall loaded from that tree (", CAND_WHAT, ") |")
 end
 w("")
 
@@ -170,7 +174,7 @@ for _, op in ipairs { "dial", "balance" } do
   w("")
   table_rows({
     { "clicktocall (libcurl transport, keep-alive)", "a." .. op .. ".ctc" },
-    { "clicktocall, candidate tree (proposed patch; see below)", "a." .. op .. ".cand" },
+    { "clicktocall, " .. CAND .. " tree (" .. CAND_WHAT .. ")", "a." .. op .. ".cand" },
     { "C program calling libcurl directly (keep-alive; the floor)", "a." .. op .. ".raw" },
     { "the same C program, body through a non-rewindable read callback (informational)",
       "a." .. op .. ".raw_readcb" },
@@ -186,8 +190,8 @@ for _, op in ipairs { "dial", "balance" } do
   target_row(op .. ": clicktocall / raw libcurl", "a." .. op .. ".ctc", "a." .. op .. ".raw", 0.90)
   target_row(op .. ": clicktocall / LuaSocket+cjson", "a." .. op .. ".ctc", "a." .. op .. ".socket", 1.3)
   if series["a." .. op .. ".cand"] then
-    target_row(op .. ": candidate / raw libcurl", "a." .. op .. ".cand", "a." .. op .. ".raw", 0.90)
-    target_row(op .. ": candidate / LuaSocket+cjson", "a." .. op .. ".cand", "a." .. op .. ".socket", 1.3)
+    target_row(op .. ": " .. CAND .. " / raw libcurl", "a." .. op .. ".cand", "a." .. op .. ".raw", 0.90)
+    target_row(op .. ": " .. CAND .. " / LuaSocket+cjson", "a." .. op .. ".cand", "a." .. op .. ".socket", 1.3)
   end
 end
 for _, op in ipairs { "dial", "balance" } do
@@ -222,7 +226,7 @@ w("- **replay**: an nginx + ngx_lua location answering with the same page bodies
 w("")
 table_rows({
   { "clicktocall `client:records` (libcurl transport), replay", "b.replay.ctc" },
-  { "clicktocall, candidate tree (proposed patch; see below), replay", "b.replay.cand" },
+  { "clicktocall, " .. CAND .. " tree (" .. CAND_WHAT .. "), replay", "b.replay.cand" },
   { "LuaSocket `socket.http` + lua-cjson, same paging, replay", "b.replay.socket" },
   { "clicktocall `client:records`, sim", "b.sim.ctc" },
   { "LuaSocket `socket.http` + lua-cjson, sim", "b.sim.socket" },
@@ -238,8 +242,8 @@ w("| replay: clicktocall / cached-pages decode (no target) | – | ",
   ratio("b.replay.ctc", "b.decode_hot") and string.format("%.2f", (ratio("b.replay.ctc", "b.decode_hot"))) or "–",
   " | | |")
 if series["b.replay.cand"] then
-  target_row("replay: candidate / LuaSocket+cjson", "b.replay.cand", "b.replay.socket", 2.0)
-  target_row("replay: candidate / decode limit", "b.replay.cand", "b.decode", 0.8)
+  target_row("replay: " .. CAND .. " / LuaSocket+cjson", "b.replay.cand", "b.replay.socket", 2.0)
+  target_row("replay: " .. CAND .. " / decode limit", "b.replay.cand", "b.decode", 0.8)
 end
 target_row("sim: clicktocall / LuaSocket+cjson", "b.sim.ctc", "b.sim.socket", 2.0)
 target_row("sim: clicktocall / decode limit", "b.sim.ctc", "b.decode", 0.8)
@@ -279,7 +283,7 @@ w("One nginx worker with ngx_lua (LuaJIT core from `make LUA_VERSION=luajit`) in
 w("")
 table_rows({
   { "location dialing through clicktocall, transport \"ngx\"", "c.ctc" },
-  { "location dialing through the candidate tree's clicktocall (proposed patch)", "c.cand" },
+  { "location dialing through the " .. CAND .. " tree's clicktocall (" .. CAND_WHAT .. ")", "c.cand" },
   { "location with proxy_pass to the same upstream", "c.proxy" },
 }, "requests/s")
 w("")
@@ -287,7 +291,7 @@ w("| target (c) | want | ratio | per round | |")
 w("|---|---:|---:|---:|---|")
 target_row("transport ngx / proxy_pass", "c.ctc", "c.proxy", 0.8)
 if series["c.cand"] then
-  target_row("candidate: transport ngx / proxy_pass", "c.cand", "c.proxy", 0.8)
+  target_row(CAND .. ": transport ngx / proxy_pass", "c.cand", "c.proxy", 0.8)
 end
 w("")
 
