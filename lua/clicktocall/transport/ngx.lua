@@ -594,6 +594,23 @@ local function _read_head(st)
   return status, headers, http11
 end
 
+-- Reads exactly n more body bytes into the body (or the sink). On failure: nil, err, and the read's
+-- cause ("closed", ...) when the connection failed, or no cause when the body itself was refused.
+local function _read_body_bytes(st, left)
+  while left > 0 do
+    local data, derr, cause = _read_some(st, math_min(left, CHUNK_SIZE), "the response body")
+    if not data then
+      return nil, derr, cause or false
+    end
+    local tok, terr = _take(st, data)
+    if not tok then
+      return nil, terr
+    end
+    left = left - #data
+  end
+  return true
+end
+
 local function _read_chunked(st)
   while true do
     local line, rerr = _read_line(st, "a chunk size")
@@ -618,21 +635,13 @@ local function _read_chunked(st)
     if st.max_body and st.total + size > st.max_body then
       return nil, _too_large(st)
     end
-    local left = size
-    while left > 0 do
-      local data, derr, cause = _read_some(st, math_min(left, CHUNK_SIZE), "the response body")
-      if not data then
-        if cause == "closed" then
-          derr.message = str_format("the connection closed in the middle of a chunk (got %d bytes of the body)",
-                                    st.total)
-        end
-        return nil, derr
+    local ok, derr, cause = _read_body_bytes(st, size)
+    if not ok then
+      if cause == "closed" then
+        derr.message = str_format("the connection closed in the middle of a chunk (got %d bytes of the body)",
+                                  st.total)
       end
-      local tok, terr = _take(st, data)
-      if not tok then
-        return nil, terr
-      end
-      left = left - #data
+      return nil, derr
     end
     local crlf, cerr = _read_line(st, "a chunk end")
     if not crlf then
@@ -661,25 +670,16 @@ local function _read_length(st, cl)
     end
     return true
   end
-  local left = length
-  while left > 0 do
-    local data, derr, cause = _read_some(st, math_min(left, CHUNK_SIZE), "the response body")
-    if not data then
-      if cause == "closed" then
-        derr.message = str_format("the connection closed before the whole body arrived: got %d of %d bytes",
-                                  st.total, length)
-      else
-        derr.message = derr.message .. str_format(" (got %d of %d bytes)", st.total, length)
-      end
-      return nil, derr
+  local ok, derr, cause = _read_body_bytes(st, length)
+  if not ok and derr.message and cause ~= nil then
+    if cause == "closed" then
+      derr.message = str_format("the connection closed before the whole body arrived: got %d of %d bytes",
+                                st.total, length)
+    else
+      derr.message = derr.message .. str_format(" (got %d of %d bytes)", st.total, length)
     end
-    local tok, terr = _take(st, data)
-    if not tok then
-      return nil, terr
-    end
-    left = left - #data
   end
-  return true
+  return ok, derr
 end
 
 -- No framing: the body runs until the server closes.
