@@ -35,7 +35,7 @@ int ctc_time_parse(const char *s, size_t len, int64_t *epoch, const char **why);
 int ctc_time_format(int64_t epoch, char *out, size_t outsz, const char **why);
 
 /* JSON page scanner. Validates that body[0..len) is one well-formed JSON value
- * (RFC 8259: objects, arrays, strings with all escapes incl. \uXXXX, numbers,
+ * (RFC 8259: objects, arrays, strings with all escapes incl. \u and four hex digits, numbers,
  * true/false/null; whitespace; nesting depth limit CTC_JSON_MAX_DEPTH, beyond which it is
  * an error), and, when the top-level value is an object with a member "data" whose value is
  * an array, calls on_record once per element of that array, in order, with:
