@@ -21,6 +21,9 @@ LUA_ABI      := $(LUA_VERSION)
 LUA          ?= lua$(LUA_VERSION)
 endif
 
+# Every pkg-config read below is a recursive (=, ?=) variable, expanded only in a
+# recipe: on a fresh machine the headers exist only after the bootstrap (an
+# order-only prerequisite of every object) has run, not when make parses this file.
 LUA_INCDIR   ?= $(shell pkg-config --variable=includedir $(LUA_PC) 2>/dev/null)
 LUA_CFLAGS   ?= $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)
 CURL_CFLAGS  ?= $(shell pkg-config --cflags libcurl 2>/dev/null)
@@ -32,7 +35,7 @@ CC           ?= cc
 OPT          ?= -O2 -g
 WARN         := -Wall -Wextra -Wshadow -Werror
 CFLAGS       ?= $(OPT)
-ALL_CFLAGS   := -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) \
+ALL_CFLAGS    = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) \
                 -DCTC_VERSION='"$(CTC_VERSION)"' $(LUA_CFLAGS) $(CURL_CFLAGS) $(CFLAGS)
 LIBFLAG      ?= -shared
 # never link liblua: the host (lua, luajit, nginx) provides its symbols
@@ -47,7 +50,7 @@ LUA_FILES    := $(shell find lua -name '*.lua' | sort)
 
 all: $(CORE)
 
-$(BUILD)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) | bootstrap-quiet
+$(BUILD)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -56,23 +59,25 @@ $(CORE): $(OBJS)
 	$(CC) $(LIBFLAG) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(CURL_LIBS) -lm
 
 # Installs the Debian packages the project needs when run as root; otherwise
-# prints the one apt-get command to run.
+# prints the one apt-get command to run. `deps` is the same, quiet, and is the
+# one target every build and run depends on, so one make run calls it once
+# (even with -j) and before anything reads pkg-config or runs lua.
 bootstrap:
 	@scripts/bootstrap
 
-.PHONY: bootstrap-quiet
-bootstrap-quiet:
+.PHONY: deps
+deps:
 	@scripts/bootstrap --quiet
 
 # Every test: lint, the C parser tests, the specs on Lua 5.4, the specs under
 # ASan/UBSan, the other Lua versions' builds, LuaJIT specs, the rockspec.
-check: bootstrap
+check: | deps
 	@scripts/check
 
 test: $(CORE)
 	busted --lua=$(LUA) --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS)
 
-lint:
+lint: | deps
 	luacheck -q lua spec examples bench sim test scripts
 	cppcheck -q --error-exitcode=1 --enable=warning,style,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem --suppress=toomanyconfigs --std=c99 $(LUA_CFLAGS) csrc
@@ -80,17 +85,17 @@ lint:
 asan:
 	@scripts/check asan
 
-parsers-test:
+parsers-test: | deps
 	@mkdir -p build/test
 	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -g -fsanitize=address,undefined \
 	  -fno-omit-frame-pointer -Icsrc csrc/test/test_parsers.c csrc/phone.c csrc/timefmt.c \
 	  csrc/jsonscan.c -o build/test/test_parsers
 	build/test/test_parsers
 
-demo: bootstrap $(CORE)
+demo: $(CORE) | deps
 	@scripts/demo
 
-bench: bootstrap $(CORE)
+bench: $(CORE) | deps
 	@bench/run
 
 install: $(CORE)

@@ -10,6 +10,9 @@
 #include <stdint.h>
 #include "compat.h"
 
+/* hidden whatever the build's flags (the rockspec cannot pass -fvisibility) */
+#pragma GCC visibility push(hidden)
+
 #ifndef CTC_VERSION
 #define CTC_VERSION "0.0.0-dev"
 #endif
@@ -43,5 +46,7 @@ void ctc_open_curl(lua_State *L);       /* sets core.curl_transport */
 
 /* sha256.c, files.c: recording downloads */
 void ctc_open_files(lua_State *L);
+
+#pragma GCC visibility pop
 
 #endif

@@ -10,6 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* hidden whatever the build's flags (the rockspec cannot pass -fvisibility) */
+#pragma GCC visibility push(hidden)
+
 #define CTC_PHONE_MAX 24   /* "+", up to 15 digits of E.164, NUL: room to spare */
 
 /* Normalizes a phone number to E.164 "+<cc><national number>".
@@ -62,4 +65,6 @@ enum { CTC_ID_INT = 0, CTC_ID_MISSING = 1, CTC_ID_OTHER = 2 };
 typedef int (*ctc_record_cb)(void *ud, size_t index, int kind, int64_t id);
 int ctc_json_scan_page(const char *body, size_t len, ctc_record_cb on_record, void *ud,
                        size_t *count, const char **why, size_t *err_offset);
+#pragma GCC visibility pop
+
 #endif

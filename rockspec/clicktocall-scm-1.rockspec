@@ -43,7 +43,7 @@ build = {
         "csrc/sha256.c", "csrc/timefmt.c",
       },
       defines = { 'CTC_VERSION="' .. CTC_VERSION .. '"', "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl" },
+      libraries = { "curl", "m" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
     },
