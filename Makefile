@@ -46,7 +46,7 @@ OBJS         := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
 CORE         := $(BUILD)/clicktocall/core.so
 LUA_FILES    := $(shell find lua -name '*.lua' | sort)
 
-.PHONY: all bootstrap check test lint asan demo bench install uninstall clean parsers-test
+.PHONY: all bootstrap check test lint asan demo bench install uninstall clean parsers-test crypto-test
 
 all: $(CORE)
 
@@ -91,6 +91,15 @@ parsers-test: | deps
 	  -fno-omit-frame-pointer -Icsrc csrc/test/test_parsers.c csrc/phone.c csrc/timefmt.c \
 	  csrc/jsonscan.c -o build/test/test_parsers
 	build/test/test_parsers
+
+# SHA-256 (FIPS 180-4) and base64 (RFC 4648) known answers; base64.c holds a
+# Lua binding too, hence liblua for this test program only.
+crypto-test: | deps
+	@mkdir -p build/test
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -g -fsanitize=address,undefined \
+	  -fno-omit-frame-pointer $(LUA_CFLAGS) -Icsrc csrc/test/test_crypto.c csrc/sha256.c \
+	  csrc/base64.c -o build/test/test_crypto $$(pkg-config --libs $(LUA_PC))
+	build/test/test_crypto
 
 demo: $(CORE) | deps
 	@scripts/demo
