@@ -141,6 +141,9 @@ end
 
 -- cjson writes "/" as "\/"; the provider does not, and URLs read better without it
 local function json_string(s)
+  if not find(s, '[%c"\\]') then
+    return '"' .. s .. '"' -- nothing to escape: the common case, and the hot path of paging
+  end
   return (gsub(cjson.encode(s), "\\/", "/"))
 end
 
@@ -404,7 +407,11 @@ for _, f in ipairs(RECORD_FIELDS) do
 end
 
 -- a record as the provider writes it: known fields in a fixed order, then any others sorted
+-- (made once: a record does not change after it was added)
 local function record_json(entry)
+  if entry.json then
+    return entry.json
+  end
   local rec = entry.rec
   local parts = { '"id":' .. entry.key }
   for i = 2, #RECORD_FIELDS do
@@ -423,7 +430,8 @@ local function record_json(entry)
   for _, k in ipairs(extra) do
     parts[#parts + 1] = json_string(k) .. ":" .. json_value(rec[k])
   end
-  return "{" .. concat(parts, ",") .. "}"
+  entry.json = "{" .. concat(parts, ",") .. "}"
+  return entry.json
 end
 
 local function recording_url(self, sid)
@@ -453,7 +461,6 @@ local function add_record(self, entry)
   elseif rec.recordFileDownloadUrl == false then
     rec.recordFileDownloadUrl = nil
   end
-  entry.seed = seed_of(entry.key .. "\0" .. tostring(rec.sessionId))
   self._recs[#self._recs + 1] = entry
   self._last_key = entry.key
   if type(rec.recordFileDownloadUrl) == "string" then
@@ -492,7 +499,7 @@ local function le32(n)
 end
 
 local function recording_bytes(entry, size)
-  local x, block = entry.seed, {}
+  local x, block = seed_of(entry.key .. "\0" .. tostring(entry.rec.sessionId)), {}
   for i = 1, 4096 do
     x = next_rand(x)
     block[i] = char(x % 256)
