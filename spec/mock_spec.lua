@@ -329,7 +329,7 @@ describe("clicktocall.mock", function()
       local recs = p:seed_records {
         { id = 500, sessionId = "../evil name", callEndTime = "2023-11-15 00:00:00", calleeNum = "+8613900000000" },
         { callEndTime = T - 10, recordFlag = "0", recordFileDownloadUrl = "http://elsewhere/x.mp3" },
-        { extra = "kept" },
+        { extra = 'kept "quoted" \\ a/b', fwdAnswerTime = mock.null, tags = { "x", "y" } },
       }
       assert.same({ 500, 501, 502 }, { recs[1].id, recs[2].id, recs[3].id })
       assert.equal("http://mock-recordings/..%2Fevil%20name.wav", recs[1].recordFileDownloadUrl)
@@ -338,7 +338,12 @@ describe("clicktocall.mock", function()
       assert.equal("http://elsewhere/x.mp3", recs[2].recordFileDownloadUrl)
       local got = all(client_of(p), DAY_BEFORE)
       assert.equal(3, #got)
-      assert.equal("kept", got[3].extra)
+      assert.equal('kept "quoted" \\ a/b', got[3].extra)
+      assert.is_nil(got[3].fwdAnswerTime) -- sent as null, which the client drops
+      local page = raw(p, "/call/record/voice", '{"maxId":501,"starTime":"2023-11-14 00:00:00",'
+        .. '"endTime":"2023-11-16 00:00:00","userData":"' .. UD .. '"}')
+      assert.matches('"fwdAnswerTime":null', page.body, 1, true)
+      assert.same({ "x", "y" }, got[3].tags)
       assert.has_error(function() p:seed_records { { id = 400 } } end)
     end)
 

@@ -42,6 +42,28 @@
 --   recording_base = "http://mock-recordings"  where recordings live: <base>/<sessionId>.wav
 --   chunk_size     = 16384    bytes per call of request.sink
 --
+-- The provider object (methods that change state return the provider, so calls chain):
+--   provider.transport              function(request) -> response | nil, err: clicktocall.new{ transport = }
+--   provider.sleep                  function(seconds) for clicktocall.new{ sleep = }: records the backoff in
+--                                   provider.slept and moves the provider's clock instead of waiting
+--   provider.requests               every request seen, oldest first: { op =, method =, url =, headers =,
+--                                   body = <decoded JSON table or nil>, raw_body =, fault = <name or nil>,
+--                                   time = <provider clock> }; op is one of the five below or "unknown"
+--   provider.dials                  calls placed so far
+--   provider:fail(op, fault [, times])  queue a fault; see the function's comment
+--   provider:clear_faults([op]), provider:pending_faults([op]) -> n
+--   provider:seed_records(n [, opts]) / provider:seed_records{ rec, ... } -> the new records
+--   provider:records([user_data]) -> every record (copies), by id
+--   provider:recording(rec | url | sessionId) -> the bytes a download returns
+--   provider:balance([ud]), provider:set_balance(n [, ud]), provider:add_customer(ud [, balance])
+--   provider:bind(seat, phone [, ud]), provider:bound_phone(seat [, ud])
+--   provider:count([op]) -> n, provider:last_request([op]) -> entry
+--   provider:now(), provider:advance(seconds), provider:reset()
+--   mock.null (a seeded field with it is sent as JSON null), mock.format_time(unix), mock.parse_time(s)
+--
+-- A dial's record is there at once, as the provider's is, with callEndTime = dial time + 8 s + its talk
+-- time: a window that ends at the dial's time does not hold it yet (ask past it, or advance()).
+--
 -- Misuse of the mock's own methods (an unknown option, fault or op) raises at the caller, so a typo can
 -- never leave a test passing for the wrong reason. The transport itself never raises: like a real one it
 -- returns a response or nil, err with err = { kind = "network"|"timeout"|"protocol"|"argument",
@@ -166,8 +188,10 @@ local function json_value(v)
     return json_number(v)
   elseif t == "boolean" then
     return tostring(v)
+  elseif t == "table" then
+    return (gsub(cjson.encode(v), "\\/", "/"))
   end
-  return "null"
+  return "null" -- nil and mock.null
 end
 
 local function ok_body(data_json)
@@ -1251,6 +1275,7 @@ end
 _M.format_time = fmt_time
 _M.parse_time = parse_time
 _M.PAGE_SIZE = PAGE
+_M.null = cjson.null -- a record field seeded with it is sent as JSON null
 _M.RECORDING_TTL = RECORDING_TTL
 
 return _M
