@@ -526,6 +526,45 @@ describe("clicktocall.mock", function()
       assert.same({ "500", "bad_json" }, { p.requests[1].fault, p.requests[3].fault })
     end)
 
+    it("a canned response: exactly that status, body and headers", function()
+      local p = provider()
+      p:fail("balance", { status = 200, body = '{"data":5}' })
+       :fail("balance", { status = 503, body = "busy", headers = { ["Retry-After"] = "2" } })
+      local c = client_of(p)
+      local _, err = c:balance()
+      assert.equal("protocol", err.kind)
+      assert.matches("meta", err.message, 1, true)
+      assert.equal(6152, c:balance())                      -- after the 503 and its Retry-After
+      assert.same({ 2 }, p.slept)
+      assert.equal("503", p.requests[2].fault)
+    end)
+
+    it("a function: its answer is the answer, and serve() gives the provider's own", function()
+      local p = provider()
+      local seen
+      p:fail("dial", function(request, serve)
+        seen = request.url
+        local res = serve()
+        res.body = res.body:sub(1, 20)                    -- the call is placed, the answer comes back cut
+        return res
+      end)
+      p:fail("dial", function() return nil, { kind = "network", message = "no route", sent = false } end)
+      local c = client_of(p)
+      local sid, err = dial(c)
+      assert.is_nil(sid)
+      assert.equal("protocol", err.kind)
+      assert.equal("http://mock/rest/voiceCall/api", seen)
+      assert.equal(1, p.dials)
+      assert(dial(c))                                      -- refused first (sent = false), so tried again
+      assert.equal(2, p.dials)
+      assert.equal(3, p:count("dial"))
+      assert.same({ "function", "function" }, { p.requests[1].fault, p.requests[2].fault })
+      p:fail("balance", function() error("oops") end)
+      local _, berr = client_of(p, { retries = 0 }):balance()
+      assert.equal("network", berr.kind)
+      assert.matches("oops", berr.message, 1, true)
+    end)
+
     it("raises on a fault, op or count that does not exist, so a typo cannot pass a test", function()
       local p = provider()
       assert.has_error(function() p:fail("dail", 500) end)

@@ -50,7 +50,8 @@
 --                                   body = <decoded JSON table or nil>, raw_body =, fault = <name or nil>,
 --                                   time = <provider clock> }; op is one of the five below or "unknown"
 --   provider.dials                  calls placed so far
---   provider:fail(op, fault [, times])  queue a fault; see the function's comment
+--   provider:fail(op, fault [, times])  queue a fault (a status, a name, a canned response or a
+--                                   function); see the function's comment
 --   provider:clear_faults([op]), provider:pending_faults([op]) -> n
 --   provider:seed_records(n [, opts]) / provider:seed_records{ rec, ... } -> the new records
 --   provider:records([user_data]) -> every record (copies), by id
@@ -860,8 +861,22 @@ local function handle(self, request)
     if kind == "refused" then
       return nil, terr("network", false, "connection refused (injected fault)")
     elseif kind == "status" then
-      local headers = { ["content-type"] = HTML_CT, ["retry-after"] = fault.retry_after }
-      return respond(self, request, fault.status, headers, html_status(fault.status))
+      local headers = { ["content-type"] = fault.body and JSON_CT or HTML_CT, ["retry-after"] = fault.retry_after }
+      for k, v in pairs(fault.headers or {}) do
+        headers[lower(k)] = v
+      end
+      return respond(self, request, fault.status, headers, fault.body or html_status(fault.status))
+    elseif kind == "custom" then
+      -- the test's own answer; serve() gives the provider's real one (and does what it does: places a dial)
+      local function serve_it()
+        local status, headers, body, deliver = serve(self, call, nil)
+        return respond(self, request, status, headers, body, deliver)
+      end
+      local ok, res, err = pcall(fault.fn, request, serve_it)
+      if not ok then
+        return nil, terr("network", true, "the fault function raised an error: " .. tostring(res))
+      end
+      return res, err
     elseif kind == "bad_json" then
       return respond(self, request, 200, { ["content-type"] = HTML_CT },
         "<html><head><title>Welcome</title></head><body><h1>It works!</h1><p>This is not JSON.</p></body></html>\n")
@@ -1020,6 +1035,9 @@ end
 --   "bad_json" (200 with an HTML page), "api_error" or { api_error = message } (meta.success false),
 --   "stuck_ids" (records_page: a full page whose ids do not pass maxId), "cut" (download: fewer bytes
 --   than Content-Length). Status, bad_json and api_error answer without serving the request.
+--   Any other answer: { status =, body =, headers = } (that exact response), or
+--   function(request, serve) -> response | nil, err, whose return is the answer; serve() returns the
+--   provider's real answer (serving the request, so a dial is placed), to pass on, change or drop.
 -- times: how many requests in a row get it (default 1; math.huge: all). Faults of one op queue up in order.
 function mt:fail(op, fault, times)
   if not OPS[op] then
@@ -1039,10 +1057,20 @@ function mt:fail(op, fault, times)
       misuse("fail", "an HTTP status must be a whole number from 100 to 599")
     end
     local ra = status == 429 and "1" or nil
-    if type(fault) == "table" and fault.retry_after ~= nil then
-      ra = fault.retry_after and tostring(fault.retry_after) or nil
+    f = { kind = "status", status = status, name = tostring(status) }
+    if type(fault) == "table" then
+      if fault.retry_after ~= nil then
+        ra = fault.retry_after and tostring(fault.retry_after) or nil
+      end
+      if (fault.body ~= nil and type(fault.body) ~= "string")
+        or (fault.headers ~= nil and type(fault.headers) ~= "table") then
+        misuse("fail", "a status fault's body must be a string and its headers a table")
+      end
+      f.body, f.headers = fault.body, fault.headers
     end
-    f = { kind = "status", status = status, retry_after = ra, name = tostring(status) }
+    f.retry_after = ra
+  elseif type(fault) == "function" then
+    f = { kind = "custom", fn = fault, name = "function" }
   elseif type(fault) == "table" and fault.api_error ~= nil then
     f = { kind = "api_error", message = tostring(fault.api_error) }
   elseif type(fault) == "string" and FAULTS[fault] ~= nil then
