@@ -154,8 +154,9 @@ mt.__index = mt
 -- helpers: misuse, JSON, time, ids, base64
 --------------------------------------------------------------------------
 
-local function misuse(fname, what)
-  error("clicktocall.mock: " .. fname .. ": " .. what, 3)
+-- raised at the code that called the mock's method (`depth` more levels up from a helper)
+local function misuse(fname, what, depth)
+  error("clicktocall.mock: " .. fname .. ": " .. what, 3 + (depth or 0))
 end
 
 local function is_whole(v, min)
@@ -901,17 +902,17 @@ local function customer(self, ud, fname)
   ud = ud == nil and self._opts.user_data or ud
   local c = self._customers[ud]
   if not c then
-    misuse(fname, "unknown user_data " .. tostring(ud) .. " (add it with provider:add_customer)")
+    misuse(fname, "unknown user_data " .. tostring(ud) .. " (add it with provider:add_customer)", 1)
   end
   return c
 end
 
 local function check_phone(fname, seat, phone)
   if type(seat) ~= "string" or seat == "" then
-    misuse(fname, "a seat must be a non-empty string")
+    misuse(fname, "a seat must be a non-empty string", 1)
   end
   if type(phone) ~= "string" or not valid_phone(phone) then
-    misuse(fname, "the phone of seat " .. seat .. " must be in the provider's form, such as \"+8613500000002\"")
+    misuse(fname, "the phone of seat " .. seat .. " must be in the provider's form, such as \"+8613500000002\"", 1)
   end
 end
 
