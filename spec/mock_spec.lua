@@ -732,6 +732,17 @@ describe("clicktocall.mock", function()
       assert.equal(2, p:count("download"))
     end)
 
+    it("a canned redirect on a download is followed by the client", function()
+      local p = provider()
+      local rec = recorded(p)[1]
+      p:fail("download", { status = 302, headers = { Location = rec.recordFileDownloadUrl .. "?again=1" } })
+      local c = client_of(p)
+      local path = tmp_path()
+      assert.is_true((c:download_recording(rec, path)))
+      assert.equal(p:recording(rec), read_file(path))
+      assert.equal(rec.recordFileDownloadUrl .. "?again=1", p:last_request("download").url)
+    end)
+
     it("a status fault on a download is retried by the client", function()
       local p = provider()
       local rec = recorded(p)[1]
