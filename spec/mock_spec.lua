@@ -662,10 +662,16 @@ describe("clicktocall.mock", function()
       assert.equal(p:recording(rec), res.body)
     end)
 
-    it("gives each recording its own bytes", function()
+    it("gives each recording its own bytes, of the size asked for", function()
       local p = provider()
       local recs = recorded(p, 2)
       assert.are_not.equal(p:recording(recs[1]), p:recording(recs[2]))
+      assert.equal(32768, #p:recording(recs[1]))
+      local big = p:seed_records(1, { recording_size = 100000 })[1]
+      assert.equal(100000, #p:recording(big))
+      local path = tmp_path()
+      local _, info = client_of(p):download_recording(big, path)
+      assert.equal(100000, info.bytes)
     end)
 
     it("fails with the sink's error as kind protocol, sent = true", function()

@@ -1121,7 +1121,8 @@ end
 --- provider:seed_records(n [, opts]) or provider:seed_records{ record, ... } -> the new records (copies)
 -- n records: ids after the last one, callEndTime spread evenly over [opts.start_time, opts.end_time]
 --   (Unix seconds or "yyyy-MM-dd HH:mm:ss" UTC+8; default the 24 hours before now), opts.recorded
---   (true, false or function(i) -> boolean; default true), opts.user_data (default the known customer).
+--   (true, false or function(i) -> boolean; default true), opts.user_data (default the known customer),
+--   opts.recording_size (bytes of these records' recordings; default new{}'s).
 -- a list: each record's given fields are kept (id, if given, must be above the last one; it may be a
 --   string of digits past 2^53; callEndTime may be Unix seconds), the rest filled in;
 --   recordFileDownloadUrl = false leaves a recorded call without a URL.
@@ -1142,6 +1143,10 @@ function mt:seed_records(what, opts)
     if not self._customers[ud] then
       self:add_customer(ud)
     end
+    local size = opts.recording_size
+    if size ~= nil and not is_whole(size, 0) then
+      misuse("seed_records", "recording_size must be a whole number of bytes")
+    end
     local recorded = opts.recorded
     if recorded == nil then
       recorded = true
@@ -1155,7 +1160,7 @@ function mt:seed_records(what, opts)
       end
       local dur = 10 + (key_small(key) * 7919) % 290
       local rec = make_record(key, session_id(key, "seed:"), ud, t_end, dur, rec_on)
-      out[i] = copy(add_record(self, { key = key, rec = rec, t_end = t_end, ud = ud }).rec)
+      out[i] = copy(add_record(self, { key = key, rec = rec, t_end = t_end, ud = ud, size = size }).rec)
     end
     return out
   end
