@@ -1,0 +1,1315 @@
+--- clicktocall.mock: an in-memory click-to-call provider behind a transport function, for tests.
+--
+-- Pure Lua (Lua 5.1-5.4, LuaJIT; needs only lua-cjson). It answers the provider's four calls with the
+-- provider's own rules and messages (those of the bundled nginx simulator, sim/lua/ctcsim_*.lua):
+-- Authorization checked when a secret is given, userData must be a known customer, a seat must be bound
+-- before it dials and only with its bound phone, the balance goes down by each call's talk time, each
+-- dial adds a call record, records come 100 a page by maxId within the starTime/endTime window, and
+-- each recorded call has a recording on a mock host that expires 7 days after its callEndTime (UTC+8).
+-- Faults are queued per call; every request is logged with its JSON body decoded.
+--
+-- A busted test of your own code:
+--
+--   local clicktocall = require "clicktocall"
+--   local mock = require "clicktocall.mock"
+--
+--   describe("notify_agent", function()
+--     it("dials the customer from the agent's seat and survives a flaky balance call", function()
+--       local provider = mock.new{ user_data = "UD-1", secret = "TEST", balance = 600,
+--                                  seats = { PP7568032251 = "+8613500000002" } }
+--       local client = assert(clicktocall.new{ base_url = "http://mock", app_secret = "TEST",
+--                                              user_data = "UD-1", transport = provider.transport,
+--                                              sleep = provider.sleep })     -- backoff without waiting
+--       provider:fail("balance", 503)                                          -- once, then normal
+--       local sid = assert(my_app.notify_agent(client, "PP7568032251", "13918000010"))
+--       assert.equal(1, provider.dials)
+--       assert.equal("+8613918000010", provider:last_request("dial").body.calleeNbr)
+--       assert.equal(sid, provider:records()[1].sessionId)
+--       assert.is_true(provider:balance() < 600)
+--     end)
+--   end)
+--
+-- mock.new{ ... } options (all optional):
+--   user_data      = "4e2239c5-a6e6-4201-a072-8342e29c3ae3"  the known customer (userData)
+--   balance        = 6152     its remaining talk time (seconds); each dial takes its duration off
+--   secret         = nil      when given, Authorization must be base64(secret) (the dial, as the provider's
+--                             document has it, may omit the header; a wrong one is refused everywhere)
+--   seats          = {}       seats bound up front: { [seat] = "+86..." }
+--   clock          = os.time  function() -> Unix seconds: the provider's clock (see advance())
+--   recorded       = true     whether dialled calls are recorded
+--   call_duration  = nil      talk time of a dialled call in seconds (nil: 10..59, from the id)
+--   recording_size = 32768    bytes of each recording
+--   recording_base = "http://mock-recordings"  where recordings live: <base>/<sessionId>.wav
+--   chunk_size     = 16384    bytes per call of request.sink
+--
+-- The provider object (methods that change state return the provider, so calls chain):
+--   provider.transport              function(request) -> response | nil, err: clicktocall.new{ transport = }
+--   provider.sleep                  function(seconds) for clicktocall.new{ sleep = }: records the backoff in
+--                                   provider.slept and moves the provider's clock instead of waiting
+--   provider.requests               every request seen, oldest first: { op =, method =, url =, headers =,
+--                                   body = <decoded JSON table or nil>, raw_body =, fault = <name or nil>,
+--                                   time = <provider clock> }; op is one of the five below or "unknown"
+--   provider.dials                  calls placed so far
+--   provider:fail(op, fault [, times])  queue a fault (a status, a name, a canned response or a
+--                                   function); see the function's comment
+--   provider:clear_faults([op]), provider:pending_faults([op]) -> n
+--   provider:seed_records(n [, opts]) / provider:seed_records{ rec, ... } -> the new records
+--   provider:records([user_data]) -> every record (copies), by id
+--   provider:recording(rec | url | sessionId) -> the bytes a download returns
+--   provider:balance([ud]), provider:set_balance(n [, ud]), provider:add_customer(ud [, balance])
+--   provider:bind(seat, phone [, ud]), provider:bound_phone(seat [, ud])
+--   provider:count([op]) -> n, provider:last_request([op]) -> entry
+--   provider:now(), provider:advance(seconds), provider:reset()
+--   mock.null (a seeded field with it is sent as JSON null), mock.format_time(unix), mock.parse_time(s)
+--
+-- A dial's record is there at once, as the provider's is, with callEndTime = dial time + 8 s + its talk
+-- time: a window that ends at the dial's time does not hold it yet (ask past it, or advance()).
+--
+-- Misuse of the mock's own methods (an unknown option, fault or op) raises at the caller, so a typo can
+-- never leave a test passing for the wrong reason. The transport itself never raises: like a real one it
+-- returns a response or nil, err with err = { kind = "network"|"timeout"|"protocol"|"argument",
+-- message =, sent = }.
+
+local cjson = require("cjson").new()
+
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local pcall = pcall
+local error = error
+local tostring = tostring
+local tonumber = tonumber
+local setmetatable = setmetatable
+local floor = math.floor
+local ceil = math.ceil
+local huge = math.huge
+local math_type = math.type       -- nil before 5.3
+local tointeger = math.tointeger  -- nil before 5.3
+local concat = table.concat
+local sort = table.sort
+local char = string.char
+local byte = string.byte
+local format = string.format
+local rep = string.rep
+local sub = string.sub
+local gsub = string.gsub
+local find = string.find
+local match = string.match
+local lower = string.lower
+local os_time = os.time
+
+local _M = { _VERSION = "0.1.0" }
+
+local PAGE = 100                      -- records per page
+local CST = 8 * 3600                  -- the provider's clock is UTC+8
+local RECORDING_TTL = 7 * 86400       -- a recording is kept 7 days after the call ended
+local SESSION_BASE = 300000000
+
+local DEFAULTS = {
+  user_data = "4e2239c5-a6e6-4201-a072-8342e29c3ae3",
+  balance = 6152,
+  recorded = true,
+  recording_size = 32768,
+  recording_base = "http://mock-recordings",
+  chunk_size = 16384,
+}
+
+local KNOWN_OPTIONS = {
+  user_data = true, balance = true, secret = true, seats = true, clock = true, recorded = true,
+  call_duration = true, recording_size = true, recording_base = true, chunk_size = true,
+}
+
+-- the wire paths and the client method each one serves
+local PATHS = {
+  ["/management/add/setingphone"] = "bind_seat",
+  ["/rest/voiceCall/api"] = "dial",
+  ["/management/customer/isallow"] = "balance",
+  ["/call/record/voice"] = "records_page",
+}
+
+local OPS = { bind_seat = true, dial = true, balance = true, records_page = true, download = true }
+
+-- fault name -> the ops it makes sense for (nil: every op)
+local FAULTS = {
+  timeout = false, reset_after_send = false, refused = false,
+  bad_json = { bind_seat = true, dial = true, balance = true, records_page = true },
+  api_error = { bind_seat = true, dial = true, balance = true, records_page = true },
+  stuck_ids = { records_page = true },
+  cut = { download = true },
+}
+
+local JSON_CT = "application/json;charset=UTF-8"
+local HTML_CT = "text/html;charset=UTF-8"
+
+local STATUS_TEXT = {
+  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
+  [429] = "Too Many Requests", [500] = "Internal Server Error", [502] = "Bad Gateway",
+  [503] = "Service Temporarily Unavailable", [504] = "Gateway Time-out",
+}
+
+local mt = {}
+mt.__index = mt
+
+--------------------------------------------------------------------------
+-- helpers: misuse, JSON, time, ids, base64
+--------------------------------------------------------------------------
+
+-- raised at the code that called the mock's method (`depth` more levels up from a helper)
+local function misuse(fname, what, depth)
+  error("clicktocall.mock: " .. fname .. ": " .. what, 3 + (depth or 0))
+end
+
+local function is_whole(v, min)
+  return type(v) == "number" and v == v and v >= min and v < huge and floor(v) == v
+end
+
+-- cjson writes "/" as "\/"; the provider does not, and URLs read better without it
+local function json_string(s)
+  if not find(s, '[%c"\\]') then
+    return '"' .. s .. '"' -- nothing to escape: the common case, and the hot path of paging
+  end
+  return (gsub(cjson.encode(s), "\\/", "/"))
+end
+
+local function json_number(n)
+  if math_type and math_type(n) == "integer" then
+    return tostring(n)
+  end
+  if n == floor(n) and n > -1e17 and n < 1e17 then
+    return format("%.0f", n)
+  end
+  return format("%.17g", n)
+end
+
+-- a JSON scalar (records and envelopes hold nothing else)
+local function json_value(v)
+  local t = type(v)
+  if t == "string" then
+    return json_string(v)
+  elseif t == "number" then
+    return json_number(v)
+  elseif t == "boolean" then
+    return tostring(v)
+  elseif t == "table" then
+    return (gsub(cjson.encode(v), "\\/", "/"))
+  end
+  return "null" -- nil and mock.null
+end
+
+local function ok_body(data_json)
+  return '{"meta":{"success":true,"message":"ok"},"data":' .. data_json .. "}"
+end
+
+local function err_body(message)
+  return '{"meta":{"success":false,"message":' .. json_string(message) .. '},"data":""}'
+end
+
+-- integral floats become integers on 5.3+, so a logged body compares as the sender wrote it
+local function tidy(v)
+  if type(v) == "table" then
+    for k, x in pairs(v) do
+      v[k] = tidy(x)
+    end
+  elseif type(v) == "number" and tointeger then
+    return tointeger(v) or v
+  end
+  return v
+end
+
+local function decode(s)
+  if type(s) ~= "string" or s == "" then
+    return nil
+  end
+  local ok, v = pcall(cjson.decode, s)
+  if not ok then
+    return nil
+  end
+  return tidy(v)
+end
+
+local function days_from_civil(y, m, d)
+  if m <= 2 then
+    y = y - 1
+  end
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local doy = floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+local MDAYS = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
+
+-- "yyyy-MM-dd HH:mm:ss" in UTC+8 -> Unix seconds, or nil
+local function parse_time(s)
+  if type(s) ~= "string" then
+    return nil
+  end
+  local y, mo, d, hh, mi, ss = match(s, "^(%d%d%d%d)%-(%d%d)%-(%d%d) (%d%d):(%d%d):(%d%d)$")
+  if not y then
+    return nil
+  end
+  y, mo, d, hh, mi, ss = tonumber(y), tonumber(mo), tonumber(d), tonumber(hh), tonumber(mi), tonumber(ss)
+  if y < 1900 or mo < 1 or mo > 12 or d < 1 or hh > 23 or mi > 59 or ss > 59 then
+    return nil
+  end
+  local md = MDAYS[mo]
+  if mo == 2 and ((y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0) then
+    md = 29
+  end
+  if d > md then
+    return nil
+  end
+  return days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - CST
+end
+
+-- Unix seconds -> "yyyy-MM-dd HH:mm:ss" in UTC+8 (arithmetic only: os.date depends on the machine's zone)
+local function fmt_time(t)
+  t = floor(t) + CST
+  local days = floor(t / 86400)
+  local secs = t - days * 86400
+  local z = days + 719468
+  local era = floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
+  local mp = floor((5 * doy + 2) / 153)
+  local d = doy - floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  return format("%04d-%02d-%02d %02d:%02d:%02d", y, m, d, floor(secs / 3600), floor(secs % 3600 / 60), secs % 60)
+end
+
+local function to_epoch(v)
+  if type(v) == "number" and v == v and v > -huge and v < huge then
+    return floor(v)
+  end
+  return parse_time(v)
+end
+
+-- Ids are compared as strings of digits, so an id past 2^53 stays exact on Lua 5.1 and LuaJIT.
+local function id_key(v)
+  if type(v) == "string" then
+    local digits = match(v, "^0*(%d+)$")
+    return digits
+  end
+  if type(v) ~= "number" or v ~= v or v < 0 or v >= huge then
+    return nil
+  end
+  if math_type and math_type(v) == "integer" then
+    return tostring(v)
+  end
+  return format("%.0f", floor(v))
+end
+
+local function key_less(a, b)
+  if #a ~= #b then
+    return #a < #b
+  end
+  return a < b
+end
+
+local function key_incr(k)
+  local i = #k
+  while i > 0 and sub(k, i, i) == "9" do
+    i = i - 1
+  end
+  if i == 0 then
+    return "1" .. rep("0", #k)
+  end
+  return sub(k, 1, i - 1) .. char(byte(k, i) + 1) .. rep("0", #k - i)
+end
+
+-- the id as a Lua value: a number while exact, else the digit string (as the client gives it back)
+local function key_value(k)
+  local n = tonumber(k)
+  if math_type and math_type(n) == "integer" then
+    return n
+  end
+  if n <= 2 ^ 53 then
+    return n
+  end
+  return k
+end
+
+-- a small number from the id, for the fields derived from it
+local function key_small(k)
+  return tonumber(sub(k, -9))
+end
+
+-- MINSTD: deterministic pseudo-random numbers, exact in doubles on every Lua
+local function next_rand(x)
+  return x * 16807 % 2147483647
+end
+
+local function seed_of(s)
+  local h = 5381
+  for i = 1, #s do
+    h = (h * 33 + byte(s, i)) % 2147483647
+  end
+  return h == 0 and 1 or h
+end
+
+local function uuid_from(seed)
+  local x, parts = seed, {}
+  for i = 1, 8 do
+    x = next_rand(x)
+    parts[i] = format("%04x", x % 65536)
+  end
+  local h = concat(parts)
+  return sub(h, 1, 8) .. "-" .. sub(h, 9, 12) .. "-4" .. sub(h, 14, 16) .. "-a" .. sub(h, 18, 20) .. "-"
+    .. sub(h, 21, 32)
+end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+local function base64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = byte(s, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local q = {}
+    for j = 1, 4 do
+      local v = floor(n / 64 ^ (4 - j)) % 64
+      q[j] = sub(B64, v + 1, v + 1)
+    end
+    if not b then
+      q[3], q[4] = "=", "="
+    elseif not c then
+      q[4] = "="
+    end
+    out[#out + 1] = concat(q)
+  end
+  return concat(out)
+end
+
+local function url_escape(s)
+  return (gsub(s, "[^%w%._~%-]", function(c)
+    return format("%%%02X", byte(c))
+  end))
+end
+
+local function header(headers, name)
+  if type(headers) ~= "table" then
+    return nil
+  end
+  for k, v in pairs(headers) do
+    if type(k) == "string" and lower(k) == name then
+      return v
+    end
+  end
+  return nil
+end
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do
+    c[k] = type(v) == "table" and copy(v) or v
+  end
+  return c
+end
+
+local function clear(t)
+  for k in pairs(t) do
+    t[k] = nil
+  end
+end
+
+local function terr(kind, sent, message)
+  return { kind = kind, sent = sent, message = "clicktocall.mock: " .. message }
+end
+
+--------------------------------------------------------------------------
+-- records
+--------------------------------------------------------------------------
+
+local RECORD_FIELDS = {
+  "id", "sessionId", "userData", "setingNbr", "direction", "callerNum", "calleeNum", "callEndTime",
+  "callOutAnswerTime", "fwdAnswerTime", "recordFlag", "recordFileDownloadUrl", "duration", "callmin",
+}
+local IS_RECORD_FIELD = {}
+for _, f in ipairs(RECORD_FIELDS) do
+  IS_RECORD_FIELD[f] = true
+end
+
+-- a record as the provider writes it: known fields in a fixed order, then any others sorted
+-- (made once: a record does not change after it was added)
+local function record_json(entry)
+  if entry.json then
+    return entry.json
+  end
+  local rec = entry.rec
+  local parts = { '"id":' .. entry.key }
+  for i = 2, #RECORD_FIELDS do
+    local f = RECORD_FIELDS[i]
+    if rec[f] ~= nil then
+      parts[#parts + 1] = '"' .. f .. '":' .. json_value(rec[f])
+    end
+  end
+  local extra = {}
+  for k in pairs(rec) do
+    if type(k) == "string" and not IS_RECORD_FIELD[k] then
+      extra[#extra + 1] = k
+    end
+  end
+  sort(extra)
+  for _, k in ipairs(extra) do
+    parts[#parts + 1] = json_string(k) .. ":" .. json_value(rec[k])
+  end
+  entry.json = "{" .. concat(parts, ",") .. "}"
+  return entry.json
+end
+
+local function recording_url(self, sid)
+  return self._opts.recording_base .. "/" .. url_escape(sid) .. ".wav"
+end
+
+-- the index of the first record whose id is above `key` (#recs + 1 when none)
+local function first_after(recs, key)
+  local lo, hi = 1, #recs
+  while lo <= hi do
+    local mid = floor((lo + hi) / 2)
+    if key_less(key, recs[mid].key) then
+      hi = mid - 1
+    else
+      lo = mid + 1
+    end
+  end
+  return lo
+end
+
+-- Adds a record (fields as the provider sends them, plus the entry's own bookkeeping).
+local function add_record(self, entry)
+  local rec = entry.rec
+  rec.id = key_value(entry.key)
+  if rec.recordFlag == "1" and rec.recordFileDownloadUrl == nil then
+    rec.recordFileDownloadUrl = recording_url(self, rec.sessionId)
+  elseif rec.recordFileDownloadUrl == false then
+    rec.recordFileDownloadUrl = nil
+  end
+  self._recs[#self._recs + 1] = entry
+  self._last_key = entry.key
+  if type(rec.recordFileDownloadUrl) == "string" then
+    self._by_url[match(rec.recordFileDownloadUrl, "^[^?#]*")] = entry
+  end
+  return entry
+end
+
+-- a new record's fields, all derived from its id and end time
+local function make_record(key, sid, ud, t_end, dur, recorded)
+  local n = key_small(key)
+  return {
+    sessionId = sid,
+    userData = ud,
+    setingNbr = format("PP%010d", 7568000000 + n % 1000),
+    direction = "0",
+    callerNum = format("+86138%08d", n % 100000000),
+    calleeNum = format("+86139%08d", (n * 7) % 100000000),
+    callOutAnswerTime = fmt_time(t_end - dur - 8),
+    fwdAnswerTime = fmt_time(t_end - dur),
+    callEndTime = fmt_time(t_end),
+    duration = tostring(dur),
+    callmin = ceil(dur / 60),
+    recordFlag = recorded and "1" or "0",
+  }
+end
+
+local function session_id(key, salt)
+  local n = #key < 9 and tostring(SESSION_BASE + tonumber(key)) or key
+  return uuid_from(seed_of(salt .. key)) .. "_" .. n
+end
+
+-- the recording's bytes: a WAV header, then noise that depends on the record
+local function le32(n)
+  return char(n % 256, floor(n / 256) % 256, floor(n / 65536) % 256, floor(n / 16777216) % 256)
+end
+
+local function recording_bytes(entry, size)
+  local x, block = seed_of(entry.key .. "\0" .. tostring(entry.rec.sessionId)), {}
+  for i = 1, 4096 do
+    x = next_rand(x)
+    block[i] = char(x % 256)
+  end
+  block = concat(block)
+  local head = "RIFF" .. le32(size - 8) .. "WAVEfmt " .. le32(16) .. char(1, 0, 1, 0) .. le32(8000)
+    .. le32(16000) .. char(2, 0, 16, 0) .. "data" .. le32(size - 44)
+  if size < #head then
+    head = ""
+  end
+  local body = head .. rep(block, ceil((size - #head) / #block))
+  return sub(body, 1, size)
+end
+
+--------------------------------------------------------------------------
+-- the provider's four calls (messages as the provider, and the simulator, write them)
+--------------------------------------------------------------------------
+
+local MSG_NOT_OBJECT = "请求参数格式错误，需为JSON对象 (request body must be a JSON object)"
+
+local function check_auth(self, headers, optional)
+  local want = self._auth
+  if not want then
+    return true
+  end
+  local v = header(headers, "authorization")
+  if v == nil or v == "" then
+    if optional then
+      return true
+    end
+    return nil, "Authorization 不能为空 (missing Authorization header)"
+  end
+  if v ~= want then
+    return nil, "Authorization 验证失败 (wrong Authorization)"
+  end
+  return true
+end
+
+local function parse(body)
+  local v = decode(body)
+  if type(v) ~= "table" or v[1] ~= nil then
+    return nil, MSG_NOT_OBJECT
+  end
+  return v
+end
+
+local function need_strings(req, names)
+  for _, name in ipairs(names) do
+    local v = req[name]
+    if v == nil or v == cjson.null or v == "" then
+      return nil, name .. " 不能为空 (" .. name .. " is required)"
+    end
+    if type(v) ~= "string" then
+      return nil, name .. " 必须为字符串 (" .. name .. " must be a string)"
+    end
+  end
+  return true
+end
+
+local function valid_phone(s)
+  return match(s, "^%+%d%d%d%d%d%d%d+$") ~= nil and #s <= 20
+end
+
+-- a request's common checks; returns the decoded body or nil, message
+local function checked(self, call, names)
+  local ok, msg = check_auth(self, call.headers, call.op == "dial")
+  if not ok then
+    return nil, msg
+  end
+  local req
+  req, msg = parse(call.raw)
+  if not req then
+    return nil, msg
+  end
+  ok, msg = need_strings(req, names)
+  if not ok then
+    return nil, msg
+  end
+  if call.op ~= "records_page" and not self._customers[req.userData] then
+    return nil, "客户标识不存在 (unknown userData)"
+  end
+  return req
+end
+
+local handlers = {}
+
+function handlers.bind_seat(self, call)
+  local req, msg = checked(self, call, { "userData", "setingNbr", "userPhone" })
+  if not req then
+    return err_body(msg)
+  end
+  if not valid_phone(req.userPhone) then
+    return err_body("绑定号码格式错误，应为国家码+号码，如+8613500000002 (bad userPhone format)")
+  end
+  self._customers[req.userData].seats[req.setingNbr] = req.userPhone
+  return ok_body(json_string("绑定成功"))
+end
+
+function handlers.dial(self, call)
+  local req, msg = checked(self, call, { "callerNbr", "calleeNbr", "userData", "setingNbr" })
+  if not req then
+    return err_body(msg)
+  end
+  if not valid_phone(req.calleeNbr) then
+    return err_body("被叫号码格式错误 (bad calleeNbr format)")
+  end
+  local cust = self._customers[req.userData]
+  local bound = cust.seats[req.setingNbr]
+  if not bound then
+    return err_body("座席未绑定主叫号码 (seat " .. req.setingNbr .. " is not bound)")
+  end
+  if bound ~= req.callerNbr then
+    return err_body("主叫号码与座席绑定号码不一致 (callerNbr is not the seat's bound phone)")
+  end
+  if cust.balance <= 0 then
+    return err_body("余额不足，无法呼叫 (balance used up)")
+  end
+  local key = key_incr(self._last_key)
+  local dur = self._opts.call_duration or (10 + (key_small(key) * 7) % 50)
+  -- the agent answers after 3 s, the customer after 8 s, then they talk for `dur`
+  local now = self:now()
+  local t_end = now + 8 + dur
+  local sid = session_id(key, "dial:")
+  local rec = make_record(key, sid, req.userData, t_end, dur, self._opts.recorded)
+  rec.setingNbr, rec.callerNum, rec.calleeNum = req.setingNbr, req.callerNbr, req.calleeNbr
+  rec.callOutAnswerTime, rec.fwdAnswerTime = fmt_time(now + 3), fmt_time(now + 8)
+  add_record(self, { key = key, rec = rec, t_end = t_end, ud = req.userData })
+  cust.balance = cust.balance - dur
+  if cust.balance < 0 then
+    cust.balance = 0
+  end
+  self.dials = self.dials + 1
+  return ok_body(json_string(sid))
+end
+
+function handlers.balance(self, call)
+  local req, msg = checked(self, call, { "userData" })
+  if not req then
+    return err_body(msg)
+  end
+  return ok_body(json_number(self._customers[req.userData].balance))
+end
+
+-- maxId read from the raw text, so that an id past 2^53 stays exact; nil, message when it is not an integer
+local function max_id_key(req, raw)
+  local v = req.maxId
+  if v == nil or v == cjson.null then
+    return "0"
+  end
+  local digits = match(raw, '"maxId"%s*:%s*(%-?%d+)%s*[,}]')
+  if digits then
+    return sub(digits, 1, 1) == "-" and "0" or id_key(digits)
+  end
+  if type(v) == "string" then
+    v = tonumber(v)
+  end
+  if type(v) ~= "number" or v ~= v or v == huge or v == -huge then
+    return nil, "maxId 必须为整数 (maxId must be an integer)"
+  end
+  return v < 0 and "0" or id_key(v)
+end
+
+function handlers.records_page(self, call, stuck)
+  local req, msg = checked(self, call, { "starTime", "endTime", "userData" })
+  if not req then
+    return err_body(msg)
+  end
+  local max_key
+  max_key, msg = max_id_key(req, call.raw)
+  if not max_key then
+    return err_body(msg)
+  end
+  local t0 = parse_time(req.starTime)
+  if not t0 then
+    return err_body("starTime 格式错误，应为 yyyy-MM-dd HH:mm:ss (bad starTime)")
+  end
+  local t1 = parse_time(req.endTime)
+  if not t1 then
+    return err_body("endTime 格式错误，应为 yyyy-MM-dd HH:mm:ss (bad endTime)")
+  end
+  if not self._customers[req.userData] then
+    return err_body("客户标识不存在 (unknown userData)")
+  end
+  local out = {}
+  if stuck then
+    -- a full page whose ids never pass maxId: a client that trusts it pages forever
+    local m = tonumber(max_key)
+    local now = self:now()
+    for i = 1, PAGE do
+      local key = id_key(m >= PAGE and m - PAGE + i or m)
+      local rec = make_record(key, session_id(key, "stuck:"), req.userData, now, 30, false)
+      out[i] = record_json({ key = key, rec = rec })
+    end
+  else
+    local recs = self._recs
+    for i = first_after(recs, max_key), #recs do
+      local e = recs[i]
+      if e.ud == req.userData and e.t_end >= t0 and e.t_end <= t1 then
+        out[#out + 1] = record_json(e)
+        if #out >= PAGE then
+          break
+        end
+      end
+    end
+  end
+  return ok_body("[" .. concat(out, ",") .. "]")
+end
+
+--------------------------------------------------------------------------
+-- the transport
+--------------------------------------------------------------------------
+
+-- Hands the body to request.sink in chunks (as a streaming transport does), or returns it whole.
+local function respond(self, request, status, headers, body, deliver)
+  headers["content-length"] = headers["content-length"] or tostring(#body)
+  local sink = request.sink
+  if sink == nil then
+    return { status = status, headers = headers, body = deliver and sub(body, 1, deliver) or body }
+  end
+  local last = deliver or #body
+  local size = self._opts.chunk_size
+  for i = 1, last, size do
+    local j = i + size - 1
+    if j > last then
+      j = last
+    end
+    local ok, r1, r2 = pcall(sink, sub(body, i, j))
+    if not ok then
+      return nil, terr("protocol", true, "the response body sink raised an error: " .. tostring(r1))
+    end
+    if not r1 then
+      if type(r2) == "table" and r2.kind then
+        return nil, { kind = r2.kind, sent = true, message = tostring(r2.message) }
+      end
+      return nil, terr("protocol", true, "the response body sink failed: " .. tostring(r2))
+    end
+  end
+  return { status = status, headers = headers, body = "" }
+end
+
+local function html_status(status)
+  local text = STATUS_TEXT[status] or "Error"
+  return "<html><head><title>" .. status .. " " .. text .. "</title></head><body><center><h1>" .. status .. " "
+    .. text .. "</h1></center><hr><center>nginx</center></body></html>\n"
+end
+
+local function not_found(self, path)
+  return 404, { ["content-type"] = JSON_CT }, '{"timestamp":' .. json_string(fmt_time(self:now()))
+    .. ',"status":404,"error":"Not Found","path":' .. json_string(path) .. "}"
+end
+
+local function serve_download(self, call, fault)
+  if call.method ~= "GET" then
+    return 405, { ["content-type"] = JSON_CT }, '{"status":405,"error":"Method Not Allowed"}'
+  end
+  local entry = self._by_url[call.bare_url]
+  if not entry or entry.rec.recordFlag ~= "1" then
+    return not_found(self, call.path)
+  end
+  if self:now() > entry.t_end + RECORDING_TTL then
+    return 410, { ["content-type"] = JSON_CT }, '{"status":410,"error":"Gone","message":'
+      .. json_string("录音文件已过期 (the recording expired 7 days after the call)") .. "}"
+  end
+  local body = recording_bytes(entry, entry.size or self._opts.recording_size)
+  local deliver
+  if fault and fault.kind == "cut" then
+    deliver = floor(#body / 2)
+  end
+  return 200, { ["content-type"] = "audio/wav", ["content-length"] = tostring(#body) }, body, deliver
+end
+
+local function serve(self, call, fault)
+  if call.op == "download" then
+    return serve_download(self, call, fault)
+  end
+  if not call.op then
+    return not_found(self, call.path)
+  end
+  if call.method ~= "POST" then
+    return 405, { ["content-type"] = JSON_CT }, err_body("Request method '" .. call.method .. "' not supported")
+  end
+  local body = handlers[call.op](self, call, fault and fault.kind == "stuck_ids")
+  return 200, { ["content-type"] = JSON_CT }, body
+end
+
+local function take_fault(self, op)
+  local q = op and self._faults[op]
+  local f = q and q[1]
+  if not f then
+    return nil
+  end
+  f.left = f.left - 1
+  if f.left <= 0 then
+    table.remove(q, 1)
+  end
+  return f
+end
+
+local function handle(self, request)
+  if type(request) ~= "table" or type(request.url) ~= "string" then
+    return nil, terr("argument", false, "the request must be a table with a url")
+  end
+  if request.sink ~= nil and type(request.sink) ~= "function" then
+    return nil, terr("argument", false, "the request sink must be a function")
+  end
+  local url = request.url
+  local bare = match(url, "^[^?#]*")
+  local path = match(bare, "^%a[%w+.-]*://[^/]*(/.*)$") or "/"
+  local op
+  local base = self._opts.recording_base
+  if self._by_url[bare] or sub(bare, 1, #base + 1) == base .. "/" then
+    op = "download"
+  else
+    for p, name in pairs(PATHS) do
+      if sub(path, -#p) == p then
+        op = name
+        break
+      end
+    end
+  end
+  local raw = type(request.body) == "string" and request.body or nil
+  local call = {
+    op = op, method = request.method or "GET", url = url, bare_url = bare, path = path,
+    headers = type(request.headers) == "table" and request.headers or {}, raw = raw or "",
+  }
+  local fault = take_fault(self, op)
+  local log = self.requests
+  log[#log + 1] = {
+    op = op or "unknown", method = call.method, url = url, headers = copy(call.headers),
+    body = decode(raw), raw_body = raw, fault = fault and fault.name, time = self:now(),
+  }
+  if fault then
+    local kind = fault.kind
+    if kind == "refused" then
+      return nil, terr("network", false, "connection refused (injected fault)")
+    elseif kind == "status" then
+      local headers = { ["content-type"] = fault.body and JSON_CT or HTML_CT, ["retry-after"] = fault.retry_after }
+      for k, v in pairs(fault.headers or {}) do
+        headers[lower(k)] = v
+      end
+      return respond(self, request, fault.status, headers, fault.body or html_status(fault.status))
+    elseif kind == "custom" then
+      -- the test's own answer; serve() gives the provider's real one (and does what it does: places a dial)
+      local function serve_it()
+        local status, headers, body, deliver = serve(self, call, nil)
+        return respond(self, request, status, headers, body, deliver)
+      end
+      local ok, res, err = pcall(fault.fn, request, serve_it)
+      if not ok then
+        return nil, terr("network", true, "the fault function raised an error: " .. tostring(res))
+      end
+      return res, err
+    elseif kind == "bad_json" then
+      return respond(self, request, 200, { ["content-type"] = HTML_CT },
+        "<html><head><title>Welcome</title></head><body><h1>It works!</h1><p>This is not JSON.</p></body></html>\n")
+    elseif kind == "api_error" then
+      return respond(self, request, 200, { ["content-type"] = JSON_CT }, err_body(fault.message))
+    end
+  end
+  local status, headers, body, deliver = serve(self, call, fault)
+  if fault and fault.kind == "timeout" then
+    return nil, terr("timeout", true, "the request timed out after it was sent (injected fault)")
+  elseif fault and fault.kind == "reset_after_send" then
+    return nil, terr("network", true, "connection reset by peer after the request was sent (injected fault)")
+  end
+  return respond(self, request, status, headers, body, deliver)
+end
+
+--------------------------------------------------------------------------
+-- the provider object
+--------------------------------------------------------------------------
+
+local function customer(self, ud, fname)
+  ud = ud == nil and self._opts.user_data or ud
+  local c = self._customers[ud]
+  if not c then
+    misuse(fname, "unknown user_data " .. tostring(ud) .. " (add it with provider:add_customer)", 1)
+  end
+  return c
+end
+
+local function check_phone(fname, seat, phone)
+  if type(seat) ~= "string" or seat == "" then
+    misuse(fname, "a seat must be a non-empty string", 1)
+  end
+  if type(phone) ~= "string" or not valid_phone(phone) then
+    misuse(fname, "the phone of seat " .. seat .. " must be in the provider's form, such as \"+8613500000002\"", 1)
+  end
+end
+
+local function init_state(self)
+  local o = self._opts
+  self._customers = {}
+  self._recs = {}
+  self._by_url = {}
+  self._faults = {}
+  self._last_key = "0"
+  self._offset = 0
+  self.dials = 0
+  clear(self.requests)
+  clear(self.slept)
+  self._customers[o.user_data] = { balance = o.balance, seats = {} }
+  for seat, phone in pairs(o.seats or {}) do
+    self._customers[o.user_data].seats[seat] = phone
+  end
+end
+
+--- mock.new{ options } -> provider (raises on a bad option)
+function _M.new(o)
+  if o == nil then
+    o = {}
+  end
+  if type(o) ~= "table" then
+    misuse("new", "options table expected, got " .. type(o))
+  end
+  local opts = {}
+  for k, v in pairs(o) do
+    if not KNOWN_OPTIONS[k] then
+      misuse("new", "unknown option '" .. tostring(k) .. "'")
+    end
+    opts[k] = v
+  end
+  for k, v in pairs(DEFAULTS) do
+    if opts[k] == nil then
+      opts[k] = v
+    end
+  end
+  if type(opts.user_data) ~= "string" or opts.user_data == "" then
+    misuse("new", "user_data must be a non-empty string")
+  end
+  if type(opts.balance) ~= "number" then
+    misuse("new", "balance must be a number")
+  end
+  if opts.secret ~= nil and (type(opts.secret) ~= "string" or opts.secret == "") then
+    misuse("new", "secret must be a non-empty string")
+  end
+  if opts.seats ~= nil then
+    if type(opts.seats) ~= "table" then
+      misuse("new", "seats must be a table { [seat] = phone }")
+    end
+    for seat, phone in pairs(opts.seats) do
+      check_phone("new", seat, phone)
+    end
+  end
+  if opts.clock ~= nil and type(opts.clock) ~= "function" then
+    misuse("new", "clock must be a function returning Unix seconds")
+  end
+  if type(opts.recorded) ~= "boolean" then
+    misuse("new", "recorded must be a boolean")
+  end
+  if opts.call_duration ~= nil and not is_whole(opts.call_duration, 1) then
+    misuse("new", "call_duration must be a positive whole number of seconds")
+  end
+  if not is_whole(opts.recording_size, 0) or not is_whole(opts.chunk_size, 1) then
+    misuse("new", "recording_size and chunk_size must be whole numbers of bytes (chunk_size at least 1)")
+  end
+  if type(opts.recording_base) ~= "string" or not match(opts.recording_base, "^https?://[^/%s]+") then
+    misuse("new", "recording_base must be an http:// or https:// URL")
+  end
+  opts.recording_base = gsub(opts.recording_base, "/+$", "")
+  opts.clock = opts.clock or os_time
+
+  local self = setmetatable({ requests = {}, slept = {}, _opts = opts }, mt)
+  self._auth = opts.secret and base64(opts.secret)
+  init_state(self)
+  -- closures, so that they can be passed around as plain functions
+  self.transport = function(request)
+    local ok, res, err = pcall(handle, self, request)
+    if not ok then
+      return nil, terr("network", true, "internal error: " .. tostring(res))
+    end
+    return res, err
+  end
+  self.sleep = function(seconds)
+    self.slept[#self.slept + 1] = seconds
+    if type(seconds) == "number" and seconds > 0 then
+      self._offset = self._offset + seconds
+    end
+  end
+  return self
+end
+
+--- provider:now() -> the provider's clock, Unix seconds
+function mt:now()
+  return floor(self._opts.clock() + self._offset)
+end
+
+--- provider:advance(seconds): move the provider's clock forward (recordings expire, windows move)
+function mt:advance(seconds)
+  if type(seconds) ~= "number" or seconds ~= seconds then
+    misuse("advance", "seconds must be a number")
+  end
+  self._offset = self._offset + seconds
+  return self
+end
+
+--- provider:reset(): back to the state right after new{} (records, seats, balances, faults, log, clock)
+function mt:reset()
+  init_state(self)
+  return self
+end
+
+--- provider:fail(op, fault [, times]) -> provider
+-- op: "bind_seat" | "dial" | "balance" | "records_page" | "download"
+-- fault: an HTTP status (429 carries Retry-After: 1), { status =, retry_after = } (false: no header),
+--   "timeout" / "reset_after_send" (the request is served, a dial IS placed, but the caller gets a
+--   timeout / network error with sent = true), "refused" (nothing reaches the provider, sent = false),
+--   "bad_json" (200 with an HTML page), "api_error" or { api_error = message } (meta.success false),
+--   "stuck_ids" (records_page: a full page whose ids do not pass maxId), "cut" (download: fewer bytes
+--   than Content-Length). Status, bad_json and api_error answer without serving the request.
+--   Any other answer: { status =, body =, headers = } (that exact response), or
+--   function(request, serve) -> response | nil, err, whose return is the answer; serve() returns the
+--   provider's real answer (serving the request, so a dial is placed), to pass on, change or drop.
+-- times: how many requests in a row get it (default 1; math.huge: all). Faults of one op queue up in order.
+function mt:fail(op, fault, times)
+  if not OPS[op] then
+    misuse("fail", "op must be \"bind_seat\", \"dial\", \"balance\", \"records_page\" or \"download\", got "
+      .. tostring(op))
+  end
+  if times == nil then
+    times = 1
+  end
+  if not (times == huge or is_whole(times, 1)) then
+    misuse("fail", "times must be a positive whole number or math.huge")
+  end
+  local f
+  if type(fault) == "number" or (type(fault) == "table" and fault.status ~= nil) then
+    local status = type(fault) == "number" and fault or fault.status
+    if not is_whole(status, 100) or status > 599 then
+      misuse("fail", "an HTTP status must be a whole number from 100 to 599")
+    end
+    local ra = status == 429 and "1" or nil
+    f = { kind = "status", status = status, name = tostring(status) }
+    if type(fault) == "table" then
+      if fault.retry_after ~= nil then
+        ra = fault.retry_after and tostring(fault.retry_after) or nil
+      end
+      if (fault.body ~= nil and type(fault.body) ~= "string")
+        or (fault.headers ~= nil and type(fault.headers) ~= "table") then
+        misuse("fail", "a status fault's body must be a string and its headers a table")
+      end
+      f.body, f.headers = fault.body, fault.headers
+    end
+    f.retry_after = ra
+  elseif type(fault) == "function" then
+    f = { kind = "custom", fn = fault, name = "function" }
+  elseif type(fault) == "table" and fault.api_error ~= nil then
+    f = { kind = "api_error", message = tostring(fault.api_error) }
+  elseif type(fault) == "string" and FAULTS[fault] ~= nil then
+    f = { kind = fault, message = "系统繁忙，请稍后再试" }
+  else
+    misuse("fail", "unknown fault " .. tostring(fault) .. " (a status number, \"timeout\", \"reset_after_send\", "
+      .. "\"refused\", \"bad_json\", \"api_error\", \"stuck_ids\", \"cut\")")
+  end
+  local only = FAULTS[f.kind]
+  if only and not only[op] then
+    misuse("fail", "fault \"" .. f.kind .. "\" does not apply to " .. op)
+  end
+  f.name = f.name or f.kind
+  f.left = times
+  local q = self._faults[op]
+  if not q then
+    q = {}
+    self._faults[op] = q
+  end
+  q[#q + 1] = f
+  return self
+end
+
+--- provider:clear_faults([op]): drop the queued faults (of one op, or all)
+function mt:clear_faults(op)
+  if op == nil then
+    clear(self._faults)
+  else
+    self._faults[op] = nil
+  end
+  return self
+end
+
+--- provider:pending_faults([op]) -> how many faulty answers are still queued
+function mt:pending_faults(op)
+  local n = 0
+  for name, q in pairs(self._faults) do
+    if op == nil or op == name then
+      for _, f in ipairs(q) do
+        n = n + f.left
+      end
+    end
+  end
+  return n
+end
+
+--- provider:seed_records(n [, opts]) or provider:seed_records{ record, ... } -> the new records (copies)
+-- n records: ids after the last one, callEndTime spread evenly over [opts.start_time, opts.end_time]
+--   (Unix seconds or "yyyy-MM-dd HH:mm:ss" UTC+8; default the 24 hours before now), opts.recorded
+--   (true, false or function(i) -> boolean; default true), opts.user_data (default the known customer),
+--   opts.recording_size (bytes of these records' recordings; default new{}'s).
+-- a list: each record's given fields are kept (id, if given, must be above the last one; it may be a
+--   string of digits past 2^53; callEndTime may be Unix seconds), the rest filled in;
+--   recordFileDownloadUrl = false leaves a recorded call without a URL.
+function mt:seed_records(what, opts)
+  local out = {}
+  if type(what) == "number" then
+    if not is_whole(what, 0) then
+      misuse("seed_records", "the count must be a whole number")
+    end
+    opts = opts or {}
+    local now = self:now()
+    local t0 = opts.start_time == nil and now - 86400 or to_epoch(opts.start_time)
+    local t1 = opts.end_time == nil and now - 60 or to_epoch(opts.end_time)
+    if not t0 or not t1 or t1 < t0 then
+      misuse("seed_records", "start_time and end_time must be Unix seconds or \"yyyy-MM-dd HH:mm:ss\", start first")
+    end
+    local ud = opts.user_data or self._opts.user_data
+    if not self._customers[ud] then
+      self:add_customer(ud)
+    end
+    local size = opts.recording_size
+    if size ~= nil and not is_whole(size, 0) then
+      misuse("seed_records", "recording_size must be a whole number of bytes")
+    end
+    local recorded = opts.recorded
+    if recorded == nil then
+      recorded = true
+    end
+    for i = 1, what do
+      local key = key_incr(self._last_key)
+      local t_end = what == 1 and t0 or t0 + floor((i - 1) * (t1 - t0) / (what - 1))
+      local rec_on = recorded
+      if type(recorded) == "function" then
+        rec_on = recorded(i)
+      end
+      local dur = 10 + (key_small(key) * 7919) % 290
+      local rec = make_record(key, session_id(key, "seed:"), ud, t_end, dur, rec_on)
+      out[i] = copy(add_record(self, { key = key, rec = rec, t_end = t_end, ud = ud, size = size }).rec)
+    end
+    return out
+  end
+  if type(what) ~= "table" then
+    misuse("seed_records", "a count or a list of records expected, got " .. type(what))
+  end
+  for i, given in ipairs(what) do
+    if type(given) ~= "table" then
+      misuse("seed_records", "record #" .. i .. " is not a table")
+    end
+    local key
+    if given.id ~= nil then
+      key = id_key(given.id)
+      if not key or not key_less(self._last_key, key) then
+        misuse("seed_records", "record #" .. i .. ": id must be a whole number above the last id "
+          .. self._last_key)
+      end
+    else
+      key = key_incr(self._last_key)
+    end
+    local t_end = self:now()
+    if given.callEndTime ~= nil then
+      t_end = to_epoch(given.callEndTime)
+      if not t_end then
+        misuse("seed_records", "record #" .. i .. ": callEndTime must be Unix seconds or \"yyyy-MM-dd HH:mm:ss\"")
+      end
+    end
+    local ud = given.userData or self._opts.user_data
+    if not self._customers[ud] then
+      self:add_customer(ud)
+    end
+    local dur = tonumber(given.duration) or 10 + (key_small(key) * 7919) % 290
+    local rec = make_record(key, given.sessionId or session_id(key, "seed:"), ud, t_end, dur,
+                            given.recordFlag == nil or given.recordFlag == "1")
+    for k, v in pairs(given) do
+      if k ~= "id" and k ~= "callEndTime" then
+        rec[k] = v
+      end
+    end
+    out[i] = copy(add_record(self, { key = key, rec = rec, t_end = t_end, ud = ud }).rec)
+  end
+  return out
+end
+
+--- provider:records([user_data]) -> copies of the records, by id (all customers' when user_data is nil)
+function mt:records(ud)
+  local out = {}
+  for _, e in ipairs(self._recs) do
+    if ud == nil or e.ud == ud then
+      out[#out + 1] = copy(e.rec)
+    end
+  end
+  return out
+end
+
+--- provider:recording(record | url | sessionId) -> the bytes a download of it returns, or nil
+function mt:recording(what)
+  local url = what
+  if type(what) == "table" then
+    url = what.recordFileDownloadUrl
+  elseif type(what) == "string" and not find(what, "://", 1, true) then
+    url = recording_url(self, what)
+  end
+  local entry = type(url) == "string" and self._by_url[match(url, "^[^?#]*")]
+  if not entry then
+    return nil
+  end
+  return recording_bytes(entry, entry.size or self._opts.recording_size)
+end
+
+--- provider:add_customer(user_data [, balance]): another known customer (default balance: new{}'s)
+function mt:add_customer(ud, balance)
+  if type(ud) ~= "string" or ud == "" then
+    misuse("add_customer", "user_data must be a non-empty string")
+  end
+  if balance ~= nil and type(balance) ~= "number" then
+    misuse("add_customer", "balance must be a number")
+  end
+  local c = self._customers[ud]
+  if not c then
+    c = { balance = self._opts.balance, seats = {} }
+    self._customers[ud] = c
+  end
+  if balance ~= nil then
+    c.balance = balance
+  end
+  return self
+end
+
+--- provider:balance([user_data]) -> the remaining talk time
+function mt:balance(ud)
+  return customer(self, ud, "balance").balance
+end
+
+--- provider:set_balance(n [, user_data])
+function mt:set_balance(n, ud)
+  if type(n) ~= "number" then
+    misuse("set_balance", "balance must be a number")
+  end
+  customer(self, ud, "set_balance").balance = n
+  return self
+end
+
+--- provider:bind(seat, phone [, user_data]): bind a seat without a request (phone as "+86...")
+function mt:bind(seat, phone, ud)
+  check_phone("bind", seat, phone)
+  customer(self, ud, "bind").seats[seat] = phone
+  return self
+end
+
+--- provider:bound_phone(seat [, user_data]) -> the phone bound to the seat, or nil
+function mt:bound_phone(seat, ud)
+  return customer(self, ud, "bound_phone").seats[seat]
+end
+
+--- provider:count([op]) -> how many requests (of that op) the provider has seen
+function mt:count(op)
+  if op == nil then
+    return #self.requests
+  end
+  local n = 0
+  for _, r in ipairs(self.requests) do
+    if r.op == op then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+--- provider:last_request([op]) -> the newest logged request (of that op), or nil
+function mt:last_request(op)
+  local log = self.requests
+  for i = #log, 1, -1 do
+    if op == nil or log[i].op == op then
+      return log[i]
+    end
+  end
+  return nil
+end
+
+function mt.__tostring(self)
+  return format("clicktocall.mock (%d records, %d requests)", #self._recs, #self.requests)
+end
+
+-- for specs and tools: the provider's clock format and the record page size
+_M.format_time = fmt_time
+_M.parse_time = parse_time
+_M.PAGE_SIZE = PAGE
+_M.null = cjson.null -- a record field seeded with it is sent as JSON null
+_M.RECORDING_TTL = RECORDING_TTL
+
+return _M
