@@ -35,6 +35,7 @@ build = {
     ["clicktocall"] = "lua/clicktocall.lua",
     ["clicktocall.errors"] = "lua/clicktocall/errors.lua",
     ["clicktocall.dial_guard"] = "lua/clicktocall/dial_guard.lua",
+    ["clicktocall.mock"] = "lua/clicktocall/mock.lua",
     ["clicktocall.transport.ngx"] = "lua/clicktocall/transport/ngx.lua",
     ["clicktocall.core"] = {
       sources = {
