@@ -240,24 +240,27 @@ static int read_page(lua_State *L, int data, const char *body, size_t n)
     if (rc == CTC_JSON_NO_DATA_ARRAY)
         return fail(L, "protocol", "response data is not an array of records");
     if (rc == 3) {
-        lua_pushfstring(L, "record %d %s", (int)ps.bad_index + 1,
+        char at[CTC_I64_LEN];
+        lua_pushfstring(L, "record %s %s", ctc_i64_str(at, (int64_t)ps.bad_index + 1),
                         ps.bad_kind == CTC_ID_MISSING ? "has no id"
                                                       : "has an id that is not a non-negative integer");
         return fail(L, "protocol", lua_tostring(L, -1));
     }
     if (rc != 0 || count != ps.cap) {
-        lua_pushfstring(L, "response is not valid JSON (%s at byte %d)",
-                        why ? why : "inconsistent array", (int)off);
+        char at[CTC_I64_LEN];
+        lua_pushfstring(L, "response is not valid JSON (%s at byte %s)",
+                        why ? why : "inconsistent array", ctc_i64_str(at, (int64_t)off));
         return fail(L, "protocol", lua_tostring(L, -1));
     }
     prev = asked;
     for (i = 0; i < count; i++) {
         if (ps.ids[i] <= prev) {
-            /* a page that does not move past maxId would loop forever */
-            ctc_push_id(L, ps.ids[i]);
-            ctc_push_id(L, prev);
-            lua_pushfstring(L, "page ids do not advance: record %d has id %s, not above %s",
-                            (int)i + 1, lua_tostring(L, -2), lua_tostring(L, -1));
+            /* a page that does not move past maxId would loop forever; ids printed
+             * exactly (a double would print 2^53 + 1 as 9.007199254741e+15) */
+            char at[CTC_I64_LEN], id[CTC_I64_LEN], above[CTC_I64_LEN];
+            lua_pushfstring(L, "page ids do not advance: record %s has id %s, not above %s",
+                            ctc_i64_str(at, (int64_t)i + 1), ctc_i64_str(id, ps.ids[i]),
+                            ctc_i64_str(above, prev));
             return fail(L, "protocol", lua_tostring(L, -1));
         }
         prev = ps.ids[i];
@@ -265,7 +268,8 @@ static int read_page(lua_State *L, int data, const char *body, size_t n)
     for (i = 0; i < count; i++) {
         lua_rawgeti(L, data, (int)i + 1);
         if (!lua_istable(L, -1)) {
-            lua_pushfstring(L, "record %d is not an object", (int)i + 1);
+            char at[CTC_I64_LEN];
+            lua_pushfstring(L, "record %s is not an object", ctc_i64_str(at, (int64_t)i + 1));
             return fail(L, "protocol", lua_tostring(L, -1));
         }
         normalize_record(L, lua_gettop(L));

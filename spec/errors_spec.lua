@@ -235,3 +235,17 @@ describe("core.response error text", function()
     assert.equal(1, core.response("balance", 200, h.json { meta = { success = true }, data = 1 }))
   end)
 end)
+
+describe("core.response record ids in messages", function()
+  local core = require "clicktocall.core"
+
+  it("prints ids of 15 digits and more exactly when a page does not advance", function()
+    for _, id in ipairs { "123456789012345", "9007199254740992", "9007199254740993" } do
+      local body = '{"meta":{"success":true},"data":[{"id":' .. id .. '},{"id":' .. id .. '}]}'
+      local v, kind, msg = core.response("records_page", 200, body, "1")
+      assert.is_nil(v)
+      assert.equal("protocol", kind)
+      assert.equal("page ids do not advance: record 2 has id " .. id .. ", not above " .. id, msg)
+    end
+  end)
+end)
