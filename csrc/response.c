@@ -2,7 +2,7 @@
  * Response reading: HTTP status, JSON (lua-cjson, a private instance), the
  * provider's meta.success / meta.message, the type of data each call expects,
  * and for record pages the cursor. Returns the call's value(s), or
- * nil, kind, message with kind one of "http", "api", "protocol".
+ * nil, { kind = "http" | "api" | "protocol", message, sent = true }.
  *
  * Record ids are read from the raw body by the C scanner, not from cjson's
  * doubles, so a cursor past 2^53 is still exact (cjson 2.1.0 decodes every
@@ -13,29 +13,22 @@
 #include "ctc.h"
 #include "parsers.h"
 
-enum { OP_BIND, OP_DIAL, OP_BALANCE, OP_RECORDS };
-static const char *const op_names[] = { "bind_seat", "dial", "balance", "records_page", NULL };
 
 #define UV_DECODE lua_upvalueindex(1)
 #define UV_NULL lua_upvalueindex(2)
 
 #define ARG_SECRETS 5
 
+/* Every failure here comes after an answer arrived: sent = true. */
 static int fail(lua_State *L, const char *kind, const char *message)
 {
-    lua_pushnil(L);
-    lua_pushstring(L, kind);
-    lua_pushstring(L, message);
-    return 3;
+    return ctc_push_fail(L, kind, 1, "%s", message);
 }
 
-/* nil, kind, <the string on top>: the message may hold NUL bytes */
+/* the same with the message on top (it may hold NUL bytes) */
 static int fail_top(lua_State *L, const char *kind)
 {
-    lua_pushnil(L);
-    lua_pushstring(L, kind);
-    lua_pushvalue(L, -3);
-    return 3;
+    return ctc_push_fail_top(L, kind, 1);
 }
 
 /* offset of the first needle in hay at or after from, or hn */
@@ -302,11 +295,11 @@ static int read_page(lua_State *L, int data, const char *body, size_t n)
 
 /* ---- the reader ---- */
 
-/* core.response(op, status, body [, asked_max_id [, secrets]]) -> value(s) | nil, kind, message
+/* core.response(op, status, body [, asked_max_id [, secrets]]) -> value(s) | nil, err
  * secrets: an array of strings replaced by "***" in any text taken from the body. */
 static int l_response(lua_State *L)
 {
-    int op = luaL_checkoption(L, 1, NULL, op_names);
+    int op = luaL_checkoption(L, 1, NULL, ctc_op_names);
     lua_Number st = lua_isnumber(L, 2) ? lua_tonumber(L, 2) : -1;
     int status;
     size_t n;
@@ -358,14 +351,14 @@ static int l_response(lua_State *L)
     lua_getfield(L, top, "data");
     data = lua_gettop(L);
     switch (op) {
-    case OP_BIND:
+    case CTC_OP_BIND_SEAT:
         lua_pushboolean(L, 1);
         return 1;
-    case OP_DIAL:
+    case CTC_OP_DIAL:
         if (lua_type(L, data) != LUA_TSTRING || ctc_rawlen(L, data) == 0)
             return fail(L, "protocol", "response data is not a session id string");
         return 1;
-    case OP_BALANCE:
+    case CTC_OP_BALANCE:
         if (lua_type(L, data) != LUA_TNUMBER)
             return fail(L, "protocol", "response data is not a number");
 #if CTC_HAS_INTEGERS
