@@ -10,9 +10,7 @@
 #include "ctc.h"
 #include "parsers.h"
 
-enum { OP_BIND, OP_DIAL, OP_BALANCE, OP_RECORDS };
-static const char *const op_names[] = { "bind_seat", "dial", "balance", "records_page", NULL };
-static const char *const op_paths[] = {
+static const char *const op_paths[CTC_OP_COUNT] = {
     "/management/add/setingphone", "/rest/voiceCall/api",
     "/management/customer/isallow", "/call/record/voice",
 };
@@ -136,69 +134,6 @@ static const char *get_time(lua_State *L, int t, const char *name, int64_t *epoc
     return why;
 }
 
-void ctc_push_id(lua_State *L, int64_t id)
-{
-#if CTC_HAS_INTEGERS
-    lua_pushinteger(L, (lua_Integer)id);
-#else
-    /* a double holds every integer up to 2^53 exactly; past it, keep digits */
-    if (id <= ((int64_t)1 << 53) && id >= -((int64_t)1 << 53)) {
-        lua_pushnumber(L, (lua_Number)id);
-    } else {
-        char digits[24];
-        int n = 0, neg = id < 0;
-        uint64_t u = neg ? (uint64_t)0 - (uint64_t)id : (uint64_t)id;
-        char *p = digits + sizeof digits;
-        do { *--p = (char)('0' + u % 10); u /= 10; n++; } while (u != 0);
-        if (neg) { *--p = '-'; n++; }
-        lua_pushlstring(L, p, (size_t)n);
-    }
-#endif
-}
-
-const char *ctc_to_id(lua_State *L, int idx, int64_t *id)
-{
-    if (lua_type(L, idx) == LUA_TNUMBER) {
-#if CTC_HAS_INTEGERS
-        if (lua_isinteger(L, idx)) {
-            lua_Integer v = lua_tointeger(L, idx);
-            if (v < 0)
-                return "must not be negative";
-            *id = (int64_t)v;
-            return NULL;
-        }
-#endif
-        {
-            lua_Number v = lua_tonumber(L, idx);
-            if (v != v || v != floor(v))
-                return "must be an integer";
-            if (v < 0)
-                return "must not be negative";
-            if (v > 9007199254740992.0)
-                return "is too large for a number; pass it as a string of digits";
-            *id = (int64_t)v;
-            return NULL;
-        }
-    }
-    if (lua_type(L, idx) == LUA_TSTRING) {
-        size_t n, i;
-        const char *s = lua_tolstring(L, idx, &n);
-        uint64_t v = 0;
-        if (n == 0 || n > 19)
-            return "must be a string of 1 to 19 digits";
-        for (i = 0; i < n; i++) {
-            if (s[i] < '0' || s[i] > '9')
-                return "must be a string of digits";
-            v = v * 10 + (uint64_t)(s[i] - '0');
-        }
-        if (v > (uint64_t)INT64_MAX)
-            return "is too large";
-        *id = (int64_t)v;
-        return NULL;
-    }
-    return "must be an integer";
-}
-
 /* ---- JSON body writing (values were validated: no control characters) ---- */
 
 static void add_json_string(luaL_Buffer *b, const char *s, size_t n)
@@ -257,7 +192,7 @@ static void set_string(lua_State *L, const char *k, const char *v)
 /* Pushes { method, url, headers, body } with the body on top of the stack. */
 static void push_request(lua_State *L, int cfg, int op)
 {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
     lua_insert(L, -2);             /* request table below the body */
     lua_setfield(L, -2, "body");
     set_string(L, "method", "POST");
@@ -273,6 +208,9 @@ static void push_request(lua_State *L, int cfg, int op)
     lua_getfield(L, cfg, "user_agent");
     lua_setfield(L, -2, "User-Agent");
     lua_setfield(L, -2, "headers");
+    /* a dial must never go twice: a transport may resend anything else */
+    lua_pushboolean(L, op != CTC_OP_DIAL);
+    lua_setfield(L, -2, "resend_safe");
 }
 
 static int arg_fail(lua_State *L, const char *field, const char *why)
@@ -280,22 +218,23 @@ static int arg_fail(lua_State *L, const char *field, const char *why)
     /* "is missing" reads on from the field name; a parser's sentence follows a colon */
     int phrase = strncmp(why, "is ", 3) == 0 || strncmp(why, "must ", 5) == 0 ||
                  strncmp(why, "holds ", 6) == 0;
-    lua_pushnil(L);
     if (strcmp(field, "user_data") == 0 && strcmp(why, "is missing") == 0)
         why = "is missing (give it to clicktocall.new{} or to the call)";
-    lua_pushfstring(L, phrase ? "field '%s' %s" : "field '%s': %s", field, why);
-    return 2;
+    return ctc_push_fail(L, "argument", 0, phrase ? "field '%s' %s" : "field '%s': %s", field, why);
 }
 
 /*
- * core.request(op, config, args) -> request | nil, message
+ * core.request(op, config, args) -> request, asked, parts | nil, err
+ * err: { kind = "argument", message = "field 'caller' ...", sent = false }
+ * asked: the cursor asked for (records_page), else nil; parts (dial only):
+ * { caller, callee, seat } as sent (normalized numbers, trimmed seat).
  * config: { base_url, authorization, user_agent, country_code, user_data }
  * (checked when the client was made); args: the call's own table.
  */
 int ctc_l_request(lua_State *L)
 {
-    int op = luaL_checkoption(L, 1, NULL, op_names);
-    text user_data, seat, cc = { "86", 2 };
+    int op = luaL_checkoption(L, 1, NULL, ctc_op_names);
+    text user_data, seat = { NULL, 0 }, cc = { "86", 2 };
     char phone_a[CTC_PHONE_MAX], phone_b[CTC_PHONE_MAX];
     int64_t t0 = 0, t1 = 0, max_id = 0;
     const char *why;
@@ -316,13 +255,13 @@ int ctc_l_request(lua_State *L)
         return arg_fail(L, "user_data", why);
 
     switch (op) {
-    case OP_BIND:
+    case CTC_OP_BIND_SEAT:
         if ((why = get_text(L, 3, "seat", &seat)) != NULL)
             return arg_fail(L, "seat", why);
         if ((why = get_phone(L, 3, "phone", cc, phone_a)) != NULL)
             return arg_fail(L, "phone", why);
         break;
-    case OP_DIAL:
+    case CTC_OP_DIAL:
         if ((why = get_phone(L, 3, "caller", cc, phone_a)) != NULL)
             return arg_fail(L, "caller", why);
         if ((why = get_phone(L, 3, "callee", cc, phone_b)) != NULL)
@@ -330,7 +269,7 @@ int ctc_l_request(lua_State *L)
         if ((why = get_text(L, 3, "seat", &seat)) != NULL)
             return arg_fail(L, "seat", why);
         break;
-    case OP_RECORDS:
+    case CTC_OP_RECORDS_PAGE:
         if ((why = get_time(L, 3, "start_time", &t0)) != NULL)
             return arg_fail(L, "start_time", why);
         if ((why = get_time(L, 3, "end_time", &t1)) != NULL)
@@ -351,18 +290,18 @@ int ctc_l_request(lua_State *L)
     luaL_buffinit(L, &b);
     luaL_addchar(&b, '{');
     switch (op) {
-    case OP_BIND:
+    case CTC_OP_BIND_SEAT:
         add_member(&b, 1, "userData", user_data.s, user_data.len);
         add_member(&b, 0, "setingNbr", seat.s, seat.len);
         add_member(&b, 0, "userPhone", phone_a, strlen(phone_a));
         break;
-    case OP_DIAL:
+    case CTC_OP_DIAL:
         add_member(&b, 1, "callerNbr", phone_a, strlen(phone_a));
         add_member(&b, 0, "calleeNbr", phone_b, strlen(phone_b));
         add_member(&b, 0, "userData", user_data.s, user_data.len);
         add_member(&b, 0, "setingNbr", seat.s, seat.len);
         break;
-    case OP_BALANCE:
+    case CTC_OP_BALANCE:
         add_member(&b, 1, "userData", user_data.s, user_data.len);
         break;
     default:
@@ -375,10 +314,21 @@ int ctc_l_request(lua_State *L)
     luaL_addchar(&b, '}');
     luaL_pushresult(&b);
     push_request(L, 2, op);
-    if (op == OP_RECORDS) {
+    if (op == CTC_OP_RECORDS_PAGE) {
         /* the reader needs the cursor asked for, exactly */
         ctc_push_id(L, max_id);
         return 2;
+    }
+    if (op == CTC_OP_DIAL) {
+        lua_pushnil(L); /* no cursor */
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, phone_a);
+        lua_setfield(L, -2, "caller");
+        lua_pushstring(L, phone_b);
+        lua_setfield(L, -2, "callee");
+        lua_pushlstring(L, seat.s, seat.len);
+        lua_setfield(L, -2, "seat");
+        return 3;
     }
     return 1;
 }
