@@ -18,6 +18,7 @@ local errors = require "clicktocall.errors"
 
 local type = type
 local pairs = pairs
+local ipairs = ipairs
 local pcall = pcall
 local error = error
 local tostring = tostring
@@ -88,13 +89,31 @@ local function is_whole(v, min)
   return type(v) == "number" and v == v and v >= min and v < huge and floor(v) == v
 end
 
--- Every occurrence of the secret and of its base64 form becomes "***".
+-- Every form of the secret a server or a transport could echo: raw, base64
+-- (the Authorization value) padded and unpadded, URL-safe base64 padded and
+-- unpadded. Longest first, so a padded form goes before its unpadded prefix.
+local function secret_forms(secret)
+  local b64 = core.base64(secret)
+  local url = gsub(b64, "[+/]", { ["+"] = "-", ["/"] = "_" })
+  local forms, seen = {}, {}
+  for _, f in ipairs { secret, b64, (gsub(b64, "=+$", "")), url, (gsub(url, "=+$", "")) } do
+    if f ~= "" and not seen[f] then
+      seen[f] = true
+      forms[#forms + 1] = f
+    end
+  end
+  table.sort(forms, function(a, b) return #a > #b end)
+  return forms
+end
+
+-- Every occurrence of every form of the secret becomes "***".
 local function redact(st, s)
   if type(s) ~= "string" then
     return s
   end
-  for i = 1, #st.secrets do
-    local secret = st.secrets[i]
+  local secrets = st.secrets
+  for i = 1, #secrets do
+    local secret = secrets[i]
     local from = 1
     while true do
       local a, b = find(s, secret, from, true)
@@ -114,9 +133,43 @@ end
 
 local function emit(st, event)
   if st.on_event then
+    event.url = redact(st, event.url)
+    event.error = redact(st, event.error)
     -- a failing hook must not fail the call it observes
     pcall(st.on_event, event)
   end
+end
+
+-- What a user function raised, as text for a message (a raised table may
+-- have no __tostring, or one that raises too).
+local function describe(v)
+  if errors.is_error(v) then
+    return v.message
+  end
+  local t = type(v)
+  if t == "string" or t == "number" then
+    return tostring(v)
+  end
+  local ok, s = pcall(tostring, v)
+  return ok and type(s) == "string" and s or "a " .. t
+end
+
+-- The transport may be the caller's function, and so may raise. A raise is kind
+-- "protocol" (the transport broke its contract: it is no fact about the network),
+-- sent = true (we cannot know how far it got, and a dial must never go twice), and
+-- not retryable (a raise is a bug, not a transient failure).
+local function send(st, request)
+  local ok, res, terr = pcall(st.send, request)
+  if not ok then
+    return nil, new_error(st, "protocol", "the transport raised an error: " .. describe(res),
+                          { sent = true, retryable = false })
+  end
+  if res == nil then
+    local e = errors.from_transport(terr)
+    e.message = redact(st, e.message)
+    return nil, e
+  end
+  return res
 end
 
 local function header(headers, name)
@@ -251,22 +304,26 @@ local function with_retries(st, idempotent, request, once, op, asked)
       emit(st, { type = "retry", method = request.method, url = request.url, attempt = attempt,
                  status = err.status, elapsed = elapsed, error = tostring(err), delay = delay })
     end
-    st.sleep(delay)
+    local ok, serr = pcall(st.sleep, delay)
+    if not ok then
+      -- the caller's sleep failed: stop here with the error we had, never raise
+      err.message = redact(st, err.message .. " (not retried: the sleep function raised: " .. describe(serr) .. ")")
+      return nil, err
+    end
   end
 end
 
 local function api_once(st, op, request, asked)
-  local res, terr = st.send(request)
+  local res, e = send(st, request)
   if not res then
-    local e = errors.from_transport(terr)
-    e.message = redact(st, e.message)
     return nil, e
   end
   local bad = check_response(st, res)
   if bad then
     return nil, bad
   end
-  local v1, v2, v3 = core.response(op, res.status, res.body, asked)
+  -- the secrets go to C so that a body excerpt is redacted before it is cut
+  local v1, v2, v3 = core.response(op, res.status, res.body, asked, st.secrets)
   if v1 == nil then
     return nil, new_error(st, v2, v3, { status = res.status, sent = true }), res
   end
@@ -388,6 +445,10 @@ function client_mt:records(args)
   local page_args = type(args) == "table" and copy(args) or nil
 
   local function step()
+    if st and st.closed and not done then
+      -- the client's connections are gone: nothing may be sent for it any more
+      pending = errors.argument("the 'records' iterator was used after client:close(); nothing was sent")
+    end
     if pending then
       local e = pending
       pending, done = nil, true
@@ -609,7 +670,7 @@ function client_mt.__tostring(self)
   if not st then
     return "clicktocall.client"
   end
-  return format("clicktocall.client (%s%s)", st.cfg.base_url, st.closed and ", closed" or "")
+  return redact(st, format("clicktocall.client (%s%s)", st.cfg.base_url, st.closed and ", closed" or ""))
 end
 
 --------------------------------------------------------------------------
@@ -706,14 +767,14 @@ local function setup_transport(st, o)
     if not ok then
       return "transport \"ngx\" needs OpenResty/ngx_lua: " .. tostring(ngx_transport)
     end
-    local send, terr = ngx_transport.new {
+    local ngx_send, terr = ngx_transport.new {
       pool_size = o.pool_size, keepalive_timeout = o.keepalive_timeout,
       ssl_verify = not o.insecure, ca_file = o.ca_file,
     }
-    if not send then
+    if not ngx_send then
       return terr
     end
-    st.send = send
+    st.send = ngx_send
     st.sleep = o.sleep or ngx_transport.sleep
     st.now = ngx_transport.now
   else
@@ -757,7 +818,7 @@ function _M.new(o)
       country_code = o.country_code and (gsub(o.country_code, "^%+", "")) or DEFAULTS.country_code,
       user_data = o.user_data,
     },
-    secrets = { o.app_secret, authorization },
+    secrets = secret_forms(o.app_secret),
     on_event = o.on_event,
     closed = false,
   }
