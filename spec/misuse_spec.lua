@@ -164,3 +164,35 @@ describe("an iterator made before close()", function()
     assert.equal("argument", e.kind)
   end)
 end)
+
+describe("options that cannot be honoured", function()
+  local function new(extra)
+    local o = { base_url = "https://api.example.com", app_secret = "S", transport = h.mock().transport }
+    for k, v in pairs(extra) do o[k] = v end
+    return clicktocall.new(o)
+  end
+
+  for _, case in ipairs {
+    { "timeout", 366 * 86400 }, { "timeout", 86400.5 }, { "connect_timeout", 2 * 86400 },
+    { "download_timeout", 8 * 86400 }, { "dial_guard_window", 2 * 86400 }, { "backoff_max", 7200 },
+    { "backoff_base", 1e9 }, { "retry_after_max", 2 * 86400 }, { "keepalive_timeout", 1e12 },
+    { "max_body", 2 ^ 31 }, { "pool_size", 2 ^ 40 },
+  } do
+    it(("refuses %s = %.14g with a sentence, never clamps it"):format(case[1], case[2]), function()
+      local client, err = new { [case[1]] = case[2] }
+      assert.is_nil(client)
+      assert.equal("argument", err.kind)
+      assert.matches("field '" .. case[1] .. "' must be", err.message, 1, true)
+    end)
+  end
+
+  it("takes the largest values it can honour", function()
+    assert.truthy(new { timeout = 86400, connect_timeout = 86400, download_timeout = 7 * 86400,
+                        keepalive_timeout = 0, max_body = 2 ^ 31 - 1 })
+  end)
+
+  it("says what the limit is", function()
+    local _, err = new { timeout = 366 * 86400 }
+    assert.matches("at most 86400 seconds", err.message, 1, true)
+  end)
+end)
