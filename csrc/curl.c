@@ -5,10 +5,12 @@
  *
  * While curl_easy_perform runs, the callbacks touch only C memory owned by the
  * userdata (no Lua call, no stored lua_State); results and errors are pushed
- * after it returns. The request body goes through a read callback whose seek
- * callback cannot rewind: libcurl then fails (CURLE_SEND_FAIL_REWIND) instead
- * of silently re-sending a request on a fresh connection when a reused one
- * died after the body went out, so the server can never see a dial twice.
+ * after it returns. Every body is handed to libcurl whole (POSTFIELDS), so
+ * headers and body leave in one write. When a reused connection dies after
+ * the request went out, libcurl silently sends it again on a fresh one; for a
+ * request marked resend_safe = false (a dial) the pre-request callback counts
+ * its calls within one perform and aborts the second, so the server can never
+ * see a dial twice (the error says sent = true: the first may have arrived).
  *
  * An exchange (handle + buffers of one request) is kept apart from the Lua
  * object so that a batch form over the multi interface can own many of them.
@@ -36,8 +38,10 @@ typedef struct exchange {
     ctc_buf hdr_next;      /* the same for the request being prepared */
     ctc_buf url;
     ctc_buf req_body;
-    size_t req_pos;
-    int body_read;         /* the read callback handed out request bytes */
+    int resend_safe;       /* the request may go again on a fresh connection */
+    size_t req_pos;        /* body bytes the read callback handed out (before 7.80) */
+    int prereq_calls;      /* pre-request callbacks within this perform */
+    int resend_refused;    /* a second send of a not-resend-safe request was stopped */
     ctc_buf head;          /* raw header lines of the last response */
     ctc_buf body;          /* response body (or a failed download's error page) */
     curl_off_t max_body;   /* < 0: no limit */
@@ -56,6 +60,24 @@ typedef struct transport {
 
 /* ================= callbacks: C memory only ================= */
 
+#if CTC_CURL_GE(7, 80, 0)
+/* Called once per connection a request is about to be sent on: a second call
+ * within one perform is libcurl re-sending it (see the file header). */
+static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
+                     int conn_primary_port, int conn_local_port)
+{
+    exchange *x = ud;
+    (void)conn_primary_ip; (void)conn_local_ip; (void)conn_primary_port; (void)conn_local_port;
+    if (++x->prereq_calls > 1 && !x->resend_safe) {
+        x->resend_refused = 1;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+#else
+/* Before 7.80 there is no pre-request callback: such a request's body goes
+ * through a read callback that cannot rewind, so libcurl fails with
+ * CURLE_SEND_FAIL_REWIND instead of re-sending (at the cost of two writes). */
 static size_t on_read(char *dst, size_t size, size_t nitems, void *ud)
 {
     exchange *x = ud;
@@ -65,7 +87,6 @@ static size_t on_read(char *dst, size_t size, size_t nitems, void *ud)
     if (n > 0) {
         memcpy(dst, x->req_body.data + x->req_pos, n);
         x->req_pos += n;
-        x->body_read = 1;
     }
     return n;
 }
@@ -73,8 +94,9 @@ static size_t on_read(char *dst, size_t size, size_t nitems, void *ud)
 static int on_seek(void *ud, curl_off_t offset, int origin)
 {
     (void)ud; (void)offset; (void)origin;
-    return CURL_SEEKFUNC_CANTSEEK; /* see the file header: never re-send */
+    return CURL_SEEKFUNC_CANTSEEK;
 }
+#endif
 
 static size_t on_header(char *p, size_t size, size_t nitems, void *ud)
 {
@@ -169,10 +191,15 @@ static CURLcode exchange_init(exchange *x)
     SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
     SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
+#if CTC_CURL_GE(7, 80, 0)
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_PREREQDATA, x);
+#else
     SET(CURLOPT_READFUNCTION, on_read);
     SET(CURLOPT_READDATA, x);
     SET(CURLOPT_SEEKFUNCTION, on_seek);
     SET(CURLOPT_SEEKDATA, x);
+#endif
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, x);
     SET(CURLOPT_WRITEFUNCTION, on_write);
@@ -222,13 +249,12 @@ static void exchange_prepare(lua_State *L, exchange *x, int req, int download)
     size_t n;
     const char *s;
     struct curl_slist *list = NULL;
-    int resend_safe;
 
     ctc_buf_reset(&x->head);
     ctc_buf_reset(&x->body);
     ctc_buf_reset(&x->req_body);
     x->req_pos = 0;
-    x->body_read = x->too_large = x->write_failed = 0;
+    x->prereq_calls = x->resend_refused = x->too_large = x->write_failed = 0;
     x->bytes = 0;
     x->errbuf[0] = '\0';
     ctc_buf_reset(&x->hdr_next);
@@ -300,17 +326,20 @@ static void exchange_prepare(lua_State *L, exchange *x, int req, int download)
     curl_easy_setopt(x->easy, CURLOPT_MAXREDIRS, (long)CTC_MAX_REDIRECTS);
     curl_easy_setopt(x->easy, CURLOPT_MAXFILESIZE_LARGE,
                      (curl_off_t)(download || x->max_body < 0 ? 0 : x->max_body));
+    /* absent means safe: only the core's dial says false */
     lua_getfield(L, req, "resend_safe");
-    resend_safe = lua_toboolean(L, -1);
+    x->resend_safe = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
-        /* A request that may go twice (not a dial) hands libcurl its body, which
-         * libcurl then sends in the same packet as the headers; a dial goes through
-         * the read callback that cannot rewind (see the file header). */
-        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS,
-                         resend_safe && x->req_body.len > 0 ? x->req_body.data : NULL);
         curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req_body.len);
+#if CTC_CURL_GE(7, 80, 0)
+        /* the whole body: libcurl writes it with the headers, in one send */
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->req_body.len > 0 ? x->req_body.data : "");
+#else
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS,
+                         x->resend_safe && x->req_body.len > 0 ? x->req_body.data : NULL);
+#endif
     } else if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
     } else {
@@ -426,8 +455,12 @@ static int may_have_sent(exchange *x, CURLcode rc)
     long size = 0;
     curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &size);
     req_size = size;
-    if (x->body_read || req_size > 0)
+    if (x->resend_refused || req_size > 0)
         return 1;
+#if !CTC_CURL_GE(7, 80, 0)
+    if (x->req_pos > 0) /* the read callback handed out body bytes */
+        return 1;
+#endif
     switch (rc) {
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_RESOLVE_HOST:
@@ -461,7 +494,7 @@ static int push_error(lua_State *L, exchange *x, CURLcode rc)
     } else {
         if (rc == CURLE_OPERATION_TIMEDOUT)
             kind = "timeout";
-        else if (rc == CURLE_SEND_FAIL_REWIND)
+        else if (rc == CURLE_SEND_FAIL_REWIND || x->resend_refused)
             detail = "the connection closed after the request went out and before any answer; "
                      "it was not sent again (the server may have processed it)";
         else if (rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_TOO_MANY_REDIRECTS)

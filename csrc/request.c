@@ -257,7 +257,7 @@ static void set_string(lua_State *L, const char *k, const char *v)
 /* Pushes { method, url, headers, body } with the body on top of the stack. */
 static void push_request(lua_State *L, int cfg, int op)
 {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
     lua_insert(L, -2);             /* request table below the body */
     lua_setfield(L, -2, "body");
     set_string(L, "method", "POST");
@@ -273,6 +273,9 @@ static void push_request(lua_State *L, int cfg, int op)
     lua_getfield(L, cfg, "user_agent");
     lua_setfield(L, -2, "User-Agent");
     lua_setfield(L, -2, "headers");
+    /* a dial must never go twice: a transport may resend anything else */
+    lua_pushboolean(L, op != OP_DIAL);
+    lua_setfield(L, -2, "resend_safe");
 }
 
 static int arg_fail(lua_State *L, const char *field, const char *why)
@@ -288,14 +291,16 @@ static int arg_fail(lua_State *L, const char *field, const char *why)
 }
 
 /*
- * core.request(op, config, args) -> request | nil, message
+ * core.request(op, config, args) -> request, asked, parts | nil, message
+ * asked: the cursor asked for (records_page), else nil; parts (dial only):
+ * { caller, callee, seat } as sent (normalized numbers, trimmed seat).
  * config: { base_url, authorization, user_agent, country_code, user_data }
  * (checked when the client was made); args: the call's own table.
  */
 int ctc_l_request(lua_State *L)
 {
     int op = luaL_checkoption(L, 1, NULL, op_names);
-    text user_data, seat, cc = { "86", 2 };
+    text user_data, seat = { NULL, 0 }, cc = { "86", 2 };
     char phone_a[CTC_PHONE_MAX], phone_b[CTC_PHONE_MAX];
     int64_t t0 = 0, t1 = 0, max_id = 0;
     const char *why;
@@ -379,6 +384,17 @@ int ctc_l_request(lua_State *L)
         /* the reader needs the cursor asked for, exactly */
         ctc_push_id(L, max_id);
         return 2;
+    }
+    if (op == OP_DIAL) {
+        lua_pushnil(L); /* no cursor */
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, phone_a);
+        lua_setfield(L, -2, "caller");
+        lua_pushstring(L, phone_b);
+        lua_setfield(L, -2, "callee");
+        lua_pushlstring(L, seat.s, seat.len);
+        lua_setfield(L, -2, "seat");
+        return 3;
     }
     return 1;
 }

@@ -199,7 +199,46 @@ describe("libcurl transport", function()
     local sid, err = c:dial { caller = "13500000002", callee = "13500000003", seat = "PP1" }
     assert.is_nil(sid)
     assert.is_true(err.sent)
-    assert.equal(1, counts().dial)
+    assert.equal(1, counts().dial) -- with retries = 5: not retried either
+    if tonumber(core.curl_version:match("^(%d+%.%d+)")) >= 7.80 then
+      -- libcurl tried to send it again on a fresh connection, and was stopped
+      assert.equal("CURLE_ABORTED_BY_CALLBACK", err.code_name)
+      assert.matches("not sent again", err.message)
+    end
+  end)
+
+  it("sends a dial's headers and body in one write (seen by strace)", function()
+    local strace = io.popen("command -v strace"):read("*l")
+    if not strace then return pending("strace is not installed") end
+    local tmp = os.tmpname()
+    local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+    local script = string.format([[
+      package.cpath = %q .. ";" .. package.cpath
+      local core = require "clicktocall.core"
+      local t = core.curl_transport()
+      local req = { method = "POST", url = %q, resend_safe = false, body = %q,
+                    headers = { ["Content-Type"] = "application/json" } }
+      for _ = 1, 2 do assert(t:perform(req)) end -- the second on the reused connection
+    ]], package.cpath, srv:url("/rest/voiceCall/api"), '{"callerNbr":"+8613500000002","end":"BODY-END"}')
+    local cmd = string.format("strace -f -qq -s 65535 -e trace=write,writev,send,sendto,sendmsg -o %s %s -e %q",
+                              tmp, lua, script)
+    local ran = os.execute(cmd)
+    assert.is_true(ran == true or ran == 0)
+    local f = assert(io.open(tmp))
+    local trace = f:read("*a")
+    f:close()
+    os.remove(tmp)
+    local posts, with_body, body_writes = 0, 0, 0
+    for line in trace:gmatch("[^\n]+") do
+      local has_post = line:find("POST /rest/voiceCall/api", 1, true) ~= nil
+      local has_body = line:find("BODY-END", 1, true) ~= nil
+      if has_post then posts = posts + 1 end
+      if has_body then body_writes = body_writes + 1 end
+      if has_post and has_body then with_body = with_body + 1 end
+    end
+    assert.equal(2, posts, trace)
+    assert.equal(2, body_writes, trace)
+    assert.equal(2, with_body, "headers and body went in separate writes:\n" .. trace)
   end)
 
   it("a closed transport raises on use; closing is idempotent", function()
