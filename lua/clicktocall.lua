@@ -104,7 +104,8 @@ local function guarded_dial(st, args, request, parts)
   if not guard or args.force then
     return exchange.api(st, "dial", request)
   end
-  local caller, callee, seat = parts[1], parts[2], parts[3]
+  -- the normalized values C wrote into the body (core.request's third result)
+  local caller, callee, seat = parts.caller, parts.callee, parts.seat
   local user_data = args.user_data or st.cfg.user_data
   local ok, why = guard:check(caller, callee, seat, user_data)
   if not ok then
@@ -117,21 +118,13 @@ local function guarded_dial(st, args, request, parts)
   return session, err
 end
 
--- Today's core returns no parts: read them back from the body it wrote.
-local function dial_parts(request, parts)
-  if parts then
-    return parts
-  end
-  return { request.body:match('"callerNbr":"([^"]*)","calleeNbr":"([^"]*)".-"setingNbr":"(.*)"}$') }
-end
-
 -- One table makes the four methods: the name, the op, and what runs the exchange.
 local CALLS = {
   bind_seat = function(st, _, request)
     return exchange.api(st, "bind_seat", request)
   end,
   dial = function(st, args, request, _, parts)
-    return guarded_dial(st, args, request, dial_parts(request, parts))
+    return guarded_dial(st, args, request, parts)
   end,
   balance = function(st, _, request)
     return exchange.api(st, "balance", request)

@@ -154,24 +154,6 @@ end
 -- retries
 --------------------------------------------------------------------------
 
-local MONTHS = {
-  jan = 1, feb = 2, mar = 3, apr = 4, may = 5, jun = 6,
-  jul = 7, aug = 8, sep = 9, oct = 10, nov = 11, dec = 12,
-}
-
--- days since 1970-01-01 of a civil date (proleptic Gregorian)
-local function days_from_civil(y, m, d)
-  if m <= 2 then
-    y = y - 1
-  end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
 -- Retry-After: delay-seconds or an HTTP-date (RFC 9110 10.2.3) -> seconds
 local function retry_after_seconds(v)
   if type(v) == "number" then
@@ -184,13 +166,10 @@ local function retry_after_seconds(v)
   if secs then
     return tonumber(secs)
   end
-  local d, mon, y, hh, mm, ss = match(v, "^%s*%a+,%s*(%d+)%s+(%a+)%s+(%d+)%s+(%d+):(%d+):(%d+)%s+GMT%s*$")
-  local m = mon and MONTHS[lower(mon)]
-  if not m then
+  local at = core.http_date(match(v, "^%s*(.-)%s*$"))
+  if not at then
     return nil
   end
-  local at = days_from_civil(tonumber(y), m, tonumber(d)) * 86400
-    + tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
   local delta = at - os_time()
   return delta > 0 and delta or 0
 end
@@ -294,10 +273,6 @@ function _M.api(st, op, request, asked)
   request.timeout = st.timeout
   request.connect_timeout = st.connect_timeout
   request.max_body = st.max_body
-  if request.resend_safe == nil then
-    -- only a dial must never be re-sent by the transport itself (see csrc/curl.c)
-    request.resend_safe = op ~= "dial"
-  end
   -- the headers of a 2xx answer are never read here (Retry-After matters only on failures)
   request.want_headers = false
   return _M.with_retries(st, op ~= "dial", request, api_once, op, asked)
