@@ -41,7 +41,7 @@ local header = exchange.header
 local _M = { _VERSION = core._VERSION }
 
 -- one limit for both paths: libcurl's CURLOPT_MAXREDIRS is set from the same constant
-local MAX_REDIRECTS = core.MAX_REDIRECTS or 3
+local MAX_REDIRECTS = core.MAX_REDIRECTS
 _M.MAX_REDIRECTS = MAX_REDIRECTS
 
 --------------------------------------------------------------------------
@@ -255,7 +255,15 @@ end
 
 -- Through libcurl: C follows redirects and checks the length (same limit, same messages).
 local function fetch_curl(st, request, dir)
-  local tmp = _M.temp_name(dir)
+  -- C creates the file with O_EXCL, so it never writes into another's file; a name
+  -- already taken (a stale file of ours) is skipped here, before C sees it
+  local tmp
+  for _ = 1, 8 do
+    tmp = _M.temp_name(dir)
+    if core.file_kind(tmp) == "missing" then
+      break
+    end
+  end
   local ok, res, terr = pcall(st.download, request, tmp)
   if not ok then
     os_remove(tmp)

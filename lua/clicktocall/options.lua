@@ -29,11 +29,10 @@ local format = string.format
 local _M = { _VERSION = core._VERSION }
 
 -- The transport defaults are the core's (csrc/ctc.h), so C and Lua cannot disagree.
-local CORE = core.DEFAULTS or {}
 local DEFAULTS = {
-  timeout = CORE.timeout or 10,
-  connect_timeout = CORE.connect_timeout or 3,
-  max_body = CORE.max_body or 8 * 1024 * 1024,
+  timeout = core.DEFAULTS.timeout,
+  connect_timeout = core.DEFAULTS.connect_timeout,
+  max_body = core.DEFAULTS.max_body,
   retries = 2,
   country_code = "86",
   dial_guard_window = 10,
