@@ -29,7 +29,9 @@ local setmetatable = setmetatable
 local str_format = string.format
 local math_floor = math.floor
 
-local _M = { _VERSION = require("clicktocall.core")._VERSION }
+-- The guard works without the C core (a bare nginx may use it alone); with it, it carries the core's version.
+local has_core, core = pcall(require, "clicktocall.core")
+local _M = { _VERSION = has_core and core._VERSION or nil }
 
 local mt = { __index = _M }
 
