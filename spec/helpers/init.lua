@@ -4,9 +4,10 @@
 
 local cjson = require("cjson").new()
 
--- the core built for this interpreter: build/5.4, build/luajit, ...
+-- the core built for this interpreter: build/5.4, build/luajit, ... unless the
+-- command line named a build already (--cpath=./build/asan/?.so must win)
 local build = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
-if not package.cpath:find("./build/" .. build .. "/?.so", 1, true) then
+if not package.cpath:find("./build/", 1, true) then
   package.cpath = "./build/" .. build .. "/?.so;" .. package.cpath
 end
 
