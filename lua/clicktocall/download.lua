@@ -195,6 +195,65 @@ local function open_sink(st, dir)
   return nil, fail(st, "io", tostring(msg), { sent = false, retryable = false })
 end
 
+-- One request whose body goes to the sink -> res, err, the sink's write error
+local function send_to_sink(st, request, sink)
+  local werr
+  request.sink = function(chunk)
+    local ok, e = sink:write(chunk)
+    if not ok then
+      werr = e
+      return nil, { kind = "io", message = e }
+    end
+    return true
+  end
+  local res, err = exchange.send(st, request)
+  request.sink = nil
+  return res, err, werr
+end
+
+-- The Location of a redirect, or nil when the answer is not one.
+local function redirect_of(res)
+  local status = res and res.status
+  if status and status >= 300 and status < 400 then
+    return header(res.headers, "location")
+  end
+  return nil
+end
+
+-- An answer that is not a redirect: the file is whole -> { status, headers, bytes, sha256 } | nil, err
+local function keep_body(st, sink, res, err, werr)
+  if werr then
+    return nil, io_error(st, werr) -- whatever the transport made of it, the disk failed
+  end
+  if not res then
+    return nil, err
+  end
+  if res.status < 200 or res.status > 299 then
+    return nil, http_error(st, res.status)
+  end
+  local length = tonumber(header(res.headers, "content-length"))
+  if length and length ~= sink:bytes() then
+    return nil, fail(st, "network", format("recording cut short: got %.0f of %.0f bytes", sink:bytes(), length),
+                     { sent = true })
+  end
+  local bytes, sha = sink:finish()
+  if not bytes then
+    return nil, io_error(st, sha)
+  end
+  return { status = res.status, headers = res.headers, bytes = bytes, sha256 = sha }
+end
+
+local function next_url(st, url, location)
+  if type(location) ~= "string" then
+    return nil, fail(st, "protocol", "the recording server sent a redirect without a usable Location")
+  end
+  url = resolve_location(url, location)
+  if not match(lower(url), "^https?://[^/%s]+") or find(url, "[%c%s]") then
+    return nil, fail(st, "protocol", "recording redirected to a URL that is not http(s)")
+  end
+  return url
+end
+
 -- Through a transport written in Lua: redirects, status and length here, the
 -- body into a file sink (a new one per hop, so a 3xx body is never kept).
 local function fetch_lua(st, request, dir)
@@ -204,50 +263,21 @@ local function fetch_lua(st, request, dir)
     if not sink then
       return nil, tmp
     end
-    local werr
     request.url = url
-    request.sink = function(chunk)
-      local ok, e = sink:write(chunk)
-      if not ok then
-        werr = e
-        return nil, { kind = "io", message = e }
-      end
-      return true
-    end
-    local res, err = exchange.send(st, request)
-    request.sink = nil
-    local status = res and res.status
-    local location = status and status >= 300 and status < 400 and header(res.headers, "location")
-    if werr or not res or not location then
-      if werr then
+    local res, err, werr = send_to_sink(st, request, sink)
+    local location = not werr and redirect_of(res)
+    if not location then
+      local result, kerr = keep_body(st, sink, res, err, werr)
+      if not result then
         sink:abort()
-        return nil, io_error(st, werr), res
-      elseif not res then
-        sink:abort()
-        return nil, err
-      elseif status < 200 or status > 299 then
-        sink:abort()
-        return nil, http_error(st, status), res
+        return nil, kerr, res
       end
-      local length = tonumber(header(res.headers, "content-length"))
-      if length and length ~= sink:bytes() then
-        sink:abort()
-        return nil, fail(st, "network", format("recording cut short: got %.0f of %.0f bytes", sink:bytes(), length),
-                         { sent = true }), res
-      end
-      local bytes, sha = sink:finish()
-      if not bytes then
-        return nil, io_error(st, sha), res
-      end
-      return { status = status, headers = res.headers, bytes = bytes, sha256 = sha }, tmp
+      return result, tmp
     end
     sink:abort()
-    if type(location) ~= "string" then
-      return nil, fail(st, "protocol", "the recording server sent a redirect without a usable Location")
-    end
-    url = resolve_location(url, location)
-    if not match(lower(url), "^https?://[^/%s]+") or find(url, "[%c%s]") then
-      return nil, fail(st, "protocol", "recording redirected to a URL that is not http(s)")
+    url, err = next_url(st, url, location)
+    if not url then
+      return nil, err, res
     end
   end
   return nil, fail(st, "protocol", "recording redirected more than " .. MAX_REDIRECTS .. " times")
