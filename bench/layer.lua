@@ -1,12 +1,13 @@
 --- bench/layer.lua: the Lua layer's own cost, over a function transport that answers at once.
 --   lua5.4 bench/layer.lua [ROOT]   (ROOT: the tree whose lua/ to load; default ".")
--- Prints calls/s for balance and dial, and records/s for records over pages of 100.
+-- Prints calls/s for balance and dial, and records/s for records over pages of 100 (CPU time, best of 5).
 local ROOT = arg[1] or "."
 local jit = rawget(_G, "jit")
 package.path = ROOT .. "/lua/?.lua;./?.lua;" .. package.path
 package.cpath = "./build/" .. (jit and "luajit" or _VERSION:match("%d+%.%d+")) .. "/?.so;" .. package.cpath
 local clicktocall = require "clicktocall"
-local now = require("clicktocall.core").now
+-- CPU time, best of 5: other processes on a shared machine do not count
+local now = os.clock
 
 local BAL = { status = 200, headers = {}, body = '{"meta":{"success":true,"message":"ok"},"data":6152}' }
 local DIAL = { status = 200, headers = {}, body = '{"meta":{"success":true,"message":"ok"},"data":"s-1"}' }
@@ -35,19 +36,24 @@ local client = assert(clicktocall.new { base_url = "http://127.0.0.1:1", app_sec
 
 local function rate(n, f)
   f() -- warm up
-  local t0 = now()
-  for _ = 1, n do f() end
-  return n / (now() - t0)
+  local best = 0
+  for _ = 1, 5 do
+    local t0 = now()
+    for _ = 1, n do f() end
+    local r = n / (now() - t0)
+    if r > best then best = r end
+  end
+  return best
 end
 
 answer = BAL
-local bal = rate(200000, function() return assert(client:balance()) end)
+local bal = rate(50000, function() return assert(client:balance()) end)
 answer = DIAL
 local args = { caller = "13500000002", callee = "13918000010", seat = "PP1" }
-local dial = rate(100000, function() return assert(client:dial(args)) end)
+local dial = rate(50000, function() return assert(client:dial(args)) end)
 answer = PAGES
 local window = { start_time = "2019-03-25 00:00:00", end_time = "2019-03-26 00:00:00", limit = 5000 }
-local pages = rate(20, function()
+local pages = rate(10, function()
   local n = 0
   for _ in client:records(window) do n = n + 1 end
   assert(n == 5000)

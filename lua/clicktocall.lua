@@ -50,6 +50,8 @@ local FIELDS = {
   records = { user_data = true, start_time = true, end_time = true, max_id = true, limit = true },
 }
 
+local NO_ARGS = setmetatable({}, { __newindex = function() error("read-only", 2) end })
+
 local function argument_error(st, fname, what)
   local message = format("bad argument #1 to '%s' (%s)", fname, what)
   return errors.argument(st and exchange.redact(st, message) or message)
@@ -74,7 +76,7 @@ local function prepare(self, fname, op, args)
     return nil, err
   end
   if args == nil and op == "balance" then
-    args = {}
+    args = NO_ARGS
   end
   if type(args) ~= "table" then
     return nil, argument_error(st, fname, "table expected, got " .. type(args))

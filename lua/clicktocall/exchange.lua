@@ -131,7 +131,7 @@ _M.header = header
 -- sent = true (we cannot know how far it got, and a dial must never go twice), and
 -- not retryable (a raise is a bug, not a transient failure). What comes back is
 -- checked to be a response: a status from 100 to 599, headers a table or nil.
-function _M.send(st, request)
+local function send(st, request)
   local ok, res, terr = pcall(st.send, request)
   if not ok then
     return nil, fail(st, "protocol", "the transport raised an error: " .. describe(res),
@@ -149,6 +149,7 @@ function _M.send(st, request)
   end
   return res
 end
+_M.send = send
 
 --------------------------------------------------------------------------
 -- retries
@@ -207,7 +208,7 @@ end
 -- Runs once(st, request, a, b) -> v1, v2, res | nil, err, res until it succeeds or
 -- must stop. Events (and their tables and clock reads) are made only when there
 -- is an on_event hook.
-function _M.with_retries(st, idempotent, request, once, a, b)
+local function with_retries(st, idempotent, request, once, a, b)
   local attempt = 0
   local on_event = st.on_event
   while true do
@@ -247,13 +248,14 @@ function _M.with_retries(st, idempotent, request, once, a, b)
     end
   end
 end
+_M.with_retries = with_retries
 
 --------------------------------------------------------------------------
 -- the four API calls
 --------------------------------------------------------------------------
 
 local function api_once(st, request, op, asked)
-  local res, e = _M.send(st, request)
+  local res, e = send(st, request)
   if not res then
     return nil, e
   end
@@ -275,7 +277,7 @@ function _M.api(st, op, request, asked)
   request.max_body = st.max_body
   -- the headers of a 2xx answer are never read here (Retry-After matters only on failures)
   request.want_headers = false
-  return _M.with_retries(st, op ~= "dial", request, api_once, op, asked)
+  return with_retries(st, op ~= "dial", request, api_once, op, asked)
 end
 
 return _M
