@@ -99,7 +99,7 @@ describe("user functions that raise", function()
       assert.equal("protocol", err.kind)
       assert.is_true(err.sent)
       assert.is_false(err.retryable)
-      assert.matches("the transport raised an error", err.message, 1, true)
+      assert.matches("the transport function raised an error", err.message, 1, true)
       assert.equal(1, #m.requests)
       assert.equal(0, #m.sleeps)
     end

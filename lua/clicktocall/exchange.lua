@@ -2,7 +2,7 @@
 -- the core, retried with backoff and Retry-After; events; redaction of the secret.
 --
 -- Everything here works on `st`, a client's private state (see options.lua):
--- st.send, st.sleep, st.now, st.on_event, st.secrets, st.retries, st.backoff_base,
+-- st.send, st.transport_name, st.sleep, st.now, st.on_event, st.secrets, st.retries, st.backoff_base,
 -- st.backoff_max, st.retry_after_max, st.timeout, st.connect_timeout, st.max_body.
 
 local core = require "clicktocall.core"
@@ -134,7 +134,7 @@ _M.header = header
 local function send(st, request)
   local ok, res, terr = pcall(st.send, request)
   if not ok then
-    return nil, fail(st, "protocol", "the transport raised an error: " .. describe(res),
+    return nil, fail(st, "protocol", st.transport_name .. " raised an error: " .. describe(res),
                      { sent = true, retryable = false })
   end
   if res == nil then

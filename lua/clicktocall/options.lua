@@ -196,6 +196,7 @@ local function setup_transport(st, o)
     end
     st.sleep = o.sleep or core.sleep
     st.now = core.now
+    st.transport_name = "the libcurl transport"
   elseif t == "ngx" then
     local ok, ngx_transport = pcall(require, "clicktocall.transport.ngx")
     if not ok then
@@ -211,10 +212,12 @@ local function setup_transport(st, o)
     st.send = ngx_send
     st.sleep = o.sleep or ngx_transport.sleep
     st.now = ngx_transport.now
+    st.transport_name = "the ngx transport"
   else
     st.send = t
     st.sleep = o.sleep or core.sleep
     st.now = core.now
+    st.transport_name = "the transport function"
   end
   return nil
 end
