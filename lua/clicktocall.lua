@@ -98,13 +98,19 @@ end
 -- the four calls
 --------------------------------------------------------------------------
 
+-- Each call runs as run(st, op, args, request, asked, parts) -> v1, v2 | nil, err.
+
+local function plain(st, op, _, request, asked)
+  return exchange.api(st, op, request, asked)
+end
+
 -- The dial guard (OpenResty): a second click on the same dial within the window
 -- is refused, unless force = true; a claim is released when the dial provably
 -- never left, so the next click may go.
-local function guarded_dial(st, args, request, parts)
+local function guarded_dial(st, op, args, request, _, parts)
   local guard = st.guard
   if not guard or args.force then
-    return exchange.api(st, "dial", request)
+    return exchange.api(st, op, request)
   end
   -- the normalized values C wrote into the body (core.request's third result)
   local caller, callee, seat = parts.caller, parts.callee, parts.seat
@@ -113,36 +119,28 @@ local function guarded_dial(st, args, request, parts)
   if not ok then
     return nil, exchange.fail(st, "duplicate", why, { sent = false, retryable = false })
   end
-  local session, err = exchange.api(st, "dial", request)
+  local session, err = exchange.api(st, op, request)
   if not session and not err.sent then
     guard:release(caller, callee, seat, user_data)
   end
   return session, err
 end
 
--- One table makes the four methods: the name, the op, and what runs the exchange.
+-- One table makes the four methods; each name is also the core's op.
 local CALLS = {
-  bind_seat = function(st, _, request)
-    return exchange.api(st, "bind_seat", request)
-  end,
-  dial = function(st, args, request, _, parts)
-    return guarded_dial(st, args, request, parts)
-  end,
-  balance = function(st, _, request)
-    return exchange.api(st, "balance", request)
-  end,
-  records_page = function(st, _, request, asked)
-    return exchange.api(st, "records_page", request, asked)
-  end,
+  bind_seat = plain,
+  dial = guarded_dial,
+  balance = plain,
+  records_page = plain,
 }
 
-for name, run in pairs(CALLS) do
-  client_mt[name] = function(self, args)
-    local st, request, asked, parts = prepare(self, name, name, args)
+for op, run in pairs(CALLS) do
+  client_mt[op] = function(self, args)
+    local st, request, asked, parts = prepare(self, op, op, args)
     if not st then
       return nil, request
     end
-    return run(st, args, request, asked, parts)
+    return run(st, op, args, request, asked, parts)
   end
 end
 
