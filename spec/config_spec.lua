@@ -123,15 +123,111 @@ describe("new", function()
 end)
 
 describe("version", function()
-  it("is one string: the core's, the module's and the rockspec's", function()
+  it("is one string: the core's, every module's and the rockspec's", function()
     local core = require "clicktocall.core"
-    assert.equal(core._VERSION, clicktocall._VERSION)
     local f = assert(io.open("rockspec/clicktocall-scm-1.rockspec"))
     local spec = f:read("*a")
     f:close()
     local declared = spec:match('local CTC_VERSION = "([^"]+)"')
-    assert.equal(declared, clicktocall._VERSION)
+    assert.is_string(declared)
+    assert.equal(declared, core._VERSION)
+    -- every Lua module of the library, found on disk so a new one cannot be forgotten
+    local p = assert(io.popen("unset LD_PRELOAD; cd lua && find . -name '*.lua' | sort"))
+    local names = {}
+    for file in p:lines() do
+      names[#names + 1] = file:gsub("^%./", ""):gsub("%.lua$", ""):gsub("/", ".")
+    end
+    p:close()
+    assert.is_true(#names >= 7, "found only " .. #names .. " modules")
+    for _, name in ipairs(names) do
+      local mod = require(name)
+      assert.equal(core._VERSION, mod._VERSION, name .. "._VERSION")
+    end
     local mk = assert(io.open("Makefile")):read("*a")
     assert.equal(declared, mk:match("CTC_VERSION%s*%?=%s*(%S+)"))
+  end)
+end)
+
+describe("a call's table", function()
+  local WINDOW = { start_time = "2019-03-25 00:00:00", end_time = "2019-03-26 00:00:00" }
+  local function with(t, k, v)
+    local c = {}
+    for a, b in pairs(t) do c[a] = b end
+    c[k] = v
+    return c
+  end
+  local calls = {
+    bind_seat = { seat = "PP1", phone = "13500000002" },
+    dial = { caller = "13500000002", callee = "13500000003", seat = "PP1" },
+    balance = {},
+    records_page = WINDOW,
+  }
+
+  for name, args in pairs(calls) do
+    it(name .. " refuses an unknown field, naming it, and sends nothing", function()
+      local client, m = h.client({}, nil, h.ok(true))
+      local v, err = client[name](client, with(args, "limt", 5))
+      assert.is_nil(v)
+      assert.equal("argument", err.kind)
+      assert.matches("unknown field 'limt'", err.message, 1, true)
+      assert.equal(0, #m.requests)
+    end)
+  end
+
+  it("dial takes force; records_page does not take limit", function()
+    local client = h.client({}, nil, h.ok("session-1"))
+    assert.equal("session-1", client:dial(with(calls.dial, "force", true)))
+    local _, err = client:records_page(with(WINDOW, "limit", 5))
+    assert.matches("unknown field 'limit'", err.message, 1, true)
+  end)
+
+  for _, field in ipairs { "limt", "concurrency" } do
+    it("records raises on an unknown field (" .. field .. "), sending nothing", function()
+      local client, m = h.client({}, nil, h.page(1, 3))
+      local ok, err = pcall(function()
+        for _ in client:records(with(WINDOW, field, 5)) do end
+      end)
+      assert.is_false(ok)
+      assert.equal("argument", err.kind)
+      assert.matches("unknown field '" .. field .. "'", err.message, 1, true)
+      assert.equal(0, #m.requests)
+    end)
+  end
+
+  it("records takes user_data, max_id and limit", function()
+    local client, m = h.client({}, nil, h.page(1, 3))
+    local n = 0
+    for _ in client:records(with(with(with(WINDOW, "limit", 2), "max_id", 0), "user_data", "other")) do
+      n = n + 1
+    end
+    assert.equal(2, n)
+    assert.equal("other", h.decode(m.requests[1].body).userData)
+  end)
+end)
+
+describe("transport \"ngx\" options", function()
+  it("refuses proxy: cosockets cannot go through one", function()
+    local client, err = clicktocall.new(base { transport = "ngx", proxy = "http://proxy:3128" })
+    assert.is_nil(client)
+    assert.equal("argument", err.kind)
+    assert.matches("field 'proxy' cannot be used with transport \"ngx\"", err.message, 1, true)
+  end)
+
+  it("refuses ca_file, naming lua_ssl_trusted_certificate", function()
+    local f = os.tmpname()
+    local client, err = clicktocall.new(base { transport = "ngx", ca_file = f })
+    os.remove(f)
+    assert.is_nil(client)
+    assert.equal("argument", err.kind)
+    assert.matches("lua_ssl_trusted_certificate", err.message, 1, true)
+  end)
+
+  it("takes keepalive_timeout = 0 (no pooling)", function()
+    assert.truthy(clicktocall.new(base { keepalive_timeout = 0 }))
+    -- outside nginx the ngx transport cannot start, but not because of keepalive_timeout
+    local _, err = clicktocall.new(base { transport = "ngx", keepalive_timeout = 0 })
+    assert.is_nil(err.message:find("keepalive_timeout", 1, true))
+    local _, neg = clicktocall.new(base { keepalive_timeout = -1 })
+    assert.matches("keepalive_timeout", neg.message, 1, true)
   end)
 end)

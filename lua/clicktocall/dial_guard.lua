@@ -6,11 +6,15 @@
 --
 --   -- nginx.conf:  lua_shared_dict clicktocall_dials 1m;
 --   local guard, err = require("clicktocall.dial_guard").new("clicktocall_dials", 10)
---   local ok, err = guard:check(caller, callee, seat)   -- true, or nil + a sentence (the client sets kind "duplicate")
---   guard:release(caller, callee, seat)                -- forget the claim (the dial never left: sent == false)
+--   local ok, err = guard:check(caller, callee, seat, user_data) -- true, or nil + a sentence (kind "duplicate")
+--   guard:release(caller, callee, seat, user_data)             -- forget the claim (the dial never left)
 --
--- Key: "ctc:dial:" .. caller .. "|" .. callee .. "|" .. seat; the value is the time of the claim (ngx.now()),
--- so a refusal can say how long ago the first dial was placed; the key expires after `window` seconds.
+-- Key: "ctc:dial:" .. #user_data .. ":" .. user_data .. "|" .. caller .. "|" .. callee .. "|" .. seat
+-- (user_data "" when not given). Two customers of one deployment dialling the same pair on the same seat are
+-- two dials, so user_data is part of the key; its length comes first because user_data may hold "|", while
+-- caller and callee are normalized numbers ("+86...") that never do, and seat comes last. The value is the
+-- time of the claim (ngx.now()), so a refusal can say how long ago the first dial was placed; the key expires
+-- after `window` seconds.
 --
 -- When the dict is full, dict:add() evicts the least recently used items (it reports "forcible"), which is
 -- fine: old claims go first. If it cannot store the key even then ("no memory"), the guard lets the dial go
@@ -25,7 +29,9 @@ local setmetatable = setmetatable
 local str_format = string.format
 local math_floor = math.floor
 
-local _M = { _VERSION = "0.1.0" }
+-- The guard works without the C core (a bare nginx may use it alone); with it, it carries the core's version.
+local has_core, core = pcall(require, "clicktocall.core")
+local _M = { _VERSION = has_core and core._VERSION or nil }
 
 local mt = { __index = _M }
 
@@ -36,12 +42,18 @@ local function _now()
   return ngx.now()
 end
 
-local function _key(caller, callee, seat)
+local function _key(caller, callee, seat, user_data)
   if type(caller) ~= "string" or type(callee) ~= "string" or type(seat) ~= "string" then
     error("bad argument to dial_guard (caller, callee and seat must be strings)", 3)
   end
-  return KEY_PREFIX .. caller .. "|" .. callee .. "|" .. seat
+  if user_data == nil then
+    user_data = ""
+  elseif type(user_data) ~= "string" then
+    error("bad argument to dial_guard (user_data must be a string or nil)", 3)
+  end
+  return KEY_PREFIX .. #user_data .. ":" .. user_data .. "|" .. caller .. "|" .. callee .. "|" .. seat
 end
+_M._key = _key -- for specs outside nginx
 
 --- new(dict_name, window_seconds) -> guard | nil, err_string
 function _M.new(dict_name, window)
@@ -62,10 +74,10 @@ function _M.new(dict_name, window)
   return setmetatable({ dict = dict, dict_name = dict_name, window = window }, mt)
 end
 
---- guard:check(caller, callee, seat) -> true | nil, sentence
+--- guard:check(caller, callee, seat [, user_data]) -> true | nil, sentence
 -- Claims the key atomically; a claim already held within the window refuses the dial.
-function _M.check(self, caller, callee, seat)
-  local key = _key(caller, callee, seat)
+function _M.check(self, caller, callee, seat, user_data)
+  local key = _key(caller, callee, seat, user_data)
   local now = _now()
   local ok, err = self.dict:add(key, now, self.window)
   if ok then
@@ -84,10 +96,10 @@ function _M.check(self, caller, callee, seat)
                          caller, callee, seat, ago)
 end
 
---- guard:release(caller, callee, seat) -> true
+--- guard:release(caller, callee, seat [, user_data]) -> true
 -- Forgets the claim, so that a retry click is not blocked by a dial that never left.
-function _M.release(self, caller, callee, seat)
-  self.dict:delete(_key(caller, callee, seat))
+function _M.release(self, caller, callee, seat, user_data)
+  self.dict:delete(_key(caller, callee, seat, user_data))
   return true
 end
 

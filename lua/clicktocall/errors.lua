@@ -10,11 +10,12 @@ local tostring = tostring
 local type = type
 local format = string.format
 
-local _M = {}
+local _M = { _VERSION = require("clicktocall.core")._VERSION }
 
 local KINDS = {
   argument = true, network = true, timeout = true, http = true,
   api = true, protocol = true, duplicate = true,
+  io = true, -- a local file could not be written (full disk, EFBIG): never retried
 }
 _M.KINDS = KINDS
 

@@ -4,9 +4,10 @@
 
 local cjson = require("cjson").new()
 
--- the core built for this interpreter: build/5.4, build/luajit, ...
+-- the core built for this interpreter: build/5.4, build/luajit, ... unless the
+-- command line named a build already (--cpath=./build/asan/?.so must win)
 local build = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
-if not package.cpath:find("./build/" .. build .. "/?.so", 1, true) then
+if not package.cpath:find("./build/", 1, true) then
   package.cpath = "./build/" .. build .. "/?.so;" .. package.cpath
 end
 
@@ -56,9 +57,39 @@ function M.page(first_id, n)
   return M.raw(200, M.page_body(first_id, n))
 end
 
+-- Sink mode, as the transports do it: the body goes to request.sink in chunks of
+-- at most `chunk` bytes (7 by default, so a body crosses several writes) and the
+-- response's body is "". A sink that fails ends the request with its error, as
+-- transport/ngx.lua does: an error table { kind =, message = } keeps its kind.
+local function to_sink(req, res, chunk)
+  local body = res.body or ""
+  chunk = res.chunk or chunk or 7
+  for i = 1, #body, chunk do
+    local ok, e = req.sink(body:sub(i, i + chunk - 1))
+    if not ok then
+      if type(e) == "table" then
+        return nil, { kind = e.kind, message = e.message, sent = true }
+      end
+      return nil, { kind = "protocol", message = "the response body sink failed: " .. tostring(e), sent = true }
+    end
+  end
+  if res.raise_after_body then
+    error(res.raise_after_body, 0)
+  end
+  local out = {}
+  for k, v in pairs(res) do
+    out[k] = v
+  end
+  out.body = ""
+  return out
+end
+
 --- A transport that records each request and answers from a queue.
 -- Each queued item is a response table, { err = <transport error> }, or a
 -- function(request) returning either. When the queue is empty it answers `default`.
+-- With request.sink, the body of a response table is handed to the sink
+-- (see to_sink); a response may carry `chunk` (bytes per write) and
+-- `raise_after_body` (the transport raises once the body is written).
 function M.mock(queue, default)
   local m = { requests = {}, queue = queue or {} }
   m.transport = function(req)
@@ -76,6 +107,9 @@ function M.mock(queue, default)
     end
     if item.err then
       return nil, item.err
+    end
+    if req.sink and type(item) == "table" and type(item.status) == "number" then
+      return to_sink(req, item)
     end
     return item
   end

@@ -141,4 +141,23 @@ describe("download_recording #integration", function()
     assert.is_true(client:download_recording(rec, path))
     assert.equal(8044, #read(path))
   end)
+
+  it("takes a file name of 250 bytes: the temporary name is short and its own", function()
+    local path = dir .. "/" .. ("n"):rep(246) .. ".wav"
+    local ok, info = client:download_recording(rec, path)
+    assert.is_true(ok, info and tostring(info))
+    assert.equal(8044, #read(path))
+    assert.same({ ("n"):rep(246) .. ".wav" }, entries(dir))
+  end)
+
+  it("is not blocked by stale temporary files of ours (as after kill -9)", function()
+    local download = require "clicktocall.download"
+    local probe = download.temp_name(dir)
+    local n = tonumber(probe:match("%-(%x+)%.part$"), 16)
+    for i = 1, 3 do
+      write((probe:gsub("%-%x+%.part$", ("-%x.part"):format(n + i))), "stale")
+    end
+    assert.is_true(client:download_recording(rec, dir .. "/y.wav"))
+    assert.equal(8044, #read(dir .. "/y.wav"))
+  end)
 end)

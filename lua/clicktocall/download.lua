@@ -1,0 +1,350 @@
+--- clicktocall.download: the one download policy, for every transport.
+--
+-- A recording is written whole at `path` or not at all: the body goes to a
+-- temporary file of our own in the same directory, which is renamed into place
+-- once its length is right and it is on disk, then the directory is synced.
+--
+-- With the libcurl transport, C does the fetch (redirects, length, fsync) into
+-- the temporary name given here; with a transport written in Lua ("ngx" or a
+-- function), the body goes to a C file sink (core.file_sink: exclusive create,
+-- running SHA-256, fsync on finish, unlinked when not finished) and the
+-- redirects and checks are done here. Either way the path checks, the
+-- temporary name, the status check, the rename and the messages are this file's.
+--
+-- Nothing here is global per download: fetch(st, rec, path) takes the client's
+-- state, so many downloads (a batch, later) can share one client.
+
+local core = require "clicktocall.core"
+local errors = require "clicktocall.errors"
+local exchange = require "clicktocall.exchange"
+
+local type = type
+local tonumber = tonumber
+local tostring = tostring
+local find = string.find
+local gsub = string.gsub
+local match = string.match
+local lower = string.lower
+local format = string.format
+local byte = string.byte
+local sub = string.sub
+local gmatch = string.gmatch
+local concat = table.concat
+local os_rename = os.rename
+local os_remove = os.remove
+local os_time = os.time
+local io_open = io.open
+
+local fail = exchange.fail
+local header = exchange.header
+
+local _M = { _VERSION = core._VERSION }
+
+-- one limit for both paths: libcurl's CURLOPT_MAXREDIRS is set from the same constant
+local MAX_REDIRECTS = core.MAX_REDIRECTS
+_M.MAX_REDIRECTS = MAX_REDIRECTS
+
+--------------------------------------------------------------------------
+-- temporary names
+--------------------------------------------------------------------------
+
+-- A few random bytes read once per process, so that a pid reused after a crash
+-- still gives new names. math.random is not used: the caller owns its state, and
+-- LuaJIT never seeds it, so every fresh process would draw the same names.
+local process_noise
+local function noise()
+  if not process_noise then
+    local f = io_open("/dev/urandom", "rb")
+    local b = f and f:read(4)
+    if f then
+      f:close()
+    end
+    if b and #b == 4 then
+      local b1, b2, b3, b4 = byte(b, 1, 4)
+      process_noise = format("%02x%02x%02x%02x", b1, b2, b3, b4)
+    else
+      process_noise = format("%x", os_time() % 0x100000000)
+    end
+  end
+  return process_noise
+end
+
+local sequence = 0
+
+--- temp_name(dir) -> a name in dir no other process or attempt uses
+-- Short (about 40 bytes), so any name the file system accepts for `path` works:
+-- the temporary name is never path .. a suffix. The pid is read each time
+-- because nginx forks its workers after the module may have been loaded.
+function _M.temp_name(dir)
+  sequence = sequence + 1
+  return format("%s/.ctc-%x-%s-%x.part", dir, core.getpid(), noise(), sequence)
+end
+
+--------------------------------------------------------------------------
+-- checks
+--------------------------------------------------------------------------
+
+local function parent_dir(path)
+  local dir = match(path, "^(.*)/[^/]*$")
+  if dir == nil then
+    return "."
+  end
+  return dir == "" and "/" or dir
+end
+
+local function argument(st, pos, what)
+  return nil, fail(st, "argument", format("bad argument #%d to 'download_recording' (%s)", pos, what),
+                   { sent = false, retryable = false })
+end
+
+--- check(st, rec, path) -> url, dir | nil, err
+local function check(st, rec, path)
+  local url = rec
+  if type(rec) == "table" then
+    url = rec.recordFileDownloadUrl
+    if rec.recordFlag == "0" or rec.recordFlag == 0 or url == nil or url == "" then
+      return argument(st, 1, "the record has no recording (recordFlag \"0\" or no recordFileDownloadUrl)")
+    end
+  end
+  if type(url) ~= "string" then
+    return argument(st, 1, "record or URL expected, got " .. type(rec))
+  end
+  url = match(url, "^%s*(.-)%s*$")
+  if not match(lower(url), "^https?://[^/%s]+") or find(url, "[%c%s]") then
+    return argument(st, 1, "the recording URL must be http:// or https://")
+  end
+  if type(path) ~= "string" or path == "" then
+    return argument(st, 2, "file path expected, got " .. type(path))
+  end
+  if core.file_kind(path) == "directory" then
+    return argument(st, 2, path .. " is a directory")
+  end
+  local dir = parent_dir(path)
+  if core.file_kind(dir) ~= "directory" then
+    return argument(st, 2, "directory " .. dir .. " does not exist")
+  end
+  return url, dir
+end
+
+--------------------------------------------------------------------------
+-- one attempt
+--------------------------------------------------------------------------
+
+-- RFC 3986 5.2.4, for a path that starts with "/": "." and ".." segments go.
+local function remove_dot_segments(path)
+  local parts, out = {}, {}
+  for seg in gmatch(sub(path, 2) .. "/", "([^/]*)/") do
+    parts[#parts + 1] = seg
+  end
+  for k = 1, #parts do
+    local seg = parts[k]
+    if seg == ".." then
+      out[#out] = nil
+    elseif seg ~= "." then
+      out[#out + 1] = seg
+    end
+    if (seg == "." or seg == "..") and k == #parts then
+      out[#out + 1] = ""
+    end
+  end
+  return "/" .. concat(out, "/")
+end
+
+-- A Location relative to the URL that answered it (RFC 3986 5.2, the common forms).
+local function resolve_location(url, location)
+  if match(location, "^[%a][%w+.-]*://") then
+    return location
+  end
+  if find(location, "^//") then
+    return match(url, "^(%a[%w+.-]*:)") .. location
+  end
+  local origin, path = match(url, "^(%a[%w+.-]*://[^/?#]+)([^?#]*)")
+  local ref, rest = match(location, "^([^?#]*)(.*)$")
+  if ref == "" then
+    ref = path ~= "" and path or "/"
+  elseif not find(ref, "^/") then
+    ref = gsub(path ~= "" and path or "/", "[^/]*$", "", 1) .. ref
+  end
+  return origin .. remove_dot_segments(ref) .. rest
+end
+
+local function http_error(st, status)
+  return fail(st, "http", format("the recording server answered HTTP %d", status), { status = status })
+end
+
+local function io_error(st, message)
+  -- a local write failure: fetching again would fill the same full disk
+  return fail(st, "io", message, { sent = true, retryable = false })
+end
+
+-- A new file sink under a fresh name; a name taken by anyone (a stale file of
+-- ours after a crash, say) only makes us draw another.
+local function open_sink(st, dir)
+  local msg
+  for _ = 1, 8 do
+    local tmp = _M.temp_name(dir)
+    local sink, m, why = core.file_sink(tmp)
+    if sink then
+      return sink, tmp
+    end
+    msg = m
+    if why ~= "exists" then
+      break
+    end
+  end
+  return nil, fail(st, "io", tostring(msg), { sent = false, retryable = false })
+end
+
+-- One request whose body goes to the sink -> res, err, the sink's write error
+local function send_to_sink(st, request, sink)
+  local werr
+  request.sink = function(chunk)
+    local ok, e = sink:write(chunk)
+    if not ok then
+      werr = e
+      return nil, { kind = "io", message = e }
+    end
+    return true
+  end
+  local res, err = exchange.send(st, request)
+  request.sink = nil
+  return res, err, werr
+end
+
+-- The Location of a redirect, or nil when the answer is not one.
+local function redirect_of(res)
+  local status = res and res.status
+  if status and status >= 300 and status < 400 then
+    return header(res.headers, "location")
+  end
+  return nil
+end
+
+-- An answer that is not a redirect: the file is whole -> { status, headers, bytes, sha256 } | nil, err
+local function keep_body(st, sink, res, err, werr)
+  if werr then
+    return nil, io_error(st, werr) -- whatever the transport made of it, the disk failed
+  end
+  if not res then
+    return nil, err
+  end
+  if res.status < 200 or res.status > 299 then
+    return nil, http_error(st, res.status)
+  end
+  local length = tonumber(header(res.headers, "content-length"))
+  if length and length ~= sink:bytes() then
+    return nil, fail(st, "network", format("recording cut short: got %.0f of %.0f bytes", sink:bytes(), length),
+                     { sent = true })
+  end
+  local bytes, sha = sink:finish()
+  if not bytes then
+    return nil, io_error(st, sha)
+  end
+  return { status = res.status, headers = res.headers, bytes = bytes, sha256 = sha }
+end
+
+local function next_url(st, url, location)
+  if type(location) ~= "string" then
+    return nil, fail(st, "protocol", "the recording server sent a redirect without a usable Location")
+  end
+  url = resolve_location(url, location)
+  if not match(lower(url), "^https?://[^/%s]+") or find(url, "[%c%s]") then
+    return nil, fail(st, "protocol", "recording redirected to a URL that is not http(s)")
+  end
+  return url
+end
+
+-- Through a transport written in Lua: redirects, status and length here, the
+-- body into a file sink (a new one per hop, so a 3xx body is never kept).
+local function fetch_lua(st, request, dir)
+  local url = request.url
+  for _ = 0, MAX_REDIRECTS do
+    local sink, tmp = open_sink(st, dir)
+    if not sink then
+      return nil, tmp
+    end
+    request.url = url
+    local res, err, werr = send_to_sink(st, request, sink)
+    local location = not werr and redirect_of(res)
+    if not location then
+      local result, kerr = keep_body(st, sink, res, err, werr)
+      if not result then
+        sink:abort()
+        return nil, kerr, res
+      end
+      return result, tmp
+    end
+    sink:abort()
+    url, err = next_url(st, url, location)
+    if not url then
+      return nil, err, res
+    end
+  end
+  return nil, fail(st, "protocol", "recording redirected more than " .. MAX_REDIRECTS .. " times")
+end
+
+-- Through libcurl: C follows redirects and checks the length (same limit, same messages).
+local function fetch_curl(st, request, dir)
+  -- C creates the file with O_EXCL, so it never writes into another's file; a name
+  -- already taken (a stale file of ours) is skipped here, before C sees it
+  local tmp
+  for _ = 1, 8 do
+    tmp = _M.temp_name(dir)
+    if core.file_kind(tmp) == "missing" then
+      break
+    end
+  end
+  local ok, res, terr = pcall(st.download, request, tmp)
+  if not ok then
+    os_remove(tmp)
+    return nil, fail(st, "protocol", "the download raised an error: " .. exchange.describe(res), { sent = true })
+  end
+  if not res then
+    local e = errors.from_transport(terr)
+    e.message = exchange.redact(st, e.message)
+    return nil, e
+  end
+  if res.status < 200 or res.status > 299 then
+    os_remove(tmp)
+    return nil, http_error(st, res.status), res
+  end
+  return res, tmp
+end
+
+local function once(st, request, dir, path)
+  local fetch = st.download and fetch_curl or fetch_lua
+  local start = request.url
+  local res, tmp, eres = fetch(st, request, dir)
+  request.url = start -- a retry starts over from the first URL
+  if not res then
+    return nil, tmp, eres
+  end
+  local ok, rerr = os_rename(tmp, path)
+  if not ok then
+    os_remove(tmp)
+    return nil, io_error(st, "could not move the recording into place: " .. tostring(rerr)), res
+  end
+  core.fsync(dir) -- the rename itself survives a crash
+  return { bytes = res.bytes, sha256 = res.sha256 }, nil, res
+end
+
+--- fetch(st, rec_or_url, path) -> true, { bytes =, sha256 = } | nil, err
+function _M.fetch(st, rec, path)
+  local url, dir = check(st, rec, path)
+  if not url then
+    return nil, dir
+  end
+  -- no Authorization: the recording host is not the API and must not see the secret
+  local request = {
+    method = "GET", url = url,
+    headers = { ["User-Agent"] = st.cfg.user_agent },
+    timeout = st.download_timeout, connect_timeout = st.connect_timeout,
+  }
+  local result, err = exchange.with_retries(st, true, request, once, dir, path)
+  if not result then
+    return nil, err
+  end
+  return true, result
+end
+
+return _M

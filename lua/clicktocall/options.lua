@@ -1,0 +1,279 @@
+--- clicktocall.options: the options of clicktocall.new{}, their defaults and
+-- checks, and the client state they make (transport, sleep, clock, guard).
+--
+--   base_url, app_secret (required); user_data; timeout = 10; connect_timeout = 3;
+--   retries = 2; max_body = 8 MiB; transport = nil | "curl" | "ngx" | function;
+--   country_code = "86"; ca_file; insecure = false; proxy; user_agent;
+--   dial_guard, dial_guard_window = 10 (OpenResty); on_event;
+--   sleep (function(seconds), for backoff), backoff_base = 0.2, backoff_max = 5,
+--   retry_after_max = 30, download_timeout = 300; pool_size, keepalive_timeout ("ngx").
+--
+-- A value that cannot be honoured is refused with a sentence, never clamped.
+
+local core = require "clicktocall.core"
+local exchange = require "clicktocall.exchange"
+
+local type = type
+local pairs = pairs
+local pcall = pcall
+local require = require
+local tostring = tostring
+local floor = math.floor
+local huge = math.huge
+local find = string.find
+local gsub = string.gsub
+local match = string.match
+local lower = string.lower
+local format = string.format
+
+local _M = { _VERSION = core._VERSION }
+
+-- The transport defaults are the core's (csrc/ctc.h), so C and Lua cannot disagree.
+local DEFAULTS = {
+  timeout = core.DEFAULTS.timeout,
+  connect_timeout = core.DEFAULTS.connect_timeout,
+  max_body = core.DEFAULTS.max_body,
+  retries = 2,
+  country_code = "86",
+  dial_guard_window = 10,
+  backoff_base = 0.2,
+  backoff_max = 5,
+  retry_after_max = 30,
+  download_timeout = 300,
+}
+_M.DEFAULTS = DEFAULTS
+
+local KNOWN = {
+  base_url = true, app_secret = true, user_data = true, timeout = true,
+  connect_timeout = true, retries = true, max_body = true, transport = true,
+  country_code = true, ca_file = true, insecure = true, proxy = true,
+  user_agent = true, dial_guard = true, dial_guard_window = true, on_event = true,
+  sleep = true, backoff_base = true, backoff_max = true, retry_after_max = true,
+  download_timeout = true, pool_size = true, keepalive_timeout = true,
+}
+
+local DAY = 86400
+
+-- Seconds: the largest value each may take, and why. libcurl takes a timeout as
+-- a long of milliseconds and nginx as a 32-bit one (24.8 days); past these
+-- maxima a value is a mistake, not a wish we could honour.
+local SECONDS = {
+  { "timeout", DAY, "one day: an API call that may take longer has failed" },
+  { "connect_timeout", DAY, "one day" },
+  { "download_timeout", 7 * DAY, "seven days" },
+  { "dial_guard_window", DAY, "one day: the guard stops a double click, not a daily limit" },
+  { "backoff_base", 3600, "one hour" },
+  { "backoff_max", 3600, "one hour" },
+}
+
+local function is_number(v)
+  return type(v) == "number" and v == v and v > -huge and v < huge
+end
+
+local function is_whole(v, min)
+  return is_number(v) and v >= min and floor(v) == v
+end
+
+local function check_seconds(o)
+  for i = 1, #SECONDS do
+    local k, max, why = SECONDS[i][1], SECONDS[i][2], SECONDS[i][3]
+    local v = o[k]
+    if v ~= nil then
+      if not (is_number(v) and v > 0) then
+        return "field '" .. k .. "' must be a positive number of seconds"
+      end
+      if v > max then
+        return format("field '%s' must be at most %d seconds (%s); %.14g cannot be honoured", k, max, why, v)
+      end
+    end
+  end
+  if o.retry_after_max ~= nil and not (is_whole(o.retry_after_max, 0) and o.retry_after_max <= DAY) then
+    return "field 'retry_after_max' must be a whole number of seconds from 0 to 86400"
+  end
+  local ka = o.keepalive_timeout
+  if ka ~= nil and not (is_number(ka) and ka >= 0 and ka <= DAY) then
+    return "field 'keepalive_timeout' must be a number of seconds from 0 (no pooling) to 86400"
+  end
+  return nil
+end
+
+-- What nginx cannot do, said with what to do instead.
+local function check_ngx(o)
+  if o.transport ~= "ngx" then
+    return nil
+  end
+  if o.proxy ~= nil then
+    return "field 'proxy' cannot be used with transport \"ngx\": nginx cosockets cannot go through a proxy; "
+      .. "reach the API directly, or use the default libcurl transport outside nginx"
+  end
+  if o.ca_file ~= nil then
+    return "field 'ca_file' cannot be used with transport \"ngx\": cosockets take their CAs only from the "
+      .. "nginx directive lua_ssl_trusted_certificate; set it there instead"
+  end
+  return nil
+end
+
+--- check(o) -> nil | a sentence saying what is wrong
+local function check(o)
+  for k in pairs(o) do
+    if not KNOWN[k] then
+      return "unknown option '" .. tostring(k) .. "'"
+    end
+  end
+  local url = o.base_url
+  if type(url) ~= "string" then
+    return "field 'base_url' must be a string such as \"https://api.example.com\""
+  end
+  if find(url, "[%c%s]") or not match(lower(url), "^https?://[^/?#]+") or find(url, "[?#]") then
+    return "field 'base_url' must be an http:// or https:// URL without spaces, query or fragment"
+  end
+  if type(o.app_secret) ~= "string" or o.app_secret == "" or find(o.app_secret, "%c") then
+    return "field 'app_secret' must be a non-empty string without control characters"
+  end
+  if o.user_data ~= nil and (type(o.user_data) ~= "string" or not find(o.user_data, "%S")) then
+    return "field 'user_data' must be a non-empty string"
+  end
+  local why = check_seconds(o)
+  if why then
+    return why
+  end
+  if o.retries ~= nil and not (is_whole(o.retries, 0) and o.retries <= 10) then
+    return "field 'retries' must be an integer from 0 to 10"
+  end
+  if o.max_body ~= nil and not (is_whole(o.max_body, 1) and o.max_body <= 2 ^ 31 - 1) then
+    return "field 'max_body' must be a positive integer of bytes, at most 2147483647"
+  end
+  if o.pool_size ~= nil and not (is_whole(o.pool_size, 1) and o.pool_size <= 10000) then
+    return "field 'pool_size' must be an integer from 1 to 10000"
+  end
+  if o.country_code ~= nil and (type(o.country_code) ~= "string" or not match(o.country_code, "^%+?%d%d?%d?$")) then
+    return "field 'country_code' must be a string of 1 to 3 digits such as \"86\""
+  end
+  if o.ca_file ~= nil then
+    if type(o.ca_file) ~= "string" or core.file_kind(o.ca_file) ~= "file" then
+      return "field 'ca_file' must name a readable CA bundle file"
+    end
+  end
+  if o.insecure ~= nil and type(o.insecure) ~= "boolean" then
+    return "field 'insecure' must be a boolean"
+  end
+  if o.proxy ~= nil and (type(o.proxy) ~= "string" or find(o.proxy, "[%c%s]")) then
+    return "field 'proxy' must be a URL string such as \"http://proxy:3128\""
+  end
+  if o.user_agent ~= nil and (type(o.user_agent) ~= "string" or find(o.user_agent, "%c")) then
+    return "field 'user_agent' must be a string without control characters"
+  end
+  local t = o.transport
+  if t ~= nil and t ~= "curl" and t ~= "ngx" and type(t) ~= "function" then
+    return "field 'transport' must be nil, \"curl\", \"ngx\" or a function"
+  end
+  if o.dial_guard ~= nil and type(o.dial_guard) ~= "string" then
+    return "field 'dial_guard' must be the name of a lua_shared_dict"
+  end
+  for _, k in pairs { "on_event", "sleep" } do
+    if o[k] ~= nil and type(o[k]) ~= "function" then
+      return "field '" .. k .. "' must be a function"
+    end
+  end
+  return check_ngx(o)
+end
+_M.check = check
+
+-- st.send, st.sleep, st.now (and st.handle, st.download with libcurl)
+local function setup_transport(st, o)
+  local t = o.transport
+  if t == nil or t == "curl" then
+    local handle, herr = core.curl_transport { ca_file = o.ca_file, insecure = o.insecure, proxy = o.proxy }
+    if not handle then
+      return herr
+    end
+    st.handle = handle
+    st.send = function(request)
+      return handle:perform(request)
+    end
+    st.download = function(request, tmp)
+      return handle:download(request, tmp)
+    end
+    st.sleep = o.sleep or core.sleep
+    st.now = core.now
+    st.transport_name = "the libcurl transport"
+  elseif t == "ngx" then
+    local ok, ngx_transport = pcall(require, "clicktocall.transport.ngx")
+    if not ok then
+      return "transport \"ngx\" needs OpenResty/ngx_lua: " .. tostring(ngx_transport)
+    end
+    local ngx_send, terr = ngx_transport.new {
+      pool_size = o.pool_size, keepalive_timeout = o.keepalive_timeout,
+      ssl_verify = not o.insecure,
+    }
+    if not ngx_send then
+      return terr
+    end
+    st.send = ngx_send
+    st.sleep = o.sleep or ngx_transport.sleep
+    st.now = ngx_transport.now
+    st.transport_name = "the ngx transport"
+  else
+    st.send = t
+    st.sleep = o.sleep or core.sleep
+    st.now = core.now
+    st.transport_name = "the transport function"
+  end
+  return nil
+end
+
+local function setup_guard(st, o)
+  if o.dial_guard then
+    local ok, guard_mod = pcall(require, "clicktocall.dial_guard")
+    if not ok then
+      return "dial_guard needs OpenResty: " .. tostring(guard_mod)
+    end
+    local guard, gerr = guard_mod.new(o.dial_guard, st.dial_guard_window)
+    if not guard then
+      return "field 'dial_guard': " .. tostring(gerr)
+    end
+    st.guard = guard
+  end
+  return nil
+end
+
+--- state(o, version) -> st | nil, sentence (redacted)
+-- The client's private state: cfg (what core.request reads), the secrets to
+-- redact, the retry and timeout settings, the transport and the guard.
+function _M.state(o, version)
+  local why = check(o)
+  if why then
+    return nil, why
+  end
+  local ua = "clicktocall/" .. version
+  if o.user_agent and o.user_agent ~= "" then
+    ua = ua .. " " .. o.user_agent
+  end
+  local st = {
+    cfg = {
+      base_url = (gsub(o.base_url, "/+$", "")),
+      authorization = core.base64(o.app_secret),
+      user_agent = ua,
+      country_code = o.country_code and (gsub(o.country_code, "^%+", "")) or DEFAULTS.country_code,
+      user_data = o.user_data,
+    },
+    secrets = exchange.secret_forms(o.app_secret),
+    on_event = o.on_event,
+    closed = false,
+  }
+  for k, v in pairs(DEFAULTS) do
+    if k ~= "country_code" then
+      st[k] = o[k] == nil and v or o[k]
+    end
+  end
+  local err = setup_transport(st, o) or setup_guard(st, o)
+  if err then
+    if st.handle then
+      st.handle:close()
+    end
+    return nil, exchange.redact(st, err)
+  end
+  return st
+end
+
+return _M
