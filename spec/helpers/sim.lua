@@ -25,13 +25,24 @@ local function shell(cmd)
   return ok == true or code == 0, out
 end
 
+-- A port found free may be taken by another process before the simulator binds it (several test runs share
+-- the machine): start again on a new port when nginx says "Address already in use".
+local START_ATTEMPTS = 6
+
 function M.start(opts)
   opts = opts or {}
-  local port = nginx.free_port()
-  local prefix = os.tmpname()
-  os.remove(prefix)
-  local env = ("CTC_SIM_PORT=%d CTC_SIM_PREFIX=%s CTC_SIM_WORKERS=%d"):format(port, prefix, opts.workers or 2)
-  local ok, out = shell(env .. " " .. nginx.repo_root() .. "/sim/run start")
+  local ok, out, env, prefix
+  for _ = 1, START_ATTEMPTS do
+    prefix = os.tmpname()
+    os.remove(prefix)
+    env = ("CTC_SIM_PORT=%d CTC_SIM_PREFIX=%s CTC_SIM_WORKERS=%d"):format(nginx.free_port(), prefix,
+                                                                        opts.workers or 2)
+    ok, out = shell(env .. " " .. nginx.repo_root() .. "/sim/run start")
+    if ok or not out:find("Address already in use", 1, true) then
+      break
+    end
+    os.execute("rm -rf '" .. prefix .. "'")
+  end
   if not ok then
     return nil, "sim/run start failed: " .. out
   end

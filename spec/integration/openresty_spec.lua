@@ -16,7 +16,7 @@ init_worker_by_lua_block {
     return assert(clicktocall.new(o))
   end
   package.loaded["app.client"] = make("${sim}")
-  package.loaded["app.refused"] = make("http://127.0.0.1:${port2}")
+  package.loaded["app.refused"] = make("http://127.0.0.1:${refused1}")
 }
 server {
   listen 127.0.0.1:${port1};
@@ -76,7 +76,7 @@ describe("clicktocall inside nginx (transport \"ngx\") #integration #openresty",
     if not have_core then return end
     s = assert(sim.start())
     local err
-    app, err = nginx.start { http = APP, ports = 2, workers = 1,
+    app, err = nginx.start { http = APP, ports = 1, refused = 1, workers = 1,
       vars = { sim = s.base_url, user_data = s.user_data },
       lua_cpath = nginx.repo_root() .. "/build/luajit/?.so;" }
     assert(app, err)

@@ -56,9 +56,50 @@ local function run(spec)
   return out
 end
 
+-- Wait until the shared-dict key is set and was already set at the previous poll, so that at least one
+-- whole event-loop turn (one epoll_wait) ran after whoever set it: bytes sent before the key was set have
+-- been seen by every event handler by then. Deadline: 10 s.
+local function await_key(key)
+  local dict = ngx.shared.ctc_results
+  local seen = false
+  local deadline = ngx.now() + 10
+  while ngx.now() < deadline do
+    if dict:get(key) then
+      if seen then
+        return true
+      end
+      seen = true
+    end
+    ngx.sleep(0.005)
+    ngx.update_time()
+  end
+  return false
+end
+
+-- { seq = { { req = {...}|nil, await = key|nil }, ... }, opts = {...} }: the requests one after another in this
+-- handler (nothing else runs in the worker between them unless a step awaits a key; a step without a
+-- request only waits).
+local function run_seq(spec)
+  local out = {}
+  for i, step in ipairs(spec.seq) do
+    if step.await and not await_key(step.await) then
+      out[i] = { ok = false, await_timeout = step.await }
+      break
+    end
+    if step.req then
+      out[i] = run({ req = step.req, opts = spec.opts })
+    end
+  end
+  return out
+end
+
 function _M.drive()
   ngx.req.read_body()
   local spec = cjson.decode(ngx.req.get_body_data() or "{}") or {}
+  if spec.seq then
+    ngx.say(cjson.encode(run_seq(spec)))
+    return
+  end
   local results = {}
   for i = 1, spec.n or 1 do
     results[i] = run(spec)
