@@ -1,6 +1,6 @@
 -- spec/ngx_transport_spec.lua: clicktocall.transport.ngx and clicktocall.dial_guard against a real nginx.
 --
---   cd /work/main && busted --lua=lua5.4 spec/ngx_transport_spec.lua
+--   make && make LUA_VERSION=luajit && busted --lua=lua5.4 --cpath=./build/5.4/?.so spec/ngx_transport_spec.lua
 --
 -- The spec runs on plain Lua 5.4; it starts nginx (Debian nginx-light + ngx_lua) through
 -- spec/helpers/nginx.lua with spec/nginx/transport.conf: "driver" locations run the transport inside
@@ -367,6 +367,29 @@ describe("ngx transport in nginx #openresty", function()
     drive{ method = "GET", url = UP .. "/slow?d=2", timeout = 0.2 }
     local e = get("/json")
     assert.is_true(e.ok)
+  end)
+
+  it("keepalive_timeout = 0 pools nothing: Connection: close, a new connection for every request", function()
+    local req = { method = "GET", url = UP .. "/echo", timeout = 5 }
+    local seq = call(srv, "/drive", cjson.encode{ opts = { keepalive_timeout = 0 },
+                                                  seq = { { req = req }, { req = req }, { req = req } } })
+    local conns = {}
+    for i = 1, 3 do
+      assert.is_true(seq[i].ok)
+      local seen = cjson.decode(seq[i].body)
+      assert.matches("\r\nConnection: close\r\n", seen.raw_header)
+      assert.equal(1, seen.connection_requests)
+      assert.is_nil(conns[seen.connection])
+      conns[seen.connection] = true
+    end
+    -- and the default pools: the same three requests share one connection
+    seq = call(srv, "/drive", cjson.encode{ seq = { { req = req }, { req = req }, { req = req } } })
+    local first = cjson.decode(seq[1].body)
+    for i = 2, 3 do
+      local seen = cjson.decode(seq[i].body)
+      assert.equal(first.connection, seen.connection)
+      assert.equal(first.connection_requests + i - 1, seen.connection_requests)
+    end
   end)
 
   -- A server that sends a second, complete, stray answer on its keep-alive connection after each answer

@@ -11,6 +11,7 @@
 --     keepalive_timeout = 60,    -- seconds a pooled connection may stay idle; 0 turns pooling off
 --     ssl_verify        = true,  -- verify the server's certificate (false only for the client's `insecure`)
 --     ca_file           = nil,   -- informational: cosockets trust what lua_ssl_trusted_certificate names
+--                                 --   (clicktocall.new refuses ca_file and proxy with transport = "ngx")
 --   }
 --   local res, err = transport{ method = "POST", url = "https://host/path", headers = {...}, body = "...",
 --                               timeout = 10, connect_timeout = 3, max_body = 8388608, sink = nil }
@@ -28,7 +29,11 @@
 -- sink may return an error table { kind =, message = } to choose the kind itself.
 --
 -- Pool names are scheme:host:port:v|nv, so a connection verified for one purpose is never handed to a
--- request that asked for something else. Redirects are never followed (the client handles 3xx).
+-- request that asked for something else. keepalive_timeout = 0 pools nothing: each request opens its own
+-- connection (from a pool name nothing is ever put into), sends Connection: close and closes it.
+-- A connection with bytes beyond the framed answer is never pooled; a pooled one that becomes readable while
+-- idle (a stray answer) is closed by ngx_lua's pool when the worker sees the event (proved by
+-- spec/ngx_transport_spec.lua, "stray answer"). Redirects are never followed (the client handles 3xx).
 -- TLS: cosockets trust only lua_ssl_trusted_certificate; for a host name the certificate must name it (SNI is
 -- sent); for an IP-literal host ngx_lua can verify the chain only (it matches names, never IP addresses).
 -- A pooled connection the server closed between requests fails the next request with sent = true (bytes
@@ -316,17 +321,26 @@ local function _build_request(self, req, u)
     return nil, herr
   end
   local host_line = h.host_line and u.host_line or ""
-  local connection_line = h.connection_line and "Connection: keep-alive\r\n" or ""
+  local connection_line = ""
+  local wants_close = h.wants_close
+  if h.connection_line then
+    -- keepalive_timeout = 0: no pooling, and the server is told so
+    if self.keepalive_ms > 0 then
+      connection_line = "Connection: keep-alive\r\n"
+    else
+      connection_line, wants_close = "Connection: close\r\n", true
+    end
+  end
   local length_line = ""
   if body ~= nil or method == "POST" or method == "PUT" or method == "PATCH" then
     length_line = "Content-Length: " .. (body and #body or 0) .. "\r\n"
   end
   if body and #body > BIG_BODY then
     return { method .. " " .. u.path .. " HTTP/1.1\r\n" .. host_line .. h.block .. connection_line ..
-             length_line .. "\r\n", body }, h.wants_close
+             length_line .. "\r\n", body }, wants_close
   end
   return method .. " " .. u.path .. " HTTP/1.1\r\n" .. host_line .. h.block .. connection_line ..
-         length_line .. "\r\n" .. (body or ""), h.wants_close
+         length_line .. "\r\n" .. (body or ""), wants_close
 end
 
 -- Separators of a comma-separated header value ("," and %s).
@@ -810,7 +824,10 @@ local function _url(self, url)
     u.host_name = u.connect_host
   end
   u.https = u.scheme == "https"
-  u.pool = u.scheme .. ":" .. u.host .. ":" .. u.port .. ":" .. (self.ssl_verify and "v" or "nv")
+  -- a transport that pools nothing (keepalive_timeout = 0) names a pool no connection is ever put into, so
+  -- it never takes one another transport pooled either
+  u.pool = u.scheme .. ":" .. u.host .. ":" .. u.port .. ":" .. (self.ssl_verify and "v" or "nv") ..
+           (self.keepalive_ms > 0 and "" or ":np")
   u.host_line = "Host: " .. u.host_header .. "\r\n"
   if self.url_count >= MAX_CACHED_URLS then
     cache = {}
