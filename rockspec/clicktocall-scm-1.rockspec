@@ -36,6 +36,7 @@ build = {
     ["clicktocall.errors"] = "lua/clicktocall/errors.lua",
     ["clicktocall.dial_guard"] = "lua/clicktocall/dial_guard.lua",
     ["clicktocall.transport.ngx"] = "lua/clicktocall/transport/ngx.lua",
+    ["clicktocall.http1"] = "lua/clicktocall/http1.lua",
     ["clicktocall.core"] = {
       sources = {
         "csrc/base64.c", "csrc/buf.c", "csrc/core.c", "csrc/curl.c", "csrc/files.c",

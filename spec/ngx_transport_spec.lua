@@ -253,6 +253,10 @@ describe("ngx transport in nginx #openresty", function()
     assert.equal("network", r.err.kind)
     assert.is_false(r.err.sent)
     assert.matches("refused", r.err.message)
+    -- an error value of clicktocall.errors, like every other error of the library
+    assert.is_true(r.err.is_error)
+    assert.is_true(r.err.retryable)
+    assert.equal("[network] " .. r.err.message, r.err.text)
   end)
 
   it("times out a connect that never completes (full listen backlog): kind timeout, sent = false", function()

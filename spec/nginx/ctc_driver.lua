@@ -2,6 +2,7 @@
 local cjson = require "cjson.safe"
 local ngx_transport = require "clicktocall.transport.ngx"
 local dial_guard = require "clicktocall.dial_guard"
+local errors = require "clicktocall.errors"
 
 local _M = {}
 
@@ -15,7 +16,9 @@ end
 
 local function summarize(res, err)
   if not res then
-    return { ok = false, err = { kind = err.kind, message = err.message, sent = err.sent } }
+    return { ok = false, err = { kind = err.kind, message = err.message, sent = err.sent,
+                                 retryable = err.retryable, is_error = errors.is_error(err),
+                                 text = tostring(err) } }
   end
   local out = { ok = true, status = res.status, headers = res.headers, body_len = #res.body }
   if #res.body <= 65536 then
