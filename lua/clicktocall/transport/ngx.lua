@@ -24,7 +24,8 @@
 --                               timeout = 10, connect_timeout = 3, max_body = 8388608, sink = nil }
 --
 -- res = { status = 200, headers = { ["content-type"] = "..." }, body = "..." }
--- err = { kind = "network"|"timeout"|"protocol"|"argument", message = "...", sent = boolean }
+-- err = an error value of clicktocall.errors: kind = "network"|"timeout"|"protocol"|"argument", message,
+--       sent, retryable
 --
 -- `sent` is false only when provably no byte of the request was written (bad argument, a phase without
 -- cosockets, DNS failure, connection refused or timed out, TLS handshake failure). The client retries a
