@@ -67,17 +67,18 @@ local function sh_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+-- cmd's output and exit status: ok, output, code. The status is echoed by the shell, because what
+-- file:close() says of a popen differs (Lua 5.1 and LuaJIT without 5.2 compatibility always say true).
 local function run(cmd)
   -- children must not inherit a sanitizer runtime preloaded into the spec runner
-  local p = io.popen("unset LD_PRELOAD; " .. cmd .. " 2>&1")
+  local p = io.popen("unset LD_PRELOAD; { " .. cmd .. " ; } 2>&1; echo \"__ctc_rc=$?\"")
   local out = p:read("*a")
-  local ok, _, code = p:close()
-  if type(ok) == "number" then -- Lua 5.1
-    code = ok
-    ok = code == 0
-  end
-  return ok, out, code
+  p:close()
+  local code = tonumber(out:match("__ctc_rc=(%d+)%s*$"))
+  out = out:gsub("__ctc_rc=%d+%s*$", "")
+  return code == 0, out, code
 end
+_M.run = run
 
 local function read_file(path)
   local f = io.open(path, "rb")
