@@ -78,7 +78,7 @@ test: $(CORE)
 	busted --lua=$(LUA) --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS)
 
 lint: | deps
-	luacheck -q lua spec examples bench sim test scripts
+	luacheck -q lua spec examples bench sim scripts
 	cppcheck -q --error-exitcode=1 --enable=warning,style,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem --suppress=toomanyconfigs --std=c99 $(LUA_CFLAGS) csrc
 

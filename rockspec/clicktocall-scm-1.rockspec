@@ -37,6 +37,7 @@ build = {
     ["clicktocall.dial_guard"] = "lua/clicktocall/dial_guard.lua",
     ["clicktocall.mock"] = "lua/clicktocall/mock.lua",
     ["clicktocall.transport.ngx"] = "lua/clicktocall/transport/ngx.lua",
+    ["clicktocall.http1"] = "lua/clicktocall/http1.lua",
     ["clicktocall.core"] = {
       sources = {
         "csrc/base64.c", "csrc/buf.c", "csrc/core.c", "csrc/curl.c", "csrc/files.c",

@@ -1,10 +1,10 @@
 -- spec/ngx_transport_spec.lua: clicktocall.transport.ngx and clicktocall.dial_guard against a real nginx.
 --
---   cd /work/main && busted --lua=lua5.4 spec/ngx_transport_spec.lua
+--   make && make LUA_VERSION=luajit && busted --lua=lua5.4 --cpath=./build/5.4/?.so spec/ngx_transport_spec.lua
 --
 -- The spec runs on plain Lua 5.4; it starts nginx (Debian nginx-light + ngx_lua) through
--- spec/helpers/nginx.lua with test/nginx/transport.conf: "driver" locations run the transport inside
--- nginx (test/nginx/ctc_driver.lua) against upstream locations (test/nginx/ctc_upstream.lua) and answer
+-- spec/helpers/nginx.lua with spec/nginx/transport.conf: "driver" locations run the transport inside
+-- nginx (spec/nginx/ctc_driver.lua) against upstream locations (spec/nginx/ctc_upstream.lua) and answer
 -- JSON, which the spec checks. Needs: nginx, openssl, curl, LuaSocket and lua-cjson for Lua 5.4.
 
 package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
@@ -54,8 +54,9 @@ end
 
 local function start_nginx(workers, certdir)
   local srv, err = nginx.start{
-    http = read_file(REPO .. "/test/nginx/transport.conf"),
-    ports = 4,
+    http = read_file(REPO .. "/spec/nginx/transport.conf"),
+    ports = 3,
+    refused = 1,
     workers = workers,
     vars = { cert = certdir .. "/cert.pem", key = certdir .. "/key.pem" },
   }
@@ -103,7 +104,13 @@ describe("ngx transport in nginx #openresty", function()
     srv = start_nginx(1, certdir)
     UP = "http://127.0.0.1:" .. srv.ports[2]
     TLS = "https://127.0.0.1:" .. srv.ports[3]
-    REFUSED = "http://127.0.0.1:" .. srv.ports[4]
+    REFUSED = "http://127.0.0.1:" .. srv.refused[1]
+    -- the worker's init_worker timer makes a request of its own through the same per-worker pool: let it
+    -- finish before any test, or the first tests share the pool with it
+    assert(nginx.wait_for(function()
+      local r = call(srv, "/results")
+      return r.timer and r.timer.slept
+    end, 10, "the init_worker timer's request"))
   end)
 
   teardown(function()
@@ -193,12 +200,20 @@ describe("ngx transport in nginx #openresty", function()
   end)
 
   it("reads no body for HEAD and keeps the connection", function()
-    local a = drive{ method = "HEAD", url = UP .. "/json", timeout = 5 }
+    -- both requests in one driver handler: nothing else runs in the worker between them, so the only way
+    -- the GET can get another connection is the HEAD's not being pooled (the upstream numbers its
+    -- connections and counts the requests on each)
+    local seq = call(srv, "/drive", cjson.encode{ seq = {
+      { req = { method = "HEAD", url = UP .. "/json", timeout = 5 } },
+      { req = { method = "GET", url = UP .. "/json", timeout = 5 } },
+    } })
+    local a, b = seq[1], seq[2]
     assert.is_true(a.ok)
     assert.equal("61", a.headers["content-length"])
     assert.equal("", a.body)
-    local b = get("/json")
+    assert.is_true(b.ok)
     assert.equal(a.headers["x-conn"], b.headers["x-conn"])
+    assert.equal(tonumber(a.headers["x-conn-requests"]) + 1, tonumber(b.headers["x-conn-requests"]))
   end)
 
   it("new() refuses bad options with a sentence", function()
@@ -238,6 +253,10 @@ describe("ngx transport in nginx #openresty", function()
     assert.equal("network", r.err.kind)
     assert.is_false(r.err.sent)
     assert.matches("refused", r.err.message)
+    -- an error value of clicktocall.errors, like every other error of the library
+    assert.is_true(r.err.is_error)
+    assert.is_true(r.err.retryable)
+    assert.equal("[network] " .. r.err.message, r.err.text)
   end)
 
   it("times out a connect that never completes (full listen backlog): kind timeout, sent = false", function()
@@ -250,7 +269,11 @@ describe("ngx transport in nginx #openresty", function()
       fillers[i]:settimeout(0)
       fillers[i]:connect("127.0.0.1", lport)
     end
-    socket.sleep(0.1)
+    -- the queue is full once one filler's handshake completed (it becomes writable)
+    assert(nginx.wait_for(function()
+      local _, writable = socket.select(nil, fillers, 0.05)
+      return #writable > 0
+    end, 10, "a filler connection to complete"))
     local r = drive{ method = "POST", url = "http://127.0.0.1:" .. lport .. "/rest/voiceCall/api", body = "{}",
                      timeout = 2, connect_timeout = 0.3 }
     for _, c in ipairs(fillers) do c:close() end
@@ -350,6 +373,69 @@ describe("ngx transport in nginx #openresty", function()
     assert.is_true(e.ok)
   end)
 
+  it("keepalive_timeout = 0 pools nothing: Connection: close, a new connection for every request", function()
+    local req = { method = "GET", url = UP .. "/echo", timeout = 5 }
+    local seq = call(srv, "/drive", cjson.encode{ opts = { keepalive_timeout = 0 },
+                                                  seq = { { req = req }, { req = req }, { req = req } } })
+    local conns = {}
+    for i = 1, 3 do
+      assert.is_true(seq[i].ok)
+      local seen = cjson.decode(seq[i].body)
+      assert.matches("\r\nConnection: close\r\n", seen.raw_header)
+      assert.equal(1, seen.connection_requests)
+      assert.is_nil(conns[seen.connection])
+      conns[seen.connection] = true
+    end
+    -- and the default pools: the same three requests share one connection
+    seq = call(srv, "/drive", cjson.encode{ seq = { { req = req }, { req = req }, { req = req } } })
+    local first = cjson.decode(seq[1].body)
+    for i = 2, 3 do
+      local seen = cjson.decode(seq[i].body)
+      assert.equal(first.connection, seen.connection)
+      assert.equal(first.connection_requests + i - 1, seen.connection_requests)
+    end
+  end)
+
+  -- A server that sends a second, complete, stray answer on its keep-alive connection after each answer
+  -- (spec/nginx/ctc_upstream.lua "/stray"). Three requests on one transport, each started only after the
+  -- previous stray was sent and the worker's event loop went round at least once since.
+  local function stray_run(mode)
+    local tag = mode .. string.format("%.6f", socket.gettime())
+    local steps = {}
+    for n = 1, 3 do
+      steps[n] = { req = { method = "GET", url = UP .. "/stray?tag=" .. tag .. "&mode=" .. mode .. "&n=" .. n,
+                           timeout = 5 },
+                   await = n > 1 and ("stray:" .. tag .. ":" .. (n - 1)) or nil }
+    end
+    -- and the last stray too, so that no later test meets this connection
+    steps[4] = { await = "stray:" .. tag .. ":3" }
+    local out = call(srv, "/drive", cjson.encode{ seq = steps })
+    local seen = call(srv, "/results")["seen:" .. tag]
+    return out, seen
+  end
+
+  local function assert_own_answers(out, seen)
+    local conns = {}
+    for n = 1, 3 do
+      local r = out[n]
+      assert.is_true(r and r.ok, "request " .. n .. ": " .. cjson.encode(r or {}))
+      local conn, what = r.body:match("^conn (%d+): (.*)$")
+      assert.equal("answer " .. n, what)
+      assert.is_nil(conns[conn], "request " .. n .. " reused connection " .. tostring(conn))
+      conns[conn] = true
+    end
+    assert.equal(3, seen) -- every request reached the server
+  end
+
+  it("drops a pooled connection on which a stray answer arrived later; each request gets its own answer",
+     function()
+    assert_own_answers(stray_run("later"))
+  end)
+
+  it("does not pool a connection whose stray answer came in the same read as the answer", function()
+    assert_own_answers(stray_run("same"))
+  end)
+
   it("keeps separate pools for verified and unverified TLS, and explains an untrusted CA", function()
     local r = drive{ method = "GET", url = TLS .. "/json", timeout = 5 }
     assert.is_false(r.ok)
@@ -372,8 +458,12 @@ describe("ngx transport in nginx #openresty", function()
   it("fails in init_worker, log and header_filter with the phase named, and works in timers", function()
     call(srv, "/log_phase")
     call(srv, "/header_filter_phase")
-    socket.sleep(0.2)
-    local res = call(srv, "/results")
+    -- the log phase runs after the answer went out and the timer whenever the worker gets to it: wait for
+    -- all four results
+    local res = assert(nginx.wait_for(function()
+      local r = call(srv, "/results")
+      return r.init_worker and r.log and r.header_filter and r.timer and r.timer.slept and r
+    end, 10, "the results of all four phases"))
     for _, phase in ipairs{ "init_worker", "log", "header_filter" } do
       local r = res[phase]
       assert.is_table(r, phase)
@@ -426,8 +516,12 @@ describe("ngx transport in nginx #openresty", function()
       req.timeout = req.timeout or 5
       drive(req)
     end
-    socket.sleep(1.5) -- the upstream's own side of /slow finishes its ngx.sleep(1)
-    local after = fds()
+    -- the upstream's own side of the timed-out /slow requests ends after its ngx.sleep(1): wait for it
+    local after
+    nginx.wait_for(function()
+      after = fds()
+      return after - before <= 2
+    end, 10, "the worker's descriptors to settle")
     assert.is_true(after - before <= 2, string.format("fds before %d, after %d\n%s", before, after,
                                                       sh("ls -l /proc/" .. pid .. "/fd")))
     -- and the upstream saw a bounded number of connections: one per request that had to close
@@ -499,11 +593,13 @@ describe("dial guard across nginx workers #openresty", function()
 
   it("refuses within the window, passes after it, and keys on the seat", function()
     local q = "caller=%2B861&callee=%2B862&seat=7&window=0.5"
+    local t0 = socket.gettime()
     assert.is_true(click(q).ok)
     assert.is_false(click(q).ok)
     assert.is_true(click("caller=%2B861&callee=%2B862&seat=8&window=0.5").ok)
-    socket.sleep(0.6)
-    assert.is_true(click(q).ok)
+    -- refused until the window has passed, then let through
+    assert.is_true(nginx.wait_for(function() return click(q).ok end, 10, "the window to pass"))
+    assert.is_true(socket.gettime() - t0 >= 0.5)
   end)
 
   it("release lets the next click through", function()
@@ -533,7 +629,8 @@ describe("clicktocall client with transport = \"ngx\" #openresty", function()
   setup(function()
     if not have_core then return end
     local err
-    srv, err = nginx.start{ http = read_file(REPO .. "/test/nginx/client_e2e.conf"), ports = 3, workers = 2,
+    srv, err = nginx.start{ http = read_file(REPO .. "/spec/nginx/client_e2e.conf"), ports = 2, refused = 1,
+                            workers = 2,
                             lua_cpath = cpath .. ";" }
     assert(srv, err)
   end)

@@ -137,6 +137,11 @@ local function apply_replacing_fault(uri, fault)
     if b then return true, util.send(200, b, util.JSON_CT) end
   elseif kind == "api_error" then
     return true, util.send(200, util.err_body(fault.message), util.JSON_CT)
+  elseif kind == "redirect" then
+    -- by default to the very URL asked for: the request after the fault's count gets the real answer
+    local location = fault.location or (util.base_url() .. ngx.var.request_uri)
+    return true, util.send(fault.status, "redirected to " .. location .. "\n", "text/plain",
+                           { Location = location })
   elseif kind == "huge" then
     return true, huge_body(fault.bytes)
   end

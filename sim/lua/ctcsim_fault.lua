@@ -10,7 +10,7 @@ local M = {}
 M.KINDS = {
   status = true, latency = true, drop = true, not_json = true, truncated = true, no_meta = true,
   wrong_data = true, huge = true, api_error = true, short_recording = true, stuck_ids = true,
-  close_after = true,
+  close_after = true, redirect = true,
 }
 
 local LOG_MAX = 10000
@@ -40,7 +40,7 @@ function M.add(spec)
   if type(path) ~= "string" or path == "" then return nil, "path (string) is required" end
   if type(kind) ~= "string" or not M.KINDS[kind] then
     return nil, "kind must be one of: status, latency, drop, not_json, truncated, no_meta, wrong_data, "
-      .. "huge, api_error, short_recording, stuck_ids, close_after"
+      .. "huge, api_error, short_recording, stuck_ids, close_after, redirect"
   end
   local count = 1
   if spec.count ~= nil then
@@ -64,6 +64,15 @@ function M.add(spec)
     if not f.bytes then return nil, "bytes must be an integer >= 64" end
   elseif kind == "api_error" then
     f.message = spec.message ~= nil and tostring(spec.message) or "系统繁忙，请稍后再试"
+  elseif kind == "redirect" then
+    f.status = util.to_int(spec.status or 302, 300, 399)
+    if not f.status then return nil, "status must be a redirect status (300..399)" end
+    if spec.location ~= nil then
+      if type(spec.location) ~= "string" or spec.location == "" or spec.location:find("[%c ]") then
+        return nil, "location must be a URL or path without spaces"
+      end
+      f.location = spec.location
+    end
   end
   return util.with_lock(function()
     local q = load_queue(path)

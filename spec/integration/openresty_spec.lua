@@ -16,7 +16,7 @@ init_worker_by_lua_block {
     return assert(clicktocall.new(o))
   end
   package.loaded["app.client"] = make("${sim}")
-  package.loaded["app.refused"] = make("http://127.0.0.1:${port2}")
+  package.loaded["app.refused"] = make("http://127.0.0.1:${refused1}")
 }
 server {
   listen 127.0.0.1:${port1};
@@ -40,6 +40,14 @@ server {
         or { ok = false, kind = err.kind, message = err.message, sent = err.sent, status = err.status }))
     }
   }
+  location = /download {
+    content_by_lua_block {
+      local a = ngx.req.get_uri_args()
+      local ok, res = package.loaded["app.client"]:download_recording(a.url, a.path)
+      ngx.say(require("cjson").encode(ok and { ok = true, bytes = res.bytes, sha256 = res.sha256 }
+        or { ok = false, kind = res.kind, message = res.message, sent = res.sent, status = res.status }))
+    }
+  }
 }
 ]]
 
@@ -47,9 +55,13 @@ describe("clicktocall inside nginx (transport \"ngx\") #integration #openresty",
   local s, app, http
   local have_core = core and io.open("build/luajit/clicktocall/core.so") ~= nil
 
-  local function get(q)
-    local res = assert(http:perform { method = "GET", url = app:url("/call?" .. q), timeout = 20 })
+  local function get(q, path)
+    local res = assert(http:perform { method = "GET", url = app:url((path or "/call?") .. q), timeout = 60 })
     return cjson.decode(res.body)
+  end
+
+  local function ngx_escape(v)
+    return (v:gsub("[^%w%-_.~/]", function(c) return string.format("%%%02X", c:byte()) end))
   end
 
   -- n requests at once through curl's parallel mode; returns the answers and the wall time
@@ -76,7 +88,7 @@ describe("clicktocall inside nginx (transport \"ngx\") #integration #openresty",
     if not have_core then return end
     s = assert(sim.start())
     local err
-    app, err = nginx.start { http = APP, ports = 2, workers = 1,
+    app, err = nginx.start { http = APP, ports = 1, refused = 1, workers = 1,
       vars = { sim = s.base_url, user_data = s.user_data },
       lua_cpath = nginx.repo_root() .. "/build/luajit/?.so;" }
     assert(app, err)
@@ -147,6 +159,89 @@ describe("clicktocall inside nginx (transport \"ngx\") #integration #openresty",
     local bad = get("op=dial&seat=PP1&caller=123&callee=13918000777")
     assert.equal("argument", bad.kind)
     assert.equal(1, #s:requests("/rest/voiceCall/api")) -- the dropped dial went once; nothing else did
+  end)
+
+  -- download_recording through the ngx transport: the whole file, a body cut short, a redirect
+  local function shell(cmd)
+    local p = io.popen("unset LD_PRELOAD; " .. cmd .. " 2>&1")
+    local out = p:read("*a")
+    p:close()
+    return out
+  end
+
+  local function listing(dir)
+    local names = {}
+    for name in shell("ls -A '" .. dir .. "'"):gmatch("[^\n]+") do names[#names + 1] = name end
+    table.sort(names)
+    return table.concat(names, " ")
+  end
+
+  local function recording_url(callee)
+    local d = get("op=dial&force=1&seat=PP1&caller=13500000002&callee=" .. callee)
+    assert.is_true(d.ok, d.message)
+    return s.base_url .. "/recordings/" .. d.value .. ".wav"
+  end
+
+  local function download(url, path)
+    return get("op=x&url=" .. ngx_escape(url) .. "&path=" .. ngx_escape(path), "/download?")
+  end
+
+  local function with_dir(fn)
+    local dir = shell("mktemp -d /tmp/ctc-dl.XXXXXX"):gsub("%s+$", "")
+    local ok, e = pcall(fn, dir)
+    shell("rm -rf '" .. dir .. "'")
+    if not ok then error(e, 0) end
+  end
+
+  it("downloads a whole recording (sha256 of the bytes on disk)", function()
+    if not have_core then return pending("make LUA_VERSION=luajit first") end
+    with_dir(function(dir)
+      local url = recording_url("13918000201")
+      local path = dir .. "/a.wav"
+      local r = download(url, path)
+      assert.is_true(r.ok, r.message)
+      assert.equal(8044, r.bytes)
+      local on_disk = shell("sha256sum '" .. path .. "'"):match("^(%x+)")
+      assert.equal(on_disk, r.sha256)
+      -- the simulator's own bytes
+      local sim_copy = dir .. "/sim.wav"
+      shell("curl -s -o '" .. sim_copy .. "' '" .. url .. "'")
+      assert.equal(shell("sha256sum < '" .. sim_copy .. "'"):match("^(%x+)"), r.sha256)
+      os.remove(sim_copy)
+      assert.equal("a.wav", listing(dir))
+    end)
+  end)
+
+  it("leaves nothing behind when the body is cut short (no file, no temporary file)", function()
+    if not have_core then return pending("make LUA_VERSION=luajit first") end
+    with_dir(function(dir)
+      local url = recording_url("13918000202")
+      s:fault { path = "/recordings/*", kind = "short_recording", count = 100 }
+      local r = download(url, dir .. "/cut.wav")
+      assert.is_false(r.ok)
+      assert.equal("network", r.kind)
+      assert.equal("", listing(dir))
+      assert.is_true(#s:requests(url:match("^https?://[^/]+(/.*)$")) >= 1)
+    end)
+  end)
+
+  it("follows a redirect to the recording", function()
+    if not have_core then return pending("make LUA_VERSION=luajit first") end
+    with_dir(function(dir)
+      local url = recording_url("13918000203")
+      local uri = url:match("^https?://[^/]+(/.*)$")
+      s:fault { path = "/recordings/*", kind = "redirect", status = 302, location = url .. "?hop=1" }
+      local path = dir .. "/moved.wav"
+      local r = download(url, path)
+      assert.is_true(r.ok, r.message)
+      assert.equal(8044, r.bytes)
+      assert.equal(shell("sha256sum '" .. path .. "'"):match("^(%x+)"), r.sha256)
+      local seen = s:requests(uri)
+      assert.equal(2, #seen)
+      assert.equal("redirect", seen[1].fault)
+      assert.matches("hop=1", seen[2].args)
+      assert.equal("moved.wav", listing(dir))
+    end)
   end)
 
   it("the dial guard refuses a double click; force = true goes through", function()

@@ -1,22 +1,31 @@
 -- clicktocall.transport.ngx: a non-blocking HTTP/1.1 transport on ngx_lua cosockets.
 --
--- Inside OpenResty/nginx a blocking libcurl call stalls the whole worker, so this transport speaks
--- HTTP/1.1 itself over ngx.socket.tcp: it builds the request, parses the status line, the headers and
--- the body (Content-Length, chunked, or read until close), keeps an overall deadline for the whole
--- request, and pools a connection only after a complete, clean exchange (the lua-resty-http rule:
--- a connection with unread bytes, an error or a timeout behind it is closed, never pooled).
+-- Inside OpenResty/nginx a blocking libcurl call stalls the whole worker, so this transport speaks HTTP/1.1
+-- itself over ngx.socket.tcp. The wire format (URL parsing, the request head and its cache, status, header
+-- and chunk-size lines) is clicktocall.http1, plain functions over strings; this file is the driver: the
+-- deadline, connect/TLS/pool, buffered reads, framing (Content-Length, chunked, until close) and `sent`.
+--
+-- Why not lua-resty-http: Debian 12 ships no lua-resty-http package (the project installs from Debian only),
+-- and its reads are per operation: each receive gets a fresh timeout, so a server that trickles one byte a
+-- second holds a request forever. A whole-request deadline needs every read to be given only the time left,
+-- which means owning the read loop (every read here goes through receiveany with the remaining time).
+--
+-- A connection is pooled only after a complete, clean exchange (a connection with unread bytes, an error or
+-- a timeout behind it is closed, never pooled).
 --
 --   local transport, err = require("clicktocall.transport.ngx").new{
 --     pool_size         = 30,    -- connections kept per pool (per worker), default 30
 --     keepalive_timeout = 60,    -- seconds a pooled connection may stay idle; 0 turns pooling off
 --     ssl_verify        = true,  -- verify the server's certificate (false only for the client's `insecure`)
 --     ca_file           = nil,   -- informational: cosockets trust what lua_ssl_trusted_certificate names
+--                                 --   (clicktocall.new refuses ca_file and proxy with transport = "ngx")
 --   }
 --   local res, err = transport{ method = "POST", url = "https://host/path", headers = {...}, body = "...",
 --                               timeout = 10, connect_timeout = 3, max_body = 8388608, sink = nil }
 --
 -- res = { status = 200, headers = { ["content-type"] = "..." }, body = "..." }
--- err = { kind = "network"|"timeout"|"protocol"|"argument", message = "...", sent = boolean }
+-- err = an error value of clicktocall.errors: kind = "network"|"timeout"|"protocol"|"argument", message,
+--       sent, retryable
 --
 -- `sent` is false only when provably no byte of the request was written (bad argument, a phase without
 -- cosockets, DNS failure, connection refused or timed out, TLS handshake failure). The client retries a
@@ -28,28 +37,30 @@
 -- sink may return an error table { kind =, message = } to choose the kind itself.
 --
 -- Pool names are scheme:host:port:v|nv, so a connection verified for one purpose is never handed to a
--- request that asked for something else. Redirects are never followed (the client handles 3xx).
+-- request that asked for something else. keepalive_timeout = 0 pools nothing: each request opens its own
+-- connection (from a pool name nothing is ever put into), sends Connection: close and closes it.
+-- A connection with bytes beyond the framed answer is never pooled; a pooled one that becomes readable while
+-- idle (a stray answer) is closed by ngx_lua's pool when the worker sees the event (proved by
+-- spec/ngx_transport_spec.lua, "stray answer"). Redirects are never followed (the client handles 3xx).
 -- TLS: cosockets trust only lua_ssl_trusted_certificate; for a host name the certificate must name it (SNI is
 -- sent); for an IP-literal host ngx_lua can verify the chain only (it matches names, never IP addresses).
 -- A pooled connection the server closed between requests fails the next request with sent = true (bytes
 -- were written): the client retries idempotent calls, never a dial.
 
+local http1 = require "clicktocall.http1"
+local errors = require "clicktocall.errors"
+
 local ngx = ngx
 local type = type
-local pairs = pairs
 local pcall = pcall
 local tostring = tostring
 local tonumber = tonumber
-local setmetatable = setmetatable
 local concat = table.concat
-local sort = table.sort
 local str_find = string.find
 local str_sub = string.sub
 local str_byte = string.byte
-local str_lower = string.lower
 local str_match = string.match
 local str_format = string.format
-local str_gsub = string.gsub
 local math_floor = math.floor
 local math_max = math.max
 local math_min = math.min
@@ -71,15 +82,20 @@ local COSOCKET_PHASES = {
   ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
 }
 
-local ERR_MT = {
-  __tostring = function(e)
-    return "[" .. tostring(e.kind) .. "] " .. tostring(e.message)
-  end,
-}
+local new_error = errors.new
+local KINDS = errors.KINDS
 
 local function _err(kind, sent, message)
-  return setmetatable({ kind = kind, message = message, sent = sent }, ERR_MT)
+  return new_error(kind, message, { sent = sent })
 end
+
+local parse_url = http1.parse_url
+local header_block = http1.header_block
+local build_request = http1.request
+local status_line = http1.status_line
+local header_line = http1.header_line
+local chunk_size = http1.chunk_size
+local has_token = http1.has_token
 
 local function _now()
   ngx.update_time()
@@ -93,61 +109,6 @@ end
 
 function _M.now()
   return _now()
-end
-
--- Split "http(s)://host[:port]/path?query#frag" into its parts; nil, message when it is not one.
-local function _parse_url(url)
-  local scheme, rest = str_match(url, "^(%a[%w+.-]*)://(.*)$")
-  if not scheme then
-    return nil, "the URL " .. url .. " has no scheme://host part"
-  end
-  scheme = str_lower(scheme)
-  if scheme ~= "http" and scheme ~= "https" then
-    return nil, "only http and https URLs are allowed, not " .. scheme .. "://"
-  end
-  local authority, path = str_match(rest, "^([^/?#]*)(.*)$")
-  if str_find(authority, "@", 1, true) then
-    return nil, "the URL must not carry user information (user@host)"
-  end
-  local host, port
-  if str_sub(authority, 1, 1) == "[" then
-    host, port = str_match(authority, "^(%[[%x:.]+%])(.*)$")
-  else
-    host, port = str_match(authority, "^([^:]*)(.*)$")
-  end
-  if not host or host == "" then
-    return nil, "the URL " .. url .. " has no host"
-  end
-  local default_port = scheme == "https" and 443 or 80
-  local port_num = default_port
-  if port ~= "" then
-    local digits = str_match(port, "^:(%d+)$")
-    port_num = digits and tonumber(digits)
-    if not port_num or port_num < 1 or port_num > 65535 then
-      return nil, "the URL " .. url .. " has a bad port"
-    end
-  end
-  path = str_gsub(path, "#.*$", "")
-  if path == "" then
-    path = "/"
-  elseif str_sub(path, 1, 1) == "?" then
-    path = "/" .. path
-  end
-  if str_find(path, "[%z\1-\32\127]") then
-    return nil, "the URL path holds spaces or control characters"
-  end
-  local host_header = host
-  if port_num ~= default_port then
-    host_header = host .. ":" .. port_num
-  end
-  local connect_host = host
-  if str_sub(host, 1, 1) == "[" then
-    connect_host = str_sub(host, 2, -2)
-  end
-  return {
-    scheme = scheme, host = str_lower(host), connect_host = connect_host, port = port_num,
-    path = path, host_header = host_header,
-  }
 end
 
 -- A per-request clock: the whole request must finish by `deadline`; each operation gets the time left.
@@ -206,162 +167,7 @@ local function _tls_error(u, e, verify)
   return _err("network", false, msg)
 end
 
-local function _validate_header(name, value)
-  if type(name) ~= "string" or not str_find(name, "^[!#$%%&'*+%-.^_`|~%w]+$") then
-    return nil, "bad request header name " .. tostring(name)
-  end
-  local tv = type(value)
-  if tv == "number" then
-    value = tostring(value)
-  elseif tv ~= "string" then
-    return nil, "the request header " .. name .. " must be a string, not a " .. tv
-  end
-  if str_find(value, "[\r\n%z]") then
-    return nil, "the request header " .. name .. " holds a line break or NUL"
-  end
-  return value
-end
-
--- Header names are sent in byte order (a module-level comparator: a closure per request would keep the
--- request path out of the JIT compiler).
-local function _name_less(a, b)
-  return tostring(a) < tostring(b)
-end
-
 local EMPTY = {}
-
--- Serialize the caller's headers: the header lines (without Host/Connection/framing added by us), whether
--- the caller set Host, its Connection value. nil, message for a bad header.
-local function _serialize_headers(headers)
-  local names = {}
-  for name in pairs(headers) do
-    names[#names + 1] = name
-  end
-  sort(names, _name_less)
-  local lines, n = {}, 0
-  local seen_host, connection = false, nil
-  for i = 1, #names do
-    local name = names[i]
-    local value, verr = _validate_header(name, headers[name])
-    if not value then
-      return nil, verr
-    end
-    local lname = str_lower(name)
-    if lname == "content-length" or lname == "transfer-encoding" then -- luacheck: ignore 542
-      -- framing is ours: the body below decides it
-    else
-      if lname == "host" then
-        seen_host = true
-      elseif lname == "connection" then
-        connection = value
-      end
-      lines[n + 1], lines[n + 2], lines[n + 3], lines[n + 4] = name, ": ", value, "\r\n"
-      n = n + 4
-    end
-  end
-  return concat(lines, "", 1, n), seen_host, connection, #names
-end
-
-local MAX_CACHED_HEADERS = 32
-
--- The header block of the last request is kept per transport with a copy of the headers it was made from:
--- a request whose headers table holds the same names and values (compared with ==, no allocation) reuses it.
-local function _header_block(self, headers)
-  local c = self.hdr_cache
-  if c then
-    local vals, count = c.values, 0
-    for name, value in pairs(headers) do
-      if vals[name] ~= value then
-        count = -1
-        break
-      end
-      count = count + 1
-    end
-    if count == c.count then
-      return c
-    end
-  end
-  local block, seen_host, connection, count = _serialize_headers(headers)
-  if not block then
-    return nil, seen_host
-  end
-  local wants_close = connection ~= nil and str_find(str_lower(connection), "close", 1, true) ~= nil
-  local entry = {
-    block = block,
-    host_line = not seen_host,
-    connection_line = connection == nil,
-    wants_close = wants_close,
-    count = count,
-    values = {},
-  }
-  if count <= MAX_CACHED_HEADERS then
-    local vals = entry.values
-    for name, value in pairs(headers) do
-      vals[name] = value
-    end
-    self.hdr_cache = entry
-  end
-  return entry
-end
-
--- The request head and body as one string (or head and body when the body is large): nil, message for a bad
--- header. Second value: whether the caller asked for Connection: close.
-local BIG_BODY = 65536
-
-local function _build_request(self, req, u)
-  local method = req.method
-  local body = req.body
-  local h, herr = _header_block(self, req.headers or EMPTY)
-  if not h then
-    return nil, herr
-  end
-  local host_line = h.host_line and u.host_line or ""
-  local connection_line = h.connection_line and "Connection: keep-alive\r\n" or ""
-  local length_line = ""
-  if body ~= nil or method == "POST" or method == "PUT" or method == "PATCH" then
-    length_line = "Content-Length: " .. (body and #body or 0) .. "\r\n"
-  end
-  if body and #body > BIG_BODY then
-    return { method .. " " .. u.path .. " HTTP/1.1\r\n" .. host_line .. h.block .. connection_line ..
-             length_line .. "\r\n", body }, h.wants_close
-  end
-  return method .. " " .. u.path .. " HTTP/1.1\r\n" .. host_line .. h.block .. connection_line ..
-         length_line .. "\r\n" .. (body or ""), h.wants_close
-end
-
--- Separators of a comma-separated header value ("," and %s).
-local function _is_space(b)
-  return b == 32 or (b >= 9 and b <= 13)
-end
-
--- Whether the comma/space-separated list `value` holds `token` (lower-case) as a whole item.
-local function _has_token(value, token)
-  if not value then
-    return false
-  end
-  value = str_lower(value)
-  if value == token then
-    return true
-  end
-  local init = str_find(value, token, 1, true)
-  if not init then
-    return false
-  end
-  local n, tl = #value, #token
-  while true do
-    local s = str_find(value, token, init, true)
-    if not s then
-      return false
-    end
-    local e = s + tl - 1
-    local b1 = s > 1 and str_byte(value, s - 1)
-    local b2 = e < n and str_byte(value, e + 1)
-    if (not b1 or b1 == 44 or _is_space(b1)) and (not b2 or b2 == 44 or _is_space(b2)) then
-      return true
-    end
-    init = s + 1
-  end
-end
 
 -- All reads go through receiveany() into st.buf (bytes not yet consumed: st.buf:sub(st.pos)): a cosocket's
 -- receive(n) or receive("*l") restarts its read timeout at every byte, so a server trickling bytes could hold a
@@ -417,14 +223,6 @@ local function _next_line(st, what)
   end
 end
 
-local function _read_line(st, what)
-  local first, last = _next_line(st, what)
-  if not first then
-    return nil, last
-  end
-  return str_sub(st.buf, first, last)
-end
-
 -- Up to `max` bytes of body: what is buffered, else one read. nil, err, "closed" at the end of the stream.
 local function _read_some(st, max, what)
   local buf, pos = st.buf, st.pos
@@ -467,7 +265,7 @@ local function _take(st, chunk)
     end
     if not r1 then
       if type(r2) == "table" and r2.kind then
-        return nil, _err(r2.kind, true, tostring(r2.message))
+        return nil, _err(KINDS[r2.kind] and r2.kind or "protocol", true, tostring(r2.message))
       end
       return nil, _err("protocol", true, "the response body sink failed: " .. tostring(r2))
     end
@@ -492,10 +290,6 @@ local function _take(st, chunk)
   return true
 end
 
-local function _malformed_header()
-  return _err("protocol", true, "the response holds a malformed header line")
-end
-
 -- Status line (skipping interim 1xx answers) and headers: status, headers, http11 | nil, err.
 local function _read_head(st)
   local status, headers, http11
@@ -505,20 +299,13 @@ local function _read_head(st)
     if not s then
       return nil, e
     end
-    -- "HTTP/d.d ddd"
-    local buf = st.buf
-    local b1, b2, b3, b4, b5, v1, dot, v2, sp, c1, c2, c3 = str_byte(buf, s, s + 11)
-    if e - s < 11 or b1 ~= 72 or b2 ~= 84 or b3 ~= 84 or b4 ~= 80 or b5 ~= 47 or dot ~= 46 or sp ~= 32
-       or v1 < 48 or v1 > 57 or v2 < 48 or v2 > 57
-       or c1 < 48 or c1 > 57 or c2 < 48 or c2 > 57 or c3 < 48 or c3 > 57 then
+    status, http11 = status_line(st.buf, s, e)
+    if not status then
       return nil, _err("protocol", true, "the server did not answer with an HTTP status line")
     end
-    http11 = v1 == 49 and v2 == 49
-    status = (c1 - 48) * 100 + (c2 - 48) * 10 + (c3 - 48)
     headers = {}
     local last
     while true do
-      local err
       s, e = _next_line(st, "the response headers")
       if not s then
         return nil, e
@@ -526,62 +313,15 @@ local function _read_head(st)
       if e < s then
         break
       end
-      buf = st.buf
       header_lines = header_lines + 1
       header_bytes = header_bytes + (e - s + 1)
       if header_lines > MAX_HEADER_LINES or header_bytes > MAX_HEADER_BYTES then
         return nil, _err("protocol", true, str_format("the response headers exceed %d lines or %d bytes",
                                                       MAX_HEADER_LINES, MAX_HEADER_BYTES))
       end
-      local first = str_byte(buf, s)
-      if (first == 32 or first == 9) and last then
-        -- a folded continuation line: trimmed, joined with a space
-        local i, j = s, e
-        while i <= j and _is_space(str_byte(buf, i)) do
-          i = i + 1
-        end
-        while j >= i and _is_space(str_byte(buf, j)) do
-          j = j - 1
-        end
-        headers[last] = headers[last] .. " " .. str_sub(buf, i, j)
-      else
-        -- name [spaces] ":" [spaces] value [spaces]; the name holds neither ":" nor spaces
-        local colon = str_find(buf, ":", s, true)
-        if not colon or colon > e then
-          return nil, _malformed_header()
-        end
-        local ne = colon - 1
-        while ne >= s and _is_space(str_byte(buf, ne)) do
-          ne = ne - 1
-        end
-        if ne < s then
-          return nil, _malformed_header()
-        end
-        for k = s, ne do
-          if _is_space(str_byte(buf, k)) then
-            err = true
-            break
-          end
-        end
-        if err then
-          return nil, _malformed_header()
-        end
-        local i, j = colon + 1, e
-        while i <= j and _is_space(str_byte(buf, i)) do
-          i = i + 1
-        end
-        while j >= i and _is_space(str_byte(buf, j)) do
-          j = j - 1
-        end
-        local name = str_lower(str_sub(buf, s, ne))
-        local value = str_sub(buf, i, j)
-        local prev = headers[name]
-        if prev then
-          headers[name] = prev .. ", " .. value
-        else
-          headers[name] = value
-        end
-        last = name
+      last = header_line(st.buf, s, e, headers, last)
+      if not last then
+        return nil, _err("protocol", true, "the response holds a malformed header line")
       end
     end
     if status >= 200 or status < 100 then
@@ -613,23 +353,22 @@ end
 
 local function _read_chunked(st)
   while true do
-    local line, rerr = _read_line(st, "a chunk size")
-    if not line then
-      return nil, rerr
+    local s, e = _next_line(st, "a chunk size")
+    if not s then
+      return nil, e
     end
-    local hex = str_match(line, "^%s*(%x+)%s*[;]?")
-    local size = hex and #hex <= 12 and tonumber(hex, 16)
+    local size = chunk_size(st.buf, s, e)
     if not size then
       return nil, _err("protocol", true, "the response holds a malformed chunk size line")
     end
     if size == 0 then
       -- trailers, up to the empty line
       repeat
-        line, rerr = _read_line(st, "the chunked trailer")
-        if not line then
-          return nil, rerr
+        s, e = _next_line(st, "the chunked trailer")
+        if not s then
+          return nil, e
         end
-      until line == ""
+      until e < s
       return true
     end
     if st.max_body and st.total + size > st.max_body then
@@ -643,11 +382,11 @@ local function _read_chunked(st)
       end
       return nil, derr
     end
-    local crlf, cerr = _read_line(st, "a chunk end")
-    if not crlf then
-      return nil, cerr
+    s, e = _next_line(st, "a chunk end")
+    if not s then
+      return nil, e
     end
-    if crlf ~= "" then
+    if e >= s then
       return nil, _err("protocol", true, "a chunk of the response is longer than its size line says")
     end
   end
@@ -743,7 +482,7 @@ local function _exchange(self, sock, req, u, st)
   end
 
   local res = { status = status, headers = headers, body = "" }
-  local reusable = http11 and not st.wants_close and not _has_token(headers["connection"], "close")
+  local reusable = http11 and not st.wants_close and not has_token(headers["connection"], "close")
 
   if req.method == "HEAD" or status == 204 or status == 304 then
     return res, nil, reusable and st.pos > #st.buf
@@ -756,8 +495,8 @@ local function _exchange(self, sock, req, u, st)
   local te = headers["transfer-encoding"]
   local cl = headers["content-length"]
   local bok, berr
-  if te and not _has_token(te, "identity") then
-    if not _has_token(te, "chunked") then
+  if te and not has_token(te, "identity") then
+    if not has_token(te, "chunked") then
       return nil, _err("protocol", true, "the response uses an unsupported Transfer-Encoding: " .. te)
     end
     bok, berr = _read_chunked(st)
@@ -800,7 +539,7 @@ local function _url(self, url)
     return u
   end
   local uerr
-  u, uerr = _parse_url(url)
+  u, uerr = parse_url(url)
   if not u then
     return nil, uerr
   end
@@ -810,7 +549,10 @@ local function _url(self, url)
     u.host_name = u.connect_host
   end
   u.https = u.scheme == "https"
-  u.pool = u.scheme .. ":" .. u.host .. ":" .. u.port .. ":" .. (self.ssl_verify and "v" or "nv")
+  -- a transport that pools nothing (keepalive_timeout = 0) names a pool no connection is ever put into, so
+  -- it never takes one another transport pooled either
+  u.pool = u.scheme .. ":" .. u.host .. ":" .. u.port .. ":" .. (self.ssl_verify and "v" or "nv") ..
+           (self.keepalive_ms > 0 and "" or ":np")
   u.host_line = "Host: " .. u.host_header .. "\r\n"
   if self.url_count >= MAX_CACHED_URLS then
     cache = {}
@@ -862,10 +604,12 @@ local function _request(self, req)
   if not u then
     return nil, _err("argument", false, uerr)
   end
-  local request_bytes, wants_close = _build_request(self, req, u)
-  if not request_bytes then
-    return nil, _err("argument", false, wants_close)
+  local h, herr = header_block(self, req.headers or EMPTY)
+  if not h then
+    return nil, _err("argument", false, herr)
   end
+  local request_bytes, wants_close = build_request(method, u.path, u.host_line, h, req.body,
+                                                   self.keepalive_ms > 0)
 
   local op_ms = math_max(MIN_OP_MS, math_floor(timeout * 1000))
   local st = {
@@ -954,7 +698,7 @@ function _M.new(opts)
     ca_file = opts.ca_file,
     url_cache = {},   -- url -> parsed parts (see _url)
     url_count = 0,
-    hdr_cache = nil,  -- the last request's header block (see _header_block)
+    hdr_cache = nil,  -- the last request's header block (see http1.header_block)
   }
   return function(req)
     return _request(self, req)

@@ -37,6 +37,7 @@ handlers["/json"] = function()
   ngx.header["X-Mixed-Case"] = "Value-Kept"
   ngx.header["X-Multi"] = { "a", "b" }
   ngx.header["X-Conn"] = ngx.var.connection
+  ngx.header["X-Conn-Requests"] = ngx.var.connection_requests
   ngx.header["Content-Length"] = #out
   ngx.print(out)
 end
@@ -147,6 +148,45 @@ end
 
 handlers["/continue"] = function()
   raw("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 7\r\nConnection: close\r\n\r\ncreated")
+end
+
+-- A server that poisons its keep-alive connection: it takes the connection over and serves requests on it
+-- itself; each gets its answer ("answer <n>", n from the request's ?n=) and then a second, stray complete
+-- answer ("stray <n>"): 150 ms later (mode=later) or in the same write (mode=same). The shared dict counts the
+-- requests that arrived (ctc_results "seen:<tag>") and marks each stray sent ("stray:<tag>:<n>").
+local function http_answer(body)
+  return "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " .. #body ..
+         "\r\nConnection: keep-alive\r\n\r\n" .. body
+end
+
+handlers["/stray"] = function()
+  local dict = ngx.shared.ctc_results
+  local tag, mode = ngx.var.arg_tag or "t", ngx.var.arg_mode or "later"
+  local sock = assert(ngx.req.socket(true))
+  local uri = ngx.var.request_uri
+  while true do
+    dict:incr("seen:" .. tag, 1, 0)
+    local n = uri:match("[?&]n=(%d+)") or "?"
+    local conn = "conn " .. ngx.var.connection .. ": "
+    if mode == "same" then
+      sock:send(http_answer(conn .. "answer " .. n) .. http_answer(conn .. "stray " .. n))
+    else
+      sock:send(http_answer(conn .. "answer " .. n))
+      ngx.sleep(0.15)
+      sock:send(http_answer(conn .. "stray " .. n))
+    end
+    dict:set("stray:" .. tag .. ":" .. n, true)
+    -- the next request on this connection, if the client sends one
+    sock:settimeout(30000)
+    local line = sock:receive("*l")
+    if not line then
+      return
+    end
+    uri = line:match("^%u+ (%S+) HTTP/") or ""
+    repeat
+      local h = sock:receive("*l")
+    until not h or h == ""
+  end
 end
 
 function _M.handle()

@@ -2,6 +2,7 @@
 local cjson = require "cjson.safe"
 local ngx_transport = require "clicktocall.transport.ngx"
 local dial_guard = require "clicktocall.dial_guard"
+local errors = require "clicktocall.errors"
 
 local _M = {}
 
@@ -15,7 +16,9 @@ end
 
 local function summarize(res, err)
   if not res then
-    return { ok = false, err = { kind = err.kind, message = err.message, sent = err.sent } }
+    return { ok = false, err = { kind = err.kind, message = err.message, sent = err.sent,
+                                 retryable = err.retryable, is_error = errors.is_error(err),
+                                 text = tostring(err) } }
   end
   local out = { ok = true, status = res.status, headers = res.headers, body_len = #res.body }
   if #res.body <= 65536 then
@@ -56,9 +59,50 @@ local function run(spec)
   return out
 end
 
+-- Wait until the shared-dict key is set and was already set at the previous poll, so that at least one
+-- whole event-loop turn (one epoll_wait) ran after whoever set it: bytes sent before the key was set have
+-- been seen by every event handler by then. Deadline: 10 s.
+local function await_key(key)
+  local dict = ngx.shared.ctc_results
+  local seen = false
+  local deadline = ngx.now() + 10
+  while ngx.now() < deadline do
+    if dict:get(key) then
+      if seen then
+        return true
+      end
+      seen = true
+    end
+    ngx.sleep(0.005)
+    ngx.update_time()
+  end
+  return false
+end
+
+-- { seq = { { req = {...}|nil, await = key|nil }, ... }, opts = {...} }: the requests one after another in this
+-- handler (nothing else runs in the worker between them unless a step awaits a key; a step without a
+-- request only waits).
+local function run_seq(spec)
+  local out = {}
+  for i, step in ipairs(spec.seq) do
+    if step.await and not await_key(step.await) then
+      out[i] = { ok = false, await_timeout = step.await }
+      break
+    end
+    if step.req then
+      out[i] = run({ req = step.req, opts = spec.opts })
+    end
+  end
+  return out
+end
+
 function _M.drive()
   ngx.req.read_body()
   local spec = cjson.decode(ngx.req.get_body_data() or "{}") or {}
+  if spec.seq then
+    ngx.say(cjson.encode(run_seq(spec)))
+    return
+  end
   local results = {}
   for i = 1, spec.n or 1 do
     results[i] = run(spec)
