@@ -8,6 +8,7 @@
 #include <math.h>
 #include <time.h>
 #include "ctc.h"
+#include "parsers.h"
 
 /* core.sleep(seconds): blocking backoff for plain Lua (OpenResty uses ngx.sleep) */
 static int l_sleep(lua_State *L)
@@ -34,6 +35,41 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/* core.http_date(s) -> Unix seconds | nil: an RFC 9110 date (Retry-After, Date) */
+static int l_http_date(lua_State *L)
+{
+    size_t n;
+    const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &n) : NULL;
+    int64_t epoch;
+    if (s == NULL || ctc_http_date_parse(s, n, &epoch, NULL) != 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    ctc_push_id(L, epoch); /* an integer where Lua has them; always below 2^53 */
+    return 1;
+}
+
+/* milliseconds as seconds: an integer when whole */
+static void push_seconds(lua_State *L, long ms)
+{
+    if (ms % 1000 == 0)
+        lua_pushinteger(L, (lua_Integer)(ms / 1000));
+    else
+        lua_pushnumber(L, (lua_Number)ms / 1000);
+}
+
+/* core.DEFAULTS: the transport's defaults in the units the options use */
+static void push_defaults(lua_State *L)
+{
+    lua_createtable(L, 0, 3);
+    push_seconds(L, CTC_DEFAULT_TIMEOUT_MS);
+    lua_setfield(L, -2, "timeout");
+    push_seconds(L, CTC_DEFAULT_CONNECT_TIMEOUT_MS);
+    lua_setfield(L, -2, "connect_timeout");
+    lua_pushinteger(L, CTC_DEFAULT_MAX_BODY);
+    lua_setfield(L, -2, "max_body");
+}
+
 static const luaL_Reg core_functions[] = {
     { "request", ctc_l_request },
     { "normalize_phone", ctc_l_normalize_phone },
@@ -41,6 +77,7 @@ static const luaL_Reg core_functions[] = {
     { "base64", ctc_l_base64 },
     { "sleep", l_sleep },
     { "now", l_now },
+    { "http_date", l_http_date },
     { NULL, NULL },
 };
 
@@ -55,5 +92,9 @@ __attribute__((visibility("default"))) int luaopen_clicktocall_core(lua_State *L
     lua_setfield(L, -2, "_VERSION");
     lua_pushinteger(L, CTC_PAGE_SIZE);
     lua_setfield(L, -2, "PAGE_SIZE");
+    push_defaults(L);
+    lua_setfield(L, -2, "DEFAULTS");
+    lua_pushinteger(L, CTC_MAX_REDIRECTS);
+    lua_setfield(L, -2, "MAX_REDIRECTS");
     return 1;
 }

@@ -33,6 +33,12 @@ int ctc_l_base64(lua_State *L);
 int ctc_l_request(lua_State *L);
 int ctc_l_normalize_phone(lua_State *L);
 int ctc_l_format_time(lua_State *L);
+
+/* cursor.c: ids and sizes between C and Lua */
+#define CTC_I64_LEN 24  /* "-9223372036854775808" and its NUL, with room */
+/* v in decimal, written at the end of buf[CTC_I64_LEN]; returns where it starts.
+ * For messages: lua_pushfstring has no 64-bit format on every Lua version. */
+const char *ctc_i64_str(char buf[CTC_I64_LEN], int64_t v);
 /* an int64 cursor as Lua sees it: an integer, or (5.1/LuaJIT, past 2^53) a string */
 void ctc_push_id(lua_State *L, int64_t id);
 /* reads a cursor back; NULL or a static sentence saying what is wrong */

@@ -5,10 +5,12 @@
  *
  * While curl_easy_perform runs, the callbacks touch only C memory owned by the
  * userdata (no Lua call, no stored lua_State); results and errors are pushed
- * after it returns. The request body goes through a read callback whose seek
- * callback cannot rewind: libcurl then fails (CURLE_SEND_FAIL_REWIND) instead
- * of silently re-sending a request on a fresh connection when a reused one
- * died after the body went out, so the server can never see a dial twice.
+ * after it returns. Every body is handed to libcurl whole (POSTFIELDS), so
+ * headers and body leave in one write. When a reused connection dies after
+ * the request went out, libcurl silently sends it again on a fresh one; for a
+ * request marked resend_safe = false (a dial) the pre-request callback counts
+ * its calls within one perform and aborts the second, so the server can never
+ * see a dial twice (the error says sent = true: the first may have arrived).
  *
  * An exchange (handle + buffers of one request) is kept apart from the Lua
  * object so that a batch form over the multi interface can own many of them.
@@ -18,6 +20,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,6 +31,10 @@
 #define CTC_CURL_GE(a, b, c) (LIBCURL_VERSION_NUM >= ((a) << 16 | (b) << 8 | (c)))
 #define CURL_MT "clicktocall.curl"
 #define ERROR_BODY_MAX 4096 /* what a failed download keeps of its error page */
+#define HEAD_MAX (256 * 1024) /* all header lines of one response */
+/* What an easy handle costs outside Lua's heap (measured: curl_easy_init plus its
+ * first transfer, with libcurl 7.88), told to the collector when one is made. */
+#define HANDLE_KIB 18
 
 typedef struct exchange {
     CURL *easy;
@@ -36,9 +43,14 @@ typedef struct exchange {
     ctc_buf hdr_next;      /* the same for the request being prepared */
     ctc_buf url;
     ctc_buf req_body;
-    size_t req_pos;
-    int body_read;         /* the read callback handed out request bytes */
+    int resend_safe;       /* the request may go again on a fresh connection */
+    size_t req_pos;        /* body bytes the read callback handed out (before 7.80) */
+    int prereq_calls;      /* pre-request callbacks within this perform */
+    int resend_refused;    /* a second send of a not-resend-safe request was stopped */
     ctc_buf head;          /* raw header lines of the last response */
+    int head_done;         /* the blank line after a final response's headers came */
+    int head_too_large;    /* the headers passed HEAD_MAX: the transfer was stopped */
+    curl_socket_t last_sock; /* the kept-alive connection after the last transfer */
     ctc_buf body;          /* response body (or a failed download's error page) */
     curl_off_t max_body;   /* < 0: no limit */
     int too_large;
@@ -52,10 +64,31 @@ typedef struct exchange {
 typedef struct transport {
     exchange x;
     int closed;
+    int insecure;
+    char *ca_file;         /* copies of the options: the handle is made on first use */
+    char *proxy;
 } transport;
 
 /* ================= callbacks: C memory only ================= */
 
+#if CTC_CURL_GE(7, 80, 0)
+/* Called once per connection a request is about to be sent on: a second call
+ * within one perform is libcurl re-sending it (see the file header). */
+static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
+                     int conn_primary_port, int conn_local_port)
+{
+    exchange *x = ud;
+    (void)conn_primary_ip; (void)conn_local_ip; (void)conn_primary_port; (void)conn_local_port;
+    if (++x->prereq_calls > 1 && !x->resend_safe) {
+        x->resend_refused = 1;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+#else
+/* Before 7.80 there is no pre-request callback: such a request's body goes
+ * through a read callback that cannot rewind, so libcurl fails with
+ * CURLE_SEND_FAIL_REWIND instead of re-sending (at the cost of two writes). */
 static size_t on_read(char *dst, size_t size, size_t nitems, void *ud)
 {
     exchange *x = ud;
@@ -65,7 +98,6 @@ static size_t on_read(char *dst, size_t size, size_t nitems, void *ud)
     if (n > 0) {
         memcpy(dst, x->req_body.data + x->req_pos, n);
         x->req_pos += n;
-        x->body_read = 1;
     }
     return n;
 }
@@ -73,16 +105,25 @@ static size_t on_read(char *dst, size_t size, size_t nitems, void *ud)
 static int on_seek(void *ud, curl_off_t offset, int origin)
 {
     (void)ud; (void)offset; (void)origin;
-    return CURL_SEEKFUNC_CANTSEEK; /* see the file header: never re-send */
+    return CURL_SEEKFUNC_CANTSEEK;
 }
+#endif
 
 static size_t on_header(char *p, size_t size, size_t nitems, void *ud)
 {
     exchange *x = ud;
     size_t n = size * nitems;
-    if (n >= 5 && memcmp(p, "HTTP/", 5) == 0)
+    if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         ctc_buf_reset(&x->head); /* a new response (1xx, redirect): keep the last */
-    if (x->head.len + n > 256 * 1024 || ctc_buf_append(&x->head, p, n) != 0)
+        x->head_done = 0;
+    } else if ((n == 2 && p[0] == '\r' && p[1] == '\n') || (n == 1 && p[0] == '\n')) {
+        x->head_done = 1;
+    }
+    if (x->head.len + n > HEAD_MAX) {
+        x->head_too_large = 1; /* reported after perform returns */
+        return 0;
+    }
+    if (ctc_buf_append(&x->head, p, n) != 0)
         return 0;
     return n;
 }
@@ -155,7 +196,6 @@ static void exchange_release(exchange *x)
 static CURLcode exchange_init(exchange *x)
 {
     CURLcode rc = CURLE_OK;
-    x->fd = -1;
     x->easy = curl_easy_init();
     if (x->easy == NULL)
         return CURLE_FAILED_INIT;
@@ -169,10 +209,15 @@ static CURLcode exchange_init(exchange *x)
     SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
     SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
+#if CTC_CURL_GE(7, 80, 0)
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_PREREQDATA, x);
+#else
     SET(CURLOPT_READFUNCTION, on_read);
     SET(CURLOPT_READDATA, x);
     SET(CURLOPT_SEEKFUNCTION, on_seek);
     SET(CURLOPT_SEEKDATA, x);
+#endif
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, x);
     SET(CURLOPT_WRITEFUNCTION, on_write);
@@ -180,25 +225,80 @@ static CURLcode exchange_init(exchange *x)
     SET(CURLOPT_SSL_VERIFYPEER, 1L);
     SET(CURLOPT_SSL_VERIFYHOST, 2L);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    /* one kept-alive connection, so the one CURLINFO_ACTIVESOCKET names is all
+     * there is to check before the next transfer (see drop_poisoned) */
+    SET(CURLOPT_MAXCONNECTS, 1L);
 #undef SET
     return rc;
 }
 
-static void set_options(lua_State *L, exchange *x, int opts)
+/* A malloc'd copy of the string field, or NULL when absent; 0 or -1 (no memory). */
+static int copy_option(lua_State *L, int opts, const char *name, char **out)
 {
-    CURL *e = x->easy;
-    lua_getfield(L, opts, "ca_file");
-    if (lua_type(L, -1) == LUA_TSTRING)
-        curl_easy_setopt(e, CURLOPT_CAINFO, lua_tostring(L, -1)); /* libcurl copies it */
-    lua_getfield(L, opts, "proxy");
-    if (lua_type(L, -1) == LUA_TSTRING)
-        curl_easy_setopt(e, CURLOPT_PROXY, lua_tostring(L, -1));
-    lua_getfield(L, opts, "insecure");
-    if (lua_toboolean(L, -1)) {
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    size_t n;
+    const char *s;
+    lua_getfield(L, opts, name);
+    s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    if (s != NULL && (*out = malloc(n + 1)) != NULL)
+        memcpy(*out, s, n + 1);
+    lua_pop(L, 1);
+    return s != NULL && *out == NULL ? -1 : 0;
+}
+
+/* Makes the easy handle on first use: a client that is made and dropped
+ * unused costs the collector nothing it cannot see. */
+static CURLcode ensure_handle(lua_State *L, transport *t)
+{
+    exchange *x = &t->x;
+    CURLcode rc;
+    if (x->easy != NULL)
+        return CURLE_OK;
+    rc = exchange_init(x);
+    if (rc == CURLE_OK && t->ca_file != NULL)
+        rc = curl_easy_setopt(x->easy, CURLOPT_CAINFO, t->ca_file);
+    if (rc == CURLE_OK && t->proxy != NULL)
+        rc = curl_easy_setopt(x->easy, CURLOPT_PROXY, t->proxy);
+    if (rc == CURLE_OK && t->insecure) {
+        curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYPEER, 0L);
+        rc = curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    lua_pop(L, 3);
+    if (rc != CURLE_OK) {
+        curl_easy_cleanup(x->easy);
+        x->easy = NULL;
+        return rc;
+    }
+    x->last_sock = CURL_SOCKET_BAD;
+    /* the handle's memory is outside Lua's heap: let the collector count it */
+    lua_gc(L, LUA_GCSTEP, HANDLE_KIB);
+    return CURLE_OK;
+}
+
+/* A kept-alive connection that is readable while no request is out holds an
+ * answer nobody asked for (or the server's close): the next request must not
+ * read it as its own. Dropping the handle closes that connection; the next
+ * one is made fresh. */
+static void drop_poisoned(exchange *x)
+{
+    struct pollfd p;
+    if (x->easy == NULL || x->last_sock == CURL_SOCKET_BAD)
+        return;
+    p.fd = x->last_sock;
+    p.events = POLLIN;
+    p.revents = 0;
+    x->last_sock = CURL_SOCKET_BAD;
+    if (poll(&p, 1, 0) != 0) { /* readable, hung up, or poll failed: do not trust it */
+        curl_easy_cleanup(x->easy);
+        x->easy = NULL;
+    }
+}
+
+/* After a transfer: the connection libcurl keeps for the next one, if any. */
+static void note_connection(exchange *x)
+{
+    curl_socket_t sock = CURL_SOCKET_BAD;
+    if (curl_easy_getinfo(x->easy, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK)
+        sock = CURL_SOCKET_BAD;
+    x->last_sock = sock;
 }
 
 static long ms_field(lua_State *L, int req, const char *name, long dflt)
@@ -207,8 +307,12 @@ static long ms_field(lua_State *L, int req, const char *name, long dflt)
     lua_getfield(L, req, name);
     v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : -1;
     lua_pop(L, 1);
-    if (!(v > 0) || v > 86400.0 * 365)
+    if (!(v > 0))
         return dflt;
+    /* the longest wait a long holds in ms (24 days on a 32-bit long): never
+     * the default, which would turn a long timeout into a short one */
+    if (v > (double)LONG_MAX / 1000 - 1)
+        v = (double)LONG_MAX / 1000 - 1;
     v = ceil(v * 1000);
     return v < 1 ? 1 : (long)v;
 }
@@ -222,13 +326,13 @@ static void exchange_prepare(lua_State *L, exchange *x, int req, int download)
     size_t n;
     const char *s;
     struct curl_slist *list = NULL;
-    int resend_safe;
 
     ctc_buf_reset(&x->head);
     ctc_buf_reset(&x->body);
     ctc_buf_reset(&x->req_body);
     x->req_pos = 0;
-    x->body_read = x->too_large = x->write_failed = 0;
+    x->prereq_calls = x->resend_refused = x->too_large = x->write_failed = 0;
+    x->head_done = x->head_too_large = 0;
     x->bytes = 0;
     x->errbuf[0] = '\0';
     ctc_buf_reset(&x->hdr_next);
@@ -288,7 +392,18 @@ static void exchange_prepare(lua_State *L, exchange *x, int req, int download)
     }
 
     lua_getfield(L, req, "max_body");
-    x->max_body = lua_isnumber(L, -1) ? (curl_off_t)lua_tonumber(L, -1) : CTC_DEFAULT_MAX_BODY;
+    if (lua_isnumber(L, -1)) {
+        /* checked as a double: a cast of NaN or 1e300 is undefined behaviour */
+        lua_Number v = lua_tonumber(L, -1);
+        if (v != v)
+            x->max_body = CTC_DEFAULT_MAX_BODY;
+        else if (v < 0 || v >= 9007199254740992.0)
+            x->max_body = -1; /* no limit */
+        else
+            x->max_body = (curl_off_t)v;
+    } else {
+        x->max_body = CTC_DEFAULT_MAX_BODY;
+    }
     lua_pop(L, 1);
 
     curl_easy_setopt(x->easy, CURLOPT_URL, x->url.data);
@@ -300,17 +415,20 @@ static void exchange_prepare(lua_State *L, exchange *x, int req, int download)
     curl_easy_setopt(x->easy, CURLOPT_MAXREDIRS, (long)CTC_MAX_REDIRECTS);
     curl_easy_setopt(x->easy, CURLOPT_MAXFILESIZE_LARGE,
                      (curl_off_t)(download || x->max_body < 0 ? 0 : x->max_body));
+    /* absent means safe: only the core's dial says false */
     lua_getfield(L, req, "resend_safe");
-    resend_safe = lua_toboolean(L, -1);
+    x->resend_safe = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
-        /* A request that may go twice (not a dial) hands libcurl its body, which
-         * libcurl then sends in the same packet as the headers; a dial goes through
-         * the read callback that cannot rewind (see the file header). */
-        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS,
-                         resend_safe && x->req_body.len > 0 ? x->req_body.data : NULL);
         curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req_body.len);
+#if CTC_CURL_GE(7, 80, 0)
+        /* the whole body: libcurl writes it with the headers, in one send */
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->req_body.len > 0 ? x->req_body.data : "");
+#else
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS,
+                         x->resend_safe && x->req_body.len > 0 ? x->req_body.data : NULL);
+#endif
     } else if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
     } else {
@@ -426,8 +544,12 @@ static int may_have_sent(exchange *x, CURLcode rc)
     long size = 0;
     curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &size);
     req_size = size;
-    if (x->body_read || req_size > 0)
+    if (x->resend_refused || req_size > 0)
         return 1;
+#if !CTC_CURL_GE(7, 80, 0)
+    if (x->req_pos > 0) /* the read callback handed out body bytes */
+        return 1;
+#endif
     switch (rc) {
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_RESOLVE_HOST:
@@ -450,18 +572,30 @@ static int push_error(lua_State *L, exchange *x, CURLcode rc)
 {
     const char *kind = "network";
     const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+    int sent = may_have_sent(x, rc);
     lua_pushnil(L);
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 6);
     if (x->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+        char n[CTC_I64_LEN];
         kind = "protocol";
-        lua_pushfstring(L, "response body is larger than max_body (%d bytes)", (int)x->max_body);
+        lua_pushfstring(L, "response body is larger than max_body (%s bytes)",
+                        ctc_i64_str(n, (int64_t)x->max_body));
+    } else if (x->head_too_large || (rc == CURLE_OUT_OF_MEMORY && !x->head_done)) {
+        /* libcurl 7.88 refuses one header line over 100 KB as "out of memory" */
+        kind = "protocol";
+        lua_pushfstring(L, "a response header was too large (the limit is %d KiB for all of them, "
+                        "and libcurl's 100 KiB for one)", HEAD_MAX / 1024);
     } else if (x->write_failed) {
-        kind = "network";
+        /* a local failure (a full disk): fetching again would fail the same way */
+        kind = "io";
+        sent = 1;
         lua_pushfstring(L, "could not write the file: %s", strerror(x->write_failed));
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -3, "retryable");
     } else {
         if (rc == CURLE_OPERATION_TIMEDOUT)
             kind = "timeout";
-        else if (rc == CURLE_SEND_FAIL_REWIND)
+        else if (rc == CURLE_SEND_FAIL_REWIND || x->resend_refused)
             detail = "the connection closed after the request went out and before any answer; "
                      "it was not sent again (the server may have processed it)";
         else if (rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_TOO_MANY_REDIRECTS)
@@ -475,7 +609,25 @@ static int push_error(lua_State *L, exchange *x, CURLcode rc)
     lua_setfield(L, -2, "code");
     lua_pushstring(L, code_name(rc));
     lua_setfield(L, -2, "code_name");
-    lua_pushboolean(L, may_have_sent(x, rc));
+    lua_pushboolean(L, sent);
+    lua_setfield(L, -2, "sent");
+    return 2;
+}
+
+/* nil, err: the easy handle could not be made; nothing was sent */
+static int push_start_error(lua_State *L, CURLcode rc)
+{
+    lua_pushnil(L);
+    lua_createtable(L, 0, 5);
+    lua_pushfstring(L, "could not start libcurl: %s", curl_easy_strerror(rc));
+    lua_setfield(L, -2, "message");
+    lua_pushliteral(L, "network");
+    lua_setfield(L, -2, "kind");
+    lua_pushinteger(L, (lua_Integer)rc);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, code_name(rc));
+    lua_setfield(L, -2, "code_name");
+    lua_pushboolean(L, 0);
     lua_setfield(L, -2, "sent");
     return 2;
 }
@@ -497,8 +649,12 @@ static int l_perform(lua_State *L)
     CURLcode rc;
     int want;
     luaL_checktype(L, 2, LUA_TTABLE);
+    drop_poisoned(&t->x);
+    if ((rc = ensure_handle(L, t)) != CURLE_OK)
+        return push_start_error(L, rc);
     exchange_prepare(L, &t->x, 2, 0);
     rc = curl_easy_perform(t->x.easy);
+    note_connection(&t->x);
     if (rc != CURLE_OK)
         return push_error(L, &t->x, rc);
     lua_getfield(L, 2, "want_headers");
@@ -551,6 +707,9 @@ static int l_download(lua_State *L)
     int ok;
 
     luaL_checktype(L, 2, LUA_TTABLE);
+    drop_poisoned(x);
+    if ((rc = ensure_handle(L, t)) != CURLE_OK)
+        return push_start_error(L, rc);
     exchange_prepare(L, x, 2, 1);
     x->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (x->fd < 0) {
@@ -559,6 +718,7 @@ static int l_download(lua_State *L)
     }
     ctc_sha256_init(&x->sha);
     rc = curl_easy_perform(x->easy);
+    note_connection(x);
     curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &expected);
     ok = rc == CURLE_OK && (!is_success(x) || expected < 0 || (uint64_t)expected == x->bytes);
     if (ok && is_success(x) && fsync(x->fd) != 0) {
@@ -575,7 +735,9 @@ static int l_download(lua_State *L)
     if (rc != CURLE_OK || x->write_failed)
         return push_error(L, x, rc != CURLE_OK ? rc : CURLE_WRITE_ERROR);
     if (!ok) {
-        lua_pushfstring(L, "recording cut short: got %d of %d bytes", (int)x->bytes, (int)expected);
+        char got[CTC_I64_LEN], want[CTC_I64_LEN];
+        lua_pushfstring(L, "recording cut short: got %s of %s bytes", ctc_i64_str(got, (int64_t)x->bytes),
+                        ctc_i64_str(want, (int64_t)expected));
         return push_plain_error(L, "network", 1);
     }
     push_response(L, x, 1);
@@ -599,6 +761,9 @@ static int l_close(lua_State *L)
         exchange_release(&t->x);
         t->closed = 1;
     }
+    free(t->ca_file);
+    free(t->proxy);
+    t->ca_file = t->proxy = NULL;
     return 0;
 }
 
@@ -613,27 +778,26 @@ static int l_tostring(lua_State *L)
 static int l_new(lua_State *L)
 {
     transport *t;
-    CURLcode rc;
     if (!lua_isnoneornil(L, 1))
         luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    /* consistent before anything can fail: born closed, then opened */
+    /* consistent before anything can fail; the easy handle comes on first use */
     t = ctc_newuserdata(L, sizeof *t);
     memset(t, 0, sizeof *t);
     t->x.fd = -1;
-    t->closed = 1;
+    t->x.last_sock = CURL_SOCKET_BAD;
     luaL_getmetatable(L, CURL_MT);
     lua_setmetatable(L, -2);
-    rc = exchange_init(&t->x);
-    if (rc != CURLE_OK) {
-        exchange_release(&t->x);
-        lua_pushnil(L);
-        lua_pushfstring(L, "could not start libcurl: %s", curl_easy_strerror(rc));
-        return 2;
+    if (lua_istable(L, 1)) {
+        if (copy_option(L, 1, "ca_file", &t->ca_file) != 0 || copy_option(L, 1, "proxy", &t->proxy) != 0) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "could not start libcurl: out of memory");
+            return 2;
+        }
+        lua_getfield(L, 1, "insecure");
+        t->insecure = lua_toboolean(L, -1);
+        lua_pop(L, 1);
     }
-    t->closed = 0;
-    if (lua_istable(L, 1))
-        set_options(L, &t->x, 1);
     return 1;
 }
 

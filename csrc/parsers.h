@@ -37,6 +37,14 @@ int ctc_time_parse(const char *s, size_t len, int64_t *epoch, const char **why);
 #define CTC_TIME_MAX_EPOCH ((int64_t)253402271999)
 int ctc_time_format(int64_t epoch, char *out, size_t outsz, const char **why);
 
+/* Parses an HTTP date (RFC 9110 section 5.6.7): the preferred IMF-fixdate
+ * "Sun, 06 Nov 1994 08:49:37 GMT" and the obsolete RFC 850 ("Sunday, 06-Nov-94 08:49:37 GMT";
+ * a two-digit year 70-99 is 19xx, 00-69 is 20xx) and asctime ("Sun Nov  6 08:49:37 1994")
+ * forms, exactly (case-sensitive names, GMT only, no surrounding whitespace), into Unix
+ * seconds. Years 1970-9999; every field is validated; a leap second (60) counts as the
+ * next second. 0, or -1 with *why. */
+int ctc_http_date_parse(const char *s, size_t len, int64_t *epoch, const char **why);
+
 /* JSON page scanner. Validates that body[0..len) is one well-formed JSON value
  * (RFC 8259: objects, arrays, strings with all escapes incl. \u and four hex digits, numbers,
  * true/false/null; whitespace; nesting depth limit CTC_JSON_MAX_DEPTH, beyond which it is

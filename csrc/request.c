@@ -136,69 +136,6 @@ static const char *get_time(lua_State *L, int t, const char *name, int64_t *epoc
     return why;
 }
 
-void ctc_push_id(lua_State *L, int64_t id)
-{
-#if CTC_HAS_INTEGERS
-    lua_pushinteger(L, (lua_Integer)id);
-#else
-    /* a double holds every integer up to 2^53 exactly; past it, keep digits */
-    if (id <= ((int64_t)1 << 53) && id >= -((int64_t)1 << 53)) {
-        lua_pushnumber(L, (lua_Number)id);
-    } else {
-        char digits[24];
-        int n = 0, neg = id < 0;
-        uint64_t u = neg ? (uint64_t)0 - (uint64_t)id : (uint64_t)id;
-        char *p = digits + sizeof digits;
-        do { *--p = (char)('0' + u % 10); u /= 10; n++; } while (u != 0);
-        if (neg) { *--p = '-'; n++; }
-        lua_pushlstring(L, p, (size_t)n);
-    }
-#endif
-}
-
-const char *ctc_to_id(lua_State *L, int idx, int64_t *id)
-{
-    if (lua_type(L, idx) == LUA_TNUMBER) {
-#if CTC_HAS_INTEGERS
-        if (lua_isinteger(L, idx)) {
-            lua_Integer v = lua_tointeger(L, idx);
-            if (v < 0)
-                return "must not be negative";
-            *id = (int64_t)v;
-            return NULL;
-        }
-#endif
-        {
-            lua_Number v = lua_tonumber(L, idx);
-            if (v != v || v != floor(v))
-                return "must be an integer";
-            if (v < 0)
-                return "must not be negative";
-            if (v > 9007199254740992.0)
-                return "is too large for a number; pass it as a string of digits";
-            *id = (int64_t)v;
-            return NULL;
-        }
-    }
-    if (lua_type(L, idx) == LUA_TSTRING) {
-        size_t n, i;
-        const char *s = lua_tolstring(L, idx, &n);
-        uint64_t v = 0;
-        if (n == 0 || n > 19)
-            return "must be a string of 1 to 19 digits";
-        for (i = 0; i < n; i++) {
-            if (s[i] < '0' || s[i] > '9')
-                return "must be a string of digits";
-            v = v * 10 + (uint64_t)(s[i] - '0');
-        }
-        if (v > (uint64_t)INT64_MAX)
-            return "is too large";
-        *id = (int64_t)v;
-        return NULL;
-    }
-    return "must be an integer";
-}
-
 /* ---- JSON body writing (values were validated: no control characters) ---- */
 
 static void add_json_string(luaL_Buffer *b, const char *s, size_t n)
@@ -257,7 +194,7 @@ static void set_string(lua_State *L, const char *k, const char *v)
 /* Pushes { method, url, headers, body } with the body on top of the stack. */
 static void push_request(lua_State *L, int cfg, int op)
 {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
     lua_insert(L, -2);             /* request table below the body */
     lua_setfield(L, -2, "body");
     set_string(L, "method", "POST");
@@ -273,6 +210,9 @@ static void push_request(lua_State *L, int cfg, int op)
     lua_getfield(L, cfg, "user_agent");
     lua_setfield(L, -2, "User-Agent");
     lua_setfield(L, -2, "headers");
+    /* a dial must never go twice: a transport may resend anything else */
+    lua_pushboolean(L, op != OP_DIAL);
+    lua_setfield(L, -2, "resend_safe");
 }
 
 static int arg_fail(lua_State *L, const char *field, const char *why)
@@ -288,14 +228,16 @@ static int arg_fail(lua_State *L, const char *field, const char *why)
 }
 
 /*
- * core.request(op, config, args) -> request | nil, message
+ * core.request(op, config, args) -> request, asked, parts | nil, message
+ * asked: the cursor asked for (records_page), else nil; parts (dial only):
+ * { caller, callee, seat } as sent (normalized numbers, trimmed seat).
  * config: { base_url, authorization, user_agent, country_code, user_data }
  * (checked when the client was made); args: the call's own table.
  */
 int ctc_l_request(lua_State *L)
 {
     int op = luaL_checkoption(L, 1, NULL, op_names);
-    text user_data, seat, cc = { "86", 2 };
+    text user_data, seat = { NULL, 0 }, cc = { "86", 2 };
     char phone_a[CTC_PHONE_MAX], phone_b[CTC_PHONE_MAX];
     int64_t t0 = 0, t1 = 0, max_id = 0;
     const char *why;
@@ -379,6 +321,17 @@ int ctc_l_request(lua_State *L)
         /* the reader needs the cursor asked for, exactly */
         ctc_push_id(L, max_id);
         return 2;
+    }
+    if (op == OP_DIAL) {
+        lua_pushnil(L); /* no cursor */
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, phone_a);
+        lua_setfield(L, -2, "caller");
+        lua_pushstring(L, phone_b);
+        lua_setfield(L, -2, "callee");
+        lua_pushlstring(L, seat.s, seat.len);
+        lua_setfield(L, -2, "seat");
+        return 3;
     }
     return 1;
 }

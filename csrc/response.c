@@ -19,6 +19,8 @@ static const char *const op_names[] = { "bind_seat", "dial", "balance", "records
 #define UV_DECODE lua_upvalueindex(1)
 #define UV_NULL lua_upvalueindex(2)
 
+#define ARG_SECRETS 5
+
 static int fail(lua_State *L, const char *kind, const char *message)
 {
     lua_pushnil(L);
@@ -27,14 +29,76 @@ static int fail(lua_State *L, const char *kind, const char *message)
     return 3;
 }
 
-/* A short, printable excerpt of a body for an error message. */
-static void push_excerpt(lua_State *L, const char *s, size_t n)
+/* nil, kind, <the string on top>: the message may hold NUL bytes */
+static int fail_top(lua_State *L, const char *kind)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, kind);
+    lua_pushvalue(L, -3);
+    return 3;
+}
+
+/* offset of the first needle in hay at or after from, or hn */
+static size_t find(const char *hay, size_t hn, size_t from, const char *needle, size_t nn)
+{
+    size_t i;
+    if (nn == 0 || hn < nn)
+        return hn;
+    for (i = from; i + nn <= hn; i++)
+        if (hay[i] == needle[0] && memcmp(hay + i, needle, nn) == 0)
+            return i;
+    return hn;
+}
+
+/* Pushes s[0..n) with every occurrence of each string of the secrets array
+ * (argument 5) replaced by "***". Done on whole text, before any excerpt is
+ * cut, so a secret that straddles the cut cannot survive in part. */
+static void push_redacted(lua_State *L, const char *s, size_t n)
+{
+    size_t i, count;
+    lua_pushlstring(L, s, n);
+    if (!lua_istable(L, ARG_SECRETS))
+        return;
+    count = ctc_rawlen(L, ARG_SECRETS);
+    for (i = 1; i <= count; i++) {
+        size_t sn, cn, at, start = 0;
+        const char *sec, *cur;
+        luaL_Buffer b;
+        lua_rawgeti(L, ARG_SECRETS, (int)i);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            continue;
+        }
+        sec = lua_tolstring(L, -1, &sn);
+        lua_pop(L, 1); /* the secrets table keeps the string alive */
+        cur = lua_tolstring(L, -1, &cn);
+        if ((at = find(cur, cn, 0, sec, sn)) == cn)
+            continue;
+        luaL_buffinit(L, &b);
+        do {
+            luaL_addlstring(&b, cur + start, at - start);
+            luaL_addlstring(&b, "***", 3);
+            start = at + sn;
+        } while ((at = find(cur, cn, start, sec, sn)) != cn);
+        luaL_addlstring(&b, cur + start, cn - start);
+        luaL_pushresult(&b);
+        lua_remove(L, -2);
+    }
+}
+
+/* A short, printable excerpt of a body for an error message, secrets
+ * redacted first. */
+static void push_excerpt(lua_State *L, const char *body, size_t len)
 {
     char out[64];
-    size_t i, k = 0;
+    size_t i, k = 0, n;
+    const char *s;
+    push_redacted(L, body, len);
+    s = lua_tolstring(L, -1, &n);
     for (i = 0; i < n && k < sizeof out - 4; i++)
         out[k++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '.';
     if (i < n) { out[k++] = '.'; out[k++] = '.'; out[k++] = '.'; }
+    lua_pop(L, 1);
     lua_pushlstring(L, out, k);
 }
 
@@ -60,8 +124,12 @@ static int http_error(lua_State *L, int status, const char *body, size_t n)
         if (lua_istable(L, -1)) {
             lua_getfield(L, -1, "message");
             if (lua_type(L, -1) == LUA_TSTRING) {
-                lua_pushfstring(L, "the server answered HTTP %d: %s", status, lua_tostring(L, -1));
-                return fail(L, "http", lua_tostring(L, -1));
+                size_t mn;
+                const char *m = lua_tolstring(L, -1, &mn);
+                lua_pushfstring(L, "the server answered HTTP %d: ", status);
+                push_redacted(L, m, mn);
+                lua_concat(L, 2);
+                return fail_top(L, "http");
             }
         }
     }
@@ -72,7 +140,7 @@ static int http_error(lua_State *L, int status, const char *body, size_t n)
         push_excerpt(L, body, n);
         lua_pushfstring(L, "the server answered HTTP %d (body: \"%s\")", status, lua_tostring(L, -1));
     }
-    return fail(L, "http", lua_tostring(L, -1));
+    return fail_top(L, "http");
 }
 
 /* ---- record pages ---- */
@@ -172,24 +240,27 @@ static int read_page(lua_State *L, int data, const char *body, size_t n)
     if (rc == CTC_JSON_NO_DATA_ARRAY)
         return fail(L, "protocol", "response data is not an array of records");
     if (rc == 3) {
-        lua_pushfstring(L, "record %d %s", (int)ps.bad_index + 1,
+        char at[CTC_I64_LEN];
+        lua_pushfstring(L, "record %s %s", ctc_i64_str(at, (int64_t)ps.bad_index + 1),
                         ps.bad_kind == CTC_ID_MISSING ? "has no id"
                                                       : "has an id that is not a non-negative integer");
         return fail(L, "protocol", lua_tostring(L, -1));
     }
     if (rc != 0 || count != ps.cap) {
-        lua_pushfstring(L, "response is not valid JSON (%s at byte %d)",
-                        why ? why : "inconsistent array", (int)off);
+        char at[CTC_I64_LEN];
+        lua_pushfstring(L, "response is not valid JSON (%s at byte %s)",
+                        why ? why : "inconsistent array", ctc_i64_str(at, (int64_t)off));
         return fail(L, "protocol", lua_tostring(L, -1));
     }
     prev = asked;
     for (i = 0; i < count; i++) {
         if (ps.ids[i] <= prev) {
-            /* a page that does not move past maxId would loop forever */
-            ctc_push_id(L, ps.ids[i]);
-            ctc_push_id(L, prev);
-            lua_pushfstring(L, "page ids do not advance: record %d has id %s, not above %s",
-                            (int)i + 1, lua_tostring(L, -2), lua_tostring(L, -1));
+            /* a page that does not move past maxId would loop forever; ids printed
+             * exactly (a double would print 2^53 + 1 as 9.007199254741e+15) */
+            char at[CTC_I64_LEN], id[CTC_I64_LEN], above[CTC_I64_LEN];
+            lua_pushfstring(L, "page ids do not advance: record %s has id %s, not above %s",
+                            ctc_i64_str(at, (int64_t)i + 1), ctc_i64_str(id, ps.ids[i]),
+                            ctc_i64_str(above, prev));
             return fail(L, "protocol", lua_tostring(L, -1));
         }
         prev = ps.ids[i];
@@ -197,7 +268,8 @@ static int read_page(lua_State *L, int data, const char *body, size_t n)
     for (i = 0; i < count; i++) {
         lua_rawgeti(L, data, (int)i + 1);
         if (!lua_istable(L, -1)) {
-            lua_pushfstring(L, "record %d is not an object", (int)i + 1);
+            char at[CTC_I64_LEN];
+            lua_pushfstring(L, "record %s is not an object", ctc_i64_str(at, (int64_t)i + 1));
             return fail(L, "protocol", lua_tostring(L, -1));
         }
         normalize_record(L, lua_gettop(L));
@@ -215,23 +287,38 @@ static int read_page(lua_State *L, int data, const char *body, size_t n)
 
 /* ---- the reader ---- */
 
-/* core.response(op, status, body [, asked_max_id]) -> value(s) | nil, kind, message */
+/* core.response(op, status, body [, asked_max_id [, secrets]]) -> value(s) | nil, kind, message
+ * secrets: an array of strings replaced by "***" in any text taken from the body. */
 static int l_response(lua_State *L)
 {
     int op = luaL_checkoption(L, 1, NULL, op_names);
-    int status = (int)luaL_checknumber(L, 2);
+    lua_Number st = lua_isnumber(L, 2) ? lua_tonumber(L, 2) : -1;
+    int status;
     size_t n;
     const char *body = luaL_checklstring(L, 3, &n);
     int top, meta, data;
 
-    lua_settop(L, 4);
+    lua_settop(L, ARG_SECRETS);
+    if (!lua_isnil(L, ARG_SECRETS))
+        luaL_checktype(L, ARG_SECRETS, LUA_TTABLE);
+    /* checked as a double: (int) of NaN or 1e300 is undefined behaviour */
+    if (!(st >= 100 && st <= 599) || st != floor(st)) {
+        lua_pushvalue(L, 2);
+        lua_pushfstring(L, "the transport gave an HTTP status that is not an integer from 100 to 599 (%s)",
+                        lua_type(L, 2) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, 2));
+        return fail_top(L, "protocol");
+    }
+    status = (int)st;
     if (status < 200 || status > 299)
         return http_error(L, status, body, n);
     if (!decode(L)) {
+        size_t en;
+        const char *e = lua_tolstring(L, -1, &en);
+        push_redacted(L, e ? e : "?", e ? en : 1); /* cjson's reason, in case it quotes the body */
         push_excerpt(L, body, n);
         lua_pushfstring(L, "response body is not JSON (%s): \"%s\"",
                         lua_tostring(L, -2), lua_tostring(L, -1));
-        return fail(L, "protocol", lua_tostring(L, -1));
+        return fail_top(L, "protocol");
     }
     top = lua_gettop(L);
     if (!lua_istable(L, top))
@@ -245,8 +332,12 @@ static int l_response(lua_State *L)
         return fail(L, "protocol", "response meta.success is not a boolean");
     if (!lua_toboolean(L, -1)) {
         lua_getfield(L, meta, "message");
-        if (lua_type(L, -1) == LUA_TSTRING && ctc_rawlen(L, -1) > 0)
-            return fail(L, "api", lua_tostring(L, -1));
+        if (lua_type(L, -1) == LUA_TSTRING && ctc_rawlen(L, -1) > 0) {
+            size_t mn;
+            const char *m = lua_tolstring(L, -1, &mn);
+            push_redacted(L, m, mn); /* pushed by length: a NUL survives */
+            return fail_top(L, "api");
+        }
         return fail(L, "api", "the provider refused the call and gave no message");
     }
     lua_getfield(L, top, "data");

@@ -187,3 +187,117 @@ int ctc_time_format(int64_t epoch, char *out, size_t outsz, const char **why)
     out[19] = '\0';
     return 0;
 }
+
+/* ---- HTTP dates (RFC 9110 section 5.6.7) ---- */
+
+static const char WHY_HTTP_DATE[] = "not an HTTP date (IMF-fixdate, RFC 850 or asctime form)";
+
+/* The month of a three-letter, case-sensitive name (RFC 9110: "Jan" .. "Dec"), or 0. */
+static int month_of(const char *s)
+{
+    static const char names[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    int i;
+
+    for (i = 0; i < 12; i++)
+        if (s[0] == names[3 * i] && s[1] == names[3 * i + 1] && s[2] == names[3 * i + 2])
+            return i + 1;
+    return 0;
+}
+
+/* The day name at s[0..n) is one of the seven (short when n == 3, long otherwise). */
+static int day_name(const char *s, size_t n)
+{
+    static const char *const longs[7] = { "Monday", "Tuesday", "Wednesday", "Thursday",
+                                          "Friday", "Saturday", "Sunday" };
+    size_t i, k;
+
+    for (i = 0; i < 7; i++) {
+        const char *w = longs[i];
+        size_t wl = 0;
+        while (w[wl] != '\0')
+            wl++;
+        if (n != 3 && n != wl)
+            continue;
+        for (k = 0; k < n && s[k] == w[k]; k++)
+            ;
+        if (k == n)
+            return 1;
+    }
+    return 0;
+}
+
+/* "HH:MM:SS" at s (8 bytes) into seconds of the day; -1 when malformed. */
+static int64_t clock_of(const char *s)
+{
+    int h, mi, sec;
+
+    if (digits(s, 2, &h) || s[2] != ':' || digits(s + 3, 2, &mi) || s[5] != ':'
+        || digits(s + 6, 2, &sec) || h > 23 || mi > 59 || sec > 60)
+        return -1;
+    /* a leap second (60) is allowed by the grammar; count it as the next second */
+    return (int64_t)h * 3600 + mi * 60 + sec;
+}
+
+static int finish_date(int y, int mo, int d, int64_t tod, int64_t *epoch)
+{
+    if (y < 1970 || mo == 0 || d < 1 || d > days_in_month(y, mo) || tod < 0)
+        return -1;
+    if (epoch != NULL)
+        *epoch = days_from_civil(y, mo, d) * 86400 + tod;
+    return 0;
+}
+
+int ctc_http_date_parse(const char *s, size_t len, int64_t *epoch, const char **why)
+{
+    const char *dummy;
+    size_t comma = 0;
+    int y, mo, d;
+
+    if (why == NULL)
+        why = &dummy;
+    *why = WHY_HTTP_DATE;
+    if (s == NULL)
+        return -1;
+    while (comma < len && comma < 10 && s[comma] != ',' && s[comma] != ' ')
+        comma++;
+    if (comma == len || !day_name(s, comma))
+        return -1;
+    if (s[comma] == ',' && comma == 3) {
+        /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
+        const char *p = s + 4;
+        if (len != 29 || p[0] != ' ' || digits(p + 1, 2, &d) || p[3] != ' '
+            || (mo = month_of(p + 4)) == 0 || p[7] != ' ' || digits(p + 8, 4, &y)
+            || p[12] != ' ' || p[21] != ' ' || p[22] != 'G' || p[23] != 'M' || p[24] != 'T')
+            return -1;
+        return finish_date(y, mo, d, clock_of(p + 13), epoch);
+    }
+    if (s[comma] == ',') {
+        /* RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT" */
+        const char *p = s + comma + 1;
+        if (len != comma + 1 + 23 || p[0] != ' ' || digits(p + 1, 2, &d) || p[3] != '-'
+            || (mo = month_of(p + 4)) == 0 || p[7] != '-' || digits(p + 8, 2, &y)
+            || p[10] != ' ' || p[19] != ' ' || p[20] != 'G' || p[21] != 'M' || p[22] != 'T')
+            return -1;
+        /* RFC 9110: a two-digit year more than 50 years in the future is in the past
+         * century; without a clock here, read 70-99 as 19xx and 00-69 as 20xx */
+        y += y >= 70 ? 1900 : 2000;
+        return finish_date(y, mo, d, clock_of(p + 11), epoch);
+    }
+    if (comma == 3) {
+        /* asctime: "Sun Nov  6 08:49:37 1994" (day padded with a space) */
+        const char *p = s + 3;
+        if (len != 24 || (mo = month_of(p + 1)) == 0 || p[4] != ' ' || p[16] != ' '
+            || digits(p + 17, 4, &y))
+            return -1;
+        if (p[5] == ' ') {
+            if (digits(p + 6, 1, &d))
+                return -1;
+        } else if (digits(p + 5, 2, &d)) {
+            return -1;
+        }
+        if (p[7] != ' ')
+            return -1;
+        return finish_date(y, mo, d, clock_of(p + 8), epoch);
+    }
+    return -1;
+}

@@ -50,6 +50,26 @@ server {
     }
   }
   location = /redirect/management/customer/isallow { return 302 /management/customer/isallow; }
+  location = /bighead {
+    content_by_lua_block {
+      ngx.header["X-Big"] = string.rep("h", tonumber(ngx.var.arg_n))
+      ngx.say('{"meta":{"success":true},"data":1}')
+    }
+  }
+  location = /manyheads {
+    content_by_lua_block {
+      for i = 1, 40 do ngx.header["X-Many-" .. i] = string.rep("m", 8000) end
+      ngx.say('{"meta":{"success":true},"data":1}')
+    }
+  }
+  location = /blob { content_by_lua_block { ngx.print(string.rep("b", 100000)) } }
+  location = /threegig {
+    content_by_lua_block {
+      ngx.header["Content-Length"] = 3 * 1024 * 1024 * 1024
+      ngx.send_headers()
+      ngx.flush(true)
+    }
+  }
   location = /counts {
     content_by_lua_block {
       local seen, conns = ngx.shared.seen, 0
@@ -199,7 +219,46 @@ describe("libcurl transport", function()
     local sid, err = c:dial { caller = "13500000002", callee = "13500000003", seat = "PP1" }
     assert.is_nil(sid)
     assert.is_true(err.sent)
-    assert.equal(1, counts().dial)
+    assert.equal(1, counts().dial) -- with retries = 5: not retried either
+    if tonumber(core.curl_version:match("^(%d+%.%d+)")) >= 7.80 then
+      -- libcurl tried to send it again on a fresh connection, and was stopped
+      assert.equal("CURLE_ABORTED_BY_CALLBACK", err.code_name)
+      assert.matches("not sent again", err.message)
+    end
+  end)
+
+  it("sends a dial's headers and body in one write (seen by strace)", function()
+    local strace = io.popen("command -v strace"):read("*l")
+    if not strace then return pending("strace is not installed") end
+    local tmp = os.tmpname()
+    local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+    local script = string.format([[
+      package.cpath = %q .. ";" .. package.cpath
+      local core = require "clicktocall.core"
+      local t = core.curl_transport()
+      local req = { method = "POST", url = %q, resend_safe = false, body = %q,
+                    headers = { ["Content-Type"] = "application/json" } }
+      for _ = 1, 2 do assert(t:perform(req)) end -- the second on the reused connection
+    ]], package.cpath, srv:url("/rest/voiceCall/api"), '{"callerNbr":"+8613500000002","end":"BODY-END"}')
+    local cmd = string.format("strace -f -qq -s 65535 -e trace=write,writev,send,sendto,sendmsg -o %s %s -e %q",
+                              tmp, lua, script)
+    local ran = os.execute(cmd)
+    assert.is_true(ran == true or ran == 0)
+    local f = assert(io.open(tmp))
+    local trace = f:read("*a")
+    f:close()
+    os.remove(tmp)
+    local posts, with_body, body_writes = 0, 0, 0
+    for line in trace:gmatch("[^\n]+") do
+      local has_post = line:find("POST /rest/voiceCall/api", 1, true) ~= nil
+      local has_body = line:find("BODY-END", 1, true) ~= nil
+      if has_post then posts = posts + 1 end
+      if has_body then body_writes = body_writes + 1 end
+      if has_post and has_body then with_body = with_body + 1 end
+    end
+    assert.equal(2, posts, trace)
+    assert.equal(2, body_writes, trace)
+    assert.equal(2, with_body, "headers and body went in separate writes:\n" .. trace)
   end)
 
   it("a closed transport raises on use; closing is idempotent", function()
@@ -210,13 +269,185 @@ describe("libcurl transport", function()
     assert.has_error(function() t:perform { method = "GET", url = srv:url("/counts") } end)
   end)
 
-  it("releases the handle when the client is collected", function()
-    for _ = 1, 200 do
-      local c = client()
-      assert(c:balance())
+  -- the sockets this process holds open, from /proc
+  local function sockets()
+    local f = assert(io.open("/proc/self/stat"))
+    local pid = f:read("*n")
+    f:close()
+    local p = assert(io.popen("ls -l /proc/" .. pid .. "/fd"))
+    local n = 0
+    for line in p:lines() do
+      if line:find("socket:", 1, true) then n = n + 1 end
     end
+    p:close()
+    return n
+  end
+
+  it("releases the handle and its connection when the client is collected", function()
     collectgarbage()
     collectgarbage()
-    assert.equal(200, counts().balance)
+    local before = sockets()
+    local held = {}
+    for i = 1, 50 do
+      held[i] = client()
+      assert(held[i]:balance())
+    end
+    -- each live client holds its kept-alive connection
+    assert.is_true(sockets() >= before + 50, "sockets: " .. sockets() .. ", before: " .. before)
+    held = nil -- luacheck: ignore 311
+    collectgarbage()
+    collectgarbage()
+    assert.equal(before, sockets())
+    assert.equal(50, counts().balance)
+  end)
+
+  -- Issue 10 item 12: 10,000 clients (5,000 transports and 5,000 clicktocall.new, 1 in 10 used)
+  -- dropped without close(), 20 MB of other live data in the heap. With 20 MB live, Lua's default
+  -- pause lets about 20 MB of garbage pile up before a cycle, so even clients the collector sees at
+  -- their real cost may hold ~20 MiB of RSS at the end of the loop. Measured growth: before (handle
+  -- made eagerly, unseen by the collector) 68-97 MiB on 5.4 and 73-98 MiB on LuaJIT; now (handle
+  -- made on first use, counted with a GC step) 4-24 MiB on 5.4 and ~1 MiB on LuaJIT. 32 MiB lies
+  -- between the two with room on both sides.
+  it("dropped clients are collected promptly: RSS grows by less than 32 MiB for 10,000 #noasan", function()
+    local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+    local script = string.format([[
+      package.path, package.cpath = %q, %q
+      local core, clicktocall = require "clicktocall.core", require "clicktocall"
+      local url = %q
+      local function rss()
+        local f = io.open("/proc/self/statm"); local _, r = f:read("*n", "*n"); f:close(); return r * 4096
+      end
+      local ballast = {}
+      for i = 1, 20000 do ballast[i] = string.rep(string.char(65 + i %% 26), 1000) .. i end
+      collectgarbage(); collectgarbage()
+      local r0 = rss()
+      for i = 1, 5000 do
+        local t = core.curl_transport()
+        if i %% 10 == 0 then assert(t:perform { method = "POST", url = url .. "/management/customer/isallow",
+                                                body = "{}", headers = {} }) end
+        local c = assert(clicktocall.new { base_url = url, app_secret = "s", user_data = "u" })
+        if i %% 10 == 5 then assert(c:balance()) end
+      end
+      io.write(string.format("%%d %%d", rss() - r0, #ballast))
+    ]], package.path, package.cpath, srv:url(""))
+    local file = os.tmpname()
+    local f = assert(io.open(file, "w"))
+    f:write(script)
+    f:close()
+    local p = assert(io.popen(lua .. " " .. file .. " 2>&1"))
+    local out = p:read("*a")
+    p:close()
+    os.remove(file)
+    local growth = tonumber(out:match("^(%d+) 20000$"))
+    assert.is_number(growth, out)
+    assert.is_true(growth < 32 * 1024 * 1024, string.format("RSS grew by %.1f MiB", growth / 1048576))
+  end)
+
+  it("a header over libcurl's 100 KB is a protocol error that says so", function()
+    local t = core.curl_transport()
+    local res, err = t:perform { method = "GET", url = srv:url("/bighead?n=150000") }
+    assert.is_nil(res)
+    assert.equal("protocol", err.kind)
+    assert.matches("header was too large", err.message)
+    -- so are many headers together past the transport's own limit
+    res, err = t:perform { method = "GET", url = srv:url("/manyheads") }
+    assert.is_nil(res)
+    assert.equal("protocol", err.kind)
+    assert.matches("header was too large", err.message)
+    -- and a header that fits is fine on the same handle
+    res = assert(t:perform { method = "GET", url = srv:url("/bighead?n=50000") })
+    assert.equal(50000, #res.headers["x-big"])
+    t:close()
+  end)
+
+  it("prints max_body past 2^31 exactly, and a NaN max_body is the default", function()
+    local t = core.curl_transport()
+    local _, err = t:perform { method = "GET", url = srv:url("/threegig"), max_body = 2 ^ 31 + 0.0 }
+    assert.equal("protocol", err.kind)
+    assert.matches("(2147483648 bytes)", err.message, 1, true)
+    _, err = t:perform { method = "GET", url = srv:url("/blob"), max_body = 99999 }
+    assert.matches("(99999 bytes)", err.message, 1, true)
+    local res = assert(t:perform { method = "GET", url = srv:url("/blob"), max_body = 0 / 0 })
+    assert.equal(100000, #res.body)
+    res = assert(t:perform { method = "GET", url = srv:url("/blob"), max_body = 1e300 })
+    assert.equal(100000, #res.body)
+    t:close()
+  end)
+
+  it("a download that cannot write its file is an io error: sent, not retryable", function()
+    local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+    local tmp = os.tmpname()
+    os.remove(tmp)
+    local script = string.format([[
+      package.cpath = %q
+      local t = require("clicktocall.core").curl_transport()
+      local res, err = t:download({ method = "GET", url = %q }, %q)
+      io.write(res and "ok" or (err.kind .. "|" .. tostring(err.sent) .. "|" .. tostring(err.retryable)
+        .. "|" .. err.message))
+    ]], package.cpath, srv:url("/blob"), tmp)
+    -- a file size limit of 1 block: write(2) fails with EFBIG (SIGXFSZ ignored)
+    local p = assert(io.popen(string.format("sh -c 'trap \"\" XFSZ; ulimit -f 1; exec %s -e \"$0\"' %q",
+                                            lua, script)))
+    local out = p:read("*a")
+    p:close()
+    local kind, sent, retryable, message = out:match("^([^|]*)|([^|]*)|([^|]*)|(.*)$")
+    assert.equal("io", kind, out)
+    assert.equal("true", sent)
+    assert.equal("false", retryable)
+    assert.matches("could not write the file", message)
+    assert.is_nil(io.open(tmp), "the partial file was left behind")
+  end)
+end)
+
+describe("libcurl transport against a hostile server", function()
+  local socket = require "socket"
+  local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+  local control, pid, port
+
+  local function has(pattern)
+    local f = io.open(control)
+    if not f then return nil end
+    local text = f:read("*a")
+    f:close()
+    return text:match(pattern), text
+  end
+
+  -- waits for a line the server writes when it has done something; no fixed sleep
+  local function wait_for(pattern)
+    local deadline = socket.gettime() + 10
+    while socket.gettime() < deadline do
+      local v = has(pattern)
+      if v then return v end
+      socket.sleep(0.005)
+    end
+    error("the hostile server never wrote " .. pattern .. ": " .. tostring(select(2, has("."))))
+  end
+
+  setup(function()
+    control = os.tmpname()
+    local p = assert(io.popen(string.format("%s spec/helpers/hostile_server.lua %s stray 60 >/dev/null 2>&1 & echo $!",
+                                            lua, control)))
+    pid = tonumber(p:read("*l"))
+    p:close()
+    port = tonumber(wait_for("^port (%d+)"))
+  end)
+
+  teardown(function()
+    if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+    if control then os.remove(control) end
+  end)
+
+  it("never takes a stray answer left on a kept-alive connection for the next dial's", function()
+    local c = assert(clicktocall.new { base_url = "http://127.0.0.1:" .. port, app_secret = h.SECRET,
+                                       user_data = h.USER_DATA, retries = 0 })
+    for i = 1, 3 do
+      local sid, err = c:dial { caller = "13500000002", callee = "13500000003", seat = "PP1" }
+      assert.equal("sid-" .. i, sid, err and tostring(err))
+      -- the unasked second answer is on the connection before the next dial
+      wait_for("stray " .. i .. "\n")
+    end
+    assert.is_truthy(has("request 3\n"))
+    assert.is_nil(has("request 4\n"))
+    c:close()
   end)
 end)

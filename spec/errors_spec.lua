@@ -194,3 +194,58 @@ describe("the secret", function()
     assert_no_secret(tostring(err))
   end)
 end)
+
+describe("core.response error text", function()
+  local core = require "clicktocall.core"
+  local SECRET = "0123456789abcdef0123"
+
+  it("redacts each secret in the whole body before the excerpt is cut", function()
+    -- the secret straddles the 60-byte excerpt: cutting first would leave a part of it
+    local body = string.rep("x", 50) .. SECRET .. string.rep("y", 40)
+    for _, status in ipairs { 502, 200 } do
+      local v, kind, msg = core.response("balance", status, body, nil, { "other", SECRET })
+      assert.is_nil(v)
+      assert.equal(status == 200 and "protocol" or "http", kind)
+      assert.is_nil(msg:find("0123456", 1, true), msg)
+      assert.matches("xxx***", msg, 1, true)
+    end
+  end)
+
+  it("redacts secrets from meta.message of api and http errors; a NUL survives", function()
+    local body = h.json { meta = { success = false, message = "seat \0 busy, key " .. SECRET .. "!" } }
+    local _, kind, msg = core.response("balance", 200, body, nil, { SECRET })
+    assert.equal("api", kind)
+    assert.equal("seat \0 busy, key ***!", msg)
+    _, kind, msg = core.response("balance", 503, body, nil, { SECRET, "" })
+    assert.equal("http", kind)
+    assert.equal("the server answered HTTP 503: seat \0 busy, key ***!", msg)
+    -- without secrets the message is the provider's, exactly
+    _, kind, msg = core.response("dial", 200, h.json { meta = { success = false, message = "a\0b" } })
+    assert.equal("api", kind)
+    assert.equal("a\0b", msg)
+  end)
+
+  it("a status that is not an integer from 100 to 599 is a protocol error", function()
+    for _, status in ipairs { 1e300, -1e300, 0 / 0, 1 / 0, 99, 600, 200.5, 2 ^ 31, -2 ^ 31 } do
+      local v, kind, msg = core.response("balance", status, h.json { meta = { success = true }, data = 1 })
+      assert.is_nil(v)
+      assert.equal("protocol", kind, tostring(status))
+      assert.matches("HTTP status", msg)
+    end
+    assert.equal(1, core.response("balance", 200, h.json { meta = { success = true }, data = 1 }))
+  end)
+end)
+
+describe("core.response record ids in messages", function()
+  local core = require "clicktocall.core"
+
+  it("prints ids of 15 digits and more exactly when a page does not advance", function()
+    for _, id in ipairs { "123456789012345", "9007199254740992", "9007199254740993" } do
+      local body = '{"meta":{"success":true},"data":[{"id":' .. id .. '},{"id":' .. id .. '}]}'
+      local v, kind, msg = core.response("records_page", 200, body, "1")
+      assert.is_nil(v)
+      assert.equal("protocol", kind)
+      assert.equal("page ids do not advance: record 2 has id " .. id .. ", not above " .. id, msg)
+    end
+  end)
+end)

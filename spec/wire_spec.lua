@@ -100,3 +100,32 @@ describe("wire format", function()
     assert.truthy(m.requests[1].body:find('"maxId":9007199254740993,', 1, true))
   end)
 end)
+
+describe("core.request", function()
+  local core = require "clicktocall.core"
+  local cfg = { base_url = "https://api.example.com", authorization = "Basic x", user_agent = "ua",
+                country_code = "86", user_data = h.USER_DATA }
+
+  it("marks only a dial as not safe to resend", function()
+    for op, args in pairs {
+      bind_seat = { seat = "P1", phone = "13500000002" },
+      balance = {},
+      records_page = { start_time = 0, end_time = 1 },
+      dial = { caller = "13500000002", callee = "13500000003", seat = "P1" },
+    } do
+      local req = assert(core.request(op, cfg, args))
+      assert.equal(op ~= "dial", req.resend_safe, op)
+    end
+  end)
+
+  it("returns a dial's normalized parts as a third result", function()
+    local req, asked, parts = core.request("dial", cfg,
+                                           { caller = " 135 0000 0002", callee = "0755-28000123", seat = "  PP1 \t" })
+    assert.is_table(req)
+    assert.is_nil(asked)
+    assert.same({ caller = "+8613500000002", callee = "+8675528000123", seat = "PP1" }, parts)
+    local _, asked2, parts2 = core.request("records_page", cfg, { start_time = 0, end_time = 1, max_id = 7 })
+    assert.equal(7, asked2)
+    assert.is_nil(parts2)
+  end)
+end)

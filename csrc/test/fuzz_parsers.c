@@ -5,7 +5,8 @@
  *   2    ctc_phone_normalize, default country code taken from the next 1-4 bytes
  *   3    ctc_time_parse; a success must survive format -> parse unchanged
  *   4    ctc_time_format of 8 bytes as an int64; a success must parse back
- *   5+   ctc_json_scan_page; callback indexes and counts must agree
+ *   5    ctc_http_date_parse; a success is in range, of a form's length, and repeatable
+ *   6+   ctc_json_scan_page; callback indexes and counts must agree
  * Invariant violations call __builtin_trap() so the fuzzer reports them.
  * Build and run: see csrc/test/README.md.
  */
@@ -88,6 +89,21 @@ static void fuzz_time_format(const uint8_t *d, size_t len)
     REQUIRE(ctc_time_parse(out, CTC_TIME_LEN, &e2, &why) == 0 && e2 == e);
 }
 
+static void fuzz_http_date(const char *s, size_t len)
+{
+    int64_t e = -1, e2 = -2;
+    const char *why = NULL;
+
+    if (ctc_http_date_parse(s, len, &e, &why) != 0) {
+        REQUIRE(why != NULL);
+        return;
+    }
+    /* the three forms have fixed lengths (RFC 850's day name is 6 to 9 letters) */
+    REQUIRE(len == 24 || len == 29 || (len >= 30 && len <= 33));
+    REQUIRE(e >= 0 && e <= (int64_t)253402300800);
+    REQUIRE(ctc_http_date_parse(s, len, &e2, NULL) == 0 && e2 == e);
+}
+
 typedef struct {
     size_t n;
     int stop;
@@ -160,6 +176,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 4:
         fuzz_time_format((const uint8_t *)buf, len);
+        break;
+    case 5:
+        fuzz_http_date(buf, len);
         break;
     default:
         fuzz_json(buf, len, sel >> 3);

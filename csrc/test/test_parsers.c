@@ -785,10 +785,121 @@ static void test_json_depth(void)
     CHECK(rc == -1 && off == CTC_JSON_MAX_DEPTH, "3000 '[': rc %d off %zu", rc, off);
 }
 
+/* =======================================================================================
+ * HTTP dates
+ * ===================================================================================== */
+
+static const time_case http_date_cases[] = {
+    /* RFC 9110's own example in its three forms */
+    { "Sun, 06 Nov 1994 08:49:37 GMT", 0, 1, 784111777, NULL },
+    { "Sunday, 06-Nov-94 08:49:37 GMT", 0, 1, 784111777, NULL },
+    { "Sun Nov  6 08:49:37 1994", 0, 1, 784111777, NULL },
+    { "Thu, 01 Jan 1970 00:00:00 GMT", 0, 1, 0, NULL },
+    { "Tue, 19 Jan 2038 03:14:08 GMT", 0, 1, 2147483648LL, NULL },
+    { "Thu, 29 Feb 2024 23:59:59 GMT", 0, 1, 1709251199, NULL },
+    { "Fri, 31 Dec 9999 23:59:59 GMT", 0, 1, 253402300799LL, NULL },
+    { "Wed, 31 Dec 2014 23:59:60 GMT", 0, 1, 1420070400, NULL },
+    { "Wednesday, 01-Jan-20 00:00:00 GMT", 0, 1, 1577836800, NULL },
+    { "Thursday, 01-Jan-70 00:00:00 GMT", 0, 1, 0, NULL },
+    { "Mon Jan 12 10:00:00 2015", 0, 1, 1421056800, NULL },
+    /* the day name is not checked against the date (RFC 9110 leaves that to the sender) */
+    { "Mon, 06 Nov 1994 08:49:37 GMT", 0, 1, 784111777, NULL },
+    /* not dates */
+    { "", 0, 0, 0, "HTTP date" },
+    { "Sun, 06 Nov 1994 08:49:37 UTC", 0, 0, 0, "HTTP date" },
+    { "Sun, 06 Nov 1994 08:49:37 GMT ", 0, 0, 0, "HTTP date" },
+    { " Sun, 06 Nov 1994 08:49:37 GMT", 0, 0, 0, "HTTP date" },
+    { "Sun, 06 nov 1994 08:49:37 GMT", 0, 0, 0, "HTTP date" },
+    { "Sun, 6 Nov 1994 08:49:37 GMT", 0, 0, 0, "HTTP date" },
+    { "Sun, 06 Nov 94 08:49:37 GMT", 0, 0, 0, "HTTP date" },
+    { "Sun, 31 Nov 1994 08:49:37 GMT", 0, 0, 0, "HTTP date" },
+    { "Sun, 29 Feb 2023 08:49:37 GMT", 0, 0, 0, "HTTP date" },
+    { "Sun, 00 Nov 1994 08:49:37 GMT", 0, 0, 0, "HTTP date" },
+    { "Sun, 06 Nov 1994 24:00:00 GMT", 0, 0, 0, "HTTP date" },
+    { "Sun, 06 Nov 1994 08:60:00 GMT", 0, 0, 0, "HTTP date" },
+    { "Sun, 06 Nov 1994 08:49:61 GMT", 0, 0, 0, "HTTP date" },
+    { "Sun, 06 Nov 1969 08:49:37 GMT", 0, 0, 0, "HTTP date" },
+    { "Sun, 06 Nov 1994 08:49:37 GMT\0", 30, 0, 0, "HTTP date" },
+    { "Sun, 06 Nov 1994 08:49:37 GM", 0, 0, 0, "HTTP date" },
+    { "Sun, 06 Nov 1994 8:49:37 GMT", 0, 0, 0, "HTTP date" },
+    { "Xyz, 06 Nov 1994 08:49:37 GMT", 0, 0, 0, "HTTP date" },
+    { "Sunday, 06 Nov 1994 08:49:37 GMT", 0, 0, 0, "HTTP date" },
+    { "Sun, 06-Nov-94 08:49:37 GMT", 0, 0, 0, "HTTP date" },
+    { "Sundae, 06-Nov-94 08:49:37 GMT", 0, 0, 0, "HTTP date" },
+    { "Sun Nov 6 08:49:37 1994", 0, 0, 0, "HTTP date" },
+    { "Sun Nov 06 08:49:37 1994", 0, 1, 784111777, NULL },
+    { "Sun Nov  6 08:49:37 94", 0, 0, 0, "HTTP date" },
+    { "1994-11-06 08:49:37", 0, 0, 0, "HTTP date" },
+    { "784111777", 0, 0, 0, "HTTP date" },
+    { "Sun,", 0, 0, 0, "HTTP date" },
+    { "Sun", 0, 0, 0, "HTTP date" },
+};
+
+static void test_http_date(void)
+{
+    size_t i;
+    int64_t e;
+    const char *why;
+
+    for (i = 0; i < sizeof http_date_cases / sizeof http_date_cases[0]; i++) {
+        const time_case *t = &http_date_cases[i];
+        size_t len = t->len ? t->len : strlen(t->in);
+        int rc;
+        e = 12345;
+        why = NULL;
+        rc = ctc_http_date_parse(t->in, len, &e, &why);
+        if (t->ok)
+            CHECK(rc == 0 && e == t->epoch, "http date [%s]: want %lld, got rc %d %lld (%s)",
+                  t->in, (long long)t->epoch, rc, (long long)e, why ? why : "");
+        else
+            CHECK(rc == -1 && why && strstr(why, t->why), "http date [%s]: want error, got rc %d %lld",
+                  t->in, rc, (long long)e);
+    }
+    /* every prefix of a valid date is an error, never an overread (ASan sees it) */
+    {
+        static const char *const forms[] = { "Sun, 06 Nov 1994 08:49:37 GMT",
+                                             "Wednesday, 09-Nov-94 08:49:37 GMT",
+                                             "Sun Nov  6 08:49:37 1994" };
+        size_t f, n;
+        for (f = 0; f < 3; f++) {
+            size_t full = strlen(forms[f]);
+            for (n = 0; n < full; n++) {
+                char *copy = malloc(n ? n : 1);
+                if (copy == NULL)
+                    continue;
+                memcpy(copy, forms[f], n);
+                CHECK(ctc_http_date_parse(copy, n, &e, NULL) == -1, "http date prefix %zu of %s", n, forms[f]);
+                free(copy);
+            }
+        }
+    }
+    /* IMF-fixdate against gmtime_r for random times in range */
+    {
+        static const char *const wd[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+        static const char *const mn[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+        int bad = 0, k;
+        for (k = 0; k < 100000; k++) {
+            time_t t = (time_t)(rng() % (uint64_t)253402300800LL);
+            struct tm tm;
+            char buf[64];
+            if (gmtime_r(&t, &tm) == NULL)
+                continue;
+            snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", wd[tm.tm_wday], tm.tm_mday,
+                     mn[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+            if (ctc_http_date_parse(buf, strlen(buf), &e, NULL) != 0 || e != (int64_t)t)
+                bad++;
+        }
+        CHECK(bad == 0, "http date: %d of 100000 random IMF-fixdates disagree with gmtime_r", bad);
+    }
+    printf("http date: %zu cases\n", sizeof http_date_cases / sizeof http_date_cases[0]);
+}
+
 int main(void)
 {
     test_phone();
     test_time();
+    test_http_date();
     test_json_table();
     test_json_pages();
     test_json_depth();
