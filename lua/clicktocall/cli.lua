@@ -134,6 +134,12 @@ holds the directory or state file).
 
 Run `clicktocall COMMAND --help` for a command's options.]]
 
+local COMMAND_EPILOG = [[
+Times: "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd", "now", or an age: 30m, 24h, 7d
+(UTC+8). Global options (--base-url, --user-data, --config, --timeout,
+--ca-file, --insecure, --proxy, -v) may come before or after the command; see
+`clicktocall --help` for them, the configuration and the exit codes.]]
+
 local function build_parser()
   local p = argparse("clicktocall", DESCRIPTION, EPILOG)
   p:command_target("command")
@@ -191,6 +197,9 @@ local function build_parser()
 
   p:command("doctor", "Check configuration, DNS, TCP, TLS and CA bundle, clock and credentials.")
 
+  for _, cmd in ipairs(p._commands) do
+    cmd:epilog(COMMAND_EPILOG)
+  end
   p:add_help_command()
   return p
 end
@@ -526,6 +535,7 @@ local function run(argv, env, shared)
     out = env.stdout or io.stdout, err = env.stderr or io.stderr,
     getenv = env.getenv or os.getenv, isatty = env.isatty or default_isatty,
     now = env.now or os.time, clock = env.clock, command = command_in(argv) or "",
+    client_options = env.client_options or {},
   }, ctx_mt)
   shared.secret = ctx.getenv("CLICKTOCALL_APP_SECRET")
   ctx.redact = function(s)
@@ -550,6 +560,7 @@ local function run(argv, env, shared)
   local ok, a = parser:pparse(argv)
   if not ok then
     local cmd = ctx.command ~= "" and (" " .. ctx.command) or ""
+    -- (argparse's messages name the option or argument, not its value)
     ctx:say(format("clicktocall%s: %s; see `clicktocall%s --help`", cmd, a, cmd))
     return 2
   end
@@ -564,7 +575,7 @@ local function run(argv, env, shared)
     return ctx:usage(terr)
   end
   local flags = { config = a.config, base_url = a.base_url, user_data = a.user_data, timeout = timeout,
-                  ca_file = a.ca_file, insecure = a.insecure or nil, proxy = a.proxy }
+    ca_file = a.ca_file, insecure = a.insecure or nil, proxy = a.proxy }
   local settings, sources = config.resolve(flags, ctx.getenv)
   if settings and settings.app_secret then
     shared.secret = settings.app_secret
@@ -597,6 +608,7 @@ local function run(argv, env, shared)
       base_url = settings.base_url, app_secret = settings.app_secret, user_data = settings.user_data,
       timeout = settings.timeout, ca_file = settings.ca_file, insecure = settings.insecure,
       proxy = settings.proxy, user_agent = "cli",
+      transport = ctx.client_options.transport, sleep = ctx.client_options.sleep,
       on_event = function(ev)
         if verbose then
           ctx.err:write(ctx.redact(format("clicktocall: %s %s %s%s%s%s\n", ev.type, tostring(ev.method),
@@ -620,7 +632,8 @@ local function run(argv, env, shared)
   return ctx:usage("unknown command")
 end
 
---- main(argv [, env]) -> exit code. env = { stdout =, stderr =, getenv =, isatty =, now = } for tests.
+--- main(argv [, env]) -> exit code. For tests, env = { stdout =, stderr =, getenv =, isatty =, now =,
+-- clock =, client_options = { transport =, sleep = } }.
 function M.main(argv, env)
   env = env or {}
   local args = {}
