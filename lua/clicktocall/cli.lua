@@ -582,8 +582,9 @@ local function run(argv, env, shared)
   end
 
   if a.command == "doctor" then
-    return doctor.run { settings = settings, sources = sources, resolve_err = settings == nil and ctx.redact(sources) or nil,
-      clicktocall = clicktocall, out = ctx.out, timeout = settings and settings.timeout }
+    return doctor.run { settings = settings, sources = sources,
+      resolve_err = settings == nil and ctx.redact(sources) or nil, clicktocall = clicktocall,
+      out = ctx.out, timeout = settings and settings.timeout }
   end
 
   if not settings then

@@ -92,7 +92,12 @@ function M.json_object(t)
     if v == nil then
       v = t[tonumber(k)]
     end
-    parts[i] = json_string(k) .. ":" .. json_value(v)
+    -- on Lua 5.1 and LuaJIT an id past 2^53 is a string of digits: still a number in JSON
+    if k == "id" and type(v) == "string" and v:match("^%d+$") then
+      parts[i] = '"id":' .. v
+    else
+      parts[i] = json_string(k) .. ":" .. json_value(v)
+    end
   end
   return "{" .. concat(parts, ",") .. "}"
 end
