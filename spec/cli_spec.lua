@@ -148,6 +148,7 @@ describe("cli output", function()
 
   it("quotes CSV fields by RFC 4180, and they survive a round trip", function()
     assert.equal('"a,b","say ""hi""",plain\r\n', output.csv_line({ "a,b", 'say "hi"', "plain" }))
+    assert.equal("1,,\r\n", output.csv_line({ 1, nil, nil }, 3))
     local text = output.csv_line({ "h1", "h2", "h3", "h4", "h5", "h6", "h7", "h8" }) .. output.csv_line(NASTY)
     local rows = helper.parse_csv(text)
     assert.same({ { "h1", "h2", "h3", "h4", "h5", "h6", "h7", "h8" }, NASTY }, rows)

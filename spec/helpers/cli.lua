@@ -147,4 +147,108 @@ function M.parse_csv(s)
   return rows
 end
 
+--- start_sim{ secret = } -> a simulator (sim/run) on a free loopback port with
+-- that app secret: spec.helpers.sim always uses "TEST", too common a string to
+-- search the command's output for. Same shape: base_url, secret, user_data,
+-- post(path, body), stop().
+local sim_mt = {}
+sim_mt.__index = sim_mt
+
+function M.start_sim(opts)
+  local core = require "clicktocall.core"
+  local port = nginx.free_port()
+  local prefix = os.tmpname()
+  os.remove(prefix)
+  local env = ("CTC_SIM_PORT=%d CTC_SIM_PREFIX=%s CTC_SIM_WORKERS=1 CTC_SIM_SECRET=%s"):format(port, q(prefix),
+    q(opts.secret))
+  local p = io.popen("unset LD_PRELOAD; " .. env .. " " .. q(M.ROOT .. "/sim/run") .. " start 2>&1")
+  local out = p:read("*a")
+  p:close()
+  local url = out:match("(http://[^\n]+)%s*$")
+  if not url then
+    return nil, "sim/run start failed: " .. out
+  end
+  return setmetatable({ base_url = url, secret = opts.secret, user_data = "4e2239c5-a6e6-4201-a072-8342e29c3ae3",
+                        env = env, prefix = prefix, http = core.curl_transport() }, sim_mt)
+end
+
+function sim_mt:post(path, body)
+  local cjson = require "cjson"
+  local res, err = self.http:perform { method = "POST", url = self.base_url .. path,
+    headers = { ["Content-Type"] = "application/json" }, body = body and cjson.encode(body) or "{}" }
+  assert(res, err and err.message)
+  assert(res.status == 200, path .. " answered " .. res.status .. ": " .. res.body)
+  return cjson.decode(res.body)
+end
+
+function sim_mt:get(path)
+  local res, err = self.http:perform { method = "GET", url = self.base_url .. path, max_body = 64 * 1024 * 1024 }
+  assert(res, err and err.message)
+  return require("cjson").decode(res.body)
+end
+
+function sim_mt:stop()
+  if self.http then
+    self.http:close()
+    self.http = nil
+    os.execute("unset LD_PRELOAD; " .. self.env .. " " .. q(M.ROOT .. "/sim/run") .. " stop >/dev/null 2>&1")
+    os.execute("rm -rf " .. q(self.prefix))
+  end
+end
+
+--- tmux(args, opts) -> session: the command in a real terminal (a detached tmux
+-- pane on a private server), for what only a terminal shows.
+--   local t = cli.tmux({ "records", ... }, { env = ... })
+--   t:wait_for("pattern", seconds) -> the pane's text | nil, text; t:kill()
+local tmux_mt = {}
+tmux_mt.__index = tmux_mt
+
+local tmux_n = 0
+function M.tmux(args, opts)
+  opts = opts or {}
+  tmux_n = tmux_n + 1
+  local sock = ("ctc-cli-%d-%d-%d"):format(os.time(), tmux_n, math.random(1, 1e6))
+  local env = { "PATH=" .. q(os.getenv("PATH") or "/usr/bin:/bin"), "HOME=" .. q(opts.home or M.tmpdir()),
+                "TERM=xterm" }
+  for k, v in pairs(opts.env or {}) do
+    env[#env + 1] = k .. "=" .. q(v)
+  end
+  local argv = {}
+  for i, a in ipairs(args) do
+    argv[i] = q(a)
+  end
+  -- the exit status is printed after the command; the pane then waits to be read
+  local inner = ("cd %s && env -i %s %s %s %s; echo __EXIT__$?; read _"):format(q(M.ROOT), table.concat(env, " "),
+    opts.lua or M.lua(), q(M.BIN), table.concat(argv, " "))
+  local cmd = ("unset LD_PRELOAD TMUX; tmux -L %s -f /dev/null new-session -d -x %d -y %d %s"):format(sock,
+    opts.width or 160, opts.height or 30, q(inner))
+  assert(os.execute(cmd))
+  return setmetatable({ sock = sock }, tmux_mt)
+end
+
+function tmux_mt:capture()
+  local p = io.popen("tmux -L " .. self.sock .. " capture-pane -p -J 2>/dev/null")
+  local s = p:read("*a")
+  p:close()
+  return s
+end
+
+function tmux_mt:wait_for(pattern, seconds)
+  local core = require "clicktocall.core"
+  local deadline = core.now() + (seconds or 20)
+  local text
+  repeat
+    text = self:capture()
+    if text:find(pattern) then
+      return text
+    end
+    core.sleep(0.05)
+  until core.now() > deadline
+  return nil, text
+end
+
+function tmux_mt:kill()
+  os.execute("tmux -L " .. self.sock .. " kill-server >/dev/null 2>&1")
+end
+
 return M

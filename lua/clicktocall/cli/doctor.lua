@@ -200,9 +200,12 @@ function M.run(o)
     if not res then
       local msg = type(err) == "table" and err.message or tostring(err)
       local code = type(err) == "table" and err.code_name or ""
-      if url.scheme == "https" and (code:find("SSL") or code:find("PEER") or code:find("CERT")) then
+      if url.scheme == "https" and (code:find("PEER") or code:find("CACERT") or code:find("CERT")) then
         fail("TLS", format("the handshake failed (%s): the server's certificate is not trusted by %s; " ..
           "set ca_file to the bundle that signs it", msg, bundle), 4)
+      elseif url.scheme == "https" and code:find("SSL") then
+        fail("TLS", format("the handshake failed (%s; CA bundle %s): check that the port speaks https, " ..
+          "or use an http:// base_url", msg, bundle), 4)
       else
         fail("TLS", format("no HTTP answer from %s (%s): check base_url and the network", s.base_url, msg), 4)
       end

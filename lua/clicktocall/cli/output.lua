@@ -120,9 +120,9 @@ local function csv_field(v)
 end
 M.csv_field = csv_field
 
-local function csv_line(values)
+local function csv_line(values, n)
   local parts = {}
-  for i = 1, #values do
+  for i = 1, n or #values do -- n: a trailing field may be nil
     parts[i] = csv_field(values[i])
   end
   return concat(parts, ",") .. "\r\n"
@@ -250,7 +250,7 @@ function writer:row(rec)
     for i, k in ipairs(M.FIELDS) do
       values[i] = rec[k]
     end
-    return self:write(csv_line(values))
+    return self:write(csv_line(values, #M.FIELDS))
   end
   local cells = {}
   for i, c in ipairs(M.TABLE) do
