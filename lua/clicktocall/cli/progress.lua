@@ -36,11 +36,13 @@ bar.__index = bar
 function bar:line()
   local elapsed = self.clock() - self.started
   local rate = elapsed > 0 and self.bytes / elapsed or 0
+  -- a failed recording is finished too: it counts toward the bar and the time left
+  local finished = self.done + self.failed
   local left
-  if self.total and self.done > 0 and self.total >= self.done then
-    left = elapsed / self.done * (self.total - self.done)
+  if self.total and finished > 0 and self.total >= finished then
+    left = elapsed / finished * (self.total - finished)
   end
-  local frac = (self.total and self.total > 0) and math.min(1, self.done / self.total) or 0
+  local frac = (self.total and self.total > 0) and math.min(1, finished / self.total) or 0
   local w = 24
   local fill = floor(frac * w + 0.5)
   return format("[%s%s] %d/%s recordings  %s  %s/s  %s left  %d failed",
