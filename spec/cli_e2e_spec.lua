@@ -269,6 +269,49 @@ describe("clicktocall command #noasan", function()
     end)
   end)
 
+  describe("doctor and the clock", function()
+    -- a provider whose clock is an hour fast: this spec serves it itself
+    it("names the difference with the server's Date header and the fix, exit 1", function()
+      local socket = require "socket"
+      local core = require "clicktocall.core"
+      local server = assert(socket.bind("127.0.0.1", 0))
+      local _, port = server:getsockname()
+      server:settimeout(0.05)
+      local job = cli.spawn({ "doctor" }, { env = { CLICKTOCALL_BASE_URL = "http://127.0.0.1:" .. port,
+        CLICKTOCALL_APP_SECRET = CANARY, CLICKTOCALL_USER_DATA = s.user_data } })
+      local body = '{"meta":{"success":true,"message":"ok"},"data":100}'
+      local date = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + 3600)
+      local deadline = core.now() + 20
+      while not job.done() and core.now() < deadline do
+        local c = server:accept()
+        if c then
+          c:settimeout(2)
+          local line = c:receive("*l")
+          local length = 0
+          while line and line ~= "" do
+            length = tonumber(line:lower():match("^content%-length:%s*(%d+)")) or length
+            line = c:receive("*l")
+          end
+          if line then
+            if length > 0 then
+              c:receive(length)
+            end
+            c:send("HTTP/1.1 200 OK\r\nDate: " .. date .. "\r\nContent-Type: application/json\r\n" ..
+              "Content-Length: " .. #body .. "\r\nConnection: close\r\n\r\n" .. body)
+          end
+          c:close()
+        end
+      end
+      server:close()
+      local r = assert(job.result(), "doctor did not finish")
+      outputs[#outputs + 1] = r.stdout
+      outputs[#outputs + 1] = r.stderr
+      assert.equal(1, r.code)
+      assert.matches("FAIL  clock +this machine's clock is 3[56]%d%d s behind the server's: .*timedatectl", r.stdout)
+      assert.matches("ok    credentials", r.stdout)
+    end)
+  end)
+
   describe("failures and exit codes", function()
     it("exits 4 on a network error, a timeout and an HTTP error", function()
       local r = run({ "balance" }, { env = cli.sim_env(s, { CLICKTOCALL_BASE_URL = "http://127.0.0.1:" ..

@@ -94,6 +94,39 @@ function M.run(args, opts)
   return r
 end
 
+--- spawn(args [, opts]) -> job: as run(), in the background, for a spec that
+-- plays the server itself. job:done() -> true once it exited; job:result()
+-- -> { code, stdout, stderr } (nil while it runs).
+function M.spawn(args, opts)
+  opts = opts or {}
+  local home = opts.home or M.tmpdir()
+  local dir = M.tmpdir()
+  local env = { "PATH=" .. q(os.getenv("PATH") or "/usr/bin:/bin"), "HOME=" .. q(home) }
+  for k, v in pairs(opts.env or {}) do
+    env[#env + 1] = k .. "=" .. q(v)
+  end
+  local argv = {}
+  for i, a in ipairs(args) do
+    argv[i] = q(a)
+  end
+  local cmd = ("cd %s && (env -i %s %s %s %s </dev/null >%s/out 2>%s/err; echo $? >%s/rc.tmp; mv %s/rc.tmp %s/rc) &")
+    :format(q(M.ROOT), table.concat(env, " "), opts.lua or M.lua(), q(M.BIN), table.concat(argv, " "),
+      q(dir), q(dir), q(dir), q(dir), q(dir))
+  assert(os.execute(cmd))
+  local job = {}
+  function job.done()
+    return M.read(dir .. "/rc") ~= nil
+  end
+  function job.result()
+    local rc = M.read(dir .. "/rc")
+    if not rc then
+      return nil
+    end
+    return { code = tonumber(rc), stdout = M.read(dir .. "/out") or "", stderr = M.read(dir .. "/err") or "" }
+  end
+  return job
+end
+
 --- the environment for a simulator started by spec.helpers.sim
 function M.sim_env(s, extra)
   local env = { CLICKTOCALL_BASE_URL = s.base_url, CLICKTOCALL_APP_SECRET = s.secret,
