@@ -261,6 +261,8 @@ describe("cli commands in process", function()
       assert.equal(code, cli.exit_code({ kind = kind }), kind)
     end
     assert.equal(1, cli.exit_code("a string"))
+    assert.equal(130, cli.exit_code("[string \"x\"]:1: interrupted!"))
+    assert.equal("clicktocall records: interrupted", cli.describe("records", "x:1: interrupted!"))
   end)
 
   it("never shows the secret, nor its base64, in an error", function()

@@ -35,6 +35,9 @@ local EXIT_BY_KIND = {
 
 --- exit_code(err) -> the exit code for an error object's kind
 function M.exit_code(err)
+  if type(err) == "string" and find(err, "interrupted!", 1, true) then
+    return 130 -- Ctrl-C: the standalone interpreter raises "interrupted!" in Lua code
+  end
   return type(err) == "table" and EXIT_BY_KIND[err.kind] or 1
 end
 
@@ -79,6 +82,9 @@ end
 
 --- describe(cmd, err) -> the sentence shown for an error object
 function M.describe(cmd, err)
+  if M.exit_code(err) == 130 then
+    return format("clicktocall %s: interrupted", cmd)
+  end
   if type(err) ~= "table" then
     return format("clicktocall %s: %s", cmd, tostring(err))
   end
@@ -646,8 +652,12 @@ function M.main(argv, env)
   if ok then
     return code
   end
-  -- a bug of ours: one sentence, never the secret, exit 1
   local stderr = env.stderr or io.stderr
+  if M.exit_code(code) == 130 then
+    stderr:write("clicktocall: interrupted.\n")
+    return 130
+  end
+  -- a bug of ours: one sentence, never the secret, exit 1
   stderr:write(sentence(M.redact("clicktocall: unexpected error (please report it): " ..
     (type(code) == "table" and tostring(code.message or code.kind) or tostring(code)), shared.secret)), "\n")
   return 1
