@@ -1,0 +1,453 @@
+-- bin/clicktocall as a user runs it: a separate process, its environment and
+-- config file, stdout and stderr apart, against the simulator (sim/) whose app
+-- secret is a canary searched for in everything the command prints.
+-- #noasan: the command is another process, never under the sanitizer's runtime.
+local cjson = require("cjson").new()
+local clicktocall = require "clicktocall"
+local nginx = require "spec.helpers.nginx"
+local cli = require "spec.helpers.cli"
+
+local CANARY = "CANARY-s3cr3t-XYZ"
+local CANARY_B64 = require("clicktocall.core").base64(CANARY)
+
+local HAS_ARCHIVE, HAS_SYNC
+do
+  local c = assert(clicktocall.new { base_url = "http://x", app_secret = "x" })
+  HAS_ARCHIVE = type(c.archive_recordings) == "function"
+  HAS_SYNC = type(c.sync) == "function"
+  c:close()
+end
+
+describe("clicktocall command #noasan", function()
+  local s, env
+  local outputs = {} -- every stdout and stderr, searched for the canary at the end
+
+  local function run(args, opts)
+    opts = opts or {}
+    if opts.env == nil then
+      opts.env = env
+    end
+    local r = cli.run(args, opts)
+    outputs[#outputs + 1] = r.stdout
+    outputs[#outputs + 1] = r.stderr
+    return r
+  end
+
+  local function lines(text)
+    local t = {}
+    for l in text:gmatch("([^\n]*)\n") do
+      t[#t + 1] = l
+    end
+    return t
+  end
+
+  lazy_setup(function()
+    s = assert(cli.start_sim { secret = CANARY })
+    env = cli.sim_env(s)
+  end)
+
+  lazy_teardown(function()
+    if s then
+      s:stop()
+    end
+    cli.cleanup()
+  end)
+
+  before_each(function()
+    s:post("/_sim/reset")
+  end)
+
+  describe("usage", function()
+    it("has --help for every command, and `help COMMAND`, on stdout with exit 0", function()
+      local r = run({ "--help" })
+      assert.equal(0, r.code)
+      for _, cmd in ipairs({ "bind", "dial", "balance", "records", "archive", "sync", "normalize", "doctor" }) do
+        assert.matches("\n   " .. cmd .. " ", r.stdout)
+        local h = run({ cmd, "--help" })
+        assert.equal(0, h.code, cmd)
+        assert.matches("^Usage: clicktocall " .. cmd, h.stdout)
+        assert.equal("", h.stderr)
+        assert.equal(h.stdout, run({ "help", cmd }).stdout)
+      end
+      assert.matches("Exit codes: 0 ok; 1", r.stdout)
+      assert.matches("0%.%d+%.%d+", run({ "--version" }).stdout)
+    end)
+
+    it("exits 2 with one sentence for a bad flag, a missing argument, a bad value, no command", function()
+      for _, args in ipairs({ { "balance", "--bogus" }, { "dial", "1", "2" }, { "records" }, { "bogus" }, {},
+                              { "records", "--from", "yesterday" }, { "records", "--from", "1d", "--format", "xml" },
+                              { "balance", "--min", "lots" }, { "--timeout", "-1", "balance" },
+                              { "records", "--from", "1d", "--limit", "0" } }) do
+        local r = run(args)
+        assert.equal(2, r.code, table.concat(args, " "))
+        assert.equal("", r.stdout)
+        assert.equal(1, #lines(r.stderr), r.stderr)
+        assert.matches("^clicktocall[^\n]*%.\n$", r.stderr)
+      end
+      assert.matches("unknown option '%-%-bogus'; see `clicktocall balance %-%-help`",
+        run({ "balance", "--bogus" }).stderr)
+    end)
+
+    it("refuses the secret as a flag, exit 2, before reading it", function()
+      local r = run({ "--app-secret", CANARY, "balance" })
+      assert.equal(2, r.code)
+      assert.matches("never taken from a flag", r.stderr)
+      assert.equal(2, run({ "balance", "--app_secret=" .. CANARY }).code)
+    end)
+  end)
+
+  describe("configuration", function()
+    it("exits 2 naming the variable and the file when the secret is missing", function()
+      local r = run({ "balance" }, { env = { CLICKTOCALL_BASE_URL = s.base_url, CLICKTOCALL_USER_DATA = s.user_data } })
+      assert.equal(2, r.code)
+      assert.matches("no app secret: set CLICKTOCALL_APP_SECRET, or app_secret in .-/%.config/clicktocall/config",
+        r.stderr)
+      assert.equal(2, run({ "balance" }, { env = { CLICKTOCALL_APP_SECRET = CANARY } }).code)
+    end)
+
+    it("reads ~/.config/clicktocall/config when it is private, and flags and the environment override it", function()
+      local home = cli.tmpdir()
+      os.execute("mkdir -p " .. cli.quote(home .. "/.config/clicktocall"))
+      cli.write(home .. "/.config/clicktocall/config", table.concat({
+        "# the simulator", "base_url = " .. s.base_url, "app_secret = " .. CANARY, "user_data = " .. s.user_data,
+        "timeout = 5", "" }, "\n"), "600")
+      local r = run({ "balance" }, { env = {}, home = home })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("6152\n", r.stdout)
+      -- the environment before the file, a flag before both
+      assert.equal(4, run({ "balance" }, { env = { CLICKTOCALL_BASE_URL = "http://127.0.0.1:1" }, home = home }).code)
+      assert.equal(0, run({ "--base-url", s.base_url, "balance" },
+        { env = { CLICKTOCALL_BASE_URL = "http://127.0.0.1:1" }, home = home }).code)
+      local d = run({ "doctor" }, { env = {}, home = home })
+      assert.matches("ok    config       base_url from [^;]*/%.config/clicktocall/config; app_secret from", d.stdout)
+    end)
+
+    it("refuses a config file that group or others can read, exit 2, with the chmod to run", function()
+      local dir = cli.tmpdir()
+      local path = dir .. "/ctc.conf"
+      cli.write(path, "app_secret = " .. CANARY .. "\nbase_url = " .. s.base_url .. "\nuser_data = " .. s.user_data ..
+        "\n", "644")
+      local r = run({ "--config", path, "balance" }, { env = {} })
+      assert.equal(2, r.code)
+      assert.equal("", r.stdout)
+      assert.equal("The config file " .. path .. " can be read by group or others (mode rw-r--r--), so it is " ..
+        "not used: run `chmod 600 '" .. path .. "'` and try again.\n", r.stderr)
+      -- the sentence's own command makes it work
+      assert(os.execute("chmod 600 " .. cli.quote(path)))
+      assert.equal(0, run({ "--config", path, "balance" }, { env = {} }).code)
+    end)
+  end)
+
+  describe("commands against the simulator", function()
+    it("balance prints the number; --min exits 3 below it and 0 at or above it", function()
+      local r = run({ "balance" })
+      assert.same({ 0, "6152\n", "" }, { r.code, r.stdout, r.stderr })
+      r = run({ "balance", "--min", "6153" })
+      assert.equal(3, r.code)
+      assert.equal("6152\n", r.stdout)
+      assert.matches("below the minimum of 6153%.\n$", r.stderr)
+      assert.equal(0, run({ "balance", "--min", "6152" }).code)
+    end)
+
+    it("bind then dial: one line each, the session id; the provider saw normalized numbers once", function()
+      local r = run({ "bind", "PP7568032251", "139 1833 7711" })
+      assert.same({ 0, "seat PP7568032251 bound to +8613918337711\n", "" }, { r.code, r.stdout, r.stderr })
+      r = run({ "dial", "13918337711", "0755-28000123", "--seat", "PP7568032251" })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("^[%x-]+_%d+\n$", r.stdout)
+      local dials = {}
+      local log = s:get("/_sim/requests")
+      for _, q in ipairs(log.requests or log) do
+        if q.uri == "/rest/voiceCall/api" then
+          dials[#dials + 1] = cjson.decode(q.body)
+        end
+      end
+      assert.equal(1, #dials)
+      assert.equal("+8675528000123", dials[1].calleeNbr)
+      -- the provider refuses a caller that is not the seat's phone: exit 1, its message
+      r = run({ "dial", "13918337799", "0755-28000123", "--seat", "PP7568032251" })
+      assert.equal(1, r.code)
+      assert.matches("^clicktocall dial: the provider refused: .*callerNbr is not the seat's bound phone.*%.\n$",
+        r.stderr)
+      assert.equal("", r.stdout)
+    end)
+
+    it("records: JSON lines off a terminal, CSV and a table on request, each parsed back", function()
+      s:post("/_sim/seed", { count = 250, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+      local r = run({ "records", "--from", "2026-11-30", "--to", "2026-11-30" })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("", r.stderr) -- a pipe gets only the records
+      local recs = {}
+      for _, l in ipairs(lines(r.stdout)) do
+        recs[#recs + 1] = cjson.decode(l)
+      end
+      assert.equal(250, #recs)
+      for i, rec in ipairs(recs) do -- in id order, none missing (ids go on across resets)
+        assert.equal(recs[1].id + i - 1, rec.id)
+      end
+      local c = run({ "records", "--from", "2026-11-30", "--format", "csv" })
+      assert.equal(0, c.code)
+      assert.matches("\r\n$", c.stdout)
+      local rows = cli.parse_csv(c.stdout)
+      assert.equal(251, #rows)
+      assert.same({ "id", "sessionId" }, { rows[1][1], rows[1][2] })
+      for i = 2, #rows do
+        local rec = recs[i - 1]
+        for j, name in ipairs(rows[1]) do
+          local v = rec[name]
+          local want = v == nil and "" or type(v) == "number" and ("%.17g"):format(v) or tostring(v)
+          assert.equal(want, rows[i][j], name)
+        end
+      end
+      local t = run({ "records", "--from", "2026-11-30", "--format", "table", "--limit", "120" })
+      assert.equal(0, t.code)
+      local tl = lines(t.stdout)
+      assert.equal(121, #tl)
+      assert.matches("^ID +ENDED %(UTC%+8%) +CALLER", tl[1])
+      local at = tl[1]:find("SESSION", 1, true)
+      for i = 2, #tl do
+        assert.equal(at, tl[i]:find("[%x]+%-[%x-]+_%d+$"), tl[i])
+      end
+      assert.matches("^120 records from 2026%-11%-30 00:00:00 to ", t.stderr)
+      assert.equal(7, #lines(run({ "records", "--from", "2026-11-30", "--limit", "7" }).stdout))
+    end)
+
+    it("normalize: one line each; exit 2 naming a number that is not one", function()
+      local r = run({ "normalize", "13918337711", "0755-28000123", "+86 135-0000-0002" }, { env = {} })
+      assert.same({ 0, "+8613918337711\n+8675528000123\n+8613500000002\n", "" }, { r.code, r.stdout, r.stderr })
+      r = run({ "normalize", "12", "13918337711" }, { env = {} })
+      assert.equal(2, r.code)
+      assert.equal("+8613918337711\n", r.stdout)
+      assert.matches("^clicktocall normalize: '12': ", r.stderr)
+    end)
+
+    it("doctor: a line a check, all ok, exit 0", function()
+      local r = run({ "doctor" })
+      assert.equal(0, r.code, r.stdout)
+      local l = lines(r.stdout)
+      assert.equal(7, #l)
+      for i, name in ipairs({ "config", "base URL", "DNS", "TCP", "TLS", "clock", "credentials" }) do
+        assert.matches("^ok    " .. name:gsub("%p", "%%%0") .. " ", l[i])
+      end
+      assert.matches("TLS +not TLS %(http%)", r.stdout)
+      assert.matches("credentials +the provider accepted them: balance 6152", r.stdout)
+    end)
+
+    it("doctor: the fix for a wrong secret (1), a closed port (4), a missing secret (2), an unknown host (4)",
+      function()
+      local r = run({ "doctor" }, { env = cli.sim_env(s, { CLICKTOCALL_APP_SECRET = "wrong" }) })
+      assert.equal(1, r.code)
+      assert.matches("FAIL  credentials  the provider refused them %(.-%): check app_secret and user_data", r.stdout)
+      local port = nginx.free_port()
+      r = run({ "doctor" }, { env = cli.sim_env(s, { CLICKTOCALL_BASE_URL = "http://127.0.0.1:" .. port }) })
+      assert.equal(4, r.code)
+      assert.matches("FAIL  TCP +cannot connect to 127%.0%.0%.1 port " .. port, r.stdout)
+      assert.matches("skip  credentials", r.stdout)
+      r = run({ "doctor" }, { env = { CLICKTOCALL_BASE_URL = s.base_url } })
+      assert.equal(2, r.code)
+      assert.matches("FAIL  config +app_secret, user_data is not set: set CLICKTOCALL_APP_SECRET or", r.stdout)
+      r = run({ "doctor" }, { env = cli.sim_env(s, { CLICKTOCALL_BASE_URL = "https://nonexistent.invalid" }) })
+      assert.equal(4, r.code)
+      assert.matches("FAIL  DNS +nonexistent%.invalid cannot be resolved", r.stdout)
+      r = run({ "doctor" }, { env = cli.sim_env(s, { CLICKTOCALL_BASE_URL = "ftp://x" }) })
+      assert.equal(2, r.code)
+      assert.matches("FAIL  base URL .*scheme is ftp", r.stdout)
+    end)
+
+    it("doctor: https to a server that speaks http fails at TLS, naming the CA bundle", function()
+      local https = s.base_url:gsub("^http", "https")
+      local r = run({ "doctor" }, { env = cli.sim_env(s, { CLICKTOCALL_BASE_URL = https }) })
+      assert.equal(4, r.code)
+      assert.matches("ok    TCP", r.stdout)
+      assert.matches("FAIL  TLS +the handshake failed %(.*; CA bundle /etc/ssl/certs/ca%-certificates%.crt %(the " ..
+        "system's, libcurl's default%)%): check that the port speaks https", r.stdout)
+      -- a bundle named in the configuration is the one used, and named
+      r = run({ "--ca-file", "/nonexistent/ca.pem", "doctor" },
+        { env = cli.sim_env(s, { CLICKTOCALL_BASE_URL = https }) })
+      assert.equal(2, r.code)
+      assert.matches("FAIL  TLS +the CA bundle /nonexistent/ca%.pem cannot be read: fix ca_file", r.stdout)
+    end)
+  end)
+
+  describe("doctor and the clock", function()
+    -- a provider whose clock is an hour fast: this spec serves it itself
+    it("names the difference with the server's Date header and the fix, exit 1", function()
+      local socket = require "socket"
+      local core = require "clicktocall.core"
+      local server = assert(socket.bind("127.0.0.1", 0))
+      local _, port = server:getsockname()
+      server:settimeout(0.05)
+      local job = cli.spawn({ "doctor" }, { env = { CLICKTOCALL_BASE_URL = "http://127.0.0.1:" .. port,
+        CLICKTOCALL_APP_SECRET = CANARY, CLICKTOCALL_USER_DATA = s.user_data } })
+      local body = '{"meta":{"success":true,"message":"ok"},"data":100}'
+      local date = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + 3600)
+      local deadline = core.now() + 20
+      while not job.done() and core.now() < deadline do
+        local c = server:accept()
+        if c then
+          c:settimeout(2)
+          local line = c:receive("*l")
+          local length = 0
+          while line and line ~= "" do
+            length = tonumber(line:lower():match("^content%-length:%s*(%d+)")) or length
+            line = c:receive("*l")
+          end
+          if line then
+            if length > 0 then
+              c:receive(length)
+            end
+            c:send("HTTP/1.1 200 OK\r\nDate: " .. date .. "\r\nContent-Type: application/json\r\n" ..
+              "Content-Length: " .. #body .. "\r\nConnection: close\r\n\r\n" .. body)
+          end
+          c:close()
+        end
+      end
+      server:close()
+      local r = assert(job.result(), "doctor did not finish")
+      outputs[#outputs + 1] = r.stdout
+      outputs[#outputs + 1] = r.stderr
+      assert.equal(1, r.code)
+      assert.matches("FAIL  clock +this machine's clock is 3[56]%d%d s behind the server's: .*timedatectl", r.stdout)
+      assert.matches("ok    credentials", r.stdout)
+    end)
+  end)
+
+  describe("failures and exit codes", function()
+    it("exits 4 on a network error, a timeout and an HTTP error", function()
+      local r = run({ "balance" }, { env = cli.sim_env(s, { CLICKTOCALL_BASE_URL = "http://127.0.0.1:" ..
+        nginx.free_port() }) })
+      assert.equal(4, r.code)
+      assert.matches("^clicktocall balance: .*%(network error%)%.\n$", r.stderr)
+      s:post("/_sim/fault", { path = "/management/customer/isallow", kind = "latency", ms = 3000, count = 5 })
+      r = run({ "--timeout", "0.3", "balance" })
+      assert.equal(4, r.code)
+      assert.matches("%(timeout error%)%.\n$", r.stderr)
+      s:post("/_sim/fault/clear")
+      s:post("/_sim/fault", { path = "/management/customer/isallow", kind = "status", status = 503, count = 10 })
+      r = run({ "balance" })
+      assert.equal(4, r.code)
+      assert.matches("%(HTTP 503%)%.\n$", r.stderr)
+    end)
+
+    it("exits 1 when the provider refuses, with its message", function()
+      s:post("/_sim/fault", { path = "/management/customer/isallow", kind = "api_error", message = "余额查询失败" })
+      local r = run({ "balance" })
+      assert.equal(1, r.code)
+      assert.equal("clicktocall balance: the provider refused: 余额查询失败.\n", r.stderr)
+    end)
+
+    it("-v logs each request and answer to stderr, never the secret", function()
+      local r = run({ "-v", "balance" })
+      assert.equal(0, r.code)
+      assert.equal("6152\n", r.stdout)
+      assert.matches("clicktocall: request POST " .. s.base_url:gsub("%p", "%%%0") ..
+        "/management/customer/isallow attempt 1", r.stderr)
+    end)
+  end)
+
+  describe("jobs", function()
+    if not HAS_ARCHIVE then
+      it("archive says in one sentence that the library has no archive_recordings, exit 1", function()
+        local r = run({ "archive", "--from", "1d", "--dir", cli.tmpdir() })
+        assert.equal(1, r.code)
+        assert.matches("^clicktocall archive: this clicktocall library .* has no client:archive_recordings; .*%.\n$",
+          r.stderr)
+      end)
+      pending("archive end to end and its progress bar in tmux: client:archive_recordings is not built yet " ..
+              "(the jobs issue); these run once it is")
+    else
+      it("archive: a day of recordings on disk, plain progress lines, a summary, exit 0", function()
+        s:post("/_sim/seed", { count = 30, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+        local dir = cli.tmpdir()
+        local r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir })
+        assert.equal(0, r.code, r.stderr)
+        -- seeded ids divisible by 10 have no recording
+        assert.matches("^archived 27, skipped 0 %(already there%), 3 without a recording, 0 failed", r.stdout)
+        assert.matches("archived 27/27 ", r.stderr)
+        assert.is_nil(r.stderr:find("\r", 1, true))
+        r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir })
+        assert.matches("^archived 0, skipped 27", r.stdout)
+      end)
+
+      it("archive: exit 5 naming the failed recordings", function()
+        s:post("/_sim/seed", { count = 5, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+        s:post("/_sim/fault", { path = "/recordings/*", kind = "status", status = 404, count = 100 })
+        local r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", cli.tmpdir() })
+        assert.equal(5, r.code)
+        assert.matches("failed: id 1, session ", r.stdout)
+      end)
+
+      it("archive: the progress bar in a real terminal (tmux) while a slow simulator serves", function()
+        s:post("/_sim/seed", { count = 20, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+        s:post("/_sim/fault", { path = "/recordings/*", kind = "latency", ms = 300, count = 100 })
+        local t = cli.tmux({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", cli.tmpdir(),
+                             "--concurrency", "1" }, { env = env })
+        finally(function() t:kill() end)
+        local mid, seen = t:wait_for("%] %d+/18 recordings", 30)
+        assert.truthy(mid, seen)
+        assert.matches("%[[#.]+%] %d+/18 recordings  [%d.]+ %a+  [%d.]+ %a+/s  [%d:-]+ left  %d+ failed", mid)
+        local done, text = t:wait_for("__EXIT__%d+", 60)
+        assert.truthy(done, text)
+        assert.matches("18/18 recordings", done)
+        assert.matches("__EXIT__0", done)
+      end)
+    end
+
+    if not HAS_SYNC then
+      it("sync says in one sentence that the library has no sync, exit 1", function()
+        local r = run({ "sync", "--state", cli.tmpdir() .. "/state.json" })
+        assert.equal(1, r.code)
+        assert.matches("has no client:sync; ", r.stderr)
+      end)
+      pending("sync end to end: client:sync is not built yet (the jobs issue); it runs once it is")
+    else
+      it("sync: each new record on stdout, the next run only the new ones, busy is 6", function()
+        s:post("/_sim/seed", { count = 150, start_time = os.time() - 3600, end_time = os.time() - 60 })
+        local state = cli.tmpdir() .. "/state.json"
+        local r = run({ "sync", "--state", state, "--since", "2h" })
+        assert.equal(0, r.code, r.stderr)
+        assert.equal(150, #lines(r.stdout))
+        assert.equal("number", type(cjson.decode(lines(r.stdout)[1]).id))
+        s:post("/_sim/seed", { count = 2, start_time = os.time() - 30, end_time = os.time() - 10 })
+        r = run({ "sync", "--state", state })
+        assert.equal(0, r.code, r.stderr)
+        assert.equal(2, #lines(r.stdout))
+      end)
+    end
+  end)
+
+  describe("in a real terminal", function()
+    it("records defaults to the aligned table when stdout is a terminal (tmux)", function()
+      s:post("/_sim/seed", { count = 3, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+      local t = cli.tmux({ "records", "--from", "2026-11-30", "--to", "2026-11-30" }, { env = env })
+      finally(function() t:kill() end)
+      local text, seen = t:wait_for("__EXIT__%d+", 20)
+      assert.truthy(text, seen)
+      assert.matches("ID +ENDED %(UTC%+8%) +CALLER", text)
+      assert.matches("3 records from 2026%-11%-30 00:00:00 to 2026%-11%-30 23:59:59", text)
+      assert.matches("__EXIT__0", text)
+    end)
+  end)
+
+  describe("installed", function()
+    it("runs from a bin directory away from the checkout, with the modules on the normal paths", function()
+      local bin = cli.tmpdir()
+      assert(os.execute("cp " .. cli.quote(cli.BIN) .. " " .. cli.quote(bin .. "/clicktocall")))
+      local build = rawget(_G, "jit") and "luajit" or _VERSION:match("(%d+%.%d+)")
+      local r = run({ "balance" }, { bin = bin .. "/clicktocall", env = cli.sim_env(s, {
+        LUA_PATH = cli.ROOT .. "/lua/?.lua;;", LUA_CPATH = cli.ROOT .. "/build/" .. build .. "/?.so;;" }) })
+      assert.same({ 0, "6152\n" }, { r.code, r.stdout })
+      r = run({ "balance" }, { bin = bin .. "/clicktocall" })
+      assert.equal(1, r.code)
+      assert.matches("module 'clicktocall%.cli' not found", r.stderr)
+    end)
+  end)
+
+  it("never printed the secret or its base64 in any stdout or stderr above", function()
+    assert.truthy(#outputs > 50)
+    for _, text in ipairs(outputs) do
+      assert.is_nil(text:find(CANARY, 1, true), text)
+      assert.is_nil(text:find(CANARY_B64, 1, true), text)
+    end
+  end)
+end)
