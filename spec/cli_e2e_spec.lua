@@ -455,7 +455,8 @@ describe("clicktocall command #noasan", function()
       assert.same({ 0, "6152\n" }, { r.code, r.stdout })
       r = run({ "balance" }, { bin = bin .. "/clicktocall" })
       assert.equal(1, r.code)
-      assert.matches("module 'clicktocall%.cli' not found", r.stderr)
+      assert.equal("clicktocall: cannot load its Lua modules (module 'clicktocall.cli' not found); install " ..
+        "clicktocall (make install, or luarocks) or set LUA_PATH and LUA_CPATH.\n", r.stderr)
     end)
   end)
 
