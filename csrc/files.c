@@ -27,6 +27,19 @@ typedef struct file_sink {
     char path[1];      /* the rest of the userdata holds the path */
 } file_sink;
 
+/* Lower-case hex of a digest (at most 32 bytes). */
+static void push_hex(lua_State *L, const unsigned char *d, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char out[64];
+    size_t i;
+    for (i = 0; i < n && i < sizeof out / 2; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    lua_pushlstring(L, out, 2 * i);
+}
+
 /* core.file_kind(path) -> "file" | "directory" | "other" | "missing" */
 static int l_file_kind(lua_State *L)
 {
@@ -84,8 +97,6 @@ static int l_sha_update(lua_State *L)
     return 1;
 }
 
-static void push_hex(lua_State *L, const unsigned char *d, size_t n);
-
 static int l_sha_hex(lua_State *L)
 {
     ctc_sha256 copy = *(ctc_sha256 *)luaL_checkudata(L, 1, SHA_MT);
@@ -93,18 +104,6 @@ static int l_sha_hex(lua_State *L)
     ctc_sha256_final(&copy, d); /* on a copy: hex() can be asked again */
     push_hex(L, d, sizeof d);
     return 1;
-}
-
-static void push_hex(lua_State *L, const unsigned char *d, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    char out[64];
-    size_t i;
-    for (i = 0; i < n && i < sizeof out / 2; i++) {
-        out[2 * i] = hex[d[i] >> 4];
-        out[2 * i + 1] = hex[d[i] & 15];
-    }
-    lua_pushlstring(L, out, 2 * i);
 }
 
 static int push_fail(lua_State *L, const char *what, const char *path, int err)

@@ -329,6 +329,22 @@ describe("clicktocall command #noasan", function()
       assert.matches("%(HTTP 503%)%.\n$", r.stderr)
     end)
 
+    it("a dial cut off after sending: exit 4, sent once, and the user told it may have been placed", function()
+      assert.equal(0, run({ "bind", "PP1", "13918337711" }).code)
+      s:post("/_sim/fault", { path = "/rest/voiceCall/api", kind = "drop" })
+      local r = run({ "dial", "13918337711", "13500000002", "--seat", "PP1", "--force" })
+      assert.equal(4, r.code)
+      assert.equal("", r.stdout)
+      assert.matches("%(network error%); the call MAY have been placed: look for it with `clicktocall records " ..
+        "%-%-from 10m` before dialling again%.\n$", r.stderr)
+      local n = 0
+      local log = s:get("/_sim/requests")
+      for _, q in ipairs(log.requests or log) do
+        n = n + (q.uri == "/rest/voiceCall/api" and 1 or 0)
+      end
+      assert.equal(1, n)
+    end)
+
     it("exits 1 when the provider refuses, with its message", function()
       s:post("/_sim/fault", { path = "/management/customer/isallow", kind = "api_error", message = "余额查询失败" })
       local r = run({ "balance" })
@@ -439,7 +455,8 @@ describe("clicktocall command #noasan", function()
       assert.same({ 0, "6152\n" }, { r.code, r.stdout })
       r = run({ "balance" }, { bin = bin .. "/clicktocall" })
       assert.equal(1, r.code)
-      assert.matches("module 'clicktocall%.cli' not found", r.stderr)
+      assert.equal("clicktocall: cannot load its Lua modules (module 'clicktocall.cli' not found); install " ..
+        "clicktocall (make install, or luarocks) or set LUA_PATH and LUA_CPATH.\n", r.stderr)
     end)
   end)
 

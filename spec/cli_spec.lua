@@ -204,7 +204,7 @@ describe("cli progress", function()
   it("draws done/total, bytes, rate, time left and failures in place on a terminal", function()
     local t = 100
     local fh = sink()
-    local bar = progress.new { fh = fh, tty = true, total = 4, clock = function() return t end }
+    local bar = progress.new { fh = fh, tty = true, total = 4, clock = function() return t end, columns = 200 }
     t = 102
     bar:file({ bytes = 8192, file = "a.wav" })
     bar:set_failed(1)
@@ -214,6 +214,21 @@ describe("cli progress", function()
     assert.matches("\r%[############%.+%] 1/4 recordings  8%.0 KiB  4%.0 KiB/s  0:02 left  1 failed\27%[K$", text)
     bar:finish()
     assert.matches("\n$", fh:text())
+  end)
+
+  it("fits the line to a narrow terminal: a shorter bar, then none, then the text cut", function()
+    local function line(columns)
+      local bar = progress.new { fh = sink(), tty = true, total = 100, clock = function() return 0 end,
+                                 columns = columns }
+      bar.done, bar.bytes = 50, 4096
+      return bar:line()
+    end
+    local text = "50/100 recordings  4.0 KiB  0 B/s  0:00 left  0 failed"
+    assert.equal("[############............] " .. text, line(200))
+    assert.equal("[#####.....] " .. text, line(#text + 3 + 10 + 1))
+    assert.equal(text, line(#text + 3 + 4 + 1))
+    assert.equal(text:sub(1, 29), line(30))
+    assert.equal(progress.columns(function() return "132" end), 132)
   end)
 
   it("writes plain lines when stderr is not a terminal", function()

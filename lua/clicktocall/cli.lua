@@ -386,7 +386,8 @@ function commands.archive(ctx, a)
     return ctx:usage(cerr)
   end
   local tty = ctx.isatty(ctx.err)
-  local bar = progress.new { fh = ctx.err, tty = tty, clock = ctx.clock }
+  local bar = progress.new { fh = ctx.err, tty = tty, clock = ctx.clock,
+                             columns = tty and (ctx.columns or progress.columns)(ctx.getenv) or nil }
   if tty then
     ctx.err:write("listing the recordings...\r")
   end
@@ -541,7 +542,7 @@ local function run(argv, env, shared)
     out = env.stdout or io.stdout, err = env.stderr or io.stderr,
     getenv = env.getenv or os.getenv, isatty = env.isatty or default_isatty,
     now = env.now or os.time, clock = env.clock, command = command_in(argv) or "",
-    client_options = env.client_options or {},
+    client_options = env.client_options or {}, columns = env.columns,
   }, ctx_mt)
   shared.secret = ctx.getenv("CLICKTOCALL_APP_SECRET")
   ctx.redact = function(s)

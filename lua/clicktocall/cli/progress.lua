@@ -43,11 +43,17 @@ function bar:line()
     left = elapsed / finished * (self.total - finished)
   end
   local frac = (self.total and self.total > 0) and math.min(1, finished / self.total) or 0
-  local w = 24
+  local text = format("%d/%s recordings  %s  %s/s  %s left  %d failed", self.done,
+    self.total and tostring(self.total) or "?", M.bytes(self.bytes), M.bytes(rate), M.duration(left), self.failed)
+  -- a line wider than the terminal would wrap and "\r" could not redraw it:
+  -- the bar shrinks first, then goes, then the text is cut
+  local room = (self.columns or 80) - 1
+  local w = math.min(24, room - #text - 3)
+  if w < 5 then
+    return text:sub(1, room)
+  end
   local fill = floor(frac * w + 0.5)
-  return format("[%s%s] %d/%s recordings  %s  %s/s  %s left  %d failed",
-    rep("#", fill), rep(".", w - fill), self.done, self.total and tostring(self.total) or "?",
-    M.bytes(self.bytes), M.bytes(rate), M.duration(left), self.failed)
+  return format("[%s%s] %s", rep("#", fill), rep(".", w - fill), text)
 end
 
 function bar:draw(force)
@@ -99,12 +105,28 @@ function bar:finish()
   self.finished = true
 end
 
---- new{ fh =, tty =, total =, clock = } -> progress
+--- columns() -> the terminal's width, from $COLUMNS or `tput cols` (which asks
+-- the terminal on stderr when stdout is a pipe), else nil
+function M.columns(getenv)
+  local n = tonumber((getenv or os.getenv)("COLUMNS") or "")
+  if n and n > 0 then
+    return n
+  end
+  local p = io.popen("tput cols 2>/dev/null")
+  if p then
+    n = tonumber(p:read("*l") or "")
+    p:close()
+  end
+  return (n and n > 0) and n or nil
+end
+
+--- new{ fh =, tty =, total =, clock =, columns = } -> progress
 function M.new(o)
   local clock = o.clock or os.time
   local now = clock()
   return setmetatable({
     fh = o.fh, tty = o.tty, total = o.total, clock = clock, started = now, drawn = -math.huge,
+    columns = o.columns,
     done = 0, bytes = 0, failed = 0,
   }, bar)
 end
