@@ -78,7 +78,7 @@ test: $(CORE)
 	busted --lua=$(LUA) --cpath='./$(BUILD)/?.so' $(BUSTED_ARGS)
 
 lint: | deps
-	luacheck -q lua spec examples bench sim scripts
+	luacheck -q lua spec examples bench sim scripts bin/clicktocall
 	cppcheck -q --error-exitcode=1 --enable=warning,style,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem --suppress=toomanyconfigs --std=c99 $(LUA_CFLAGS) csrc
 
@@ -113,9 +113,13 @@ install: $(CORE)
 	install -m 0644 lua/clicktocall.lua $(DESTDIR)$(LUA_SHAREDIR)/clicktocall.lua
 	for f in $(filter lua/clicktocall/%,$(LUA_FILES)); do \
 	  install -D -m 0644 $$f $(DESTDIR)$(LUA_SHAREDIR)/$${f#lua/}; done
+	install -d $(DESTDIR)$(PREFIX)/bin
+	sed '1s|.*|#!/usr/bin/env $(LUA)|' bin/clicktocall > $(DESTDIR)$(PREFIX)/bin/clicktocall
+	chmod 0755 $(DESTDIR)$(PREFIX)/bin/clicktocall
 
 uninstall:
-	rm -f $(DESTDIR)$(LUA_LIBDIR)/clicktocall/core.so $(DESTDIR)$(LUA_SHAREDIR)/clicktocall.lua
+	rm -f $(DESTDIR)$(LUA_LIBDIR)/clicktocall/core.so $(DESTDIR)$(LUA_SHAREDIR)/clicktocall.lua \
+	  $(DESTDIR)$(PREFIX)/bin/clicktocall
 	rm -rf $(DESTDIR)$(LUA_SHAREDIR)/clicktocall
 
 clean:

@@ -89,7 +89,7 @@ local function prepare(self, fname, op, args)
   end
   local request, asked, parts = core.request(op, st.cfg, args)
   if not request then
-    return nil, argument_error(st, fname, asked)
+    return nil, argument_error(st, fname, asked.message) -- the core fails with an error table
   end
   return st, request, asked, parts
 end
@@ -183,7 +183,7 @@ function client_mt:records(args)
     page_args.max_id = cursor
     local req, asked2 = core.request("records_page", st.cfg, page_args)
     if not req then
-      return nil, argument_error(st, "records", asked2)
+      return nil, argument_error(st, "records", asked2.message)
     end
     return exchange.api(st, "records_page", req, asked2)
   end

@@ -21,6 +21,9 @@ description = {
 dependencies = {
   "lua >= 5.1",
   "lua-cjson",
+  -- the clicktocall command only (Debian: lua-argparse, lua-term; lua-socket for `doctor`)
+  "argparse >= 0.7",
+  "lua-term",
 }
 external_dependencies = {
   CURL = {
@@ -33,21 +36,34 @@ build = {
   type = "builtin",
   modules = {
     ["clicktocall"] = "lua/clicktocall.lua",
-    ["clicktocall.errors"] = "lua/clicktocall/errors.lua",
+    ["clicktocall.cli"] = "lua/clicktocall/cli.lua",
+    ["clicktocall.cli.config"] = "lua/clicktocall/cli/config.lua",
+    ["clicktocall.cli.doctor"] = "lua/clicktocall/cli/doctor.lua",
+    ["clicktocall.cli.output"] = "lua/clicktocall/cli/output.lua",
+    ["clicktocall.cli.progress"] = "lua/clicktocall/cli/progress.lua",
+    ["clicktocall.cli.times"] = "lua/clicktocall/cli/times.lua",
     ["clicktocall.dial_guard"] = "lua/clicktocall/dial_guard.lua",
-    ["clicktocall.mock"] = "lua/clicktocall/mock.lua",
-    ["clicktocall.transport.ngx"] = "lua/clicktocall/transport/ngx.lua",
+    ["clicktocall.download"] = "lua/clicktocall/download.lua",
+    ["clicktocall.errors"] = "lua/clicktocall/errors.lua",
+    ["clicktocall.exchange"] = "lua/clicktocall/exchange.lua",
     ["clicktocall.http1"] = "lua/clicktocall/http1.lua",
+    ["clicktocall.mock"] = "lua/clicktocall/mock.lua",
+    ["clicktocall.options"] = "lua/clicktocall/options.lua",
+    ["clicktocall.transport.ngx"] = "lua/clicktocall/transport/ngx.lua",
     ["clicktocall.core"] = {
       sources = {
-        "csrc/base64.c", "csrc/buf.c", "csrc/core.c", "csrc/curl.c", "csrc/files.c",
-        "csrc/jsonscan.c", "csrc/phone.c", "csrc/request.c", "csrc/response.c",
-        "csrc/sha256.c", "csrc/timefmt.c",
+        "csrc/base64.c", "csrc/buf.c", "csrc/core.c", "csrc/curl.c",
+        "csrc/cursor.c", "csrc/files.c", "csrc/jsonscan.c", "csrc/phone.c",
+        "csrc/push.c", "csrc/request.c", "csrc/response.c", "csrc/sha256.c",
+        "csrc/timefmt.c",
       },
       defines = { 'CTC_VERSION="' .. CTC_VERSION .. '"', "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "m" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
     },
+  },
+  install = {
+    bin = { clicktocall = "bin/clicktocall" },
   },
 }

@@ -59,6 +59,8 @@ local function start_nginx(workers, certdir)
     refused = 1,
     workers = workers,
     vars = { cert = certdir .. "/cert.pem", key = certdir .. "/key.pem" },
+    -- the transport's error values carry the core's version, as in any deployment
+    lua_cpath = nginx.repo_root() .. "/build/luajit/?.so;",
   }
   assert(srv, err)
   return srv

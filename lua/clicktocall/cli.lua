@@ -25,7 +25,7 @@ local gsub = string.gsub
 local find = string.find
 local match = string.match
 
-local M = {}
+local M = { _VERSION = require("clicktocall.core")._VERSION }
 
 M.EXIT = { ok = 0, api = 1, unexpected = 1, usage = 2, below_min = 3, network = 4, failed = 5, busy = 6 }
 

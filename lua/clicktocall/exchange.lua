@@ -263,9 +263,10 @@ local function api_once(st, request, op, asked)
     return nil, fail(st, "protocol", "the transport returned something that is not a response", { sent = true })
   end
   -- the secrets go to C so that a body excerpt is redacted before it is cut
-  local v1, v2, v3 = core.response(op, res.status, res.body, asked, st.secrets)
+  local v1, v2 = core.response(op, res.status, res.body, asked, st.secrets)
   if v1 == nil then
-    return nil, fail(st, v2, v3, { status = res.status, sent = true }), res
+    -- v2 is the core's error table { kind, message }
+    return nil, fail(st, v2.kind, v2.message, { status = res.status, sent = true }), res
   end
   return v1, v2, res
 end

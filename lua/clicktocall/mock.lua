@@ -98,7 +98,7 @@ local match = string.match
 local lower = string.lower
 local os_time = os.time
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = require("clicktocall.core")._VERSION }
 
 local PAGE = 100                      -- records per page
 local CST = 8 * 3600                  -- the provider's clock is UTC+8

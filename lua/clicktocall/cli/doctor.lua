@@ -10,7 +10,7 @@ local format = string.format
 local match = string.match
 local lower = string.lower
 
-local M = {}
+local M = { _VERSION = require("clicktocall.core")._VERSION }
 
 M.CLOCK_TOLERANCE = 60 -- seconds the machine may differ from the server
 

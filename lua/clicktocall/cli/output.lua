@@ -10,7 +10,7 @@ local floor = math.floor
 local concat = table.concat
 local sort = table.sort
 
-local M = {}
+local M = { _VERSION = require("clicktocall.core")._VERSION }
 
 -- The provider's record fields, in the order a person reads them; JSON lines
 -- put these first, CSV has exactly these columns.

@@ -7,7 +7,7 @@ local tonumber = tonumber
 local match = string.match
 local format = string.format
 
-local M = {}
+local M = { _VERSION = require("clicktocall.core")._VERSION }
 
 M.OFFSET = 8 * 3600 -- the provider's clock: UTC+8
 

@@ -65,7 +65,7 @@ local math_floor = math.floor
 local math_max = math.max
 local math_min = math.min
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = require("clicktocall.core")._VERSION }
 
 local DEFAULT_POOL_SIZE = 30
 local DEFAULT_KEEPALIVE_TIMEOUT = 60   -- seconds
