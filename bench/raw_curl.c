@@ -7,9 +7,9 @@
  *   raw_curl URL BODY AUTHORIZATION N [readcb]
  *
  * With "readcb" the body goes through a read callback whose seek callback
- * cannot rewind, as clicktocall sends a dial (so that libcurl can never re-send
- * it on a fresh connection): libcurl then writes the headers and the body in
- * two send()s instead of one. That is the floor for that design.
+ * cannot rewind, as clicktocall sent a dial before it used a pre-request
+ * callback (and still does with a libcurl older than 7.80): libcurl then writes
+ * the headers and the body in two send()s instead of one. Informational.
  */
 #include <curl/curl.h>
 #include <stdio.h>

@@ -8,6 +8,9 @@
 --           decode_hot  the same over the first 10 pages only, cycled until N records: the bodies stay
 --                   in the CPU caches, as a body just received does (an upper bound of the limit)
 --           rss     like ctc, then prints the peak RSS (VmHWM, KiB) instead of a rate
+--           core    no server (BASE_URL ignored): core.response on 10 pages of 100 records built here,
+--                   cycled until N records: the C reader alone (decode, ids, normalization)
+--           core_big  the same with ids past 2^53 (cjson's doubles are not exact: the raw-byte scan runs)
 --           dump    fetches the pages of N records and writes them to the file arg[4] for
 --                   bench/replay.lua ("<maxId asked> <length>\n<body>\n" each); prints the page count
 -- Prints records per second (or KiB) on stdout. The simulator must hold >= N records between
@@ -134,7 +137,41 @@ local function decode_run(hot)
   return dt, count
 end
 
-if mode == "ctc" then
+-- pages shaped like the simulator's: ten fields, one of them null
+local function core_run(first_id)
+  local core = require "clicktocall.core"
+  local pages, asked = {}, {}
+  for p = 1, 10 do
+    local recs = {}
+    for i = 1, 100 do
+      local id = string.format("%.0f", first_id + (p - 1) * 100 + i - 1)
+      if first_id > 2 ^ 53 then
+        id = tostring(math.tointeger and math.tointeger(first_id) + (p - 1) * 100 + i - 1 or id)
+      end
+      recs[i] = '{"id":' .. id .. ',"sessionId":"s-' .. id .. '","direction":"0","callerNum":"+8613500000002",'
+        .. '"calleeNum":"+8613918000010","callEndTime":"2019-03-25 10:30:00","recordFlag":"1",'
+        .. '"recordFileDownloadUrl":"http://rec.example.com/' .. id .. '.wav","duration":"42","callmin":1,'
+        .. '"remark":null}'
+    end
+    pages[p] = '{"meta":{"success":true,"message":"ok"},"data":[' .. table.concat(recs, ",") .. "]}"
+    asked[p] = p == 1 and 0 or pages[p - 1]:match('.*"id":(%d+)')
+  end
+  local response = core.response
+  -- CPU time, not wall time: this mode measures C code on a machine other work may share
+  local t0 = os.clock()
+  local count = 0
+  for p = 1, math.ceil(n / 100) do
+    local k = (p - 1) % 10 + 1
+    local data = assert(response("records_page", 200, pages[k], asked[k]))
+    count = count + #data
+  end
+  return os.clock() - t0, count
+end
+
+if mode == "core" or mode == "core_big" then
+  local dt, count = core_run(mode == "core" and 1000000 or 2 ^ 53 + 2)
+  io.write(string.format("%.1f\n", count / dt))
+elseif mode == "ctc" then
   io.write(string.format("%.1f\n", n / ctc_run()))
 elseif mode == "socket" then
   io.write(string.format("%.1f\n", n / socket_run()))

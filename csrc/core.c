@@ -10,6 +10,8 @@
 #include "ctc.h"
 #include "parsers.h"
 
+const char *const ctc_op_names[CTC_OP_COUNT + 1] = { "bind_seat", "dial", "balance", "records_page", NULL };
+
 /* core.sleep(seconds): blocking backoff for plain Lua (OpenResty uses ngx.sleep) */
 static int l_sleep(lua_State *L)
 {
@@ -92,6 +94,15 @@ __attribute__((visibility("default"))) int luaopen_clicktocall_core(lua_State *L
     lua_setfield(L, -2, "_VERSION");
     lua_pushinteger(L, CTC_PAGE_SIZE);
     lua_setfield(L, -2, "PAGE_SIZE");
+    lua_createtable(L, CTC_OP_COUNT, 0);
+    {
+        int i;
+        for (i = 0; i < CTC_OP_COUNT; i++) {
+            lua_pushstring(L, ctc_op_names[i]);
+            lua_rawseti(L, -2, i + 1);
+        }
+    }
+    lua_setfield(L, -2, "OPS");
     push_defaults(L);
     lua_setfield(L, -2, "DEFAULTS");
     lua_pushinteger(L, CTC_MAX_REDIRECTS);

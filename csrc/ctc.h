@@ -24,6 +24,20 @@
 #define CTC_DEFAULT_MAX_BODY (8L * 1024 * 1024)
 #define CTC_MAX_REDIRECTS 3                     /* recording downloads only */
 
+/* ---- the provider's four calls: names declared once (core.c), read by Lua as core.OPS ---- */
+enum { CTC_OP_BIND_SEAT, CTC_OP_DIAL, CTC_OP_BALANCE, CTC_OP_RECORDS_PAGE, CTC_OP_COUNT };
+extern const char *const ctc_op_names[CTC_OP_COUNT + 1]; /* NULL-terminated, for luaL_checkoption */
+
+/* push.c: the one shape of a failure, and hex */
+/* Pushes nil and { kind = kind, message = <fmt as lua_pushfstring>, sent = sent }; returns 2,
+ * so a C function ends with `return ctc_push_fail(...)`. The table is on top: more fields
+ * (code, retryable) may be set on it before returning. */
+int ctc_push_fail(lua_State *L, const char *kind, int sent, const char *fmt, ...);
+/* The same with the message the string on top of the stack (it may hold NUL bytes). */
+int ctc_push_fail_top(lua_State *L, const char *kind, int sent);
+/* Pushes d[0..n) as lower-case hex (n <= 64). */
+void ctc_push_hex(lua_State *L, const unsigned char *d, size_t n);
+
 /* base64.c */
 size_t ctc_base64_len(size_t n);
 void ctc_base64_encode(const unsigned char *in, size_t n, char *out);

@@ -568,30 +568,34 @@ static int may_have_sent(exchange *x, CURLcode rc)
     }
 }
 
+/* the libcurl code on the error table on top */
+static int add_code(lua_State *L, CURLcode rc)
+{
+    lua_pushinteger(L, (lua_Integer)rc);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, code_name(rc));
+    lua_setfield(L, -2, "code_name");
+    return 2;
+}
+
 static int push_error(lua_State *L, exchange *x, CURLcode rc)
 {
     const char *kind = "network";
     const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
     int sent = may_have_sent(x, rc);
-    lua_pushnil(L);
-    lua_createtable(L, 0, 6);
     if (x->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
         char n[CTC_I64_LEN];
-        kind = "protocol";
-        lua_pushfstring(L, "response body is larger than max_body (%s bytes)",
-                        ctc_i64_str(n, (int64_t)x->max_body));
+        ctc_push_fail(L, "protocol", sent, "response body is larger than max_body (%s bytes)",
+                      ctc_i64_str(n, (int64_t)x->max_body));
     } else if (x->head_too_large || (rc == CURLE_OUT_OF_MEMORY && !x->head_done)) {
         /* libcurl 7.88 refuses one header line over 100 KB as "out of memory" */
-        kind = "protocol";
-        lua_pushfstring(L, "a response header was too large (the limit is %d KiB for all of them, "
-                        "and libcurl's 100 KiB for one)", HEAD_MAX / 1024);
+        ctc_push_fail(L, "protocol", sent, "a response header was too large (the limit is %d KiB for "
+                      "all of them, and libcurl's 100 KiB for one)", HEAD_MAX / 1024);
     } else if (x->write_failed) {
         /* a local failure (a full disk): fetching again would fail the same way */
-        kind = "io";
-        sent = 1;
-        lua_pushfstring(L, "could not write the file: %s", strerror(x->write_failed));
+        ctc_push_fail(L, "io", 1, "could not write the file: %s", strerror(x->write_failed));
         lua_pushboolean(L, 0);
-        lua_setfield(L, -3, "retryable");
+        lua_setfield(L, -2, "retryable");
     } else {
         if (rc == CURLE_OPERATION_TIMEDOUT)
             kind = "timeout";
@@ -600,36 +604,16 @@ static int push_error(lua_State *L, exchange *x, CURLcode rc)
                      "it was not sent again (the server may have processed it)";
         else if (rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_TOO_MANY_REDIRECTS)
             kind = "protocol";
-        lua_pushstring(L, detail);
+        ctc_push_fail(L, kind, sent, "%s", detail);
     }
-    lua_setfield(L, -2, "message");
-    lua_pushstring(L, kind);
-    lua_setfield(L, -2, "kind");
-    lua_pushinteger(L, (lua_Integer)rc);
-    lua_setfield(L, -2, "code");
-    lua_pushstring(L, code_name(rc));
-    lua_setfield(L, -2, "code_name");
-    lua_pushboolean(L, sent);
-    lua_setfield(L, -2, "sent");
-    return 2;
+    return add_code(L, rc);
 }
 
 /* nil, err: the easy handle could not be made; nothing was sent */
 static int push_start_error(lua_State *L, CURLcode rc)
 {
-    lua_pushnil(L);
-    lua_createtable(L, 0, 5);
-    lua_pushfstring(L, "could not start libcurl: %s", curl_easy_strerror(rc));
-    lua_setfield(L, -2, "message");
-    lua_pushliteral(L, "network");
-    lua_setfield(L, -2, "kind");
-    lua_pushinteger(L, (lua_Integer)rc);
-    lua_setfield(L, -2, "code");
-    lua_pushstring(L, code_name(rc));
-    lua_setfield(L, -2, "code_name");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "sent");
-    return 2;
+    ctc_push_fail(L, "network", 0, "could not start libcurl: %s", curl_easy_strerror(rc));
+    return add_code(L, rc);
 }
 
 /* ================= the Lua object ================= */
@@ -665,33 +649,6 @@ static int l_perform(lua_State *L)
     return 1;
 }
 
-/* nil, { kind, message = <the string on top>, sent }: a failure not from libcurl */
-static int push_plain_error(lua_State *L, const char *kind, int sent)
-{
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    lua_createtable(L, 0, 3);
-    lua_insert(L, -2);
-    lua_setfield(L, -2, "message");
-    lua_pushstring(L, kind);
-    lua_setfield(L, -2, "kind");
-    lua_pushboolean(L, sent);
-    lua_setfield(L, -2, "sent");
-    return 2;
-}
-
-static void push_hex(lua_State *L, const unsigned char *d, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    char out[64];
-    size_t i;
-    for (i = 0; i < n && 2 * i + 1 < sizeof out; i++) {
-        out[2 * i] = hex[d[i] >> 4];
-        out[2 * i + 1] = hex[d[i] & 15];
-    }
-    lua_pushlstring(L, out, 2 * i);
-}
-
 /*
  * t:download(request, tmp_path) -> { status, headers, body, bytes, sha256 } | nil, err
  * Creates tmp_path (it must not exist), streams a 2xx body into it and fsyncs it.
@@ -714,7 +671,7 @@ static int l_download(lua_State *L)
     x->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (x->fd < 0) {
         lua_pushfstring(L, "could not create %s: %s", tmp, strerror(errno));
-        return push_plain_error(L, "argument", 0);
+        return ctc_push_fail_top(L, "argument", 0);
     }
     ctc_sha256_init(&x->sha);
     rc = curl_easy_perform(x->easy);
@@ -738,7 +695,7 @@ static int l_download(lua_State *L)
         char got[CTC_I64_LEN], want[CTC_I64_LEN];
         lua_pushfstring(L, "recording cut short: got %s of %s bytes", ctc_i64_str(got, (int64_t)x->bytes),
                         ctc_i64_str(want, (int64_t)expected));
-        return push_plain_error(L, "network", 1);
+        return ctc_push_fail_top(L, "network", 1);
     }
     push_response(L, x, 1);
     lua_pushnumber(L, (lua_Number)x->bytes);
@@ -746,7 +703,7 @@ static int l_download(lua_State *L)
     if (is_success(x)) {
         unsigned char digest[32];
         ctc_sha256_final(&x->sha, digest);
-        push_hex(L, digest, sizeof digest);
+        ctc_push_hex(L, digest, sizeof digest);
         lua_setfield(L, -2, "sha256");
     }
     ctc_buf_reset(&x->body);

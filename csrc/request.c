@@ -10,9 +10,7 @@
 #include "ctc.h"
 #include "parsers.h"
 
-enum { OP_BIND, OP_DIAL, OP_BALANCE, OP_RECORDS };
-static const char *const op_names[] = { "bind_seat", "dial", "balance", "records_page", NULL };
-static const char *const op_paths[] = {
+static const char *const op_paths[CTC_OP_COUNT] = {
     "/management/add/setingphone", "/rest/voiceCall/api",
     "/management/customer/isallow", "/call/record/voice",
 };
@@ -211,7 +209,7 @@ static void push_request(lua_State *L, int cfg, int op)
     lua_setfield(L, -2, "User-Agent");
     lua_setfield(L, -2, "headers");
     /* a dial must never go twice: a transport may resend anything else */
-    lua_pushboolean(L, op != OP_DIAL);
+    lua_pushboolean(L, op != CTC_OP_DIAL);
     lua_setfield(L, -2, "resend_safe");
 }
 
@@ -220,15 +218,14 @@ static int arg_fail(lua_State *L, const char *field, const char *why)
     /* "is missing" reads on from the field name; a parser's sentence follows a colon */
     int phrase = strncmp(why, "is ", 3) == 0 || strncmp(why, "must ", 5) == 0 ||
                  strncmp(why, "holds ", 6) == 0;
-    lua_pushnil(L);
     if (strcmp(field, "user_data") == 0 && strcmp(why, "is missing") == 0)
         why = "is missing (give it to clicktocall.new{} or to the call)";
-    lua_pushfstring(L, phrase ? "field '%s' %s" : "field '%s': %s", field, why);
-    return 2;
+    return ctc_push_fail(L, "argument", 0, phrase ? "field '%s' %s" : "field '%s': %s", field, why);
 }
 
 /*
- * core.request(op, config, args) -> request, asked, parts | nil, message
+ * core.request(op, config, args) -> request, asked, parts | nil, err
+ * err: { kind = "argument", message = "field 'caller' ...", sent = false }
  * asked: the cursor asked for (records_page), else nil; parts (dial only):
  * { caller, callee, seat } as sent (normalized numbers, trimmed seat).
  * config: { base_url, authorization, user_agent, country_code, user_data }
@@ -236,7 +233,7 @@ static int arg_fail(lua_State *L, const char *field, const char *why)
  */
 int ctc_l_request(lua_State *L)
 {
-    int op = luaL_checkoption(L, 1, NULL, op_names);
+    int op = luaL_checkoption(L, 1, NULL, ctc_op_names);
     text user_data, seat = { NULL, 0 }, cc = { "86", 2 };
     char phone_a[CTC_PHONE_MAX], phone_b[CTC_PHONE_MAX];
     int64_t t0 = 0, t1 = 0, max_id = 0;
@@ -258,13 +255,13 @@ int ctc_l_request(lua_State *L)
         return arg_fail(L, "user_data", why);
 
     switch (op) {
-    case OP_BIND:
+    case CTC_OP_BIND_SEAT:
         if ((why = get_text(L, 3, "seat", &seat)) != NULL)
             return arg_fail(L, "seat", why);
         if ((why = get_phone(L, 3, "phone", cc, phone_a)) != NULL)
             return arg_fail(L, "phone", why);
         break;
-    case OP_DIAL:
+    case CTC_OP_DIAL:
         if ((why = get_phone(L, 3, "caller", cc, phone_a)) != NULL)
             return arg_fail(L, "caller", why);
         if ((why = get_phone(L, 3, "callee", cc, phone_b)) != NULL)
@@ -272,7 +269,7 @@ int ctc_l_request(lua_State *L)
         if ((why = get_text(L, 3, "seat", &seat)) != NULL)
             return arg_fail(L, "seat", why);
         break;
-    case OP_RECORDS:
+    case CTC_OP_RECORDS_PAGE:
         if ((why = get_time(L, 3, "start_time", &t0)) != NULL)
             return arg_fail(L, "start_time", why);
         if ((why = get_time(L, 3, "end_time", &t1)) != NULL)
@@ -293,18 +290,18 @@ int ctc_l_request(lua_State *L)
     luaL_buffinit(L, &b);
     luaL_addchar(&b, '{');
     switch (op) {
-    case OP_BIND:
+    case CTC_OP_BIND_SEAT:
         add_member(&b, 1, "userData", user_data.s, user_data.len);
         add_member(&b, 0, "setingNbr", seat.s, seat.len);
         add_member(&b, 0, "userPhone", phone_a, strlen(phone_a));
         break;
-    case OP_DIAL:
+    case CTC_OP_DIAL:
         add_member(&b, 1, "callerNbr", phone_a, strlen(phone_a));
         add_member(&b, 0, "calleeNbr", phone_b, strlen(phone_b));
         add_member(&b, 0, "userData", user_data.s, user_data.len);
         add_member(&b, 0, "setingNbr", seat.s, seat.len);
         break;
-    case OP_BALANCE:
+    case CTC_OP_BALANCE:
         add_member(&b, 1, "userData", user_data.s, user_data.len);
         break;
     default:
@@ -317,12 +314,12 @@ int ctc_l_request(lua_State *L)
     luaL_addchar(&b, '}');
     luaL_pushresult(&b);
     push_request(L, 2, op);
-    if (op == OP_RECORDS) {
+    if (op == CTC_OP_RECORDS_PAGE) {
         /* the reader needs the cursor asked for, exactly */
         ctc_push_id(L, max_id);
         return 2;
     }
-    if (op == OP_DIAL) {
+    if (op == CTC_OP_DIAL) {
         lua_pushnil(L); /* no cursor */
         lua_createtable(L, 0, 3);
         lua_pushstring(L, phone_a);

@@ -2,7 +2,7 @@
  * Response reading: HTTP status, JSON (lua-cjson, a private instance), the
  * provider's meta.success / meta.message, the type of data each call expects,
  * and for record pages the cursor. Returns the call's value(s), or
- * nil, kind, message with kind one of "http", "api", "protocol".
+ * nil, { kind = "http" | "api" | "protocol", message, sent = true }.
  *
  * Record ids are read from the raw body by the C scanner, not from cjson's
  * doubles, so a cursor past 2^53 is still exact (cjson 2.1.0 decodes every
@@ -13,29 +13,22 @@
 #include "ctc.h"
 #include "parsers.h"
 
-enum { OP_BIND, OP_DIAL, OP_BALANCE, OP_RECORDS };
-static const char *const op_names[] = { "bind_seat", "dial", "balance", "records_page", NULL };
 
 #define UV_DECODE lua_upvalueindex(1)
 #define UV_NULL lua_upvalueindex(2)
 
 #define ARG_SECRETS 5
 
+/* Every failure here comes after an answer arrived: sent = true. */
 static int fail(lua_State *L, const char *kind, const char *message)
 {
-    lua_pushnil(L);
-    lua_pushstring(L, kind);
-    lua_pushstring(L, message);
-    return 3;
+    return ctc_push_fail(L, kind, 1, "%s", message);
 }
 
-/* nil, kind, <the string on top>: the message may hold NUL bytes */
+/* the same with the message on top (it may hold NUL bytes) */
 static int fail_top(lua_State *L, const char *kind)
 {
-    lua_pushnil(L);
-    lua_pushstring(L, kind);
-    lua_pushvalue(L, -3);
-    return 3;
+    return ctc_push_fail_top(L, kind, 1);
 }
 
 /* offset of the first needle in hay at or after from, or hn */
@@ -166,38 +159,66 @@ static int on_record(void *ud, size_t index, int kind, int64_t id)
     return 0;
 }
 
-/* null fields become absent; on 5.3+ whole floats become integers */
-static void normalize_record(lua_State *L, int rec)
+/* Walks one record once: null fields become absent, on 5.3+ whole floats
+ * become integers, and the id is read on the way. 1 when the id is a
+ * non-negative whole number below 2^53 (so cjson's double is exact; *id set),
+ * else 0: then the raw bytes must tell. */
+static int walk_record(lua_State *L, int rec, int64_t *id)
 {
+    int exact = 0;
     lua_pushnil(L);
     while (lua_next(L, rec) != 0) {
-        if (lua_rawequal(L, -1, UV_NULL)) {
-            lua_pushvalue(L, -2);
-            lua_pushnil(L);
-            lua_rawset(L, rec);
-        }
+        int t = lua_type(L, -1);
+        if (t == LUA_TNUMBER) {
+            lua_Number v;
+            size_t kn;
+            const char *k;
 #if CTC_HAS_INTEGERS
-        else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-            lua_Number v = lua_tonumber(L, -1);
+            if (lua_isinteger(L, -1)) {
+                lua_Integer iv = lua_tointeger(L, -1);
+                k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kn) : NULL;
+                if (k != NULL && kn == 2 && k[0] == 'i' && k[1] == 'd' && iv >= 0 &&
+                    iv < ((lua_Integer)1 << 53)) {
+                    *id = (int64_t)iv;
+                    exact = 1;
+                }
+                lua_pop(L, 1);
+                continue;
+            }
+#endif
+            v = lua_tonumber(L, -1);
             if (v == floor(v) && fabs(v) < 9007199254740992.0) {
+                k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kn) : NULL;
+                if (k != NULL && kn == 2 && k[0] == 'i' && k[1] == 'd' && v >= 0) {
+                    *id = (int64_t)v;
+                    exact = 1;
+                }
+#if CTC_HAS_INTEGERS
                 lua_pushvalue(L, -2);
                 lua_pushinteger(L, (lua_Integer)v);
                 lua_rawset(L, rec);
-            }
-        }
 #endif
+            }
+        } else if (t == LUA_TLIGHTUSERDATA && lua_rawequal(L, -1, UV_NULL)) {
+            lua_pushvalue(L, -2);
+            lua_pushnil(L);
+            lua_rawset(L, rec); /* clearing a field during lua_next is allowed */
+        }
         lua_pop(L, 1);
     }
+    return exact;
 }
 
-/* data at index `data`; arg 4 is the maxId that was asked for */
+/* data at index `data`; arg 4 is the maxId that was asked for.
+ * One walk over the decoded records normalizes them and collects their ids;
+ * the raw body is scanned only when some id is not exact as a double. */
 static int read_page(lua_State *L, int data, const char *body, size_t n)
 {
     size_t count = 0, i, off = 0;
     int64_t asked = 0, prev;
     page_scan ps;
     const char *why = NULL;
-    int rc;
+    int rc = 0, all_exact;
 
     if (is_null(L, data)) { /* some deployments send null for "nothing" */
         lua_newtable(L);
@@ -211,32 +232,17 @@ static int read_page(lua_State *L, int data, const char *body, size_t n)
     ps.ids = ctc_newuserdata(L, (ps.cap + 1) * sizeof(int64_t));
     ps.bad_kind = CTC_ID_INT;
     ps.bad_index = 0;
-    /* Fast path: every id cjson gave back is a whole number below 2^53, so the
-     * double is exact and the second scan of the raw body can be skipped. */
+    all_exact = ps.cap > 0; /* an empty table may be {}: the scanner tells */
     for (i = 0; i < ps.cap; i++) {
-        lua_Number v;
         lua_rawgeti(L, data, (int)i + 1);
-        if (!lua_istable(L, -1)) {
-            lua_pop(L, 1);
-            break;
-        }
-        lua_getfield(L, -1, "id");
-        if (lua_type(L, -1) != LUA_TNUMBER) {
-            lua_pop(L, 2);
-            break;
-        }
-        v = lua_tonumber(L, -1);
-        lua_pop(L, 2);
-        if (!(v >= 0 && v < 9007199254740992.0 && v == floor(v)))
-            break;
-        ps.ids[i] = (int64_t)v;
+        if (!lua_istable(L, -1) || !walk_record(L, lua_gettop(L), &ps.ids[i]))
+            all_exact = 0; /* keep walking: every record is normalized once */
+        lua_pop(L, 1);
     }
-    if (ps.cap > 0 && i == ps.cap) { /* an empty table may be {}: the scanner tells */
+    if (all_exact)
         count = ps.cap;
-        rc = 0;
-    } else {
+    else
         rc = ctc_json_scan_page(body, n, on_record, &ps, &count, &why, &off);
-    }
     if (rc == CTC_JSON_NO_DATA_ARRAY)
         return fail(L, "protocol", "response data is not an array of records");
     if (rc == 3) {
@@ -244,13 +250,13 @@ static int read_page(lua_State *L, int data, const char *body, size_t n)
         lua_pushfstring(L, "record %s %s", ctc_i64_str(at, (int64_t)ps.bad_index + 1),
                         ps.bad_kind == CTC_ID_MISSING ? "has no id"
                                                       : "has an id that is not a non-negative integer");
-        return fail(L, "protocol", lua_tostring(L, -1));
+        return fail_top(L, "protocol");
     }
     if (rc != 0 || count != ps.cap) {
         char at[CTC_I64_LEN];
         lua_pushfstring(L, "response is not valid JSON (%s at byte %s)",
                         why ? why : "inconsistent array", ctc_i64_str(at, (int64_t)off));
-        return fail(L, "protocol", lua_tostring(L, -1));
+        return fail_top(L, "protocol");
     }
     prev = asked;
     for (i = 0; i < count; i++) {
@@ -261,21 +267,23 @@ static int read_page(lua_State *L, int data, const char *body, size_t n)
             lua_pushfstring(L, "page ids do not advance: record %s has id %s, not above %s",
                             ctc_i64_str(at, (int64_t)i + 1), ctc_i64_str(id, ps.ids[i]),
                             ctc_i64_str(above, prev));
-            return fail(L, "protocol", lua_tostring(L, -1));
+            return fail_top(L, "protocol");
         }
         prev = ps.ids[i];
     }
-    for (i = 0; i < count; i++) {
-        lua_rawgeti(L, data, (int)i + 1);
-        if (!lua_istable(L, -1)) {
-            char at[CTC_I64_LEN];
-            lua_pushfstring(L, "record %s is not an object", ctc_i64_str(at, (int64_t)i + 1));
-            return fail(L, "protocol", lua_tostring(L, -1));
+    if (!all_exact) {
+        /* the scanner's exact ids replace cjson's (a string of digits, or past 2^53) */
+        for (i = 0; i < count; i++) {
+            lua_rawgeti(L, data, (int)i + 1);
+            if (!lua_istable(L, -1)) {
+                char at[CTC_I64_LEN];
+                lua_pushfstring(L, "record %s is not an object", ctc_i64_str(at, (int64_t)i + 1));
+                return fail_top(L, "protocol");
+            }
+            ctc_push_id(L, ps.ids[i]);
+            lua_setfield(L, -2, "id");
+            lua_pop(L, 1);
         }
-        normalize_record(L, lua_gettop(L));
-        ctc_push_id(L, ps.ids[i]);
-        lua_setfield(L, -2, "id");
-        lua_pop(L, 1);
     }
     lua_pushvalue(L, data);
     if (count >= CTC_PAGE_SIZE)
@@ -287,11 +295,11 @@ static int read_page(lua_State *L, int data, const char *body, size_t n)
 
 /* ---- the reader ---- */
 
-/* core.response(op, status, body [, asked_max_id [, secrets]]) -> value(s) | nil, kind, message
+/* core.response(op, status, body [, asked_max_id [, secrets]]) -> value(s) | nil, err
  * secrets: an array of strings replaced by "***" in any text taken from the body. */
 static int l_response(lua_State *L)
 {
-    int op = luaL_checkoption(L, 1, NULL, op_names);
+    int op = luaL_checkoption(L, 1, NULL, ctc_op_names);
     lua_Number st = lua_isnumber(L, 2) ? lua_tonumber(L, 2) : -1;
     int status;
     size_t n;
@@ -343,14 +351,14 @@ static int l_response(lua_State *L)
     lua_getfield(L, top, "data");
     data = lua_gettop(L);
     switch (op) {
-    case OP_BIND:
+    case CTC_OP_BIND_SEAT:
         lua_pushboolean(L, 1);
         return 1;
-    case OP_DIAL:
+    case CTC_OP_DIAL:
         if (lua_type(L, data) != LUA_TSTRING || ctc_rawlen(L, data) == 0)
             return fail(L, "protocol", "response data is not a session id string");
         return 1;
-    case OP_BALANCE:
+    case CTC_OP_BALANCE:
         if (lua_type(L, data) != LUA_TNUMBER)
             return fail(L, "protocol", "response data is not a number");
 #if CTC_HAS_INTEGERS

@@ -266,9 +266,9 @@ local function api_once(st, op, request, asked)
   if bad then
     return nil, bad
   end
-  local v1, v2, v3 = core.response(op, res.status, res.body, asked)
+  local v1, v2 = core.response(op, res.status, res.body, asked)
   if v1 == nil then
-    return nil, new_error(st, v2, v3, { status = res.status, sent = true }), res
+    return nil, new_error(st, v2.kind, v2.message, { status = res.status, sent = true }), res
   end
   return v1, v2, res
 end
@@ -309,7 +309,7 @@ local function call(self, fname, op, args)
   end
   local request, asked = core.request(op, st.cfg, args)
   if not request then
-    return bad_argument(fname, 1, asked)
+    return bad_argument(fname, 1, asked.message)
   end
   return st, request, asked
 end

@@ -30,3 +30,14 @@ describe("core exports", function()
     assert.is_nil(core.http_date())
   end)
 end)
+
+describe("core.OPS", function()
+  it("names the four calls once, in the provider's order", function()
+    assert.same({ "bind_seat", "dial", "balance", "records_page" }, core.OPS)
+    for _, op in ipairs(core.OPS) do
+      -- every name is one core.request and core.response accept
+      assert.has_no_error(function() core.request(op, { base_url = "http://x" }, {}) end)
+      assert.has_no_error(function() core.response(op, 500, "") end)
+    end
+  end)
+end)

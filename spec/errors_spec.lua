@@ -203,8 +203,9 @@ describe("core.response error text", function()
     -- the secret straddles the 60-byte excerpt: cutting first would leave a part of it
     local body = string.rep("x", 50) .. SECRET .. string.rep("y", 40)
     for _, status in ipairs { 502, 200 } do
-      local v, kind, msg = core.response("balance", status, body, nil, { "other", SECRET })
+      local v, err = core.response("balance", status, body, nil, { "other", SECRET })
       assert.is_nil(v)
+      local kind, msg = err.kind, err.message
       assert.equal(status == 200 and "protocol" or "http", kind)
       assert.is_nil(msg:find("0123456", 1, true), msg)
       assert.matches("xxx***", msg, 1, true)
@@ -213,24 +214,23 @@ describe("core.response error text", function()
 
   it("redacts secrets from meta.message of api and http errors; a NUL survives", function()
     local body = h.json { meta = { success = false, message = "seat \0 busy, key " .. SECRET .. "!" } }
-    local _, kind, msg = core.response("balance", 200, body, nil, { SECRET })
-    assert.equal("api", kind)
-    assert.equal("seat \0 busy, key ***!", msg)
-    _, kind, msg = core.response("balance", 503, body, nil, { SECRET, "" })
-    assert.equal("http", kind)
-    assert.equal("the server answered HTTP 503: seat \0 busy, key ***!", msg)
+    local _, err = core.response("balance", 200, body, nil, { SECRET })
+    assert.same({ kind = "api", message = "seat \0 busy, key ***!", sent = true }, err)
+    _, err = core.response("balance", 503, body, nil, { SECRET, "" })
+    assert.equal("http", err.kind)
+    assert.equal("the server answered HTTP 503: seat \0 busy, key ***!", err.message)
     -- without secrets the message is the provider's, exactly
-    _, kind, msg = core.response("dial", 200, h.json { meta = { success = false, message = "a\0b" } })
-    assert.equal("api", kind)
-    assert.equal("a\0b", msg)
+    _, err = core.response("dial", 200, h.json { meta = { success = false, message = "a\0b" } })
+    assert.equal("api", err.kind)
+    assert.equal("a\0b", err.message)
   end)
 
   it("a status that is not an integer from 100 to 599 is a protocol error", function()
     for _, status in ipairs { 1e300, -1e300, 0 / 0, 1 / 0, 99, 600, 200.5, 2 ^ 31, -2 ^ 31 } do
-      local v, kind, msg = core.response("balance", status, h.json { meta = { success = true }, data = 1 })
+      local v, err = core.response("balance", status, h.json { meta = { success = true }, data = 1 })
       assert.is_nil(v)
-      assert.equal("protocol", kind, tostring(status))
-      assert.matches("HTTP status", msg)
+      assert.equal("protocol", err.kind, tostring(status))
+      assert.matches("HTTP status", err.message)
     end
     assert.equal(1, core.response("balance", 200, h.json { meta = { success = true }, data = 1 }))
   end)
@@ -242,10 +242,39 @@ describe("core.response record ids in messages", function()
   it("prints ids of 15 digits and more exactly when a page does not advance", function()
     for _, id in ipairs { "123456789012345", "9007199254740992", "9007199254740993" } do
       local body = '{"meta":{"success":true},"data":[{"id":' .. id .. '},{"id":' .. id .. '}]}'
-      local v, kind, msg = core.response("records_page", 200, body, "1")
+      local v, err = core.response("records_page", 200, body, "1")
       assert.is_nil(v)
-      assert.equal("protocol", kind)
-      assert.equal("page ids do not advance: record 2 has id " .. id .. ", not above " .. id, msg)
+      assert.equal("protocol", err.kind)
+      assert.equal("page ids do not advance: record 2 has id " .. id .. ", not above " .. id, err.message)
     end
+  end)
+end)
+
+describe("the core's one failure shape", function()
+  local core = require "clicktocall.core"
+
+  it("core.request fails with nil and an argument error table, nothing sent", function()
+    local cfg = { base_url = "http://x", authorization = "a", user_agent = "u", user_data = "d" }
+    local req, err = core.request("dial", cfg, { caller = "12", callee = "13500000003", seat = "P" })
+    assert.is_nil(req)
+    assert.same({ kind = "argument", sent = false,
+                  message = "field 'caller': phone number has 2 digits; a Chinese mobile number has 11" }, err)
+  end)
+
+  it("core.response fails with nil and an error table, sent", function()
+    local v, err = core.response("balance", 200, '{"meta":{"success":true},"data":"x"}')
+    assert.is_nil(v)
+    assert.same({ kind = "protocol", message = "response data is not a number", sent = true }, err)
+  end)
+
+  it("the libcurl transport fails with the same shape, plus libcurl's code", function()
+    local t = core.curl_transport()
+    local res, err = t:perform { method = "GET", url = "ftp://127.0.0.1/" }
+    assert.is_nil(res)
+    assert.equal("protocol", err.kind)
+    assert.is_false(err.sent)
+    assert.equal("CURLE_UNSUPPORTED_PROTOCOL", err.code_name)
+    assert.is_string(err.message)
+    t:close()
   end)
 end)

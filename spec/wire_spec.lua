@@ -129,3 +129,37 @@ describe("core.request", function()
     assert.is_nil(parts2)
   end)
 end)
+
+describe("core.response on a records page", function()
+  local core = require "clicktocall.core"
+
+  it("normalizes every record and keeps exact ids, whichever path reads the ids", function()
+    local recs = {
+      '{"id":5,"a":null,"n":2.0,"f":1.5}',
+      '{"id":"9007199254740993","a":null,"n":3.0}', -- a string id: the raw bytes are read
+      '{"a":null,"id":9007199254740995,"n":4.0}',   -- past 2^53: cjson's double is not exact
+      '{"id":9007199254740996,"b":"x"}',
+    }
+    local body = '{"meta":{"success":true},"data":[' .. table.concat(recs, ",") .. "]}"
+    local data, nxt = core.response("records_page", 200, body, 0)
+    assert.is_table(data, nxt)
+    assert.is_nil(nxt) -- fewer than a page
+    assert.equal(4, #data)
+    local want = { "5", "9007199254740993", "9007199254740995", "9007199254740996" }
+    for i, rec in ipairs(data) do
+      assert.equal(want[i], string.format("%s", rec.id):gsub("%.0$", ""))
+      assert.is_nil(rec.a)
+    end
+    if math.type then
+      assert.equal("integer", math.type(data[1].n))
+      assert.equal("integer", math.type(data[3].n))
+      assert.equal("float", math.type(data[1].f))
+      assert.equal("integer", math.type(data[1].id))
+    end
+    -- all ids exact: no raw scan, same result
+    data = core.response("records_page", 200, '{"meta":{"success":true},"data":[{"id":1,"z":null},{"id":2}]}')
+    assert.equal(1, data[1].id)
+    assert.equal(2, data[2].id)
+    assert.is_nil(data[1].z)
+  end)
+end)
