@@ -6,15 +6,15 @@
  * so the path without one runs too):
  *   - status 200 and each op: bind_seat, dial, balance, records_page (no cursor, cursor 0.0);
  *   - one non-2xx status and one that is no HTTP status (chosen by the length), one op.
- * Checks: it never raises; it returns exactly the documented values: nil, kind, message
- * (kind "protocol" for a status that is none, "http" for a non-2xx one, "api" or "protocol"
- * for a 2xx one; a message that holds neither secret), or per op true / a non-empty string /
- * a number / (records, next), where the records are objects without cjson.null fields, with
- * integer ids rising above the cursor that are the scanner's ids wherever it reads one, and
- * next is the last id of a full page (else nil). Cursor 0 gives what no cursor gives; on a
- * page, a cursor just below the first id (as a string of digits) gives the same page, and
- * the first id itself is refused. The Lua heap, after a full collection now and then, stays
- * where it started (the reader keeps nothing).
+ * Checks: it never raises; it returns exactly the documented values: nil, { kind, message,
+ * sent = true } (kind "protocol" for a status that is none, "http" for a non-2xx one, "api"
+ * or "protocol" for a 2xx one; a message that holds neither secret), or per op true / a
+ * non-empty string / a number / (records, next), where the records are objects without
+ * cjson.null fields, with integer ids rising above the cursor that are the scanner's ids
+ * wherever it reads one, and next is the last id of a full page (else nil). Cursor 0 gives
+ * what no cursor gives; on a page, a cursor just below the first id (as a string of digits)
+ * gives the same page, and the first id itself is refused. The Lua heap, after a full
+ * collection now and then, stays where it started (the reader keeps nothing).
  */
 #include <math.h>
 
@@ -137,21 +137,26 @@ static int call(const req *r, const input *in, int *base)
     return lua_gettop(L) - *base;
 }
 
-/* nil, kind, message at base+1..base+3; returns the kind's first letter, or 0 if not an
- * error. The kind: "protocol" for a status that is no HTTP status, "http" for one that is
- * not 2xx, else "api" or "protocol". */
+/* nil, { kind, message, sent = true } at base+1, base+2; returns the kind's first letter,
+ * or 0 if not an error. The kind: "protocol" for a status that is no HTTP status, "http" for
+ * one that is not 2xx, else "api" or "protocol". */
 static int check_error(const req *r, int base, int nres)
 {
     const char *kind, *msg;
     size_t mn;
+    int k;
     if (!lua_isnil(L, base + 1)) {
         REQUIRE(r->status >= 200 && r->status <= 299);
         return 0;
     }
-    REQUIRE(nres == 3);
-    REQUIRE(lua_type(L, base + 2) == LUA_TSTRING && lua_type(L, base + 3) == LUA_TSTRING);
-    kind = lua_tostring(L, base + 2);
-    msg = lua_tolstring(L, base + 3, &mn);
+    REQUIRE(nres == 2 && lua_istable(L, base + 2));
+    lua_getfield(L, base + 2, "kind");
+    lua_getfield(L, base + 2, "message");
+    lua_getfield(L, base + 2, "sent");
+    REQUIRE(lua_type(L, -3) == LUA_TSTRING && lua_type(L, -2) == LUA_TSTRING);
+    REQUIRE(lua_isboolean(L, -1) && lua_toboolean(L, -1)); /* an answer came: it was sent */
+    kind = lua_tostring(L, -3);
+    msg = lua_tolstring(L, -2, &mn);
     if (!whole_status(r->status))
         REQUIRE(strcmp(kind, "protocol") == 0);
     else if (r->status >= 200 && r->status <= 299)
@@ -163,7 +168,9 @@ static int check_error(const req *r, int base, int nres)
         fprintf(stderr, "a secret in the message: %s\n", msg);
         REQUIRE(0);
     }
-    return kind[0];
+    k = kind[0];
+    lua_pop(L, 3);
+    return k;
 }
 
 typedef struct {
@@ -287,7 +294,12 @@ static void same_outcome(int a, int na, int b, int nb)
     REQUIRE(na == nb);
     if (lua_isnil(L, a + 1)) {
         REQUIRE(lua_isnil(L, b + 1));
-        REQUIRE(lua_rawequal(L, a + 2, b + 2) && lua_rawequal(L, a + 3, b + 3));
+        lua_getfield(L, a + 2, "kind");
+        lua_getfield(L, b + 2, "kind");
+        lua_getfield(L, a + 2, "message");
+        lua_getfield(L, b + 2, "message");
+        REQUIRE(lua_rawequal(L, -4, -3) && lua_rawequal(L, -2, -1));
+        lua_pop(L, 4);
         return;
     }
     n = (size_t)lua_rawlen(L, a + 1);
