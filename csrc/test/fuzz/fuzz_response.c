@@ -2,18 +2,22 @@
  * libFuzzer harness for the response reader, core.response(op, status, body [, asked
  * [, secrets]]) in csrc/response.c: Lua C code behind the system lua-cjson. One Lua 5.4 state
  * for the whole run holds clicktocall.core (from package.preload) and cjson (package.cpath).
- * Input: a response body. Per input, under lua_pcall, with a secrets array:
- *   - status 200 and each op: bind_seat, dial, balance, records_page (no cursor, cursor 0);
- *   - one non-2xx status (chosen by the body's length) for one op.
- * Checks: it never raises; it returns exactly the documented values: nil, kind, message
- * (kind "http" for a non-2xx status, "api" or "protocol" for a 2xx one; a message that
- * holds neither secret), or per op true / a non-empty string / a number / (records, next)
- * where the records are objects without cjson.null fields, with integer ids rising above
- * the cursor, that are the scanner's ids wherever it reads one, and next is the last id
- * of a full page (else nil); cursor 0 gives what no cursor gives; on a page, a cursor just
- * below the first id gives the same page and the first id itself is refused. The Lua
- * heap, after a full collection now and then, stays where it started (nothing is kept).
+ * Input: a response body. Per input, under lua_pcall, with a secrets array (not for bind_seat,
+ * so the path without one runs too):
+ *   - status 200 and each op: bind_seat, dial, balance, records_page (no cursor, cursor 0.0);
+ *   - one non-2xx status and one that is no HTTP status (chosen by the length), one op.
+ * Checks: it never raises; it returns exactly the documented values: nil, { kind, message,
+ * sent = true } (kind "protocol" for a status that is none, "http" for a non-2xx one, "api"
+ * or "protocol" for a 2xx one; a message that holds neither secret), or per op true / a
+ * non-empty string / a number / (records, next), where the records are objects without
+ * cjson.null fields, with integer ids rising above the cursor that are the scanner's ids
+ * wherever it reads one, and next is the last id of a full page (else nil). Cursor 0 gives
+ * what no cursor gives; on a page, a cursor just below the first id (as a string of digits)
+ * gives the same page, and the first id itself is refused. The Lua heap, after a full
+ * collection now and then, stays where it started (the reader keeps nothing).
  */
+#include <math.h>
+
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -85,51 +89,88 @@ static int contains(const char *hay, size_t hn, const char *needle)
     return 0;
 }
 
-/* core.response(op, status, body, asked, secrets); asked < 0: nil. Leaves the results on
- * the stack above the returned base and returns how many there are. */
-static int call(const char *op, int status, const input *in, lua_Integer asked, int *base)
+/* one call's arguments: the cursor as Lua code may pass it (nil, an integer, a string of
+ * digits, a float), and with or without the secrets array */
+enum { ASK_NONE, ASK_INT, ASK_STRING, ASK_FLOAT };
+typedef struct {
+    const char *op;
+    double status;
+    int ask;
+    lua_Integer asked;
+    int secrets;
+} req;
+
+static int whole_status(double st)
+{
+    return st >= 100 && st <= 599 && st == floor(st);
+}
+
+/* core.response(op, status, body [, asked [, secrets]]): leaves the results on the stack
+ * above *base and returns how many there are. */
+static int call(const req *r, const input *in, int *base)
 {
     int rc;
     *base = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref_response);
-    lua_pushstring(L, op);
-    lua_pushinteger(L, status);
-    lua_pushlstring(L, in->body, in->len);
-    if (asked < 0)
-        lua_pushnil(L);
+    lua_pushstring(L, r->op);
+    if (whole_status(r->status))
+        lua_pushinteger(L, (lua_Integer)r->status);
     else
-        lua_pushinteger(L, asked);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref_secrets);
+        lua_pushnumber(L, r->status);
+    lua_pushlstring(L, in->body, in->len);
+    switch (r->ask) {
+    case ASK_INT: lua_pushinteger(L, r->asked); break;
+    case ASK_STRING: lua_pushfstring(L, "%I", r->asked); break;
+    case ASK_FLOAT: lua_pushnumber(L, (lua_Number)r->asked); break;
+    default: lua_pushnil(L); break;
+    }
+    if (r->secrets)
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref_secrets);
+    else
+        lua_pushnil(L);
     rc = lua_pcall(L, ARGS, LUA_MULTRET, 0);
     if (rc != LUA_OK) {
-        fprintf(stderr, "core.response('%s', %d, <%zu bytes>) raised: %s\n", op, status, in->len,
-                lua_tostring(L, -1));
+        fprintf(stderr, "core.response('%s', %g, <%zu bytes>) raised: %s\n", r->op, r->status,
+                in->len, lua_tostring(L, -1));
         REQUIRE(rc == LUA_OK);
     }
     return lua_gettop(L) - *base;
 }
 
-/* nil, kind, message at base+1..base+3; returns the kind's first letter, or 0 if not an error */
-static int check_error(int base, int nres, int status)
+/* nil, { kind, message, sent = true } at base+1, base+2; returns the kind's first letter,
+ * or 0 if not an error. The kind: "protocol" for a status that is no HTTP status, "http" for
+ * one that is not 2xx, else "api" or "protocol". */
+static int check_error(const req *r, int base, int nres)
 {
     const char *kind, *msg;
     size_t mn;
-    if (!lua_isnil(L, base + 1))
+    int k;
+    if (!lua_isnil(L, base + 1)) {
+        REQUIRE(r->status >= 200 && r->status <= 299);
         return 0;
-    REQUIRE(nres == 3);
-    REQUIRE(lua_type(L, base + 2) == LUA_TSTRING && lua_type(L, base + 3) == LUA_TSTRING);
-    kind = lua_tostring(L, base + 2);
-    msg = lua_tolstring(L, base + 3, &mn);
-    if (status >= 200 && status <= 299)
+    }
+    REQUIRE(nres == 2 && lua_istable(L, base + 2));
+    lua_getfield(L, base + 2, "kind");
+    lua_getfield(L, base + 2, "message");
+    lua_getfield(L, base + 2, "sent");
+    REQUIRE(lua_type(L, -3) == LUA_TSTRING && lua_type(L, -2) == LUA_TSTRING);
+    REQUIRE(lua_isboolean(L, -1) && lua_toboolean(L, -1)); /* an answer came: it was sent */
+    kind = lua_tostring(L, -3);
+    msg = lua_tolstring(L, -2, &mn);
+    if (!whole_status(r->status))
+        REQUIRE(strcmp(kind, "protocol") == 0);
+    else if (r->status >= 200 && r->status <= 299)
         REQUIRE(strcmp(kind, "api") == 0 || strcmp(kind, "protocol") == 0);
     else
         REQUIRE(strcmp(kind, "http") == 0);
     REQUIRE(mn > 0);
-    if (contains(msg, mn, SECRET) || contains(msg, mn, SECRET2)) {
+    if (r->secrets && (contains(msg, mn, SECRET) || contains(msg, mn, SECRET2))) {
         fprintf(stderr, "a secret in the message: %s\n", msg);
         REQUIRE(0);
     }
-    return kind[0];
+    k = kind[0];
+    lua_pop(L, 3);
+    return k;
 }
 
 typedef struct {
@@ -230,10 +271,11 @@ static size_t check_page(const input *in, int base, int nres, lua_Integer asked)
     return n;
 }
 
-static void check_op(const char *op, const input *in)
+static void check_op(const char *op, int secrets, const input *in)
 {
-    int base, nres = call(op, 200, in, -1, &base);
-    if (check_error(base, nres, 200) == 0) {
+    req r = { op, 200, ASK_NONE, 0, secrets };
+    int base, nres = call(&r, in, &base);
+    if (check_error(&r, base, nres) == 0) {
         REQUIRE(nres == 1);
         if (op[0] == 'b' && op[1] == 'i')
             REQUIRE(lua_isboolean(L, base + 1) && lua_toboolean(L, base + 1));
@@ -252,7 +294,12 @@ static void same_outcome(int a, int na, int b, int nb)
     REQUIRE(na == nb);
     if (lua_isnil(L, a + 1)) {
         REQUIRE(lua_isnil(L, b + 1));
-        REQUIRE(lua_rawequal(L, a + 2, b + 2) && lua_rawequal(L, a + 3, b + 3));
+        lua_getfield(L, a + 2, "kind");
+        lua_getfield(L, b + 2, "kind");
+        lua_getfield(L, a + 2, "message");
+        lua_getfield(L, b + 2, "message");
+        REQUIRE(lua_rawequal(L, -4, -3) && lua_rawequal(L, -2, -1));
+        lua_pop(L, 4);
         return;
     }
     n = (size_t)lua_rawlen(L, a + 1);
@@ -269,40 +316,52 @@ static void same_outcome(int a, int na, int b, int nb)
 
 static void check_records(const input *in)
 {
+    req r = { "records_page", 200, ASK_NONE, 0, 1 };
     int a, na, b, nb;
 
-    na = call("records_page", 200, in, -1, &a);
-    if (check_error(a, na, 200) == 0 && check_page(in, a, na, -1) > 0) {
+    na = call(&r, in, &a);
+    if (check_error(&r, a, na) == 0 && check_page(in, a, na, -1) > 0) {
+        req rb = r, rc = r;
         int c, nc;
-        lua_Integer first;
         lua_rawgeti(L, a + 1, 1);
         lua_getfield(L, -1, "id");
-        first = lua_tointeger(L, -1);
+        rb.asked = lua_tointeger(L, -1) - 1;
         lua_pop(L, 2);
-        /* just below the first id: the same page; the first id itself: refused */
-        nb = call("records_page", 200, in, first - 1, &b);
-        REQUIRE(check_error(b, nb, 200) == 0);
-        REQUIRE(check_page(in, b, nb, first - 1) > 0);
+        /* just below the first id (as a string of digits): the same page; the first id
+         * itself: refused */
+        rb.ask = ASK_STRING;
+        nb = call(&rb, in, &b);
+        REQUIRE(check_error(&rb, b, nb) == 0);
+        REQUIRE(check_page(in, b, nb, rb.asked) > 0);
         same_outcome(a, na, b, nb);
-        nc = call("records_page", 200, in, first, &c);
-        REQUIRE(check_error(c, nc, 200) == 'p');
+        rc.ask = ASK_INT;
+        rc.asked = rb.asked + 1;
+        nc = call(&rc, in, &c);
+        REQUIRE(check_error(&rc, c, nc) == 'p');
         lua_settop(L, b);
     }
-    /* no cursor is cursor 0 */
-    nb = call("records_page", 200, in, 0, &b);
-    if (check_error(b, nb, 200) == 0)
+    /* no cursor is cursor 0 (here a float, as Lua 5.1 code would pass it) */
+    r.ask = ASK_FLOAT;
+    nb = call(&r, in, &b);
+    if (check_error(&r, b, nb) == 0)
         check_page(in, b, nb, 0);
     same_outcome(a, na, b, nb);
     lua_settop(L, a);
 }
 
-static void check_http(const input *in)
+/* a status that is not 2xx, and one that is no HTTP status at all, chosen by the length */
+static void check_status(const input *in)
 {
-    static const int statuses[] = { 404, 429, 500, 503, 301, 101, 199, 300, 599 };
+    static const double statuses[] = { 404, 429, 500, 503, 301, 101, 199, 300, 599 };
+    static const double bad[] = { 0, 99, 600, 200.5, -200, 1e300, -1e300 };
     static const char *const ops[] = { "bind_seat", "dial", "balance", "records_page" };
-    int status = statuses[in->len % (sizeof statuses / sizeof statuses[0])];
-    int base, nres = call(ops[in->len % 4], status, in, -1, &base);
-    REQUIRE(check_error(base, nres, status) == 'h');
+    req r = { ops[in->len % 4], statuses[in->len % 9], ASK_NONE, 0, 1 };
+    int base, nres = call(&r, in, &base);
+    REQUIRE(check_error(&r, base, nres) == 'h');
+    lua_settop(L, base);
+    r.status = (in->len % 8 == 7) ? NAN : bad[in->len % 7];
+    nres = call(&r, in, &base);
+    REQUIRE(check_error(&r, base, nres) == 'p');
     lua_settop(L, base);
 }
 
@@ -316,11 +375,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in.body = (const char *)data;
     in.len = size;
     top = lua_gettop(L);
-    check_op("bind_seat", &in);
-    check_op("dial", &in);
-    check_op("balance", &in);
+    check_op("bind_seat", 0, &in); /* without secrets: the reader's other path */
+    check_op("dial", 1, &in);
+    check_op("balance", 1, &in);
     check_records(&in);
-    check_http(&in);
+    check_status(&in);
     REQUIRE(lua_gettop(L) == top);
     /* keep the heap flat; and after a full collection nothing the reader made is left */
     lua_gc(L, LUA_GCSTEP, 0);
