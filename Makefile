@@ -87,7 +87,7 @@ asan:
 
 parsers-test: | deps
 	@mkdir -p build/test
-	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -g -fsanitize=address,undefined \
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -g -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
 	  -fno-omit-frame-pointer -Icsrc csrc/test/test_parsers.c csrc/phone.c csrc/timefmt.c \
 	  csrc/jsonscan.c -o build/test/test_parsers
 	build/test/test_parsers
@@ -96,7 +96,7 @@ parsers-test: | deps
 # Lua binding too, hence liblua for this test program only.
 crypto-test: | deps
 	@mkdir -p build/test
-	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -g -fsanitize=address,undefined \
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -g -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
 	  -fno-omit-frame-pointer $(LUA_CFLAGS) -Icsrc csrc/test/test_crypto.c csrc/sha256.c \
 	  csrc/base64.c -o build/test/test_crypto $$(pkg-config --libs $(LUA_PC))
 	build/test/test_crypto

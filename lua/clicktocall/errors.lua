@@ -84,9 +84,14 @@ function _M.from_transport(terr)
   if sent == nil then
     sent = true -- unknown: assume the worst, a dial must never be sent twice
   end
+  -- a transport that knows better (a full disk, a re-send it refused) says retryable = false
+  local retryable = kind == "network" or kind == "timeout"
+  if type(terr.retryable) == "boolean" then
+    retryable = terr.retryable
+  end
   return _M.new(kind, tostring(terr.message or "the transport failed"), {
     sent = sent, status = terr.status, code = terr.code, code_name = terr.code_name,
-    retryable = kind == "network" or kind == "timeout",
+    retryable = retryable,
   })
 end
 
