@@ -38,9 +38,9 @@ build = {
     ["clicktocall.transport.ngx"] = "lua/clicktocall/transport/ngx.lua",
     ["clicktocall.core"] = {
       sources = {
-        "csrc/base64.c", "csrc/buf.c", "csrc/core.c", "csrc/curl.c", "csrc/files.c",
+        "csrc/base64.c", "csrc/buf.c", "csrc/core.c", "csrc/curl.c", "csrc/cursor.c", "csrc/files.c",
         "csrc/jsonscan.c", "csrc/phone.c", "csrc/request.c", "csrc/response.c",
-        "csrc/sha256.c", "csrc/timefmt.c",
+        "csrc/push.c", "csrc/sha256.c", "csrc/timefmt.c",
       },
       defines = { 'CTC_VERSION="' .. CTC_VERSION .. '"', "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "m" },
