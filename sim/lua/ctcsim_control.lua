@@ -2,6 +2,7 @@
 local util = require "ctcsim_util"
 local store = require "ctcsim_store"
 local faults = require "ctcsim_fault"
+local recording = require "ctcsim_recording"
 
 local ngx = ngx
 local type = type
@@ -37,24 +38,62 @@ handlers["POST /_sim/reset"] = function()
   return util.send_json(200, { ok = true })
 end
 
+local MAX_TIMES = 1000000
+
+-- "times": a list of end times -> the sorted Unix seconds, or nil, message
+local function seed_times(list)
+  if type(list) ~= "table" or list[1] == nil or #list > MAX_TIMES then
+    return nil, "times must be a non-empty list of at most " .. MAX_TIMES .. " times"
+  end
+  local out = {}
+  for i = 1, #list do
+    local t = util.to_epoch(list[i])
+    if not t then return nil, "times[" .. i .. "] must be \"yyyy-MM-dd HH:mm:ss\" (UTC+8) or Unix seconds" end
+    out[i] = t
+  end
+  table.sort(out)
+  return out
+end
+
+local function opt_recording_bytes(v)
+  local n = util.to_int(v, recording.MIN_BYTES, recording.MAX_BYTES)
+  if not n or n ~= v then
+    return nil, "recording_bytes must be an integer " .. recording.MIN_BYTES .. ".." .. recording.MAX_BYTES
+  end
+  return n
+end
+
 handlers["POST /_sim/seed"] = function()
   local req, err = body_object(false)
   if not req then return fail(400, err) end
-  local count = util.to_int(req.count, 1, 100000000)
-  if not count then return fail(400, "count must be an integer 1..100000000") end
-  local t0 = util.to_epoch(req.start_time)
-  local t1 = util.to_epoch(req.end_time)
-  if not t0 or not t1 then
-    return fail(400, "start_time and end_time must be \"yyyy-MM-dd HH:mm:ss\" (UTC+8) or Unix seconds")
+  local times, count, t0, t1
+  if req.times ~= nil then
+    times, err = seed_times(req.times)
+    if not times then return fail(400, err) end
+    if req.count ~= nil and req.count ~= #times then return fail(400, "count must be the number of times") end
+    count = #times
+  else
+    count = util.to_int(req.count, 1, 100000000)
+    if not count then return fail(400, "count must be an integer 1..100000000") end
+    t0 = util.to_epoch(req.start_time)
+    t1 = util.to_epoch(req.end_time)
+    if not t0 or not t1 then
+      return fail(400, "start_time and end_time must be \"yyyy-MM-dd HH:mm:ss\" (UTC+8) or Unix seconds")
+    end
+    if t1 < t0 then return fail(400, "end_time is before start_time") end
   end
-  if t1 < t0 then return fail(400, "end_time is before start_time") end
   local ud = opt_string(req.user_data, util.config.user_data)
   if not ud then return fail(400, "user_data must be a non-empty string") end
   local recorded = req.recorded
   if recorded == util.null then recorded = nil end
   if recorded ~= nil and type(recorded) ~= "boolean" then return fail(400, "recorded must be true, false or absent") end
+  local rbytes
+  if req.recording_bytes ~= nil and req.recording_bytes ~= util.null then
+    rbytes, err = opt_recording_bytes(req.recording_bytes)
+    if not rbytes then return fail(400, err) end
+  end
   if not store.is_known(ud) then store.add_customer(ud) end
-  local first, last = store.seed(count, t0, t1, ud, recorded)
+  local first, last = store.seed(count, t0, t1, ud, recorded, times, rbytes)
   if not first then return fail(507, last) end
   return util.send_json(200, { first_id = first, last_id = last })
 end
@@ -81,24 +120,60 @@ handlers["POST /_sim/clock"] = function()
   return util.send_json(200, { offset_seconds = off, now = util.fmt_time(util.now()) })
 end
 
+-- numeric options: name -> { lo, hi, what }; null (or 0 where 0 means "none") removes the option
+local NUM_OPTIONS = {
+  dial_duration = { 1, 86400, "an integer 1..86400 or null" },
+  recording_bytes = { recording.MIN_BYTES, recording.MAX_BYTES,
+                      "an integer " .. recording.MIN_BYTES .. ".." .. recording.MAX_BYTES .. " or null" },
+  recording_rate = { 0, 1e12, "an integer number of bytes per second (0 or null: no limit)" },
+  latency_ms = { 0, 600000, "an integer 0..600000 (0 or null: none)" },
+  recording_latency_ms = { 0, 600000, "an integer 0..600000 (0 or null: none)" },
+}
+
+local function options()
+  local out = { dial_recorded = store.dial_recorded() }
+  for name in pairs(NUM_OPTIONS) do
+    local v = util.dict:get("opt:" .. name)
+    if v == nil then v = util.null end
+    out[name] = v
+  end
+  if out.dial_duration == util.null then out.dial_duration = "formula" end
+  return out
+end
+M.options = options
+
 handlers["POST /_sim/options"] = function()
   local req, err = body_object(false)
   if not req then return fail(400, err) end
+  -- check everything before changing anything
+  local set = {}
   if req.dial_recorded ~= nil then
     if type(req.dial_recorded) ~= "boolean" then return fail(400, "dial_recorded must be a boolean") end
-    util.dict:set("opt:dial_recorded", req.dial_recorded)
+    set.dial_recorded = req.dial_recorded
   end
-  if req.dial_duration ~= nil then
-    if req.dial_duration == util.null then
-      util.dict:delete("opt:dial_duration")
-    else
-      local d = util.to_int(req.dial_duration, 1, 86400)
-      if not d then return fail(400, "dial_duration must be an integer 1..86400 or null") end
-      util.dict:set("opt:dial_duration", d)
+  for name, r in pairs(NUM_OPTIONS) do
+    local v = req[name]
+    if v ~= nil then
+      if v == util.null then
+        set[name] = false
+      else
+        local n = util.to_int(v, r[1], r[2])
+        if not n or n ~= v then return fail(400, name .. " must be " .. r[3]) end
+        if n == 0 then set[name] = false else set[name] = n end
+      end
     end
   end
-  return util.send_json(200, { dial_recorded = store.dial_recorded(),
-                               dial_duration = util.dict:get("opt:dial_duration") or "formula" })
+  for k in pairs(req) do
+    if k ~= "dial_recorded" and not NUM_OPTIONS[k] then return fail(400, "unknown option " .. tostring(k)) end
+  end
+  for name, v in pairs(set) do
+    if v == false and name ~= "dial_recorded" then
+      util.dict:delete("opt:" .. name)
+    else
+      util.dict:set("opt:" .. name, v)
+    end
+  end
+  return util.send_json(200, options())
 end
 
 handlers["GET /_sim/requests"] = function()
@@ -110,6 +185,32 @@ handlers["POST /_sim/requests/clear"] = function()
   util.read_body()
   faults.log_clear()
   return util.send_json(200, { ok = true })
+end
+
+handlers["GET /_sim/stats"] = function()
+  return util.send_json(200, faults.stats())
+end
+
+handlers["POST /_sim/stats/clear"] = function()
+  util.read_body()
+  faults.stats_clear()
+  return util.send_json(200, { ok = true })
+end
+
+-- GET /_sim/recording_info/<sessionId>[.wav]: what a download of it gets now
+local function recording_info(sid)
+  sid = sid:gsub("%.wav$", "")
+  local status, bytes, tend
+  local a, b, c, d = recording.find(sid)
+  if a then status, bytes, tend = 200, b, c else status, bytes, tend = b, c, d end
+  if status == 404 then return fail(404, "no recording for session " .. sid) end
+  local sha, err = recording.cached_sha256(sid, bytes)
+  if not sha then return fail(500, err) end
+  return util.send_json(200, {
+    session_id = sid, status = status, bytes = bytes or #recording.WAV, sha256 = sha,
+    generated = bytes ~= nil, call_end_time = util.fmt_time(tend),
+    expires_at = tend + util.RECORDING_TTL,
+  })
 end
 
 handlers["POST /_sim/fault"] = function()
@@ -145,6 +246,8 @@ handlers["GET /_sim/state"] = function()
     now = util.fmt_time(util.now()),
     dial_recorded = store.dial_recorded(),
     dial_duration = util.dict:get("opt:dial_duration") or "formula",
+    options = options(),
+    stats = faults.stats(),
     faults = faults.list(),
     request_log_seq = util.dict:get("log_seq") or 0,
     request_log_dropped = util.dict:get("log_dropped") or 0,
@@ -161,6 +264,11 @@ function M.handle(uri)
   if method == "HEAD" then method = "GET" end
   local h = handlers[method .. " " .. uri]
   if h then return h() end
+  local sid = uri:match("^/_sim/recording_info/([^/]+)$")
+  if sid then
+    if method ~= "GET" then return fail(405, "method " .. method .. " not allowed on " .. uri) end
+    return recording_info(sid)
+  end
   for k in pairs(handlers) do
     if k:match("^%u+ (.*)$") == uri then return fail(405, "method " .. method .. " not allowed on " .. uri) end
   end

@@ -5,7 +5,10 @@
 --   seeded range:  "s|<first_id>|<count>|<t0>|<t1>|<recorded a/1/0>|<user_data>"
 --                  record i (first_id <= i < first_id+count) ends at t0 + floor((i-first)*(t1-t0)/(count-1))
 --                  and is synthesized from a formula on demand (1,000,000 records cost one key)
+--   seeded times:  "t|<first_id>|<count>|<recorded a/1/0>|<user_data>" with the sorted end times under
+--                  "times:<first_id>" (comma-separated Unix seconds): record first_id+k ends at the k-th time
 --   dialled call:  "d|<id>|<end_time>|<user_data>"  with the record's JSON under "rec:<id>"
+-- A seed's recording size (when given) is under "rbytes:<first_id>".
 local util = require "ctcsim_util"
 
 local ngx = ngx
@@ -95,13 +98,37 @@ end
 
 -- segments ------------------------------------------------------------------------
 
+-- the end times of a "t" segment, parsed once per worker (first ids are never reused, so never stale)
+local times_cache = {}
+local times_cached = 0
+
+local function seg_times(first)
+  local t = times_cache[first]
+  if t then return t end
+  t = {}
+  local s = dict:get("times:" .. first) or ""
+  for v in s:gmatch("[^,]+") do t[#t + 1] = tonumber(v) end
+  if times_cached >= 64 then       -- bound the worker's memory: start afresh
+    times_cache, times_cached = {}, 0
+  end
+  times_cache[first] = t
+  times_cached = times_cached + 1
+  return t
+end
+
 local function parse_seg(s)
   if not s then return nil end
-  if s:byte(1) == 115 then -- "s"
+  local b = s:byte(1)
+  if b == 115 then -- "s"
     local first, count, t0, t1, rec, ud = s:match("^s|(%d+)|(%d+)|(%-?%d+)|(%-?%d+)|(%w)|(.*)$")
     first, count = tonumber(first), tonumber(count)
     return { kind = "s", first = first, last = first + count - 1, count = count,
              t0 = tonumber(t0), t1 = tonumber(t1), rec = rec, ud = ud }
+  elseif b == 116 then -- "t"
+    local first, count, rec, ud = s:match("^t|(%d+)|(%d+)|(%w)|(.*)$")
+    first, count = tonumber(first), tonumber(count)
+    return { kind = "t", first = first, last = first + count - 1, count = count, times = seg_times(first),
+             rec = rec, ud = ud }
   else
     local id, tend, ud = s:match("^d|(%d+)|(%-?%d+)|(.*)$")
     id = tonumber(id)
@@ -128,6 +155,7 @@ end
 
 -- end time of the k-th (0-based) record of a seeded segment
 local function seg_time(seg, k)
+  if seg.times then return seg.times[k + 1] end
   if seg.count <= 1 then return seg.t0 end
   return seg.t0 + floor(k * (seg.t1 - seg.t0) / (seg.count - 1))
 end
@@ -236,14 +264,22 @@ local function json_inner(str)
   return j:sub(2, -2)
 end
 
--- a record by id (plus its end time), or nil
+-- a record by id (plus its end time and its segment's first id), or nil
 function M.get_record(id)
   local k = find_seg(id)
   local seg = get_seg(k)
   if not seg or seg.first > id then return nil end
-  if seg.kind == "s" then return seeded_record(seg, id) end
+  if seg.kind ~= "d" then
+    local rec, tend = seeded_record(seg, id)
+    return rec, tend, seg.first
+  end
   local rec = dialled_record(id)
-  return rec, seg.t0
+  return rec, seg.t0, seg.first
+end
+
+-- the recording size a seed asked for (nil: none given)
+function M.seed_recording_bytes(first)
+  return dict:get("rbytes:" .. first)
 end
 
 -- records of user `ud` with id > max_id and end time in [t_start, t_end], ascending, at most `limit`,
@@ -261,7 +297,7 @@ function M.query(ud, max_id, t_start, t_end, limit, base)
     local seg = get_seg(k)
     if not seg then break end
     if seg.ud == ud then
-      if seg.kind == "s" then
+      if seg.kind ~= "d" then
         local lo = seg_lower(seg, t_start)
         local hi = seg_upper(seg, t_end)
         local a = max(seg.first + lo, from_id)
@@ -300,13 +336,28 @@ local function append_seg(s)
   return k
 end
 
--- seed `count` records; returns first_id, last_id
-function M.seed(count, t0, t1, ud, recorded)
+-- seed `count` records ending evenly over [t0, t1], or one record per end time of the sorted list `times`
+-- (then count = #times); returns first_id, last_id
+function M.seed(count, t0, t1, ud, recorded, times, recording_bytes)
   return util.with_lock(function()
     local first = (dict:get("next_id") or 0) + 1
     local rec = recorded == nil and "a" or (recorded and "1" or "0")
-    local ok, err = append_seg(fmt("s|%d|%d|%d|%d|%s|%s", first, count, t0, t1, rec, ud))
-    if not ok then return nil, "state full: " .. tostring(err) end
+    local ok, err = true, nil
+    -- the segment last: a seed is there whole or not at all (safe_set never evicts other state)
+    if recording_bytes then ok, err = dict:safe_set("rbytes:" .. first, recording_bytes) end
+    if ok and times then ok, err = dict:safe_set("times:" .. first, table.concat(times, ",")) end
+    if ok then
+      if times then
+        ok, err = append_seg(fmt("t|%d|%d|%s|%s", first, count, rec, ud))
+      else
+        ok, err = append_seg(fmt("s|%d|%d|%d|%d|%s|%s", first, count, t0, t1, rec, ud))
+      end
+    end
+    if not ok then
+      dict:delete("rbytes:" .. first)
+      dict:delete("times:" .. first)
+      return nil, "state full: " .. tostring(err)
+    end
     dict:set("next_id", first + count - 1)
     dict:incr("rec_count", count, 0)
     return first, first + count - 1
@@ -357,17 +408,23 @@ function M.dial(ud, seat, caller, callee)
   end)
 end
 
--- reset everything except the id counter (ids keep increasing across resets)
+-- reset everything except the id counter (ids keep increasing across resets) and the in-flight counts
 function M.reset()
   return util.with_lock(function()
     local next_id = dict:get("next_id") or 0
     local log_seq = dict:get("log_seq") or 0
+    -- requests in flight now decrement these when they end: keep them
+    local in_flight = {}
+    for _, class in ipairs { "all", "api", "recordings" } do
+      in_flight[class] = dict:get("inflight:" .. class) or 0
+    end
     dict:flush_all()
     dict:flush_expired()
     dict:set("__lock", true, 5)  -- still ours until with_lock releases it
     dict:set("next_id", next_id)
     dict:set("log_seq", log_seq)
     dict:set("log_base", log_seq)
+    for class, n in pairs(in_flight) do dict:set("inflight:" .. class, n) end
     M.init()
     return true
   end)
