@@ -183,7 +183,7 @@ end
 
 function M.log_phase()
   local ctx = ngx.ctx
-  if ctx.class then faults.finish(ctx.class, ctx.seq, tonumber(ngx.var.body_bytes_sent)) end
+  if ctx.class then faults.finish(ctx.class, ctx.seq) end
 end
 
 return M

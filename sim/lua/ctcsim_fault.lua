@@ -207,16 +207,16 @@ end
 function M.begin(class)
   bump_max("all", dict:incr("inflight:all", 1, 0))
   bump_max(class, dict:incr("inflight:" .. class, 1, 0))
-  dict:incr("nreq:all", 1, 0)
-  dict:incr("nreq:" .. class, 1, 0)
+  dict:incr("nreq:" .. class, 1, 0)      -- all = api + recordings
 end
 
--- the log phase: the request is over (seq: its log entry, body_bytes: bytes of body sent)
-function M.finish(class, seq, body_bytes)
+-- the log phase: the request is over (seq: its log entry)
+function M.finish(class, seq)
   dict:incr("inflight:all", -1, 0)
   dict:incr("inflight:" .. class, -1, 0)
-  if class == "recordings" and body_bytes and body_bytes > 0 then
-    dict:incr("sent:recordings", body_bytes, 0)
+  if class == "recordings" then
+    local body_bytes = tonumber(ngx.var.body_bytes_sent)
+    if body_bytes and body_bytes > 0 then dict:incr("sent:recordings", body_bytes, 0) end
   end
   if seq then
     ngx.update_time()
@@ -241,6 +241,7 @@ function M.stats()
                    requests = dict:get("nreq:" .. class) or 0 }
   end
   local all = out.all
+  all.requests = out.api.requests + out.recordings.requests
   out.all = nil
   all.api, all.recordings = out.api, out.recordings
   all.recordings.body_bytes = dict:get("sent:recordings") or 0
