@@ -40,19 +40,38 @@ end
 
 local MAX_TIMES = 1000000
 
--- "times": a list of end times -> the sorted Unix seconds, or nil, message
-local function seed_times(list)
+-- "times": a list of end times (and "session_ids", one for each) -> the sorted Unix seconds and the
+-- sessionIds in the same order (or nil), or nil, message
+local function seed_times(list, sids)
   if type(list) ~= "table" or list[1] == nil or #list > MAX_TIMES then
     return nil, "times must be a non-empty list of at most " .. MAX_TIMES .. " times"
   end
-  local out = {}
-  for i = 1, #list do
+  local n = #list
+  if sids ~= nil then
+    if type(sids) ~= "table" or #sids ~= n then return nil, "session_ids must be a list as long as times" end
+    local seen = {}
+    for i = 1, n do
+      local v = sids[i]
+      if type(v) ~= "string" or #v > 1024 then
+        return nil, "session_ids[" .. i .. "] must be a string (<= 1024 bytes)"
+      end
+      if seen[v] then return nil, "session_ids[" .. i .. "] repeats an earlier one" end
+      seen[v] = true
+    end
+  end
+  local order = {}
+  for i = 1, n do
     local t = util.to_epoch(list[i])
     if not t then return nil, "times[" .. i .. "] must be \"yyyy-MM-dd HH:mm:ss\" (UTC+8) or Unix seconds" end
-    out[i] = t
+    order[i] = { t, i }
   end
-  table.sort(out)
-  return out
+  table.sort(order, function(a, b) if a[1] ~= b[1] then return a[1] < b[1] end return a[2] < b[2] end)
+  local times, out_sids = {}, sids and {} or nil
+  for k = 1, n do
+    times[k] = order[k][1]
+    if sids then out_sids[k] = sids[order[k][2]] end
+  end
+  return times, out_sids
 end
 
 local function opt_recording_bytes(v)
@@ -66,10 +85,11 @@ end
 handlers["POST /_sim/seed"] = function()
   local req, err = body_object(false)
   if not req then return fail(400, err) end
-  local times, count, t0, t1
+  local times, count, t0, t1, sids
+  if req.session_ids ~= nil and req.times == nil then return fail(400, "session_ids need times") end
   if req.times ~= nil then
-    times, err = seed_times(req.times)
-    if not times then return fail(400, err) end
+    times, sids = seed_times(req.times, req.session_ids)
+    if not times then return fail(400, sids) end
     if req.count ~= nil and req.count ~= #times then return fail(400, "count must be the number of times") end
     count = #times
   else
@@ -93,7 +113,14 @@ handlers["POST /_sim/seed"] = function()
     if not rbytes then return fail(400, err) end
   end
   if not store.is_known(ud) then store.add_customer(ud) end
-  local first, last = store.seed(count, t0, t1, ud, recorded, times, rbytes)
+  if sids then
+    for i = 1, #sids do
+      if store.id_from_custom_session(sids[i]) then
+        return fail(400, "session_ids[" .. i .. "] was seeded before (reset first)")
+      end
+    end
+  end
+  local first, last = store.seed(count, t0, t1, ud, recorded, times, rbytes, sids)
   if not first then return fail(507, last) end
   return util.send_json(200, { first_id = first, last_id = last })
 end
@@ -197,19 +224,36 @@ handlers["POST /_sim/stats/clear"] = function()
   return util.send_json(200, { ok = true })
 end
 
--- GET /_sim/recording_info/<sessionId>[.wav]: what a download of it gets now
-local function recording_info(sid)
-  sid = sid:gsub("%.wav$", "")
-  local status, bytes, tend
-  local a, b, c, d = recording.find(sid)
-  if a then status, bytes, tend = 200, b, c else status, bytes, tend = b, c, d end
-  if status == 404 then return fail(404, "no recording for session " .. sid) end
+-- GET /_sim/recording_info/<sessionId>[.wav], or ?session_id=<percent-encoded sessionId>, or ?id=<record id>:
+-- what a download of it gets now
+local function recording_info(path_sid)
+  local sid = path_sid and path_sid:gsub("%.wav$", "")
+  local id
+  if not sid then
+    local args = ngx.req.get_uri_args(10)
+    if type(args.session_id) == "string" then
+      sid = args.session_id
+    elseif args.id then
+      id = util.to_int(args.id, 1)
+      if not id then return fail(400, "id must be a record id") end
+    else
+      return fail(400, "give a sessionId: /_sim/recording_info/<sessionId>, ?session_id= or ?id=")
+    end
+  end
+  local name = recording.name_of(sid, id)
+  local status, bytes, tend, found_sid
+  local a, b, c, d, e = recording.find(name)
+  if a then status, bytes, tend, found_sid = 200, b, c, a else status, bytes, tend, found_sid = b, c, d, e end
+  if status == 404 then
+    return fail(404, "no recording for " .. (id and ("id " .. id) or ("session " .. util.encode(sid))))
+  end
+  sid = found_sid
   local sha, err = recording.cached_sha256(sid, bytes)
   if not sha then return fail(500, err) end
   return util.send_json(200, {
-    session_id = sid, status = status, bytes = bytes or #recording.WAV, sha256 = sha,
-    generated = bytes ~= nil, call_end_time = util.fmt_time(tend),
-    expires_at = tend + util.RECORDING_TTL,
+    session_id = sid, url_path = "/recordings/" .. name .. ".wav", status = status,
+    bytes = bytes or #recording.WAV, sha256 = sha, generated = bytes ~= nil,
+    call_end_time = util.fmt_time(tend), expires_at = tend + util.RECORDING_TTL,
   })
 end
 
@@ -265,7 +309,7 @@ function M.handle(uri)
   local h = handlers[method .. " " .. uri]
   if h then return h() end
   local sid = uri:match("^/_sim/recording_info/([^/]+)$")
-  if sid then
+  if sid or uri == "/_sim/recording_info" then
     if method ~= "GET" then return fail(405, "method " .. method .. " not allowed on " .. uri) end
     return recording_info(sid)
   end

@@ -97,18 +97,28 @@ function M.source(sid, bytes)
   return { size = bytes, header = wav_header(bytes - M.HEADER, 8000), sid_md5 = ngx.md5_bin(sid) }
 end
 
--- the recording of session `sid`: sid, its size (nil: the default WAV), the call's end time; or nil, the HTTP
--- status a download gets (404 unknown or not recorded; 410 more than 7 days after the call's end), and
--- for a 410 the size and end time
-function M.find(sid)
-  local id = sid and store.id_from_session(sid)
+-- the recording served at /recordings/<name>.wav (name: the sessionId, or r<id> for a custom sessionId):
+-- its sessionId, size (nil: the default WAV), the call's end time; or nil, the HTTP status a download gets
+-- (404 unknown or not recorded; 410 more than 7 days after the call's end), and for a 410 the size and end time
+function M.find(name)
   local rec, tend, first
-  if id then rec, tend, first = store.get_record(id) end
-  if not rec or rec.sessionId ~= sid or rec.recordFlag ~= "1" then return nil, 404 end
+  if name then rec, tend, first = store.record_by_recording_name(name) end
+  if not rec or rec.recordFlag ~= "1" then return nil, 404 end
   local bytes = store.seed_recording_bytes(first) or util.dict:get("opt:recording_bytes")
   -- past its 7 days the provider answers 410 Gone (as the bundled mock does)
-  if util.now() > tend + util.RECORDING_TTL then return nil, 410, bytes, tend end
-  return sid, bytes, tend
+  if util.now() > tend + util.RECORDING_TTL then return nil, 410, bytes, tend, rec.sessionId end
+  return rec.sessionId, bytes, tend
+end
+
+-- the recording's name (see find) of a sessionId or of a record id, or nil
+function M.name_of(sid, id)
+  if id then
+    local _, _, _, name = store.get_record(id)
+    return name
+  end
+  local cid = store.id_from_custom_session(sid)
+  if cid then return store.custom_name(cid) end
+  return sid
 end
 
 -- sha256 ------------------------------------------------------------------------------------

@@ -89,10 +89,16 @@ function sim_mt:options(t) return self:post("/_sim/options", t) end
 function sim_mt:stats() return self:get("/_sim/stats") end
 function sim_mt:stats_clear() return self:post("/_sim/stats/clear") end
 
---- What a download of session sid gets now: { bytes, sha256, status (200 or 410), generated, expires_at, ... },
+local function escape(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
+--- What a download of session sid (any string; or a record id, a number) gets now:
+--  { session_id, url_path, bytes, sha256, status (200 or 410), generated, call_end_time, expires_at },
 --  or nil, message for a session without a recording (the simulator answers 404).
 function sim_mt:recording_info(sid)
-  local res, err = self.http:perform { method = "GET", url = self.base_url .. "/_sim/recording_info/" .. sid }
+  local q = type(sid) == "number" and ("id=%d"):format(sid) or ("session_id=" .. escape(sid))
+  local res, err = self.http:perform { method = "GET", url = self.base_url .. "/_sim/recording_info?" .. q }
   assert(res, err and err.message)
   local v = cjson.decode(res.body)
   if res.status ~= 200 then return nil, v.error or res.body end

@@ -166,7 +166,7 @@ describe("simulator #integration", function()
           assert.equal(size - 8, le32(head, 5))
           assert.equal("data", head:sub(37, 40))
           assert.equal(size - 44, le32(head, 41))
-          local info = assert(s:recording_info(rec.sessionId .. ".wav"))
+          local info = assert(s:get("/_sim/recording_info/" .. rec.sessionId .. ".wav"))
           assert.same({ size, sha, true }, { info.bytes, info.sha256, info.generated })
           local _, _, n2, sha2 = fetch(s, rec.recordFileDownloadUrl)  -- the same bytes every time
           assert.same({ size, sha }, { n2, sha2 })
@@ -381,6 +381,40 @@ describe("simulator #integration", function()
       assert.equal(2, #page)
       assert.equal(40001, #all_records(s, { "2024-01-01 00:00:00", "2024-01-01 23:59:59" }))
     end)
+
+    it("session_ids: any string as sessionId (hostile ones too), the recording at /recordings/r<id>.wav",
+      function()
+        local now = os.time()
+        local hostile = { "../../etc/passwd", ".hidden", "a/b", "\1\n\t", "", "x\0y", "ü/../é" }
+        local times = {}
+        for i = 1, #hostile do times[i] = now - 100 + (i % 3) end
+        local got = s:seed { times = times, session_ids = hostile, recorded = true, recording_bytes = 4000 }
+        local recs = records(s, { maxId = got.first_id - 1 })
+        assert.equal(#hostile, #recs)
+        local seen = {}
+        for _, r in ipairs(recs) do
+          seen[#seen + 1] = r.sessionId
+          local path = ("/recordings/r%d.wav"):format(r.id)
+          assert.equal(s.base_url .. path, r.recordFileDownloadUrl)
+          local res, _, n, sha = fetch(s, r.recordFileDownloadUrl)
+          assert.same({ 200, 4000 }, { res.status, n })
+          local q = assert(s:recording_info(r.sessionId))
+          assert.same({ r.sessionId, sha, path }, { q.session_id, q.sha256, q.url_path })
+          assert.same(q, s:recording_info(r.id))
+        end
+        -- ids follow the times, and the order given for equal times
+        assert.same({ "a/b", "x\0y", "../../etc/passwd", "\1\n\t", "ü/../é", ".hidden", "" }, seen)
+        -- each sessionId once
+        local res = s.http:perform { method = "POST", url = s.base_url .. "/_sim/seed",
+                                     body = cjson.encode { times = { now }, session_ids = { "a/b" } } }
+        assert.equal(400, res.status)
+        res = s.http:perform { method = "POST", url = s.base_url .. "/_sim/seed",
+                               body = cjson.encode { times = { now, now }, session_ids = { "z", "z" } } }
+        assert.equal(400, res.status)
+        assert.equal(404, fetch(s, s.base_url .. "/recordings/r999999.wav").status)
+        assert.is_nil((s:recording_info(999999)))
+        assert.is_nil((s:recording_info("no such session")))
+      end)
 
     it("refuses bad times", function()
       for _, bad in ipairs { {}, { "2024-13-01 00:00:00" }, { true }, "2024-01-01 00:00:00" } do
