@@ -76,7 +76,9 @@ local function serve(uri, method, body, fault)
     return util.send(405, util.err_body("Request method '" .. method .. "' not supported"), util.JSON_CT)
   end
   local kind = fault and fault.kind
-  local ok, out = pcall(h, body, { base = util.base_url(), stuck = (kind == "stuck_ids") })
+  -- recording URLs: on this server, or where the recording_base option says (another host, https, ...)
+  local base = dict:get("opt:recording_base") or util.base_url()
+  local ok, out = pcall(h, body, { base = base, stuck = (kind == "stuck_ids") })
   if not ok then
     ngx.log(ngx.ERR, "handler error on ", uri, ": ", tostring(out))
     out = util.err_body("系统内部错误 (simulator error)")

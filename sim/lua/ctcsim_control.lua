@@ -158,7 +158,8 @@ local NUM_OPTIONS = {
 }
 
 local function options()
-  local out = { dial_recorded = store.dial_recorded() }
+  local out = { dial_recorded = store.dial_recorded(),
+                recording_base = util.dict:get("opt:recording_base") or util.null }
   for name in pairs(NUM_OPTIONS) do
     local v = util.dict:get("opt:" .. name)
     if v == nil then v = util.null end
@@ -190,8 +191,20 @@ handlers["POST /_sim/options"] = function()
       end
     end
   end
+  local rb = req.recording_base
+  if rb ~= nil then
+    if rb == util.null then
+      set.recording_base = false
+    elseif type(rb) ~= "string" or not rb:match("^https?://[^%s/]+[^%s]*$") or rb:sub(-1) == "/" then
+      return fail(400, "recording_base must be an http(s) URL without a trailing slash, or null")
+    else
+      set.recording_base = rb
+    end
+  end
   for k in pairs(req) do
-    if k ~= "dial_recorded" and not NUM_OPTIONS[k] then return fail(400, "unknown option " .. tostring(k)) end
+    if k ~= "dial_recorded" and k ~= "recording_base" and not NUM_OPTIONS[k] then
+      return fail(400, "unknown option " .. tostring(k))
+    end
   end
   for name, v in pairs(set) do
     if v == false and name ~= "dial_recorded" then

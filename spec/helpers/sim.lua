@@ -2,6 +2,8 @@
 --   local sim = require "spec.helpers.sim"
 --   local s = assert(sim.start())          -- s.base_url, s.secret, s.user_data
 --   local s = assert(sim.start { secret = "x", user_data = "u", workers = 1, balance = 100, dict_size = "128m" })
+--   local s = assert(sim.start { tls = true })  -- also s.tls_base_url (https, self-signed) and s.ca_file
+--   s:options { recording_base = s.tls_base_url }  -- records then point at recordings over https
 --   s:post("/_sim/seed", { count = 250, start_time = ..., end_time = ... })
 --   s:seed { count = 250, start_time = ..., end_time = ... }   -- -> { first_id =, last_id = }
 --   s:seed { times = { "2024-01-01 00:00:00", 1704038400 }, recording_bytes = 1048576 }
@@ -39,12 +41,14 @@ local START_ATTEMPTS = 6
 
 function M.start(opts)
   opts = opts or {}
-  local ok, out, env, prefix
+  local ok, out, env, prefix, tls_port
   for _ = 1, START_ATTEMPTS do
     prefix = os.tmpname()
     os.remove(prefix)
     env = ("CTC_SIM_PORT=%d CTC_SIM_PREFIX=%s CTC_SIM_WORKERS=%d"):format(nginx.free_port(), prefix,
                                                                         opts.workers or 2)
+    tls_port = opts.tls and nginx.free_port() or nil
+    if tls_port then env = env .. " CTC_SIM_TLS_PORT=" .. tls_port end
     for _, v in ipairs { { "CTC_SIM_SECRET", opts.secret }, { "CTC_SIM_USER_DATA", opts.user_data },
                          { "CTC_SIM_BALANCE", opts.balance }, { "CTC_SIM_DICT_SIZE", opts.dict_size } } do
       if v[2] ~= nil then env = env .. " " .. v[1] .. "=" .. sh_quote(v[2]) end
@@ -62,6 +66,9 @@ function M.start(opts)
     base_url = out:match("(http://[^\n]+)%s*$"), env = env, secret = opts.secret or M.SECRET,
     user_data = opts.user_data or M.USER_DATA,
     http = core.curl_transport(), prefix = prefix,
+    -- tls = true: the same simulator over https (a self-signed certificate; ca_file trusts it)
+    tls_base_url = tls_port and ("https://127.0.0.1:%d"):format(tls_port) or nil,
+    ca_file = tls_port and (prefix .. "/tls/cert.pem") or nil,
   }, sim_mt)
   return s
 end

@@ -453,6 +453,34 @@ describe("simulator #integration", function()
   end)
 end)
 
+describe("recordings over https #integration", function()
+  it("sim.start{ tls = true } and the recording_base option: https URLs, trusted only through ca_file",
+    function()
+      local s = assert(sim.start { tls = true, workers = 1 })
+      finally(function() s:stop() end)
+      assert.matches("^https://127%.0%.0%.1:%d+$", s.tls_base_url)
+      assert.equal(s.tls_base_url, s:options { recording_base = s.tls_base_url, recording_bytes = 5000 }
+        .recording_base)
+      local rec = recorded_of(s, { times = { os.time() - 60 }, recorded = true })[1]
+      assert.equal(s.tls_base_url .. "/recordings/" .. rec.sessionId .. ".wav", rec.recordFileDownloadUrl)
+      local res, err = s.http:perform { method = "GET", url = rec.recordFileDownloadUrl }
+      assert.is_nil(res)
+      assert.matches("certificate", err.message)    -- self-signed: not trusted by default
+      local trusting = assert(core.curl_transport { ca_file = s.ca_file })
+      finally(function() trusting:close() end)
+      res = assert(trusting:perform { method = "GET", url = rec.recordFileDownloadUrl })
+      assert.same({ 200, 5000 }, { res.status, #res.body })
+      -- back on this server; a bad base is refused
+      assert.equal(cjson.null, s:options { recording_base = cjson.null }.recording_base)
+      assert.equal(s.base_url, all_records(s)[1].recordFileDownloadUrl:sub(1, #s.base_url))
+      for _, bad in ipairs { "ftp://x", "http://", "http://x/", 5, "http://a b" } do
+        res = s.http:perform { method = "POST", url = s.base_url .. "/_sim/options",
+                               body = cjson.encode { recording_base = bad } }
+        assert.equal(400, res.status)
+      end
+    end)
+end)
+
 describe("sim.start options #integration", function()
   it("secret, user_data and workers", function()
     local s = assert(sim.start { secret = "it's a s3cret", user_data = "u-123", workers = 1 })
