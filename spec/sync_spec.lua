@@ -115,7 +115,7 @@ describe("sync", function()
     local client, provider = j.client { retries = 0 }
     local now = os.time()
     local recs = provider:seed_records(150, { start_time = now - 3600, end_time = now - 60 })
-    provider:fail("records_page", function(request, serve)
+    provider:fail("records_page", function(_, serve)
       if provider:count("records_page") >= 2 then
         return { status = 502, headers = {}, body = "bad gateway" }
       end
