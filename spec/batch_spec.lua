@@ -235,7 +235,9 @@ describe("records{ concurrency = N }", function()
     with_multi(fake_multi(function(request) return provider.transport(request) end, stats), function()
       local client = assert(clicktocall.new { base_url = "http://mock", app_secret = "TEST",
                                               user_data = j.USER_DATA })
-      local st_backend = batch.backend { transport_kind = "curl", handle = {} }
+      if batch.backend { transport_kind = "curl", handle = {} } ~= "curl" then
+        return -- plain Lua 5.1: the built-in transport pages slice after slice, through the network
+      end
       -- the sequential answer, through the mock directly
       local seq = assert(clicktocall.new { base_url = "http://mock", app_secret = "TEST", user_data = j.USER_DATA,
                                            transport = provider.transport })
@@ -243,10 +245,8 @@ describe("records{ concurrency = N }", function()
       for _, n in ipairs { 4, 8, 16 } do
         stats.max = 0
         check(all, collect(client, t0, n), t0, n)
-        if st_backend == "curl" then
-          assert.is_true(stats.max > 1, "never more than one page in flight")
-          assert.is_true(stats.max <= n)
-        end
+        assert.is_true(stats.max > 1, "never more than one page in flight")
+        assert.is_true(stats.max <= n)
       end
       client:close()
     end)
