@@ -414,3 +414,40 @@ io.write(s.downloaded, "|", #s.failed, "|", s.failed[1] and s.failed[1].err.kind
     assert.equal(4, #listing) -- the lock, two recordings, the manifest
   end)
 end)
+
+describe("archive_recordings when the manifest cannot grow (EFBIG under ulimit -f)", function()
+  it("fails that recording with kind io and cuts the manifest back: no torn line for the next to be glued to",
+     function()
+    local dir = j.mkdtemp()
+    core.mkdir(dir .. "/out")
+    -- the limit in bytes: sh's ulimit -f counts 512-byte blocks in dash, 1024 in bash; ask it
+    j.shell(("sh -c \"trap '' XFSZ; ulimit -f 32; head -c 100000 /dev/zero > '%s/probe'\""):format(dir))
+    local limit = #j.read(dir .. "/probe")
+    os.remove(dir .. "/probe")
+    assert.is_true(limit == 16384 or limit == 32768, limit)
+    -- a manifest 60 bytes under the limit, of whole lines: the next line is written in part, then EFBIG
+    local line = '{"id":1,"sessionId":"old","file":"old.wav","bytes":1,"sha256":"00","callEndTime":"x","archived_at":1}\n'
+    local filler = line:rep(math.floor((limit - 60) / #line))
+    filler = filler .. ("x"):rep(limit - 60 - #filler - 1) .. "\n"
+    j.write(dir .. "/out/manifest.jsonl", filler)
+    local script = j.script(dir, "probe.lua", ([[
+local j = require "spec.helpers.jobs"
+local now = os.time()
+local client, provider = j.client()
+provider:seed_records(1, { start_time = now - 1000, end_time = now - 1000, recording_size = 4096 })
+local s, err = client:archive_recordings { start_time = now - 4000, end_time = now, dir = "%s/out", layout = "flat" }
+if not s then io.write("ERR ", tostring(err)) return end
+io.write(s.downloaded, "|", #s.failed, "|", s.failed[1] and s.failed[1].err.kind or "-", "|",
+         s.failed[1] and s.failed[1].err.message or "-")
+]]):format(dir))
+    local out = j.shell(("sh -c \"trap '' XFSZ; ulimit -f 32; %s '%s'\" 2>&1"):format(j.LUA, script))
+    local after = j.read(dir .. "/out/manifest.jsonl")
+    j.rmtree(dir)
+    local downloaded, failed, kind, message = out:match("^(%d+)|(%d+)|(%w+)|(.*)$")
+    assert.equal("0", downloaded, out)
+    assert.equal("1", failed)
+    assert.equal("io", kind)
+    assert.matches("manifest", message)
+    assert.equal(filler, after)
+  end)
+end)
