@@ -426,7 +426,8 @@ describe("archive_recordings when the manifest cannot grow (EFBIG under ulimit -
     os.remove(dir .. "/probe")
     assert.is_true(limit == 16384 or limit == 32768, limit)
     -- a manifest 60 bytes under the limit, of whole lines: the next line is written in part, then EFBIG
-    local line = '{"id":1,"sessionId":"old","file":"old.wav","bytes":1,"sha256":"00","callEndTime":"x","archived_at":1}\n'
+    local line = '{"id":1,"sessionId":"old","file":"old.wav","bytes":1,"sha256":"00",'
+      .. '"callEndTime":"x","archived_at":1}\n'
     local filler = line:rep(math.floor((limit - 60) / #line))
     filler = filler .. ("x"):rep(limit - 60 - #filler - 1) .. "\n"
     j.write(dir .. "/out/manifest.jsonl", filler)
