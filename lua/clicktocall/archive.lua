@@ -310,6 +310,10 @@ function _M.locked(st, args, job)
   job.torn = not whole
   local summary = { downloaded = 0, skipped = 0, no_recording = 0, bytes = 0, failed = {}, expiring = {} }
   local todo, names, order = {}, {}, 0
+  local claimed = {} -- file -> the id whose recording it holds, from the manifest
+  for key, e in pairs(manifest) do
+    claimed[e.file] = key
+  end
   local ok, err = jobs.page_all(st, FNAME, args, function(recs)
     for i = 1, #recs do
       local rec = recs[i]
@@ -318,23 +322,27 @@ function _M.locked(st, args, job)
         summary.no_recording = summary.no_recording + 1
       else
         local key = jobs.key(rec.id)
-        local name = name_of(rec)
-        local used = names[name]
-        if used and used ~= key then
-          -- two calls with one sessionId: the later one gets its id in the name
-          name = gsub(name, "(%.[%w]+)$", "-" .. key .. "%1")
-        end
-        names[name] = key
-        local file = job.layout == "date" and (date_of(rec) .. "/" .. name) or name
-        local path = job.dir .. "/" .. file
+        local folder = job.layout == "date" and (date_of(rec) .. "/") or ""
+        local file = folder .. name_of(rec)
         local m = manifest[key]
+        local owner = names[file] or claimed[file]
+        local alt = gsub(file, "(%.[%w]+)$", "-" .. key .. "%1")
+        if (owner and owner ~= key) or (m and m.file == alt) then
+          -- two calls with one sessionId (in this run or an earlier one): this one has its id in the name
+          file = alt
+        end
+        names[file] = key
+        local path = job.dir .. "/" .. file
         if m and m.file == file and tonumber(m.bytes) and file_size(path) == tonumber(m.bytes) then
           summary.skipped = summary.skipped + 1
         else
           order = order + 1
           local ends = jobs.unix(rec.callEndTime)
+          -- only what the download needs: a window may hold tens of thousands of records
           todo[#todo + 1] = {
-            rec = rec, file = file, path = path, order = order, ends = ends,
+            rec = { id = rec.id, sessionId = rec.sessionId, recordFlag = rec.recordFlag,
+                    recordFileDownloadUrl = url, callEndTime = rec.callEndTime },
+            file = file, path = path, order = order, ends = ends,
             expires_at = ends and ends + TTL,
             subdir = job.layout == "date" and (job.dir .. "/" .. date_of(rec)) or nil,
           }
