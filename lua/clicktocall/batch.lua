@@ -276,8 +276,13 @@ local function turn(self)
     return true
   end
   local in_flight = self.m:count() > 0
-  if not in_flight and delay == nil then
-    return false -- every task left is parked (or none is left)
+  if not in_flight then
+    if delay == nil then
+      return false -- every task left is parked (or none is left)
+    end
+    -- only timers: the multi is never asked to wait with nothing in it
+    core.sleep(delay)
+    return true
   end
   local done = self.m:wait(delay or 1)
   for i = 1, #done do
