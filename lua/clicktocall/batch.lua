@@ -438,7 +438,7 @@ local function run_ngx(st, n, items, fn, failures)
     end
   end
   local threads = {}
-  for k = 1, (n < #items and n or #items) do
+  for _ = 1, (n < #items and n or #items) do
     local ok, t = pcall(ngx.thread.spawn, worker)
     if ok and t then
       threads[#threads + 1] = t
