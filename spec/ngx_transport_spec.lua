@@ -465,7 +465,7 @@ describe("ngx transport in nginx #openresty", function()
     local res = assert(nginx.wait_for(function()
       local r = call(srv, "/results")
       return r.init_worker and r.log and r.header_filter and r.timer and r.timer.slept and r
-    end, 10, "the results of all four phases"))
+    end, 30, "the results of all four phases"))
     for _, phase in ipairs{ "init_worker", "log", "header_filter" } do
       local r = res[phase]
       assert.is_table(r, phase)
@@ -475,7 +475,7 @@ describe("ngx transport in nginx #openresty", function()
       assert.matches("not available in the " .. phase .. " phase", r.err.message)
       assert.matches("ngx.timer.at", r.err.message)
     end
-    assert.is_true(res.timer.ok)
+    assert.is_true(res.timer.ok, res.timer.err and res.timer.err.message)
     assert.equal(200, res.timer.status)
     assert.is_true(res.timer.slept >= 0.009)
     local t = call(srv, "/drive_timer", cjson.encode{ req = { method = "GET", url = UP .. "/json" } })

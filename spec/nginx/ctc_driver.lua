@@ -136,7 +136,8 @@ end
 
 function _M.in_phase(name, port)
   local transport = assert(ngx_transport.new())
-  local res, err = transport{ method = "GET", url = "http://127.0.0.1:" .. port .. "/json", timeout = 2 }
+  -- a generous bound: the timer runs while the worker starts, on a machine that may be loaded
+  local res, err = transport{ method = "GET", url = "http://127.0.0.1:" .. port .. "/json", timeout = 15 }
   local out = summarize(res, err)
   out.phase = ngx.get_phase()
   store(name, out)
