@@ -92,7 +92,10 @@ end
 local cur = con:execute("SELECT count(*) FROM call_records")
 local rows = cur:fetch()
 cur:close()
-print(("sync: %d new records in %d pages, %d rows in %s, up to id %s"):format(summary.delivered, summary.pages,
-  rows, db_path, id_text(summary.max_id)))
+local function plural(n, word)
+  return n .. " " .. word .. (n == 1 and "" or "s")
+end
+print(("sync: %s in %s, %s in %s, up to id %s"):format(plural(summary.delivered, "new record"),
+  plural(summary.pages, "page"), plural(rows, "row"), db_path, id_text(summary.max_id)))
 con:close()
 sqlite:close()

@@ -177,7 +177,7 @@ a:unlock() b:unlock()
     assert.matches("sync: 230 new records in 3 pages, 230 rows", out1)
     local out2 = j.shell(cmd)
     assert.matches("exit=0", out2)
-    assert.matches("sync: 0 new records in 1 pages, 230 rows", out2)
+    assert.matches("sync: 0 new records in 1 page, 230 rows", out2)
     -- row by row against what the provider serves
     local c = client()
     local want = {}
