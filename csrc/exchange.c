@@ -579,6 +579,23 @@ int ctc_exchange_push_result(lua_State *L, ctc_exchange *x, CURLcode rc)
     return 1;
 }
 
+int ctc_exchange_restart(ctc_exchange *x)
+{
+    ctc_buf_reset(&x->head);
+    ctc_buf_reset(&x->body);
+    x->req_pos = 0;
+    x->prereq_calls = x->resend_refused = x->too_large = x->write_failed = 0;
+    x->head_done = x->head_too_large = 0;
+    x->bytes = 0;
+    x->errbuf[0] = '\0';
+    if (x->fd >= 0) {
+        ctc_sha256_init(&x->sha);
+        if (ftruncate(x->fd, 0) != 0 || lseek(x->fd, 0, SEEK_SET) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int ctc_exchange_create_file(lua_State *L, ctc_exchange *x, const char *path)
 {
     if (ctc_buf_set(&x->path, path, strlen(path)) != 0)

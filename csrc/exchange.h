@@ -69,6 +69,10 @@ void ctc_exchange_release(ctc_exchange *x);
 /* Copies the request table at req into the exchange and the handle. Misuse
  * raises; the exchange stays consistent, owned by its owner. */
 void ctc_exchange_prepare(lua_State *L, ctc_exchange *x, int req, int download);
+/* Forgets what one attempt of the transfer left (nothing was sent: the batch
+ * transport stopped it before the request went out) so it can start again;
+ * a download's file is emptied. 0, or -1 when the file could not be. */
+int ctc_exchange_restart(ctc_exchange *x);
 /* Creates the download file (O_EXCL) at path and starts its checksum.
  * 0, or pushes nil, err (kind argument) and returns 2. */
 int ctc_exchange_create_file(lua_State *L, ctc_exchange *x, const char *path);

@@ -588,3 +588,73 @@ int ctc_json_scan_page(const char *body, size_t len, ctc_record_cb on_record, vo
     c.p = data_off;
     return walk_data(&c, on_record, ud, count);
 }
+
+/* ---------------------------------------------------------------------------------------
+ * The last record, without validation (a hint: see parsers.h)
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct {
+    int kind;
+    int64_t id;
+} last_rec;
+
+static int keep_last(void *ud, size_t index, int kind, int64_t id)
+{
+    last_rec *r = ud;
+    (void)index;
+    r->kind = kind;
+    r->id = id;
+    return 0;
+}
+
+int ctc_json_page_last(const char *body, size_t len, int *kind, int64_t *id, size_t *count)
+{
+    jctx c;
+    size_t data_off = NONE;
+    last_rec r;
+
+    *kind = CTC_ID_MISSING;
+    *id = 0;
+    *count = 0;
+    c.b = (const unsigned char *)body;
+    c.len = body != NULL ? len : 0;
+    c.p = 0;
+    c.why = NULL;
+    c.erroff = 0;
+    skip_ws(&c);
+    if (c.p >= c.len || c.b[c.p] != '{')
+        return CTC_JSON_NO_DATA_ARRAY;
+    c.p++;
+    /* each member: a key (a string: it always moves on), ':', a value; the last "data" wins */
+    for (;;) {
+        size_t cs, ce;
+        int is_data;
+        skip_ws(&c);
+        if (c.p >= c.len || c.b[c.p] != '"')
+            break;
+        skip_string(&c, &cs, &ce);
+        is_data = str_equals(c.b + cs, ce - cs, "data");
+        skip_ws(&c);
+        if (c.p < c.len && c.b[c.p] == ':')
+            c.p++;
+        skip_ws(&c);
+        if (is_data)
+            data_off = c.p < c.len && c.b[c.p] == '[' ? c.p : NONE;
+        skip_value(&c);
+        skip_ws(&c);
+        if (c.p >= c.len || c.b[c.p] != ',')
+            break;
+        c.p++;
+    }
+    if (data_off == NONE)
+        return CTC_JSON_NO_DATA_ARRAY;
+    c.p = data_off;
+    r.kind = CTC_ID_MISSING;
+    r.id = 0;
+    walk_data(&c, keep_last, &r, count);
+    if (*count > 0) {
+        *kind = r.kind;
+        *id = r.id;
+    }
+    return 0;
+}
