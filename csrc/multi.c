@@ -416,7 +416,7 @@ static int l_wait(lua_State *L)
     multi *m = check_open(L);
     lua_Number max = luaL_optnumber(L, 2, 0);
     double deadline;
-    int n = 0, out;
+    int n = 0, out, rounds = 0;
 
     if (!(max > 0))
         max = 0;
@@ -436,8 +436,14 @@ static int l_wait(lua_State *L)
         if (n > 0 || m->in_flight == 0)
             break;
         left = deadline - now();
-        if (left <= 0)
-            break;
+        if (left <= 0) {
+            /* no time left: go on only while a socket is ready at once (a new
+             * connection's connect done: its request goes out now, not next time) */
+            int ready = 0;
+            if (++rounds > 8 || curl_multi_wait(m->multi, NULL, 0, 0, &ready) != CURLM_OK || ready == 0)
+                break;
+            continue;
+        }
 #if CTC_CURL_GE(7, 66, 0)
         mc = curl_multi_poll(m->multi, NULL, 0, (int)ceil(left * 1000), NULL);
 #else
