@@ -403,6 +403,18 @@ static int collect(lua_State *L, multi *m, int out, int n)
     return n;
 }
 
+/* Whether a transfer in flight has not reached the sending of its request
+ * (the pre-request callback comes just before it; with libcurl before 7.80,
+ * always "maybe"). */
+static int unsent(const multi *m)
+{
+    int i;
+    for (i = 0; i < m->nslots; i++)
+        if (m->slots[i]->busy && m->slots[i]->x.prereq_calls == 0)
+            return 1;
+    return 0;
+}
+
 static double now(void)
 {
     struct timespec ts;
@@ -437,10 +449,12 @@ static int l_wait(lua_State *L)
             break;
         left = deadline - now();
         if (left <= 0) {
-            /* no time left: go on only while a socket is ready at once (a new
-             * connection's connect done: its request goes out now, not next time) */
+            /* no time left: go on only while a request has yet to go out and a
+             * socket is ready at once (a new connection's connect is done: its
+             * request goes now, not at the next wait); never wait for answers */
             int ready = 0;
-            if (++rounds > 8 || curl_multi_wait(m->multi, NULL, 0, 0, &ready) != CURLM_OK || ready == 0)
+            if (++rounds > 8 || !unsent(m) || curl_multi_wait(m->multi, NULL, 0, 0, &ready) != CURLM_OK ||
+                ready == 0)
                 break;
             continue;
         }

@@ -502,6 +502,16 @@ describe("core.curl_multi against a hostile server", function()
     end
     assert.is_truthy(has("request 3\n"))
     assert.is_nil(has("request 4\n"))
+    -- a download on the same (poisoned) connection gets its own body too
+    local file = os.tmpname()
+    os.remove(file)
+    assert(m:add("file", { method = "GET", url = "http://127.0.0.1:" .. port .. "/rec.wav" }, file))
+    local d = drain(m)[1]
+    assert.is_nil(d[3], d[3] and d[3].message)
+    local f = assert(io.open(file))
+    assert.equal("sid-4", h.decode(f:read("*a")).data)
+    f:close()
+    os.remove(file)
     m:close()
   end)
 end)
@@ -546,6 +556,39 @@ describe("core.page_last_id", function()
     local id, n = core.page_last_id(body)
     assert.equal(cursor, id)
     assert.equal(core.PAGE_SIZE, n)
+  end)
+
+  it("agrees with the validating read on random valid pages (strings with quotes, brackets, escapes)", function()
+    local pieces = { [["a\\"]], [["\\\""]], '"]}[{,"', [["x\u0022y"]], "[1,[2,{}]]", '{"id":[0]}', "null", "-1.5e3",
+                     [[" \\\\"]], "{}", "[]", "true" }
+    math.randomseed(12)
+    for round = 1, 300 do
+      local n = round % 7 == 0 and core.PAGE_SIZE or math.random(0, 6)
+      local recs, id = {}, 0
+      for i = 1, n do
+        id = id + math.random(1, 1000)
+        local fields = { '"id":' .. (math.random(2) == 1 and id or ('"' .. id .. '"')) }
+        for k = 1, math.random(0, 4) do
+          fields[#fields + 1] = '"f' .. k .. '" : ' .. pieces[math.random(#pieces)]
+        end
+        if math.random(2) == 1 then table.insert(fields, 1, table.remove(fields)) end -- id not always first
+        recs[i] = " {" .. table.concat(fields, ",\n") .. "} "
+      end
+      local meta = '"meta":{"success":true,"message":' .. pieces[math.random(#pieces)] .. '}'
+      local data = '"data" :[' .. table.concat(recs, ",") .. ']'
+      local body = math.random(2) == 1 and ("{" .. meta .. "," .. data .. "}")
+                   or (" {" .. data .. " , " .. meta .. "}\n")
+      local got, cursor = core.response("records_page", 200, body, 0)
+      assert(got, body)
+      local last, count = core.page_last_id(body)
+      assert.equal(#got, count, body)
+      if #got > 0 then
+        assert.equal(tostring(got[#got].id), tostring(last), body)
+      else
+        assert.is_nil(last)
+      end
+      if cursor then assert.equal(tostring(cursor), tostring(last)) end
+    end
   end)
 
   it("reads no byte past the body, whatever it is (cut at every length)", function()
