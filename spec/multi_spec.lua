@@ -599,3 +599,94 @@ describe("core.page_last_id", function()
     assert.equal(333, (core.page_last_id(body)))
   end)
 end)
+
+describe("records{} with libcurl keeps the next page in flight while the current one decodes", function()
+  local clicktocall = require "clicktocall"
+  local srv
+
+  setup(function()
+    local err
+    srv, err = nginx.start { http = [[
+lua_shared_dict seen 1m;
+server {
+  listen 127.0.0.1:${port1};
+  keepalive_requests 10000;
+  location = /call/record/voice {
+    content_by_lua_block {
+      ngx.req.read_body()
+      local asked = require("cjson").decode(ngx.req.get_body_data()).maxId
+      local seen = ngx.shared.seen
+      seen:incr("pages", 1, 0)
+      seen:set("asked:" .. asked, true)
+      local recs = {}
+      for id = asked + 1, math.min(asked + 100, 250) do
+        recs[#recs + 1] = '{"id":' .. id .. ',"sessionId":"s-' .. id .. '","recordFlag":"0"}'
+      end
+      ngx.say('{"meta":{"success":true,"message":"ok"},"data":[', table.concat(recs, ","), ']}')
+    }
+  }
+  location = /pages { content_by_lua_block { ngx.say(ngx.shared.seen:get("pages") or 0) } }
+  location = /reset { content_by_lua_block { ngx.shared.seen:flush_all() ngx.say("ok") } }
+}
+]] }
+    assert(srv, err)
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+  end)
+
+  local function pages()
+    local t = core.curl_transport()
+    local res = assert(t:perform { method = "GET", url = srv:url("/pages") })
+    t:close()
+    return tonumber(res.body)
+  end
+
+  before_each(function()
+    local t = core.curl_transport()
+    assert(t:perform { method = "GET", url = srv:url("/reset") })
+    t:close()
+  end)
+
+  local function client()
+    return assert(clicktocall.new { base_url = srv:url(""), app_secret = h.SECRET, user_data = h.USER_DATA })
+  end
+
+  local WINDOW = { start_time = "2023-01-01 00:00:00", end_time = "2023-01-02 00:00:00" }
+
+  it("page 2 is asked for while the caller is still at record 1 of page 1; every record once, in order", function()
+    local c = client()
+    local ids = {}
+    for rec in c:records(WINDOW) do
+      ids[#ids + 1] = rec.id
+      if #ids == 1 then
+        -- the caller has not finished page 1, yet the server has the request for page 2
+        assert.is_truthy(nginx.wait_for(function() return pages() == 2 end, 5))
+      end
+    end
+    assert.equal(250, #ids)
+    for k = 1, 250 do assert.equal(k, ids[k]) end
+    assert.equal(3, pages()) -- 0, 100, 200: no page asked twice, none after the last
+    c:close()
+  end)
+
+  it("asks for no page past a limit the current page reaches", function()
+    local c = client()
+    local n = 0
+    for _ in c:records { start_time = WINDOW.start_time, end_time = WINDOW.end_time, limit = 100 } do
+      n = n + 1
+    end
+    assert.equal(100, n)
+    assert.equal(1, pages())
+    c:close()
+  end)
+
+  it("an early page nobody takes (the loop left) is dropped with the client", function()
+    local c = client()
+    for _ in c:records(WINDOW) do break end -- luacheck: ignore 512
+    assert.is_truthy(nginx.wait_for(function() return pages() == 2 end, 5))
+    c:close()
+    assert.equal(2, pages())
+  end)
+end)
