@@ -450,10 +450,11 @@ static int l_wait(lua_State *L)
         left = deadline - now();
         if (left <= 0) {
             /* no time left: go on only while a request has yet to go out and a
-             * socket is ready at once (a new connection's connect is done: its
-             * request goes now, not at the next wait); never wait for answers */
+             * socket gets ready within 1 ms (a new connection's connect, which
+             * takes microseconds on a near host: its request goes now, not at the
+             * next wait); never wait for answers */
             int ready = 0;
-            if (++rounds > 8 || !unsent(m) || curl_multi_wait(m->multi, NULL, 0, 0, &ready) != CURLM_OK ||
+            if (++rounds > 8 || !unsent(m) || curl_multi_wait(m->multi, NULL, 0, 1, &ready) != CURLM_OK ||
                 ready == 0)
                 break;
             continue;
