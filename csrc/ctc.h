@@ -63,6 +63,8 @@ void ctc_open_response(lua_State *L);   /* sets core.response (needs cjson) */
 
 /* curl.c: the libcurl transport */
 void ctc_open_curl(lua_State *L);       /* sets core.curl_transport */
+/* multi.c: the batch transport over libcurl's multi interface */
+void ctc_open_multi(lua_State *L);      /* sets core.curl_multi */
 
 /* sha256.c, files.c: recording downloads */
 void ctc_open_files(lua_State *L);

@@ -7,6 +7,7 @@
  * nothing and never read past len. The Lua layer decodes the records with cjson; this scanner
  * exists to read ids as exact int64 (cjson goes through doubles) and to bound the work.
  */
+#include <string.h>
 #include "parsers.h"
 
 #define NONE ((size_t)-1)
@@ -587,4 +588,153 @@ int ctc_json_scan_page(const char *body, size_t len, ctc_record_cb on_record, vo
         return CTC_JSON_NO_DATA_ARRAY;
     c.p = data_off;
     return walk_data(&c, on_record, ud, count);
+}
+
+typedef struct {
+    int kind;
+    int64_t id;
+} last_rec;
+
+static int keep_last(void *ud, size_t index, int kind, int64_t id)
+{
+    last_rec *r = ud;
+    (void)index;
+    r->kind = kind;
+    r->id = id;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The last record, without validation (a hint: see parsers.h). Strings are skipped with
+ * memchr and only structural bytes are looked at, so a page is read at memory speed; only
+ * the last element is read in full (by pass 2's walk).
+ * ------------------------------------------------------------------------------------- */
+
+/* q: the first byte after an opening '"'; returns the index after the closing one (or len) */
+static size_t fast_string_end(const unsigned char *b, size_t len, size_t q)
+{
+    size_t start = q;
+    while (q < len) {
+        const unsigned char *e = memchr(b + q, '"', len - q);
+        size_t k, bs = 0;
+        if (e == NULL)
+            return len;
+        k = (size_t)(e - b);
+        while (k - bs > start && b[k - bs - 1] == '\\')
+            bs++;
+        if (bs % 2 == 0) /* not escaped */
+            return k + 1;
+        q = k + 1;
+    }
+    return len;
+}
+
+/* Moves past the value at c->p. Inside an array (in_array), counts its elements into *n and
+ * notes where the last one starts (*last); c->p must then be at the '['. */
+static void fast_skip(jctx *c, int in_array, size_t *n, size_t *last)
+{
+    const unsigned char *b = c->b;
+    size_t len = c->len, p = c->p, depth = 0;
+
+    if (p < len && b[p] == '"') {
+        c->p = fast_string_end(b, len, p + 1);
+        return;
+    }
+    if (p >= len || (b[p] != '{' && b[p] != '[')) {
+        while (p < len && b[p] != ',' && b[p] != '}' && b[p] != ']' && !is_ws(b[p]))
+            p++;
+        c->p = p;
+        return;
+    }
+    if (in_array) {
+        c->p = p + 1;
+        skip_ws(c);
+        p = c->p;
+        *n = p < len && b[p] != ']';
+        *last = p;
+        depth = 1;
+    }
+    while (p < len) {
+        unsigned char ch = b[p];
+        if (ch == '"') {
+            p = fast_string_end(b, len, p + 1);
+            continue;
+        }
+        if (ch == '{' || ch == '[') {
+            depth++;
+        } else if (ch == '}' || ch == ']') {
+            if (depth <= 1) {
+                p++;
+                break;
+            }
+            depth--;
+        } else if (ch == ',' && in_array && depth == 1) {
+            ++*n;
+            c->p = p + 1;
+            skip_ws(c);
+            *last = p = c->p;
+            continue;
+        }
+        p++;
+    }
+    c->p = p;
+}
+
+int ctc_json_page_last(const char *body, size_t len, int *kind, int64_t *id, size_t *count)
+{
+    jctx c;
+    size_t data_off = NONE, n = 0, last = 0;
+    last_rec r;
+
+    *kind = CTC_ID_MISSING;
+    *id = 0;
+    *count = 0;
+    c.b = (const unsigned char *)body;
+    c.len = body != NULL ? len : 0;
+    c.p = 0;
+    c.why = NULL;
+    c.erroff = 0;
+    skip_ws(&c);
+    if (c.p >= c.len || c.b[c.p] != '{')
+        return CTC_JSON_NO_DATA_ARRAY;
+    c.p++;
+    /* each member: a key (a string: it always moves on), ':', a value; the last "data" wins */
+    for (;;) {
+        size_t cs, ce;
+        int is_data;
+        skip_ws(&c);
+        if (c.p >= c.len || c.b[c.p] != '"')
+            break;
+        skip_string(&c, &cs, &ce);
+        is_data = str_equals(c.b + cs, ce - cs, "data");
+        skip_ws(&c);
+        if (c.p < c.len && c.b[c.p] == ':')
+            c.p++;
+        skip_ws(&c);
+        if (is_data) {
+            data_off = c.p < c.len && c.b[c.p] == '[' ? c.p : NONE;
+            n = 0;
+            fast_skip(&c, data_off != NONE, &n, &last);
+        } else {
+            fast_skip(&c, 0, NULL, NULL);
+        }
+        skip_ws(&c);
+        if (c.p >= c.len || c.b[c.p] != ',')
+            break;
+        c.p++;
+    }
+    if (data_off == NONE)
+        return CTC_JSON_NO_DATA_ARRAY;
+    *count = n;
+    if (n > 0 && last > data_off) {
+        size_t one;
+        /* pass 2's walk over the last element alone: from the byte before it, as if a '[' */
+        c.p = last - 1;
+        r.kind = CTC_ID_MISSING;
+        r.id = 0;
+        walk_data(&c, keep_last, &r, &one);
+        *kind = r.kind;
+        *id = r.id;
+    }
+    return 0;
 }

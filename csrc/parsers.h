@@ -73,6 +73,13 @@ enum { CTC_ID_INT = 0, CTC_ID_MISSING = 1, CTC_ID_OTHER = 2 };
 typedef int (*ctc_record_cb)(void *ud, size_t index, int kind, int64_t id);
 int ctc_json_scan_page(const char *body, size_t len, ctc_record_cb on_record, void *ud,
                        size_t *count, const char **why, size_t *err_offset);
+/* The last record of a page, fast: the id of the last element of the top-level "data" array
+ * (*kind as for on_record) and the number of elements (*count), WITHOUT validating the JSON.
+ * For a document ctc_json_scan_page accepts, the answer is the one its last on_record call
+ * would give; for any other input it is some answer, read within len (a hint, e.g. to ask for
+ * the next page early, which the full read of the page then confirms or throws away).
+ * Returns 0, or CTC_JSON_NO_DATA_ARRAY when no top-level "data" array was found. */
+int ctc_json_page_last(const char *body, size_t len, int *kind, int64_t *id, size_t *count);
 #pragma GCC visibility pop
 
 #endif

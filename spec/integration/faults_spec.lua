@@ -196,7 +196,9 @@ describe("faults over the real wire #integration", function()
       end
     end)
     assert.is_false(ok)
-    assert.equal(100, n)
+    -- with libcurl, records{} asks for page 2 as soon as page 1 arrives (before it is decoded), so
+    -- the fault may first meet page 3: the iterator raises after the one or two whole pages it had
+    assert.is_true(n == 100 or n == 200, n .. " records")
     assert.equal("http", err.kind)
   end)
 end)

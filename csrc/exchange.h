@@ -1,0 +1,90 @@
+/*
+ * An exchange: one libcurl easy handle and the C buffers of the request it
+ * carries. The single transport (curl.c) owns one; the batch transport
+ * (multi.c) owns a pool of them. Preparing a request reads Lua (and may raise
+ * on misuse); the callbacks touch only this C memory; results are pushed to
+ * Lua after libcurl returns, in exactly one shape for both owners.
+ */
+#ifndef CTC_EXCHANGE_H
+#define CTC_EXCHANGE_H
+#include <curl/curl.h>
+#include "buf.h"
+#include "ctc.h"
+#include "sha256.h"
+
+/* hidden whatever the build's flags (the rockspec cannot pass -fvisibility) */
+#pragma GCC visibility push(hidden)
+
+#define CTC_CURL_GE(a, b, c) (LIBCURL_VERSION_NUM >= ((a) << 16 | (b) << 8 | (c)))
+
+typedef struct ctc_exchange {
+    CURL *easy;
+    struct curl_slist *headers;
+    ctc_buf hdr_key;       /* "name: value\n" lines x->headers was built from */
+    ctc_buf hdr_next;      /* the same for the request being prepared */
+    ctc_buf url;
+    ctc_buf req_body;
+    ctc_buf path;          /* a download's temporary file (removed unless whole) */
+    int resend_safe;       /* the request may go again on a fresh connection */
+    int want_headers;      /* a 2xx answer's headers are read */
+    size_t req_pos;        /* body bytes the read callback handed out (before 7.80) */
+    int prereq_calls;      /* pre-request callbacks within this transfer */
+    int resend_refused;    /* a second send of a not-resend-safe request was stopped */
+    ctc_buf head;          /* raw header lines of the last response */
+    int head_done;         /* the blank line after a final response's headers came */
+    int head_too_large;    /* the headers passed the limit: the transfer was stopped */
+    curl_socket_t last_sock; /* the kept-alive connection after the last transfer */
+    ctc_buf body;          /* response body (or a failed download's error page) */
+    curl_off_t max_body;   /* < 0: no limit */
+    int too_large;
+    int fd;                /* download target, or -1 */
+    int write_failed;      /* errno of a failed write(2), or 0 */
+    uint64_t bytes;        /* bytes written to fd */
+    ctc_sha256 sha;
+    /* the batch transport's own: a check before each send (see multi.c) */
+    int (*before_send)(struct ctc_exchange *x, const char *local_ip, int local_port,
+                       const char *peer_ip, int peer_port);
+    void *owner;
+    char errbuf[CURL_ERROR_SIZE];
+} ctc_exchange;
+
+/* What every easy handle of one transport is made with (copies owned by it). */
+typedef struct ctc_curl_opts {
+    int insecure;
+    char *ca_file;
+    char *proxy;
+} ctc_curl_opts;
+
+/* Reads ca_file, proxy, insecure from the table at opts (or none); 0 or -1 (no memory). */
+int ctc_curl_opts_read(lua_State *L, int opts, ctc_curl_opts *o);
+void ctc_curl_opts_free(ctc_curl_opts *o);
+
+/* A zeroed exchange, ready for ctc_exchange_open. */
+void ctc_exchange_clear(ctc_exchange *x);
+/* Makes the easy handle with the options that never change; tells the collector
+ * what it costs. CURLE_OK, or a code (then x->easy is NULL). */
+CURLcode ctc_exchange_open(lua_State *L, ctc_exchange *x, const ctc_curl_opts *o);
+/* Frees the handle and buffers; closes (never removes) an open download file. */
+void ctc_exchange_release(ctc_exchange *x);
+/* Copies the request table at req into the exchange and the handle. Misuse
+ * raises; the exchange stays consistent, owned by its owner. */
+void ctc_exchange_prepare(lua_State *L, ctc_exchange *x, int req, int download);
+/* Forgets what one attempt of the transfer left (nothing was sent: the batch
+ * transport stopped it before the request went out) so it can start again;
+ * a download's file is emptied. 0, or -1 when the file could not be. */
+int ctc_exchange_restart(ctc_exchange *x);
+/* Creates the download file (O_EXCL) at path and starts its checksum.
+ * 0, or pushes nil, err (kind argument) and returns 2. */
+int ctc_exchange_create_file(lua_State *L, ctc_exchange *x, const char *path);
+/* Closes and removes an unfinished download's file (a transfer abandoned). */
+void ctc_exchange_abandon_file(ctc_exchange *x);
+/* Pushes what perform returns for a finished transfer: res, or nil, err. */
+int ctc_exchange_push_result(lua_State *L, ctc_exchange *x, CURLcode rc);
+/* Finishes a download (fsync, close, remove unless whole) and pushes what
+ * download returns: res, or nil, err. */
+int ctc_exchange_finish_download(lua_State *L, ctc_exchange *x, CURLcode rc);
+/* nil, err: an easy handle could not be made; nothing was sent */
+int ctc_exchange_push_start_error(lua_State *L, CURLcode rc);
+#pragma GCC visibility pop
+
+#endif
