@@ -96,6 +96,7 @@ static const luaL_Reg core_functions[] = {
     { "request", ctc_l_request },
     { "normalize_phone", ctc_l_normalize_phone },
     { "format_time", ctc_l_format_time },
+    { "parse_time", ctc_l_parse_time },
     { "base64", ctc_l_base64 },
     { "sleep", l_sleep },
     { "now", l_now },

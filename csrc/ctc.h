@@ -47,6 +47,7 @@ int ctc_l_base64(lua_State *L);
 int ctc_l_request(lua_State *L);
 int ctc_l_normalize_phone(lua_State *L);
 int ctc_l_format_time(lua_State *L);
+int ctc_l_parse_time(lua_State *L);
 
 /* cursor.c: ids and sizes between C and Lua */
 #define CTC_I64_LEN 24  /* "-9223372036854775808" and its NUL, with room */

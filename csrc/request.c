@@ -376,3 +376,22 @@ int ctc_l_format_time(lua_State *L)
     lua_pushfstring(L, "time %s", why);
     return 2;
 }
+
+/* core.parse_time("yyyy-MM-dd HH:mm:ss") -> Unix seconds (the string read in UTC+8) | nil, message.
+ * The Lua side (jobs, the command line) has no date arithmetic of its own: it asks here. */
+int ctc_l_parse_time(lua_State *L)
+{
+    int64_t epoch;
+    const char *why = "must be a \"yyyy-MM-dd HH:mm:ss\" string";
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, 1, &n);
+        if (ctc_time_parse(s, n, &epoch, &why) == 0) {
+            lua_pushinteger(L, (lua_Integer)epoch);
+            return 1;
+        }
+    }
+    lua_pushnil(L);
+    lua_pushfstring(L, "time %s", why);
+    return 2;
+}

@@ -16,7 +16,6 @@ local math_type = math.type -- nil before 5.3
 
 local _M = { _VERSION = core._VERSION }
 
-local CST = 8 * 3600
 
 function _M.argument(st, fname, what)
   return nil, exchange.fail(st, "argument", format("bad argument #1 to '%s' (%s)", fname, what),
@@ -85,17 +84,6 @@ function _M.key(id)
   return tostring(id)
 end
 
--- days since 1970-01-01 of a civil date (H. Hinnant's algorithm)
-local function days_from_civil(y, m, d)
-  y = m <= 2 and y - 1 or y
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
 --- unix(provider_time) -> Unix seconds of a "yyyy-MM-dd HH:mm:ss" (UTC+8) | nil
 function _M.unix(s)
   if type(s) == "number" then
@@ -104,12 +92,13 @@ function _M.unix(s)
   if type(s) ~= "string" then
     return nil
   end
-  local y, mo, d, h, mi, se = match(s, "^(%d%d%d%d)-(%d%d)-(%d%d)[ T](%d%d):(%d%d):(%d%d)")
-  if not y then
+  -- the provider writes "yyyy-MM-dd HH:mm:ss"; a "T" between date and time, or anything after the
+  -- seconds, is tolerated here so one odd record cannot stop a job
+  local date, time = match(s, "^(%d%d%d%d%-%d%d%-%d%d)[ T](%d%d:%d%d:%d%d)")
+  if not date then
     return nil
   end
-  local days = days_from_civil(y + 0, mo + 0, d + 0)
-  return floor(days * 86400 + h * 3600 + mi * 60 + se - CST)
+  return (core.parse_time(date .. " " .. time))
 end
 
 --- records(st, fname, args) -> { rec, ... } | nil, err: every record of the window, paged to the end
