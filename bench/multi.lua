@@ -9,6 +9,8 @@
 --   multi8     core.curl_multi, 8 transfers in flight (independent pages, as concurrent slices are)
 --   prefetch   core.curl_multi, one after another, but page N+1 is asked for (maxId from
 --              core.page_last_id) before page N is decoded
+--   records    client:records{} with libcurl (it keeps the next page in flight the same way)
+--   records_fn client:records{} through a function transport over a libcurl handle (no prefetch)
 -- Prints the median records/s of each over ROUNDS rounds (contenders alternate within a round; a first,
 -- untimed round lets the upstream build its pages once, so later rounds measure the client).
 -- Run from the repository root after `make`.
@@ -27,6 +29,13 @@ init_by_lua_block { CTC_PAGES = {} }
 server {
   listen 127.0.0.1:${port1};
   keepalive_requests 100000;
+  location = /call/record/voice {
+    content_by_lua_block {
+      ngx.req.read_body()
+      local asked = ngx.req.get_body_data():match('"maxId":(%d+)')
+      return ngx.exec("/page", "latency=${latency}&max_id=" .. asked)
+    }
+  }
   location = /page {
     content_by_lua_block {
       local latency = tonumber(ngx.var.arg_latency)
@@ -49,7 +58,7 @@ server {
     }
   }
 }
-]] })
+]], vars = { latency = tostring(LATENCY) } })
 
 local function request(max_id)
   return { method = "GET", url = srv:url("/page?latency=" .. LATENCY .. "&max_id=" .. max_id),
@@ -140,7 +149,26 @@ function contenders.prefetch()
   return count
 end
 
-local order = { "perform", "multi1", "multi8", "prefetch" }
+-- records{} itself: with libcurl it keeps the next page in flight; through a function transport
+-- over the same libcurl handle (transport_kind "function") it does not
+local clicktocall = require "clicktocall"
+local function iterate(transport)
+  local t = core.curl_transport()
+  local c = assert(clicktocall.new { base_url = srv:url(""), app_secret = "S", user_data = "u",
+    transport = transport and function(req) return t:perform(req) end or nil })
+  local count = 0
+  for _ in c:records { start_time = "2023-01-01 00:00:00", end_time = "2023-01-02 00:00:00",
+                       limit = PAGES * 100 } do
+    count = count + 1
+  end
+  c:close()
+  t:close()
+  return count
+end
+function contenders.records() return iterate(false) end
+function contenders.records_fn() return iterate(true) end
+
+local order = { "perform", "multi1", "multi8", "prefetch", "records_fn", "records" }
 if os.getenv("CTC_BENCH_ONLY") then -- e.g. CTC_BENCH_ONLY=multi8,prefetch
   order = {}
   for name in os.getenv("CTC_BENCH_ONLY"):gmatch("[^,]+") do order[#order + 1] = name end
@@ -169,5 +197,5 @@ io.write(string.format("%d pages of 100 records, %.0f ms per answer, median of %
 local base = rates.perform and median(rates.perform) or 0
 for _, name in ipairs(order) do
   local r = median(rates[name])
-  io.write(string.format("  %-9s %10.0f records/s  %5.2fx perform\n", name, r, r / base))
+  io.write(string.format("  %-10s %10.0f records/s  %5.2fx perform\n", name, r, r / base))
 end

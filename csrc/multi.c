@@ -30,8 +30,9 @@
  * is readable before the request is refused (the server spoke first).
  * This covers every request, not only dials: a records page read off a
  * poisoned connection would be as wrong. What no client check can cover is
- * a stray answer that arrives after the check, while the request is out; the
- * single transport has the same window. Before libcurl 7.80 there is no
+ * a stray answer that arrives after the check, while the request is out, or
+ * (over TLS) one the TLS library has already read off the socket into its own
+ * buffer; the single transport has the same limits. Before libcurl 7.80 there is no
  * pre-request callback: connections are then never reused (FORBID_REUSE).
  * FRESH_CONNECT for dials alone would have left every other request exposed.
  */

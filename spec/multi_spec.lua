@@ -334,6 +334,45 @@ describe("core.curl_multi", function()
     m:close()
   end)
 
+  it("memory stays flat whatever the download size: 4 x 64 MiB at once add < 8 MiB of RSS #noasan", function()
+    local script = string.format([[
+      package.cpath = %q
+      local core = require "clicktocall.core"
+      local function rss()
+        local f = io.open("/proc/self/status")
+        local kb = f:read("*a"):match("VmHWM:%%s*(%%d+)")
+        f:close()
+        return tonumber(kb) * 1024
+      end
+      local m = core.curl_multi {}
+      local files = {}
+      local warm = os.tmpname()
+      os.remove(warm)
+      assert(m:add(0, { method = "GET", url = %q }, warm))
+      while m:count() > 0 do m:wait(1) end
+      os.remove(warm)
+      local r0 = rss()
+      for i = 1, 4 do
+        files[i] = os.tmpname()
+        os.remove(files[i])
+        assert(m:add(i, { method = "GET", url = %q }, files[i]))
+      end
+      local bytes = 0
+      while m:count() > 0 do
+        for _, d in ipairs(m:wait(1)) do bytes = bytes + assert(d[2], d[3] and d[3].message).bytes end
+      end
+      for i = 1, 4 do os.remove(files[i]) end
+      io.write(string.format("%%d %%d", rss() - r0, bytes))
+    ]], package.cpath, srv:url("/blob?n=1000"), srv:url("/blob?n=67108864"))
+    local p = assert(io.popen(lua .. " -e " .. string.format("%q", script) .. " 2>&1"))
+    local out = p:read("*a")
+    p:close()
+    local growth, bytes = out:match("^(%d+) (%d+)$")
+    assert.equal(4 * 67108864, tonumber(bytes), out)
+    assert.is_true(tonumber(growth) < 8 * 1024 * 1024, string.format("peak RSS grew by %.1f MiB",
+                                                                      tonumber(growth) / 1048576))
+  end)
+
   it("a download is whole or nothing: cut short, 404 and an existing file leave no file of ours", function()
     local m = core.curl_multi {}
     local t = core.curl_transport()
