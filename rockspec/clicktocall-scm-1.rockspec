@@ -49,6 +49,7 @@ build = {
     ["clicktocall.http1"] = "lua/clicktocall/http1.lua",
     ["clicktocall.mock"] = "lua/clicktocall/mock.lua",
     ["clicktocall.options"] = "lua/clicktocall/options.lua",
+    ["clicktocall.redis"] = "lua/clicktocall/redis.lua",
     ["clicktocall.transport.ngx"] = "lua/clicktocall/transport/ngx.lua",
     ["clicktocall.core"] = {
       sources = {
