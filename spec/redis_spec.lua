@@ -183,3 +183,127 @@ describe("redis commands against redis-server (LuaSocket) #redis", function()
     assert.truthy(err:find("SELECT 99999", 1, true), err)
   end)
 end)
+
+describe("a redis:// dial guard outside nginx (LuaSocket) #redis", function()
+  local h = require "spec.helpers"
+  local helper = require "spec.helpers.redis"
+  local srv
+
+  setup(function()
+    srv = assert(helper.start())
+  end)
+
+  teardown(function()
+    if srv then srv:destroy() end
+  end)
+
+  before_each(function()
+    if not srv.running then srv:restart() end
+    assert.equal("OK", srv:cmd("FLUSHALL"))
+  end)
+
+  local DIAL = { caller = "13500000002", callee = "13500000003", seat = "PP1" }
+  local function with(extra)
+    local t = {}
+    for k, v in pairs(DIAL) do t[k] = v end
+    for k, v in pairs(extra or {}) do t[k] = v end
+    return t
+  end
+  local function dials(m)
+    local n = 0
+    for _, r in ipairs(m.requests) do
+      if r.url:find("/rest/voiceCall/api", 1, true) then n = n + 1 end
+    end
+    return n
+  end
+
+  it("two clients (two hosts) sharing Redis dial once; force goes through; user_data is in the key", function()
+    local a, ma = h.client({}, { dial_guard = srv.url, dial_guard_window = 30 }, h.ok("s-a"))
+    local b, mb = h.client({}, { dial_guard = srv.url, dial_guard_window = 30 }, h.ok("s-b"))
+    assert.equal("s-a", a:dial(with()))
+    local v, err = b:dial(with())
+    assert.is_nil(v)
+    assert.equal("duplicate", err.kind)
+    assert.is_false(err.sent)
+    assert.is_false(err.retryable)
+    assert.truthy(err.message:find("placed %d+%.%d s ago"), err.message)
+    assert.equal(0, dials(mb))
+    assert.equal("s-b", b:dial(with { force = true }))
+    assert.equal("s-b", b:dial(with { user_data = "another-customer" }))
+    assert.equal(1, dials(ma))
+    assert.equal(2, dials(mb))
+    -- the claim is a key with the window as its expiry
+    local key = require("clicktocall.dial_guard")._key("+8613500000002", "+8613500000003", "PP1", h.USER_DATA)
+    local ttl = srv:cmd("PTTL", key)
+    assert.is_true(ttl > 25000 and ttl <= 30000, tostring(ttl))
+  end)
+
+  it("releases its own claim when the dial never left, and only its own", function()
+    local a = h.client({ { err = { kind = "network", message = "refused", sent = false } } },
+                       { dial_guard = srv.url, retries = 0 }, h.ok("s-a"))
+    local _, err = a:dial(with())
+    assert.equal("network", err.kind)
+    assert.is_false(err.sent)
+    assert.equal("s-a", a:dial(with())) -- released: the next click goes
+    -- a claim that is not ours (it expired and another host took it) is left alone
+    local guard_mod = require "clicktocall.dial_guard"
+    local guard = assert(guard_mod.new(srv.url, 10))
+    local key = guard_mod._key("+861", "+862", "S", "u")
+    local claim = assert(guard:check("+861", "+862", "S", "u"))
+    assert.is_string(claim)
+    assert.equal(claim, srv:cmd("GET", key))
+    assert.equal("OK", srv:cmd("SET", key, "theirs"))
+    guard:release("+861", "+862", "S", "u", claim)
+    assert.equal("theirs", srv:cmd("GET", key))
+    guard:release("+861", "+862", "S", "u", "theirs")
+    assert.equal(require("clicktocall.redis").null, srv:cmd("GET", key))
+  end)
+
+  it("keeps the claim when the dial may have left", function()
+    local a, m = h.client({ { err = { kind = "network", message = "reset", sent = true } } },
+                          { dial_guard = srv.url, retries = 0 }, h.ok("s-a"))
+    local _, err = a:dial(with())
+    assert.is_true(err.sent)
+    local _, again = a:dial(with())
+    assert.equal("duplicate", again.kind)
+    assert.equal(1, dials(m))
+  end)
+
+  it("Redis down: refused with kind network and nothing sent, or sent when failing open", function()
+    local closed, mc = h.client({}, { dial_guard = srv.url }, h.ok("s-c"))
+    local open, mo = h.client({}, { dial_guard = srv.url, dial_guard_fail_open = true }, h.ok("s-o"))
+    srv:stop()
+    local v, err = closed:dial(with())
+    assert.is_nil(v)
+    assert.equal("network", err.kind)
+    assert.is_false(err.sent)
+    assert.is_true(err.retryable)
+    assert.truthy(err.message:find("dial_guard_fail_open", 1, true), err.message)
+    assert.equal(0, dials(mc))
+    assert.equal("s-o", open:dial(with()))
+    assert.equal("s-o", open:dial(with())) -- unguarded while Redis is away
+    assert.equal(2, dials(mo))
+    srv:restart()
+    assert.equal("s-c", closed:dial(with()))
+    local _, dup = open:dial(with())
+    assert.equal("duplicate", dup.kind)
+  end)
+
+  it("refuses a bad address or fail_open with a sentence", function()
+    local clicktocall = require "clicktocall"
+    local base = { base_url = "https://api.example.com", app_secret = "x", user_data = "u" }
+    local function new(extra)
+      local o = {}
+      for k, v in pairs(base) do o[k] = v end
+      for k, v in pairs(extra) do o[k] = v end
+      return clicktocall.new(o)
+    end
+    local c, err = new { dial_guard = "redis://h:6379/x" }
+    assert.is_nil(c)
+    assert.equal("argument", err.kind)
+    assert.truthy(err.message:find("dial_guard", 1, true), err.message)
+    c, err = new { dial_guard = srv.url, dial_guard_fail_open = "yes" }
+    assert.is_nil(c)
+    assert.truthy(err.message:find("dial_guard_fail_open", 1, true), err.message)
+  end)
+end)
