@@ -32,6 +32,7 @@ local concat = table.concat
 local sub = string.sub
 local byte = string.byte
 local match = string.match
+local find = string.find
 local format = string.format
 local floor = math.floor
 
@@ -298,25 +299,37 @@ end
 --- r:command(name, ...) -> reply | nil, sentence, class ("redis", "io", "protocol")
 -- One command on its own connection (a pooled one inside nginx). The connection goes back to the pool only
 -- after a whole reply was read; after a failure it is closed, so no half-read reply is left for the next user.
-function Redis:command(...)
+local function exchange(self, payload)
   local sock, pooled = open(self)
   if not sock then
     return nil, pooled, "io"
   end
-  local bytes, serr = sock:send(_M.encode { ... })
+  local reused = pooled and (sock:getreusedtimes() or 0) > 0
+  local bytes, serr = sock:send(payload)
   if not bytes then
     sock:close()
-    return nil, "Redis connection: " .. tostring(serr), "io"
+    return nil, "Redis connection: " .. tostring(serr), "io", reused
   end
   local v, err, class = read_reply(sock, 0)
   if v == nil and class ~= "redis" then
     sock:close()
-    return nil, err, class
+    return nil, err, class, reused and class == "io" and (find(err, "closed", 1, true) or find(err, "reset", 1, true))
   end
   if pooled then
     sock:setkeepalive(KEEPALIVE_MS, POOL_SIZE)
   else
     sock:close()
+  end
+  return v, err, class
+end
+
+function Redis:command(...)
+  local payload = _M.encode { ... }
+  local v, err, class, stale = exchange(self, payload)
+  if v == nil and stale then
+    -- a pooled connection that Redis closed while it sat idle (a restart, Redis' own idle timeout): the
+    -- command never reached a live server, so it is sent once more on a new connection
+    v, err, class = exchange(self, payload)
   end
   return v, err, class
 end
