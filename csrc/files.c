@@ -3,9 +3,12 @@
  * (OpenResty, a function): plain Lua has no exclusive create, stat, fsync or
  * streaming hash. The libcurl transport does the same work in C (curl.c).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -14,6 +17,7 @@
 
 #define SHA_MT "clicktocall.sha256"
 #define SINK_MT "clicktocall.file_sink"
+#define LOCK_MT "clicktocall.file_lock"
 
 enum { SINK_OPEN, SINK_FAILED, SINK_FINISHED, SINK_ABORTED };
 
@@ -257,6 +261,221 @@ static int l_getpid(lua_State *L)
     return 1;
 }
 
+
+/*
+ * The jobs (archive, sync): a lock held for one run, the directory listing
+ * that finds stale temporary files of ours, and a manifest line made durable.
+ */
+
+/* A held flock: the descriptor is the lock; closing it releases it (and the kernel does on a crash). */
+typedef struct file_lock {
+    int fd;
+} file_lock;
+
+static void lock_release(file_lock *k)
+{
+    if (k->fd >= 0) {
+        close(k->fd);
+        k->fd = -1;
+    }
+}
+
+/*
+ * core.lock_file(path) -> lock | nil, message, "busy" | "io"
+ * Creates path if needed (mode 0666 less the umask) and takes an exclusive,
+ * non-blocking flock on it. The file itself stays: removing it would let a
+ * third run lock a new inode while the second still holds the old one.
+ */
+static int l_lock_file(lua_State *L)
+{
+    size_t n;
+    const char *path = luaL_checklstring(L, 1, &n);
+    file_lock *k;
+    int rc;
+    if (strlen(path) != n)
+        return luaL_argerror(L, 1, "path contains a NUL byte");
+    k = ctc_newuserdata(L, sizeof *k);
+    k->fd = -1;
+    luaL_getmetatable(L, LOCK_MT);
+    lua_setmetatable(L, -2);
+    do
+        k->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    while (k->fd < 0 && errno == EINTR);
+    if (k->fd < 0) {
+        int err = errno;
+        push_fail(L, "open", path, err);
+        lua_pushliteral(L, "io");
+        return 3;
+    }
+    do
+        rc = flock(k->fd, LOCK_EX | LOCK_NB);
+    while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+        int err = errno;
+        lock_release(k);
+        push_fail(L, "lock", path, err);
+        if (err == EWOULDBLOCK)
+            lua_pushliteral(L, "busy");
+        else
+            lua_pushliteral(L, "io");
+        return 3;
+    }
+    return 1;
+}
+
+/* lock:unlock() -> true; also __gc and __close; safe more than once */
+static int l_lock_unlock(lua_State *L)
+{
+    lock_release(luaL_checkudata(L, 1, LOCK_MT));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_lock_tostring(lua_State *L)
+{
+    file_lock *k = luaL_checkudata(L, 1, LOCK_MT);
+    lua_pushstring(L, k->fd >= 0 ? "clicktocall.file_lock (held)" : "clicktocall.file_lock (released)");
+    return 1;
+}
+
+#define DIR_MT "clicktocall.dir"
+
+/* An open directory, owned by a userdata so that a raise (out of memory) mid-listing cannot leak it. */
+static int l_dir_gc(lua_State *L)
+{
+    DIR **d = luaL_checkudata(L, 1, DIR_MT);
+    if (*d) {
+        closedir(*d);
+        *d = NULL;
+    }
+    return 0;
+}
+
+/* core.list_dir(path) -> { name, ... } (without "." and "..") | nil, message */
+static int l_list_dir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    DIR **d;
+    struct dirent *e;
+    lua_Integer i = 0;
+    d = ctc_newuserdata(L, sizeof *d);
+    *d = NULL;
+    if (luaL_newmetatable(L, DIR_MT)) {
+        lua_pushcfunction(L, l_dir_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    *d = opendir(path);
+    if (!*d)
+        return push_fail(L, "open", path, errno);
+    lua_newtable(L);
+    while ((e = readdir(*d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        lua_pushstring(L, e->d_name);
+        lua_rawseti(L, -2, (int)++i);
+    }
+    closedir(*d);
+    *d = NULL;
+    return 1;
+}
+
+/* core.pid_alive(pid) -> boolean: whether a process with that id exists (EPERM: it does) */
+static int l_pid_alive(lua_State *L)
+{
+    lua_Number v = luaL_checknumber(L, 1);
+    pid_t pid = (pid_t)v;
+    if (v < 1 || (lua_Number)pid != v) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_pushboolean(L, kill(pid, 0) == 0 || errno == EPERM);
+    return 1;
+}
+
+/* core.dir_writable(path) -> true | nil, message: a directory we may create files in */
+static int l_dir_writable(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return push_fail(L, "use directory", path, errno);
+    if (!S_ISDIR(st.st_mode))
+        return push_fail(L, "use directory", path, ENOTDIR);
+    if (access(path, W_OK | X_OK) != 0)
+        return push_fail(L, "write in directory", path, errno);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* core.mkdir(path) -> true | nil, message (mode 0777 less the umask; an existing directory is fine) */
+static int l_mkdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    if (mkdir(path, 0777) != 0 && errno != EEXIST)
+        return push_fail(L, "create directory", path, errno);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int write_all(int fd, const char *s, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, s + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+/*
+ * core.append_sync(path, s) -> true | nil, message
+ * Appends s to path (created if missing) and fsyncs it. On any failure the
+ * file is cut back to its old length, so a full disk never leaves a torn
+ * line that the next line would be glued to.
+ */
+static int l_append_sync(lua_State *L)
+{
+    size_t n;
+    const char *path = luaL_checkstring(L, 1);
+    const char *s = luaL_checklstring(L, 2, &n);
+    struct stat st;
+    int fd, err;
+    do
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return push_fail(L, "open", path, errno);
+    if (fstat(fd, &st) != 0) {
+        err = errno;
+        close(fd);
+        return push_fail(L, "read the size of", path, err);
+    }
+    if (write_all(fd, s, n) != 0 || fsync(fd) != 0) {
+        err = errno;
+        if (ftruncate(fd, st.st_size) == 0)
+            (void)fsync(fd);
+        close(fd);
+        return push_fail(L, "write", path, err);
+    }
+    if (close(fd) != 0)
+        return push_fail(L, "write", path, errno);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static const luaL_Reg lock_methods[] = {
+    { "unlock", l_lock_unlock },
+    { NULL, NULL },
+};
+
 static const luaL_Reg sink_methods[] = {
     { "write", l_sink_write },
     { "finish", l_sink_finish },
@@ -291,8 +510,32 @@ void ctc_open_files(lua_State *L)
         lua_setfield(L, -2, "__tostring");
     }
     lua_pop(L, 1);
+    if (luaL_newmetatable(L, LOCK_MT)) {
+        lua_newtable(L);
+        ctc_setfuncs(L, lock_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_lock_unlock);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_lock_unlock);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, l_lock_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
     lua_pushcfunction(L, l_file_sink);
     lua_setfield(L, -2, "file_sink");
+    lua_pushcfunction(L, l_lock_file);
+    lua_setfield(L, -2, "lock_file");
+    lua_pushcfunction(L, l_list_dir);
+    lua_setfield(L, -2, "list_dir");
+    lua_pushcfunction(L, l_pid_alive);
+    lua_setfield(L, -2, "pid_alive");
+    lua_pushcfunction(L, l_dir_writable);
+    lua_setfield(L, -2, "dir_writable");
+    lua_pushcfunction(L, l_mkdir);
+    lua_setfield(L, -2, "mkdir");
+    lua_pushcfunction(L, l_append_sync);
+    lua_setfield(L, -2, "append_sync");
     lua_pushcfunction(L, l_getpid);
     lua_setfield(L, -2, "getpid");
     lua_pushcfunction(L, l_file_kind);

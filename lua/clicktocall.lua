@@ -5,6 +5,9 @@
 --   clicktocall.options       the options of new{}, their checks, the transport set-up
 --   clicktocall.exchange      send, read, retry with backoff, events, redaction of the secret
 --   clicktocall.download      download_recording for every transport
+--   clicktocall.batch         many requests at once (records{ concurrency }, the archive)
+--   clicktocall.archive       archive_recordings;  clicktocall.sync: sync
+--   clicktocall.slices        records{ concurrency = N }: the window paged as N slices at once
 --   this file                 new{}, the four calls, records, close
 --
 -- See the README for the options and API.md for the contract.
@@ -14,6 +17,9 @@ local errors = require "clicktocall.errors"
 local options = require "clicktocall.options"
 local exchange = require "clicktocall.exchange"
 local download = require "clicktocall.download"
+local archive = require "clicktocall.archive"
+local sync = require "clicktocall.sync"
+local slices = require "clicktocall.slices"
 
 local type = type
 local pairs = pairs
@@ -40,14 +46,13 @@ client_mt.__index = client_mt
 --------------------------------------------------------------------------
 
 -- The fields each call's table may have; anything else is a typo to report.
--- `records` will take `concurrency` once concurrent paging exists; until then
--- it is refused like any unknown field rather than accepted and ignored.
 local FIELDS = {
   bind_seat = { user_data = true, seat = true, phone = true },
   dial = { user_data = true, caller = true, callee = true, seat = true, force = true },
   balance = { user_data = true },
   records_page = { user_data = true, start_time = true, end_time = true, max_id = true },
-  records = { user_data = true, start_time = true, end_time = true, max_id = true, limit = true },
+  records = { user_data = true, start_time = true, end_time = true, max_id = true, limit = true,
+              concurrency = true },
 }
 
 local NO_ARGS = setmetatable({}, { __newindex = function() error("read-only", 2) end })
@@ -169,9 +174,19 @@ function client_mt:records(args)
                                and limit < math.huge) then
     pending = argument_error(st, "records", "field 'limit' must be a positive integer")
   end
+  local concurrency = type(args) == "table" and args.concurrency or nil
+  if not pending and concurrency ~= nil
+    and not (type(concurrency) == "number" and concurrency >= 1 and concurrency <= slices.MAX
+             and floor(concurrency) == concurrency) then
+    pending = argument_error(st, "records", "field 'concurrency' must be an integer from 1 to " .. slices.MAX)
+  end
   local page_args = type(args) == "table" and copy(args) or nil
   if page_args then
     page_args.limit = nil
+    page_args.concurrency = nil
+  end
+  if not pending and concurrency and concurrency > 1 then
+    return slices.iterate(st, page_args, concurrency, limit)
   end
   local page, n, i, cursor = nil, 0, 0, nil
   local count, done = 0, false
@@ -247,6 +262,25 @@ function client_mt:download_recording(rec, path)
     return nil, err
   end
   return download.fetch(st, rec, path)
+end
+
+--- client:archive_recordings{ start_time=, end_time=, dir= [, concurrency=4] [, layout="date"]
+--   [, manifest=] [, on_file=] [, user_data=] } -> summary | nil, err
+function client_mt:archive_recordings(args)
+  local st, err = state_of(self, "archive_recordings")
+  if not st then
+    return nil, err
+  end
+  return archive.run(st, args)
+end
+
+--- client:sync{ state=, on_record= [, since=] [, lookback=86400] [, user_data=] } -> summary | nil, err
+function client_mt:sync(args)
+  local st, err = state_of(self, "sync")
+  if not st then
+    return nil, err
+  end
+  return sync.run(st, args)
 end
 
 function client_mt:close()

@@ -16,6 +16,8 @@ local KINDS = {
   argument = true, network = true, timeout = true, http = true,
   api = true, protocol = true, duplicate = true,
   io = true, -- a local file could not be written (full disk, EFBIG): never retried
+  busy = true, -- another archive or sync holds the same directory or state file: nothing was done
+  callback = true, -- a hook of the caller's (on_record, on_file) raised or returned nil, err: see err.cause
 }
 _M.KINDS = KINDS
 
@@ -30,7 +32,7 @@ function mt.__tostring(e)
 end
 
 local function default_retryable(kind, status)
-  if kind == "network" or kind == "timeout" then
+  if kind == "network" or kind == "timeout" or kind == "busy" then
     return true
   end
   if kind == "http" then
@@ -45,7 +47,7 @@ function _M.new(kind, message, fields)
   fields = fields or {}
   local sent = fields.sent
   if sent == nil then
-    sent = kind ~= "argument" and kind ~= "duplicate"
+    sent = kind ~= "argument" and kind ~= "duplicate" and kind ~= "busy"
   end
   local retryable = fields.retryable
   if retryable == nil then

@@ -201,6 +201,9 @@ local function setup_transport(st, o)
     st.sleep = o.sleep or core.sleep
     st.now = core.now
     st.transport_name = "the libcurl transport"
+    st.transport_kind = "curl"
+    -- a batch (clicktocall.batch) makes its multi object with the same TLS and proxy settings
+    st.transport_options = { ca_file = o.ca_file, insecure = o.insecure, proxy = o.proxy }
   elseif t == "ngx" then
     local ok, ngx_transport = pcall(require, "clicktocall.transport.ngx")
     if not ok then
@@ -217,11 +220,13 @@ local function setup_transport(st, o)
     st.sleep = o.sleep or ngx_transport.sleep
     st.now = ngx_transport.now
     st.transport_name = "the ngx transport"
+    st.transport_kind = "ngx"
   else
     st.send = t
     st.sleep = o.sleep or core.sleep
     st.now = core.now
     st.transport_name = "the transport function"
+    st.transport_kind = "function"
   end
   return nil
 end

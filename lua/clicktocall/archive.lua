@@ -1,0 +1,382 @@
+--- clicktocall.archive: client:archive_recordings{}, every recording of a window kept on disk before
+-- the provider drops it (7 days after the call ended).
+--
+-- A run: check everything (nothing written on a bad argument), lock dir (dir/.clicktocall.lock, an
+-- flock: released on return, on close and by the kernel on a crash), remove temporary files of ours
+-- left by a dead process, read the manifest, page the window's records (their URLs are fresh: a
+-- manifest's URL is never used), then download what is missing, oldest callEndTime first, through
+-- clicktocall.batch (each through download.fetch: whole or not at all). For each file: on_file(entry),
+-- then one manifest line (append, fsync). on_file goes first so that an upload that failed is tried
+-- again by the next run: the recording is not in the manifest yet.
+
+local core = require "clicktocall.core"
+local errors = require "clicktocall.errors"
+local exchange = require "clicktocall.exchange"
+local download = require "clicktocall.download"
+local batch = require "clicktocall.batch"
+local flatjson = require "clicktocall.flatjson"
+local jobs = require "clicktocall.jobfiles"
+
+local type = type
+local pairs = pairs
+local pcall = pcall
+local tostring = tostring
+local tonumber = tonumber
+local os_time = os.time
+local io_open = io.open
+local os_remove = os.remove
+local gsub = string.gsub
+local match = string.match
+local find = string.find
+local sub = string.sub
+local lower = string.lower
+local sort = table.sort
+local tointeger = math.tointeger -- nil before 5.3
+
+local _M = { _VERSION = core._VERSION }
+
+local FNAME = "archive_recordings"
+local TTL = 7 * 86400
+local EXPIRING = 86400
+local LOCK_NAME = ".clicktocall.lock"
+local MAX_NAME = 200 -- bytes of the sanitized sessionId: every file system takes 255
+
+local KNOWN = {
+  start_time = true, end_time = true, dir = true, concurrency = true, layout = true,
+  manifest = true, on_file = true, user_data = true,
+}
+
+local ENTRY_KEYS = { "id", "sessionId", "file", "bytes", "sha256", "callEndTime", "archived_at" }
+
+--------------------------------------------------------------------------
+-- names
+--------------------------------------------------------------------------
+
+--- name_of(rec) -> the file name (no directory) for a record's recording
+local function name_of(rec)
+  local sid = rec.sessionId
+  sid = (type(sid) == "string" or type(sid) == "number") and tostring(sid) or ""
+  local base = gsub(sid, "[^A-Za-z0-9._-]", "_")
+  base = gsub(base, "^%.+", "")
+  if #base > MAX_NAME then
+    base = sub(base, 1, MAX_NAME)
+  end
+  if base == "" then
+    base = "id-" .. jobs.key(rec.id)
+  end
+  local url = type(rec.recordFileDownloadUrl) == "string" and rec.recordFileDownloadUrl or ""
+  local path = match(url, "^%a[%w+.-]*://[^/?#]*([^?#]*)") or ""
+  local ext = match(path, "%.([%w]+)$")
+  if not ext or #ext > 5 or find(match(path, "[^/]*$"), "^%.[%w]+$") then
+    ext = "wav"
+  end
+  return base .. "." .. ext
+end
+_M.name_of = name_of
+
+-- "YYYY-MM-DD" of the call's end on the provider's clock, or a fixed folder for a record without one
+local function date_of(rec)
+  local d = type(rec.callEndTime) == "string" and match(rec.callEndTime, "^(%d%d%d%d%-%d%d%-%d%d)")
+  return d or "undated"
+end
+
+--------------------------------------------------------------------------
+-- the directory
+--------------------------------------------------------------------------
+
+-- Temporary names are download.temp_name's: .ctc-<pid hex>-<noise>-<seq>.part
+local function clean_stale(dir)
+  local names = core.list_dir(dir)
+  if not names then
+    return
+  end
+  for i = 1, #names do
+    local pid = match(names[i], "^%.ctc%-(%x+)%-%x+%-%x+%.part$")
+    if pid and not core.pid_alive(tonumber(pid, 16)) then
+      os_remove(dir .. "/" .. names[i])
+    end
+  end
+end
+
+local function clean_tree(dir, layout)
+  clean_stale(dir)
+  if layout == "date" then
+    local names = core.list_dir(dir) or {}
+    for i = 1, #names do
+      if match(names[i], "^%d%d%d%d%-%d%d%-%d%d$") or names[i] == "undated" then
+        clean_stale(dir .. "/" .. names[i])
+      end
+    end
+  end
+end
+
+-- id key -> entry; a line that does not parse (a torn last line after a crash) is ignored
+local function read_manifest(path)
+  local entries = {}
+  local f = io_open(path, "rb")
+  if not f then
+    return entries, true
+  end
+  local data = f:read("*a") or ""
+  f:close()
+  for line in gsub(data, "\r", ""):gmatch("[^\n]+") do
+    local e = flatjson.decode(line)
+    if e and e.id ~= nil and type(e.file) == "string" then
+      entries[jobs.key(e.id)] = e
+    end
+  end
+  return entries, data == "" or sub(data, -1) == "\n"
+end
+
+local function file_size(path)
+  local f = io_open(path, "rb")
+  if not f then
+    return nil
+  end
+  local size = f:seek("end")
+  f:close()
+  return size
+end
+
+--------------------------------------------------------------------------
+-- arguments
+--------------------------------------------------------------------------
+
+local function check(st, args)
+  if type(args) ~= "table" then
+    return jobs.argument(st, FNAME, "table expected, got " .. type(args))
+  end
+  local bad = jobs.unknown(args, KNOWN)
+  if bad then
+    return jobs.argument(st, FNAME, "unknown field '" .. bad .. "'")
+  end
+  local dir = args.dir
+  if type(dir) ~= "string" or dir == "" then
+    return jobs.argument(st, FNAME, "field 'dir' must be the path of an existing, writable directory")
+  end
+  local wok, why = core.dir_writable(dir)
+  if not wok then
+    return jobs.argument(st, FNAME, "field 'dir': " .. tostring(why))
+  end
+  local n = args.concurrency
+  if n == nil then
+    n = 4
+  elseif not jobs.is_int(n, 1, 32) then
+    return jobs.argument(st, FNAME, "field 'concurrency' must be an integer from 1 to 32")
+  end
+  local layout = args.layout
+  if layout == nil then
+    layout = "date"
+  elseif layout ~= "date" and layout ~= "flat" then
+    return jobs.argument(st, FNAME, "field 'layout' must be \"date\" or \"flat\"")
+  end
+  local manifest = args.manifest
+  if manifest == nil then
+    manifest = dir .. "/manifest.jsonl"
+  elseif type(manifest) ~= "string" or manifest == "" or core.file_kind(manifest) == "directory" then
+    return jobs.argument(st, FNAME, "field 'manifest' must be a file path")
+  else
+    local mok, mwhy = core.dir_writable(jobs.parent(manifest))
+    if not mok then
+      return jobs.argument(st, FNAME, "field 'manifest': " .. tostring(mwhy))
+    end
+  end
+  if args.on_file ~= nil and type(args.on_file) ~= "function" then
+    return jobs.argument(st, FNAME, "field 'on_file' must be a function")
+  end
+  local ok, err = jobs.check_window(st, FNAME, args)
+  if not ok then
+    return nil, err
+  end
+  return { dir = gsub(dir, "(.)/+$", "%1"), n = n, layout = layout, manifest = manifest, on_file = args.on_file }
+end
+
+--------------------------------------------------------------------------
+-- one recording
+--------------------------------------------------------------------------
+
+-- A certificate the recording host's TLS could not verify: say what to do about it.
+local function tls_hint(err)
+  local cn = err.code_name
+  if cn == "CURLE_PEER_FAILED_VERIFICATION" or cn == "CURLE_SSL_CACERT_BADFILE" or cn == "CURLE_SSL_CACERT"
+    or find(lower(tostring(err.message)), "certificate", 1, true) then
+    if not find(err.message, "ca_file", 1, true) then
+      err.message = err.message .. " (the recording host's TLS certificate could not be verified: give its "
+        .. "CA bundle as ca_file to clicktocall.new{}; insecure = true turns verification off; the download "
+        .. "is never retried over http)"
+    end
+  end
+  return err
+end
+
+local function callback_error(st, what, cause)
+  local e = exchange.fail(st, "callback", "on_file " .. what .. ": " .. exchange.describe(cause),
+                          { sent = true, retryable = false })
+  e.cause = cause
+  return e
+end
+
+-- fn for batch.run: the recording of item.rec into item.path, then on_file, then the manifest line
+local function archive_one(job, item, io)
+  local st, rec = job.st, item.rec
+  if item.subdir and core.file_kind(item.subdir) ~= "directory" then
+    local ok, why = core.mkdir(item.subdir)
+    if not ok and core.file_kind(item.subdir) ~= "directory" then
+      item.err = exchange.fail(st, "io", tostring(why), { sent = false, retryable = false })
+      return
+    end
+  end
+  local ok, info = download.fetch(io, rec, item.path)
+  if not ok then
+    item.err = tls_hint(info)
+    return
+  end
+  local entry = {
+    id = rec.id, sessionId = rec.sessionId, file = item.file, bytes = info.bytes, sha256 = info.sha256,
+    callEndTime = rec.callEndTime, archived_at = os_time(),
+  }
+  if job.on_file then
+    local hook = { path = item.path }
+    for k, v in pairs(entry) do
+      hook[k] = v
+    end
+    local hok, r1, r2 = pcall(job.on_file, hook)
+    if not hok then
+      item.err = callback_error(st, "raised an error", r1)
+      return
+    elseif r1 == nil and r2 ~= nil then
+      item.err = callback_error(st, "returned an error", r2)
+      return
+    end
+  end
+  local line = flatjson.encode(ENTRY_KEYS, entry)
+  if type(entry.sessionId) == "string" then
+    -- keep a sessionId of digits a string
+    line = gsub(line, '"sessionId":[^,]*,', function()
+      return '"sessionId":' .. flatjson.encode_string(entry.sessionId) .. ","
+    end, 1)
+  end
+  local prefix = job.torn and "\n" or ""
+  local aok, awhy = core.append_sync(job.manifest, prefix .. line .. "\n")
+  if not aok then
+    item.err = exchange.fail(st, "io", "the recording is on disk but the manifest could not be written: "
+                             .. tostring(awhy), { sent = true, retryable = false })
+    return
+  end
+  job.torn = false
+  item.bytes = info.bytes
+end
+
+--------------------------------------------------------------------------
+-- the job
+--------------------------------------------------------------------------
+
+local function older(a, b)
+  local ta, tb = a.ends or math.huge, b.ends or math.huge
+  if ta ~= tb then
+    return ta < tb
+  end
+  return a.order < b.order
+end
+
+local function failed_entry(item)
+  return { id = item.rec.id, sessionId = item.rec.sessionId, expires_at = item.expires_at, err = item.err }
+end
+
+--- run(st, args) -> summary | nil, err
+function _M.run(st, args)
+  local job, err = check(st, args)
+  if not job then
+    return nil, err
+  end
+  job.st = st
+  local lock
+  lock, err = jobs.lock(st, job.dir .. "/" .. LOCK_NAME, "archive")
+  if not lock then
+    return nil, err
+  end
+  local ok, summary, serr = pcall(_M.locked, st, args, job)
+  lock:unlock()
+  if not ok then
+    return nil, errors.new("protocol", "archive_recordings failed: " .. exchange.describe(summary),
+                           { sent = true, retryable = false })
+  end
+  return summary, serr
+end
+
+function _M.locked(st, args, job)
+  clean_tree(job.dir, job.layout)
+  local manifest, whole = read_manifest(job.manifest)
+  job.torn = not whole
+  local summary = { downloaded = 0, skipped = 0, no_recording = 0, bytes = 0, failed = {}, expiring = {} }
+  local todo, names, order = {}, {}, 0
+  local claimed = {} -- file -> the id whose recording it holds, from the manifest
+  for key, e in pairs(manifest) do
+    claimed[e.file] = key
+  end
+  local ok, err = jobs.page_all(st, FNAME, args, function(recs)
+    for i = 1, #recs do
+      local rec = recs[i]
+      local url = rec.recordFileDownloadUrl
+      if not (rec.recordFlag == "1" or rec.recordFlag == 1) or type(url) ~= "string" or url == "" then
+        summary.no_recording = summary.no_recording + 1
+      else
+        local key = jobs.key(rec.id)
+        local folder = job.layout == "date" and (date_of(rec) .. "/") or ""
+        local file = folder .. name_of(rec)
+        local m = manifest[key]
+        local owner = names[file] or claimed[file]
+        local alt = gsub(file, "(%.[%w]+)$", "-" .. key .. "%1")
+        if (owner and owner ~= key) or (m and m.file == alt) then
+          -- two calls with one sessionId (in this run or an earlier one): this one has its id in the name
+          file = alt
+        end
+        names[file] = key
+        local path = job.dir .. "/" .. file
+        if m and m.file == file and tonumber(m.bytes) and file_size(path) == tonumber(m.bytes) then
+          summary.skipped = summary.skipped + 1
+        else
+          order = order + 1
+          local ends = jobs.unix(rec.callEndTime)
+          -- only what the download needs: a window may hold tens of thousands of records
+          todo[#todo + 1] = {
+            rec = { id = rec.id, sessionId = rec.sessionId, recordFlag = rec.recordFlag,
+                    recordFileDownloadUrl = url, callEndTime = rec.callEndTime },
+            file = file, path = path, order = order, ends = ends,
+            expires_at = ends and ends + TTL,
+            subdir = job.layout == "date" and (job.dir .. "/" .. date_of(rec)) or nil,
+          }
+        end
+      end
+    end
+    return true
+  end)
+  if not ok then
+    return nil, err
+  end
+  sort(todo, older)
+  local failures = batch.run(st, job.n, todo, function(item, io)
+    return archive_one(job, item, io)
+  end)
+  local now = os_time()
+  for i = 1, #todo do
+    local item = todo[i]
+    item.err = item.err or failures[i]
+    if item.err then
+      local f = failed_entry(item)
+      summary.failed[#summary.failed + 1] = f
+      if item.expires_at and item.expires_at - now <= EXPIRING then
+        summary.expiring[#summary.expiring + 1] = f
+      end
+    elseif item.bytes then
+      summary.downloaded = summary.downloaded + 1
+      summary.bytes = summary.bytes + item.bytes
+      if tointeger then
+        summary.bytes = tointeger(summary.bytes) or summary.bytes
+      end
+    end
+  end
+  return summary
+end
+
+return _M

@@ -1,0 +1,139 @@
+--- clicktocall.jobfiles: what the jobs (archive, sync) share: checks of their arguments, the lock,
+-- the provider's clock, record ids as keys, and the records of a window paged to the end.
+
+local core = require "clicktocall.core"
+local errors = require "clicktocall.errors"
+local exchange = require "clicktocall.exchange"
+
+local type = type
+local pairs = pairs
+local tostring = tostring
+local floor = math.floor
+local format = string.format
+local match = string.match
+local math_type = math.type -- nil before 5.3
+
+local _M = { _VERSION = core._VERSION }
+
+local CST = 8 * 3600
+
+function _M.argument(st, fname, what)
+  return nil, exchange.fail(st, "argument", format("bad argument #1 to '%s' (%s)", fname, what),
+                            { sent = false, retryable = false })
+end
+
+--- unknown(args, known) -> the first field not in known, or nil
+function _M.unknown(args, known)
+  for k in pairs(args) do
+    if not known[k] then
+      return tostring(k)
+    end
+  end
+  return nil
+end
+
+function _M.is_int(v, min, max)
+  return type(v) == "number" and v == v and floor(v) == v and v >= min and v <= max
+end
+
+--- parent(path) -> its directory
+function _M.parent(path)
+  local dir = match(path, "^(.*)/[^/]*$")
+  if dir == nil then
+    return "."
+  end
+  return dir == "" and "/" or dir
+end
+
+--- lock(st, path, what) -> lock | nil, err (kind "busy" when another run holds it)
+function _M.lock(st, path, what)
+  local lk, msg, why = core.lock_file(path)
+  if lk then
+    return lk
+  end
+  if why == "busy" then
+    return nil, exchange.fail(st, "busy", format("another %s holds %s; nothing was done", what, path),
+                              { sent = false, retryable = true })
+  end
+  return nil, exchange.fail(st, "io", tostring(msg), { sent = false, retryable = false })
+end
+
+--- key(id) -> a string naming a record id whatever its Lua type (integer, float, string of digits)
+function _M.key(id)
+  if type(id) == "number" then
+    if math_type and math_type(id) == "integer" then
+      return format("%d", id)
+    end
+    return format("%.0f", id)
+  end
+  return tostring(id)
+end
+
+-- days since 1970-01-01 of a civil date (H. Hinnant's algorithm)
+local function days_from_civil(y, m, d)
+  y = m <= 2 and y - 1 or y
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+--- unix(provider_time) -> Unix seconds of a "yyyy-MM-dd HH:mm:ss" (UTC+8) | nil
+function _M.unix(s)
+  if type(s) == "number" then
+    return s
+  end
+  if type(s) ~= "string" then
+    return nil
+  end
+  local y, mo, d, h, mi, se = match(s, "^(%d%d%d%d)-(%d%d)-(%d%d)[ T](%d%d):(%d%d):(%d%d)")
+  if not y then
+    return nil
+  end
+  local days = days_from_civil(y + 0, mo + 0, d + 0)
+  return floor(days * 86400 + h * 3600 + mi * 60 + se - CST)
+end
+
+--- records(st, fname, args) -> { rec, ... } | nil, err: every record of the window, paged to the end
+-- args: start_time, end_time, user_data, max_id (optional)
+function _M.page_all(st, fname, args, on_page)
+  local page_args = { start_time = args.start_time, end_time = args.end_time, user_data = args.user_data,
+                      max_id = args.max_id }
+  local pages = 0
+  while true do
+    local request, asked = core.request("records_page", st.cfg, page_args)
+    if not request then
+      return _M.argument(st, fname, asked.message)
+    end
+    local recs, nxt = exchange.api(st, "records_page", request, asked)
+    if not recs then
+      return nil, nxt
+    end
+    pages = pages + 1
+    local ok, err = on_page(recs, pages)
+    if not ok then
+      return nil, err
+    end
+    if nxt == nil or #recs == 0 then
+      return true
+    end
+    page_args.max_id = nxt
+  end
+end
+
+--- check_window(st, fname, args) -> true | nil, err: start_time, end_time and user_data, as core.request
+-- reads them (nothing is sent)
+function _M.check_window(st, fname, args)
+  local request, asked = core.request("records_page", st.cfg,
+                                      { start_time = args.start_time, end_time = args.end_time,
+                                        user_data = args.user_data })
+  if not request then
+    return _M.argument(st, fname, asked.message)
+  end
+  return true
+end
+
+_M.errors = errors
+return _M

@@ -1,0 +1,99 @@
+--- Helpers for the jobs' specs (archive, sync, records{ concurrency }): temporary directories, files,
+-- a mock provider with a client on it, child Lua processes.
+local clicktocall = require "clicktocall"
+local mock = require "clicktocall.mock"
+
+local M = {}
+
+M.USER_DATA = "4e2239c5-a6e6-4201-a072-8342e29c3ae3"
+M.LUA = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+M.BUILD = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
+
+function M.shell(cmd)
+  local p = assert(io.popen("unset LD_PRELOAD; " .. cmd))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+function M.mkdtemp()
+  return (M.shell("mktemp -d"):gsub("%s+$", ""))
+end
+
+function M.rmtree(dir)
+  if dir and dir:match("^/tmp/") then
+    M.shell("rm -rf '" .. dir .. "'")
+  end
+end
+
+--- every path under dir, relative, sorted (hidden ones included)
+function M.tree(dir)
+  local names = {}
+  for name in M.shell("cd '" .. dir .. "' && find . -mindepth 1 | sort"):gmatch("[^\n]+") do
+    names[#names + 1] = name:gsub("^%./", "")
+  end
+  return names
+end
+
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function M.write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+function M.lines(path)
+  local out = {}
+  for line in (M.read(path) or ""):gmatch("[^\n]+") do
+    out[#out + 1] = line
+  end
+  return out
+end
+
+--- a mock provider (its clock is the real one) and a client on it; opts go to clicktocall.new
+function M.client(opts, mock_opts)
+  local provider = mock.new(mock_opts or {})
+  local o = { base_url = "http://mock", app_secret = "TEST", user_data = M.USER_DATA,
+              transport = provider.transport, sleep = provider.sleep }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(clicktocall.new(o)), provider
+end
+
+--- the number of requests of one op the mock saw
+function M.count(provider, op)
+  local n = 0
+  for _, r in ipairs(provider.requests) do
+    if r.op == op then n = n + 1 end
+  end
+  return n
+end
+
+--- A Lua script for a child process: the module and the core of this interpreter on its paths.
+function M.script(dir, name, body)
+  local path = dir .. "/" .. name
+  M.write(path, ([[
+package.path = "./lua/?.lua;./?.lua;./?/init.lua;" .. package.path
+package.cpath = "./build/%s/?.so;" .. package.cpath
+]]):format(M.BUILD) .. body)
+  return path
+end
+
+--- Waits until pred() is true, polling, or the deadline (seconds) passes -> whether it became true.
+function M.wait_until(pred, seconds)
+  local core = require "clicktocall.core"
+  local deadline = core.now() + (seconds or 10)
+  while core.now() < deadline do
+    if pred() then return true end
+    core.sleep(0.02)
+  end
+  return pred() and true or false
+end
+
+return M
