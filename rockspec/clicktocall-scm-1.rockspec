@@ -51,6 +51,7 @@ build = {
     ["clicktocall.flatjson"] = "lua/clicktocall/flatjson.lua",
     ["clicktocall.http1"] = "lua/clicktocall/http1.lua",
     ["clicktocall.jobfiles"] = "lua/clicktocall/jobfiles.lua",
+    ["clicktocall.lease"] = "lua/clicktocall/lease.lua",
     ["clicktocall.mock"] = "lua/clicktocall/mock.lua",
     ["clicktocall.options"] = "lua/clicktocall/options.lua",
     ["clicktocall.redis"] = "lua/clicktocall/redis.lua",
