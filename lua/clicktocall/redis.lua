@@ -235,7 +235,11 @@ end
 local function open(self)
   local cfg = self.cfg
   if in_nginx() then
-    local sock = ngx.socket.tcp()
+    -- in a phase without cosockets (header_filter, log, ...) creating or connecting one raises: a sentence
+    local made, sock = pcall(ngx.socket.tcp)
+    if not made then
+      return nil, "cannot reach Redis at " .. self.where .. ": " .. tostring(sock)
+    end
     sock:settimeout(floor(self.timeout * 1000))
     -- one pool per address and database, so a pooled connection already has the right database
     local ok, ok2, err = pcall(sock.connect, sock, cfg.host, cfg.port, { pool = self.pool })
