@@ -46,7 +46,7 @@ OBJS         := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
 CORE         := $(BUILD)/clicktocall/core.so
 LUA_FILES    := $(shell find lua -name '*.lua' | sort)
 
-.PHONY: all bootstrap check test lint asan demo bench install uninstall clean parsers-test crypto-test
+.PHONY: all bootstrap check test lint asan demo bench install uninstall clean parsers-test crypto-test fuzz
 
 all: $(CORE)
 
@@ -100,6 +100,13 @@ crypto-test: | deps
 	  -fno-omit-frame-pointer $(LUA_CFLAGS) -Icsrc csrc/test/test_crypto.c csrc/sha256.c \
 	  csrc/base64.c -o build/test/test_crypto $$(pkg-config --libs $(LUA_PC))
 	build/test/test_crypto
+
+# Each libFuzzer harness (csrc/test/fuzz/) replays its corpus and regressions,
+# then fuzzes for its share of FUZZ_SECONDS; a crash fails and is kept in
+# csrc/test/corpus/<harness>/regressions/ to commit.
+FUZZ_SECONDS ?= 300
+fuzz: | deps
+	@scripts/fuzz $(FUZZ_SECONDS)
 
 demo: $(CORE) | deps
 	@scripts/demo

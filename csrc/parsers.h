@@ -3,7 +3,7 @@
  * JSON record pages. No Lua, no libcurl, no allocation, no globals that change (thread-safe),
  * never abort(). Inputs are (pointer, length) and need not be NUL-terminated; they may hold
  * NUL bytes. Error sentences (*why) are static strings, valid for the life of the process.
- * The Lua bindings live elsewhere; a fuzz harness (csrc/test/fuzz_parsers.c) calls these.
+ * The Lua bindings live elsewhere; the libFuzzer harnesses in csrc/test/fuzz/ call these.
  */
 #ifndef CTC_PARSERS_H
 #define CTC_PARSERS_H

@@ -17,9 +17,11 @@ local errors = require "clicktocall.errors"
 local options = require "clicktocall.options"
 local exchange = require "clicktocall.exchange"
 local download = require "clicktocall.download"
-local archive = require "clicktocall.archive"
-local sync = require "clicktocall.sync"
-local slices = require "clicktocall.slices"
+
+-- The jobs' modules are loaded on first use: a process that only dials never carries them.
+local function job(name)
+  return require("clicktocall." .. name)
+end
 
 local type = type
 local pairs = pairs
@@ -54,6 +56,9 @@ local FIELDS = {
   records = { user_data = true, start_time = true, end_time = true, max_id = true, limit = true,
               concurrency = true },
 }
+
+-- records{ concurrency }: at most this many slices (API.md)
+local MAX_CONCURRENCY = 16
 
 local NO_ARGS = setmetatable({}, { __newindex = function() error("read-only", 2) end })
 
@@ -176,9 +181,9 @@ function client_mt:records(args)
   end
   local concurrency = type(args) == "table" and args.concurrency or nil
   if not pending and concurrency ~= nil
-    and not (type(concurrency) == "number" and concurrency >= 1 and concurrency <= slices.MAX
+    and not (type(concurrency) == "number" and concurrency >= 1 and concurrency <= MAX_CONCURRENCY
              and floor(concurrency) == concurrency) then
-    pending = argument_error(st, "records", "field 'concurrency' must be an integer from 1 to " .. slices.MAX)
+    pending = argument_error(st, "records", "field 'concurrency' must be an integer from 1 to " .. MAX_CONCURRENCY)
   end
   local page_args = type(args) == "table" and copy(args) or nil
   if page_args then
@@ -186,7 +191,7 @@ function client_mt:records(args)
     page_args.concurrency = nil
   end
   if not pending and concurrency and concurrency > 1 then
-    return slices.iterate(st, page_args, concurrency, limit)
+    return job("slices").iterate(st, page_args, concurrency, limit)
   end
   local page, n, i, cursor = nil, 0, 0, nil
   local count, done = 0, false
@@ -271,7 +276,7 @@ function client_mt:archive_recordings(args)
   if not st then
     return nil, err
   end
-  return archive.run(st, args)
+  return job("archive").run(st, args)
 end
 
 --- client:sync{ state=, on_record= [, since=] [, lookback=86400] [, user_data=] } -> summary | nil, err
@@ -280,7 +285,7 @@ function client_mt:sync(args)
   if not st then
     return nil, err
   end
-  return sync.run(st, args)
+  return job("sync").run(st, args)
 end
 
 function client_mt:close()

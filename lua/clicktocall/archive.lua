@@ -24,7 +24,6 @@ local tostring = tostring
 local tonumber = tonumber
 local os_time = os.time
 local io_open = io.open
-local os_remove = os.remove
 local gsub = string.gsub
 local match = string.match
 local find = string.find
@@ -84,19 +83,7 @@ end
 -- the directory
 --------------------------------------------------------------------------
 
--- Temporary names are download.temp_name's: .ctc-<pid hex>-<noise>-<seq>.part
-local function clean_stale(dir)
-  local names = core.list_dir(dir)
-  if not names then
-    return
-  end
-  for i = 1, #names do
-    local pid = match(names[i], "^%.ctc%-(%x+)%-%x+%-%x+%.part$")
-    if pid and not core.pid_alive(tonumber(pid, 16)) then
-      os_remove(dir .. "/" .. names[i])
-    end
-  end
-end
+local clean_stale = jobs.clean_stale
 
 local function clean_tree(dir, layout)
   clean_stale(dir)

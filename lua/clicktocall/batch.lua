@@ -276,8 +276,13 @@ local function turn(self)
     return true
   end
   local in_flight = self.m:count() > 0
-  if not in_flight and delay == nil then
-    return false -- every task left is parked (or none is left)
+  if not in_flight then
+    if delay == nil then
+      return false -- every task left is parked (or none is left)
+    end
+    -- only timers: the multi is never asked to wait with nothing in it
+    core.sleep(delay)
+    return true
   end
   local done = self.m:wait(delay or 1)
   for i = 1, #done do
@@ -415,9 +420,44 @@ function _M.scheduler(st, n)
   return nil, "sequential"
 end
 
+-- ngx: n light threads drain the items; the caller's thread waits on each (no polling).
+local function run_ngx(st, n, items, fn, failures)
+  local ngx = ngx -- luacheck: ignore 113
+  local next_i = 0
+  local function worker()
+    while true do
+      next_i = next_i + 1
+      local i = next_i
+      if i > #items then
+        return
+      end
+      local ok, v = pcall(fn, items[i], st)
+      if not ok then
+        failures[i] = raised(v)
+      end
+    end
+  end
+  local threads = {}
+  for _ = 1, (n < #items and n or #items) do
+    local ok, t = pcall(ngx.thread.spawn, worker)
+    if ok and t then
+      threads[#threads + 1] = t
+    else
+      worker() -- no thread to be had: this share is done in the caller's thread
+    end
+  end
+  for k = 1, #threads do
+    ngx.thread.wait(threads[k])
+  end
+  return failures
+end
+
 --- run(st, n, items, fn) -> failures ({ [i] = err } for each fn that raised)
 function _M.run(st, n, items, fn)
   local failures = {}
+  if backend(st) == "ngx" then
+    return run_ngx(st, n, items, fn, failures)
+  end
   local sched = _M.scheduler(st, n)
   if not sched then
     for i = 1, #items do

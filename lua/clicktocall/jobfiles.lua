@@ -8,6 +8,7 @@ local exchange = require "clicktocall.exchange"
 local type = type
 local pairs = pairs
 local tostring = tostring
+local tonumber = tonumber
 local floor = math.floor
 local format = string.format
 local match = string.match
@@ -69,6 +70,21 @@ function _M.check_lock(st, fname, args)
     return _M.argument(st, fname, "field 'lock': " .. why)
   end
   return true
+end
+
+--- clean_stale(dir): removes the temporary files of ours (download.temp_name's
+-- .ctc-<pid hex>-<noise>-<seq>.part) whose process is gone: a crash or kill -9 left them.
+function _M.clean_stale(dir)
+  local names = core.list_dir(dir)
+  if not names then
+    return
+  end
+  for i = 1, #names do
+    local pid = match(names[i], "^%.ctc%-(%x+)%-%x+%-%x+%.part$")
+    if pid and not core.pid_alive(tonumber(pid, 16)) then
+      os.remove(dir .. "/" .. names[i])
+    end
+  end
 end
 
 --- key(id) -> a string naming a record id whatever its Lua type (integer, float, string of digits)

@@ -203,7 +203,10 @@ local function setup_transport(st, o)
     st.transport_name = "the libcurl transport"
     st.transport_kind = "curl"
     -- a batch (clicktocall.batch) makes its multi object with the same TLS and proxy settings
-    st.transport_options = { ca_file = o.ca_file, insecure = o.insecure, proxy = o.proxy }
+    -- (a table only when one is set: thousands of short-lived clients should not pay for it)
+    if o.ca_file ~= nil or o.insecure ~= nil or o.proxy ~= nil then
+      st.transport_options = { ca_file = o.ca_file, insecure = o.insecure, proxy = o.proxy }
+    end
   elseif t == "ngx" then
     local ok, ngx_transport = pcall(require, "clicktocall.transport.ngx")
     if not ok then

@@ -158,6 +158,7 @@ local function callback_error(st, what, cause)
 end
 
 local function locked(st, job)
+  jobs.clean_stale(job.dir) -- a state write cut short by a crash
   local s, err = read_state(st, job)
   if s == false then
     return nil, err

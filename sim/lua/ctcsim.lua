@@ -2,35 +2,22 @@
 --   init()              init_by_lua: read the configuration, set the initial state
 --   handle()            every request: /_sim/* control API, or a provider path (faults, log, answer)
 --   handle_close_after() the internal location with keepalive_timeout 0 (fault "close_after")
+--   log_phase()         log_by_lua: the request is over (in-flight count, finish time in the request log)
 local util = require "ctcsim_util"
 local store = require "ctcsim_store"
 local faults = require "ctcsim_fault"
 local provider = require "ctcsim_provider"
 local control = require "ctcsim_control"
 
+local recording_body = require "ctcsim_recording"
+
 local ngx = ngx
-local char, floor, sin = string.char, math.floor, math.sin
+local floor, min = math.floor, math.min
+local dict = util.dict
 
 local M = {}
 
--- a small valid WAV: 0.5 s of a 440 Hz tone, 8 kHz mono 16-bit PCM (built once; immutable)
-local function le16(n) return char(n % 256, floor(n / 256) % 256) end
-local function le32(n) return char(n % 256, floor(n / 256) % 256, floor(n / 65536) % 256, floor(n / 16777216) % 256) end
-
-local WAV = (function()
-  local rate, samples = 8000, 4000
-  local pcm = {}
-  for i = 0, samples - 1 do
-    local v = floor(6000 * sin(2 * math.pi * 440 * i / rate) + 0.5)
-    if v < 0 then v = v + 65536 end
-    pcm[#pcm + 1] = le16(v)
-  end
-  local data = table.concat(pcm)
-  return "RIFF" .. le32(36 + #data) .. "WAVE"
-      .. "fmt " .. le32(16) .. le16(1) .. le16(1) .. le32(rate) .. le32(rate * 2) .. le16(2) .. le16(16)
-      .. "data" .. le32(#data) .. data
-end)()
-M.WAV = WAV
+M.WAV = recording_body.WAV
 
 function M.init()
   util.load_config()
@@ -44,31 +31,40 @@ local function not_found(uri)
     error = "Not Found", path = uri }), util.JSON_CT)
 end
 
+local function gone(uri)
+  return util.send(410, util.encode({ timestamp = util.fmt_time(util.now()), status = 410, error = "Gone",
+    message = "录音文件已过期 (the recording expired 7 days after the call)", path = uri }), util.JSON_CT)
+end
+
 -- GET /recordings/<sessionId>.wav
 local function recording(uri, fault)
   local method = ngx.req.get_method()
   if method ~= "GET" and method ~= "HEAD" then
     return util.send(405, util.encode({ status = 405, error = "Method Not Allowed" }), util.JSON_CT)
   end
-  local sid = uri:match("^/recordings/([^/]+)%.wav$")
-  local id = sid and store.id_from_session(sid)
-  local rec, tend
-  if id then rec, tend = store.get_record(id) end
-  if not rec or rec.sessionId ~= sid or rec.recordFlag ~= "1" then return not_found(uri) end
-  if util.now() > tend + util.RECORDING_TTL then return not_found(uri) end
-  if fault and fault.kind == "short_recording" then
-    ngx.status = 200
-    ngx.header["Content-Type"] = "audio/wav"
-    ngx.header["Content-Length"] = #WAV
-    ngx.print(WAV:sub(1, floor(#WAV / 2)))
-    ngx.flush(true)
-    return ngx.exit(ngx.ERROR)     -- close the connection short of Content-Length
+  local sid, bytes = recording_body.find(uri:match("^/recordings/([^/]+)%.wav$"))
+  if not sid then
+    if bytes == 410 then return gone(uri) end
+    return not_found(uri)
   end
-  if fault and fault.kind == "drop" then return ngx.exit(444) end
-  if fault and fault.kind == "truncated" then
-    return util.send(200, WAV:sub(1, floor(#WAV / 2)), "audio/wav")
+  local kind = fault and fault.kind
+  if kind == "drop" then return ngx.exit(444) end
+  local src = recording_body.source(sid, bytes)
+  local size = src.size
+  local content_length, limit = size, size
+  if kind == "short_recording" then
+    limit = min(fault.bytes or floor(size / 2), size)
+  elseif kind == "truncated" then
+    limit = floor(size / 2)
+    content_length = limit
   end
-  return util.send(200, WAV, "audio/wav")
+  local rate = kind == "slow_recording" and fault.rate or dict:get("opt:recording_rate")
+  recording_body.send_headers(size, content_length)
+  if method == "HEAD" then return ngx.exit(ngx.OK) end
+  local _, ok = recording_body.stream(src, { limit = limit, rate = rate })
+  -- short of Content-Length, or the client went away: close the connection, never keep it alive
+  if not ok or limit < content_length then return ngx.exit(ngx.ERROR) end
+  return ngx.exit(ngx.OK)
 end
 
 -- answer a provider path, with the faults that need the real processing (drop, truncated, stuck_ids)
@@ -80,7 +76,9 @@ local function serve(uri, method, body, fault)
     return util.send(405, util.err_body("Request method '" .. method .. "' not supported"), util.JSON_CT)
   end
   local kind = fault and fault.kind
-  local ok, out = pcall(h, body, { base = util.base_url(), stuck = (kind == "stuck_ids") })
+  -- recording URLs: on this server, or where the recording_base option says (another host, https, ...)
+  local base = dict:get("opt:recording_base") or util.base_url()
+  local ok, out = pcall(h, body, { base = base, stuck = (kind == "stuck_ids") })
   if not ok then
     ngx.log(ngx.ERR, "handler error on ", uri, ": ", tostring(out))
     out = util.err_body("系统内部错误 (simulator error)")
@@ -151,17 +149,24 @@ end
 function M.handle()
   local uri = ngx.var.uri
   if uri == "/_sim" or uri:sub(1, 6) == "/_sim/" then return control.handle(uri) end
+  local class = uri:sub(1, 12) == "/recordings/" and "recordings" or "api"
+  local ctx = ngx.ctx
+  ctx.class = class
+  faults.begin(class)
   local method = ngx.req.get_method()
   local body = util.read_body()
   local fault = faults.take(uri)
-  faults.log_request(method, uri, body, fault)
+  ctx.seq = faults.log_request(method, uri, body, fault, ngx.req.start_time())
+  -- the per-request latency (option), before anything else: other requests go on meanwhile
+  local latency = dict:get(class == "api" and "opt:latency_ms" or "opt:recording_latency_ms")
+  if latency and latency > 0 then ngx.sleep(latency / 1000) end
   if fault then
     if fault.kind == "latency" then
       ngx.sleep(fault.ms / 1000)
       fault = nil
     elseif fault.kind == "close_after" then
       -- re-run in a location with keepalive_timeout 0: nginx answers "Connection: close" and closes
-      return ngx.exec("/_ctc_close_after", { u = uri })
+      return ngx.exec("/_ctc_close_after", { u = uri, seq = ctx.seq, class = class })
     else
       local done, rv = apply_replacing_fault(uri, fault)
       if done then return rv end
@@ -172,7 +177,15 @@ end
 
 function M.handle_close_after()
   local uri = ngx.unescape_uri(ngx.var.arg_u or "/")
+  -- an internal redirect starts a new ngx.ctx: carry what the log phase needs
+  ngx.ctx.seq = tonumber(ngx.var.arg_seq)
+  ngx.ctx.class = ngx.var.arg_class == "recordings" and "recordings" or "api"
   return serve(uri, ngx.req.get_method(), util.read_body(), nil)
+end
+
+function M.log_phase()
+  local ctx = ngx.ctx
+  if ctx.class then faults.finish(ctx.class, ctx.seq) end
 end
 
 return M

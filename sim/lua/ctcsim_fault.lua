@@ -1,4 +1,4 @@
--- ctcsim_fault: queued faults per path, and the request log. State in the shared dict.
+-- ctcsim_fault: queued faults per path, the request log and the in-flight counters. State in the shared dict.
 local util = require "ctcsim_util"
 
 local ngx = ngx
@@ -10,7 +10,7 @@ local M = {}
 M.KINDS = {
   status = true, latency = true, drop = true, not_json = true, truncated = true, no_meta = true,
   wrong_data = true, huge = true, api_error = true, short_recording = true, stuck_ids = true,
-  close_after = true, redirect = true,
+  close_after = true, redirect = true, slow_recording = true,
 }
 
 local LOG_MAX = 10000
@@ -40,7 +40,7 @@ function M.add(spec)
   if type(path) ~= "string" or path == "" then return nil, "path (string) is required" end
   if type(kind) ~= "string" or not M.KINDS[kind] then
     return nil, "kind must be one of: status, latency, drop, not_json, truncated, no_meta, wrong_data, "
-      .. "huge, api_error, short_recording, stuck_ids, close_after, redirect"
+      .. "huge, api_error, short_recording, stuck_ids, close_after, redirect, slow_recording"
   end
   local count = 1
   if spec.count ~= nil then
@@ -62,6 +62,14 @@ function M.add(spec)
   elseif kind == "huge" then
     f.bytes = util.to_int(spec.bytes or 20 * 1024 * 1024, 64, 4 * 1024 * 1024 * 1024)
     if not f.bytes then return nil, "bytes must be an integer >= 64" end
+  elseif kind == "slow_recording" then
+    f.rate = util.to_int(spec.rate or 65536, 1, 1e12)
+    if not f.rate then return nil, "rate must be an integer number of bytes per second (>= 1)" end
+  elseif kind == "short_recording" then
+    if spec.bytes ~= nil then
+      f.bytes = util.to_int(spec.bytes, 0, 1e15)
+      if not f.bytes then return nil, "bytes must be an integer >= 0" end
+    end
   elseif kind == "api_error" then
     f.message = spec.message ~= nil and tostring(spec.message) or "系统繁忙，请稍后再试"
   elseif kind == "redirect" then
@@ -135,7 +143,7 @@ end
 
 -- request log ------------------------------------------------------------------------
 
-function M.log_request(method, uri, body, fault)
+function M.log_request(method, uri, body, fault, started)
   local h = ngx.req.get_headers(100)
   local function hv(name)
     local v = h[name]
@@ -152,6 +160,7 @@ function M.log_request(method, uri, body, fault)
   local entry = {
     seq = seq,
     time = util.fmt_time(util.now()),
+    started = started,
     method = method,
     uri = uri,
     args = ngx.var.args or util.null,
@@ -173,8 +182,79 @@ function M.log_request(method, uri, body, fault)
   end
   local ok = dict:safe_set("log:" .. seq, s)
   if not ok then dict:incr("log_dropped", 1, 0) end
-  if seq > LOG_MAX then dict:delete("log:" .. (seq - LOG_MAX)) end
+  if seq > LOG_MAX then
+    dict:delete("log:" .. (seq - LOG_MAX))
+    dict:delete("logf:" .. (seq - LOG_MAX))
+  end
   return seq
+end
+
+-- in flight ------------------------------------------------------------------------------
+-- "inflight" and "inflight:<class>" count the provider requests being served (class "api" or
+-- "recordings"): incremented when the handler starts, decremented in the log phase (which nginx runs
+-- for every request, also one that failed or was dropped). Each worker keeps its own maximum
+-- ("maxw:<class>:<worker id>"): no other request of that worker runs between the incr and the set, so
+-- the maximum is exact without a lock.
+
+local CLASSES = { "all", "api", "recordings" }
+
+local function bump_max(class, n)
+  local key = "maxw:" .. class .. ":" .. (ngx.worker.id() or 0)
+  local m = dict:get(key)
+  if not m or n > m then dict:set(key, n) end
+end
+
+function M.begin(class)
+  bump_max("all", dict:incr("inflight:all", 1, 0))
+  bump_max(class, dict:incr("inflight:" .. class, 1, 0))
+  dict:incr("nreq:" .. class, 1, 0)      -- all = api + recordings
+end
+
+-- the log phase: the request is over (seq: its log entry)
+function M.finish(class, seq)
+  dict:incr("inflight:all", -1, 0)
+  dict:incr("inflight:" .. class, -1, 0)
+  if class == "recordings" then
+    local body_bytes = tonumber(ngx.var.body_bytes_sent)
+    if body_bytes and body_bytes > 0 then dict:incr("sent:recordings", body_bytes, 0) end
+  end
+  if seq then
+    ngx.update_time()
+    dict:safe_set("logf:" .. seq, ngx.now())
+  end
+end
+
+local function max_of(class, in_flight)
+  local m = in_flight
+  for w = 0, 15 do
+    local v = dict:get("maxw:" .. class .. ":" .. w)
+    if v and v > m then m = v end
+  end
+  return m
+end
+
+function M.stats()
+  local out = {}
+  for _, class in ipairs(CLASSES) do
+    local in_flight = dict:get("inflight:" .. class) or 0
+    out[class] = { in_flight = in_flight, max_in_flight = max_of(class, in_flight),
+                   requests = dict:get("nreq:" .. class) or 0 }
+  end
+  local all = out.all
+  all.requests = out.api.requests + out.recordings.requests
+  out.all = nil
+  all.api, all.recordings = out.api, out.recordings
+  all.recordings.body_bytes = dict:get("sent:recordings") or 0
+  return all
+end
+
+-- counts from zero again; the maxima start at what is in flight now
+function M.stats_clear()
+  for _, class in ipairs(CLASSES) do
+    dict:delete("nreq:" .. class)
+    for w = 0, 15 do dict:delete("maxw:" .. class .. ":" .. w) end
+  end
+  dict:delete("sent:recordings")
 end
 
 -- the log as a JSON array string (entries with seq > since)
@@ -185,7 +265,11 @@ function M.log_json(since)
   local parts = {}
   for seq = from, last do
     local s = dict:get("log:" .. seq)
-    if s then parts[#parts + 1] = s end
+    if s then
+      -- the finish time is written by the log phase, after the entry: splice it in
+      local f = dict:get("logf:" .. seq)
+      parts[#parts + 1] = s:sub(1, -2) .. ',"finished":' .. (f and string.format("%.3f", f) or "null") .. "}"
+    end
   end
   return "[" .. table.concat(parts, ",") .. "]"
 end
@@ -193,7 +277,10 @@ end
 function M.log_clear()
   local last = dict:get("log_seq") or 0
   local base = dict:get("log_base") or 0
-  for seq = math.max(base + 1, last - LOG_MAX + 1, 1), last do dict:delete("log:" .. seq) end
+  for seq = math.max(base + 1, last - LOG_MAX + 1, 1), last do
+    dict:delete("log:" .. seq)
+    dict:delete("logf:" .. seq)
+  end
   dict:set("log_base", last)
   return true
 end

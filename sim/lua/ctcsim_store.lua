@@ -5,7 +5,13 @@
 --   seeded range:  "s|<first_id>|<count>|<t0>|<t1>|<recorded a/1/0>|<user_data>"
 --                  record i (first_id <= i < first_id+count) ends at t0 + floor((i-first)*(t1-t0)/(count-1))
 --                  and is synthesized from a formula on demand (1,000,000 records cost one key)
+--   seeded times:  "t|<first_id>|<count>|<recorded a/1/0>|<user_data>" with the sorted end times under
+--                  "times:<first_id>" (comma-separated Unix seconds): record first_id+k ends at the k-th time;
+--                  custom sessionIds (any string) under "sids:<first_id>" (a JSON array), each also under
+--                  "sidmap:<sessionId>" -> id. Their recordings are at /recordings/r<id>.wav (an arbitrary
+--                  sessionId cannot be put in a path nginx accepts: "..%2F" and "%00" are refused)
 --   dialled call:  "d|<id>|<end_time>|<user_data>"  with the record's JSON under "rec:<id>"
+-- A seed's recording size (when given) is under "rbytes:<first_id>".
 local util = require "ctcsim_util"
 
 local ngx = ngx
@@ -95,13 +101,41 @@ end
 
 -- segments ------------------------------------------------------------------------
 
+-- the end times (and custom sessionIds) of a "t" segment, parsed once per worker (first ids are never
+-- reused, so an entry is never stale)
+local extra_cache = {}
+local extra_cached = 0
+
+local function seg_extra(first)
+  local e = extra_cache[first]
+  if e then return e end
+  local t = {}
+  local s = dict:get("times:" .. first) or ""
+  for v in s:gmatch("[^,]+") do t[#t + 1] = tonumber(v) end
+  local sids = dict:get("sids:" .. first)
+  e = { times = t, sids = sids and util.decode(sids) or nil }
+  if extra_cached >= 64 then       -- bound the worker's memory: start afresh
+    extra_cache, extra_cached = {}, 0
+  end
+  extra_cache[first] = e
+  extra_cached = extra_cached + 1
+  return e
+end
+
 local function parse_seg(s)
   if not s then return nil end
-  if s:byte(1) == 115 then -- "s"
+  local b = s:byte(1)
+  if b == 115 then -- "s"
     local first, count, t0, t1, rec, ud = s:match("^s|(%d+)|(%d+)|(%-?%d+)|(%-?%d+)|(%w)|(.*)$")
     first, count = tonumber(first), tonumber(count)
     return { kind = "s", first = first, last = first + count - 1, count = count,
              t0 = tonumber(t0), t1 = tonumber(t1), rec = rec, ud = ud }
+  elseif b == 116 then -- "t"
+    local first, count, rec, ud = s:match("^t|(%d+)|(%d+)|(%w)|(.*)$")
+    first, count = tonumber(first), tonumber(count)
+    local e = seg_extra(first)
+    return { kind = "t", first = first, last = first + count - 1, count = count, times = e.times,
+             sids = e.sids, rec = rec, ud = ud }
   else
     local id, tend, ud = s:match("^d|(%d+)|(%-?%d+)|(.*)$")
     id = tonumber(id)
@@ -128,6 +162,7 @@ end
 
 -- end time of the k-th (0-based) record of a seeded segment
 local function seg_time(seg, k)
+  if seg.times then return seg.times[k + 1] end
   if seg.count <= 1 then return seg.t0 end
   return seg.t0 + floor(k * (seg.t1 - seg.t0) / (seg.count - 1))
 end
@@ -170,14 +205,37 @@ function M.id_from_session(sid)
   return id
 end
 
+-- the file name (without ".wav") of a custom-sessionId record's recording, and back
+function M.custom_name(id) return "r" .. id end
+local function id_from_custom_name(name)
+  local digits = name:match("^r(%d+)$")
+  return digits and tonumber(digits)
+end
+
+-- the id of the record with this custom sessionId, or nil
+function M.id_from_custom_session(sid)
+  return dict:get("sidmap:" .. sid)
+end
+
 -- the fields of seeded record `id` (all derived from the id and its segment)
 local function seeded_fields(seg, id)
   local tend = seg_time(seg, id - seg.first)
   local dur = 10 + (id * 7919) % 290
   local recorded
   if seg.rec == "a" then recorded = (id % 10 ~= 0) else recorded = (seg.rec == "1") end
-  local sid = M.session_id(uuid_from(md5("ctcsim-seed:" .. id)), id)
+  local sid
+  if seg.sids then
+    sid = seg.sids[id - seg.first + 1]
+  else
+    sid = M.session_id(uuid_from(md5("ctcsim-seed:" .. id)), id)
+  end
   return tend, dur, recorded, sid
+end
+
+-- JSON text of a string value, without the quotes
+local function json_inner(str)
+  local j = util.encode(str)
+  return j:sub(2, -2)
 end
 
 local function seeded_record(seg, id)
@@ -206,8 +264,13 @@ local SEEDED_FMT = '{"id":%d,"sessionId":"%s","userData":%s,"setingNbr":"PP%010d
 
 local function seeded_json(seg, id, ud_json, base_json)
   local tend, dur, recorded, sid = seeded_fields(seg, id)
+  local name = sid
+  if seg.sids then
+    sid = json_inner(sid)
+    name = M.custom_name(id)
+  end
   local url = ""
-  if recorded then url = '"recordFileDownloadUrl":"' .. base_json .. '/recordings/' .. sid .. '.wav",' end
+  if recorded then url = '"recordFileDownloadUrl":"' .. base_json .. '/recordings/' .. name .. '.wav",' end
   return fmt(SEEDED_FMT, id, sid, ud_json, 7568000000 + id % 1000, id % 100000000, (id * 7) % 100000000,
     util.fmt_time(tend), util.fmt_time(tend - dur - 8), util.fmt_time(tend - dur),
     recorded and "1" or "0", url, dur, ceil(dur / 60))
@@ -230,20 +293,31 @@ local function dialled_json(id, base_json)
   return s
 end
 
--- JSON text of a string value, without the quotes
-local function json_inner(str)
-  local j = util.encode(str)
-  return j:sub(2, -2)
-end
-
--- a record by id (plus its end time), or nil
+-- a record by id (plus its end time, its segment's first id, and the file name of its recording), or nil
 function M.get_record(id)
   local k = find_seg(id)
   local seg = get_seg(k)
   if not seg or seg.first > id then return nil end
-  if seg.kind == "s" then return seeded_record(seg, id) end
+  if seg.kind ~= "d" then
+    local rec, tend = seeded_record(seg, id)
+    return rec, tend, seg.first, seg.sids and M.custom_name(id) or rec.sessionId
+  end
   local rec = dialled_record(id)
-  return rec, seg.t0
+  return rec, seg.t0, seg.first, rec and rec.sessionId
+end
+
+-- the record whose recording is /recordings/<name>.wav (and its end time and segment), or nil
+function M.record_by_recording_name(name)
+  local id = M.id_from_session(name) or id_from_custom_name(name)
+  if not id then return nil end
+  local rec, tend, first, rname = M.get_record(id)
+  if not rec or rname ~= name then return nil end
+  return rec, tend, first
+end
+
+-- the recording size a seed asked for (nil: none given)
+function M.seed_recording_bytes(first)
+  return dict:get("rbytes:" .. first)
 end
 
 -- records of user `ud` with id > max_id and end time in [t_start, t_end], ascending, at most `limit`,
@@ -261,7 +335,7 @@ function M.query(ud, max_id, t_start, t_end, limit, base)
     local seg = get_seg(k)
     if not seg then break end
     if seg.ud == ud then
-      if seg.kind == "s" then
+      if seg.kind ~= "d" then
         local lo = seg_lower(seg, t_start)
         local hi = seg_upper(seg, t_end)
         local a = max(seg.first + lo, from_id)
@@ -300,13 +374,39 @@ local function append_seg(s)
   return k
 end
 
--- seed `count` records; returns first_id, last_id
-function M.seed(count, t0, t1, ud, recorded)
+-- seed `count` records ending evenly over [t0, t1], or one record per end time of the sorted list `times`
+-- (then count = #times); returns first_id, last_id
+function M.seed(count, t0, t1, ud, recorded, times, recording_bytes, sids)
   return util.with_lock(function()
     local first = (dict:get("next_id") or 0) + 1
     local rec = recorded == nil and "a" or (recorded and "1" or "0")
-    local ok, err = append_seg(fmt("s|%d|%d|%d|%d|%s|%s", first, count, t0, t1, rec, ud))
-    if not ok then return nil, "state full: " .. tostring(err) end
+    local ok, err = true, nil
+    -- the segment last: a seed is there whole or not at all (safe_set never evicts other state)
+    if recording_bytes then ok, err = dict:safe_set("rbytes:" .. first, recording_bytes) end
+    if ok and times then ok, err = dict:safe_set("times:" .. first, table.concat(times, ",")) end
+    if ok and sids then
+      ok, err = dict:safe_set("sids:" .. first, util.encode_array(sids))
+      for i = 1, #sids do
+        if not ok then break end
+        ok, err = dict:safe_set("sidmap:" .. sids[i], first + i - 1)
+      end
+    end
+    if ok then
+      if times then
+        ok, err = append_seg(fmt("t|%d|%d|%s|%s", first, count, rec, ud))
+      else
+        ok, err = append_seg(fmt("s|%d|%d|%d|%d|%s|%s", first, count, t0, t1, rec, ud))
+      end
+    end
+    if not ok then
+      dict:delete("rbytes:" .. first)
+      dict:delete("times:" .. first)
+      dict:delete("sids:" .. first)
+      for i = 1, sids and #sids or 0 do
+        if dict:get("sidmap:" .. sids[i]) == first + i - 1 then dict:delete("sidmap:" .. sids[i]) end
+      end
+      return nil, "state full: " .. tostring(err)
+    end
     dict:set("next_id", first + count - 1)
     dict:incr("rec_count", count, 0)
     return first, first + count - 1
@@ -357,17 +457,23 @@ function M.dial(ud, seat, caller, callee)
   end)
 end
 
--- reset everything except the id counter (ids keep increasing across resets)
+-- reset everything except the id counter (ids keep increasing across resets) and the in-flight counts
 function M.reset()
   return util.with_lock(function()
     local next_id = dict:get("next_id") or 0
     local log_seq = dict:get("log_seq") or 0
+    -- requests in flight now decrement these when they end: keep them
+    local in_flight = {}
+    for _, class in ipairs { "all", "api", "recordings" } do
+      in_flight[class] = dict:get("inflight:" .. class) or 0
+    end
     dict:flush_all()
     dict:flush_expired()
     dict:set("__lock", true, 5)  -- still ours until with_lock releases it
     dict:set("next_id", next_id)
     dict:set("log_seq", log_seq)
     dict:set("log_base", log_seq)
+    for class, n in pairs(in_flight) do dict:set("inflight:" .. class, n) end
     M.init()
     return true
   end)

@@ -102,11 +102,11 @@ static void parses_to(const char *s, int64_t e)
     if (copy == NULL)
         return;
     if (ctc_http_date_parse(copy, n, &got, &why) != 0) {
-        fprintf(stderr, "\"%s\" (%lld) refused: %s\n", s, (long long)e, why);
+        fprintf(stderr, "fuzz: \"%s\" (%lld) refused: %s\n", s, (long long)e, why);
         REQUIRE(0);
     }
     if (got != e) {
-        fprintf(stderr, "\"%s\" parsed to %lld, not %lld\n", s, (long long)got, (long long)e);
+        fprintf(stderr, "fuzz: \"%s\" parsed to %lld, not %lld\n", s, (long long)got, (long long)e);
         REQUIRE(0);
     }
     free(copy);
