@@ -125,13 +125,14 @@ local function guarded_dial(st, op, args, request, _, parts)
   -- the normalized values C wrote into the body (core.request's third result)
   local caller, callee, seat = parts.caller, parts.callee, parts.seat
   local user_data = args.user_data or st.cfg.user_data
-  local ok, why = guard:check(caller, callee, seat, user_data)
-  if not ok then
-    return nil, exchange.fail(st, "duplicate", why, { sent = false, retryable = false })
+  local claim, why, kind = guard:check(caller, callee, seat, user_data)
+  if not claim then
+    kind = kind or "duplicate" -- "network": a redis:// guard could not ask Redis
+    return nil, exchange.fail(st, kind, why, { sent = false, retryable = kind == "network" })
   end
   local session, err = exchange.api(st, op, request)
   if not session and not err.sent then
-    guard:release(caller, callee, seat, user_data)
+    guard:release(caller, callee, seat, user_data, claim)
   end
   return session, err
 end

@@ -42,7 +42,7 @@ local MAX_NAME = 200 -- bytes of the sanitized sessionId: every file system take
 
 local KNOWN = {
   start_time = true, end_time = true, dir = true, concurrency = true, layout = true,
-  manifest = true, on_file = true, user_data = true,
+  manifest = true, on_file = true, user_data = true, lock = true,
 }
 
 local ENTRY_KEYS = { "id", "sessionId", "file", "bytes", "sha256", "callEndTime", "archived_at" }
@@ -175,7 +175,12 @@ local function check(st, args)
   if not ok then
     return nil, err
   end
-  return { dir = gsub(dir, "(.)/+$", "%1"), n = n, layout = layout, manifest = manifest, on_file = args.on_file }
+  ok, err = jobs.check_lock(st, FNAME, args)
+  if not ok then
+    return nil, err
+  end
+  return { dir = gsub(dir, "(.)/+$", "%1"), n = n, layout = layout, manifest = manifest, on_file = args.on_file,
+           lock_url = args.lock, user_data = args.user_data or st.cfg.user_data }
 end
 
 --------------------------------------------------------------------------
@@ -206,6 +211,13 @@ end
 -- fn for batch.run: the recording of item.rec into item.path, then on_file, then the manifest line
 local function archive_one(job, item, io)
   local st, rec = job.st, item.rec
+  if job.lease then
+    local lok, lerr = job.lease:renew()
+    if not lok then
+      item.err = lerr
+      return
+    end
+  end
   if item.subdir and core.file_kind(item.subdir) ~= "directory" then
     local ok, why = core.mkdir(item.subdir)
     if not ok and core.file_kind(item.subdir) ~= "directory" then
@@ -278,10 +290,11 @@ function _M.run(st, args)
   end
   job.st = st
   local lock
-  lock, err = jobs.lock(st, job.dir .. "/" .. LOCK_NAME, "archive")
+  lock, err = jobs.lock(st, job.dir .. "/" .. LOCK_NAME, "archive", job.lock_url, job.user_data)
   if not lock then
     return nil, err
   end
+  job.lease = job.lock_url and lock or nil
   local ok, summary, serr = pcall(_M.locked, st, args, job)
   lock:unlock()
   if not ok then
@@ -302,6 +315,12 @@ function _M.locked(st, args, job)
     claimed[e.file] = key
   end
   local ok, err = jobs.page_all(st, FNAME, args, function(recs)
+    if job.lease then
+      local lok, lerr = job.lease:renew()
+      if not lok then
+        return nil, lerr
+      end
+    end
     for i = 1, #recs do
       local rec = recs[i]
       local url = rec.recordFileDownloadUrl

@@ -6,8 +6,8 @@
 --
 --   -- nginx.conf:  lua_shared_dict clicktocall_dials 1m;
 --   local guard, err = require("clicktocall.dial_guard").new("clicktocall_dials", 10)
---   local ok, err = guard:check(caller, callee, seat, user_data) -- true, or nil + a sentence (kind "duplicate")
---   guard:release(caller, callee, seat, user_data)             -- forget the claim (the dial never left)
+--   local claim, err, kind = guard:check(caller, callee, seat, user_data) -- a claim, or nil + a sentence + a kind
+--   guard:release(caller, callee, seat, user_data, claim)                -- forget the claim (the dial never left)
 --
 -- Key: "ctc:dial:" .. #user_data .. ":" .. user_data .. "|" .. caller .. "|" .. callee .. "|" .. seat
 -- (user_data "" when not given). Two customers of one deployment dialling the same pair on the same seat are
@@ -20,6 +20,10 @@
 -- fine: old claims go first. If it cannot store the key even then ("no memory"), the guard lets the dial go
 -- and logs nothing: refusing every dial because a dict is too small would stop all calls, whereas the guard
 -- only protects against a double click. Size the dict generously (1m holds several thousand claims).
+--
+-- Several machines: new("redis://host:port[/db]", window, { fail_open =, timeout = }) keeps the same claims
+-- in Redis (see the section near the end); check() then returns the claim's token, which release() takes as
+-- its fifth argument so that it deletes only that claim. It works outside nginx too (LuaSocket).
 
 local ngx = ngx
 local type = type
@@ -28,6 +32,9 @@ local error = error
 local setmetatable = setmetatable
 local str_format = string.format
 local math_floor = math.floor
+local sub = string.sub
+
+local redis_mod = require "clicktocall.redis"
 
 -- The guard works without the C core (a bare nginx may use it alone); with it, it carries the core's version.
 local has_core, core = pcall(require, "clicktocall.core")
@@ -55,27 +62,50 @@ local function _key(caller, callee, seat, user_data)
 end
 _M._key = _key -- for specs outside nginx
 
---- new(dict_name, window_seconds) -> guard | nil, err_string
-function _M.new(dict_name, window)
+local function check_window(window)
+  if type(window) ~= "number" or window <= 0 or window ~= window or window == math.huge then
+    return "the dial guard window must be a positive number of seconds, not " .. tostring(window)
+  end
+  return nil
+end
+
+local redis_guard -- below: the same guard with its claims in Redis
+
+--- new(dict_name | "redis://host:port[/db]", window_seconds [, opts]) -> guard | nil, err_string
+-- opts (Redis only): fail_open = false (Redis unreachable: let the dial go), timeout = 3 (seconds per command).
+function _M.new(dict_name, window, opts)
+  if type(dict_name) == "string" and sub(dict_name, 1, 8) == "redis://" then
+    return redis_guard(dict_name, window, opts or {})
+  end
   if type(ngx) ~= "table" or type(ngx.shared) ~= "table" then
-    return nil, "the dial guard needs OpenResty/ngx_lua (there is no ngx.shared here)"
+    return nil, "the dial guard needs OpenResty/ngx_lua (there is no ngx.shared here), or a redis:// address"
   end
   if type(dict_name) ~= "string" or dict_name == "" then
-    return nil, "the dial guard needs the name of a lua_shared_dict"
+    return nil, "the dial guard needs the name of a lua_shared_dict or a redis://host:port[/db] address"
   end
   local dict = ngx.shared[dict_name]
   if not dict then
     return nil, "there is no lua_shared_dict named " .. dict_name ..
                 "; add \"lua_shared_dict " .. dict_name .. " 1m;\" to the http block of nginx.conf"
   end
-  if type(window) ~= "number" or window <= 0 or window ~= window or window == math.huge then
-    return nil, "the dial guard window must be a positive number of seconds, not " .. tostring(window)
+  local werr = check_window(window)
+  if werr then
+    return nil, werr
   end
   return setmetatable({ dict = dict, dict_name = dict_name, window = window }, mt)
 end
 
---- guard:check(caller, callee, seat [, user_data]) -> true | nil, sentence
--- Claims the key atomically; a claim already held within the window refuses the dial.
+local function refusal(caller, callee, seat, ago)
+  if ago < 0 then
+    ago = 0
+  end
+  return str_format("a dial from %s to %s on seat %s was placed %.1f s ago; pass force = true to dial anyway",
+                    caller, callee, seat, ago)
+end
+
+--- guard:check(caller, callee, seat [, user_data]) -> claim | nil, sentence, kind
+-- Claims the key atomically; a claim already held within the window refuses the dial (kind "duplicate").
+-- The claim (true here, a token in Redis) goes back to release().
 function _M.check(self, caller, callee, seat, user_data)
   local key = _key(caller, callee, seat, user_data)
   local now = _now()
@@ -89,17 +119,70 @@ function _M.check(self, caller, callee, seat, user_data)
   end
   local placed = self.dict:get(key)
   local ago = type(placed) == "number" and math_floor((now - placed) * 10 + 0.5) / 10 or 0
-  if ago < 0 then
-    ago = 0
-  end
-  return nil, str_format("a dial from %s to %s on seat %s was placed %.1f s ago; pass force = true to dial anyway",
-                         caller, callee, seat, ago)
+  return nil, refusal(caller, callee, seat, ago), "duplicate"
 end
 
---- guard:release(caller, callee, seat [, user_data]) -> true
+--- guard:release(caller, callee, seat [, user_data [, claim]]) -> true
 -- Forgets the claim, so that a retry click is not blocked by a dial that never left.
 function _M.release(self, caller, callee, seat, user_data)
   self.dict:delete(_key(caller, callee, seat, user_data))
+  return true
+end
+
+--------------------------------------------------------------------------
+-- the guard in Redis: several nginx machines (or plain Lua processes) share the claims
+--------------------------------------------------------------------------
+--
+-- SET key token NX PX window claims the key for exactly one of the racing hosts; Redis expires it. The
+-- token is new for every claim (clicktocall.redis.token()), so release() deletes the key only while it holds
+-- OUR token (compare-and-delete): a slow dial whose claim expired and was taken by a later click never frees
+-- that later claim. When Redis cannot be asked, the dial is refused (kind "network", nothing sent): the guard
+-- exists to stop double calls, and a silent pass would let them through on every host at once. fail_open
+-- lets it go instead, for those who prefer a possible double call to a refused one.
+
+local Redis = {}
+local redis_mt = { __index = Redis }
+
+redis_guard = function(url, window, opts)
+  local werr = check_window(window)
+  if werr then
+    return nil, werr
+  end
+  local timeout = opts.timeout or 3
+  local r, err = redis_mod.new(url, timeout)
+  if not r then
+    return nil, err
+  end
+  return setmetatable({ redis = r, url = url, window = window, ms = math_floor(window * 1000 + 0.5),
+                        fail_open = opts.fail_open == true }, redis_mt)
+end
+
+function Redis.check(self, caller, callee, seat, user_data)
+  local key = _key(caller, callee, seat, user_data)
+  local token = redis_mod.token()
+  local ok, err = self.redis:set_nx(key, token, self.ms)
+  if ok then
+    return token
+  end
+  if ok == nil then
+    if self.fail_open then
+      return true -- nothing claimed, nothing to release
+    end
+    return nil, "the dial guard could not ask Redis, so the dial was not sent (dial_guard_fail_open = true " ..
+                "would send it unguarded): " .. tostring(err), "network"
+  end
+  -- held: how long ago the claim was made, from what is left of its window
+  local left = self.redis:pttl(key)
+  local ago = (type(left) == "number" and left >= 0) and math_floor((self.ms - left) / 100 + 0.5) / 10 or 0
+  return nil, refusal(caller, callee, seat, ago), "duplicate"
+end
+
+function Redis.release(self, caller, callee, seat, user_data, claim)
+  local key = _key(caller, callee, seat, user_data)
+  if type(claim) == "string" then
+    -- a failure here leaves the claim to expire by itself at the end of the window
+    self.redis:delete_if(key, claim)
+  end
   return true
 end
 

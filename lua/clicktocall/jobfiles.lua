@@ -45,8 +45,12 @@ function _M.parent(path)
   return dir == "" and "/" or dir
 end
 
---- lock(st, path, what) -> lock | nil, err (kind "busy" when another run holds it)
-function _M.lock(st, path, what)
+--- lock(st, path, what [, url, user_data]) -> lock | nil, err (kind "busy" when another run holds it)
+-- With url ("redis://host:port[/db]", the jobs' `lock` field): a lease in Redis instead (clicktocall.lease).
+function _M.lock(st, path, what, url, user_data)
+  if url ~= nil then
+    return require("clicktocall.lease").acquire(st, url, what, user_data)
+  end
   local lk, msg, why = core.lock_file(path)
   if lk then
     return lk
@@ -56,6 +60,15 @@ function _M.lock(st, path, what)
                               { sent = false, retryable = true })
   end
   return nil, exchange.fail(st, "io", tostring(msg), { sent = false, retryable = false })
+end
+
+--- check_lock(st, fname, args) -> true | nil, err: args.lock is nil or a "redis://host:port[/db]" address
+function _M.check_lock(st, fname, args)
+  local why = args.lock ~= nil and require("clicktocall.lease").check(args.lock)
+  if why then
+    return _M.argument(st, fname, "field 'lock': " .. why)
+  end
+  return true
 end
 
 --- clean_stale(dir): removes the temporary files of ours (download.temp_name's

@@ -4,7 +4,8 @@
 --   base_url, app_secret (required); user_data; timeout = 10; connect_timeout = 3;
 --   retries = 2; max_body = 8 MiB; transport = nil | "curl" | "ngx" | function;
 --   country_code = "86"; ca_file; insecure = false; proxy; user_agent;
---   dial_guard, dial_guard_window = 10 (OpenResty); on_event;
+--   dial_guard (a lua_shared_dict name, or "redis://host:port[/db]"), dial_guard_window = 10,
+--   dial_guard_fail_open = false (Redis unreachable: dial unguarded instead of refusing); on_event;
 --   sleep (function(seconds), for backoff), backoff_base = 0.2, backoff_max = 5,
 --   retry_after_max = 30, download_timeout = 300; pool_size, keepalive_timeout ("ngx").
 --
@@ -47,7 +48,7 @@ local KNOWN = {
   base_url = true, app_secret = true, user_data = true, timeout = true,
   connect_timeout = true, retries = true, max_body = true, transport = true,
   country_code = true, ca_file = true, insecure = true, proxy = true,
-  user_agent = true, dial_guard = true, dial_guard_window = true, on_event = true,
+  user_agent = true, dial_guard = true, dial_guard_window = true, dial_guard_fail_open = true, on_event = true,
   sleep = true, backoff_base = true, backoff_max = true, retry_after_max = true,
   download_timeout = true, pool_size = true, keepalive_timeout = true,
 }
@@ -168,7 +169,10 @@ local function check(o)
     return "field 'transport' must be nil, \"curl\", \"ngx\" or a function"
   end
   if o.dial_guard ~= nil and type(o.dial_guard) ~= "string" then
-    return "field 'dial_guard' must be the name of a lua_shared_dict"
+    return "field 'dial_guard' must be the name of a lua_shared_dict or a \"redis://host:port[/db]\" address"
+  end
+  if o.dial_guard_fail_open ~= nil and type(o.dial_guard_fail_open) ~= "boolean" then
+    return "field 'dial_guard_fail_open' must be a boolean"
   end
   for _, k in pairs { "on_event", "sleep" } do
     if o[k] ~= nil and type(o[k]) ~= "function" then
@@ -234,9 +238,12 @@ local function setup_guard(st, o)
   if o.dial_guard then
     local ok, guard_mod = pcall(require, "clicktocall.dial_guard")
     if not ok then
-      return "dial_guard needs OpenResty: " .. tostring(guard_mod)
+      return "dial_guard could not be loaded: " .. tostring(guard_mod)
     end
-    local guard, gerr = guard_mod.new(o.dial_guard, st.dial_guard_window)
+    -- a redis:// guard asks Redis with the connect timeout: a guard that waits longer than a connection
+    -- to the provider would delay every dial
+    local guard, gerr = guard_mod.new(o.dial_guard, st.dial_guard_window,
+                                      { fail_open = o.dial_guard_fail_open, timeout = st.connect_timeout })
     if not guard then
       return "field 'dial_guard': " .. tostring(gerr)
     end

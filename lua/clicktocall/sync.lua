@@ -30,7 +30,7 @@ local floor = math.floor
 local _M = { _VERSION = core._VERSION }
 
 local FNAME = "sync"
-local KNOWN = { state = true, on_record = true, since = true, lookback = true, user_data = true }
+local KNOWN = { state = true, on_record = true, since = true, lookback = true, user_data = true, lock = true }
 local STATE_KEYS = { "version", "max_id", "from", "user_data" }
 local MAX_LOOKBACK = 30 * 86400 -- the provider keeps records much longer, but a larger window is a mistake
 
@@ -76,8 +76,12 @@ local function check(st, args)
   if not ok then
     return nil, why
   end
+  ok, why = jobs.check_lock(st, FNAME, args)
+  if not ok then
+    return nil, why
+  end
   return { state = state, dir = dir, on_record = args.on_record, lookback = floor(lookback), since = since,
-           user_data = user_data }
+           user_data = user_data, lock_url = args.lock }
 end
 
 local function corrupt(st, path, why)
@@ -169,6 +173,12 @@ local function locked(st, job)
   local ok
   ok, err = jobs.page_all(st, FNAME, { start_time = from, end_time = now, user_data = job.user_data,
                                        max_id = s.max_id }, function(recs)
+    if job.lease then
+      local lok, lerr = job.lease:renew()
+      if not lok then
+        return nil, lerr
+      end
+    end
     for i = 1, #recs do
       local hok, r1, r2 = pcall(job.on_record, recs[i])
       if not hok then
@@ -208,10 +218,11 @@ function _M.run(st, args)
     return nil, err
   end
   local lock
-  lock, err = jobs.lock(st, job.state .. ".lock", "sync")
+  lock, err = jobs.lock(st, job.state .. ".lock", "sync", job.lock_url, job.user_data)
   if not lock then
     return nil, err
   end
+  job.lease = job.lock_url and lock or nil
   local ok, summary, serr = pcall(locked, st, job)
   lock:unlock()
   if not ok then

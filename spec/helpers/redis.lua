@@ -1,0 +1,157 @@
+--[==[ spec/helpers/redis.lua: a throw-away redis-server (Debian's) on a free loopback port for busted specs.
+
+    local redis = require "spec.helpers.redis"
+    local r, err = redis.start()      -- r | nil, err (err holds the server's log)
+    r.port, r.url                     -- the port, "redis://127.0.0.1:<port>"
+    r:cmd("GET", "k")                 -- one command over LuaSocket: the reply | nil, err
+    r:stop()                          -- SHUTDOWN NOSAVE, wait for the process to go; idempotent
+    r:restart()                       -- start again on the same port (after stop), waiting on PING
+
+Each server has its own temporary directory (its pid and log there), no persistence (--save "" --appendonly
+no), and is waited on with PING, never a fixed sleep. A port found free may be taken before the server binds
+it: start() tries again on a new port.
+]==]
+
+local socket = require "socket"
+local nginx = require "spec.helpers.nginx"
+local resp = require "clicktocall.redis"
+
+local _M = {}
+
+_M.SERVER = os.getenv("CTC_REDIS_SERVER") or "/usr/bin/redis-server"
+
+local function sh_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then
+    return nil
+  end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- One command on a fresh LuaSocket connection: the reply | nil, err.
+local function cmd(port, ...)
+  local c = socket.tcp()
+  c:settimeout(2)
+  local ok, err = c:connect("127.0.0.1", port)
+  if not ok then
+    c:close()
+    return nil, err
+  end
+  c:send(resp.encode { ... })
+  local v, rerr = resp.read_reply(c)
+  c:close()
+  return v, rerr
+end
+_M.cmd = cmd
+
+local Server = {}
+Server.__index = Server
+
+function Server:cmd(...)
+  return cmd(self.port, ...)
+end
+
+function Server:pid()
+  local s = read_file(self.dir .. "/redis.pid")
+  return s and tonumber(s:match("%d+"))
+end
+
+function Server:log()
+  return read_file(self.dir .. "/redis.log") or ""
+end
+
+local function alive(pid)
+  return (nginx.run("kill -0 " .. pid)) == true
+end
+
+-- Runs the server (daemonized, pid file in its dir) and waits for PING: true | nil, err, port_in_use
+function Server:launch()
+  os.remove(self.dir .. "/redis.log")
+  local ok, out = nginx.run(table.concat({
+    _M.SERVER, "--port", self.port, "--bind", "127.0.0.1", "--dir", sh_quote(self.dir),
+    "--pidfile", sh_quote(self.dir .. "/redis.pid"), "--logfile", sh_quote(self.dir .. "/redis.log"),
+    "--save", "''", "--appendonly", "no", "--daemonize", "yes", "--protected-mode", "yes",
+  }, " "))
+  if not ok then
+    return nil, "redis-server did not start: " .. out
+  end
+  local up, err = nginx.wait_for(function()
+    if self:cmd("PING") == "PONG" then
+      return true
+    end
+    -- the daemon exits at once when the port is taken; stop waiting then
+    local log = self:log()
+    if log:find("Address already in use", 1, true) or log:find("Could not create server TCP", 1, true) then
+      return "in use"
+    end
+    return nil
+  end, 10, "redis-server to answer PING")
+  if up == true then
+    self.running = true
+    return true
+  end
+  return nil, (err or "redis-server could not bind its port") .. "\n" .. self:log(), up == "in use"
+end
+
+--- Stops the server: SHUTDOWN NOSAVE, then waits for the process to end (SIGKILL after 5 s).
+function Server:stop()
+  if not self.running then
+    return true
+  end
+  self.running = false
+  local pid = self:pid()
+  cmd(self.port, "SHUTDOWN", "NOSAVE") -- the connection closes without a reply
+  if pid then
+    if not nginx.wait_for(function() return not alive(pid) end, 5, "redis-server to exit") then
+      nginx.run("kill -KILL " .. pid)
+      nginx.wait_for(function() return not alive(pid) end, 5, "redis-server to die")
+    end
+  end
+  return true
+end
+
+--- Starts the stopped server again on the same port.
+function Server:restart()
+  assert(not self.running, "redis helper: restart() of a running server")
+  local ok, err = self:launch()
+  assert(ok, err)
+  return self
+end
+
+--- Stops the server and removes its directory.
+function Server:destroy()
+  self:stop()
+  nginx.run("rm -rf " .. sh_quote(self.dir))
+end
+
+function _M.start()
+  local err
+  for _ = 1, 6 do
+    local _, out = nginx.run("mktemp -d /tmp/ctc-redis.XXXXXX")
+    local dir = out:gsub("%s+$", "")
+    local port = nginx.free_port()
+    local srv = setmetatable({ dir = dir, port = port, url = "redis://127.0.0.1:" .. port }, Server)
+    local ok, lerr, in_use = srv:launch()
+    if ok then
+      return srv
+    end
+    err = lerr
+    local pid = srv:pid()
+    if pid then
+      nginx.run("kill -KILL " .. pid)
+    end
+    nginx.run("rm -rf " .. sh_quote(dir))
+    if not in_use then
+      break
+    end
+  end
+  return nil, err
+end
+
+return _M
