@@ -30,6 +30,9 @@ local preload = os.getenv("LD_PRELOAD") or ""
 local storm_it = (_VERSION == "Lua 5.4" and not rawget(_G, "jit") and not preload:find("asan", 1, true))
   and it or pending
 
+-- set CTC_STORM_RUN_PENDING=1 to run the pending specs (each fails until its bug is fixed)
+local pending_or_it = os.getenv("CTC_STORM_RUN_PENDING") and it or pending
+
 describe("the fault storm", function()
   storm_it("400 calls from 3 processes: every check holds, and the summary says so", function()
     local code, out = run("--calls 400 --workers 3")
@@ -91,5 +94,41 @@ describe("the fault storm", function()
     assert.are.equal(1, #report.temp)
     assert.are.equal(3, #report.bad, table.concat(report.bad, "\n"))
     os.execute("rm -rf '" .. d .. "'")
+  end)
+
+  -- Found by the storm (sync delivered far fewer records than the workers dialled): a dialled call gets its
+  -- id when it is placed, its callEndTime when it ends; sync's window ends at now and its cursor is the
+  -- highest id delivered. A call still in progress (callEndTime > now) whose id is below a shorter, later
+  -- call that has ended is skipped by that run, and every later run asks for ids above the later call's:
+  -- the longer call is never delivered. Remove the `pending` once sync keeps such records in reach.
+  pending_or_it("sync delivers a call that ends after a later-dialled call was delivered", function()
+    local clicktocall = require "clicktocall"
+    local sim = require "spec.helpers.sim"
+    local s = assert(sim.start { workers = 1 })
+    local state = os.tmpname()
+    os.remove(state)
+    local ok, err = pcall(function()
+      local now = os.time()
+      s:seed { times = { now + 3 } }   -- id 1: the longer call, still talking
+      s:seed { times = { now - 10 } }  -- id 2: dialled after it, already ended
+      local c = assert(clicktocall.new { base_url = s.base_url, app_secret = s.secret, user_data = s.user_data })
+      local got = {}
+      local function sync_once()
+        assert(c:sync { state = state, since = now - 100, on_record = function(rec)
+          got[#got + 1] = rec.id
+          return true
+        end })
+      end
+      sync_once()
+      while os.time() <= now + 4 do core.sleep(0.1) end  -- the longer call has ended now
+      sync_once()
+      c:close()
+      table.sort(got)
+      assert.same({ 1, 2 }, got)
+    end)
+    s:stop()
+    os.remove(state)
+    os.remove(state .. ".lock")
+    assert(ok, err)
   end)
 end)
