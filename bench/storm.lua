@@ -355,6 +355,12 @@ local function worker(o)
   end
   -- --plant_leak 1: print the secret's URL-safe base64, so the run must fail (the spec's control)
   if o.plant_leak then print("worker: " .. forms[#forms]) end
+  -- every session id a dial returned is a call the simulator placed (a recorded one: its recording exists)
+  R.dial_unknown_sessions = 0
+  for sid in pairs(sessions) do
+    local res = http:perform { method = "GET", url = o.base .. "/_sim/recording_info?session_id=" .. sid }
+    if not res or res.status ~= 200 then R.dial_unknown_sessions = R.dial_unknown_sessions + 1 end
+  end
   R.rss_first, R.rss_last = rss_first or rss_bytes(), rss_bytes()
   R.rss_mark = rss_mark
   R.seconds = core.now() - t0
@@ -469,6 +475,7 @@ local function storm(o)
     clean:close()
     write_all(work .. "/urls.txt", table.concat(urls, "\n") .. "\n")
     local before = s:get("/_sim/state").record_count
+    s:post("/_sim/requests/clear")
 
     -- the workers: the secret through the environment only, never in a file or an argument
     local per = math.ceil(calls / nworkers)
@@ -487,7 +494,21 @@ local function storm(o)
     os.execute(table.concat(cmd, " "))
     local seconds = core.now() - t0
     s:post("/_sim/fault/clear", {})
-    local placed = s:get("/_sim/state").record_count - before
+    local state = s:get("/_sim/state")
+    local placed = state.record_count - before
+    -- the same count from the request log, when it kept every entry (10,000 at most): the dial requests the
+    -- simulator processed (no fault, or a fault that answers after processing)
+    local PROCESSED = { latency = true, drop = true, truncated = true, close_after = true }
+    local logged, logged_processed
+    if (state.request_log_dropped or 0) == 0 then
+      logged, logged_processed = 0, 0
+      for _, r in ipairs(s:requests(API.dial)) do
+        logged = logged + 1
+        if r.fault == nil or r.fault == cjson.null or PROCESSED[r.fault] then
+          logged_processed = logged_processed + 1
+        end
+      end
+    end
 
     -- the CLI under faults, with the canary as its secret
     local cli_env = ("env HOME=%s CLICKTOCALL_APP_SECRET=%s CLICKTOCALL_BASE_URL=%s CLICKTOCALL_USER_DATA=%s ")
@@ -515,8 +536,8 @@ local function storm(o)
 
     -- gather the workers' figures
     local T = { calls = 0, results = {}, faults = {}, problems = {}, canary_hits = 0, events = 0, dial_ok = 0,
-                dial_err_sent = 0, dial_err_unsent = 0, dial_dup_sessions = 0, archive_failed_files = 0,
-                downloaded = 0, synced = 0 }
+                dial_err_sent = 0, dial_err_unsent = 0, dial_dup_sessions = 0, dial_unknown_sessions = 0,
+                archive_failed_files = 0, downloaded = 0, synced = 0 }
     local rss = {}
     for i = 1, nworkers do
       local wdir = ("%s/w%d"):format(work, i)
@@ -527,7 +548,8 @@ local function storm(o)
       else
         local R = cjson.decode(raw)
         for _, k in ipairs { "calls", "canary_hits", "events", "dial_ok", "dial_err_sent", "dial_err_unsent",
-                             "dial_dup_sessions", "archive_failed_files", "downloaded", "synced" } do
+                             "dial_dup_sessions", "dial_unknown_sessions", "archive_failed_files", "downloaded",
+                             "synced" } do
           T[k] = T[k] + R[k]
         end
         for _, t in ipairs { "results", "faults" } do
@@ -584,6 +606,8 @@ local function storm(o)
     print(("  results         %s"):format(kv(T.results)))
     print(("  dials           ok=%d err_sent=%d err_unsent=%d; placed by the simulator %d, allowed %d..%d")
       :format(T.dial_ok, T.dial_err_sent, T.dial_err_unsent, placed, T.dial_ok, allowed))
+    print(("  dial log        %s"):format(logged and ("%d dial requests received, %d processed"):format(logged,
+      logged_processed) or "the request log dropped entries (over 10,000 requests): not counted there"))
     print(("  jobs            recordings downloaded by calls %d, archive files failed %d, manifest entries %d,"
       .. " records synced %d"):format(T.downloaded, T.archive_failed_files, arch.manifest_entries, T.synced))
     print(("  events          %d on_event events checked"):format(T.events))
@@ -598,6 +622,14 @@ local function storm(o)
     check("dials placed >= successes", placed >= T.dial_ok)
     check("dials placed <= successes + errors sent", placed <= allowed)
     check("no session id returned twice", T.dial_dup_sessions == 0)
+    check("every session id returned is a placed call", T.dial_unknown_sessions == 0,
+      ("%d unknown"):format(T.dial_unknown_sessions))
+    if logged then
+      check("dial requests received <= successes + errors sent", logged >= T.dial_ok and logged <= allowed,
+        ("%d received"):format(logged))
+      check("the request log agrees on the dials placed", logged_processed == placed,
+        ("%d processed in the log, %d placed"):format(logged_processed, placed))
+    end
     check("RSS flat (within 5 MiB per worker)", rss_max_growth <= 5 * MIB,
       ("largest growth %.2f MiB"):format(rss_max_growth / MIB))
     check("archives whole (manifest = files)", #arch.bad == 0, arch.bad[1])
