@@ -489,26 +489,51 @@ local function storm(o)
                 sh(s.user_data), sh(wdir .. "/result.json"), sh(wdir .. "/stdout.txt"), sh(wdir .. "/stderr.txt"))
       if o.plant_leak and i == 1 then cmd[#cmd] = cmd[#cmd]:gsub(" >", " --plant_leak 1 >", 1) end
     end
-    cmd[#cmd + 1] = "wait"
+    local done = work .. "/workers-done"
+    cmd[#cmd + 1] = "wait; touch " .. sh(done)
     local t0 = core.now()
-    os.execute(table.concat(cmd, " "))
+    os.execute("( " .. table.concat(cmd, " ") .. " ) &")
+
+    -- meanwhile, read the request log as it grows (it keeps only the last 10,000 entries): every dial request
+    -- the simulator received, and those it processed (no fault, or a fault that answers after processing).
+    -- An entry is written as its request starts; reading again from 200 entries back (deduplicated by seq)
+    -- covers an entry whose seq was taken but not yet written at the last read.
+    local PROCESSED = { latency = true, drop = true, truncated = true, close_after = true }
+    local seen, last_seq, logged, logged_processed, log_lost, first_seq = {}, 0, 0, 0, false, nil
+    local function read_log()
+      local res = s.http:perform { method = "GET", max_body = 256 * MIB,
+        url = ("%s/_sim/requests?since=%d"):format(s.base_url, math.max(0, last_seq - 200)) }
+      if not (res and res.status == 200) then return end
+      local entries = cjson.decode(res.body)
+      entries = entries.requests or entries
+      -- the log starts at the first entry after the clear: a later first entry means entries rolled off unread
+      if #entries > 0 then
+        first_seq = first_seq or entries[1].seq
+        if entries[1].seq > math.max(first_seq, last_seq - 199) then log_lost = true end
+      end
+      for _, r in ipairs(entries) do
+        if not seen[r.seq] then
+          seen[r.seq] = true
+          if r.uri == API.dial then
+            logged = logged + 1
+            if r.fault == nil or r.fault == cjson.null or PROCESSED[r.fault] then
+              logged_processed = logged_processed + 1
+            end
+          end
+        end
+        if r.seq > last_seq then last_seq = r.seq end
+      end
+    end
+    repeat
+      read_log()
+      core.sleep(0.3)
+    until read_all(done)
+    read_log()
     local seconds = core.now() - t0
     s:post("/_sim/fault/clear", {})
     local state = s:get("/_sim/state")
     local placed = state.record_count - before
-    -- the same count from the request log, when it kept every entry (10,000 at most): the dial requests the
-    -- simulator processed (no fault, or a fault that answers after processing)
-    local PROCESSED = { latency = true, drop = true, truncated = true, close_after = true }
-    local logged, logged_processed
-    if (state.request_log_dropped or 0) == 0 then
-      logged, logged_processed = 0, 0
-      for _, r in ipairs(s:requests(API.dial)) do
-        logged = logged + 1
-        if r.fault == nil or r.fault == cjson.null or PROCESSED[r.fault] then
-          logged_processed = logged_processed + 1
-        end
-      end
-    end
+    if log_lost or (state.request_log_dropped or 0) > 0 then logged = nil end
 
     -- the CLI under faults, with the canary as its secret
     local cli_env = ("env HOME=%s CLICKTOCALL_APP_SECRET=%s CLICKTOCALL_BASE_URL=%s CLICKTOCALL_USER_DATA=%s ")
@@ -607,7 +632,7 @@ local function storm(o)
     print(("  dials           ok=%d err_sent=%d err_unsent=%d; placed by the simulator %d, allowed %d..%d")
       :format(T.dial_ok, T.dial_err_sent, T.dial_err_unsent, placed, T.dial_ok, allowed))
     print(("  dial log        %s"):format(logged and ("%d dial requests received, %d processed"):format(logged,
-      logged_processed) or "the request log dropped entries (over 10,000 requests): not counted there"))
+      logged_processed) or "entries of the request log were lost before they were read: not counted there"))
     print(("  jobs            recordings downloaded by calls %d, archive files failed %d, manifest entries %d,"
       .. " records synced %d"):format(T.downloaded, T.archive_failed_files, arch.manifest_entries, T.synced))
     print(("  events          %d on_event events checked"):format(T.events))
