@@ -143,10 +143,12 @@ local ok_all, err_all = xpcall(function()
     s:seed { count = SEQ_N, start_time = "2023-01-01 00:00:00", end_time = "2023-12-31 00:00:00" }
   end
 
-  local function child_run(...)
+  -- child_run(what, base, from, to, concurrency [, dir [, preload]])
+  local function child_run(what, base, from, to, conc, dir, preload)
     local args = {}
-    for i, v in ipairs { ... } do args[i] = q(v) end
-    local out, ok = sh(LUA .. " bench/jobs.lua child " .. table.concat(args, " ") .. " 2>&1")
+    for i, v in ipairs { what, base, from, to, conc, dir } do args[i] = q(v) end
+    local out, ok = sh((preload and ("LD_PRELOAD=" .. q(preload) .. " ") or "") .. LUA .. " bench/jobs.lua child "
+                       .. table.concat(args, " ") .. " 2>&1")
     if not ok then return nil, out:gsub("%s+", " "):sub(1, 300) end
     local vals = {}
     for v in out:gmatch("%S+") do vals[#vals + 1] = tonumber(v) end
@@ -242,14 +244,26 @@ local ok_all, err_all = xpcall(function()
 
   -- ---------------------------------------------------------------- a: archive_recordings{ concurrency }
   if want "a" then
+    -- the profile's contenders: the same runs with fsync and fdatasync made no-ops (an LD_PRELOAD shim
+    -- built here), to show what waiting for the disk costs; skipped when no C compiler works
+    local shim_dir = fresh_dir()
+    local shim = shim_dir .. "/nofsync.so"
+    local sf = assert(io.open(shim_dir .. "/nofsync.c", "wb"))
+    sf:write("int fsync(int fd) { (void)fd; return 0; }\nint fdatasync(int fd) { (void)fd; return 0; }\n")
+    sf:close()
+    local _, built = sh("cc -O2 -shared -fPIC -o " .. q(shim) .. " " .. q(shim_dir .. "/nofsync.c") .. " 2>&1")
+    if not built then note("a: the no-fsync shim did not build; the nofsync contenders are not measured") end
     log("a: 200 recordings of 256 KiB, 30 ms an answer, %d rounds", ROUNDS)
     for r = 1, ROUNDS do
-      for _, c in ipairs { 1, 8 } do
-        local d = fresh_dir()
-        local v, err = child_run("archive", s.base_url, W.arc[1], W.arc[2], c, d)
-        if v and v[2] == W.arc[3] then record("a.c" .. c, r, v[1])
-        else note("a.c%d round %d: %s", c, r, err or ("downloaded " .. tostring(v[2]))) end
-        os.execute("rm -rf " .. q(d))
+      for _, c in ipairs { { 1, "" }, { 8, "" }, { 1, "nf" }, { 8, "nf" } } do
+        if c[2] == "" or built then
+          local d = fresh_dir()
+          local key = "a.c" .. c[1] .. c[2]
+          local v, err = child_run("archive", s.base_url, W.arc[1], W.arc[2], c[1], d, c[2] == "nf" and shim or nil)
+          if v and v[2] == W.arc[3] then record(key, r, v[1])
+          else note("%s round %d: %s", key, r, err or ("downloaded " .. tostring(v[2]))) end
+          os.execute("rm -rf " .. q(d))
+        end
       end
     end
   end
@@ -350,6 +364,8 @@ end
 if want "a" then
   contender("200 recordings of 256 KiB, 30 ms an answer, `archive_recordings{ concurrency = 1 }`", "a.c1", "s")
   contender("the same, `concurrency = 8`", "a.c8", "s")
+  contender("profile: `concurrency = 1`, fsync and fdatasync made no-ops (LD_PRELOAD)", "a.c1nf", "s")
+  contender("profile: `concurrency = 8`, the same", "a.c8nf", "s")
 end
 if want "m" then
   contender("peak RSS (VmHWM), 8 recordings of 256 KiB, concurrency 8", "m.small", "KiB")
@@ -366,7 +382,10 @@ add("| target | want | ratio | per round | |")
 add("|---|---|---|---|---|")
 if want "r" then ratio("records, concurrency 8 vs 1, plain Lua (times: 1 / 8)", "r.c1", "r.c8", 6) end
 if want "n" then ratio("records, concurrency 8 vs 1, inside nginx (times: 1 / 8)", "n.c1", "n.c8", 6) end
-if want "a" then ratio("archive, concurrency 8 vs 1 (times: 1 / 8)", "a.c1", "a.c8", 5) end
+if want "a" then
+  ratio("archive, concurrency 8 vs 1 (times: 1 / 8)", "a.c1", "a.c8", 5)
+  ratio("profile: the same with no-op fsyncs (not the target: durability off)", "a.c1nf", "a.c8nf", 5)
+end
 if want "s" then ratio("sequential records/s / decode limit", "s.ctc", "s.decode", 0.8) end
 if want "m" then
   local sm, bg = median(values("m.small")), median(values("m.big"))
