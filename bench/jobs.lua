@@ -1,6 +1,6 @@
 --- bench/jobs.lua: the jobs' benchmarks (issue 12 part 6), side by side in one run.
 --
---   lua5.4 bench/jobs.lua [--quick] [--rounds N] [--only r,n,a,m,s] [--out FILE]
+--   lua5.4 bench/jobs.lua [--quick | --full] [--rounds N] [--only r,n,a,m,s] [--out FILE]
 --
 -- Starts its own simulator (sim/run, 2 workers, free loopback port) and, for "n" and "s", a throw-away
 -- nginx (spec/helpers/nginx.lua). Each contender runs in a fresh process; the two contenders of a
@@ -75,6 +75,7 @@ do
   while arg[i] do
     local a = arg[i]
     if a == "--quick" then opts.quick = true
+    elseif a == "--full" then opts.quick = false
     elseif a == "--rounds" then i = i + 1; opts.rounds = assert(tonumber(arg[i]), "--rounds N")
     elseif a == "--only" then i = i + 1; opts.only = assert(arg[i], "--only LIST")
     elseif a == "--out" then i = i + 1; opts.out = assert(arg[i], "--out FILE")
