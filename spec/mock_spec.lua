@@ -41,15 +41,7 @@ local function all(c, window)
   return out
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then
-    return nil
-  end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read_file = require("spec.helpers.util").read_file
 
 local function sha256_hex(s)
   local h = core.sha256()

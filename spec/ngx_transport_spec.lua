@@ -17,18 +17,11 @@ local cjson = require "cjson"
 
 local REPO = nginx.repo_root()
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local util = require "spec.helpers.util"
+local sh = util.sh
 
-local function sh(cmd)
-  local p = io.popen("unset LD_PRELOAD; " .. cmd .. " 2>&1")
-  local out = p:read("*a")
-  p:close()
-  return out
+local function read_file(path)
+  return assert(util.read_file(path))
 end
 
 local function pattern_bytes(n)

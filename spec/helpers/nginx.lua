@@ -80,15 +80,7 @@ local function run(cmd)
 end
 _M.run = run
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then
-    return nil
-  end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read_file = require("spec.helpers.util").read_file
 
 local function write_file(path, data)
   local f, err = io.open(path, "wb")

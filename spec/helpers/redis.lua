@@ -24,15 +24,7 @@ local function sh_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then
-    return nil
-  end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read_file = require("spec.helpers.util").read_file
 
 -- One command on a fresh LuaSocket connection: the reply | nil, err.
 local function cmd(port, ...)
