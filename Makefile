@@ -7,7 +7,6 @@
 # Variable names follow LuaRocks' (LUA_INCDIR, LIBFLAG, LUA_LIBDIR, LUA_SHAREDIR).
 
 
-CTC_VERSION  ?= 0.1.0
 LUA_VERSION  ?= 5.4
 PREFIX       ?= /usr/local
 
@@ -36,7 +35,7 @@ OPT          ?= -O2 -g
 WARN         := -Wall -Wextra -Wshadow -Werror
 CFLAGS       ?= $(OPT)
 ALL_CFLAGS    = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) \
-                -DCTC_VERSION='"$(CTC_VERSION)"' $(LUA_CFLAGS) $(CURL_CFLAGS) $(CFLAGS)
+                $(LUA_CFLAGS) $(CURL_CFLAGS) $(CFLAGS)
 LIBFLAG      ?= -shared
 # never link liblua: the host (lua, luajit, nginx) provides its symbols
 

@@ -13,9 +13,9 @@
 /* hidden whatever the build's flags (the rockspec cannot pass -fvisibility) */
 #pragma GCC visibility push(hidden)
 
-#ifndef CTC_VERSION
-#define CTC_VERSION "0.0.0-dev"
-#endif
+/* The one place the version is written: core._VERSION, every module's _VERSION and the User-Agent
+ * come from it; spec/config_spec.lua checks the rockspecs and CHANGELOG.md against it. */
+#define CTC_VERSION "0.2.0"
 
 /* ---- defaults, in one place ---- */
 #define CTC_PAGE_SIZE 100                       /* the provider's page size */

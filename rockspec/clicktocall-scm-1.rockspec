@@ -1,7 +1,5 @@
--- The version below is the one version of clicktocall: the Makefile's
--- CTC_VERSION and the core's _VERSION must equal it (spec/config_spec.lua).
-local CTC_VERSION = "0.1.0"
-
+-- The version lives in csrc/ctc.h (CTC_VERSION); spec/config_spec.lua checks the
+-- versioned rockspec and CHANGELOG.md against it.
 rockspec_format = "3.0"
 package = "clicktocall"
 version = "scm-1"
@@ -18,6 +16,7 @@ description = {
   license = "MIT",
   labels = { "http", "telephony", "openresty", "libcurl" },
 }
+supported_platforms = { "unix" }
 dependencies = {
   "lua >= 5.1",
   "lua-cjson",
@@ -65,7 +64,7 @@ build = {
         "csrc/push.c", "csrc/request.c", "csrc/response.c", "csrc/sha256.c",
         "csrc/timefmt.c",
       },
-      defines = { 'CTC_VERSION="' .. CTC_VERSION .. '"', "_POSIX_C_SOURCE=200809L" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "m" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
@@ -74,4 +73,5 @@ build = {
   install = {
     bin = { clicktocall = "bin/clicktocall" },
   },
+  copy_directories = { "docs", "examples" },
 }

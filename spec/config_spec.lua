@@ -123,14 +123,19 @@ describe("new", function()
 end)
 
 describe("version", function()
-  it("is one string: the core's, every module's and the rockspec's", function()
+  it("is one string: the core's, every module's, the versioned rockspec's and the changelog's", function()
     local core = require "clicktocall.core"
-    local f = assert(io.open("rockspec/clicktocall-scm-1.rockspec"))
-    local spec = f:read("*a")
-    f:close()
-    local declared = spec:match('local CTC_VERSION = "([^"]+)"')
-    assert.is_string(declared)
-    assert.equal(declared, core._VERSION)
+    local v = core._VERSION
+    assert.matches("^%d+%.%d+%.%d+$", v)
+    -- the core's is the one written down (csrc/ctc.h); everything else must agree with it
+    local ctc_h = assert(io.open("csrc/ctc.h")):read("*a")
+    assert.equal(v, ctc_h:match('#define CTC_VERSION "([^"]+)"'))
+    local rock = assert(io.open("rockspec/clicktocall-" .. v .. "-1.rockspec"),
+                        "no rockspec for version " .. v):read("*a")
+    assert.equal(v .. "-1", rock:match('\nversion = "([^"]+)"'))
+    assert.equal("v" .. v, rock:match('tag = "([^"]+)"'))
+    local changelog = assert(io.open("CHANGELOG.md")):read("*a")
+    assert.equal(v, changelog:match("\n## (%d+%.%d+%.%d+)"), "the newest release in CHANGELOG.md")
     -- every Lua module of the library, found on disk so a new one cannot be forgotten
     local p = assert(io.popen("unset LD_PRELOAD; cd lua && find . -name '*.lua' | sort"))
     local names = {}
@@ -141,10 +146,8 @@ describe("version", function()
     assert.is_true(#names >= 7, "found only " .. #names .. " modules")
     for _, name in ipairs(names) do
       local mod = require(name)
-      assert.equal(core._VERSION, mod._VERSION, name .. "._VERSION")
+      assert.equal(v, mod._VERSION, name .. "._VERSION")
     end
-    local mk = assert(io.open("Makefile")):read("*a")
-    assert.equal(declared, mk:match("CTC_VERSION%s*%?=%s*(%S+)"))
   end)
 end)
 

@@ -18,8 +18,18 @@ local function list(cmd)
   return out
 end
 
-describe("rockspec", function()
-  local rockspec = read("rockspec/clicktocall-scm-1.rockspec")
+for _, rockspec_file in ipairs { "rockspec/clicktocall-scm-1.rockspec", "rockspec/clicktocall-" ..
+                        require("clicktocall.core")._VERSION .. "-1.rockspec" } do
+describe(rockspec_file, function()
+  local rockspec = read(rockspec_file)
+
+  it("differs from the scm rockspec only in its version and tag", function()
+    local scm = read("rockspec/clicktocall-scm-1.rockspec")
+    local function strip(s)
+      return (s:gsub('\nversion = "[^"]*"', ""):gsub('\n  tag = "[^"]*",', ""))
+    end
+    assert.equal(strip(scm), strip(rockspec))
+  end)
 
   it("lists every Lua module under lua/, each at its own path", function()
     local files = list("find lua -name '*.lua' | sort")
@@ -39,10 +49,13 @@ describe("rockspec", function()
     end
   end)
 
-  it("installs the clicktocall command", function()
+  it("installs the clicktocall command, the docs and the examples, on unix", function()
     assert.truthy(rockspec:find('bin = { clicktocall = "bin/clicktocall" }', 1, true))
+    assert.truthy(rockspec:find('copy_directories = { "docs", "examples" }', 1, true))
+    assert.truthy(rockspec:find('supported_platforms = { "unix" }', 1, true))
   end)
 end)
+end
 
 describe("make install", function()
   it("puts the modules, the core and the command under DESTDIR", function()

@@ -1,0 +1,78 @@
+-- The version lives in csrc/ctc.h (CTC_VERSION); spec/config_spec.lua checks the
+-- versioned rockspec and CHANGELOG.md against it.
+rockspec_format = "3.0"
+package = "clicktocall"
+version = "0.2.0-1"
+source = {
+  url = "git+https://example.invalid/clicktocall.git",
+  tag = "v0.2.0",
+}
+description = {
+  summary = "Client for a two-way callback (click-to-call) provider's HTTP API, with a C core",
+  detailed = [[
+    Bind a caller phone to a seat, dial, page through call records and download
+    their recordings, query the balance. A C core builds requests and reads
+    responses; libcurl moves the bytes in plain Lua, cosockets inside OpenResty.
+  ]],
+  license = "MIT",
+  labels = { "http", "telephony", "openresty", "libcurl" },
+}
+supported_platforms = { "unix" }
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson",
+  -- the clicktocall command only (Debian: lua-argparse, lua-term; lua-socket for `doctor`)
+  "argparse >= 0.7",
+  "lua-term",
+}
+external_dependencies = {
+  CURL = {
+    -- a library check, not a header check: Debian keeps curl.h under a
+    -- multiarch directory that LuaRocks' header search does not look in
+    library = "curl",
+  },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["clicktocall"] = "lua/clicktocall.lua",
+    ["clicktocall.archive"] = "lua/clicktocall/archive.lua",
+    ["clicktocall.batch"] = "lua/clicktocall/batch.lua",
+    ["clicktocall.cli"] = "lua/clicktocall/cli.lua",
+    ["clicktocall.cli.config"] = "lua/clicktocall/cli/config.lua",
+    ["clicktocall.cli.doctor"] = "lua/clicktocall/cli/doctor.lua",
+    ["clicktocall.cli.output"] = "lua/clicktocall/cli/output.lua",
+    ["clicktocall.cli.progress"] = "lua/clicktocall/cli/progress.lua",
+    ["clicktocall.cli.times"] = "lua/clicktocall/cli/times.lua",
+    ["clicktocall.dial_guard"] = "lua/clicktocall/dial_guard.lua",
+    ["clicktocall.download"] = "lua/clicktocall/download.lua",
+    ["clicktocall.errors"] = "lua/clicktocall/errors.lua",
+    ["clicktocall.exchange"] = "lua/clicktocall/exchange.lua",
+    ["clicktocall.flatjson"] = "lua/clicktocall/flatjson.lua",
+    ["clicktocall.http1"] = "lua/clicktocall/http1.lua",
+    ["clicktocall.jobfiles"] = "lua/clicktocall/jobfiles.lua",
+    ["clicktocall.lease"] = "lua/clicktocall/lease.lua",
+    ["clicktocall.mock"] = "lua/clicktocall/mock.lua",
+    ["clicktocall.options"] = "lua/clicktocall/options.lua",
+    ["clicktocall.redis"] = "lua/clicktocall/redis.lua",
+    ["clicktocall.slices"] = "lua/clicktocall/slices.lua",
+    ["clicktocall.sync"] = "lua/clicktocall/sync.lua",
+    ["clicktocall.transport.ngx"] = "lua/clicktocall/transport/ngx.lua",
+    ["clicktocall.core"] = {
+      sources = {
+        "csrc/base64.c", "csrc/buf.c", "csrc/core.c", "csrc/curl.c", "csrc/exchange.c",
+        "csrc/cursor.c", "csrc/files.c", "csrc/jsonscan.c", "csrc/multi.c", "csrc/phone.c",
+        "csrc/push.c", "csrc/request.c", "csrc/response.c", "csrc/sha256.c",
+        "csrc/timefmt.c",
+      },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "curl", "m" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+    },
+  },
+  install = {
+    bin = { clicktocall = "bin/clicktocall" },
+  },
+  copy_directories = { "docs", "examples" },
+}
