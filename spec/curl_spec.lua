@@ -306,9 +306,10 @@ describe("libcurl transport", function()
   -- pause lets about 20 MB of garbage pile up before a cycle, so even clients the collector sees at
   -- their real cost may hold ~20 MiB of RSS at the end of the loop. Measured growth: before (handle
   -- made eagerly, unseen by the collector) 68-97 MiB on 5.4 and 73-98 MiB on LuaJIT; now (handle
-  -- made on first use, counted with a GC step) 4-24 MiB on 5.4 and ~1 MiB on LuaJIT. 32 MiB lies
-  -- between the two with room on both sides.
-  it("dropped clients are collected promptly: RSS grows by less than 32 MiB for 10,000 #noasan", function()
+  -- made on first use, counted with a GC step) 4-24 MiB on 5.4, ~1 MiB on LuaJIT, and up to 34.6 MiB
+  -- on 5.3 (whose pacing lets more garbage wait; seen on a loaded machine). 48 MiB lies between the
+  -- highest "now" and the lowest "before" with room on both sides.
+  it("dropped clients are collected promptly: RSS grows by less than 48 MiB for 10,000 #noasan", function()
     local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
     local script = string.format([[
       package.path, package.cpath = %q, %q
@@ -340,7 +341,7 @@ describe("libcurl transport", function()
     os.remove(file)
     local growth = tonumber(out:match("^(%d+) 20000$"))
     assert.is_number(growth, out)
-    assert.is_true(growth < 32 * 1024 * 1024, string.format("RSS grew by %.1f MiB", growth / 1048576))
+    assert.is_true(growth < 48 * 1024 * 1024, string.format("RSS grew by %.1f MiB", growth / 1048576))
   end)
 
   it("a header over libcurl's 100 KB is a protocol error that says so", function()
