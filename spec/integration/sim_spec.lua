@@ -457,7 +457,12 @@ describe("recordings over https #integration", function()
   it("sim.start{ tls = true } and the recording_base option: https URLs, trusted only through ca_file",
     function()
       local s = assert(sim.start { tls = true, workers = 1 })
-      finally(function() s:stop() end)
+      local trusting
+      -- busted keeps one finally per test: it must stop both
+      finally(function()
+        if trusting then trusting:close() end
+        s:stop()
+      end)
       assert.matches("^https://127%.0%.0%.1:%d+$", s.tls_base_url)
       assert.equal(s.tls_base_url, s:options { recording_base = s.tls_base_url, recording_bytes = 5000 }
         .recording_base)
@@ -466,8 +471,7 @@ describe("recordings over https #integration", function()
       local res, err = s.http:perform { method = "GET", url = rec.recordFileDownloadUrl }
       assert.is_nil(res)
       assert.matches("certificate", err.message)    -- self-signed: not trusted by default
-      local trusting = assert(core.curl_transport { ca_file = s.ca_file })
-      finally(function() trusting:close() end)
+      trusting = assert(core.curl_transport { ca_file = s.ca_file })
       res = assert(trusting:perform { method = "GET", url = rec.recordFileDownloadUrl })
       assert.same({ 200, 5000 }, { res.status, #res.body })
       -- back on this server; a bad base is refused
