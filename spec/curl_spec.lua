@@ -401,41 +401,18 @@ describe("libcurl transport", function()
 end)
 
 describe("libcurl transport against a hostile server", function()
-  local socket = require "socket"
-  local lua = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
-  local control, pid, port
+  local srv, port
 
-  local function has(pattern)
-    local f = io.open(control)
-    if not f then return nil end
-    local text = f:read("*a")
-    f:close()
-    return text:match(pattern), text
-  end
-
-  -- waits for a line the server writes when it has done something; no fixed sleep
-  local function wait_for(pattern)
-    local deadline = socket.gettime() + 10
-    while socket.gettime() < deadline do
-      local v = has(pattern)
-      if v then return v end
-      socket.sleep(0.005)
-    end
-    error("the hostile server never wrote " .. pattern .. ": " .. tostring(select(2, has("."))))
-  end
+  local function has(pattern) return srv:has(pattern) end
+  local function wait_for(pattern) return srv:wait_for(pattern) end
 
   setup(function()
-    control = os.tmpname()
-    local p = assert(io.popen(string.format("%s spec/helpers/hostile_server.lua %s stray 60 >/dev/null 2>&1 & echo $!",
-                                            lua, control)))
-    pid = tonumber(p:read("*l"))
-    p:close()
-    port = tonumber(wait_for("^port (%d+)"))
+    srv = require("spec.helpers.hostile").start("stray")
+    port = srv.port
   end)
 
   teardown(function()
-    if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
-    if control then os.remove(control) end
+    if srv then srv:stop() end
   end)
 
   it("never takes a stray answer left on a kept-alive connection for the next dial's", function()
