@@ -232,6 +232,21 @@ local function in_nginx()
 end
 
 -- A connected socket (with the database selected): sock, pooled | nil, sentence
+-- SELECT the address's database on a new connection; closes it when Redis says no
+local function select_db(self, sock)
+  local db = self.cfg.db
+  local bytes, serr = sock:send(_M.encode { "SELECT", db })
+  local v, rerr = nil, serr
+  if bytes then
+    v, rerr = read_reply(sock, 0)
+  end
+  if v ~= "OK" then
+    sock:close()
+    return nil, "Redis at " .. self.where .. " refused SELECT " .. db .. ": " .. tostring(rerr)
+  end
+  return true
+end
+
 local function open(self)
   local cfg = self.cfg
   if in_nginx() then
@@ -247,14 +262,9 @@ local function open(self)
       return nil, "cannot reach Redis at " .. self.where .. ": " .. tostring(ok and err or ok2)
     end
     if cfg.db ~= 0 and (sock:getreusedtimes() or 0) == 0 then
-      local bytes, serr = sock:send(_M.encode { "SELECT", cfg.db })
-      local v, rerr = nil, serr
-      if bytes then
-        v, rerr = read_reply(sock, 0)
-      end
-      if v ~= "OK" then
-        sock:close()
-        return nil, "Redis at " .. self.where .. " refused SELECT " .. cfg.db .. ": " .. tostring(rerr)
+      local selected, why = select_db(self, sock)
+      if not selected then
+        return nil, why
       end
     end
     return sock, true
@@ -271,14 +281,9 @@ local function open(self)
     return nil, "cannot reach Redis at " .. self.where .. ": " .. tostring(err)
   end
   if cfg.db ~= 0 then
-    local bytes, serr = sock:send(_M.encode { "SELECT", cfg.db })
-    local v, rerr = nil, serr
-    if bytes then
-      v, rerr = read_reply(sock, 0)
-    end
-    if v ~= "OK" then
-      sock:close()
-      return nil, "Redis at " .. self.where .. " refused SELECT " .. cfg.db .. ": " .. tostring(rerr)
+    local selected, why = select_db(self, sock)
+    if not selected then
+      return nil, why
     end
   end
   return sock, false
