@@ -31,19 +31,6 @@ typedef struct file_sink {
     char path[1];      /* the rest of the userdata holds the path */
 } file_sink;
 
-/* Lower-case hex of a digest (at most 32 bytes). */
-static void push_hex(lua_State *L, const unsigned char *d, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    char out[64];
-    size_t i;
-    for (i = 0; i < n && i < sizeof out / 2; i++) {
-        out[2 * i] = hex[d[i] >> 4];
-        out[2 * i + 1] = hex[d[i] & 15];
-    }
-    lua_pushlstring(L, out, 2 * i);
-}
-
 /* core.file_kind(path) -> "file" | "directory" | "other" | "missing" */
 static int l_file_kind(lua_State *L)
 {
@@ -106,7 +93,7 @@ static int l_sha_hex(lua_State *L)
     ctc_sha256 copy = *(ctc_sha256 *)luaL_checkudata(L, 1, SHA_MT);
     unsigned char d[32];
     ctc_sha256_final(&copy, d); /* on a copy: hex() can be asked again */
-    push_hex(L, d, sizeof d);
+    ctc_push_hex(L, d, sizeof d);
     return 1;
 }
 
@@ -227,7 +214,7 @@ static int l_sink_finish(lua_State *L)
     k->state = SINK_FINISHED;
     lua_pushnumber(L, (lua_Number)k->bytes);
     ctc_sha256_final(&k->sha, digest);
-    push_hex(L, digest, sizeof digest);
+    ctc_push_hex(L, digest, sizeof digest);
     return 2;
 }
 
