@@ -25,6 +25,7 @@ end
 
 local type = type
 local pairs = pairs
+local ipairs = ipairs
 local error = error
 local tostring = tostring
 local setmetatable = setmetatable
@@ -137,15 +138,11 @@ local function guarded_dial(st, op, args, request, _, parts)
   return session, err
 end
 
--- One table makes the four methods; each name is also the core's op.
-local CALLS = {
-  bind_seat = plain,
-  dial = guarded_dial,
-  balance = plain,
-  records_page = plain,
-}
+-- The four methods come from the core's list of ops (named once, in C); only dial differs.
+local SPECIAL = { dial = guarded_dial }
 
-for op, run in pairs(CALLS) do
+for _, op in ipairs(core.OPS) do
+  local run = SPECIAL[op] or plain
   client_mt[op] = function(self, args)
     local st, request, asked, parts = prepare(self, op, op, args)
     if not st then
