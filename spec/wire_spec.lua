@@ -1,103 +1,133 @@
 -- The four calls on the wire: path, headers, exact body, and what they return.
 local h = require "spec.helpers"
+local mc = require "spec.helpers.client"
 local clicktocall = require "clicktocall"
 
 describe("wire format", function()
   it("bind_seat posts setingphone with userData, setingNbr, userPhone in that order", function()
-    local client, m = h.client { h.ok("绑定成功") }
+    local client, provider = mc.new()
     assert.is_true(client:bind_seat { seat = " PP7568032251 ", phone = "139 1833 7711" })
-    local req = m.requests[1]
+    local req = provider.requests[1]
+    assert.equal("bind_seat", req.op)
     assert.equal("POST", req.method)
     assert.equal("https://api.example.com/management/add/setingphone", req.url)
     assert.equal('{"userData":"' .. h.USER_DATA .. '","setingNbr":"PP7568032251","userPhone":"+8613918337711"}',
-                 req.body)
+                 req.raw_body)
+    assert.equal("+8613918337711", provider:bound_phone("PP7568032251"))
   end)
 
   it("dial posts voiceCall/api and returns the session id", function()
-    local sid = "b82effb1-7555-4977-8acc-a00544f725c9_324874486"
-    local client, m = h.client { h.ok(sid) }
-    assert.equal(sid, client:dial { caller = "+86 181 5160 0001", callee = "0755-28000123", seat = "PP7568036551" })
-    local req = m.requests[1]
+    local client, provider = mc.new(nil, { seats = { PP7568036551 = "+8618151600001" } })
+    local sid = client:dial { caller = "+86 181 5160 0001", callee = "0755-28000123", seat = "PP7568036551" }
+    local rec = provider:records()[1]
+    assert.is_string(sid)
+    assert.equal(rec.sessionId, sid)
+    assert.equal("+8675528000123", rec.calleeNum)
+    local req = provider.requests[1]
+    assert.equal("POST", req.method)
     assert.equal("https://api.example.com/rest/voiceCall/api", req.url)
     assert.equal('{"callerNbr":"+8618151600001","calleeNbr":"+8675528000123","userData":"' .. h.USER_DATA
-                 .. '","setingNbr":"PP7568036551"}', req.body)
+                 .. '","setingNbr":"PP7568036551"}', req.raw_body)
   end)
 
   it("balance posts isallow with userData and returns the number", function()
-    local client, m = h.client { h.ok(6152) }
+    local client, provider = mc.new(nil, { balance = 6152 })
     local left = client:balance()
     assert.equal(6152, left)
     if math.type then
       assert.equal("integer", math.type(left))
     end
-    assert.equal("https://api.example.com/management/customer/isallow", m.requests[1].url)
-    assert.equal('{"userData":"' .. h.USER_DATA .. '"}', m.requests[1].body)
+    local req = provider.requests[1]
+    assert.equal("POST", req.method)
+    assert.equal("https://api.example.com/management/customer/isallow", req.url)
+    assert.equal('{"userData":"' .. h.USER_DATA .. '"}', req.raw_body)
   end)
 
   it("records_page posts call/record/voice with maxId, starTime, endTime, userData", function()
-    local client, m = h.client { h.page(1, 3) }
+    local client, provider = mc.new()
+    local seeded = provider:seed_records(3, { start_time = "2019-03-25 11:00:00", end_time = "2019-03-26 12:00:00" })
     local recs, next_id = client:records_page { start_time = "2019-03-25 10:23:52", end_time = "2019-03-26 14:19:21" }
     assert.equal(3, #recs)
+    for i, rec in ipairs(recs) do
+      assert.equal(seeded[i].sessionId, rec.sessionId)
+    end
     assert.is_nil(next_id)
-    assert.equal("https://api.example.com/call/record/voice", m.requests[1].url)
+    local req = provider.requests[1]
+    assert.equal("POST", req.method)
+    assert.equal("https://api.example.com/call/record/voice", req.url)
     assert.equal('{"maxId":0,"starTime":"2019-03-25 10:23:52","endTime":"2019-03-26 14:19:21","userData":"'
-                 .. h.USER_DATA .. '"}', m.requests[1].body)
+                 .. h.USER_DATA .. '"}', req.raw_body)
   end)
 
   it("sends the same headers on every call: JSON, base64 secret, user agent", function()
-    local client, m = h.client({ h.ok(true), h.ok("sid"), h.ok(1), h.page(1, 0) }, { user_agent = "crm/2.1" })
-    client:bind_seat { seat = "PP1", phone = "13500000002" }
-    client:dial { caller = "13500000002", callee = "13500000003", seat = "PP1" }
-    client:balance {}
-    client:records_page { start_time = 0, end_time = 1 }
-    assert.equal(4, #m.requests)
-    for _, req in ipairs(m.requests) do
+    local client, provider = mc.new { user_agent = "crm/2.1" }
+    -- the request tables as the transport gets them (the mock's log keeps headers and body, not the limits)
+    local seen = {}
+    local function keep(request, serve)
+      seen[#seen + 1] = request
+      return serve()
+    end
+    for _, op in ipairs { "bind_seat", "dial", "balance", "records_page" } do
+      provider:fail(op, keep)
+    end
+    assert.is_true(client:bind_seat { seat = "PP1", phone = "13500000002" })
+    assert.is_string(client:dial { caller = "13500000002", callee = "13500000003", seat = "PP1" })
+    assert.is_number(client:balance {})
+    assert.same({}, client:records_page { start_time = 0, end_time = 1 })
+    assert.equal(4, #provider.requests)
+    assert.equal(4, #seen)
+    for i, req in ipairs(provider.requests) do
       assert.equal("application/json", req.headers["Content-Type"])
       assert.equal(h.SECRET_B64, req.headers.Authorization)
       assert.equal("clicktocall/" .. clicktocall._VERSION .. " crm/2.1", req.headers["User-Agent"])
-      assert.equal(10, req.timeout)
-      assert.equal(3, req.connect_timeout)
-      assert.equal(8 * 1024 * 1024, req.max_body)
+      assert.equal(10, seen[i].timeout)
+      assert.equal(3, seen[i].connect_timeout)
+      assert.equal(8 * 1024 * 1024, seen[i].max_body)
     end
   end)
 
   it("lets a call's user_data override the client's", function()
-    local client, m = h.client { h.ok(5) }
-    client:balance { user_data = "other-customer" }
-    assert.equal('{"userData":"other-customer"}', m.requests[1].body)
+    local client, provider = mc.new()
+    provider:add_customer("other-customer", 5)
+    assert.equal(5, client:balance { user_data = "other-customer" })
+    assert.equal('{"userData":"other-customer"}', provider.requests[1].raw_body)
   end)
 
   it("escapes quotes and backslashes in text fields", function()
-    local client, m = h.client { h.ok(5) }
-    client:balance { user_data = 'a"b\\c' }
-    assert.equal('{"userData":"a\\"b\\\\c"}', m.requests[1].body)
-    assert.same({ userData = 'a"b\\c' }, h.decode(m.requests[1].body))
+    local client, provider = mc.new()
+    provider:add_customer('a"b\\c', 5)
+    assert.equal(5, client:balance { user_data = 'a"b\\c' })
+    assert.equal('{"userData":"a\\"b\\\\c"}', provider.requests[1].raw_body)
+    assert.same({ userData = 'a"b\\c' }, provider.requests[1].body)
   end)
 
   it("passes UTF-8 text through unchanged", function()
-    local client, m = h.client { h.ok(true) }
-    client:bind_seat { seat = "座席1", phone = "13500000002" }
-    assert.equal("座席1", h.decode(m.requests[1].body).setingNbr)
+    local client, provider = mc.new()
+    assert.is_true(client:bind_seat { seat = "座席1", phone = "13500000002" })
+    assert.equal("座席1", provider.requests[1].body.setingNbr)
+    assert.equal("+8613500000002", provider:bound_phone("座席1"))
   end)
 
   it("joins base_url with or without a trailing slash and keeps a path prefix", function()
-    local client, m = h.client({ h.ok(1) }, { base_url = "http://gw.example.com:8080/ctc/" })
-    client:balance()
-    assert.equal("http://gw.example.com:8080/ctc/management/customer/isallow", m.requests[1].url)
+    for _, base in ipairs { "http://gw.example.com:8080/ctc/", "http://gw.example.com:8080/ctc" } do
+      local client, provider = mc.new({ base_url = base }, { balance = 1 })
+      assert.equal(1, client:balance())
+      assert.equal("http://gw.example.com:8080/ctc/management/customer/isallow", provider.requests[1].url)
+    end
   end)
 
   it("formats Unix seconds in the provider's clock, UTC+8", function()
-    local client, m = h.client { h.page(1, 0) }
-    client:records_page { start_time = 0, end_time = 1553566432 }
-    local body = h.decode(m.requests[1].body)
+    local client, provider = mc.new()
+    assert.same({}, client:records_page { start_time = 0, end_time = 1553566432 })
+    local body = provider:last_request("records_page").body
     assert.equal("1970-01-01 08:00:00", body.starTime)
     assert.equal("2019-03-26 10:13:52", body.endTime)
   end)
 
   it("sends a max_id given as a string of digits exactly, past 2^53", function()
-    local client, m = h.client { h.page(1, 0) }
+    local client, provider = mc.new()
     client:records_page { start_time = 0, end_time = 1, max_id = "9007199254740993" }
-    assert.truthy(m.requests[1].body:find('"maxId":9007199254740993,', 1, true))
+    assert.truthy(provider.requests[1].raw_body:find('"maxId":9007199254740993,', 1, true))
   end)
 end)
 
