@@ -1,66 +1,94 @@
 -- Every error kind, its fields, and the secret's absence everywhere.
 local h = require "spec.helpers"
+local mc = require "spec.helpers.client"
 local clicktocall = require "clicktocall"
 
-local function fails(client_queue, call, opts)
-  local client, m = h.client(client_queue, opts)
+local DIAL = { caller = "13500000002", callee = "13500000003", seat = "PP1" }
+
+-- a client whose provider answers `op` with `fault` first (nil: no fault)
+local function fails(op, fault, call, opts)
+  local client, provider = mc.new(opts)
+  if fault ~= nil then
+    provider:fail(op, fault)
+  end
   local v, err = call(client)
   assert.is_nil(v)
   assert.is_table(err)
-  return err, m, client
+  return err, provider, client
 end
 
 local function balance(c) return c:balance() end
+local function dial(c) return c:dial(DIAL) end
+local function records_page(c) return c:records_page { start_time = 0, end_time = 1 } end
+
+-- a 200 answer with exactly this body
+local function body200(body)
+  return { status = 200, body = body }
+end
+
+-- A client over a bare transport function, for the tests of the transport contract itself (what the
+-- client makes of a transport that breaks it): the mock validates and wraps its answers, so it cannot.
+local function contract_client(transport, opts)
+  local o = { base_url = "https://api.example.com", app_secret = h.SECRET, user_data = h.USER_DATA,
+              transport = transport, sleep = function() end }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(clicktocall.new(o))
+end
 
 describe("errors", function()
   it("argument: nothing is sent, not retryable, not sent", function()
-    local err, m = fails({}, function(c) return c:dial { caller = "12", callee = "13500000002", seat = "PP1" } end)
+    local err, provider = fails("dial", nil,
+                                function(c) return c:dial { caller = "12", callee = "13500000002", seat = "PP1" } end)
     assert.equal("argument", err.kind)
     assert.is_false(err.retryable)
     assert.is_false(err.sent)
-    assert.equal(0, #m.requests)
+    assert.equal(0, provider:count())
     assert.matches("^bad argument #1 to 'dial' %(field 'caller'", err.message)
     assert.equal("[argument] " .. err.message, tostring(err))
   end)
 
   it("argument: a call without its table uses the standard wording", function()
-    local err = fails({}, function(c) return c:dial() end)
+    local err, provider = fails("dial", nil, function(c) return c:dial() end)
     assert.equal("bad argument #1 to 'dial' (table expected, got nil)", err.message)
+    assert.equal(0, provider:count())
   end)
 
   it("argument: a method called with '.' instead of ':'", function()
-    local client = h.client {}
+    local client, provider = mc.new()
     local v, err = client.balance()
     assert.is_nil(v)
     assert.equal("argument", err.kind)
     assert.matches("clicktocall client expected", err.message)
+    assert.equal(0, provider:count())
   end)
 
   it("network: a transport failure that never connected", function()
-    local err = fails({ { err = { kind = "network", message = "connect refused", sent = false } } }, balance,
-                      { retries = 0 })
+    local err = fails("balance", "refused", balance, { retries = 0 })
     assert.equal("network", err.kind)
     assert.is_true(err.retryable)
     assert.is_false(err.sent)
   end)
 
   it("network: a transport that returns a bare string counts as maybe sent", function()
-    local err = fails({ { err = "boom" } }, balance, { retries = 0 })
+    -- the transport contract: an error that is not a table
+    local client = contract_client(function() return nil, "boom" end, { retries = 0 })
+    local v, err = client:balance()
+    assert.is_nil(v)
     assert.equal("network", err.kind)
     assert.equal("boom", err.message)
     assert.is_true(err.sent)
   end)
 
   it("timeout: kept as its own kind, retryable", function()
-    local err = fails({ { err = { kind = "timeout", message = "too slow", sent = true } } }, balance,
-                      { retries = 0 })
+    local err, provider = fails("balance", "timeout", balance, { retries = 0 })
     assert.equal("timeout", err.kind)
     assert.is_true(err.retryable)
     assert.is_true(err.sent)
+    assert.equal(1, provider:count("balance"))
   end)
 
   it("http: a non-2xx status with the status, retryable for 5xx", function()
-    local err = fails({ h.raw(503, "<html>busy</html>") }, balance, { retries = 0 })
+    local err = fails("balance", { status = 503, body = "<html>busy</html>" }, balance, { retries = 0 })
     assert.equal("http", err.kind)
     assert.equal(503, err.status)
     assert.is_true(err.retryable)
@@ -69,57 +97,63 @@ describe("errors", function()
   end)
 
   it("http: 4xx is not retryable; 429 is", function()
-    assert.is_false(fails({ h.raw(404, "") }, balance, { retries = 0 }).retryable)
-    assert.is_false(fails({ h.raw(401, "") }, balance, { retries = 0 }).retryable)
-    assert.is_true(fails({ h.raw(429, "") }, balance, { retries = 0 }).retryable)
+    assert.is_false(fails("balance", 404, balance, { retries = 0 }).retryable)
+    assert.is_false(fails("balance", 401, balance, { retries = 0 }).retryable)
+    assert.is_true(fails("balance", { status = 429, retry_after = false }, balance, { retries = 0 }).retryable)
   end)
 
   it("http: uses the provider's meta.message when the error page has one", function()
-    local err = fails({ h.raw(500, '{"meta":{"success":false,"message":"db down"},"data":""}') }, balance,
-                      { retries = 0 })
+    local err = fails("balance", { status = 500, body = '{"meta":{"success":false,"message":"db down"},"data":""}' },
+                      balance, { retries = 0 })
     assert.equal("the server answered HTTP 500: db down", err.message)
   end)
 
   it("api: meta.success false carries the provider's message exactly", function()
-    local err = fails({ h.refused("座席未绑定主叫号码") },
-                      function(c) return c:dial { caller = "13500000002", callee = "13500000003", seat = "PP1" } end)
+    local err, provider = fails("dial", { api_error = "座席未绑定主叫号码" }, dial)
     assert.equal("api", err.kind)
     assert.equal("座席未绑定主叫号码", err.message)
     assert.is_false(err.retryable)
     assert.is_true(err.sent)
     assert.equal(200, err.status)
+    assert.equal(1, provider:count("dial"))
+    -- and the provider's own refusal: PP1 was never bound
+    err = fails("dial", nil, dial)
+    assert.equal("api", err.kind)
+    assert.matches("^座席未绑定主叫号码", err.message)
+    assert.is_false(err.retryable)
   end)
 
   it("api: a refusal without a message still says what happened", function()
-    local err = fails({ h.raw(200, '{"meta":{"success":false},"data":""}') }, balance)
+    local err = fails("balance", body200 '{"meta":{"success":false},"data":""}', balance)
     assert.equal("api", err.kind)
     assert.matches("refused", err.message)
   end)
 
   local protocol_cases = {
-    { "not JSON", h.raw(200, "<html><body>502 Bad Gateway</body></html>"), "not JSON" },
-    { "truncated JSON", h.raw(200, '{"meta":{"success":true,"message":"ok"},"data":6'), "not JSON" },
-    { "no meta", h.raw(200, '{"data":5}'), "no meta" },
-    { "meta.success not boolean", h.raw(200, '{"meta":{"success":"yes"},"data":5}'), "not a boolean" },
-    { "a JSON array", h.raw(200, '[1,2]'), "no meta" },
-    { "a JSON string", h.raw(200, '"hello"'), "not a JSON object" },
-    { "an empty body", h.raw(200, ""), "not JSON" },
-    { "balance as a string", h.ok("6152"), "not a number" },
+    { "not JSON", "bad_json", "not JSON" },
+    { "not JSON (a gateway's page)", body200 "<html><body>502 Bad Gateway</body></html>", "not JSON" },
+    { "truncated JSON", body200 '{"meta":{"success":true,"message":"ok"},"data":6', "not JSON" },
+    { "no meta", body200 '{"data":5}', "no meta" },
+    { "meta.success not boolean", body200 '{"meta":{"success":"yes"},"data":5}', "not a boolean" },
+    { "a JSON array", body200 '[1,2]', "no meta" },
+    { "a JSON string", body200 '"hello"', "not a JSON object" },
+    { "an empty body", body200 "", "not JSON" },
+    { "balance as a string", body200 '{"meta":{"success":true,"message":"ok"},"data":"6152"}', "not a number" },
   }
   for _, case in ipairs(protocol_cases) do
     it("protocol: " .. case[1], function()
-      local err = fails({ case[2] }, balance)
+      local err, provider = fails("balance", case[2], balance)
       assert.equal("protocol", err.kind)
       assert.matches(case[3], err.message)
       assert.is_false(err.retryable)
       assert.is_true(err.sent)
+      assert.equal(1, provider:count("balance"))
     end)
   end
 
   it("protocol: a dial whose data is not a session id", function()
     for _, data in ipairs { 12345, "", h.null } do
-      local err = fails({ h.ok(data) },
-                        function(c) return c:dial { caller = "13500000002", callee = "13500000003", seat = "P" } end)
+      local err = fails("dial", body200(h.json { meta = { success = true, message = "ok" }, data = data }), dial)
       assert.equal("protocol", err.kind)
       assert.matches("session id", err.message)
     end
@@ -128,25 +162,30 @@ describe("errors", function()
   it("protocol: records whose data is not an array", function()
     for _, body in ipairs { '{"meta":{"success":true},"data":"x"}', '{"meta":{"success":true},"data":{}}',
                             '{"meta":{"success":true},"data":5}' } do
-      local err = fails({ h.raw(200, body) }, function(c) return c:records_page { start_time = 0, end_time = 1 } end)
+      local err = fails("records_page", body200(body), records_page)
       assert.equal("protocol", err.kind)
       assert.matches("not an array", err.message)
     end
   end)
 
   it("protocol: a transport that returns garbage instead of a response", function()
-    local err = fails({ function() return { status = "200" } end }, balance)
+    -- the transport contract: a status that is a string
+    local client = contract_client(function() return { status = "200" } end)
+    local v, err = client:balance()
+    assert.is_nil(v)
     assert.equal("protocol", err.kind)
   end)
 
   it("errors from the libcurl transport print as [kind][CURLE_X] detail (code)", function()
-    local err = fails({ { err = { kind = "network", message = "Failed to connect", sent = false, code = 7,
-                                  code_name = "CURLE_COULDNT_CONNECT" } } }, balance, { retries = 0 })
+    local err = fails("balance", function()
+      return nil, { kind = "network", message = "Failed to connect", sent = false, code = 7,
+                    code_name = "CURLE_COULDNT_CONNECT" }
+    end, balance, { retries = 0 })
     assert.equal("[network][CURLE_COULDNT_CONNECT] Failed to connect (7)", tostring(err))
   end)
 
   it("is_error tells error values apart", function()
-    local err = fails({ h.raw(500, "") }, balance, { retries = 0 })
+    local err = fails("balance", 500, balance, { retries = 0 })
     assert.is_true(clicktocall.is_error(err))
     assert.is_false(clicktocall.is_error({ kind = "http" }))
   end)
@@ -159,7 +198,7 @@ describe("the secret", function()
   end
 
   it("never appears in tostring(client)", function()
-    local client = h.client {}
+    local client = mc.new()
     assert_no_secret(tostring(client))
     for _, s in ipairs(h.strings(client)) do
       assert_no_secret(s)
@@ -168,21 +207,20 @@ describe("the secret", function()
 
   it("is redacted from api, http and transport errors that echo it, and from events", function()
     local echo = "bad key " .. h.SECRET .. " / " .. h.SECRET_B64
-    local queue = {
-      h.refused(echo),
-      h.raw(500, '{"meta":{"success":false,"message":"' .. echo .. '"}}'),
-      { err = { kind = "network", message = echo, sent = false } },
-      h.raw(200, "<html>" .. echo .. "</html>"),
-    }
-    local client, m = h.client(queue, { retries = 0 })
+    local client, provider, events = mc.new { retries = 0 }
+    provider:fail("balance", { api_error = echo })
+      :fail("balance", { status = 500, body = '{"meta":{"success":false,"message":"' .. echo .. '"}}' })
+      :fail("balance", function() return nil, { kind = "network", message = echo, sent = false } end)
+      :fail("balance", body200("<html>" .. echo .. "</html>"))
     for _ = 1, 4 do
       local _, err = client:balance()
       assert_no_secret(tostring(err))
       assert_no_secret(err.message)
       assert.matches("***", err.message, 1, true)
     end
-    assert.is_true(#m.events >= 8)
-    for _, e in ipairs(m.events) do
+    assert.equal(4, provider:count("balance"))
+    assert.is_true(#events >= 8)
+    for _, e in ipairs(events) do
       for _, s in ipairs(h.strings(e)) do
         assert_no_secret(s)
       end
