@@ -1,6 +1,8 @@
 -- What a hostile server or a careless caller tries: echoed secrets, raising
 -- user functions, an iterator used after close(), options that cannot be honoured.
 local h = require "spec.helpers"
+local mc = require "spec.helpers.client"
+local mock = require "clicktocall.mock"
 local clicktocall = require "clicktocall"
 
 local WINDOW = { start_time = "2019-03-25 00:00:00", end_time = "2019-03-26 00:00:00" }
@@ -22,15 +24,34 @@ local function assert_clean(s)
   assert.is_nil(s:find("Q0FOQVJZ", 1, true), "a base64 form of the secret leaked in: " .. s)
 end
 
-local function canary_client(queue, opts)
+-- a client and a provider that both know the canary as the secret
+local function canary_client(opts)
   opts = opts or {}
   opts.app_secret = CANARY
   opts.retries = opts.retries or 0
-  return h.client(queue, opts)
+  return mc.new(opts, { secret = CANARY })
 end
 
-local function assert_events_clean(m)
-  for _, e in ipairs(m.events) do
+-- A client over a bare transport function, for what the mock cannot do: raise at the client (the mock
+-- pcall-wraps a fault function and answers a network error instead). Counts the calls, keeps the sleeps
+-- and the events.
+local function contract_client(transport, opts)
+  local seen = { calls = 0, slept = {}, events = {} }
+  local o = {
+    base_url = "https://api.example.com", app_secret = h.SECRET, user_data = h.USER_DATA,
+    transport = function(request)
+      seen.calls = seen.calls + 1
+      return transport(request)
+    end,
+    sleep = function(s) seen.slept[#seen.slept + 1] = s end,
+    on_event = function(e) seen.events[#seen.events + 1] = e end,
+  }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(clicktocall.new(o)), seen
+end
+
+local function assert_events_clean(events)
+  for _, e in ipairs(events) do
     for _, s in ipairs(h.strings(e)) do
       assert_clean(s)
     end
@@ -48,23 +69,27 @@ describe("the secret in every form", function()
 
   for name, form in pairs(FORMS) do
     it("is redacted when the provider echoes its " .. name .. " form in meta.message", function()
-      local client, m = canary_client { h.refused("bad credential " .. form) }
+      local client, provider, events = canary_client()
+      provider:fail("balance", { api_error = "bad credential " .. form })
       local v, err = client:balance()
       assert.is_nil(v)
       assert.equal("api", err.kind)
       assert.equal("bad credential ***", err.message)
       assert_clean(tostring(err))
-      assert_events_clean(m)
+      assert_events_clean(events)
     end)
 
     it("is redacted when a transport error echoes its " .. name .. " form", function()
-      local client, m = canary_client { { err = { kind = "network", message = "proxy said " .. form, sent = false } } }
+      local client, provider, events = canary_client()
+      provider:fail("balance", function()
+        return nil, { kind = "network", message = "proxy said " .. form, sent = false }
+      end)
       local _, err = client:balance()
       assert.equal("network", err.kind)
       assert_clean(err.message)
       assert_clean(tostring(err))
       assert.truthy(err.message:find("***", 1, true))
-      assert_events_clean(m)
+      assert_events_clean(events)
     end)
 
     for _, status in ipairs { 200, 502 } do
@@ -72,27 +97,32 @@ describe("the secret in every form", function()
         -- the form starts a few characters before the 60-character cut, so cutting first would leave a piece
         for _, at in ipairs { 50, 55, 58 } do
           local body = ("x"):rep(at) .. form .. ("y"):rep(80)
-          local client, m = canary_client { h.raw(status, body) }
+          local client, provider, events = canary_client()
+          provider:fail("balance", { status = status, body = body })
           local _, err = client:balance()
           assert_clean(err.message)
-          assert_events_clean(m)
+          assert_events_clean(events)
         end
       end)
     end
   end
 
   it("is redacted in a message a transport raises", function()
-    local client, m = canary_client { function() error("boom " .. FORMS.urlsafe_unpadded, 0) end }
+    -- a bare transport: the mock would catch the raise itself
+    local client, seen = contract_client(function() error("boom " .. FORMS.urlsafe_unpadded, 0) end,
+                                         { app_secret = CANARY, retries = 0 })
     local _, err = client:balance()
+    assert.equal("protocol", err.kind)
     assert_clean(err.message)
-    assert_events_clean(m)
+    assert_events_clean(seen.events)
   end)
 end)
 
+-- the transports here raise, which is the transport contract itself: bare transports, not the mock
 describe("user functions that raise", function()
   it("a raising transport is a protocol error, sent, not retried", function()
     for _, raised in ipairs { "connection pool exploded", { code = 42 } } do
-      local client, m = h.client({ function() error(raised) end }, { retries = 2 })
+      local client, seen = contract_client(function() error(raised) end, { retries = 2 })
       local v, err = client:balance()
       assert.is_nil(v)
       assert.is_true(clicktocall.is_error(err))
@@ -100,21 +130,21 @@ describe("user functions that raise", function()
       assert.is_true(err.sent)
       assert.is_false(err.retryable)
       assert.matches("the transport function raised an error", err.message, 1, true)
-      assert.equal(1, #m.requests)
-      assert.equal(0, #m.sleeps)
+      assert.equal(1, seen.calls)
+      assert.equal(0, #seen.slept)
     end
   end)
 
   it("a raising transport never makes a dial go twice", function()
-    local client, m = h.client({ function() error("half way") end }, { retries = 2 })
+    local client, seen = contract_client(function() error("half way") end, { retries = 2 })
     local v, err = client:dial { caller = "13500000001", callee = "13500000002", seat = "PP1" }
     assert.is_nil(v)
     assert.is_true(err.sent)
-    assert.equal(1, #m.requests)
+    assert.equal(1, seen.calls)
   end)
 
   it("inside records, the iterator raises an error object, never the raw value", function()
-    local client = h.client { function() error({ code = 42 }) end }
+    local client = contract_client(function() error({ code = 42 }) end)
     local ok, e = pcall(function()
       for _ in client:records(WINDOW) do end
     end)
@@ -124,26 +154,26 @@ describe("user functions that raise", function()
   end)
 
   it("a raising sleep ends the retries with the original error and a note", function()
-    local client, m = h.client({ h.raw(503, "busy") }, {
-      retries = 3, sleep = function() error("no timers here", 0) end,
-    })
+    local client, provider = mc.new { retries = 3, sleep = function() error("no timers here", 0) end }
+    provider:fail("balance", { status = 503, body = "busy" }, math.huge)
     local v, err = client:balance()
     assert.is_nil(v)
     assert.equal("http", err.kind)
     assert.equal(503, err.status)
     assert.matches("the sleep function raised: no timers here", err.message, 1, true)
-    assert.equal(1, #m.requests)
+    assert.equal(1, provider:count("balance"))
   end)
 
   it("a raising on_event is swallowed", function()
-    local client = h.client({ h.ok(7) }, { on_event = function() error("hook broke") end })
+    local client = mc.new({ on_event = function() error("hook broke") end }, { balance = 7 })
     assert.equal(7, client:balance())
   end)
 end)
 
 describe("an iterator made before close()", function()
   it("raises an argument error and sends nothing (function transport)", function()
-    local client, m = h.client({}, nil, h.page(1, 3))
+    local client, provider = mc.new()
+    provider:seed_records(3, { start_time = "2019-03-25 10:00:00", end_time = "2019-03-25 12:00:00" })
     local it = client:records(WINDOW)
     client:close()
     local ok, e = pcall(it)
@@ -151,7 +181,7 @@ describe("an iterator made before close()", function()
     assert.is_true(clicktocall.is_error(e))
     assert.equal("argument", e.kind)
     assert.matches("close", e.message)
-    assert.equal(0, #m.requests)
+    assert.equal(0, provider:count())
   end)
 
   it("raises an argument error with libcurl too", function()
@@ -167,7 +197,7 @@ end)
 
 describe("options that cannot be honoured", function()
   local function new(extra)
-    local o = { base_url = "https://api.example.com", app_secret = "S", transport = h.mock().transport }
+    local o = { base_url = "https://api.example.com", app_secret = "S", transport = mock.new().transport }
     for k, v in pairs(extra) do o[k] = v end
     return clicktocall.new(o)
   end
