@@ -1,11 +1,13 @@
 -- Time arguments: "yyyy-MM-dd HH:mm:ss" strings or Unix seconds, in the provider's clock (UTC+8).
-local h = require "spec.helpers"
+local mc = require "spec.helpers.client"
 local clicktocall = require "clicktocall"
 
+-- the records_page body the provider got (decoded), or nil and the error; and the provider
 local function body_of(args)
-  local client, m = h.client { h.page(1, 0) }
+  local client, provider = mc.new()
   local recs, err = client:records_page(args)
-  return recs and h.decode(m.requests[1].body), err, m
+  local req = provider:last_request("records_page")
+  return recs and req and req.body, err, provider
 end
 
 describe("time arguments", function()
@@ -48,24 +50,28 @@ describe("time arguments", function()
   }
   for _, case in ipairs(bad) do
     it("refuse " .. case[2] .. ", sending nothing", function()
-      local body, err, m = body_of { start_time = case[1], end_time = "2030-01-01 00:00:00" }
+      local body, err, provider = body_of { start_time = case[1], end_time = "2030-01-01 00:00:00" }
       assert.is_nil(body)
       assert.equal("argument", err.kind)
       assert.matches("start_time", err.message)
-      assert.equal(0, #m.requests)
+      assert.equal(0, provider:count())
     end)
   end
 
   it("refuse a missing end_time", function()
-    local body, err = body_of { start_time = 0 }
+    local body, err, provider = body_of { start_time = 0 }
     assert.is_nil(body)
     assert.matches("field 'end_time' is missing", err.message)
+    assert.equal(0, provider:count())
   end)
 
   it("refuse start after end, and accept start equal to end", function()
-    local body, err = body_of { start_time = 100, end_time = 99 }
+    local body, err, provider = body_of { start_time = 100, end_time = 99 }
     assert.is_nil(body)
     assert.matches("after end_time", err.message)
-    assert.is_table(body_of { start_time = 100, end_time = 100 })
+    assert.equal(0, provider:count())
+    body = body_of { start_time = 100, end_time = 100 }
+    assert.is_table(body)
+    assert.equal(body.starTime, body.endTime)
   end)
 end)
