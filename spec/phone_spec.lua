@@ -98,12 +98,18 @@ describe("normalize_phone", function()
   end)
 
   it("is applied to dial arguments, and a bad one sends nothing", function()
-    local h = require "spec.helpers"
-    local client, m = h.client { h.ok("sid") }
+    local mc = require "spec.helpers.client"
+    local client, provider = mc.new(nil, { seats = { PP1 = "+8675528000123" } })
     local sid, err = client:dial { caller = "0755-28000123", callee = "1350000000a", seat = "PP1" }
     assert.is_nil(sid)
     assert.equal("argument", err.kind)
     assert.matches("callee", err.message)
-    assert.equal(0, #m.requests)
+    assert.equal(0, provider:count())
+    -- the same dial with a good callee goes out, both numbers normalized
+    assert.is_string(client:dial { caller = "0755-28000123", callee = "(010)62345678", seat = "PP1" })
+    local body = provider:last_request("dial").body
+    assert.equal("+8675528000123", body.callerNbr)
+    assert.equal("+861062345678", body.calleeNbr)
+    assert.equal(1, provider.dials)
   end)
 end)
