@@ -182,17 +182,24 @@ local ok_all, err_all = xpcall(function()
     for r = 1, ROUNDS do
       -- the client pages the replay upstream; the decode limit reads the same bodies from the file
       for _, c in ipairs { { "s.ctc", "ctc", replay }, { "s.decode", "decode", pages_file } } do
-        -- line 1: the figure; line 2: "wall=S cpu=S records=N" (bench/records.lua)
+        -- line 1: the figure; line 2: "wall=S cpu=S records=N runq=S" (bench/records.lua)
         local o, okc = sh(LUA .. " bench/records.lua " .. c[2] .. " " .. q(c[3]) .. " " .. SEQ_N .. " 2>" .. q(errf))
         local v = tonumber(o:match("^([^\n]*)"))
-        local wall, cpu, n = o:match("wall=([%d.]+) cpu=([%d.]+) records=(%d+)")
+        local wall, cpu, n, rq = o:match("wall=([%d.]+) cpu=([%d.]+) records=(%d+) runq=(%-?[%d.]+)")
         if okc and v then
           record(c[1], r, v)
-          wall, cpu, n = tonumber(wall), tonumber(cpu), tonumber(n)
+          wall, cpu, n, rq = tonumber(wall), tonumber(cpu), tonumber(n), tonumber(rq)
           if wall and cpu and wall > 0 and cpu > 0 then
             record(c[1] .. ".wall_rate", r, n / wall)
             record(c[1] .. ".cpu_rate", r, n / cpu)
             record(c[1] .. ".core_share", r, cpu / wall)
+            if rq and rq >= 0 and wall > rq then
+              -- runnable but kept off a CPU; asleep waiting for the upstream (ms a page); the rate without
+              -- the run-queue time
+              record(c[1] .. ".runq_share", r, rq / wall)
+              record(c[1] .. ".blocked_ms", r, (wall - cpu - rq) * 1000 / (n / 100))
+              record(c[1] .. ".free_rate", r, n / (wall - rq))
+            end
           end
         else
           local ef = io.open(errf)
@@ -407,6 +414,9 @@ if want "s" then
   contender("(share of a core the decode got: CPU / wall seconds)", "s.decode.core_share", "x")
   contender("(`client:records{}`, records per CPU second of the client: the most keeping pages in flight can reach)",
             "s.ctc.cpu_rate")
+  contender("(`client:records{}`, share of its wall time kept off a CPU by other processes)", "s.ctc.runq_share", "x")
+  contender("(`client:records{}`, ms a page asleep waiting for the upstream)", "s.ctc.blocked_ms", "x")
+  contender("(`client:records{}`, records per second of wall time minus that run-queue time)", "s.ctc.free_rate")
   contender("(load average, 1 min, at the rounds' ends)", "s.load", "x")
 end
 add("")
@@ -422,6 +432,8 @@ if want "s" then
   ratio("sequential records/s / decode limit", "s.ctc", "s.decode", 0.8)
   ratio("(ceiling: the client's records per CPU second / decode limit; not the target)", "s.ctc.cpu_rate", "s.decode",
         0.8)
+  ratio("(the same without the client's run-queue time / decode limit; not the target)", "s.ctc.free_rate",
+        "s.decode", 0.8)
 end
 if want "m" then
   local sm, bg = median(values("m.small")), median(values("m.big"))

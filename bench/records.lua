@@ -15,8 +15,9 @@
 --           dump    fetches the pages of N records and writes them to the file arg[4] for
 --                   bench/replay.lua ("<maxId asked> <length>\n<body>\n" each); prints the page count
 -- Prints on stdout the figure: records per second (or KiB for rss); then, for the timed modes, a second
--- line "wall=<s> cpu=<s> records=<n>" (the timed part's wall-clock and CPU seconds) from which the
--- harnesses take the other rate and the share of a core the process got. The simulator must hold >= N
+-- line "wall=<s> cpu=<s> records=<n> runq=<s>": the timed part's wall-clock and CPU seconds, and the
+-- seconds the process was runnable but kept off a CPU by other processes (/proc/self/schedstat; -1 where
+-- there is none). wall - cpu - runq is the time it slept, waiting for its upstream. The simulator must hold >= N
 -- records between START and END (bench/run seeds them). Run from the repository root.
 --
 -- The one definition both harnesses use (bench/run's group b, bench/jobs.lua's group s):
@@ -61,6 +62,17 @@ local function clocks()
   return now(), os.clock()
 end
 
+-- seconds spent runnable but not running so far (Linux schedstat), or nil
+local function runq()
+  local f = io.open("/proc/self/schedstat")
+  local l = f and f:read("l")
+  if f then
+    f:close()
+  end
+  local ns = l and tonumber(l:match("^%d+ (%d+)"))
+  return ns and ns / 1e9
+end
+
 local function vm_hwm()
   local f = assert(io.open("/proc/self/status"))
   local s = f:read("a")
@@ -73,15 +85,17 @@ local function ctc_run()
   local client = assert(clicktocall.new { base_url = base, app_secret = SECRET, user_data = USER_DATA })
   local count, last = 0, 0
   now()
+  local q0 = runq()
   local t0, c0 = clocks()
   for rec in client:records { start_time = START, end_time = END, limit = n } do
     count = count + 1
     last = rec.id
   end
   local t1, c1 = clocks()
+  local q1 = runq()
   assert(count == n, "got " .. count .. " records, wanted " .. n)
   assert(last and last > 0)
-  return t1 - t0, c1 - c0, count
+  return t1 - t0, c1 - c0, count, q0 and q1 and q1 - q0
 end
 
 -- LuaSocket + cjson: fetch one page body (the string) for maxId
@@ -110,6 +124,7 @@ local function socket_run()
   local cjson = require "cjson"
   local fetch = socket_fetcher()
   now()
+  local q0 = runq()
   local t0, c0 = clocks()
   local count, max_id = 0, 0
   while count < n do
@@ -129,8 +144,9 @@ local function socket_run()
     end
   end
   local t1, c1 = clocks()
+  local q1 = runq()
   assert(count == n, "got " .. count .. " records, wanted " .. n)
-  return t1 - t0, c1 - c0, count
+  return t1 - t0, c1 - c0, count, q0 and q1 and q1 - q0
 end
 
 -- the next page body of a file written by dump (nil at its end)
@@ -156,10 +172,11 @@ local function decode_run(hot)
     end
   end
   now()
-  local wall, cpu, count, last = 0, 0, 0, 0
+  local wall, cpu, count, last, queued = 0, 0, 0, 0, 0
   for p = 1, math.ceil(n / 100) do
     local body = hot and kept[(p - 1) % #kept + 1] or read_page(f)
     assert(body, "the pages file holds fewer pages than asked")
+    local q0 = queued and runq()
     local t0, c0 = clocks()
     local data = decode(body).data
     for i = 1, #data do
@@ -167,11 +184,13 @@ local function decode_run(hot)
       last = data[i].id
     end
     local t1, c1 = clocks()
+    local q1 = q0 and runq()
     wall, cpu = wall + (t1 - t0), cpu + (c1 - c0)
+    queued = q1 and queued + (q1 - q0) or nil
   end
   f:close()
   assert(count >= n and last > 0, "decoded " .. count .. " records")
-  return wall, cpu, count
+  return wall, cpu, count, queued
 end
 
 -- pages shaped like the simulator's: ten fields, one of them null
@@ -206,21 +225,20 @@ local function core_run(first_id)
 end
 
 -- the figure (records per wall or CPU second), then the clocks line
-local function report(wall, cpu, count, by_cpu)
-  io.write(string.format("%.1f\nwall=%.6f cpu=%.6f records=%d\n", count / (by_cpu and cpu or wall), wall, cpu,
-                         count))
+local function report(by_cpu, wall, cpu, count, queued)
+  io.write(string.format("%.1f\nwall=%.6f cpu=%.6f records=%d runq=%.6f\n", count / (by_cpu and cpu or wall), wall,
+                         cpu, count, queued or -1))
 end
 
 if mode == "core" or mode == "core_big" then
   local dt, count = core_run(mode == "core" and 1000000 or 2 ^ 53 + 2)
   io.write(string.format("%.1f\n", count / dt))
 elseif mode == "ctc" then
-  report(ctc_run())
+  report(false, ctc_run())
 elseif mode == "socket" then
-  report(socket_run())
+  report(false, socket_run())
 elseif mode == "decode" or mode == "decode_hot" then
-  local wall, cpu, count = decode_run(mode == "decode_hot")
-  report(wall, cpu, count, true)
+  report(true, decode_run(mode == "decode_hot"))
 elseif mode == "dump" then
   local f = assert(io.open(assert(arg[4], "dump: file expected"), "wb"))
   local fetch = socket_fetcher()
