@@ -11,7 +11,9 @@
 --   a  200 recordings of 256 KiB, API and recordings 30 ms late: archive_recordings{ concurrency = 8 } vs 1
 --   m  peak RSS (VmHWM) of the archiving process, 8 recordings at concurrency 8: 100 MiB vs 256 KiB each
 --   s  loopback, no latency: sequential client:records{} vs lua-cjson decoding the same pages from memory
---      (bench/records.lua ctc / decode against bench/replay.lua's upstream, as bench/run's group b)
+--      (bench/records.lua ctc / decode against bench/replay.lua's upstream, as bench/run's group b: the
+--      same pages, ids 1..N, the same commands; records/s of ctc in wall time, the decode limit in CPU
+--      time, see bench/records.lua)
 --   --quick  3 rounds (rss: 1), 20,000 records for "s" (a smoke test)
 --   --out FILE  replace (or append) the "## Jobs (issue 12)" section of FILE (e.g. bench/RESULTS.md);
 --               without it the section goes to stdout
@@ -124,6 +126,11 @@ local function cleanup()
 end
 
 local ok_all, err_all = xpcall(function()
+  -- group s first, so its records get ids 1..N as in bench/run's group b (the same page bytes but the
+  -- port in the recording URLs), and page bench/records.lua's fixed 2023 window
+  if want "s" then
+    s:seed { count = SEQ_N, start_time = "2023-01-01 00:00:00", end_time = "2023-12-31 00:00:00" }
+  end
   local now = os.time()
   local DAY = 86400
   -- windows that do not overlap; the archive ones lie within the recordings' 7 days
@@ -138,10 +145,6 @@ local ok_all, err_all = xpcall(function()
     local seeded = s:seed { count = w[3], start_time = w[1], end_time = w[2], recorded = true,
                             recording_bytes = w[4] }
     assert(seeded.last_id - seeded.first_id + 1 == w[3], k .. ": seeded " .. cjson.encode(seeded))
-  end
-  -- group s pages bench/records.lua's fixed 2023 window
-  if want "s" then
-    s:seed { count = SEQ_N, start_time = "2023-01-01 00:00:00", end_time = "2023-12-31 00:00:00" }
   end
 
   -- child_run(what, base, from, to, concurrency [, dir [, preload]])
@@ -168,16 +171,43 @@ local ok_all, err_all = xpcall(function()
   init_by_lua_block { require("replay").load("${pages}") }
   server {
     listen 127.0.0.1:${port1};
+    keepalive_requests 10000000;
     location = /call/record/voice { content_by_lua_block { require("replay").serve() } }
   }]] })
     servers[#servers + 1] = srv
     local replay = srv:url("")
     log("s: %d records, %d pages, replay %s, %d rounds", SEQ_N, tonumber(out), replay, ROUNDS)
+    local errf = os.tmpname()
+    tmpdirs[#tmpdirs + 1] = errf
     for r = 1, ROUNDS do
-      for _, c in ipairs { { "s.ctc", "ctc" }, { "s.decode", "decode" } } do
-        local o, okc = sh(LUA .. " bench/records.lua " .. c[2] .. " " .. q(replay) .. " " .. SEQ_N .. " 2>&1")
-        if okc and tonumber(o) then record(c[1], r, tonumber(o)) else note("%s round %d: %s", c[1], r, o) end
+      -- the client pages the replay upstream; the decode limit reads the same bodies from the file
+      for _, c in ipairs { { "s.ctc", "ctc", replay }, { "s.decode", "decode", pages_file } } do
+        -- line 1: the figure; line 2: "wall=S cpu=S records=N runq=S" (bench/records.lua)
+        local o, okc = sh(LUA .. " bench/records.lua " .. c[2] .. " " .. q(c[3]) .. " " .. SEQ_N .. " 2>" .. q(errf))
+        local v = tonumber(o:match("^([^\n]*)"))
+        local wall, cpu, n, rq = o:match("wall=([%d.]+) cpu=([%d.]+) records=(%d+) runq=(%-?[%d.]+)")
+        if okc and v then
+          record(c[1], r, v)
+          wall, cpu, n, rq = tonumber(wall), tonumber(cpu), tonumber(n), tonumber(rq)
+          if wall and cpu and wall > 0 and cpu > 0 then
+            record(c[1] .. ".wall_rate", r, n / wall)
+            record(c[1] .. ".cpu_rate", r, n / cpu)
+            record(c[1] .. ".core_share", r, cpu / wall)
+            if rq and rq >= 0 and wall > rq then
+              -- runnable but kept off a CPU; asleep waiting for the upstream (ms a page); the rate without
+              -- the run-queue time
+              record(c[1] .. ".runq_share", r, rq / wall)
+              record(c[1] .. ".blocked_ms", r, (wall - cpu - rq) * 1000 / (n / 100))
+              record(c[1] .. ".free_rate", r, n / (wall - rq))
+            end
+          end
+        else
+          local ef = io.open(errf)
+          note("%s round %d: %s %s", c[1], r, o, ef and ef:read("a") or "")
+          if ef then ef:close() end
+        end
       end
+      record("s.load", r, tonumber((sh("cut -d' ' -f1 /proc/loadavg"))))
     end
   end
 
@@ -310,6 +340,7 @@ end
 local function fmt(v, unit)
   if v == nil then return "-" end
   if unit == "s" then return string.format("%.3f s", v) end
+  if unit == "x" then return string.format("%.2f", v) end
   if unit == "KiB" then return string.format("%d KiB", v) end
   return string.format("%.0f", v)
 end
@@ -376,7 +407,17 @@ end
 if want "s" then
   contender(("records/s, loopback, no latency, sequential `client:records{}`, %d records (replay upstream)")
     :format(SEQ_N), "s.ctc")
-  contender("records/s, lua-cjson decoding the same pages from memory (the decode limit)", "s.decode")
+  contender("records/s, lua-cjson decoding the same pages from memory, per CPU second (the decode limit)",
+            "s.decode")
+  contender("(the same decode per wall-clock second; below the limit when the process did not have a core)",
+            "s.decode.wall_rate")
+  contender("(share of a core the decode got: CPU / wall seconds)", "s.decode.core_share", "x")
+  contender("(`client:records{}`, records per CPU second of the client: the most keeping pages in flight can reach)",
+            "s.ctc.cpu_rate")
+  contender("(`client:records{}`, share of its wall time kept off a CPU by other processes)", "s.ctc.runq_share", "x")
+  contender("(`client:records{}`, ms a page asleep waiting for the upstream)", "s.ctc.blocked_ms", "x")
+  contender("(`client:records{}`, records per second of wall time minus that run-queue time)", "s.ctc.free_rate")
+  contender("(load average, 1 min, at the rounds' ends)", "s.load", "x")
 end
 add("")
 add("| target | want | ratio | per round | |")
@@ -387,7 +428,13 @@ if want "a" then
   ratio("archive, concurrency 8 vs 1 (times: 1 / 8)", "a.c1", "a.c8", 5)
   ratio("profile: the same with no-op fsyncs (not the target: durability off)", "a.c1nf", "a.c8nf", 5)
 end
-if want "s" then ratio("sequential records/s / decode limit", "s.ctc", "s.decode", 0.8) end
+if want "s" then
+  ratio("sequential records/s / decode limit", "s.ctc", "s.decode", 0.8)
+  ratio("(ceiling: the client's records per CPU second / decode limit; not the target)", "s.ctc.cpu_rate", "s.decode",
+        0.8)
+  ratio("(the same without the client's run-queue time / decode limit; not the target)", "s.ctc.free_rate",
+        "s.decode", 0.8)
+end
 if want "m" then
   local sm, bg = median(values("m.small")), median(values("m.big"))
   if sm and bg then

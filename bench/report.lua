@@ -230,8 +230,8 @@ table_rows({
   { "LuaSocket `socket.http` + lua-cjson, same paging, replay", "b.replay.socket" },
   { "clicktocall `client:records`, sim", "b.sim.ctc" },
   { "LuaSocket `socket.http` + lua-cjson, sim", "b.sim.socket" },
-  { "lua-cjson decoding the same pages from memory (the decode limit; 48 MB of bodies)", "b.decode" },
-  { "lua-cjson decoding the first 10 pages, cycled (bodies in the CPU caches; upper bound)", "b.decode_hot" },
+  { "lua-cjson decoding the same pages from memory, one at a time, per CPU second (the decode limit)", "b.decode" },
+  { "lua-cjson decoding the first 10 pages, cycled, per CPU second (informational)", "b.decode_hot" },
 }, "records/s")
 w("")
 w("| target (b) | want | ratio | per round | |")
