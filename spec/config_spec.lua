@@ -1,9 +1,12 @@
 -- clicktocall.new{}: a bad option is an "argument" error naming it; it never raises.
-local h = require "spec.helpers"
+local mc = require "spec.helpers.client"
+local mock = require "clicktocall.mock"
 local clicktocall = require "clicktocall"
 
+local AGENT = "+8613500000002"
+
 local function base(extra)
-  local o = { base_url = "https://api.example.com", app_secret = "TEST", transport = h.mock().transport }
+  local o = { base_url = "https://api.example.com", app_secret = "TEST", transport = mock.new().transport }
   for k, v in pairs(extra) do o[k] = v end
   return o
 end
@@ -89,17 +92,18 @@ describe("new", function()
   end)
 
   it("requires user_data from new{} or from the call, sending nothing without it", function()
-    local m = h.mock()
-    local client = assert(clicktocall.new { base_url = "https://a.example", app_secret = "S", transport = m.transport })
+    local provider = mock.new()
+    local client = assert(clicktocall.new { base_url = "https://a.example", app_secret = "S",
+                                            transport = provider.transport })
     local v, err = client:balance()
     assert.is_nil(v)
     assert.equal("argument", err.kind)
     assert.matches("user_data", err.message)
-    assert.equal(0, #m.requests)
+    assert.equal(0, provider:count())
   end)
 
   it("refuses an empty or control-character seat or user_data in a call", function()
-    local client, m = h.client {}
+    local client, provider = mc.new()
     for _, args in ipairs {
       { caller = "13500000002", callee = "13500000003", seat = "   " },
       { caller = "13500000002", callee = "13500000003", seat = "PP\0011" },
@@ -112,13 +116,14 @@ describe("new", function()
       assert.is_nil(v)
       assert.equal("argument", err.kind)
     end
-    assert.equal(0, #m.requests)
+    assert.equal(0, provider:count())
   end)
 
   it("takes country_code for numbers written without one", function()
-    local client, m = h.client({ h.ok(true) }, { country_code = "1" })
-    client:bind_seat { seat = "PP1", phone = "(415) 555-2671" }
-    assert.equal("+14155552671", h.decode(m.requests[1].body).userPhone)
+    local client, provider = mc.new { country_code = "1" }
+    assert.is_true(client:bind_seat { seat = "PP1", phone = "(415) 555-2671" })
+    assert.equal("+14155552671", provider:last_request("bind_seat").body.userPhone)
+    assert.equal("+14155552671", provider:bound_phone("PP1"))
   end)
 end)
 
@@ -168,43 +173,52 @@ describe("a call's table", function()
 
   for name, args in pairs(calls) do
     it(name .. " refuses an unknown field, naming it, and sends nothing", function()
-      local client, m = h.client({}, nil, h.ok(true))
+      local client, provider = mc.new(nil, { seats = { PP1 = AGENT } })
       local v, err = client[name](client, with(args, "limt", 5))
       assert.is_nil(v)
       assert.equal("argument", err.kind)
       assert.matches("unknown field 'limt'", err.message, 1, true)
-      assert.equal(0, #m.requests)
+      assert.equal(0, provider:count())
     end)
   end
 
   it("dial takes force; records_page does not take limit", function()
-    local client = h.client({}, nil, h.ok("session-1"))
-    assert.equal("session-1", client:dial(with(calls.dial, "force", true)))
+    local client, provider = mc.new(nil, { seats = { PP1 = AGENT } })
+    local sid = client:dial(with(calls.dial, "force", true))
+    assert.equal(1, provider.dials)
+    assert.equal(provider:records()[1].sessionId, sid)
     local _, err = client:records_page(with(WINDOW, "limit", 5))
     assert.matches("unknown field 'limit'", err.message, 1, true)
+    assert.equal(1, provider:count())
   end)
 
   for _, field in ipairs { "limt" } do
     it("records raises on an unknown field (" .. field .. "), sending nothing", function()
-      local client, m = h.client({}, nil, h.page(1, 3))
+      local client, provider = mc.new()
+      provider:seed_records(3, { start_time = "2019-03-25 10:00:00", end_time = "2019-03-25 11:00:00" })
       local ok, err = pcall(function()
         for _ in client:records(with(WINDOW, field, 5)) do end
       end)
       assert.is_false(ok)
       assert.equal("argument", err.kind)
       assert.matches("unknown field '" .. field .. "'", err.message, 1, true)
-      assert.equal(0, #m.requests)
+      assert.equal(0, provider:count())
     end)
   end
 
   it("records takes user_data, max_id and limit", function()
-    local client, m = h.client({}, nil, h.page(1, 3))
-    local n = 0
-    for _ in client:records(with(with(with(WINDOW, "limit", 2), "max_id", 0), "user_data", "other")) do
-      n = n + 1
+    local client, provider = mc.new()
+    local recs = provider:seed_records(3, { user_data = "other", start_time = "2019-03-25 10:00:00",
+                                            end_time = "2019-03-25 11:00:00" })
+    local got = {}
+    for rec in client:records(with(with(with(WINDOW, "limit", 2), "max_id", 0), "user_data", "other")) do
+      got[#got + 1] = rec.id
     end
-    assert.equal(2, n)
-    assert.equal("other", h.decode(m.requests[1].body).userData)
+    assert.same({ recs[1].id, recs[2].id }, got)
+    assert.equal(1, provider:count())
+    local asked = provider:last_request("records_page").body
+    assert.equal("other", asked.userData)
+    assert.equal(0, asked.maxId)
   end)
 end)
 

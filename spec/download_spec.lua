@@ -1,12 +1,14 @@
 -- download_recording through a transport written in Lua (a function here, "ngx" in nginx):
 -- the C file sink, temporary names, redirects, lengths, statuses, and nothing left behind.
 local h = require "spec.helpers"
+local mc = require "spec.helpers.client"
 local core = require "clicktocall.core"
 local clicktocall = require "clicktocall"
 local download = require "clicktocall.download"
 
-local URL = "http://rec.example.com/calls/1.wav"
-local WAV = ("RIFF" .. ("\0\1\2\3"):rep(500)):sub(1, 2001)
+local HOST = "http://rec.example.com"
+local URL = HOST .. "/calls/1.wav"
+local SIZE = 2001
 
 local function shell(cmd)
   local p = assert(io.popen("unset LD_PRELOAD; " .. cmd))
@@ -40,10 +42,13 @@ local function sha256_of(s)
   return hasher:hex()
 end
 
-local function wav(extra)
-  local r = h.raw(200, WAV, { ["content-length"] = tostring(#WAV) })
-  for k, v in pairs(extra or {}) do r[k] = v end
-  return r
+-- A client over clicktocall.mock whose recordings live on HOST (every URL there is a download), with one
+-- recorded call whose recording (SIZE bytes, 7 a sink write so it crosses many) is at `url` (default URL).
+local function setup(opts, url)
+  local client, provider = mc.new(opts or { retries = 0 },
+                                  { recording_base = HOST, recording_size = SIZE, chunk_size = 7 })
+  provider:seed_records { { recordFileDownloadUrl = url or URL } }
+  return client, provider
 end
 
 describe("core.file_sink", function()
@@ -127,78 +132,96 @@ describe("download_recording through a function transport", function()
     shell("rm -rf '" .. dir .. "'")
   end)
 
-  local function fetch(queue, opts)
-    local client, m = h.client(queue, opts or { retries = 0 })
-    local ok, info = client:download_recording(URL, path)
-    return ok, info, m
-  end
-
   it("writes the whole file, reports bytes and sha256, leaves nothing else", function()
-    local ok, info, m = fetch { wav() }
+    local client, provider = setup()
+    local sink
+    provider:fail("download", function(request, serve)
+      sink = request.sink
+      return serve()
+    end)
+    local ok, info = client:download_recording(URL, path)
+    local wav = provider:recording(URL)
+    assert.equal(SIZE, #wav)
     assert.is_true(ok)
-    assert.equal(#WAV, info.bytes)
-    assert.equal(sha256_of(WAV), info.sha256)
-    assert.equal(WAV, read(path))
+    assert.equal(#wav, info.bytes)
+    assert.equal(sha256_of(wav), info.sha256)
+    assert.equal(wav, read(path))
     assert.same({ "call.wav" }, entries(dir))
-    assert.is_nil(m.requests[1].headers.Authorization)
-    assert.is_function(m.requests[1].sink)
+    local req = provider.requests[1]
+    assert.equal("GET", req.method)
+    assert.is_nil(req.headers.Authorization)
+    for _, s in ipairs(h.strings(req.headers)) do
+      assert.is_nil(s:find(h.SECRET_B64, 1, true))
+    end
+    assert.is_function(sink)
+    assert.equal(1, provider:count())
   end)
 
   it("takes a file name of 250 bytes (the temporary name is its own, not path .. suffix)", function()
     path = dir .. "/" .. ("n"):rep(246) .. ".wav"
-    local ok = fetch { wav() }
+    local client, provider = setup()
+    local ok = client:download_recording(URL, path)
     assert.is_true(ok)
-    assert.equal(WAV, read(path))
+    assert.equal(provider:recording(URL), read(path))
     assert.equal(1, #entries(dir))
   end)
 
   it("follows a relative Location, from the first URL's directory", function()
-    local ok, _, m = fetch {
-      h.raw(302, "moved", { Location = "../store/1.wav?sig=abc" }),
-      h.raw(301, "moved", { location = "/final/1.wav" }),
-      wav(),
-    }
+    local final = HOST .. "/final/1.wav"
+    local client, provider = setup(nil, final)
+    provider:fail("download", { status = 302, body = "moved", headers = { Location = "../store/1.wav?sig=abc" } })
+            :fail("download", { status = 301, body = "moved", headers = { location = "/final/1.wav" } })
+    local ok = client:download_recording(URL, path)
     assert.is_true(ok)
-    assert.equal("http://rec.example.com/store/1.wav?sig=abc", m.requests[2].url)
-    assert.equal("http://rec.example.com/final/1.wav", m.requests[3].url)
-    assert.equal(WAV, read(path)) -- the redirects' bodies were not kept
+    assert.equal(3, provider:count("download"))
+    assert.equal(URL, provider.requests[1].url)
+    assert.equal("http://rec.example.com/store/1.wav?sig=abc", provider.requests[2].url)
+    assert.equal("http://rec.example.com/final/1.wav", provider.requests[3].url)
+    assert.equal(provider:recording(final), read(path)) -- the redirects' bodies were not kept
     assert.same({ "call.wav" }, entries(dir))
   end)
 
   it("stops after MAX_REDIRECTS redirects (protocol)", function()
-    local hop = h.raw(302, "again", { location = "http://rec.example.com/loop" })
-    local client, m = h.client({}, { retries = 0 }, hop)
+    local client, provider = setup()
+    provider:fail("download", { status = 302, body = "again", headers = { location = HOST .. "/loop" } }, math.huge)
     local ok, err = client:download_recording(URL, path)
     assert.is_nil(ok)
     assert.equal("protocol", err.kind)
     assert.matches("redirected more than " .. download.MAX_REDIRECTS .. " times", err.message)
-    assert.equal(download.MAX_REDIRECTS + 1, #m.requests)
+    assert.equal(download.MAX_REDIRECTS + 1, provider:count())
     assert.same({}, entries(dir))
   end)
 
   it("refuses a redirect to a URL that is not http(s)", function()
-    local ok, err = fetch { h.raw(302, "", { location = "file:///etc/passwd" }) }
+    local client, provider = setup()
+    provider:fail("download", { status = 302, body = "", headers = { location = "file:///etc/passwd" } })
+    local ok, err = client:download_recording(URL, path)
     assert.is_nil(ok)
     assert.equal("protocol", err.kind)
+    assert.equal(1, provider:count())
     assert.same({}, entries(dir))
   end)
 
   it("a body cut short of its Content-Length is a retryable network error, no file", function()
-    local short = h.raw(200, WAV:sub(1, 1000), { ["content-length"] = tostring(#WAV) })
-    local ok, err, m = fetch({ short, short, wav() }, { retries = 1 })
+    local client, provider = setup { retries = 1 }
+    provider:fail("download", "cut", 2) -- half the bytes (1000 of 2001), then the whole recording if asked again
+    local ok, err = client:download_recording(URL, path)
     assert.is_nil(ok)
     assert.equal("network", err.kind)
     assert.is_true(err.retryable)
     assert.matches("recording cut short: got 1000 of 2001 bytes", err.message, 1, true)
-    assert.equal(2, #m.requests)
+    assert.equal(2, provider:count())
+    assert.same({ "cut", "cut" }, { provider.requests[1].fault, provider.requests[2].fault })
     assert.same({}, entries(dir))
   end)
 
   it("a non-2xx answer is an http error with its status, no file", function()
-    local ok, err = fetch { h.raw(404, "no such recording") }
+    local client, provider = setup()
+    local ok, err = client:download_recording(HOST .. "/calls/2.wav", path) -- the provider has no such recording
     assert.is_nil(ok)
     assert.equal("http", err.kind)
     assert.equal(404, err.status)
+    assert.equal(1, provider:count())
     assert.same({}, entries(dir))
   end)
 
@@ -210,11 +233,12 @@ describe("download_recording through a function transport", function()
       io.open((probe:gsub("%-%x+%.part$", ("-%x.part"):format(n + i))), "wb"):close()
     end
     local before = entries(dir)
-    local ok = fetch { wav() }
+    local client, provider = setup()
+    local ok = client:download_recording(URL, path)
     assert.is_true(ok)
     local after = entries(dir)
     assert.equal(#before + 1, #after)
-    assert.equal(WAV, read(path))
+    assert.equal(provider:recording(URL), read(path))
   end)
 
   for _, bad in ipairs {
@@ -222,7 +246,9 @@ describe("download_recording through a function transport", function()
     { "{ status = 1e300 }", { status = 1e300 } }, { "{ status = 0/0 }", { status = 0 / 0 } },
   } do
     it("a transport returning " .. bad[1] .. " is a protocol error, not a raise, no file", function()
-      local ok, err = fetch { function() return bad[2] end }
+      local client, provider = setup()
+      provider:fail("download", function() return bad[2] end) -- the function's answer is the transport's
+      local ok, err = client:download_recording(URL, path)
       assert.is_nil(ok)
       assert.is_true(clicktocall.is_error(err))
       assert.equal("protocol", err.kind)
@@ -230,8 +256,15 @@ describe("download_recording through a function transport", function()
     end)
   end
 
+  -- The next two are about a transport that raises: the mock catches a raising fault function (and
+  -- answers a network error), so only a bare transport function reaches the client's own guard.
   it("a transport that raises mid-download is a protocol error, no file", function()
-    local ok, err = fetch { wav { raise_after_body = "connection pool exploded" } }
+    local wav = ("RIFF" .. ("\0\1\2\3"):rep(500)):sub(1, SIZE)
+    local client = mc.new { retries = 0, transport = function(req)
+      for i = 1, #wav, 7 do assert(req.sink(wav:sub(i, i + 6))) end
+      error("connection pool exploded", 0)
+    end }
+    local ok, err = client:download_recording(URL, path)
     assert.is_nil(ok)
     assert.equal("protocol", err.kind)
     assert.is_true(err.sent)
@@ -240,10 +273,11 @@ describe("download_recording through a function transport", function()
   end)
 
   it("a transport that raises from inside the sink's first write leaves no file", function()
-    local ok, err = fetch { function(req)
+    local client = mc.new { retries = 0, transport = function(req)
       req.sink("RIFF")
       error({ code = 42 })
     end }
+    local ok, err = client:download_recording(URL, path)
     assert.is_nil(ok)
     assert.equal("protocol", err.kind)
     assert.same({}, entries(dir))
@@ -254,12 +288,13 @@ describe("download_recording through a function transport", function()
       return -- root writes anywhere; the write-failure spec below covers io errors
     end
     shell("chmod 555 '" .. dir .. "'")
-    local ok, err, m = fetch { wav() }
+    local client, provider = setup()
+    local ok, err = client:download_recording(URL, path)
     shell("chmod 755 '" .. dir .. "'")
     assert.is_nil(ok)
     assert.equal("io", err.kind)
     assert.is_false(err.sent)
-    assert.equal(0, #m.requests)
+    assert.equal(0, provider:count())
   end)
 end)
 
@@ -273,14 +308,14 @@ describe("a local write failure during a download", function()
     f:write(([[
 package.path = "./lua/?.lua;./?.lua;./?/init.lua;" .. package.path
 package.cpath = "./build/%s/?.so;" .. package.cpath
-local h = require "spec.helpers"
-local body = ("x"):rep(64 * 1024)
-local res = h.raw(200, body, { ["content-length"] = tostring(#body) })
-res.chunk = 8192
-local client, m = h.client({}, { retries = 3 }, res)
-local ok, err = client:download_recording("http://rec.example.com/big.wav", "%s/out/big.wav")
-io.write(tostring(ok), "|", err.kind, "|", tostring(err.retryable), "|", tostring(err.sent), "|", #m.requests, "|",
-         err.message)
+local mc = require "spec.helpers.client"
+local url = "http://rec.example.com/big.wav"
+local client, provider = mc.new({ retries = 3 }, { recording_base = "http://rec.example.com",
+                                                  recording_size = 64 * 1024, chunk_size = 8192 })
+provider:seed_records { { recordFileDownloadUrl = url } }
+local ok, err = client:download_recording(url, "%s/out/big.wav")
+io.write(tostring(ok), "|", err.kind, "|", tostring(err.retryable), "|", tostring(err.sent), "|",
+         provider:count(), "|", err.message)
 ]]):format(build, dir))
     f:close()
     shell("mkdir '" .. dir .. "/out'")

@@ -538,6 +538,20 @@ describe("clicktocall.mock", function()
       assert.equal("503", p.requests[2].fault)
     end)
 
+    it("a canned response keeps its header names as written (a transport need not lower-case them)", function()
+      local p = provider()
+      p:fail("balance", { status = 503, body = "busy", headers = { ["Content-Type"] = "text/plain", ["X-Trace"] = "7",
+                                                                  ["Content-Length"] = "4" } })
+      p:fail("balance", { status = 429, headers = { ["Retry-After"] = "3" } })
+      local req = { method = "POST", url = "http://mock/management/customer/isallow", headers = {}, body = "{}" }
+      local res = assert(p.transport(req))
+      assert.same({ ["Content-Type"] = "text/plain", ["X-Trace"] = "7", ["Content-Length"] = "4" }, res.headers)
+      res = assert(p.transport(req))
+      assert.equal("3", res.headers["Retry-After"])     -- the given one replaces the default Retry-After: 1
+      assert.is_nil(res.headers["retry-after"])
+      assert.equal(tostring(#res.body), res.headers["content-length"])
+    end)
+
     it("a function: its answer is the answer, and serve() gives the provider's own", function()
       local p = provider()
       local seen

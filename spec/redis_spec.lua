@@ -186,6 +186,7 @@ end)
 
 describe("a redis:// dial guard outside nginx (LuaSocket) #redis", function()
   local h = require "spec.helpers"
+  local mc = require "spec.helpers.client"
   local helper = require "spec.helpers.redis"
   local srv
 
@@ -209,18 +210,34 @@ describe("a redis:// dial guard outside nginx (LuaSocket) #redis", function()
     for k, v in pairs(extra or {}) do t[k] = v end
     return t
   end
-  local function dials(m)
-    local n = 0
-    for _, r in ipairs(m.requests) do
-      if r.url:find("/rest/voiceCall/api", 1, true) then n = n + 1 end
-    end
-    return n
+  local AGENT = "+8613500000002"
+
+  -- a client guarded by Redis over its own provider (one host each), seat PP1 bound to the agent's phone
+  -- for h.USER_DATA and "another-customer"
+  local function host(opts)
+    local o = { dial_guard = srv.url }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    local client, provider = mc.new(o, { seats = { PP1 = AGENT } })
+    provider:add_customer("another-customer"):bind("PP1", AGENT, "another-customer")
+    return client, provider
+  end
+
+  -- the dials that reached the provider
+  local function dials(provider)
+    return provider:count("dial")
+  end
+
+  -- the session id of the provider's newest call record
+  local function last_sid(provider)
+    local recs = provider:records()
+    return recs[#recs] and recs[#recs].sessionId
   end
 
   it("two clients (two hosts) sharing Redis dial once; force goes through; user_data is in the key", function()
-    local a, ma = h.client({}, { dial_guard = srv.url, dial_guard_window = 30 }, h.ok("s-a"))
-    local b, mb = h.client({}, { dial_guard = srv.url, dial_guard_window = 30 }, h.ok("s-b"))
-    assert.equal("s-a", a:dial(with()))
+    local a, ma = host { dial_guard_window = 30 }
+    local b, mb = host { dial_guard_window = 30 }
+    local sa = a:dial(with())
+    assert.equal(last_sid(ma), sa)
     local v, err = b:dial(with())
     assert.is_nil(v)
     assert.equal("duplicate", err.kind)
@@ -228,10 +245,13 @@ describe("a redis:// dial guard outside nginx (LuaSocket) #redis", function()
     assert.is_false(err.retryable)
     assert.truthy(err.message:find("placed %d+%.%d s ago"), err.message)
     assert.equal(0, dials(mb))
-    assert.equal("s-b", b:dial(with { force = true }))
-    assert.equal("s-b", b:dial(with { user_data = "another-customer" }))
+    local forced = b:dial(with { force = true })
+    assert.equal(last_sid(mb), forced)
+    local other = b:dial(with { user_data = "another-customer" })
+    assert.equal(mb:records("another-customer")[1].sessionId, other)
     assert.equal(1, dials(ma))
     assert.equal(2, dials(mb))
+    assert.equal(2, mb.dials)
     -- the claim is a key with the window as its expiry
     local key = require("clicktocall.dial_guard")._key("+8613500000002", "+8613500000003", "PP1", h.USER_DATA)
     local ttl = srv:cmd("PTTL", key)
@@ -239,12 +259,14 @@ describe("a redis:// dial guard outside nginx (LuaSocket) #redis", function()
   end)
 
   it("releases its own claim when the dial never left, and only its own", function()
-    local a = h.client({ { err = { kind = "network", message = "refused", sent = false } } },
-                       { dial_guard = srv.url, retries = 0 }, h.ok("s-a"))
+    local a, ma = host { retries = 0 }
+    ma:fail("dial", "refused")
     local _, err = a:dial(with())
     assert.equal("network", err.kind)
     assert.is_false(err.sent)
-    assert.equal("s-a", a:dial(with())) -- released: the next click goes
+    local sid = a:dial(with()) -- released: the next click goes
+    assert.equal(last_sid(ma), sid)
+    assert.equal(1, ma.dials)
     -- a claim that is not ours (it expired and another host took it) is left alone
     local guard_mod = require "clicktocall.dial_guard"
     local guard = assert(guard_mod.new(srv.url, 10))
@@ -260,18 +282,20 @@ describe("a redis:// dial guard outside nginx (LuaSocket) #redis", function()
   end)
 
   it("keeps the claim when the dial may have left", function()
-    local a, m = h.client({ { err = { kind = "network", message = "reset", sent = true } } },
-                          { dial_guard = srv.url, retries = 0 }, h.ok("s-a"))
+    local a, m = host { retries = 0 }
+    m:fail("dial", "reset_after_send") -- the call is placed, the answer is lost
     local _, err = a:dial(with())
+    assert.equal("network", err.kind)
     assert.is_true(err.sent)
     local _, again = a:dial(with())
     assert.equal("duplicate", again.kind)
     assert.equal(1, dials(m))
+    assert.equal(1, m.dials)
   end)
 
   it("Redis down: refused with kind network and nothing sent, or sent when failing open", function()
-    local closed, mc = h.client({}, { dial_guard = srv.url }, h.ok("s-c"))
-    local open, mo = h.client({}, { dial_guard = srv.url, dial_guard_fail_open = true }, h.ok("s-o"))
+    local closed, pc = host()
+    local open, mo = host { dial_guard_fail_open = true }
     srv:stop()
     local v, err = closed:dial(with())
     assert.is_nil(v)
@@ -279,12 +303,16 @@ describe("a redis:// dial guard outside nginx (LuaSocket) #redis", function()
     assert.is_false(err.sent)
     assert.is_true(err.retryable)
     assert.truthy(err.message:find("dial_guard_fail_open", 1, true), err.message)
-    assert.equal(0, dials(mc))
-    assert.equal("s-o", open:dial(with()))
-    assert.equal("s-o", open:dial(with())) -- unguarded while Redis is away
+    assert.equal(0, dials(pc))
+    local o1 = open:dial(with())
+    assert.equal(last_sid(mo), o1)
+    local o2 = open:dial(with()) -- unguarded while Redis is away
+    assert.equal(last_sid(mo), o2)
+    assert.not_equal(o1, o2)
     assert.equal(2, dials(mo))
     srv:restart()
-    assert.equal("s-c", closed:dial(with()))
+    local c1 = closed:dial(with())
+    assert.equal(last_sid(pc), c1)
     local _, dup = open:dial(with())
     assert.equal("duplicate", dup.kind)
   end)

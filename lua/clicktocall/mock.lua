@@ -51,7 +51,8 @@
 --                                   time = <provider clock> }; op is one of the five below or "unknown"
 --   provider.dials                  calls placed so far
 --   provider:fail(op, fault [, times])  queue a fault (a status, a name, a canned response or a
---                                   function); see the function's comment
+--                                   function); see the function's comment. A canned response's header
+--                                   names reach the client as written ("Location", not "location")
 --   provider:clear_faults([op]), provider:pending_faults([op]) -> n
 --   provider:seed_records(n [, opts]) / provider:seed_records{ rec, ... } -> the new records
 --   provider:records([user_data]) -> every record (copies), by id
@@ -740,7 +741,9 @@ end
 
 -- Hands the body to request.sink in chunks (as a streaming transport does), or returns it whole.
 local function respond(self, request, status, headers, body, deliver)
-  headers["content-length"] = headers["content-length"] or tostring(#body)
+  if header(headers, "content-length") == nil then
+    headers["content-length"] = tostring(#body)
+  end
   local sink = request.sink
   if sink == nil then
     return { status = status, headers = headers, body = deliver and sub(body, 1, deliver) or body }
@@ -863,8 +866,10 @@ local function handle(self, request)
       return nil, terr("network", false, "connection refused (injected fault)")
     elseif kind == "status" then
       local headers = { ["content-type"] = fault.body and JSON_CT or HTML_CT, ["retry-after"] = fault.retry_after }
+      -- names as the test wrote them (a transport need not lower-case them); a given one replaces our default
       for k, v in pairs(fault.headers or {}) do
-        headers[lower(k)] = v
+        headers[lower(k)] = nil
+        headers[k] = v
       end
       return respond(self, request, fault.status, headers, fault.body or html_status(fault.status))
     elseif kind == "custom" then
@@ -1036,7 +1041,7 @@ end
 --   "bad_json" (200 with an HTML page), "api_error" or { api_error = message } (meta.success false),
 --   "stuck_ids" (records_page: a full page whose ids do not pass maxId), "cut" (download: fewer bytes
 --   than Content-Length). Status, bad_json and api_error answer without serving the request.
---   Any other answer: { status =, body =, headers = } (that exact response), or
+--   Any other answer: { status =, body =, headers = } (that exact response, header names as written), or
 --   function(request, serve) -> response | nil, err, whose return is the answer; serve() returns the
 --   provider's real answer (serving the request, so a dial is placed), to pass on, change or drop.
 -- times: how many requests in a row get it (default 1; math.huge: all). Faults of one op queue up in order.
