@@ -615,6 +615,16 @@ describe("clicktocall.mock", function()
       assert.equal(1, p:count("dial"))
       assert.equal(r, p:last_request())
     end)
+
+    it("keeps the client's limits of each request: timeout, connect_timeout, max_body", function()
+      local p = provider()
+      local c = client_of(p, { timeout = 7, connect_timeout = 2, max_body = 123456 })
+      assert(c:balance())
+      local r = p:last_request("balance")
+      assert.equal(7, r.timeout)
+      assert.equal(2, r.connect_timeout)
+      assert.equal(123456, r.max_body)
+    end)
   end)
 
   describe("recordings", function()
@@ -656,6 +666,25 @@ describe("clicktocall.mock", function()
       assert.equal("", res.body)
       assert.equal("40000", res.headers["content-length"])
       assert.same({ 16384, 16384, 7232 }, sizes)
+      assert.equal(p:recording(rec), table.concat(parts))
+    end)
+
+    it("streams an answer a fault function built to the sink, as it does its own", function()
+      local p = provider { chunk_size = 4 }
+      local rec = recorded(p)[1]
+      p:fail("download", function() return { status = 200, headers = { ["X-Test"] = "1" }, body = "0123456789" } end)
+      local parts = {}
+      local res = assert(p.transport { method = "GET", url = rec.recordFileDownloadUrl, headers = {},
+                                       sink = function(chunk) parts[#parts + 1] = chunk return true end })
+      assert.equal("", res.body)
+      assert.same({ "0123", "4567", "89" }, parts)
+      assert.equal("1", res.headers["X-Test"])
+      assert.equal("10", res.headers["content-length"])
+      -- serve()'s own answer is not streamed twice
+      parts = {}
+      p:fail("download", function(_, serve) return serve() end)
+      assert(p.transport { method = "GET", url = rec.recordFileDownloadUrl, headers = {},
+                           sink = function(chunk) parts[#parts + 1] = chunk return true end })
       assert.equal(p:recording(rec), table.concat(parts))
     end)
 

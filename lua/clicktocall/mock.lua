@@ -48,7 +48,8 @@
 --                                   provider.slept and moves the provider's clock instead of waiting
 --   provider.requests               every request seen, oldest first: { op =, method =, url =, headers =,
 --                                   body = <decoded JSON table or nil>, raw_body =, fault = <name or nil>,
---                                   time = <provider clock> }; op is one of the five below or "unknown"
+--                                   time = <provider clock>, timeout =, connect_timeout =, max_body = };
+--                                   op is one of the five below or "unknown"
 --   provider.dials                  calls placed so far
 --   provider:fail(op, fault [, times])  queue a fault (a status, a name, a canned response or a
 --                                   function); see the function's comment. A canned response's header
@@ -859,6 +860,7 @@ local function handle(self, request)
   log[#log + 1] = {
     op = op or "unknown", method = call.method, url = url, headers = copy(call.headers),
     body = decode(raw), raw_body = raw, fault = fault and fault.name, time = self:now(),
+    timeout = request.timeout, connect_timeout = request.connect_timeout, max_body = request.max_body,
   }
   if fault then
     local kind = fault.kind
@@ -874,13 +876,27 @@ local function handle(self, request)
       return respond(self, request, fault.status, headers, fault.body or html_status(fault.status))
     elseif kind == "custom" then
       -- the test's own answer; serve() gives the provider's real one (and does what it does: places a dial)
+      local served = {}
       local function serve_it()
         local status, headers, body, deliver = serve(self, call, nil)
-        return respond(self, request, status, headers, body, deliver)
+        local res, err = respond(self, request, status, headers, body, deliver)
+        if res then
+          served[res] = true
+        end
+        return res, err
       end
       local ok, res, err = pcall(fault.fn, request, serve_it)
       if not ok then
         return nil, terr("network", true, "the fault function raised an error: " .. tostring(res))
+      end
+      if request.sink and type(res) == "table" and not served[res] and type(res.status) == "number"
+        and type(res.body) == "string" then
+        -- an answer built by the test reaches a sink as a real transport's would: in chunks, body ""
+        local headers = {}
+        for k, v in pairs(type(res.headers) == "table" and res.headers or {}) do
+          headers[k] = v
+        end
+        return respond(self, request, res.status, headers, res.body)
       end
       return res, err
     elseif kind == "bad_json" then
