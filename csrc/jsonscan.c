@@ -402,7 +402,8 @@ after:
 }
 
 /* ---------------------------------------------------------------------------------------
- * Pass 2: the data array (valid by now; bounds are still checked everywhere)
+ * Pass 2: the data array (valid by now, or decoded by cjson already: see ctc_json_page_ids;
+ * bounds are checked everywhere, so any bytes are read safely)
  * ------------------------------------------------------------------------------------- */
 
 /* q: the first byte after an opening '"'; returns the index of the closing one, or len.
