@@ -4,8 +4,10 @@
  * where the value of the last top-level "data" member starts. Pass 2 walks that array, which
  * is known to be valid by then, and reports each element's "id" once the element is complete,
  * so the last of duplicate "id" members wins, as with cjson. Both passes are O(len), allocate
- * nothing and never read past len. The Lua layer decodes the records with cjson; this scanner
- * exists to read ids as exact int64 (cjson goes through doubles) and to bound the work.
+ * nothing and never read past len. The records reader (response.c) decodes a page with cjson,
+ * which validates it, then reads every id here with pass 2 alone (ctc_json_page_ids): ids as
+ * exact int64 by one rule (cjson goes through doubles). Pass 1 is the reference the parser
+ * tests and fuzzers hold pass 2 to.
  */
 #include <string.h>
 #include "parsers.h"
@@ -400,19 +402,43 @@ after:
 }
 
 /* ---------------------------------------------------------------------------------------
- * Pass 2: the data array (valid by now; bounds are still checked everywhere)
+ * Pass 2: the data array (valid by now, or decoded by cjson already: see ctc_json_page_ids;
+ * bounds are checked everywhere, so any bytes are read safely)
  * ------------------------------------------------------------------------------------- */
+
+/* q: the first byte after an opening '"'; returns the index of the closing one, or len.
+ * memchr finds each candidate; the backslashes right before it say whether it is escaped. */
+static size_t string_close(const unsigned char *b, size_t len, size_t q)
+{
+    size_t start = q;
+    while (q < len) {
+        const unsigned char *e = memchr(b + q, '"', len - q);
+        size_t k, bs = 0;
+        if (e == NULL)
+            return len;
+        k = (size_t)(e - b);
+        while (k - bs > start && b[k - bs - 1] == '\\')
+            bs++;
+        if (bs % 2 == 0) /* not escaped */
+            return k;
+        q = k + 1;
+    }
+    return len;
+}
+
+/* the same, the index after the closing '"' (or len) */
+static size_t fast_string_end(const unsigned char *b, size_t len, size_t q)
+{
+    size_t k = string_close(b, len, q);
+    return k < len ? k + 1 : len;
+}
 
 /* Moves past the string at c->p ('"'), setting its raw contents [*cs, *ce). */
 static void skip_string(jctx *c, size_t *cs, size_t *ce)
 {
-    size_t q = c->p + 1;
+    size_t q = string_close(c->b, c->len, c->p + 1);
 
-    *cs = q;
-    while (q < c->len && c->b[q] != '"')
-        q += c->b[q] == '\\' ? 2 : 1;
-    if (q > c->len)
-        q = c->len;
+    *cs = c->p + 1;
     *ce = q;
     c->p = q < c->len ? q + 1 : q;
 }
@@ -450,7 +476,10 @@ static void skip_value(jctx *c)
     } while (depth > 0);
 }
 
-/* Classifies the value at c->p as an id and moves past it. */
+/* Classifies the value at c->p as an id and moves past it. A number is an id only as a
+ * JSON integer literal in plain digits: 0 or [1-9][0-9]*, up to INT64_MAX, ending where a
+ * value ends. 5.0, 5e0, -0 and 1e400 are not, whatever a decoder makes of them: ids are
+ * cursors, and one rule must hold whether or not a double could have held the value. */
 static int read_id(jctx *c, int64_t *id)
 {
     const unsigned char *b = c->b;
@@ -459,16 +488,16 @@ static int read_id(jctx *c, int64_t *id)
 
     *id = 0;
     if (q < c->len && is_digit(b[q])) {
-        while (q < c->len && is_digit(b[q])) {
+        int ok = !(b[q] == '0' && q + 1 < c->len && is_digit(b[q + 1]));
+        while (ok && q < c->len && is_digit(b[q])) {
             int dgt = b[q] - '0';
-            if (v > (INT64_MAX - dgt) / 10) {
-                skip_value(c);
-                return CTC_ID_OTHER;
-            }
-            v = v * 10 + dgt;
+            if (v > (INT64_MAX - dgt) / 10)
+                ok = 0;
+            else
+                v = v * 10 + dgt;
             q++;
         }
-        if (q < c->len && (b[q] == '.' || b[q] == 'e' || b[q] == 'E')) {
+        if (!ok || (q < c->len && b[q] != ',' && b[q] != '}' && b[q] != ']' && !is_ws(b[q]))) {
             skip_value(c);
             return CTC_ID_OTHER;
         }
@@ -605,29 +634,11 @@ static int keep_last(void *ud, size_t index, int kind, int64_t id)
 }
 
 /* ---------------------------------------------------------------------------------------
- * The last record, without validation (a hint: see parsers.h). Strings are skipped with
- * memchr and only structural bytes are looked at, so a page is read at memory speed; only
- * the last element is read in full (by pass 2's walk).
+ * Without validation, for bodies a decoder has accepted (the records reader) or as a hint
+ * (the last record): see parsers.h. The "data" array is found with strings skipped by memchr,
+ * only structural bytes looked at, so a page is read at memory speed; the elements are read by
+ * pass 2's walk (for the last record, only the last one).
  * ------------------------------------------------------------------------------------- */
-
-/* q: the first byte after an opening '"'; returns the index after the closing one (or len) */
-static size_t fast_string_end(const unsigned char *b, size_t len, size_t q)
-{
-    size_t start = q;
-    while (q < len) {
-        const unsigned char *e = memchr(b + q, '"', len - q);
-        size_t k, bs = 0;
-        if (e == NULL)
-            return len;
-        k = (size_t)(e - b);
-        while (k - bs > start && b[k - bs - 1] == '\\')
-            bs++;
-        if (bs % 2 == 0) /* not escaped */
-            return k + 1;
-        q = k + 1;
-    }
-    return len;
-}
 
 /* Moves past the value at c->p. Inside an array (in_array), counts its elements into *n and
  * notes where the last one starts (*last); c->p must then be at the '['. */
@@ -680,49 +691,69 @@ static void fast_skip(jctx *c, int in_array, size_t *n, size_t *last)
     c->p = p;
 }
 
+/* c->p at the top-level value. Moves over its members; returns the offset of the '[' of
+ * the value of the last top-level "data" member, or NONE (also when that value is no array).
+ * With n and last: the number of that array's elements and where the last one starts. */
+static size_t find_data(jctx *c, size_t *n, size_t *last)
+{
+    size_t data_off = NONE, dn = 0, dlast = 0;
+
+    skip_ws(c);
+    if (c->p >= c->len || c->b[c->p] != '{')
+        return NONE;
+    c->p++;
+    /* each member: a key (a string: it always moves on), ':', a value; the last "data" wins */
+    for (;;) {
+        size_t cs, ce;
+        int is_data;
+        skip_ws(c);
+        if (c->p >= c->len || c->b[c->p] != '"')
+            break;
+        skip_string(c, &cs, &ce);
+        is_data = str_equals(c->b + cs, ce - cs, "data");
+        skip_ws(c);
+        if (c->p < c->len && c->b[c->p] == ':')
+            c->p++;
+        skip_ws(c);
+        if (is_data) {
+            data_off = c->p < c->len && c->b[c->p] == '[' ? c->p : NONE;
+            dn = 0;
+            fast_skip(c, data_off != NONE && n != NULL, &dn, &dlast);
+        } else {
+            fast_skip(c, 0, NULL, NULL);
+        }
+        skip_ws(c);
+        if (c->p >= c->len || c->b[c->p] != ',')
+            break;
+        c->p++;
+    }
+    if (n != NULL) {
+        *n = dn;
+        *last = dlast;
+    }
+    return data_off;
+}
+
+static void init_ctx(jctx *c, const char *body, size_t len)
+{
+    c->b = (const unsigned char *)body;
+    c->len = body != NULL ? len : 0;
+    c->p = 0;
+    c->why = NULL;
+    c->erroff = 0;
+}
+
 int ctc_json_page_last(const char *body, size_t len, int *kind, int64_t *id, size_t *count)
 {
     jctx c;
-    size_t data_off = NONE, n = 0, last = 0;
+    size_t data_off, n = 0, last = 0;
     last_rec r;
 
     *kind = CTC_ID_MISSING;
     *id = 0;
     *count = 0;
-    c.b = (const unsigned char *)body;
-    c.len = body != NULL ? len : 0;
-    c.p = 0;
-    c.why = NULL;
-    c.erroff = 0;
-    skip_ws(&c);
-    if (c.p >= c.len || c.b[c.p] != '{')
-        return CTC_JSON_NO_DATA_ARRAY;
-    c.p++;
-    /* each member: a key (a string: it always moves on), ':', a value; the last "data" wins */
-    for (;;) {
-        size_t cs, ce;
-        int is_data;
-        skip_ws(&c);
-        if (c.p >= c.len || c.b[c.p] != '"')
-            break;
-        skip_string(&c, &cs, &ce);
-        is_data = str_equals(c.b + cs, ce - cs, "data");
-        skip_ws(&c);
-        if (c.p < c.len && c.b[c.p] == ':')
-            c.p++;
-        skip_ws(&c);
-        if (is_data) {
-            data_off = c.p < c.len && c.b[c.p] == '[' ? c.p : NONE;
-            n = 0;
-            fast_skip(&c, data_off != NONE, &n, &last);
-        } else {
-            fast_skip(&c, 0, NULL, NULL);
-        }
-        skip_ws(&c);
-        if (c.p >= c.len || c.b[c.p] != ',')
-            break;
-        c.p++;
-    }
+    init_ctx(&c, body, len);
+    data_off = find_data(&c, &n, &last);
     if (data_off == NONE)
         return CTC_JSON_NO_DATA_ARRAY;
     *count = n;
@@ -737,4 +768,19 @@ int ctc_json_page_last(const char *body, size_t len, int *kind, int64_t *id, siz
         *id = r.id;
     }
     return 0;
+}
+
+int ctc_json_page_ids(const char *body, size_t len, ctc_record_cb on_record, void *ud,
+                      size_t *count)
+{
+    jctx c;
+    size_t data_off;
+
+    *count = 0;
+    init_ctx(&c, body, len);
+    data_off = find_data(&c, NULL, NULL);
+    if (data_off == NONE)
+        return CTC_JSON_NO_DATA_ARRAY;
+    c.p = data_off;
+    return walk_data(&c, on_record, ud, count);
 }

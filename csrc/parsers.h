@@ -52,8 +52,9 @@ int ctc_http_date_parse(const char *s, size_t len, int64_t *epoch, const char **
  * an array, calls on_record once per element of that array, in order, with:
  *   index (0-based), and kind:
  *     CTC_ID_INT     the element is an object with member "id" whose value is a JSON
- *                    integer (no fraction/exponent) or a string of 1-19 decimal digits,
- *                    fitting in int64 -> id set; (a negative integer, or -0, is CTC_ID_OTHER)
+ *                    integer in plain digits (0 or [1-9][0-9]*: no sign, fraction or exponent,
+ *                    so 5.0, 5e0, -0 are not) or a string of 1-19 decimal digits, at most
+ *                    INT64_MAX -> id set
  *     CTC_ID_MISSING the element is an object without "id" (or not an object); id is 0
  *     CTC_ID_OTHER   "id" exists but is something else (float, overflow, bool, ...); id is 0
  * The whole document is validated first: on_record is never called for malformed JSON.
@@ -80,6 +81,16 @@ int ctc_json_scan_page(const char *body, size_t len, ctc_record_cb on_record, vo
  * the next page early, which the full read of the page then confirms or throws away).
  * Returns 0, or CTC_JSON_NO_DATA_ARRAY when no top-level "data" array was found. */
 int ctc_json_page_last(const char *body, size_t len, int *kind, int64_t *id, size_t *count);
+/* Every element of the top-level "data" array, as ctc_json_scan_page's on_record sees them,
+ * WITHOUT validating the JSON: for a body a JSON decoder has already accepted (response.c
+ * reads every records page with lua-cjson first, whose depth limit is CTC_JSON_MAX_DEPTH
+ * too). For a document ctc_json_scan_page accepts, the calls, the result and *count are its
+ * own; on any other input, some answer read within len. For well-formed JSON,
+ * ctc_json_page_last's id and count are this walk's last call and *count (the two share the
+ * search for the array and the reading of an element). Returns 0, CTC_JSON_NO_DATA_ARRAY (no top-level "data" array;
+ * *count = 0), or on_record's non-zero value (then *count counts that record). */
+int ctc_json_page_ids(const char *body, size_t len, ctc_record_cb on_record, void *ud,
+                      size_t *count);
 #pragma GCC visibility pop
 
 #endif

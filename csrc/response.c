@@ -6,7 +6,8 @@
  *
  * Record ids are read from the raw body by the C scanner, not from cjson's
  * doubles, so a cursor past 2^53 is still exact (cjson 2.1.0 decodes every
- * number as a double, and on 5.3+ an id 8 would come back as 8.0).
+ * number as a double, and on 5.3+ an id 8 would come back as 8.0), and one rule
+ * decides what an id is: plain digits, as a JSON integer or a string.
  */
 #include <math.h>
 #include <string.h>
@@ -159,70 +160,50 @@ static int on_record(void *ud, size_t index, int kind, int64_t id)
     return 0;
 }
 
-/* Walks one record once: null fields become absent, on 5.3+ whole floats
- * become integers, and the id is read on the way. 1 when the id is a
- * non-negative whole number below 2^53 (so cjson's double is exact; *id set),
- * else 0: then the raw bytes must tell. */
-static int walk_record(lua_State *L, int rec, int64_t *id)
+/* Walks one record once: null fields become absent and, on 5.3+, whole floats
+ * become integers (cjson 2.1.0 decodes every number as a double). The id is not
+ * read here: a double cannot tell 5 from 5.0, nor hold every id past 2^53. */
+static void normalize_record(lua_State *L, int rec)
 {
-    int exact = 0;
     lua_pushnil(L);
     while (lua_next(L, rec) != 0) {
         int t = lua_type(L, -1);
-        if (t == LUA_TNUMBER) {
-            lua_Number v;
-            size_t kn;
-            const char *k;
 #if CTC_HAS_INTEGERS
-            if (lua_isinteger(L, -1)) {
-                lua_Integer iv = lua_tointeger(L, -1);
-                k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kn) : NULL;
-                if (k != NULL && kn == 2 && k[0] == 'i' && k[1] == 'd' && iv >= 0 &&
-                    iv < ((lua_Integer)1 << 53)) {
-                    *id = (int64_t)iv;
-                    exact = 1;
-                }
-                lua_pop(L, 1);
-                continue;
-            }
-#endif
-            v = lua_tonumber(L, -1);
+        if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+            lua_Number v = lua_tonumber(L, -1);
             if (v == floor(v) && fabs(v) < 9007199254740992.0) {
-                k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kn) : NULL;
-                if (k != NULL && kn == 2 && k[0] == 'i' && k[1] == 'd' && v >= 0) {
-                    *id = (int64_t)v;
-                    exact = 1;
-                }
-#if CTC_HAS_INTEGERS
                 lua_pushvalue(L, -2);
                 lua_pushinteger(L, (lua_Integer)v);
-                lua_rawset(L, rec);
-#endif
+                lua_rawset(L, rec); /* changing a field's value during lua_next is allowed */
             }
-        } else if (t == LUA_TLIGHTUSERDATA && lua_rawequal(L, -1, UV_NULL)) {
+        } else
+#endif
+        if (t == LUA_TLIGHTUSERDATA && lua_rawequal(L, -1, UV_NULL)) {
             lua_pushvalue(L, -2);
             lua_pushnil(L);
             lua_rawset(L, rec); /* clearing a field during lua_next is allowed */
         }
         lua_pop(L, 1);
     }
-    return exact;
 }
 
 /* data at index `data`; arg 4 is the maxId that was asked for.
- * One walk over the decoded records normalizes them and collects their ids;
- * the raw body is scanned only when some id is not exact as a double. */
+ * cjson has decoded (and so validated) the body; every id is then read from the
+ * raw bytes, one rule for all of them (CTC_ID_INT in parsers.h), so the answer
+ * never depends on whether a double could have held the ids. */
 static int read_page(lua_State *L, int data, const char *body, size_t n)
 {
-    size_t count = 0, i, off = 0;
+    size_t count = 0, i;
     int64_t asked = 0, prev;
     page_scan ps;
-    const char *why = NULL;
-    int rc = 0, all_exact;
+    int rc;
 
-    if (is_null(L, data)) { /* some deployments send null for "nothing" */
+    if (is_null(L, data)) {
+        /* some deployments send null for "no records": an empty page, in the same
+         * shape as [] (records, no next cursor) */
         lua_newtable(L);
-        return 1;
+        lua_pushnil(L);
+        return 2;
     }
     if (!lua_istable(L, data))
         return fail(L, "protocol", "response data is not an array of records");
@@ -232,32 +213,28 @@ static int read_page(lua_State *L, int data, const char *body, size_t n)
     ps.ids = ctc_newuserdata(L, (ps.cap + 1) * sizeof(int64_t));
     ps.bad_kind = CTC_ID_INT;
     ps.bad_index = 0;
-    all_exact = ps.cap > 0; /* an empty table may be {}: the scanner tells */
     for (i = 0; i < ps.cap; i++) {
         lua_rawgeti(L, data, (int)i + 1);
-        if (!lua_istable(L, -1) || !walk_record(L, lua_gettop(L), &ps.ids[i]))
-            all_exact = 0; /* keep walking: every record is normalized once */
+        if (lua_istable(L, -1))
+            normalize_record(L, lua_gettop(L));
         lua_pop(L, 1);
     }
-    if (all_exact)
-        count = ps.cap;
-    else
-        rc = ctc_json_scan_page(body, n, on_record, &ps, &count, &why, &off);
+    /* an empty table may also be {}: the scanner tells */
+    rc = ctc_json_page_ids(body, n, on_record, &ps, &count);
     if (rc == CTC_JSON_NO_DATA_ARRAY)
         return fail(L, "protocol", "response data is not an array of records");
     if (rc == 3) {
         char at[CTC_I64_LEN];
         lua_pushfstring(L, "record %s %s", ctc_i64_str(at, (int64_t)ps.bad_index + 1),
-                        ps.bad_kind == CTC_ID_MISSING ? "has no id"
-                                                      : "has an id that is not a non-negative integer");
+                        ps.bad_kind == CTC_ID_MISSING
+                            ? "has no id"
+                            : "has an id that is not an integer in plain digits "
+                              "(0 to 9223372036854775807, as a number or a string)");
         return fail_top(L, "protocol");
     }
-    if (rc != 0 || count != ps.cap) {
-        char at[CTC_I64_LEN];
-        lua_pushfstring(L, "response is not valid JSON (%s at byte %s)",
-                        why ? why : "inconsistent array", ctc_i64_str(at, (int64_t)off));
-        return fail_top(L, "protocol");
-    }
+    if (rc != 0 || count != ps.cap)
+        /* cjson accepted the body: not seen, but never a wrong id */
+        return fail(L, "protocol", "response data could not be read as an array of records");
     prev = asked;
     for (i = 0; i < count; i++) {
         if (ps.ids[i] <= prev) {
@@ -271,19 +248,17 @@ static int read_page(lua_State *L, int data, const char *body, size_t n)
         }
         prev = ps.ids[i];
     }
-    if (!all_exact) {
-        /* the scanner's exact ids replace cjson's (a string of digits, or past 2^53) */
-        for (i = 0; i < count; i++) {
-            lua_rawgeti(L, data, (int)i + 1);
-            if (!lua_istable(L, -1)) {
-                char at[CTC_I64_LEN];
-                lua_pushfstring(L, "record %s is not an object", ctc_i64_str(at, (int64_t)i + 1));
-                return fail_top(L, "protocol");
-            }
-            ctc_push_id(L, ps.ids[i]);
-            lua_setfield(L, -2, "id");
-            lua_pop(L, 1);
+    /* the scanner's exact ids replace cjson's doubles */
+    for (i = 0; i < count; i++) {
+        lua_rawgeti(L, data, (int)i + 1);
+        if (!lua_istable(L, -1)) {
+            char at[CTC_I64_LEN];
+            lua_pushfstring(L, "record %s is not an object", ctc_i64_str(at, (int64_t)i + 1));
+            return fail_top(L, "protocol");
         }
+        ctc_push_id(L, ps.ids[i]);
+        lua_setfield(L, -2, "id");
+        lua_pop(L, 1);
     }
     lua_pushvalue(L, data);
     if (count >= CTC_PAGE_SIZE)
@@ -385,6 +360,15 @@ void ctc_open_response(lua_State *L)
     lua_getfield(L, -1, "decode_invalid_numbers");
     if (lua_isfunction(L, -1)) {
         lua_pushboolean(L, 0);
+        lua_call(L, 1, 0);
+    } else {
+        lua_pop(L, 1);
+    }
+    /* cjson's default is 1000; the scanner's limit, for every call: a body nested
+     * deeper than CTC_JSON_MAX_DEPTH is refused, whichever op and data */
+    lua_getfield(L, -1, "decode_max_depth");
+    if (lua_isfunction(L, -1)) {
+        lua_pushinteger(L, CTC_JSON_MAX_DEPTH);
         lua_call(L, 1, 0);
     } else {
         lua_pop(L, 1);

@@ -608,6 +608,100 @@ static void test_json_table(void)
     printf("json: %d valid and %d malformed table cases\n", ok, bad);
 }
 
+static size_t make_page(char *buf, size_t sz, int n);
+
+/* ctc_json_page_ids (no validation) and ctc_json_page_last on a document: for one that
+ * ctc_json_scan_page accepts, the same records and count as its scan (rc 0 or 1, the records'
+ * text want); the last record and count from page_last as from page_ids' last call. */
+static void check_unvalidated(const char *doc, size_t len, int want_rc, const char *want)
+{
+    recs r;
+    size_t count = 999, lcount = 999;
+    int rc, lkind, lrc;
+    int64_t lid;
+    char text[2048];
+
+    memset(&r, 0, sizeof r);
+    r.stop_at = -1;
+    rc = ctc_json_page_ids(doc, len, on_rec, &r, &count);
+    recs_text(&r, text, sizeof text);
+    CHECK(rc == want_rc && count == r.n && r.index_err == 0 && (want == NULL || strcmp(text, want) == 0),
+          "page_ids [%s]: want %d \"%s\", got rc %d \"%s\" count %zu", doc, want_rc,
+          want ? want : "", rc, text, count);
+    lrc = ctc_json_page_last(doc, len, &lkind, &lid, &lcount);
+    CHECK(lrc == rc && lcount == count
+          && (count == 0 ? lkind == CTC_ID_MISSING && lid == 0
+                         : (r.n <= MAXREC && lkind == r.kind[r.n - 1] && lid == r.id[r.n - 1])),
+          "page_last [%s]: rc %d count %zu kind %d id %lld; page_ids rc %d count %zu", doc, lrc,
+          lcount, lkind, (long long)lid, rc, count);
+}
+
+/* Documents lua-cjson accepts and pass 1 refuses (or that only a decoder could have checked):
+ * the records reader reads their ids with pass 2 alone, by the same rule. */
+static const struct {
+    const char *doc;
+    const char *want;
+} lenient_cases[] = {
+    { "{\"data\":[{\"id\":5.}]}", "O" },                       /* cjson: strtod takes "5." */
+    { "{\"data\":[{\"id\":1.e5},{\"id\":2}]}", "O 2" },
+    { "{\"data\":[{\"s\":\"a\tb\",\"id\":5}]}", "5" },           /* a raw control character */
+    { "{\"data\":[{\"s\":\"a\nb\\\"\",\"id\":6}]}", "6" },
+    { "{\"data\":[{\"id\":5},{\"id\":-0},{\"id\":1e400}]}", "5 O O" },
+    /* 70 levels inside a record (pass 1 refuses past 64; the reader has cjson refuse it) */
+    { "{\"data\":[{\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+      "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+      "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],\"id\":7}]}", "7" },
+};
+
+static void test_json_unvalidated(void)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof json_cases / sizeof json_cases[0]; i++) {
+        const json_case *t = &json_cases[i];
+        if (t->rc != -1)
+            check_unvalidated(t->doc, t->len ? t->len : strlen(t->doc), t->rc, t->rc == 0 ? t->want : NULL);
+    }
+    for (i = 0; i < sizeof lenient_cases / sizeof lenient_cases[0]; i++)
+        check_unvalidated(lenient_cases[i].doc, strlen(lenient_cases[i].doc), 0, lenient_cases[i].want);
+    /* a callback's stop: its value, and the count includes that record */
+    {
+        recs r;
+        size_t count = 0;
+        const char *doc = "{\"data\":[{\"id\":1},{\"id\":2},{\"id\":3}]}";
+        memset(&r, 0, sizeof r);
+        r.stop_at = 1;
+        CHECK(ctc_json_page_ids(doc, strlen(doc), on_rec, &r, &count) == 7 && count == 2 && r.n == 2,
+              "page_ids stop: count %zu n %zu", count, r.n);
+    }
+    /* every prefix of a page: any answer, read within the bytes (ASan checks the reads) */
+    {
+        static char page[65536];
+        size_t len = make_page(page, sizeof page, 100), cut;
+        int bad = 0;
+        for (cut = 0; cut <= len; cut++) {
+            char *p = malloc(cut ? cut : 1);
+            recs r;
+            size_t count;
+            int kind;
+            int64_t id;
+            if (p == NULL)
+                break;
+            memcpy(p, page, cut);
+            memset(&r, 0, sizeof r);
+            r.stop_at = -1;
+            if (ctc_json_page_ids(p, cut, on_rec, &r, &count) == 0 && count != r.n)
+                bad++;
+            (void)ctc_json_page_last(p, cut, &kind, &id, &count);
+            free(p);
+        }
+        CHECK(bad == 0, "page_ids on prefixes: %d counts disagree", bad);
+    }
+    printf("json: page_ids and page_last on %zu table and %zu lenient cases\n",
+           sizeof json_cases / sizeof json_cases[0],
+           sizeof lenient_cases / sizeof lenient_cases[0]);
+}
+
 /* A page of n records with ids written in several ways; returns its length. */
 static size_t make_page(char *buf, size_t sz, int n)
 {
@@ -903,6 +997,7 @@ int main(void)
     test_json_table();
     test_json_pages();
     test_json_depth();
+    test_json_unvalidated();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

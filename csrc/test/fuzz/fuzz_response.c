@@ -13,7 +13,11 @@
  * cjson.null fields, with integer ids rising above the cursor that are the scanner's ids
  * wherever it reads one, and next is the last id of a full page (else nil). Cursor 0 gives
  * what no cursor gives; on a page, a cursor just below the first id (as a string of digits)
- * gives the same page, and the first id itself is refused. The Lua heap, after a full
+ * gives the same page, and the first id itself is refused. core.page_last_id names the
+ * reader's last id and count on every page the reader accepts. Differential: the same page
+ * with one more record whose id no double holds (2^53 + 1 or 2^63 - 1, a number or a
+ * string) gives the same records plus that one, or the same refusal, so no answer depends on
+ * whether some id of a page fits a double. The Lua heap, after a full
  * collection now and then, stays where it started (the reader keeps nothing). One input in
  * 16 runs under a collector that never rests.
  */
@@ -40,9 +44,16 @@ static const char SECRET[] = "Zk4Qm9Tx2Lp7Wr5N";
 static const char SECRET2[] = "Q2xpY2tUb0NhbGw";
 
 static lua_State *L;
-static int ref_response, ref_secrets, ref_null;
+static int ref_response, ref_secrets, ref_null, ref_page_last, ref_count;
 static size_t baseline_kb;
-static unsigned long inputs;
+static unsigned long inputs, diffs, accepted_diffs;
+
+/* how much the differential check compared, for the log */
+static void report(void)
+{
+    fprintf(stderr, "fuzz_response: %lu inputs; the page plus a record past 2^53 compared %lu times "
+            "(%lu of them pages the reader accepts)\n", inputs, diffs, accepted_diffs);
+}
 
 typedef struct {
     const char *body;
@@ -53,6 +64,7 @@ static void setup(void)
 {
     L = luaL_newstate();
     REQUIRE(L != NULL);
+    atexit(report);
     luaL_openlibs(L);
     REQUIRE(luaL_dostring(L, "package.cpath = '" CTC_FUZZ_CPATH ";' .. package.cpath") == 0);
     lua_getglobal(L, "package");
@@ -60,13 +72,27 @@ static void setup(void)
     lua_pushcfunction(L, luaopen_clicktocall_core);
     lua_setfield(L, -2, "clicktocall.core");
     lua_pop(L, 2);
-    if (luaL_dostring(L, "return require('clicktocall.core').response, require('cjson').null")
+    if (luaL_dostring(L, "local core = require('clicktocall.core') "
+                         "return core.page_last_id, core.response, require('cjson').null")
         != 0) {
         fprintf(stderr, "fuzz: cannot load the core: %s\n", lua_tostring(L, -1));
         REQUIRE(0);
     }
     ref_null = luaL_ref(L, LUA_REGISTRYINDEX);
     ref_response = luaL_ref(L, LUA_REGISTRYINDEX);
+    ref_page_last = luaL_ref(L, LUA_REGISTRYINDEX);
+    /* the number of records a plain cjson (its own depth limit, 1000) finds in a body, or -1:
+     * the differential check's judge of which bodies are pages at all */
+    if (luaL_dostring(L, "local cjson = require('cjson').new() "
+                         "cjson.decode_invalid_numbers(false) "
+                         "return function(s) local ok, v = pcall(cjson.decode, s) "
+                         "if ok and type(v) == 'table' and type(v.data) == 'table' then "
+                         "return #v.data end return -1 end")
+        != 0) {
+        fprintf(stderr, "fuzz: %s\n", lua_tostring(L, -1));
+        REQUIRE(0);
+    }
+    ref_count = luaL_ref(L, LUA_REGISTRYINDEX);
     /* two secrets, plus an empty string and a number, which the reader must skip */
     lua_createtable(L, 4, 0);
     lua_pushstring(L, SECRET);
@@ -193,10 +219,9 @@ static int on_record(void *ud, size_t index, int kind, int64_t id)
     return 0;
 }
 
-/* records at t, n of them, ids above asked: cross-checked with the C scanner's reading of
- * the raw body. cjson's leniencies (an id written 5.0 or 1e2, which cjson makes a whole
- * double, and documents the scanner refuses, e.g. nested deeper than 64) are tolerated
- * where the reader takes cjson's whole doubles below 2^53; a different id never is. */
+/* records at t, n of them, ids above asked: cross-checked with the validating scanner's
+ * reading of the raw body (pass 1 and 2). Where it accepts the document, every id the reader
+ * gave is the one it reads as an integer: one rule, whatever cjson made of the number. */
 static void cross_check(const input *in, int t, size_t n)
 {
     scanned s;
@@ -223,21 +248,36 @@ static void cross_check(const input *in, int t, size_t n)
             lua_getfield(L, -1, "id");
             id = lua_tointeger(L, -1);
             lua_pop(L, 2);
-            REQUIRE(s.kinds[i] != CTC_ID_MISSING);
-            if (s.kinds[i] == CTC_ID_INT && s.ids[i] != (int64_t)id) {
-                fprintf(stderr, "fuzz: record %zu: the reader says id %lld, the scanner %lld\n",
-                        i + 1, (long long)id, (long long)s.ids[i]);
+            if (s.kinds[i] != CTC_ID_INT || s.ids[i] != (int64_t)id) {
+                fprintf(stderr, "fuzz: record %zu: the reader says id %lld, the scanner kind %d id %lld\n",
+                        i + 1, (long long)id, s.kinds[i], (long long)s.ids[i]);
                 REQUIRE(0);
             }
-            if (s.kinds[i] == CTC_ID_OTHER)
-                REQUIRE(id >= 0 && id < ((lua_Integer)1 << 53));
         }
     }
     free(s.kinds);
     free(s.ids);
 }
 
-/* a page at base+1 (records) and base+2 (next, which a page of null data leaves out);
+/* core.page_last_id(body), read before a page is decoded to ask for the next one, on a page
+ * the reader accepted with n records, the last of id `last`: that id (none for no records)
+ * and n, so the next page asked early is the one the reader's cursor names. */
+static void check_page_last(const input *in, size_t n, lua_Integer last)
+{
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref_page_last);
+    lua_pushlstring(L, in->body, in->len);
+    REQUIRE(lua_pcall(L, 1, 2, 0) == LUA_OK);
+    if (!(lua_isinteger(L, -1) && lua_tointeger(L, -1) == (lua_Integer)n
+          && (n == 0 ? lua_isnil(L, -2) : (lua_isinteger(L, -2) && lua_tointeger(L, -2) == last)))) {
+        fprintf(stderr, "fuzz: page_last_id says a %s and %lld; the reader read %zu records, the last id %lld\n",
+                luaL_typename(L, -2), (long long)lua_tointeger(L, -1), n, (long long)last);
+        REQUIRE(0);
+    }
+    lua_settop(L, top);
+}
+
+/* a page at base+1 (records) and base+2 (next: nil, or the last id of a full page);
  * returns the number of records */
 static size_t check_page(const input *in, int base, int nres, lua_Integer asked)
 {
@@ -245,7 +285,7 @@ static size_t check_page(const input *in, int base, int nres, lua_Integer asked)
     size_t n, i;
     lua_Integer prev = asked < 0 ? 0 : asked, id = 0;
 
-    REQUIRE((nres == 2 || nres == 1) && lua_istable(L, t));
+    REQUIRE(nres == 2 && lua_istable(L, t));
     n = (size_t)lua_rawlen(L, t);
     for (i = 1; i <= n; i++) {
         int rec;
@@ -265,9 +305,10 @@ static size_t check_page(const input *in, int base, int nres, lua_Integer asked)
         lua_pop(L, 2);
     }
     if (n >= PAGE_SIZE)
-        REQUIRE(nres == 2 && lua_isinteger(L, base + 2) && lua_tointeger(L, base + 2) == id);
+        REQUIRE(lua_isinteger(L, base + 2) && lua_tointeger(L, base + 2) == id);
     else
-        REQUIRE(nres == 1 || lua_isnil(L, base + 2));
+        REQUIRE(lua_isnil(L, base + 2));
+    check_page_last(in, n, id);
     if (n > 0)
         cross_check(in, t, n);
     return n;
@@ -316,13 +357,206 @@ static void same_outcome(int a, int na, int b, int nb)
     }
 }
 
+/* ---- the differential check: the same page with one more record whose id is past 2^53 ----
+ * Such an id fits no double, so a reader with a path for ids a double holds and another for
+ * the rest would take the second one on the copy. The answer on the copy must follow from the
+ * answer on the page: the same records plus the new one, or the same refusal. */
+
+/* In a document the validating scanner accepted: the offset of the ']' that closes the value of
+ * the last top-level member named exactly "data" (no escapes) when it is an array, else 0. */
+static size_t data_close(const char *b, size_t len)
+{
+    size_t p = 0, close = 0;
+    while (p < len && b[p] != '{')
+        p++;
+    for (p++; p < len;) {
+        size_t ks, ke, depth = 0;
+        int is_data;
+        while (p < len && b[p] != '"' && b[p] != '}')
+            p++;
+        if (p >= len || b[p] == '}')
+            break;
+        ks = ++p;
+        while (p < len && b[p] != '"')
+            p += b[p] == '\\' ? 2 : 1;
+        ke = p++;
+        is_data = ke - ks == 4 && memcmp(b + ks, "data", 4) == 0;
+        if (memchr(b + ks, '\\', ke - ks) != NULL)
+            return 0; /* an escaped name may be "data" too: not worth decoding here */
+        while (p < len && b[p] != ':')
+            p++;
+        for (p++; p < len && (b[p] == ' ' || b[p] == '\t' || b[p] == '\n' || b[p] == '\r'); p++)
+            ;
+        if (is_data)
+            close = 0;
+        /* the value: up to the ',' or '}' that ends it at this level */
+        for (; p < len; p++) {
+            char ch = b[p];
+            if (ch == '"') {
+                for (p++; p < len && b[p] != '"'; p++)
+                    if (b[p] == '\\')
+                        p++;
+            } else if (ch == '[' || ch == '{') {
+                depth++;
+            } else if (ch == ']' || ch == '}') {
+                if (depth == 0)
+                    break;
+                if (--depth == 0 && is_data && ch == ']')
+                    close = p;
+            } else if (ch == ',' && depth == 0) {
+                break;
+            }
+        }
+        if (p < len && b[p] == '}')
+            break;
+        p++;
+    }
+    return close;
+}
+
+static const char *const FORCED[] = { "9223372036854775807", "\"9223372036854775807\"",
+                                      "9007199254740993", "\"9007199254740993\"" };
+static const int64_t FORCED_ID[] = { INT64_MAX, INT64_MAX, 9007199254740993LL, 9007199254740993LL };
+
+static int starts(const char *s, const char *prefix)
+{
+    return s != NULL && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* records in the body by a plain cjson, or -1 */
+static lua_Integer cjson_count(const char *body, size_t len)
+{
+    lua_Integer n;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref_count);
+    lua_pushlstring(L, body, len);
+    REQUIRE(lua_pcall(L, 1, 1, 0) == LUA_OK);
+    n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return n;
+}
+
+/* a (na results) is the reader's answer on the body, without a cursor */
+static void differential(const input *in, int a, int na)
+{
+    size_t count, count2, close, k = in->len % 4, fl, i, n;
+    char *body;
+    input in2;
+    req r = { "records_page", 200, ASK_NONE, 0, 1 };
+    int b, nb;
+
+    lua_Integer cn = cjson_count(in->body, in->len);
+    if (cn < 0)
+        return;
+    count = (size_t)cn;
+    close = data_close(in->body, in->len);
+    if (close == 0)
+        return;
+    fl = strlen(FORCED[k]);
+    body = malloc(in->len + fl + 16);
+    if (body == NULL)
+        return;
+    memcpy(body, in->body, close);
+    in2.len = close;
+    if (count > 0)
+        body[in2.len++] = ',';
+    memcpy(body + in2.len, "{\"id\":", 6);
+    memcpy(body + in2.len + 6, FORCED[k], fl);
+    in2.len += 6 + fl;
+    body[in2.len++] = '}';
+    memcpy(body + in2.len, in->body + close, in->len - close);
+    in2.len += in->len - close;
+    in2.body = body;
+    /* the copy must be the page plus one record, by a JSON decoder's reading */
+    cn = cjson_count(in2.body, in2.len);
+    count2 = cn < 0 ? 0 : (size_t)cn;
+    if (cn < 0 || count2 != count + 1) {
+        free(body);
+        return;
+    }
+    nb = call(&r, &in2, &b);
+    diffs++;
+    if (lua_isnil(L, a + 1)) {
+        /* refused: the copy the same way (a body cjson refuses: refused again, as such) */
+        const char *ka, *ma, *kb, *mb;
+        REQUIRE(na == 2 && nb == 2 && lua_isnil(L, b + 1));
+        lua_getfield(L, a + 2, "kind");
+        lua_getfield(L, a + 2, "message");
+        lua_getfield(L, b + 2, "kind");
+        lua_getfield(L, b + 2, "message");
+        ka = lua_tostring(L, -4);
+        ma = lua_tostring(L, -3);
+        kb = lua_tostring(L, -2);
+        mb = lua_tostring(L, -1);
+        REQUIRE(ka != NULL && kb != NULL && strcmp(ka, kb) == 0);
+        if (starts(ma, "response body is not JSON"))
+            REQUIRE(starts(mb, "response body is not JSON"));
+        else if (ma == NULL || mb == NULL || strcmp(ma, mb) != 0) {
+            fprintf(stderr, "fuzz: the page is refused with \"%s\", the page plus a record with id %s with \"%s\"\n",
+                    ma ? ma : "?", FORCED[k], mb ? mb : "?");
+            REQUIRE(0);
+        }
+        lua_settop(L, b);
+        free(body);
+        return;
+    }
+    /* accepted: the copy has the same records and the forced one, unless that one does not
+     * advance past the page's last id */
+    n = (size_t)lua_rawlen(L, a + 1);
+    if (n > 0) {
+        lua_Integer last;
+        lua_rawgeti(L, a + 1, (lua_Integer)n);
+        lua_getfield(L, -1, "id");
+        last = lua_tointeger(L, -1);
+        lua_pop(L, 2);
+        if ((int64_t)last >= FORCED_ID[k]) {
+            REQUIRE(nb == 2 && lua_isnil(L, b + 1));
+            lua_getfield(L, b + 2, "message");
+            REQUIRE(starts(lua_tostring(L, -1), "page ids do not advance"));
+            lua_settop(L, b);
+            free(body);
+            return;
+        }
+    }
+    if (!(nb == 2 && lua_istable(L, b + 1))) {
+        lua_getfield(L, b + 2, "message");
+        fprintf(stderr, "fuzz: the page is read (%zu records), the page plus a record with id %s is refused: %s\n",
+                n, FORCED[k], lua_tostring(L, -1));
+        REQUIRE(0);
+    }
+    REQUIRE(lua_rawlen(L, b + 1) == n + 1);
+    for (i = 1; i <= n + 1; i++) {
+        lua_rawgeti(L, b + 1, (lua_Integer)i);
+        lua_getfield(L, -1, "id");
+        if (i <= n) {
+            lua_rawgeti(L, a + 1, (lua_Integer)i);
+            lua_getfield(L, -1, "id");
+            REQUIRE(lua_rawequal(L, -1, -3));
+            lua_pop(L, 2);
+        } else {
+            REQUIRE(lua_isinteger(L, -1) && (int64_t)lua_tointeger(L, -1) == FORCED_ID[k]);
+        }
+        lua_pop(L, 2);
+    }
+    if (n + 1 >= PAGE_SIZE)
+        REQUIRE(lua_isinteger(L, b + 2) && (int64_t)lua_tointeger(L, b + 2) == FORCED_ID[k]);
+    else
+        REQUIRE(lua_isnil(L, b + 2));
+    check_page_last(&in2, n + 1, (lua_Integer)FORCED_ID[k]);
+    accepted_diffs++;
+    lua_settop(L, b);
+    free(body);
+}
+
 static void check_records(const input *in)
 {
     req r = { "records_page", 200, ASK_NONE, 0, 1 };
     int a, na, b, nb;
 
     na = call(&r, in, &a);
-    if (check_error(&r, a, na) == 0 && check_page(in, a, na, -1) > 0) {
+    if (check_error(&r, a, na) == 0)
+        check_page(in, a, na, -1);
+    differential(in, a, na);
+    if (!lua_isnil(L, a + 1) && lua_rawlen(L, a + 1) > 0) {
         req rb = r, rc = r;
         int c, nc;
         lua_rawgeti(L, a + 1, 1);

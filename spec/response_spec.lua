@@ -1,0 +1,202 @@
+-- core.response on records pages: one answer whichever way the ids could be read. Record ids
+-- below 2^53 fit cjson's doubles, ids past it (or strings of digits) do not; the reader's answer
+-- (accept or refuse, the ids, the cursor, the message) must not depend on which kind of id the
+-- other records of the page hold. core.page_last_id, read before the page is decoded to ask for
+-- the next one, must name the cursor the full read gives.
+local core = require "clicktocall.core"
+
+local BIG = "9007199254740993" -- 2^53 + 1: no double holds it
+local MAX = "9223372036854775807"
+
+local function page(records)
+  return '{"meta":{"success":true,"message":"ok"},"data":[' .. table.concat(records, ",") .. "]}"
+end
+
+local function id_text(v)
+  -- an id as digits on every Lua version (5.1/LuaJIT keep ids past 2^53 as strings)
+  if math.type and math.type(v) == "integer" then
+    return tostring(v)
+  elseif type(v) == "number" then
+    return string.format("%.0f", v)
+  end
+  return v
+end
+
+-- every result of core.response, and its count
+local function read(body, asked)
+  local r = table.pack and table.pack(core.response("records_page", 200, body, asked))
+            or { n = select("#", core.response("records_page", 200, body, asked)),
+                 core.response("records_page", 200, body, asked) }
+  return r
+end
+
+-- the outcome as plain values: { "ok", ids..., cursor } or { "err", kind, message }
+local function outcome(body, asked)
+  local r = read(body, asked)
+  if r[1] == nil then
+    return { "err", r[2].kind, r[2].message }
+  end
+  local o = { "ok", n = r.n }
+  for i, rec in ipairs(r[1]) do
+    o[#o + 1] = id_text(rec.id)
+    assert(i == #o - 1)
+  end
+  o[#o + 1] = r[2] == nil and "no cursor" or id_text(r[2])
+  return o
+end
+
+describe("core.response: a record id", function()
+  local odd = { "5.0", "5e0", "5E0", "50e-1", "5.", "-0", "-5", "5.5", "1e400", "-0.0", "1e2", "true", '"5.0"',
+                '""', '"-5"', '"9223372036854775808"', "9223372036854775808" }
+
+  for _, v in ipairs(odd) do
+    it("written " .. v .. " is refused the same way whatever the other ids", function()
+      local want = "record 2 has an id that is not an integer in plain digits " ..
+                   "(0 to 9223372036854775807, as a number or a string)"
+      local with_small = page { '{"id":3}', '{"id":' .. v .. '}' }
+      local with_big = page { '{"id":3}', '{"id":' .. v .. '}', '{"id":' .. BIG .. '}' }
+      local with_string = page { '{"id":3}', '{"id":' .. v .. '}', '{"id":"' .. BIG .. '"}' }
+      for _, body in ipairs { with_small, with_big, with_string } do
+        assert.same({ "err", "protocol", want }, outcome(body))
+      end
+    end)
+  end
+
+  it("is exact in plain digits, as a number or a string, up to 2^63-1", function()
+    local body = page { '{"id":7}', '{"id":"8"}', '{"id":' .. BIG .. '}', '{"id":"' .. MAX .. '"}' }
+    assert.same({ "ok", "7", "8", BIG, MAX, "no cursor", n = 2 }, outcome(body))
+    if math.type then
+      assert.equal("integer", math.type(core.response("records_page", 200, page { '{"id":7}' })[1].id))
+    end
+  end)
+
+  it("0 is refused as not above the cursor, on both kinds of page", function()
+    for _, body in ipairs { page { '{"id":0}' }, page { '{"id":0}', '{"id":' .. BIG .. '}' } } do
+      assert.same({ "err", "protocol", "page ids do not advance: record 1 has id 0, not above 0" }, outcome(body))
+    end
+  end)
+end)
+
+describe("core.response: nesting", function()
+  -- the envelope is 1 level, data 2, a record 3: 61 more inside a record make 64
+  local function nested(levels)
+    return string.rep("[", levels) .. string.rep("]", levels)
+  end
+
+  it("deeper than 64 levels is refused whatever the ids", function()
+    for _, last in ipairs { '{"id":4}', '{"id":' .. BIG .. '}', '{"id":"4"}' } do
+      local body = page { '{"id":1,"x":' .. nested(62) .. "}", last }
+      local o = outcome(body)
+      assert.equal("err", o[1])
+      assert.equal("protocol", o[2])
+      assert.matches("too many nested", o[3])
+    end
+  end)
+
+  it("of 64 levels is read, whatever the ids", function()
+    local small = outcome(page { '{"id":1,"x":' .. nested(61) .. "}", '{"id":4}' })
+    assert.same({ "ok", "1", "4", "no cursor", n = 2 }, small)
+    local big = outcome(page { '{"id":1,"x":' .. nested(61) .. "}", '{"id":' .. BIG .. '}' })
+    assert.same({ "ok", "1", BIG, "no cursor", n = 2 }, big)
+  end)
+
+  it("deeper than 64 levels is refused for the other calls too", function()
+    local body = '{"meta":{"success":true},"data":5,"x":' .. nested(64) .. "}"
+    local v, err = core.response("balance", 200, body)
+    assert.is_nil(v)
+    assert.equal("protocol", err.kind)
+    assert.matches("too many nested", err.message)
+    assert.equal(5, core.response("balance", 200, '{"meta":{"success":true},"data":5,"x":' .. nested(63) .. "}"))
+  end)
+end)
+
+describe("core.response: data null", function()
+  local null_page = '{"meta":{"success":true,"message":"ok"},"data":null}'
+
+  it("on a records page is an empty page, in the shape of data []", function()
+    local r = read(null_page)
+    assert.equal(2, r.n)
+    assert.same({}, r[1])
+    assert.is_nil(r[2])
+    assert.same(outcome(page {}), outcome(null_page))
+    -- and with a cursor asked
+    assert.same(outcome(page {}, "42"), outcome(null_page, "42"))
+  end)
+
+  it("for the other calls: bind_seat ignores data, dial and balance refuse it", function()
+    assert.is_true(core.response("bind_seat", 200, null_page))
+    local v, err = core.response("dial", 200, null_page)
+    assert.is_nil(v)
+    assert.same({ kind = "protocol", message = "response data is not a session id string", sent = true }, err)
+    v, err = core.response("balance", 200, null_page)
+    assert.is_nil(v)
+    assert.same({ kind = "protocol", message = "response data is not a number", sent = true }, err)
+  end)
+end)
+
+describe("core.page_last_id", function()
+  local function full(n, last)
+    local recs = {}
+    for i = 1, n - 1 do
+      recs[i] = '{"id":' .. i .. ',"s":"x"}'
+    end
+    recs[n] = '{"id":' .. last .. "}"
+    return page(recs)
+  end
+
+  -- whenever the full read accepts a page, page_last_id gives its last id and its size
+  local function agrees(body)
+    local o = outcome(body)
+    local last, count = core.page_last_id(body)
+    if o[1] == "ok" then
+      local n = #o - 2
+      assert.equal(n, count)
+      if n == 0 then
+        assert.is_nil(last)
+      else
+        assert.equal(o[#o - 1], id_text(last))
+      end
+      if n >= core.PAGE_SIZE then
+        assert.equal(o[#o], id_text(last)) -- the cursor the reader gives
+      end
+    end
+    return o, last, count
+  end
+
+  it("agrees with the full read on full pages of small, big and string ids", function()
+    for _, last in ipairs { "1000", BIG, '"' .. BIG .. '"', MAX } do
+      local o = agrees(full(core.PAGE_SIZE, last))
+      assert.equal("ok", o[1])
+    end
+  end)
+
+  it("gives no id where the full read refuses the last id", function()
+    for _, v in ipairs { "5.0", "5e0", "-0", "5.5", "1e400" } do
+      local body = full(core.PAGE_SIZE, v)
+      assert.equal("err", outcome(body)[1])
+      assert.is_nil((core.page_last_id(body)))
+    end
+  end)
+
+  it("gives no id and a count of 0 for data null and data []", function()
+    for _, body in ipairs { '{"meta":{"success":true},"data":null}', page {} } do
+      local o, last, count = agrees(body)
+      assert.equal("ok", o[1])
+      assert.is_nil(last)
+      assert.equal(0, count)
+    end
+  end)
+
+  it("agrees on pages with duplicate keys, escaped keys and nested ids", function()
+    local bodies = {
+      '{"meta":{"success":true},"data":[{"id":1}],"data":[{"id":2},{"id":3}]}',
+      '{"meta":{"success":true},"d\\u0061ta":[{"\\u0069d":4,"x":{"id":99}}]}',
+      '{"meta":{"success":true},"data":[{"id":1,"id":6},{"x":"]}\\"","id":7}]}',
+      '{"data":[{"id":8}],"meta":{"success":true}}',
+    }
+    for _, body in ipairs(bodies) do
+      local o = agrees(body)
+      assert.equal("ok", o[1], body)
+    end
+  end)
+end)
