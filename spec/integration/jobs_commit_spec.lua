@@ -5,6 +5,7 @@
 local sim = require "spec.helpers.sim"
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
+local flatjson = require "clicktocall.flatjson"
 
 local DAY = 86400
 
@@ -141,6 +142,40 @@ describe("archive_recordings' group commit (strace) #integration", function()
       assert.same({ op = "fsync", path = manifest }, ev[w + 1])
     end
     assert.equal(16, #j.lines(manifest))
+  end)
+
+  it("a manifest that cannot take a turn's lines at once keeps those that fit, each whole (EFBIG)", function()
+    if SEQUENTIAL then
+      pending("plain Lua 5.1: one recording after another")
+      return
+    end
+    -- the limit in bytes: sh's ulimit -f counts 512-byte blocks in dash, 1024 in bash; ask it
+    j.shell(("sh -c \"trap '' XFSZ; ulimit -f 32; head -c 100000 /dev/zero > '%s/probe' 2>/dev/null\"")
+      :format(dir))
+    local limit = #j.read(dir .. "/probe")
+    os.remove(dir .. "/probe")
+    assert.is_true(limit == 16384 or limit == 32768, limit)
+    -- room for two or three lines (about 200 bytes each), not for the turn's eight
+    local filler = ("x"):rep(limit - 600 - 1) .. "\n"
+    j.write(dir .. "/out/manifest.jsonl", filler)
+    local now = os.time()
+    s:post("/_sim/seed", { count = 8, start_time = now - DAY, end_time = now - 60, recorded = true,
+                           recording_bytes = 2048 })
+    local script = child(dir, s, now - DAY, now, true)
+    local out = j.shell(("sh -c \"trap '' XFSZ; ulimit -f 32; %s '%s'\" 2>&1"):format(j.LUA, script))
+    local downloaded, failed = out:match("^(%d+)|(%d+)$")
+    assert.truthy(downloaded, out)
+    downloaded, failed = tonumber(downloaded), tonumber(failed)
+    assert.equal(8, downloaded + failed)
+    assert.is_true(downloaded >= 2 and failed >= 1, out)
+    local text = j.read(dir .. "/out/manifest.jsonl")
+    assert.equal(filler, text:sub(1, #filler))
+    local lines = j.lines(dir .. "/out/manifest.jsonl")
+    assert.equal(1 + downloaded, #lines)
+    for i = 2, #lines do
+      assert.truthy(flatjson.decode(lines[i]), lines[i])
+    end
+    assert.equal("\n", text:sub(-1))
   end)
 
   it("at concurrency 8 over the real multi, fewer than 3 fsyncs per recording", function()
