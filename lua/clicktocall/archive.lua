@@ -323,7 +323,7 @@ local function manifest_line(entry)
   return line
 end
 
--- The recording of item.rec into item.path, in the order of the file header -> true | nil, err
+-- The recording of item.rec into item.path, in the order of the file header -> bytes | nil, err
 local function archive_one(job, item, io)
   local rec = item.rec
   if job.lease then

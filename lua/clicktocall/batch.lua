@@ -165,7 +165,8 @@ local function curl_scheduler(st, n)
     by_token = {},  -- token -> task, a transfer in flight
     timers = {},    -- { at =, task = }
     parked = {},    -- task -> true
-    commits = {},   -- groups with values committed in this turn, in the order of their first value
+    commits = {},   -- { group =, { task =, value = }... } per group committed to in this turn, in order
+    commit_of = {}, -- group -> its entry in commits
     running = 0, token = 0, now = st.now or core.now,
   }, sched_mt)
   sched.io = make_io(st, sched)
@@ -244,10 +245,10 @@ local function resume(self, task, ...)
   elseif op == "park" then
     self.parked[task] = true
   elseif op == "commit" then
-    local pending = self.commits[a]
+    local pending = self.commit_of[a]
     if not pending then
       pending = { group = a }
-      self.commits[a] = pending
+      self.commit_of[a] = pending
       self.commits[#self.commits + 1] = pending
     end
     pending[#pending + 1] = { task = task, value = b }
@@ -299,7 +300,7 @@ local function flush_commits(self)
   if #list == 0 then
     return false
   end
-  self.commits = {}
+  self.commits, self.commit_of = {}, {}
   for k = 1, #list do
     local pending, values = list[k], {}
     for i = 1, #pending do
@@ -385,7 +386,8 @@ function sched_mt:close()
       pcall(co_close, task.co)
     end
   end
-  self.by_token, self.ready, self.waiting, self.timers, self.parked, self.commits = {}, {}, {}, {}, {}, {}
+  self.by_token, self.ready, self.waiting, self.timers, self.parked = {}, {}, {}, {}, {}
+  self.commits, self.commit_of = {}, {}
   if self.m.close then
     self.m:close()
   end

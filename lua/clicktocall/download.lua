@@ -2,7 +2,9 @@
 --
 -- A recording is written whole at `path` or not at all: the body goes to a
 -- temporary file of our own in the same directory, which is renamed into place
--- once its length is right and it is on disk, then the directory is synced.
+-- once its length is right and it is on disk, then the directory is synced
+-- (or, with fetch's sync_dir = false, left to the caller: archive_recordings
+-- syncs a directory once for all the files a turn of its batch renamed into it).
 --
 -- With the libcurl transport, C does the fetch (redirects, length, fsync) into
 -- the temporary name given here; with a transport written in Lua ("ngx" or a
