@@ -20,7 +20,7 @@ end
 -- A child that archives the window at concurrency 8. whole_turns: core.curl_multi wrapped so that
 -- a wait returns only once every transfer in flight is done, so each turn finishes a whole wave of 8
 -- (with the real multi, how many finish together is up to the network).
-local function child(dir, s, from, to, whole_turns)
+local function child(dir, s, from, to, whole_turns, layout)
   return j.script(dir, "child.lua", ([[
 local core = require "clicktocall.core"
 local clicktocall = require "clicktocall"
@@ -45,10 +45,11 @@ if %s then
 end
 local c = assert(clicktocall.new { base_url = %q, app_secret = %q, user_data = %q })
 local s, err = c:archive_recordings { start_time = %d, end_time = %d, dir = %q, concurrency = 8,
-                                      layout = "flat" }
+                                      layout = %q }
 if not s then io.write("ERR ", tostring(err)) os.exit(1) end
 io.write(s.downloaded, "|", #s.failed)
-]]):format(tostring(whole_turns), s.base_url, s.secret, s.user_data, from, to, dir .. "/out"))
+]]):format(tostring(whole_turns), s.base_url, s.secret, s.user_data, from, to, dir .. "/out",
+            layout or "flat"))
 end
 
 -- The trace's events in order: { op = "fsync", path = }, { op = "rename", from =, to = },
@@ -61,6 +62,8 @@ local function events(trace)
       fds[tonumber(ret)] = args:match('"(.-)"')
     elseif call == "fsync" or call == "fdatasync" then
       out[#out + 1] = { op = "fsync", path = fds[tonumber(args)] }
+    elseif call == "mkdir" or call == "mkdirat" then
+      out[#out + 1] = { op = "mkdir", path = args:match('"(.-)"') }
     elseif call and call:match("^rename") then
       local from, to = args:match('"(.-)".*"(.-)"')
       out[#out + 1] = { op = "rename", from = from, to = to }
@@ -142,6 +145,36 @@ describe("archive_recordings' group commit (strace) #integration", function()
       assert.same({ op = "fsync", path = manifest }, ev[w + 1])
     end
     assert.equal(16, #j.lines(manifest))
+  end)
+
+  it("a dated folder made by the run is made durable in dir before any line names a file in it", function()
+    if SEQUENTIAL or not have_strace() then
+      pending(SEQUENTIAL and "plain Lua 5.1: one recording after another" or "strace is not usable here")
+      return
+    end
+    local now = os.time()
+    s:post("/_sim/seed", { count = 3, start_time = now - 7200, end_time = now - 3600, recorded = true,
+                           recording_bytes = 4096 })
+    local script = child(dir, s, now - DAY, now, false, "date")
+    local trace = dir .. "/trace"
+    local out = j.shell(("strace -qq -s 100000 -o '%s' -e trace=open,openat,mkdir,mkdirat,rename,renameat,"
+      .. "renameat2,fsync,fdatasync,write %s '%s' 2>&1"):format(trace, j.LUA, script))
+    assert.equal("3|0", out)
+    local out_dir, manifest = dir .. "/out", dir .. "/out/manifest.jsonl"
+    local made, parent_synced, first_line
+    for i, e in ipairs(events(trace)) do
+      if e.op == "mkdir" and e.path:find(out_dir .. "/", 1, true) == 1 then
+        made = made or i
+      elseif made and e.op == "fsync" and e.path == out_dir then
+        parent_synced = parent_synced or i
+      elseif e.op == "write" and e.path == manifest then
+        first_line = first_line or i
+      end
+    end
+    assert.truthy(made, "no dated folder was made")
+    assert.truthy(first_line, "no manifest line was written")
+    assert.truthy(parent_synced, "dir was never fsynced after the dated folder was made")
+    assert.is_true(parent_synced < first_line)
   end)
 
   it("a manifest that cannot take a turn's lines at once keeps those that fit, each whole (EFBIG)", function()
