@@ -51,17 +51,18 @@ static int l_file_kind(lua_State *L)
 static int l_fsync(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc, err;
     if (fd < 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "could not open %s: %s", path, strerror(errno));
         return 2;
     }
     rc = fsync(fd);
+    err = rc != 0 ? errno : 0; /* before close can change errno */
     close(fd);
-    if (rc != 0 && errno != EINVAL) { /* some filesystems cannot sync a directory */
+    if (rc != 0 && err != EINVAL) { /* some filesystems cannot sync a directory */
         lua_pushnil(L);
-        lua_pushfstring(L, "could not sync %s: %s", path, strerror(errno));
+        lua_pushfstring(L, "could not sync %s: %s", path, strerror(err));
         return 2;
     }
     lua_pushboolean(L, 1);

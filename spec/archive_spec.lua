@@ -97,6 +97,43 @@ describe("archive_recordings", function()
     assert.equal(before + 2, j.count(provider, "download"))
   end)
 
+  it("a manifest entry whose file is there, whole, is skipped even when the layout changed since", function()
+    local client, provider = j.client()
+    local now = os.time()
+    provider:seed_records(4, { start_time = now - DAY, end_time = now - 60 })
+    local from, to = window(now)
+    local function run(layout)
+      return assert(client:archive_recordings { start_time = from, end_time = to, dir = dir, layout = layout })
+    end
+    assert.equal(4, run("flat").downloaded)
+    local before = j.count(provider, "download")
+    local dated = run("date")
+    assert.equal(0, dated.downloaded)
+    assert.equal(4, dated.skipped)
+    assert.equal(before, j.count(provider, "download"))
+    -- a file lost since: fetched again, where this run's layout puts it
+    local m = manifest(dir)
+    os.remove(dir .. "/" .. m[1].file)
+    local third = run("date")
+    assert.equal(1, third.downloaded)
+    assert.equal(3, third.skipped)
+    m = manifest(dir)
+    assert.equal(m[1].id, m[5].id)
+    assert.equal(m[1].callEndTime:sub(1, 10) .. "/" .. m[1].sessionId .. ".wav", m[5].file)
+    -- a hand-edited line naming a whole file outside dir is never taken for the recording
+    local outside = dir .. "-outside.wav"
+    j.write(outside, ("x"):rep(32768))
+    local text = j.read(dir .. "/manifest.jsonl")
+    local was = '"file":"' .. m[2].file .. '"'
+    local at = assert(text:find(was, 1, true))
+    j.write(dir .. "/manifest.jsonl", text:sub(1, at - 1) .. '"file":"../' .. outside:match("[^/]+$") .. '"'
+      .. text:sub(at + #was))
+    local fourth = run("date")
+    os.remove(outside)
+    assert.equal(1, fourth.downloaded)
+    assert.equal(3, fourth.skipped)
+  end)
+
   it("names never leave dir: hostile sessionIds are sanitized, an empty one becomes id-<id>", function()
     local client, provider = j.client()
     local now = os.time()

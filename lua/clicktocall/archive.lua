@@ -8,6 +8,15 @@
 -- clicktocall.batch (each through download.fetch: whole or not at all). For each file: on_file(entry),
 -- then one manifest line (append, fsync). on_file goes first so that an upload that failed is tried
 -- again by the next run: the recording is not in the manifest yet.
+--
+-- The order that makes a crash harmless, for each recording: its file is whole and fsynced (under a
+-- temporary name), renamed into place, its directory fsynced, then on_file, then its manifest line
+-- written and fsynced. So a manifest line always names a durable, whole file; a crash leaves at most
+-- temporary files of ours (removed by the next run) or a file without its line (fetched again).
+-- The directory fsync and the manifest line are group commits (batch.commit): the recordings that
+-- finish in one turn of the scheduler share one directory fsync, then one write of all their lines
+-- and one fsync, so the loop that drives the transfers waits for the disk once per turn, not three
+-- times per recording. Each line still waits for its own file's directory fsync.
 
 local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"
@@ -29,6 +38,7 @@ local match = string.match
 local find = string.find
 local sub = string.sub
 local lower = string.lower
+local concat = table.concat
 local sort = table.sort
 local tointeger = math.tointeger -- nil before 5.3
 
@@ -46,6 +56,7 @@ local KNOWN = {
 }
 
 local ENTRY_KEYS = { "id", "sessionId", "file", "bytes", "sha256", "callEndTime", "archived_at" }
+local NO_DIR_SYNC = { sync_dir = false } -- the directory fsync is this file's group commit
 
 --------------------------------------------------------------------------
 -- names
@@ -125,6 +136,18 @@ local function file_size(path)
   return size
 end
 
+-- A manifest file name this archive could have written: relative, inside dir.
+local function inside(file)
+  return file ~= "" and not find(file, "^/") and not find("/" .. file .. "/", "/%.%./")
+    and not find(file, "%c")
+end
+
+--- kept(dir, entry) -> whether the manifest entry's file is in dir, whole (its size)
+local function kept(dir, m)
+  local bytes = m and tonumber(m.bytes)
+  return bytes ~= nil and inside(m.file) and file_size(dir .. "/" .. m.file) == bytes
+end
+
 --------------------------------------------------------------------------
 -- arguments
 --------------------------------------------------------------------------
@@ -184,7 +207,7 @@ local function check(st, args)
 end
 
 --------------------------------------------------------------------------
--- one recording
+-- errors
 --------------------------------------------------------------------------
 
 -- A certificate the recording host's TLS could not verify: say what to do about it.
@@ -208,46 +231,88 @@ local function callback_error(st, what, cause)
   return e
 end
 
--- fn for batch.run: the recording of item.rec into item.path, then on_file, then the manifest line
-local function archive_one(job, item, io)
-  local st, rec = job.st, item.rec
-  if job.lease then
-    local lok, lerr = job.lease:renew()
-    if not lok then
-      item.err = lerr
-      return
+local function io_fail(st, message)
+  return exchange.fail(st, "io", message, { sent = true, retryable = false })
+end
+
+--------------------------------------------------------------------------
+-- group commits (batch.group): what the recordings of one scheduler turn share
+--------------------------------------------------------------------------
+
+-- Flush of job.dirs: one fsync per directory, for every rename into it -> errs (errs[i] for dirs[i])
+local function sync_dirs(st, dirs)
+  local errs, result = {}, {}
+  for i = 1, #dirs do
+    local d = dirs[i]
+    if result[d] == nil then
+      local ok, why = core.fsync(d)
+      result[d] = not ok and io_fail(st, "the recording could not be made durable: " .. tostring(why))
     end
+    errs[i] = result[d] or nil
   end
-  if item.subdir and core.file_kind(item.subdir) ~= "directory" then
-    local ok, why = core.mkdir(item.subdir)
-    if not ok and core.file_kind(item.subdir) ~= "directory" then
-      item.err = exchange.fail(st, "io", tostring(why), { sent = false, retryable = false })
-      return
-    end
+  return errs
+end
+
+-- Flush of job.lines: every line in one append and one fsync -> errs. core.append_sync cuts the file
+-- back when it fails, so on a nearly full disk each line is then tried alone: those that fit stay.
+local function append_lines(job, lines)
+  local prefix = job.torn and "\n" or "" -- end a torn last line (a crash) before ours
+  local ok, why = core.append_sync(job.manifest, prefix .. concat(lines, "\n") .. "\n")
+  if ok then
+    job.torn = false
+    return {}
   end
-  local ok, info = download.fetch(io, rec, item.path)
-  if not ok then
-    item.err = tls_hint(info)
-    return
+  if #lines == 1 then
+    return { io_fail(job.st, "the recording is on disk but the manifest could not be written: " .. tostring(why)) }
   end
-  local entry = {
-    id = rec.id, sessionId = rec.sessionId, file = item.file, bytes = info.bytes, sha256 = info.sha256,
-    callEndTime = rec.callEndTime, archived_at = os_time(),
-  }
-  if job.on_file then
-    local hook = { path = item.path }
-    for k, v in pairs(entry) do
-      hook[k] = v
-    end
-    local hok, r1, r2 = pcall(job.on_file, hook)
-    if not hok then
-      item.err = callback_error(st, "raised an error", r1)
-      return
-    elseif r1 == nil and r2 ~= nil then
-      item.err = callback_error(st, "returned an error", r2)
-      return
-    end
+  local errs = {}
+  for i = 1, #lines do
+    errs[i] = append_lines(job, { lines[i] })[1]
   end
+  return errs
+end
+
+local function commit_groups(job)
+  job.dirs = batch.group(function(dirs)
+    return sync_dirs(job.st, dirs)
+  end)
+  job.lines = batch.group(function(lines)
+    return append_lines(job, lines)
+  end)
+end
+
+--------------------------------------------------------------------------
+-- one recording
+--------------------------------------------------------------------------
+
+-- A dated folder, made on first use; its own name in dir is made durable too -> true | nil, err
+local function ensure_subdir(job, io, subdir)
+  if core.file_kind(subdir) == "directory" then
+    return true
+  end
+  local ok, why = core.mkdir(subdir)
+  if not ok and core.file_kind(subdir) ~= "directory" then
+    return nil, exchange.fail(job.st, "io", tostring(why), { sent = false, retryable = false })
+  end
+  return batch.commit(io, job.dirs, job.dir)
+end
+
+-- on_file(entry + path) -> true | nil, err (kind "callback")
+local function call_on_file(job, item, entry)
+  local hook = { path = item.path }
+  for k, v in pairs(entry) do
+    hook[k] = v
+  end
+  local hok, r1, r2 = pcall(job.on_file, hook)
+  if not hok then
+    return nil, callback_error(job.st, "raised an error", r1)
+  elseif r1 == nil and r2 ~= nil then
+    return nil, callback_error(job.st, "returned an error", r2)
+  end
+  return true
+end
+
+local function manifest_line(entry)
   local line = flatjson.encode(ENTRY_KEYS, entry)
   if type(entry.sessionId) == "string" then
     -- keep a sessionId of digits a string
@@ -255,15 +320,47 @@ local function archive_one(job, item, io)
       return '"sessionId":' .. flatjson.encode_string(entry.sessionId) .. ","
     end, 1)
   end
-  local prefix = job.torn and "\n" or ""
-  local aok, awhy = core.append_sync(job.manifest, prefix .. line .. "\n")
-  if not aok then
-    item.err = exchange.fail(st, "io", "the recording is on disk but the manifest could not be written: "
-                             .. tostring(awhy), { sent = true, retryable = false })
-    return
+  return line
+end
+
+-- The recording of item.rec into item.path, in the order of the file header -> bytes | nil, err
+local function archive_one(job, item, io)
+  local rec = item.rec
+  if job.lease then
+    local lok, lerr = job.lease:renew()
+    if not lok then
+      return nil, lerr
+    end
   end
-  job.torn = false
-  item.bytes = info.bytes
+  if item.subdir then
+    local sok, serr = ensure_subdir(job, io, item.subdir)
+    if not sok then
+      return nil, serr
+    end
+  end
+  local ok, info = download.fetch(io, rec, item.path, NO_DIR_SYNC)
+  if not ok then
+    return nil, tls_hint(info)
+  end
+  local synced, serr = batch.commit(io, job.dirs, jobs.parent(item.path))
+  if not synced then
+    return nil, serr
+  end
+  local entry = {
+    id = rec.id, sessionId = rec.sessionId, file = item.file, bytes = info.bytes, sha256 = info.sha256,
+    callEndTime = rec.callEndTime, archived_at = os_time(),
+  }
+  if job.on_file then
+    local hok, herr = call_on_file(job, item, entry)
+    if not hok then
+      return nil, herr
+    end
+  end
+  local written, werr = batch.commit(io, job.lines, manifest_line(entry))
+  if not written then
+    return nil, werr
+  end
+  return info.bytes
 end
 
 --------------------------------------------------------------------------
@@ -328,20 +425,22 @@ function _M.locked(st, args, job)
         summary.no_recording = summary.no_recording + 1
       else
         local key = jobs.key(rec.id)
-        local folder = job.layout == "date" and (date_of(rec) .. "/") or ""
-        local file = folder .. name_of(rec)
         local m = manifest[key]
-        local owner = names[file] or claimed[file]
-        local alt = gsub(file, "(%.[%w]+)$", "-" .. key .. "%1")
-        if (owner and owner ~= key) or (m and m.file == alt) then
-          -- two calls with one sessionId (in this run or an earlier one): this one has its id in the name
-          file = alt
-        end
-        names[file] = key
-        local path = job.dir .. "/" .. file
-        if m and m.file == file and tonumber(m.bytes) and file_size(path) == tonumber(m.bytes) then
+        if kept(job.dir, m) then
+          -- the manifest's file is the truth for its id, whatever name or layout this run would give it
+          names[m.file] = key
           summary.skipped = summary.skipped + 1
         else
+          local folder = job.layout == "date" and (date_of(rec) .. "/") or ""
+          local file = folder .. name_of(rec)
+          local owner = names[file] or claimed[file]
+          local alt = gsub(file, "(%.[%w]+)$", "-" .. key .. "%1")
+          if (owner and owner ~= key) or (m and m.file == alt) then
+            -- two calls with one sessionId (in this run or an earlier one): this one has its id in the name
+            file = alt
+          end
+          names[file] = key
+          local path = job.dir .. "/" .. file
           order = order + 1
           local ends = jobs.unix(rec.callEndTime)
           -- only what the download needs: a window may hold tens of thousands of records
@@ -361,8 +460,9 @@ function _M.locked(st, args, job)
     return nil, err
   end
   sort(todo, older)
+  commit_groups(job)
   local failures = batch.run(st, job.n, todo, function(item, io)
-    return archive_one(job, item, io)
+    item.bytes, item.err = archive_one(job, item, io)
   end)
   local now = os_time()
   for i = 1, #todo do

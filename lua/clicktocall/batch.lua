@@ -12,6 +12,13 @@
 --     sched:park(task)                (inside that task) waits until sched:wake(task) is called
 --     sched:wake(task), sched:close() (drops what is left; a transfer in flight is abandoned)
 --
+--   batch.group(flush) -> group; batch.commit(io, group, value) -> true | nil, err   (group commit)
+--     flush(values) -> errs does at once what each value would need alone (one fsync of a directory for
+--     many renames into it, one write and one fsync for many manifest lines); errs[i] is values[i]'s
+--     error, nil once it is committed. With "curl" the task parks, and the values its turn committed
+--     are flushed together when the turn ends, before the scheduler waits for the network again: the
+--     disk is waited for once per turn, not once per item. Elsewhere flush({ value }) runs at once.
+--
 -- Backends, chosen by batch.backend(st):
 --   "sequential"  a transport function (it may yield for its own scheduler, so it is never run inside
 --                 ours), or plain Lua 5.1 (no yield across pcall): one item after another, io = st.
@@ -28,6 +35,7 @@ local exchange = require "clicktocall.exchange"
 local type = type
 local pairs = pairs
 local pcall = pcall
+local rawget = rawget
 local select = select
 local setmetatable = setmetatable
 local co_create = coroutine.create
@@ -138,6 +146,9 @@ local function make_io(st, sched)
       end
       return co_yield(TAG, "sleep", seconds)
     end,
+    commit = function(group, value)
+      return co_yield(TAG, "commit", group, value)
+    end,
     batch = sched,
   }, { __index = st })
 end
@@ -154,6 +165,8 @@ local function curl_scheduler(st, n)
     by_token = {},  -- token -> task, a transfer in flight
     timers = {},    -- { at =, task = }
     parked = {},    -- task -> true
+    commits = {},   -- { group =, { task =, value = }... } per group committed to in this turn, in order
+    commit_of = {}, -- group -> its entry in commits
     running = 0, token = 0, now = st.now or core.now,
   }, sched_mt)
   sched.io = make_io(st, sched)
@@ -231,6 +244,14 @@ local function resume(self, task, ...)
     self.timers[#self.timers + 1] = { at = self.now() + (type(a) == "number" and a or 0), task = task }
   elseif op == "park" then
     self.parked[task] = true
+  elseif op == "commit" then
+    local pending = self.commit_of[a]
+    if not pending then
+      pending = { group = a }
+      self.commit_of[a] = pending
+      self.commits[#self.commits + 1] = pending
+    end
+    pending[#pending + 1] = { task = task, value = b }
   end
 end
 
@@ -258,9 +279,45 @@ local function fire_timers(self)
   return soonest and soonest - now or nil
 end
 
--- One turn: start tasks, resume the ready ones, else wait for a transfer or a timer.
+-- flush(values) -> errs, never raising: a flush that raises fails every value it was given
+local function run_flush(group, values)
+  local ok, errs = pcall(group.flush, values)
+  if ok then
+    return errs or {}
+  end
+  local err = raised(errs)
+  errs = {}
+  for i = 1, #values do
+    errs[i] = err
+  end
+  return errs
+end
+
+-- Flushes each group committed to in this turn, once, and readies its tasks with their results.
+-- Returns whether there was anything to flush.
+local function flush_commits(self)
+  local list = self.commits
+  if #list == 0 then
+    return false
+  end
+  self.commits, self.commit_of = {}, {}
+  for k = 1, #list do
+    local pending, values = list[k], {}
+    for i = 1, #pending do
+      values[i] = pending[i].value
+    end
+    local errs = run_flush(pending.group, values)
+    for i = 1, #pending do
+      local err = errs[i]
+      self.ready[#self.ready + 1] = { pending[i].task, err == nil or nil, err }
+    end
+  end
+  return true
+end
+
+-- One step: start tasks, resume the ready ones, else wait for a transfer or a timer.
 -- Returns false when nothing can move any more.
-local function turn(self)
+local function step(self)
   start_waiting(self)
   if #self.ready > 0 then
     local ready = self.ready
@@ -296,6 +353,13 @@ local function turn(self)
   return true
 end
 
+-- One turn: a step, then the group commits of the tasks it resumed (so nothing committed ever waits
+-- for the network). Returns false when nothing can move any more.
+local function turn(self)
+  local moved = step(self)
+  return flush_commits(self) or moved
+end
+
 --- drive(pred): run until pred() is true or nothing can move
 function sched_mt:drive(pred)
   if self.ngx then
@@ -323,6 +387,7 @@ function sched_mt:close()
     end
   end
   self.by_token, self.ready, self.waiting, self.timers, self.parked = {}, {}, {}, {}, {}
+  self.commits, self.commit_of = {}, {}
   if self.m.close then
     self.m:close()
   end
@@ -398,6 +463,24 @@ end
 --------------------------------------------------------------------------
 -- the public entry points
 --------------------------------------------------------------------------
+
+--- group(flush) -> a group commit (see the file header)
+function _M.group(flush)
+  return { flush = flush }
+end
+
+--- commit(io, group, value) -> true | nil, err: value committed by group.flush, alone or with the turn's
+function _M.commit(io, group, value)
+  local commit = rawget(io, "commit") -- only the coroutine scheduler's io has one
+  if commit then
+    return commit(group, value)
+  end
+  local err = run_flush(group, { value })[1]
+  if err ~= nil then
+    return nil, err
+  end
+  return true
+end
 
 --- scheduler(st, n) -> sched | nil, err   (nil, "sequential" when the backend runs one at a time)
 function _M.scheduler(st, n)

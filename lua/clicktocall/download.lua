@@ -2,7 +2,9 @@
 --
 -- A recording is written whole at `path` or not at all: the body goes to a
 -- temporary file of our own in the same directory, which is renamed into place
--- once its length is right and it is on disk, then the directory is synced.
+-- once its length is right and it is on disk, then the directory is synced
+-- (or, with fetch's sync_dir = false, left to the caller: archive_recordings
+-- syncs a directory once for all the files a turn of its batch renamed into it).
 --
 -- With the libcurl transport, C does the fetch (redirects, length, fsync) into
 -- the temporary name given here; with a transport written in Lua ("ngx" or a
@@ -311,7 +313,8 @@ local function fetch_curl(st, request, dir)
   return res, tmp
 end
 
-local function once(st, request, dir, path)
+-- One attempt: fetch into a temporary file, then rename it into place (and sync dir when asked).
+local function attempt(st, request, dir, path, sync_dir)
   local fetch = st.download and fetch_curl or fetch_lua
   local start = request.url
   local res, tmp, eres = fetch(st, request, dir)
@@ -324,12 +327,25 @@ local function once(st, request, dir, path)
     os_remove(tmp)
     return nil, io_error(st, "could not move the recording into place: " .. tostring(rerr)), res
   end
-  core.fsync(dir) -- the rename itself survives a crash
+  if sync_dir then
+    core.fsync(dir) -- the rename itself survives a crash
+  end
   return { bytes = res.bytes, sha256 = res.sha256 }, nil, res
 end
 
---- fetch(st, rec_or_url, path) -> true, { bytes =, sha256 = } | nil, err
-function _M.fetch(st, rec, path)
+-- exchange.with_retries passes two values on: one `once` per choice of directory sync
+local function once_synced(st, request, dir, path)
+  return attempt(st, request, dir, path, true)
+end
+
+local function once_unsynced(st, request, dir, path)
+  return attempt(st, request, dir, path, false)
+end
+
+--- fetch(st, rec_or_url, path [, opts]) -> true, { bytes =, sha256 = } | nil, err
+-- opts.sync_dir = false: the caller fsyncs path's directory itself before it relies on the rename
+-- (archive_recordings does it once for all the files of a turn); by default fetch does.
+function _M.fetch(st, rec, path, opts)
   local url, dir = check(st, rec, path)
   if not url then
     return nil, dir
@@ -340,6 +356,7 @@ function _M.fetch(st, rec, path)
     headers = { ["User-Agent"] = st.cfg.user_agent },
     timeout = st.download_timeout, connect_timeout = st.connect_timeout,
   }
+  local once = (opts and opts.sync_dir == false) and once_unsynced or once_synced
   local result, err = exchange.with_retries(st, true, request, once, dir, path)
   if not result then
     return nil, err

@@ -1,0 +1,237 @@
+-- archive_recordings' group commit, seen in the system calls of a child process (strace) over the
+-- built-in libcurl multi: the recordings that finish in one turn of the scheduler share one directory
+-- fsync and one manifest write with one fsync, and each manifest line still comes after its file's
+-- fsync, its rename and the directory's fsync.
+local sim = require "spec.helpers.sim"
+local j = require "spec.helpers.jobs"
+local core = require "clicktocall.core"
+local flatjson = require "clicktocall.flatjson"
+
+local DAY = 86400
+
+-- plain Lua 5.1 cannot yield across pcall: the batch runs one recording after another there, no turns
+local SEQUENTIAL = _VERSION == "Lua 5.1" and not rawget(_G, "jit")
+
+local function have_strace()
+  return j.shell("command -v strace >/dev/null 2>&1 && strace -qq -e trace=none true 2>&1 && echo yes")
+    :find("yes", 1, true) ~= nil
+end
+
+-- A child that archives the window at concurrency 8. whole_turns: core.curl_multi wrapped so that
+-- a wait returns only once every transfer in flight is done, so each turn finishes a whole wave of 8
+-- (with the real multi, how many finish together is up to the network).
+local function child(dir, s, from, to, whole_turns, layout)
+  return j.script(dir, "child.lua", ([[
+local core = require "clicktocall.core"
+local clicktocall = require "clicktocall"
+if %s then
+  local real = core.curl_multi
+  core.curl_multi = function(o)
+    local m, err = real(o)
+    if not m then return nil, err end
+    local all_done = {}
+    function all_done.wait()
+      local done = {}
+      repeat
+        local d = m:wait(1)
+        for i = 1, #d do done[#done + 1] = d[i] end
+      until m:count() == 0
+      return done
+    end
+    return setmetatable(all_done, { __index = function(_, k)
+      return function(_, ...) return m[k](m, ...) end
+    end })
+  end
+end
+local c = assert(clicktocall.new { base_url = %q, app_secret = %q, user_data = %q })
+local s, err = c:archive_recordings { start_time = %d, end_time = %d, dir = %q, concurrency = 8,
+                                      layout = %q }
+if not s then io.write("ERR ", tostring(err)) os.exit(1) end
+io.write(s.downloaded, "|", #s.failed)
+]]):format(tostring(whole_turns), s.base_url, s.secret, s.user_data, from, to, dir .. "/out",
+            layout or "flat"))
+end
+
+-- The trace's events in order: { op = "fsync", path = }, { op = "rename", from =, to = },
+-- { op = "write", path =, files = { names in the manifest lines written } }
+local function events(trace)
+  local out, fds = {}, {}
+  for line in io.lines(trace) do
+    local call, args, ret = line:match("^(%w+)%((.*)%)%s+=%s+(-?%d+)")
+    if call == "openat" or call == "open" then
+      fds[tonumber(ret)] = args:match('"(.-)"')
+    elseif call == "fsync" or call == "fdatasync" then
+      out[#out + 1] = { op = "fsync", path = fds[tonumber(args)] }
+    elseif call == "mkdir" or call == "mkdirat" then
+      out[#out + 1] = { op = "mkdir", path = args:match('"(.-)"') }
+    elseif call and call:match("^rename") then
+      local from, to = args:match('"(.-)".*"(.-)"')
+      out[#out + 1] = { op = "rename", from = from, to = to }
+    elseif call == "write" then
+      local fd = tonumber(args:match("^(%d+)"))
+      local files = {}
+      for name in args:gmatch('\\"file\\":\\"(.-)\\"') do files[#files + 1] = name end
+      out[#out + 1] = { op = "write", path = fds[fd], files = files }
+    end
+  end
+  return out
+end
+
+describe("archive_recordings' group commit (strace) #integration", function()
+  local s, dir
+  setup(function() s = assert(sim.start()) end)
+  teardown(function() if s then s:stop() end end)
+  before_each(function()
+    s:reset()
+    dir = j.mkdtemp()
+    core.mkdir(dir .. "/out")
+  end)
+  after_each(function() j.rmtree(dir) end)
+
+  it("one turn's recordings share one directory fsync and one manifest write and fsync, in order", function()
+    if SEQUENTIAL or not have_strace() then
+      pending(SEQUENTIAL and "plain Lua 5.1: one recording after another" or "strace is not usable here")
+      return
+    end
+    local now = os.time()
+    s:post("/_sim/seed", { count = 16, start_time = now - DAY, end_time = now - 60, recorded = true,
+                           recording_bytes = 4096 })
+    local script = child(dir, s, now - DAY, now, true)
+    local trace = dir .. "/trace"
+    local out = j.shell(("strace -qq -s 100000 -o '%s' -e trace=open,openat,rename,renameat,renameat2,"
+      .. "fsync,fdatasync,write %s '%s' 2>&1"):format(trace, j.LUA, script))
+    assert.equal("16|0", out)
+    local out_dir, manifest = dir .. "/out", dir .. "/out/manifest.jsonl"
+    local ev = events(trace)
+    local fsyncs = { file = 0, dir = 0, manifest = 0 }
+    local writes = {}
+    for i, e in ipairs(ev) do
+      if e.op == "fsync" then
+        local kind = e.path == out_dir and "dir" or e.path == manifest and "manifest"
+          or (e.path or ""):match("/%.ctc%-[^/]*%.part$") and "file"
+        assert.truthy(kind, "an fsync of " .. tostring(e.path))
+        fsyncs[kind] = fsyncs[kind] + 1
+      elseif e.op == "write" and e.path == manifest then
+        writes[#writes + 1] = i
+      end
+    end
+    -- 16 recordings, two turns of 8: 16 + 2 + 2 fsyncs, where each recording alone took 3
+    assert.same({ file = 16, dir = 2, manifest = 2 }, fsyncs)
+    assert.equal(2, #writes)
+    for _, w in ipairs(writes) do
+      local names = ev[w].files
+      assert.equal(8, #names)
+      for _, name in ipairs(names) do
+        -- its rename, before the write
+        local r
+        for i = w - 1, 1, -1 do
+          if ev[i].op == "rename" and ev[i].to == out_dir .. "/" .. name then r = i break end
+        end
+        assert.truthy(r, name .. " was not renamed before its manifest line")
+        -- the temporary file's fsync before the rename
+        local synced = false
+        for i = 1, r - 1 do
+          if ev[i].op == "fsync" and ev[i].path == ev[r].from then synced = true end
+        end
+        assert.is_true(synced, name .. ": renamed before its own fsync")
+        -- the directory's fsync between the rename and the write
+        local dir_synced = false
+        for i = r + 1, w - 1 do
+          if ev[i].op == "fsync" and ev[i].path == out_dir then dir_synced = true end
+        end
+        assert.is_true(dir_synced, name .. ": its line was written before the directory's fsync")
+      end
+      -- and the manifest's fsync after the write
+      assert.same({ op = "fsync", path = manifest }, ev[w + 1])
+    end
+    assert.equal(16, #j.lines(manifest))
+  end)
+
+  it("a dated folder made by the run is made durable in dir before any line names a file in it", function()
+    if SEQUENTIAL or not have_strace() then
+      pending(SEQUENTIAL and "plain Lua 5.1: one recording after another" or "strace is not usable here")
+      return
+    end
+    local now = os.time()
+    s:post("/_sim/seed", { count = 3, start_time = now - 7200, end_time = now - 3600, recorded = true,
+                           recording_bytes = 4096 })
+    local script = child(dir, s, now - DAY, now, false, "date")
+    local trace = dir .. "/trace"
+    local out = j.shell(("strace -qq -s 100000 -o '%s' -e trace=open,openat,mkdir,mkdirat,rename,renameat,"
+      .. "renameat2,fsync,fdatasync,write %s '%s' 2>&1"):format(trace, j.LUA, script))
+    assert.equal("3|0", out)
+    local out_dir, manifest = dir .. "/out", dir .. "/out/manifest.jsonl"
+    local made, parent_synced, first_line
+    for i, e in ipairs(events(trace)) do
+      if e.op == "mkdir" and e.path:find(out_dir .. "/", 1, true) == 1 then
+        made = made or i
+      elseif made and e.op == "fsync" and e.path == out_dir then
+        parent_synced = parent_synced or i
+      elseif e.op == "write" and e.path == manifest then
+        first_line = first_line or i
+      end
+    end
+    assert.truthy(made, "no dated folder was made")
+    assert.truthy(first_line, "no manifest line was written")
+    assert.truthy(parent_synced, "dir was never fsynced after the dated folder was made")
+    assert.is_true(parent_synced < first_line)
+  end)
+
+  it("a manifest that cannot take a turn's lines at once keeps those that fit, each whole (EFBIG)", function()
+    if SEQUENTIAL then
+      pending("plain Lua 5.1: one recording after another")
+      return
+    end
+    -- the limit in bytes: sh's ulimit -f counts 512-byte blocks in dash, 1024 in bash; ask it
+    j.shell(("sh -c \"trap '' XFSZ; ulimit -f 32; head -c 100000 /dev/zero > '%s/probe' 2>/dev/null\"")
+      :format(dir))
+    local limit = #j.read(dir .. "/probe")
+    os.remove(dir .. "/probe")
+    assert.is_true(limit == 16384 or limit == 32768, limit)
+    -- room for two or three lines (about 200 bytes each), not for the turn's eight
+    local filler = ("x"):rep(limit - 600 - 1) .. "\n"
+    j.write(dir .. "/out/manifest.jsonl", filler)
+    local now = os.time()
+    s:post("/_sim/seed", { count = 8, start_time = now - DAY, end_time = now - 60, recorded = true,
+                           recording_bytes = 2048 })
+    local script = child(dir, s, now - DAY, now, true)
+    local out = j.shell(("sh -c \"trap '' XFSZ; ulimit -f 32; %s '%s'\" 2>&1"):format(j.LUA, script))
+    local downloaded, failed = out:match("^(%d+)|(%d+)$")
+    assert.truthy(downloaded, out)
+    downloaded, failed = tonumber(downloaded), tonumber(failed)
+    assert.equal(8, downloaded + failed)
+    assert.is_true(downloaded >= 2 and failed >= 1, out)
+    local text = j.read(dir .. "/out/manifest.jsonl")
+    assert.equal(filler, text:sub(1, #filler))
+    local lines = j.lines(dir .. "/out/manifest.jsonl")
+    assert.equal(1 + downloaded, #lines)
+    for i = 2, #lines do
+      assert.truthy(flatjson.decode(lines[i]), lines[i])
+    end
+    assert.equal("\n", text:sub(-1))
+  end)
+
+  it("at concurrency 8 over the real multi, fewer than 3 fsyncs per recording", function()
+    if SEQUENTIAL or not have_strace() then
+      pending(SEQUENTIAL and "plain Lua 5.1: one recording after another" or "strace is not usable here")
+      return
+    end
+    local now = os.time()
+    s:post("/_sim/seed", { count = 40, start_time = now - DAY, end_time = now - 60, recorded = true,
+                           recording_bytes = 65536 })
+    s:fault { path = "/recordings/*", kind = "latency", ms = 30, count = 1000 }
+    local script = child(dir, s, now - DAY, now, false)
+    local trace = dir .. "/trace"
+    local out = j.shell(("strace -f -qq -c -o '%s' -e trace=fsync,fdatasync %s '%s' 2>&1")
+      :format(trace, j.LUA, script))
+    assert.equal("40|0", out)
+    local calls = 0
+    for line in io.lines(trace) do
+      local n, name = line:match("^%s*[%d.]+%s+[%d.]+%s+%d+%s+(%d+)%s+%d*%s*(%w+)%s*$")
+      if name == "fsync" or name == "fdatasync" then calls = calls + tonumber(n) end
+    end
+    assert.is_true(calls >= 40, "fewer fsyncs than files: " .. calls)
+    assert.is_true(calls < 3 * 40, calls .. " fsyncs for 40 recordings")
+    assert.equal(40, #j.lines(dir .. "/out/manifest.jsonl"))
+  end)
+end)
