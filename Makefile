@@ -34,7 +34,7 @@ CC           ?= cc
 OPT          ?= -O2 -g
 WARN         := -Wall -Wextra -Wshadow -Werror
 CFLAGS       ?= $(OPT)
-ALL_CFLAGS    = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) \
+ALL_CFLAGS    = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -pthread -fvisibility=hidden $(WARN) \
                 $(LUA_CFLAGS) $(CURL_CFLAGS) $(CFLAGS)
 LIBFLAG      ?= -shared
 # never link liblua: the host (lua, luajit, nginx) provides its symbols
@@ -55,7 +55,7 @@ $(BUILD)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) | deps
 
 $(CORE): $(OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LIBFLAG) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(CURL_LIBS) -lm
+	$(CC) $(LIBFLAG) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(CURL_LIBS) -lm -pthread
 
 # Installs the Debian packages the project needs when run as root; otherwise
 # prints the one apt-get command to run. `deps` is the same, quiet, and is the

@@ -367,6 +367,10 @@ void ctc_exchange_prepare(lua_State *L, ctc_exchange *x, int req, int download)
     lua_getfield(L, req, "want_headers");
     x->want_headers = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
+    /* absent means fsync: only archive_recordings, which fsyncs a turn's files at once, says false */
+    lua_getfield(L, req, "sync");
+    x->sync = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
     /* absent means safe: only the core's dial says false */
     lua_getfield(L, req, "resend_safe");
     x->resend_safe = lua_isnil(L, -1) || lua_toboolean(L, -1);
@@ -619,14 +623,16 @@ void ctc_exchange_abandon_file(ctc_exchange *x)
     }
 }
 
-/* The body went to x->fd as it came (on_write); a whole 2xx one is kept. */
+/* The body went to x->fd as it came (on_write); a whole 2xx one is kept,
+ * fsynced here unless the caller makes it durable itself (x->sync == 0: the
+ * file is then whole but maybe only in the page cache; see archive.lua). */
 int ctc_exchange_finish_download(lua_State *L, ctc_exchange *x, CURLcode rc)
 {
     curl_off_t expected = -1;
     int ok;
     curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &expected);
     ok = rc == CURLE_OK && (!is_success(x) || expected < 0 || (uint64_t)expected == x->bytes);
-    if (ok && is_success(x) && fsync(x->fd) != 0) {
+    if (ok && is_success(x) && x->sync && fsync(x->fd) != 0) {
         x->write_failed = errno;
         ok = 0;
     }

@@ -38,6 +38,7 @@ typedef struct ctc_exchange {
     curl_off_t max_body;   /* < 0: no limit */
     int too_large;
     int fd;                /* download target, or -1 */
+    int sync;              /* fsync the download's file when it is whole (request.sync ~= false) */
     int write_failed;      /* errno of a failed write(2), or 0 */
     uint64_t bytes;        /* bytes written to fd */
     ctc_sha256 sha;
@@ -80,8 +81,8 @@ int ctc_exchange_create_file(lua_State *L, ctc_exchange *x, const char *path);
 void ctc_exchange_abandon_file(ctc_exchange *x);
 /* Pushes what perform returns for a finished transfer: res, or nil, err. */
 int ctc_exchange_push_result(lua_State *L, ctc_exchange *x, CURLcode rc);
-/* Finishes a download (fsync, close, remove unless whole) and pushes what
- * download returns: res, or nil, err. */
+/* Finishes a download (fsync unless the request said sync = false, close,
+ * remove unless whole) and pushes what download returns: res, or nil, err. */
 int ctc_exchange_finish_download(lua_State *L, ctc_exchange *x, CURLcode rc);
 /* nil, err: an easy handle could not be made; nothing was sent */
 int ctc_exchange_push_start_error(lua_State *L, CURLcode rc);

@@ -2,11 +2,16 @@
  * File helpers for recording downloads through a transport written in Lua
  * (OpenResty, a function): plain Lua has no exclusive create, stat, fsync or
  * streaming hash. The libcurl transport does the same work in C (curl.c).
+ * Also the jobs' helpers (below): a lock, a listing, a durable append, and
+ * core.fsync_all, the one place the core starts threads.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -459,6 +464,138 @@ static int l_append_sync(lua_State *L)
     return 1;
 }
 
+/*
+ * core.fsync_all(paths [, max_threads]) -> errs, failed
+ * Makes every path durable as core.fsync(path) would, the fsyncs running at
+ * once in up to max_threads threads (default 8, at most 64): a file system
+ * with a journal (ext4, xfs) commits concurrent fsyncs together, so a batch
+ * of files costs about one fsync's wait instead of one per file. errs[i] is
+ * the message for paths[i] ("could not open|sync PATH: <its own errno>"),
+ * nil when it is durable; failed counts them. Threads run only open, fsync
+ * and close on C copies of the arguments (pointers to the table's strings,
+ * which the table keeps alive; no Lua runs meanwhile) and are all joined
+ * before anything is pushed. A thread that cannot be started costs only
+ * parallelism: the caller's thread does its share.
+ */
+#define FSYNC_DEFAULT_THREADS 8
+#define FSYNC_MAX_THREADS 64
+#define FSYNC_STACK (256 * 1024)
+
+typedef struct fsync_job {
+    const char *path;
+    int err;           /* 0, or the errno of this path's open or fsync */
+    int opened;        /* the open succeeded (err is then fsync's) */
+} fsync_job;
+
+/* One thread's share: jobs first, first + step, first + 2 * step, ... */
+typedef struct fsync_share {
+    fsync_job *jobs;
+    size_t n, first, step;
+    pthread_t tid;
+    int started;
+} fsync_share;
+
+static void fsync_one(fsync_job *j)
+{
+    int fd;
+    do
+        fd = open(j->path, O_RDONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        j->err = errno;
+        return;
+    }
+    j->opened = 1;
+    /* EINVAL: a file system that cannot sync this kind of file (as core.fsync) */
+    j->err = fsync(fd) != 0 && errno != EINVAL ? errno : 0;
+    close(fd);
+}
+
+static void *fsync_share_run(void *arg)
+{
+    fsync_share *s = arg;
+    size_t i;
+    for (i = s->first; i < s->n; i += s->step)
+        fsync_one(&s->jobs[i]);
+    return NULL;
+}
+
+/* Runs shares[1..k) in threads (signals blocked in them: a host's handler
+ * runs on its own thread) and shares[0] here, then joins; a share whose
+ * thread could not start runs here too. */
+static void fsync_shares(fsync_share *shares, size_t k)
+{
+    pthread_attr_t attr;
+    sigset_t all, old;
+    size_t t;
+    int have_attr = pthread_attr_init(&attr) == 0;
+    if (have_attr)
+        (void)pthread_attr_setstacksize(&attr, FSYNC_STACK); /* else the default: fine too */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (t = 1; t < k; t++)
+        shares[t].started = pthread_create(&shares[t].tid, have_attr ? &attr : NULL, fsync_share_run,
+                                           &shares[t]) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (have_attr)
+        pthread_attr_destroy(&attr);
+    fsync_share_run(&shares[0]);
+    for (t = 1; t < k; t++) {
+        if (shares[t].started)
+            pthread_join(shares[t].tid, NULL);
+        else
+            fsync_share_run(&shares[t]);
+    }
+}
+
+static int l_fsync_all(lua_State *L)
+{
+    size_t n, i, k, failed = 0;
+    lua_Integer max;
+    fsync_job *jobs;
+    fsync_share *shares;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    max = luaL_optinteger(L, 2, FSYNC_DEFAULT_THREADS);
+    luaL_argcheck(L, max >= 1 && max <= FSYNC_MAX_THREADS, 2, "max_threads must be from 1 to 64");
+    n = ctc_rawlen(L, 1);
+    luaL_argcheck(L, n < INT_MAX && n <= SIZE_MAX / 2 / sizeof *jobs, 1, "too many paths");
+    k = n < (size_t)max ? n : (size_t)max;
+    /* one block owned by the collector: a raise below (a bad path) leaks nothing */
+    jobs = ctc_newuserdata(L, n * sizeof *jobs + k * sizeof *shares + 1);
+    shares = (fsync_share *)(void *)(jobs + n);
+    for (i = 0; i < n; i++) {
+        size_t len;
+        const char *path;
+        lua_rawgeti(L, 1, (int)(i + 1));
+        path = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (path == NULL || strlen(path) != len)
+            return luaL_argerror(L, 1, "every path must be a string without NUL bytes");
+        lua_pop(L, 1); /* the table keeps the string, and the pointer, alive */
+        jobs[i].path = path;
+        jobs[i].err = jobs[i].opened = 0;
+    }
+    for (i = 0; i < k; i++) {
+        shares[i].jobs = jobs;
+        shares[i].n = n;
+        shares[i].first = i;
+        shares[i].step = k;
+        shares[i].started = 0;
+    }
+    if (k > 0)
+        fsync_shares(shares, k);
+    lua_createtable(L, (int)n, 0);
+    for (i = 0; i < n; i++) {
+        if (jobs[i].err == 0)
+            continue;
+        lua_pushfstring(L, "could not %s %s: %s", jobs[i].opened ? "sync" : "open", jobs[i].path,
+                        strerror(jobs[i].err));
+        lua_rawseti(L, -2, (int)(i + 1));
+        failed++;
+    }
+    lua_pushinteger(L, (lua_Integer)failed);
+    return 2;
+}
+
 static const luaL_Reg lock_methods[] = {
     { "unlock", l_lock_unlock },
     { NULL, NULL },
@@ -530,6 +667,8 @@ void ctc_open_files(lua_State *L)
     lua_setfield(L, -2, "file_kind");
     lua_pushcfunction(L, l_fsync);
     lua_setfield(L, -2, "fsync");
+    lua_pushcfunction(L, l_fsync_all);
+    lua_setfield(L, -2, "fsync_all");
     lua_pushcfunction(L, l_sha_new);
     lua_setfield(L, -2, "sha256");
 }

@@ -66,7 +66,7 @@ build = {
         "csrc/timefmt.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl", "m" },
+      libraries = { "curl", "m", "pthread" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
     },

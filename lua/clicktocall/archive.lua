@@ -13,10 +13,15 @@
 -- temporary name), renamed into place, its directory fsynced, then on_file, then its manifest line
 -- written and fsynced. So a manifest line always names a durable, whole file; a crash leaves at most
 -- temporary files of ours (removed by the next run) or a file without its line (fetched again).
--- The directory fsync and the manifest line are group commits (batch.commit): the recordings that
--- finish in one turn of the scheduler share one directory fsync, then one write of all their lines
--- and one fsync, so the loop that drives the transfers waits for the disk once per turn, not three
--- times per recording. Each line still waits for its own file's directory fsync.
+-- The disk work is group commits (batch.commit): the recordings that finish in one turn of the
+-- scheduler share it, so the loop that drives the transfers waits for the disk a few times per turn,
+-- not four times per recording. With the libcurl multi (batch backend "curl") a download ends whole
+-- but not fsynced under its temporary name, and the turn's first flush (place_files) fsyncs all the
+-- turn's temporary files at once in threads (core.fsync_all: a journaling file system commits them
+-- together), renames each one whose fsync succeeded (a failed one is removed and fails only its
+-- recording), then fsyncs each directory renamed into once. The next flush writes the turn's lines
+-- in one append and one fsync. Each line thus still follows its own file's fsync, rename and
+-- directory fsync. Other backends (one at a time, ngx.thread) fsync each file as download does.
 
 local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"
@@ -32,6 +37,8 @@ local pcall = pcall
 local tostring = tostring
 local tonumber = tonumber
 local os_time = os.time
+local os_rename = os.rename
+local os_remove = os.remove
 local io_open = io.open
 local gsub = string.gsub
 local match = string.match
@@ -57,6 +64,7 @@ local KNOWN = {
 
 local ENTRY_KEYS = { "id", "sessionId", "file", "bytes", "sha256", "callEndTime", "archived_at" }
 local NO_DIR_SYNC = { sync_dir = false } -- the directory fsync is this file's group commit
+local NO_SYNC = { sync = false } -- and with the multi, the file's fsync and rename too (place_files)
 
 --------------------------------------------------------------------------
 -- names
@@ -239,16 +247,58 @@ end
 -- group commits (batch.group): what the recordings of one scheduler turn share
 --------------------------------------------------------------------------
 
--- Flush of job.dirs: one fsync per directory, for every rename into it -> errs (errs[i] for dirs[i])
-local function sync_dirs(st, dirs)
-  local errs, result = {}, {}
+-- Flush of job.dirs: one fsync per directory, for every rename into it, the directories at once
+-- -> errs (errs[i] for dirs[i])
+local function sync_dirs(st, dirs, threads)
+  local unique, seen = {}, {}
   for i = 1, #dirs do
-    local d = dirs[i]
-    if result[d] == nil then
-      local ok, why = core.fsync(d)
-      result[d] = not ok and io_fail(st, "the recording could not be made durable: " .. tostring(why))
+    if not seen[dirs[i]] then
+      seen[dirs[i]] = true
+      unique[#unique + 1] = dirs[i]
     end
-    errs[i] = result[d] or nil
+  end
+  local why = core.fsync_all(unique, threads)
+  local result = {}
+  for k = 1, #unique do
+    result[unique[k]] = why[k] and io_fail(st, "the recording could not be made durable: " .. why[k])
+  end
+  local errs = {}
+  for i = 1, #dirs do
+    errs[i] = result[dirs[i]] or nil
+  end
+  return errs
+end
+
+-- Flush of job.files ({ tmp =, path = } each, whole but not yet durable): every temporary file fsynced
+-- at once, then each durable one renamed into place, then its directory fsynced -> errs. A file that
+-- does not get through is removed: its recording fails, the others go on.
+local function place_files(job, files)
+  local st = job.st
+  local tmps = {}
+  for i = 1, #files do
+    tmps[i] = files[i].tmp
+  end
+  local why = core.fsync_all(tmps, job.n)
+  local errs, placed, dirs = {}, {}, {}
+  for i = 1, #files do
+    local f = files[i]
+    if why[i] then
+      os_remove(f.tmp)
+      errs[i] = io_fail(st, "the recording could not be made durable: " .. why[i])
+    else
+      local ok, rerr = os_rename(f.tmp, f.path)
+      if ok then
+        placed[#placed + 1] = i
+        dirs[#dirs + 1] = jobs.parent(f.path)
+      else
+        os_remove(f.tmp)
+        errs[i] = io_fail(st, "could not move the recording into place: " .. tostring(rerr))
+      end
+    end
+  end
+  local derrs = sync_dirs(st, dirs, job.n)
+  for k = 1, #placed do
+    errs[placed[k]] = derrs[k]
   end
   return errs
 end
@@ -273,8 +323,12 @@ local function append_lines(job, lines)
 end
 
 local function commit_groups(job)
+  job.files = batch.group(function(files)
+    return place_files(job, files)
+  end)
   job.dirs = batch.group(function(dirs)
-    return sync_dirs(job.st, dirs)
+    -- threads only where the multi's loop waits for the disk (never inside an nginx worker)
+    return sync_dirs(job.st, dirs, job.defer and job.n or 1)
   end)
   job.lines = batch.group(function(lines)
     return append_lines(job, lines)
@@ -338,11 +392,19 @@ local function archive_one(job, item, io)
       return nil, serr
     end
   end
-  local ok, info = download.fetch(io, rec, item.path, NO_DIR_SYNC)
+  local ok, info = download.fetch(io, rec, item.path, job.defer and NO_SYNC or NO_DIR_SYNC)
   if not ok then
     return nil, tls_hint(info)
   end
-  local synced, serr = batch.commit(io, job.dirs, jobs.parent(item.path))
+  local synced, serr
+  if job.defer then
+    synced, serr = batch.commit(io, job.files, { tmp = info.tmp, path = item.path })
+    if not synced then
+      os_remove(info.tmp) -- whatever the flush got to: the name is ours alone (gone once renamed)
+    end
+  else
+    synced, serr = batch.commit(io, job.dirs, jobs.parent(item.path))
+  end
   if not synced then
     return nil, serr
   end
@@ -460,6 +522,8 @@ function _M.locked(st, args, job)
     return nil, err
   end
   sort(todo, older)
+  -- only the multi's turns gather files to fsync together; elsewhere each file is fsynced alone anyway
+  job.defer = batch.backend(st) == "curl"
   commit_groups(job)
   local failures = batch.run(st, job.n, todo, function(item, io)
     item.bytes, item.err = archive_one(job, item, io)

@@ -5,6 +5,10 @@
 -- once its length is right and it is on disk, then the directory is synced
 -- (or, with fetch's sync_dir = false, left to the caller: archive_recordings
 -- syncs a directory once for all the files a turn of its batch renamed into it).
+-- With fetch's sync = false the file is left whole under its temporary name,
+-- and with libcurl not even fsynced: the caller makes it durable, renames it
+-- and syncs the directory (archive_recordings fsyncs a turn's files at once,
+-- in threads: core.fsync_all), and removes it when it gives up.
 --
 -- With the libcurl transport, C does the fetch (redirects, length, fsync) into
 -- the temporary name given here; with a transport written in Lua ("ngx" or a
@@ -313,14 +317,18 @@ local function fetch_curl(st, request, dir)
   return res, tmp
 end
 
--- One attempt: fetch into a temporary file, then rename it into place (and sync dir when asked).
-local function attempt(st, request, dir, path, sync_dir)
+-- One attempt: fetch into a temporary file, then rename it into place (and sync dir when asked);
+-- place == false: leave it whole at its temporary name (result.tmp) for the caller.
+local function attempt(st, request, dir, path, sync_dir, place)
   local fetch = st.download and fetch_curl or fetch_lua
   local start = request.url
   local res, tmp, eres = fetch(st, request, dir)
   request.url = start -- a retry starts over from the first URL
   if not res then
     return nil, tmp, eres
+  end
+  if place == false then
+    return { bytes = res.bytes, sha256 = res.sha256, tmp = tmp }, nil, res
   end
   local ok, rerr = os_rename(tmp, path)
   if not ok then
@@ -342,9 +350,16 @@ local function once_unsynced(st, request, dir, path)
   return attempt(st, request, dir, path, false)
 end
 
---- fetch(st, rec_or_url, path [, opts]) -> true, { bytes =, sha256 = } | nil, err
+local function once_unplaced(st, request, dir, path)
+  return attempt(st, request, dir, path, false, false)
+end
+
+--- fetch(st, rec_or_url, path [, opts]) -> true, { bytes =, sha256 = [, tmp =] } | nil, err
 -- opts.sync_dir = false: the caller fsyncs path's directory itself before it relies on the rename
 -- (archive_recordings does it once for all the files of a turn); by default fetch does.
+-- opts.sync = false: the file is whole (size and status checked) at result.tmp, in path's directory,
+-- but neither renamed nor (with libcurl) fsynced: the caller fsyncs it, renames it to path, fsyncs
+-- the directory, and removes result.tmp if it does not get that far.
 function _M.fetch(st, rec, path, opts)
   local url, dir = check(st, rec, path)
   if not url then
@@ -356,7 +371,15 @@ function _M.fetch(st, rec, path, opts)
     headers = { ["User-Agent"] = st.cfg.user_agent },
     timeout = st.download_timeout, connect_timeout = st.connect_timeout,
   }
-  local once = (opts and opts.sync_dir == false) and once_unsynced or once_synced
+  local once = once_synced
+  if opts and opts.sync == false then
+    if st.download then
+      request.sync = false -- libcurl's finish leaves the fsync to the caller (a Lua sink still does it)
+    end
+    once = once_unplaced
+  elseif opts and opts.sync_dir == false then
+    once = once_unsynced
+  end
   local result, err = exchange.with_retries(st, true, request, once, dir, path)
   if not result then
     return nil, err

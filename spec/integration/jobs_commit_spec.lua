@@ -1,10 +1,12 @@
--- archive_recordings' group commit, seen in the system calls of a child process (strace) over the
--- built-in libcurl multi: the recordings that finish in one turn of the scheduler share one directory
--- fsync and one manifest write with one fsync, and each manifest line still comes after its file's
--- fsync, its rename and the directory's fsync.
+-- archive_recordings' group commit, seen in the system calls of a child process (strace -f) over the
+-- built-in libcurl multi: the recordings that finish in one turn of the scheduler have their files
+-- fsynced at once in threads of their own, then renamed, then share one directory fsync and one
+-- manifest write with one fsync, and each manifest line still comes after its file's fsync, its
+-- rename and the directory's fsync.
 local sim = require "spec.helpers.sim"
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
+local clicktocall = require "clicktocall"
 local flatjson = require "clicktocall.flatjson"
 
 local DAY = 86400
@@ -52,26 +54,62 @@ io.write(s.downloaded, "|", #s.failed)
             layout or "flat"))
 end
 
--- The trace's events in order: { op = "fsync", path = }, { op = "rename", from =, to = },
--- { op = "write", path =, files = { names in the manifest lines written } }
+-- The trace's events (strace -f: each line starts with the thread's id; a call another thread
+-- interrupted comes as "call(args <unfinished ...>" then "<... call resumed>rest"), in the order
+-- they ended: { op = "fsync", path =, tid =, from =, to = }, { op = "rename", from =, to = },
+-- { op = "write", path =, files = { names in the manifest lines written } }, each with tid and its
+-- start and end line numbers (`from`, `to`), so that "A ended before B began" is A.to < B.from.
 local function events(trace)
-  local out, fds = {}, {}
+  local out, fds, open_calls = {}, {}, {}
+  local n = 0
   for line in io.lines(trace) do
-    local call, args, ret = line:match("^(%w+)%((.*)%)%s+=%s+(-?%d+)")
+    n = n + 1
+    local tid, rest = line:match("^(%d+)%s+(.*)$")
+    if not tid then
+      tid, rest = "main", line
+    end
+    local call, args, ret, from
+    local c, a = rest:match("^(%w+)%((.*) <unfinished %.%.%.>$")
+    if c then
+      open_calls[tid] = { call = c, args = a, from = n }
+    else
+      local rc, tail = rest:match("^<%.%.%. (%w+) resumed>(.*)$")
+      if rc then
+        local started = open_calls[tid]
+        open_calls[tid] = nil
+        if started and started.call == rc then
+          call, from = rc, started.from
+          local more
+          more, ret = tail:match("^(.-)%)%s+=%s+(-?%d+)")
+          args = started.args .. (more or "")
+        end
+      else
+        call, args, ret = rest:match("^(%w+)%((.*)%)%s+=%s+(-?%d+)")
+        from = n
+      end
+    end
+    local e
     if call == "openat" or call == "open" then
       fds[tonumber(ret)] = args:match('"(.-)"')
     elseif call == "fsync" or call == "fdatasync" then
-      out[#out + 1] = { op = "fsync", path = fds[tonumber(args)] }
+      e = { op = "fsync", fd = tonumber(args) }
     elseif call == "mkdir" or call == "mkdirat" then
-      out[#out + 1] = { op = "mkdir", path = args:match('"(.-)"') }
+      e = { op = "mkdir", path = args:match('"(.-)"') }
     elseif call and call:match("^rename") then
-      local from, to = args:match('"(.-)".*"(.-)"')
-      out[#out + 1] = { op = "rename", from = from, to = to }
+      local a1, a2 = args:match('"(.-)".*"(.-)"')
+      e = { op = "rename", from_path = a1, to_path = a2 }
     elseif call == "write" then
-      local fd = tonumber(args:match("^(%d+)"))
       local files = {}
       for name in args:gmatch('\\"file\\":\\"(.-)\\"') do files[#files + 1] = name end
-      out[#out + 1] = { op = "write", path = fds[fd], files = files }
+      e = { op = "write", fd = tonumber(args:match("^(%d+)")), files = files }
+    end
+    if e then
+      e.tid, e.from, e.to = tid, from, n
+      if e.fd then
+        -- the fd stays this thread's until it closes it, after this call: no other open can take it
+        e.path = fds[e.fd]
+      end
+      out[#out + 1] = e
     end
   end
   return out
@@ -88,7 +126,8 @@ describe("archive_recordings' group commit (strace) #integration", function()
   end)
   after_each(function() j.rmtree(dir) end)
 
-  it("one turn's recordings share one directory fsync and one manifest write and fsync, in order", function()
+  it("one turn's files are fsynced at once in threads, then renamed, then one directory fsync, one manifest write",
+     function()
     if SEQUENTIAL or not have_strace() then
       pending(SEQUENTIAL and "plain Lua 5.1: one recording after another" or "strace is not usable here")
       return
@@ -98,19 +137,24 @@ describe("archive_recordings' group commit (strace) #integration", function()
                            recording_bytes = 4096 })
     local script = child(dir, s, now - DAY, now, true)
     local trace = dir .. "/trace"
-    local out = j.shell(("strace -qq -s 100000 -o '%s' -e trace=open,openat,rename,renameat,renameat2,"
+    local out = j.shell(("strace -f -qq -s 100000 -o '%s' -e trace=open,openat,rename,renameat,renameat2,"
       .. "fsync,fdatasync,write %s '%s' 2>&1"):format(trace, j.LUA, script))
     assert.equal("16|0", out)
     local out_dir, manifest = dir .. "/out", dir .. "/out/manifest.jsonl"
     local ev = events(trace)
     local fsyncs = { file = 0, dir = 0, manifest = 0 }
     local writes = {}
+    local file_sync = {} -- temporary path -> its fsync
     for i, e in ipairs(ev) do
       if e.op == "fsync" then
         local kind = e.path == out_dir and "dir" or e.path == manifest and "manifest"
           or (e.path or ""):match("/%.ctc%-[^/]*%.part$") and "file"
         assert.truthy(kind, "an fsync of " .. tostring(e.path))
         fsyncs[kind] = fsyncs[kind] + 1
+        if kind == "file" then
+          assert.is_nil(file_sync[e.path], e.path .. " fsynced twice")
+          file_sync[e.path] = e
+        end
       elseif e.op == "write" and e.path == manifest then
         writes[#writes + 1] = i
       end
@@ -121,30 +165,116 @@ describe("archive_recordings' group commit (strace) #integration", function()
     for _, w in ipairs(writes) do
       local names = ev[w].files
       assert.equal(8, #names)
+      local renames, tids, synced_by = {}, {}, 0
       for _, name in ipairs(names) do
         -- its rename, before the write
         local r
         for i = w - 1, 1, -1 do
-          if ev[i].op == "rename" and ev[i].to == out_dir .. "/" .. name then r = i break end
+          if ev[i].op == "rename" and ev[i].to_path == out_dir .. "/" .. name then r = ev[i] break end
         end
         assert.truthy(r, name .. " was not renamed before its manifest line")
-        -- the temporary file's fsync before the rename
-        local synced = false
-        for i = 1, r - 1 do
-          if ev[i].op == "fsync" and ev[i].path == ev[r].from then synced = true end
+        renames[#renames + 1] = r
+        -- the temporary file's fsync ended before the rename began
+        local f = file_sync[r.from_path]
+        assert.truthy(f, name .. ": its temporary file was never fsynced")
+        assert.is_true(f.to < r.from, name .. ": renamed before its own fsync ended")
+        if not tids[f.tid] then
+          tids[f.tid] = true
+          synced_by = synced_by + 1
         end
-        assert.is_true(synced, name .. ": renamed before its own fsync")
         -- the directory's fsync between the rename and the write
         local dir_synced = false
-        for i = r + 1, w - 1 do
-          if ev[i].op == "fsync" and ev[i].path == out_dir then dir_synced = true end
+        for i = 1, w - 1 do
+          if ev[i].op == "fsync" and ev[i].path == out_dir and ev[i].from > r.to and ev[i].to < ev[w].from then
+            dir_synced = true
+          end
         end
         assert.is_true(dir_synced, name .. ": its line was written before the directory's fsync")
       end
-      -- and the manifest's fsync after the write
-      assert.same({ op = "fsync", path = manifest }, ev[w + 1])
+      -- the turn's renames all come after all the turn's file fsyncs (fsync them all, then rename)
+      for _, r in ipairs(renames) do
+        for _, q in ipairs(renames) do
+          assert.is_true(file_sync[q.from_path].to < r.from,
+                         "a rename of the turn began before another file of the turn was fsynced")
+        end
+      end
+      -- and those fsyncs ran in threads of their own, not one after another on the scheduler's
+      assert.is_true(synced_by >= 2, "the turn's 8 file fsyncs all ran on one thread")
+      -- and the manifest's fsync right after the write, on the same thread
+      local after
+      for i = w + 1, #ev do
+        if ev[i].tid == ev[w].tid then after = ev[i] break end
+      end
+      assert.truthy(after, "nothing after the manifest write")
+      assert.same({ "fsync", manifest }, { after.op, after.path })
     end
     assert.equal(16, #j.lines(manifest))
+  end)
+
+  it("a temporary file whose fsync fails fails only its recording: removed, never renamed, no line", function()
+    if SEQUENTIAL then
+      pending("plain Lua 5.1: one recording after another")
+      return
+    end
+    local now = os.time()
+    s:post("/_sim/seed", { count = 12, start_time = now - DAY, end_time = now - 60, recorded = true,
+                           recording_bytes = 4096 })
+    -- the first temporary file the run asks to make durable gets EIO from its fsync (a disk error):
+    -- the real fsync_all runs, its answer for that one path is replaced
+    local real = core.fsync_all
+    local victim
+    core.fsync_all = function(paths, threads)
+      local errs, failed = real(paths, threads)
+      for i, p in ipairs(paths) do
+        if not victim and p:match("/%.ctc%-[^/]*%.part$") then
+          victim = p
+          errs[i] = "could not sync " .. p .. ": Input/output error"
+          failed = failed + 1
+        end
+      end
+      return errs, failed
+    end
+    local c = assert(clicktocall.new { base_url = s.base_url, app_secret = s.secret, user_data = s.user_data })
+    local ok, summary, err = pcall(c.archive_recordings, c, { start_time = now - DAY, end_time = now,
+                                                             dir = dir .. "/out", concurrency = 8,
+                                                             layout = "flat" })
+    core.fsync_all = real
+    assert.is_true(ok, tostring(summary))
+    assert.truthy(summary, err and err.message)
+    assert.truthy(victim, "no temporary file went through core.fsync_all")
+    assert.equal(11, summary.downloaded)
+    assert.equal(1, #summary.failed)
+    local e = summary.failed[1].err
+    assert.equal("io", e.kind)
+    assert.is_false(e.retryable)
+    assert.truthy(e.message:find("could not be made durable", 1, true), e.message)
+    assert.truthy(e.message:find("Input/output error", 1, true), e.message)
+    -- the temporary file is gone, the recording's name is not there, its id is not in the manifest
+    assert.equal("missing", core.file_kind(victim))
+    local names = {}
+    for _, name in ipairs(j.tree(dir .. "/out")) do
+      assert.falsy(name:match("%.ctc%-[^/]*%.part$"), "a temporary file was left: " .. name)
+      names[name] = true
+    end
+    local lines = j.lines(dir .. "/out/manifest.jsonl")
+    assert.equal(11, #lines)
+    local listed = {}
+    for _, line in ipairs(lines) do
+      local m = flatjson.decode(line)
+      assert.truthy(names[m.file], m.file)
+      listed[tostring(m.id)] = true
+    end
+    assert.is_nil(listed[tostring(summary.failed[1].id)])
+    local wavs = 0
+    for name in pairs(names) do
+      if name:match("%.wav$") then wavs = wavs + 1 end
+    end
+    assert.equal(11, wavs)
+    -- and the next run fetches just that one
+    local again = assert(c:archive_recordings { start_time = now - DAY, end_time = now, dir = dir .. "/out",
+                                                concurrency = 8, layout = "flat" })
+    assert.same({ 1, 11, 0 }, { again.downloaded, again.skipped, #again.failed })
+    assert.equal(12, #j.lines(dir .. "/out/manifest.jsonl"))
   end)
 
   it("a dated folder made by the run is made durable in dir before any line names a file in it", function()
@@ -157,7 +287,7 @@ describe("archive_recordings' group commit (strace) #integration", function()
                            recording_bytes = 4096 })
     local script = child(dir, s, now - DAY, now, false, "date")
     local trace = dir .. "/trace"
-    local out = j.shell(("strace -qq -s 100000 -o '%s' -e trace=open,openat,mkdir,mkdirat,rename,renameat,"
+    local out = j.shell(("strace -f -qq -s 100000 -o '%s' -e trace=open,openat,mkdir,mkdirat,rename,renameat,"
       .. "renameat2,fsync,fdatasync,write %s '%s' 2>&1"):format(trace, j.LUA, script))
     assert.equal("3|0", out)
     local out_dir, manifest = dir .. "/out", dir .. "/out/manifest.jsonl"
