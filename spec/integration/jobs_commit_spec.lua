@@ -277,6 +277,42 @@ describe("archive_recordings' group commit (strace) #integration", function()
     assert.equal(12, #j.lines(dir .. "/out/manifest.jsonl"))
   end)
 
+  it("download_recording still fsyncs its file in C, on its own thread, before the rename", function()
+    if not have_strace() then
+      pending("strace is not usable here")
+      return
+    end
+    local now = os.time()
+    s:post("/_sim/seed", { count = 1, start_time = now - 7200, end_time = now - 3600, recorded = true,
+                           recording_bytes = 4096 })
+    local script = j.script(dir, "child.lua", ([[
+local clicktocall = require "clicktocall"
+local c = assert(clicktocall.new { base_url = %q, app_secret = %q, user_data = %q })
+local rec
+for r in c:records { start_time = %d, end_time = %d } do rec = r end
+local ok, info = c:download_recording(rec, %q)
+io.write(ok and ("%%d"):format(info.bytes) or tostring(info))
+]]):format(s.base_url, s.secret, s.user_data, now - DAY, now, dir .. "/out/one.wav"))
+    local trace = dir .. "/trace"
+    local out = j.shell(("strace -f -qq -s 1000 -o '%s' -e trace=open,openat,rename,renameat,renameat2,"
+      .. "fsync,fdatasync,write %s '%s' 2>&1"):format(trace, j.LUA, script))
+    assert.equal("4096", out)
+    local synced, renamed
+    for _, e in ipairs(events(trace)) do
+      if e.op == "fsync" and (e.path or ""):match("/%.ctc%-[^/]*%.part$") then
+        assert.is_nil(synced, "the file was fsynced twice")
+        synced = e
+      elseif e.op == "rename" and e.to_path == dir .. "/out/one.wav" then
+        renamed = e
+      end
+    end
+    assert.truthy(synced, "the temporary file was never fsynced")
+    assert.truthy(renamed, "never renamed into place")
+    assert.equal(renamed.from_path, synced.path)
+    assert.equal(renamed.tid, synced.tid)
+    assert.is_true(synced.to < renamed.from)
+  end)
+
   it("a dated folder made by the run is made durable in dir before any line names a file in it", function()
     if SEQUENTIAL or not have_strace() then
       pending(SEQUENTIAL and "plain Lua 5.1: one recording after another" or "strace is not usable here")
