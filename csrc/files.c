@@ -495,12 +495,24 @@ typedef struct fsync_share {
     int started;
 } fsync_share;
 
-static void fsync_one(fsync_job *j)
+static int open_retry(const char *path, int flags)
 {
     int fd;
     do
-        fd = open(j->path, O_RDONLY | O_CLOEXEC);
+        fd = open(path, flags | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+static void fsync_one(fsync_job *j)
+{
+    int fd = open_retry(j->path, O_RDONLY);
+    if (fd < 0 && errno == EACCES) {
+        /* a file its owner may write but not read (a umask like 0466): any descriptor syncs it */
+        fd = open_retry(j->path, O_WRONLY);
+        if (fd < 0)
+            errno = EACCES; /* the first answer is the one that says why */
+    }
     if (fd < 0) {
         j->err = errno;
         return;

@@ -57,6 +57,30 @@ describe("core.fsync_all", function()
     end
   end)
 
+  it("syncs a file its owner may write but not read (a umask that takes the read bit)", function()
+    -- root reads any file: then the child runs as nobody (setpriv), so that the read bit counts
+    local as = ""
+    if j.shell("id -u"):match("^0%s") then
+      if not j.shell("command -v setpriv"):find("setpriv", 1, true) then
+        pending("root without setpriv: cannot drop the read permission")
+        return
+      end
+      as = "setpriv --reuid=65534 --regid=65534 --clear-groups "
+      j.shell(("chmod 0777 '%s'"):format(dir))
+    end
+    local script = j.script(dir, "child.lua", ([[
+local core = require "clicktocall.core"
+local f = assert(io.open(%q, "w"))
+f:write("x")
+f:close()
+local errs, failed = core.fsync_all({ %q, %q })
+io.write(failed, "|", tostring(errs[1]), "|", tostring(errs[2]))
+]]):format(dir .. "/w", dir .. "/w", dir .. "/none"))
+    local out = j.shell(("%ssh -c \"umask 0466; %s '%s'\" 2>&1"):format(as, j.LUA, script))
+    assert.equal("1|nil|could not open " .. dir .. "/none: No such file or directory", out)
+    assert.equal("--w-------", j.shell(("ls -l '%s/w'"):format(dir)):sub(1, 10))
+  end)
+
   it("an empty list does nothing", function()
     local errs, failed = core.fsync_all({})
     assert.same({}, errs)
