@@ -28,6 +28,8 @@
 
 enum { M_PLAIN, M_TOP, M_RECORD };
 
+#define KEYS 32 /* record keys kept for reuse (by member position) */
+
 typedef struct {
     lua_State *L;
     const unsigned char *b; /* b[len] is '\0' */
@@ -38,6 +40,11 @@ typedef struct {
     unsigned char *buf;
     size_t cap;
     int rec_hint;           /* hash size for the next record: the last record's member count */
+    /* the keys of the records' first KEYS members, as last seen (records share a shape): the
+     * Lua string at stack index keys + i, its bytes at b + koff[i] (keys without escapes only) */
+    int keys;
+    size_t koff[KEYS];
+    size_t klen[KEYS];
     ctc_json_page *page;
     int64_t prev;           /* the page's last id so far (or the cursor asked) */
     /* the failure, in cjson's words */
@@ -384,6 +391,32 @@ static int push_string(dctx *c, const char *expected, const char **sp, size_t *s
     return push_escaped(c, s, q, expected, sp, sn);
 }
 
+/* A record's key at c->p ('"'), member i: the string the record before had there when the
+ * bytes are the same (no hashing, no interning), else as push_string, kept for the next one */
+static int push_record_key(dctx *c, int i, const char **sp, size_t *sn)
+{
+    const unsigned char *b = c->b;
+    size_t s = c->p + 1, q = s;
+
+    while (!STR_STOP[b[q]])
+        q++;
+    if (b[q] != '"' || i >= KEYS)
+        return push_string(c, "object key string", sp, sn);
+    if (c->klen[i] == q - s && c->koff[i] != 0 && memcmp(b + s, b + c->koff[i], q - s) == 0) {
+        lua_pushvalue(c->L, c->keys + i);
+    } else {
+        lua_pushlstring(c->L, (const char *)b + s, q - s);
+        lua_pushvalue(c->L, -1);
+        lua_replace(c->L, c->keys + i);
+        c->koff[i] = s;
+        c->klen[i] = q - s;
+    }
+    c->p = q + 1;
+    *sp = (const char *)b + s;
+    *sn = q - s;
+    return 0;
+}
+
 static const double POW10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
@@ -554,7 +587,8 @@ static int object(dctx *c, int mode)
         size_t kn;
         if (b[c->p] != '"')
             return unexpected(c, "object key string", c->p);
-        if (push_string(c, "object key string", &k, &kn) != 0)
+        if (mode == M_RECORD ? push_record_key(c, members, &k, &kn) != 0
+                             : push_string(c, "object key string", &k, &kn) != 0)
             return -1;
         c->p = skip_ws(b, c->p);
         if (b[c->p] != ':')
@@ -720,8 +754,9 @@ static int decode_protected(lua_State *L)
     c.len = a->len;
     c.page = a->page;
     c.prev = a->page->asked;
-    luaL_checkstack(L, 3 * CTC_JSON_MAX_DEPTH + 8, "JSON nesting");
-    lua_pushnil(L);
+    luaL_checkstack(L, 3 * CTC_JSON_MAX_DEPTH + KEYS + 8, "JSON nesting");
+    lua_settop(L, lua_gettop(L) + KEYS + 1);
+    c.keys = lua_gettop(L) - KEYS - 1 + 1;
     c.slot = lua_gettop(L);
     if (c.len >= 2 && (c.b[0] == 0 || c.b[1] == 0)) {
         lua_pushnil(L);

@@ -21,7 +21,8 @@
  * (response_ref.c: lua-cjson, a walk over the records, the ids scanned again from the raw
  * bytes, compiled into this harness only): every call above is made to both, and every
  * result must be the same Lua value, recursively (records, fields, integer or float, the sign
- * of a zero, cjson.null where it shows, the refusal and its message). The Lua heap, after a full
+ * of a zero, cjson.null where it shows, the refusal and its message); and so is the input put
+ * as a field value into a page of two records. The Lua heap, after a full
  * collection now and then, stays where it started (the reader keeps nothing). One input in
  * 16 runs under a collector that never rests.
  */
@@ -691,6 +692,34 @@ static void check_status(const input *in)
     lua_settop(L, base);
 }
 
+/* the input as a value inside a page: a field of two records (the field at a record's top
+ * level, where nulls go and whole numbers become integers, and the same bytes again in the
+ * second record, where the keys are reused), so every JSON value the fuzzer makes is decoded by
+ * both readers and compared, not only those that are whole pages */
+static void check_wrapped(const input *in)
+{
+    static const char head[] = "{\"meta\":{\"success\":true},\"data\":[{\"id\":1,\"v\":";
+    static const char mid[] = ",\"w\":2},{\"id\":2,\"v\":";
+    static const char tail[] = ",\"w\":null}]}";
+    req r = { "records_page", 200, ASK_NONE, 0, 0 };
+    size_t hn = sizeof head - 1, mn = sizeof mid - 1, tn = sizeof tail - 1;
+    char *body = malloc(hn + 2 * in->len + mn + tn);
+    input w;
+    int base;
+    if (body == NULL)
+        return;
+    memcpy(body, head, hn);
+    memcpy(body + hn, in->body, in->len);
+    memcpy(body + hn + in->len, mid, mn);
+    memcpy(body + hn + in->len + mn, in->body, in->len);
+    memcpy(body + hn + 2 * in->len + mn, tail, tn);
+    w.body = body;
+    w.len = hn + 2 * in->len + mn + tn;
+    call(&r, &w, &base);
+    lua_settop(L, base);
+    free(body);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     input in;
@@ -710,6 +739,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_op("dial", 1, &in);
     check_op("balance", 1, &in);
     check_records(&in);
+    check_wrapped(&in);
     check_status(&in);
     if (inputs % 16 == 0)
         lua_gc(L, LUA_GCINC, 200, 100, 13);
