@@ -12,8 +12,15 @@
  * become UTF-8, a surrogate pair one 4-byte sequence, a lone or reversed surrogate is refused;
  * numbers are what strtod reads from a '-' or a digit (so "5.", "-.5", "1.e3" are numbers), except
  * a leading zero before a digit, hex, inf and nan; duplicate keys: the last wins.
+ * Where it is not cjson (none of it visible in a value or a decision): no copy of the body per
+ * call (cjson mallocs one as long as the body), offsets as size_t (cjson's "at character N" is an
+ * int), and a record's keys are taken from the record before when the bytes are the same.
+ * Speed: tables pre-sized (a record as large as the one before, the data array a full page),
+ * strings without escapes pushed straight from the body, integers of up to 15 digits and short
+ * decimals computed exactly without strtod.
  * Memory: no malloc; the one scratch buffer (strings with escapes, long numbers) is a userdata on
- * the Lua stack, so a memory error raised by any push frees everything. Recursion is bounded by
+ * the Lua stack, so a memory error raised by any push frees everything; the whole decode runs
+ * under lua_pcall, so such an error is a refusal, as it was with cjson. Recursion is bounded by
  * the depth limit; offsets are size_t.
  */
 #include <locale.h>
