@@ -405,19 +405,32 @@ static int push_record_key(dctx *c, int i, const char **sp, size_t *sn)
     const unsigned char *b = c->b;
     size_t s = c->p + 1, q = s;
 
+    if (i >= KEYS)
+        return push_string(c, "object key string", sp, sn);
+    if (c->koff[i] != 0) {
+        /* the kept key holds no '"', '\\' or NUL: the same bytes then '"' are the same key
+         * (and the comparison stops at the body's NUL at the latest) */
+        const unsigned char *k = b + c->koff[i];
+        size_t j = 0, n = c->klen[i];
+        while (j < n && b[s + j] == k[j])
+            j++;
+        if (j == n && b[s + n] == '"') {
+            lua_pushvalue(c->L, c->keys + i);
+            c->p = s + n + 1;
+            *sp = (const char *)b + s;
+            *sn = n;
+            return 0;
+        }
+    }
     while (!STR_STOP[b[q]])
         q++;
-    if (b[q] != '"' || i >= KEYS)
+    if (b[q] != '"')
         return push_string(c, "object key string", sp, sn);
-    if (c->klen[i] == q - s && c->koff[i] != 0 && memcmp(b + s, b + c->koff[i], q - s) == 0) {
-        lua_pushvalue(c->L, c->keys + i);
-    } else {
-        lua_pushlstring(c->L, (const char *)b + s, q - s);
-        lua_pushvalue(c->L, -1);
-        lua_replace(c->L, c->keys + i);
-        c->koff[i] = s;
-        c->klen[i] = q - s;
-    }
+    lua_pushlstring(c->L, (const char *)b + s, q - s);
+    lua_pushvalue(c->L, -1);
+    lua_replace(c->L, c->keys + i);
+    c->koff[i] = s;
+    c->klen[i] = q - s;
     c->p = q + 1;
     *sp = (const char *)b + s;
     *sn = q - s;
