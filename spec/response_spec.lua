@@ -236,6 +236,30 @@ describe("core.response: the JSON it reads", function()
     end
   end)
 
+  it("gives each record its own keys, whatever the record before had in the same place", function()
+    local many = {}
+    for i = 1, 40 do
+      many[i] = '"k' .. i .. '":' .. i
+    end
+    local r = assert(core.response("records_page", 200, page {
+      '{"id":1,"ab":1,' .. table.concat(many, ",") .. "}",
+      '{"id":2,"abc":2,' .. table.concat(many, ",") .. "}",
+      '{"id":3,"a":3}',
+      '{"id":4,"\\u0061b":4,"":5}',
+      '{"id":5,"ab":6,"":7}',
+    }))
+    assert.same({ 1, 2, 3, 4, 6 }, { r[1].ab, r[2].abc, r[3].a, r[4].ab, r[5].ab })
+    assert.is_nil(r[1].abc)
+    assert.is_nil(r[2].ab)
+    assert.equal(7, r[5][""])
+    assert.equal(40, r[2].k40)
+    local n = 0
+    for _ in pairs(r[2]) do
+      n = n + 1
+    end
+    assert.equal(42, n)
+  end)
+
   it("decodes escapes to UTF-8, surrogate pairs to one character, raw control bytes as they are", function()
     local rec = one('"id":1,"s":"\\u00e9\\u4e2d\\ud83d\\ude00\\n\\/\\"","t":"a\tb\1"')
     assert.equal("\195\169\228\184\173\240\159\152\128\n/\"", rec.s)
