@@ -36,6 +36,7 @@
 enum { M_PLAIN, M_TOP, M_RECORD };
 
 #define KEYS 32 /* record keys kept for reuse (by member position) */
+#define REC_HINT_MAX 64 /* the largest hash a record is created with before it is read */
 
 typedef struct {
     lua_State *L;
@@ -664,7 +665,8 @@ static int object(dctx *c, int mode)
 done:
     c->depth--;
     if (mode == M_RECORD) {
-        c->rec_hint = members;
+        /* capped: a huge record must not make the small one after it allocate as much */
+        c->rec_hint = members < REC_HINT_MAX ? members : REC_HINT_MAX;
         page_record(c, kind, id);
     }
     return 0;
