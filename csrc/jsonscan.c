@@ -4,10 +4,10 @@
  * where the value of the last top-level "data" member starts. Pass 2 walks that array, which
  * is known to be valid by then, and reports each element's "id" once the element is complete,
  * so the last of duplicate "id" members wins, as with cjson. Both passes are O(len), allocate
- * nothing and never read past len. The records reader (response.c) decodes a page with cjson,
- * which validates it, then reads every id here with pass 2 alone (ctc_json_page_ids): ids as
- * exact int64 by one rule (cjson goes through doubles). Pass 1 is the reference the parser
- * tests and fuzzers hold pass 2 to.
+ * nothing and never read past len. The records reader (response.c) reads pages with the direct
+ * decoder (jsondecode.c), which applies the same id rule as it decodes; this scanner is the
+ * reference the parser tests and fuzzers hold it to, and pass 2 alone (ctc_json_page_last)
+ * names a page's last id before the page is read.
  */
 #include <string.h>
 #include "parsers.h"

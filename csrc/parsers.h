@@ -82,15 +82,38 @@ int ctc_json_scan_page(const char *body, size_t len, ctc_record_cb on_record, vo
  * Returns 0, or CTC_JSON_NO_DATA_ARRAY when no top-level "data" array was found. */
 int ctc_json_page_last(const char *body, size_t len, int *kind, int64_t *id, size_t *count);
 /* Every element of the top-level "data" array, as ctc_json_scan_page's on_record sees them,
- * WITHOUT validating the JSON: for a body a JSON decoder has already accepted (response.c
- * reads every records page with lua-cjson first, whose depth limit is CTC_JSON_MAX_DEPTH
- * too). For a document ctc_json_scan_page accepts, the calls, the result and *count are its
+ * WITHOUT validating the JSON: for a body a JSON decoder has already accepted (the old
+ * records reader, kept in csrc/test/fuzz/response_ref.c, read ids so after lua-cjson). For a document ctc_json_scan_page accepts, the calls, the result and *count are its
  * own; on any other input, some answer read within len. For well-formed JSON,
  * ctc_json_page_last's id and count are this walk's last call and *count (the two share the
  * search for the array and the reading of an element). Returns 0, CTC_JSON_NO_DATA_ARRAY (no top-level "data" array;
  * *count = 0), or on_record's non-zero value (then *count counts that record). */
 int ctc_json_page_ids(const char *body, size_t len, ctc_record_cb on_record, void *ud,
                       size_t *count);
+
+/* ---- the one Lua-facing decoder (csrc/jsondecode.c): not pure, it pushes Lua values ---- */
+
+/* What ctc_json_decode learnt of the page: the last top-level "data" member, when its value is
+ * an array (found), read by the id rule above as it was decoded (indexes are 1-based; 0 = none). */
+typedef struct ctc_json_page {
+    int64_t asked;       /* in: the ids must rise above it */
+    int found;           /* the last top-level "data" is an array */
+    size_t count;        /* its elements */
+    size_t bad_index;    /* the first element whose id is not CTC_ID_INT, and its kind */
+    int bad_kind;
+    size_t stall_index;  /* the first CTC_ID_INT id not above the one before (or asked) */
+    int64_t stall_id, stall_prev;
+    int64_t last_id;     /* the last CTC_ID_INT id */
+} ctc_json_page;
+struct lua_State;
+/* Decodes body[0..len), which must be a Lua string's bytes (body[len] is NUL), in one pass:
+ * pushes the value lua-cjson 2.1.0 gives (decode_invalid_numbers off, decode_max_depth
+ * CTC_JSON_MAX_DEPTH: null is a NULL lightuserdata, numbers are doubles) and returns 0, or pushes
+ * cjson's message ("Expected value but found invalid token at character 1") and returns -1. The
+ * elements of the last top-level "data" array that are objects are records: their null members
+ * are absent, their whole numbers below 2^53 integers (5.3+), their "id" when it is a
+ * CTC_ID_INT one exact (ctc_push_id). Never raises (a memory error is a -1 with its message). */
+int ctc_json_decode(struct lua_State *L, const char *body, size_t len, ctc_json_page *page);
 #pragma GCC visibility pop
 
 #endif

@@ -1,22 +1,19 @@
 /*
- * Response reading: HTTP status, JSON (lua-cjson, a private instance), the
- * provider's meta.success / meta.message, the type of data each call expects,
- * and for record pages the cursor. Returns the call's value(s), or
- * nil, { kind = "http" | "api" | "protocol", message, sent = true }.
+ * Response reading: HTTP status, JSON (the direct decoder of jsondecode.c), the provider's
+ * meta.success / meta.message, the type of data each call expects, and for record pages the
+ * cursor. Returns the call's value(s), or nil, { kind = "http" | "api" | "protocol", message,
+ * sent = true }.
  *
- * Record ids are read from the raw body by the C scanner, not from cjson's
- * doubles, so a cursor past 2^53 is still exact (cjson 2.1.0 decodes every
- * number as a double, and on 5.3+ an id 8 would come back as 8.0), and one rule
- * decides what an id is: plain digits, as a JSON integer or a string.
+ * The decoder gives what lua-cjson 2.1.0 gave this reader (and refuses what it refused, in its
+ * words), and finishes the records of the page as it goes: null fields absent, whole numbers
+ * integers on 5.3+, and every record id read from its own bytes by one rule (plain digits, as a
+ * JSON integer or a string, up to 2^63-1), so a cursor past 2^53 is exact. One pass; no cjson.
  */
 #include <math.h>
 #include <string.h>
 #include "ctc.h"
 #include "parsers.h"
 
-
-#define UV_DECODE lua_upvalueindex(1)
-#define UV_NULL lua_upvalueindex(2)
 
 #define ARG_SECRETS 5
 
@@ -96,24 +93,26 @@ static void push_excerpt(lua_State *L, const char *body, size_t len)
     lua_pushlstring(L, out, k);
 }
 
-/* Decodes arg 3 with the private cjson; leaves the value or the error on top. */
-static int decode(lua_State *L)
+/* Decodes the body (arg 3); leaves the value or the decoder's message on top. */
+static int decode(lua_State *L, const char *body, size_t n, ctc_json_page *pg)
 {
-    lua_pushvalue(L, UV_DECODE);
-    lua_pushvalue(L, 3);
-    return lua_pcall(L, 1, 1, 0) == 0;
+    return ctc_json_decode(L, body, n, pg) == 0;
 }
 
+/* JSON null (cjson.null, a NULL lightuserdata) or absent */
 static int is_null(lua_State *L, int idx)
 {
-    return lua_isnil(L, idx) || lua_rawequal(L, idx, UV_NULL);
+    return lua_isnil(L, idx)
+           || (lua_type(L, idx) == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL);
 }
 
 static int http_error(lua_State *L, int status, const char *body, size_t n)
 {
     int top = lua_gettop(L);
+    ctc_json_page pg;
     /* some gateways explain themselves in the provider's own meta form */
-    if (n > 0 && decode(L) && lua_istable(L, -1)) {
+    pg.asked = 0;
+    if (n > 0 && decode(L, body, n, &pg) && lua_istable(L, -1)) {
         lua_getfield(L, -1, "meta");
         if (lua_istable(L, -1)) {
             lua_getfield(L, -1, "message");
@@ -139,64 +138,12 @@ static int http_error(lua_State *L, int status, const char *body, size_t n)
 
 /* ---- record pages ---- */
 
-typedef struct page_scan {
-    int64_t *ids;
-    size_t cap;
-    size_t bad_index;
-    int bad_kind;
-} page_scan;
-
-static int on_record(void *ud, size_t index, int kind, int64_t id)
+/* data at index `data`, decoded as a page (pg); arg 4 is the maxId that was asked for. The
+ * decoder has read every id by the one rule (CTC_ID_INT in parsers.h) and put the exact ones in
+ * the records, so the answer never depends on whether a double could have held the ids. */
+static int read_page(lua_State *L, int data, const ctc_json_page *pg)
 {
-    page_scan *ps = ud;
-    if (index >= ps->cap)
-        return 2; /* the scanner and cjson disagree on the length */
-    if (kind != CTC_ID_INT) {
-        ps->bad_index = index;
-        ps->bad_kind = kind;
-        return 3;
-    }
-    ps->ids[index] = id;
-    return 0;
-}
-
-/* Walks one record once: null fields become absent and, on 5.3+, whole floats
- * become integers (cjson 2.1.0 decodes every number as a double). The id is not
- * read here: a double cannot tell 5 from 5.0, nor hold every id past 2^53. */
-static void normalize_record(lua_State *L, int rec)
-{
-    lua_pushnil(L);
-    while (lua_next(L, rec) != 0) {
-        int t = lua_type(L, -1);
-#if CTC_HAS_INTEGERS
-        if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-            lua_Number v = lua_tonumber(L, -1);
-            if (v == floor(v) && fabs(v) < 9007199254740992.0) {
-                lua_pushvalue(L, -2);
-                lua_pushinteger(L, (lua_Integer)v);
-                lua_rawset(L, rec); /* changing a field's value during lua_next is allowed */
-            }
-        } else
-#endif
-        if (t == LUA_TLIGHTUSERDATA && lua_rawequal(L, -1, UV_NULL)) {
-            lua_pushvalue(L, -2);
-            lua_pushnil(L);
-            lua_rawset(L, rec); /* clearing a field during lua_next is allowed */
-        }
-        lua_pop(L, 1);
-    }
-}
-
-/* data at index `data`; arg 4 is the maxId that was asked for.
- * cjson has decoded (and so validated) the body; every id is then read from the
- * raw bytes, one rule for all of them (CTC_ID_INT in parsers.h), so the answer
- * never depends on whether a double could have held the ids. */
-static int read_page(lua_State *L, int data, const char *body, size_t n)
-{
-    size_t count = 0, i;
-    int64_t asked = 0, prev;
-    page_scan ps;
-    int rc;
+    int64_t asked = 0;
 
     if (is_null(L, data)) {
         /* some deployments send null for "no records": an empty page, in the same
@@ -209,60 +156,30 @@ static int read_page(lua_State *L, int data, const char *body, size_t n)
         return fail(L, "protocol", "response data is not an array of records");
     if (!lua_isnoneornil(L, 4) && ctc_to_id(L, 4, &asked) != NULL)
         return luaL_argerror(L, 4, "cursor expected");
-    ps.cap = ctc_rawlen(L, data);
-    ps.ids = ctc_newuserdata(L, (ps.cap + 1) * sizeof(int64_t));
-    ps.bad_kind = CTC_ID_INT;
-    ps.bad_index = 0;
-    for (i = 0; i < ps.cap; i++) {
-        lua_rawgeti(L, data, (int)i + 1);
-        if (lua_istable(L, -1))
-            normalize_record(L, lua_gettop(L));
-        lua_pop(L, 1);
-    }
-    /* an empty table may also be {}: the scanner tells */
-    rc = ctc_json_page_ids(body, n, on_record, &ps, &count);
-    if (rc == CTC_JSON_NO_DATA_ARRAY)
+    /* an empty table may also be {}: the decoder tells */
+    if (!pg->found)
         return fail(L, "protocol", "response data is not an array of records");
-    if (rc == 3) {
+    if (pg->bad_index != 0) {
         char at[CTC_I64_LEN];
-        lua_pushfstring(L, "record %s %s", ctc_i64_str(at, (int64_t)ps.bad_index + 1),
-                        ps.bad_kind == CTC_ID_MISSING
+        lua_pushfstring(L, "record %s %s", ctc_i64_str(at, (int64_t)pg->bad_index),
+                        pg->bad_kind == CTC_ID_MISSING
                             ? "has no id"
                             : "has an id that is not an integer in plain digits "
                               "(0 to 9223372036854775807, as a number or a string)");
         return fail_top(L, "protocol");
     }
-    if (rc != 0 || count != ps.cap)
-        /* cjson accepted the body: not seen, but never a wrong id */
-        return fail(L, "protocol", "response data could not be read as an array of records");
-    prev = asked;
-    for (i = 0; i < count; i++) {
-        if (ps.ids[i] <= prev) {
-            /* a page that does not move past maxId would loop forever; ids printed
-             * exactly (a double would print 2^53 + 1 as 9.007199254741e+15) */
-            char at[CTC_I64_LEN], id[CTC_I64_LEN], above[CTC_I64_LEN];
-            lua_pushfstring(L, "page ids do not advance: record %s has id %s, not above %s",
-                            ctc_i64_str(at, (int64_t)i + 1), ctc_i64_str(id, ps.ids[i]),
-                            ctc_i64_str(above, prev));
-            return fail_top(L, "protocol");
-        }
-        prev = ps.ids[i];
-    }
-    /* the scanner's exact ids replace cjson's doubles */
-    for (i = 0; i < count; i++) {
-        lua_rawgeti(L, data, (int)i + 1);
-        if (!lua_istable(L, -1)) {
-            char at[CTC_I64_LEN];
-            lua_pushfstring(L, "record %s is not an object", ctc_i64_str(at, (int64_t)i + 1));
-            return fail_top(L, "protocol");
-        }
-        ctc_push_id(L, ps.ids[i]);
-        lua_setfield(L, -2, "id");
-        lua_pop(L, 1);
+    if (pg->stall_index != 0) {
+        /* a page that does not move past maxId would loop forever; ids printed
+         * exactly (a double would print 2^53 + 1 as 9.007199254741e+15) */
+        char at[CTC_I64_LEN], id[CTC_I64_LEN], above[CTC_I64_LEN];
+        lua_pushfstring(L, "page ids do not advance: record %s has id %s, not above %s",
+                        ctc_i64_str(at, (int64_t)pg->stall_index), ctc_i64_str(id, pg->stall_id),
+                        ctc_i64_str(above, pg->stall_prev));
+        return fail_top(L, "protocol");
     }
     lua_pushvalue(L, data);
-    if (count >= CTC_PAGE_SIZE)
-        ctc_push_id(L, ps.ids[count - 1]);
+    if (pg->count >= CTC_PAGE_SIZE)
+        ctc_push_id(L, pg->last_id);
     else
         lua_pushnil(L);
     return 2;
@@ -280,6 +197,7 @@ static int l_response(lua_State *L)
     size_t n;
     const char *body = luaL_checklstring(L, 3, &n);
     int top, meta, data;
+    ctc_json_page pg;
 
     lua_settop(L, ARG_SECRETS);
     if (!lua_isnil(L, ARG_SECRETS))
@@ -294,10 +212,14 @@ static int l_response(lua_State *L)
     status = (int)st;
     if (status < 200 || status > 299)
         return http_error(L, status, body, n);
-    if (!decode(L)) {
+    /* the ids must rise above the cursor asked (checked as an argument below, on a page) */
+    pg.asked = 0;
+    if (op == CTC_OP_RECORDS_PAGE && !lua_isnoneornil(L, 4) && ctc_to_id(L, 4, &pg.asked) != NULL)
+        pg.asked = 0;
+    if (!decode(L, body, n, &pg)) {
         size_t en;
         const char *e = lua_tolstring(L, -1, &en);
-        push_redacted(L, e ? e : "?", e ? en : 1); /* cjson's reason, in case it quotes the body */
+        push_redacted(L, e ? e : "?", e ? en : 1); /* the decoder's reason, in case it quotes the body */
         push_excerpt(L, body, n);
         lua_pushfstring(L, "response body is not JSON (%s): \"%s\"",
                         lua_tostring(L, -2), lua_tostring(L, -1));
@@ -345,37 +267,12 @@ static int l_response(lua_State *L)
 #endif
         return 1;
     default:
-        return read_page(L, data, body, n);
+        return read_page(L, data, &pg);
     }
 }
 
 void ctc_open_response(lua_State *L)
 {
-    /* a private cjson instance: other modules' settings never reach ours */
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "cjson");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "new");
-    lua_call(L, 0, 1);
-    lua_getfield(L, -1, "decode_invalid_numbers");
-    if (lua_isfunction(L, -1)) {
-        lua_pushboolean(L, 0);
-        lua_call(L, 1, 0);
-    } else {
-        lua_pop(L, 1);
-    }
-    /* cjson's default is 1000; the scanner's limit, for every call: a body nested
-     * deeper than CTC_JSON_MAX_DEPTH is refused, whichever op and data */
-    lua_getfield(L, -1, "decode_max_depth");
-    if (lua_isfunction(L, -1)) {
-        lua_pushinteger(L, CTC_JSON_MAX_DEPTH);
-        lua_call(L, 1, 0);
-    } else {
-        lua_pop(L, 1);
-    }
-    lua_getfield(L, -1, "decode");
-    lua_getfield(L, -2, "null");
-    lua_pushcclosure(L, l_response, 2);
-    lua_setfield(L, -4, "response");
-    lua_pop(L, 2);
+    lua_pushcfunction(L, l_response);
+    lua_setfield(L, -2, "response");
 }

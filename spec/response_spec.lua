@@ -200,3 +200,123 @@ describe("core.page_last_id", function()
     end
   end)
 end)
+
+-- The reader decodes with its own one-pass decoder (csrc/jsondecode.c); these pin the values and
+-- refusals lua-cjson 2.1.0 gave it, which the decoder keeps (the fuzz harness compares the two
+-- readers on every input: scripts/fuzz response).
+describe("core.response: the JSON it reads", function()
+  local NULL = require("cjson").null
+
+  local function one(fields)
+    local r, err = core.response("records_page", 200, page { "{" .. fields .. "}" })
+    assert.is_nil(err)
+    return r[1]
+  end
+
+  it("finishes records: null fields absent, whole numbers integers (5.3+), nested values as cjson's", function()
+    local rec = one('"id":1,"a":null,"b":5.0,"c":1e2,"d":-0,"e":2.5,"f":{"g":5,"h":null},"i":[null,3],'
+                    .. '"j":"x","j":null,"k":9007199254740993')
+    assert.is_nil(rec.a)
+    assert.is_nil(rec.j) -- a later null clears an earlier value, as cjson's last-wins then the walk did
+    assert.equal(5, rec.b)
+    assert.equal(100, rec.c)
+    assert.equal(0, rec.d)
+    assert.equal(2.5, rec.e)
+    assert.equal(5, rec.f.g)
+    assert.equal(NULL, rec.f.h)
+    assert.equal(NULL, rec.i[1])
+    assert.equal(3, rec.i[2])
+    assert.equal(2 ^ 53, rec.k) -- a double, as strtod rounds it
+    if math.type then
+      for _, k in ipairs { "b", "c", "d" } do
+        assert.equal("integer", math.type(rec[k]), k)
+      end
+      assert.equal("float", math.type(rec.f.g)) -- inside a field: cjson's double
+      assert.equal("float", math.type(rec.k))
+    end
+  end)
+
+  it("gives each record its own keys, whatever the record before had in the same place", function()
+    local many = {}
+    for i = 1, 40 do
+      many[i] = '"k' .. i .. '":' .. i
+    end
+    local r = assert(core.response("records_page", 200, page {
+      '{"id":1,"ab":1,' .. table.concat(many, ",") .. "}",
+      '{"id":2,"abc":2,' .. table.concat(many, ",") .. "}",
+      '{"id":3,"a":3}',
+      '{"id":4,"\\u0061b":4,"":5}',
+      '{"id":5,"ab":6,"":7}',
+    }))
+    assert.same({ 1, 2, 3, 4, 6 }, { r[1].ab, r[2].abc, r[3].a, r[4].ab, r[5].ab })
+    assert.is_nil(r[1].abc)
+    assert.is_nil(r[2].ab)
+    assert.equal(7, r[5][""])
+    assert.equal(40, r[2].k40)
+    local n = 0
+    for _ in pairs(r[2]) do
+      n = n + 1
+    end
+    assert.equal(42, n)
+  end)
+
+  it("decodes escapes to UTF-8, surrogate pairs to one character, raw control bytes as they are", function()
+    local rec = one('"id":1,"s":"\\u00e9\\u4e2d\\ud83d\\ude00\\n\\/\\"","t":"a\tb\1"')
+    assert.equal("\195\169\228\184\173\240\159\152\128\n/\"", rec.s)
+    assert.equal("a\tb\1", rec.t)
+  end)
+
+  it("refuses what cjson refused, in its words", function()
+    local cases = {
+      { "", "Expected value but found T_END at character 1" },
+      { "{", "Expected object key string but found T_END at character 2" },
+      { '{"a":1,}', "Expected object key string but found T_OBJ_END at character 8" },
+      { "[1,]", "Expected value but found T_ARR_END at character 4" },
+      { '{"a" 1}', "Expected colon but found T_NUMBER at character 6" },
+      { '{"a":01}', "Expected value but found invalid number at character 6" },
+      { '{"a":"\\ud800x"}', "Expected value but found invalid unicode escape code at character 7" },
+      { '{"a":"\\udc00\\ud800"}', "Expected value but found invalid unicode escape code at character 7" },
+      { '{"a":"\\q"}', "Expected value but found invalid escape code at character 7" },
+      { '{"a":"x', "Expected value but found unexpected end of string at character 8" },
+      { '{"a":tru}', "Expected value but found invalid token at character 6" },
+      { '{"a":1} x', "Expected the end but found invalid token at character 9" },
+      { "5\0", "JSON parser does not support UTF-16 or UTF-32" },
+    }
+    for _, c in ipairs(cases) do
+      local v, err = core.response("balance", 200, c[1])
+      assert.is_nil(v)
+      assert.equal("protocol", err.kind)
+      assert.equal("response body is not JSON (" .. c[2] .. ")", err.message:match("^(.-%)):"), c[1])
+    end
+  end)
+
+  it("takes what cjson took: a NUL ends the body, strtod's numbers", function()
+    assert.equal(5, core.response("balance", 200, '{"meta":{"success":true},"data":5}\0junk'))
+    assert.equal(5, core.response("balance", 200, '{"meta":{"success":true},"data":5.}'))
+    assert.equal(-0.5, core.response("balance", 200, '{"meta":{"success":true},"data":-.5}'))
+    assert.equal(1000, core.response("balance", 200, '{"meta":{"success":true},"data":1.e3}'))
+  end)
+
+  it("needs no lua-cjson", function()
+    -- a second instance of the core, opened while cjson cannot be required
+    local path
+    for t in package.cpath:gmatch("[^;]+") do
+      local p = t:gsub("%?", "clicktocall/core")
+      local f = io.open(p, "rb")
+      if f then
+        f:close()
+        path = p
+        break
+      end
+    end
+    assert.truthy(path)
+    local saved, preload = package.loaded.cjson, package.preload.cjson
+    package.loaded.cjson = nil
+    package.preload.cjson = function() error("no cjson here") end
+    local ok, fresh = pcall(function() return package.loadlib(path, "luaopen_clicktocall_core")() end)
+    package.loaded.cjson, package.preload.cjson = saved, preload
+    assert.is_true(ok, fresh)
+    local r = fresh.response("records_page", 200, page { '{"id":7}' })
+    assert.equal(7, r[1].id)
+  end)
+end)

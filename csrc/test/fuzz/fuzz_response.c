@@ -17,11 +17,18 @@
  * reader's last id and count on every page the reader accepts. Differential: the same page
  * with one more record whose id no double holds (2^53 + 1 or 2^63 - 1, a number or a
  * string) gives the same records plus that one, or the same refusal, so no answer depends on
- * whether some id of a page fits a double. The Lua heap, after a full
+ * whether some id of a page fits a double. Differential against the old reader
+ * (response_ref.c: lua-cjson, a walk over the records, the ids scanned again from the raw
+ * bytes, compiled into this harness only): every call above is made to both, and every
+ * result must be the same Lua value, recursively (records, fields, integer or float, the sign
+ * of a zero, cjson.null where it shows, the refusal and its message); and so is the input put
+ * as a field value into a page of two records. The Lua heap, after a full
  * collection now and then, stays where it started (the reader keeps nothing). One input in
  * 16 runs under a collector that never rests.
  */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -35,6 +42,7 @@
 #endif
 
 int luaopen_clicktocall_core(lua_State *L);
+void ctc_ref_open_response(lua_State *L); /* response_ref.c: the old reader */
 
 #define PAGE_SIZE 100
 #define ARGS 5
@@ -44,15 +52,17 @@ static const char SECRET[] = "Zk4Qm9Tx2Lp7Wr5N";
 static const char SECRET2[] = "Q2xpY2tUb0NhbGw";
 
 static lua_State *L;
-static int ref_response, ref_secrets, ref_null, ref_page_last, ref_count;
+static int ref_response, ref_old, ref_secrets, ref_null, ref_page_last, ref_count;
 static size_t baseline_kb;
-static unsigned long inputs, diffs, accepted_diffs;
+static unsigned long inputs, diffs, accepted_diffs, old_calls, old_accepted;
 
-/* how much the differential check compared, for the log */
+/* how much the differential checks compared, for the log */
 static void report(void)
 {
     fprintf(stderr, "fuzz_response: %lu inputs; the page plus a record past 2^53 compared %lu times "
-            "(%lu of them pages the reader accepts)\n", inputs, diffs, accepted_diffs);
+            "(%lu of them pages the reader accepts); the old reader (cjson) compared %lu calls "
+            "(%lu of them answers that are no error)\n", inputs, diffs, accepted_diffs, old_calls,
+            old_accepted);
 }
 
 typedef struct {
@@ -78,6 +88,13 @@ static void setup(void)
         fprintf(stderr, "fuzz: cannot load the core: %s\n", lua_tostring(L, -1));
         REQUIRE(0);
     }
+    /* the old reader (lua-cjson, the walk, the raw id scan), which needs require('cjson') */
+    lua_newtable(L);
+    ctc_ref_open_response(L);
+    lua_getfield(L, -1, "ref_response");
+    REQUIRE(lua_isfunction(L, -1));
+    ref_old = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
     ref_null = luaL_ref(L, LUA_REGISTRYINDEX);
     ref_response = luaL_ref(L, LUA_REGISTRYINDEX);
     ref_page_last = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -133,13 +150,52 @@ static int whole_status(double st)
     return st >= 100 && st <= 599 && st == floor(st);
 }
 
-/* core.response(op, status, body [, asked [, secrets]]): leaves the results on the stack
- * above *base and returns how many there are. */
-static int call(const req *r, const input *in, int *base)
+/* whether the values at a and b are the same Lua value: the same type; numbers the same
+ * subtype, value and sign (so -0.0 is not 0, 5.0 is not 5); tables the same keys with the
+ * same values, recursively */
+static int same_value(int a, int b, int depth)
 {
-    int rc;
-    *base = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref_response);
+    int t = lua_type(L, a);
+    if (t != lua_type(L, b) || depth > 200)
+        return 0;
+    switch (t) {
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, a) != lua_isinteger(L, b))
+            return 0;
+        if (lua_isinteger(L, a))
+            return lua_tointeger(L, a) == lua_tointeger(L, b);
+        return lua_tonumber(L, a) == lua_tonumber(L, b)
+               && signbit(lua_tonumber(L, a)) == signbit(lua_tonumber(L, b));
+    case LUA_TTABLE: {
+        size_t na = 0, nb = 0;
+        int ok = 1;
+        a = lua_absindex(L, a);
+        b = lua_absindex(L, b);
+        lua_pushnil(L);
+        while (lua_next(L, a) != 0) {
+            na++;
+            lua_pushvalue(L, -2);
+            lua_rawget(L, b);
+            if (ok && !same_value(-1, -2, depth + 1))
+                ok = 0;
+            lua_pop(L, 2);
+        }
+        lua_pushnil(L);
+        while (lua_next(L, b) != 0) {
+            nb++;
+            lua_pop(L, 1);
+        }
+        return ok && na == nb && lua_getmetatable(L, a) == 0 && lua_getmetatable(L, b) == 0;
+    }
+    default:
+        return lua_rawequal(L, a, b);
+    }
+}
+
+/* pushes fn (a registry ref) and the call's arguments; returns lua_pcall's code */
+static int call_ref(int fn, const req *r, const input *in)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, fn);
     lua_pushstring(L, r->op);
     if (whole_status(r->status))
         lua_pushinteger(L, (lua_Integer)r->status);
@@ -156,13 +212,48 @@ static int call(const req *r, const input *in, int *base)
         lua_rawgeti(L, LUA_REGISTRYINDEX, ref_secrets);
     else
         lua_pushnil(L);
-    rc = lua_pcall(L, ARGS, LUA_MULTRET, 0);
+    return lua_pcall(L, ARGS, LUA_MULTRET, 0);
+}
+
+/* core.response(op, status, body [, asked [, secrets]]): leaves the results on the stack
+ * above *base and returns how many there are. The old reader answers the same call: its
+ * every result must be the same value (the same records, fields, numbers' subtypes, nulls,
+ * the same refusal and message). */
+static int call(const req *r, const input *in, int *base)
+{
+    int rc, n, obase, on, i;
+    *base = lua_gettop(L);
+    rc = call_ref(ref_response, r, in);
     if (rc != LUA_OK) {
         fprintf(stderr, "fuzz: core.response('%s', %g, <%zu bytes>) raised: %s\n", r->op, r->status,
                 in->len, lua_tostring(L, -1));
         REQUIRE(rc == LUA_OK);
     }
-    return lua_gettop(L) - *base;
+    n = lua_gettop(L) - *base;
+    obase = lua_gettop(L);
+    rc = call_ref(ref_old, r, in);
+    REQUIRE(rc == LUA_OK);
+    on = lua_gettop(L) - obase;
+    old_calls++;
+    for (i = 1; i <= n && i <= on; i++)
+        if (!same_value(*base + i, obase + i, 0))
+            break;
+    if (on != n || i <= n) {
+        fprintf(stderr, "fuzz: core.response('%s', %g, <%zu bytes>) and the old reader differ: "
+                "%d results against %d, result %d: a %s against a %s\n", r->op, r->status, in->len, n, on,
+                i, luaL_typename(L, *base + (i <= n ? i : 1)), luaL_typename(L, obase + (i <= on ? i : 1)));
+        if (lua_istable(L, *base + 2) && lua_istable(L, obase + 2)) {
+            lua_getfield(L, *base + 2, "message");
+            lua_getfield(L, obase + 2, "message");
+            fprintf(stderr, "fuzz: messages: new \"%s\", old \"%s\"\n", lua_tostring(L, -2),
+                    lua_tostring(L, -1));
+        }
+        REQUIRE(0);
+    }
+    if (!lua_isnil(L, *base + 1))
+        old_accepted++;
+    lua_settop(L, obase);
+    return n;
 }
 
 /* nil, { kind, message, sent = true } at base+1, base+2; returns the kind's first letter,
@@ -601,6 +692,34 @@ static void check_status(const input *in)
     lua_settop(L, base);
 }
 
+/* the input as a value inside a page: a field of two records (the field at a record's top
+ * level, where nulls go and whole numbers become integers, and the same bytes again in the
+ * second record, where the keys are reused), so every JSON value the fuzzer makes is decoded by
+ * both readers and compared, not only those that are whole pages */
+static void check_wrapped(const input *in)
+{
+    static const char head[] = "{\"meta\":{\"success\":true},\"data\":[{\"id\":1,\"v\":";
+    static const char mid[] = ",\"w\":2},{\"id\":2,\"v\":";
+    static const char tail[] = ",\"w\":null}]}";
+    req r = { "records_page", 200, ASK_NONE, 0, 0 };
+    size_t hn = sizeof head - 1, mn = sizeof mid - 1, tn = sizeof tail - 1;
+    char *body = malloc(hn + 2 * in->len + mn + tn);
+    input w;
+    int base;
+    if (body == NULL)
+        return;
+    memcpy(body, head, hn);
+    memcpy(body + hn, in->body, in->len);
+    memcpy(body + hn + in->len, mid, mn);
+    memcpy(body + hn + in->len + mn, in->body, in->len);
+    memcpy(body + hn + 2 * in->len + mn, tail, tn);
+    w.body = body;
+    w.len = hn + 2 * in->len + mn + tn;
+    call(&r, &w, &base);
+    lua_settop(L, base);
+    free(body);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     input in;
@@ -620,6 +739,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_op("dial", 1, &in);
     check_op("balance", 1, &in);
     check_records(&in);
+    check_wrapped(&in);
     check_status(&in);
     if (inputs % 16 == 0)
         lua_gc(L, LUA_GCINC, 200, 100, 13);
