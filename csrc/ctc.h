@@ -60,7 +60,7 @@ void ctc_push_id(lua_State *L, int64_t id);
 const char *ctc_to_id(lua_State *L, int idx, int64_t *id);
 
 /* response.c: reads a response into a result or an error (kind, message) */
-void ctc_open_response(lua_State *L);   /* sets core.response (needs cjson) */
+void ctc_open_response(lua_State *L);   /* sets core.response (its own JSON decoder) */
 
 /* curl.c: the libcurl transport */
 void ctc_open_curl(lua_State *L);       /* sets core.curl_transport */
