@@ -232,16 +232,7 @@ local function tls_hint(err)
   return err
 end
 
-local function callback_error(st, what, cause)
-  local e = exchange.fail(st, "callback", "on_file " .. what .. ": " .. exchange.describe(cause),
-                          { sent = true, retryable = false })
-  e.cause = cause
-  return e
-end
-
-local function io_fail(st, message)
-  return exchange.fail(st, "io", message, { sent = true, retryable = false })
-end
+local io_fail = jobs.io_error
 
 --------------------------------------------------------------------------
 -- group commits (batch.group): what the recordings of one scheduler turn share
@@ -359,9 +350,9 @@ local function call_on_file(job, item, entry)
   end
   local hok, r1, r2 = pcall(job.on_file, hook)
   if not hok then
-    return nil, callback_error(job.st, "raised an error", r1)
+    return nil, jobs.callback_error(job.st, "on_file", "raised an error", r1)
   elseif r1 == nil and r2 ~= nil then
-    return nil, callback_error(job.st, "returned an error", r2)
+    return nil, jobs.callback_error(job.st, "on_file", "returned an error", r2)
   end
   return true
 end

@@ -22,6 +22,19 @@ function _M.argument(st, fname, what)
                             { sent = false, retryable = false })
 end
 
+--- A local write that failed once the job was under way: never retried, the provider was reached.
+function _M.io_error(st, message)
+  return exchange.fail(st, "io", message, { sent = true, retryable = false })
+end
+
+--- hook ("on_file", "on_record") raised or returned nil, err: kind "callback", err.cause = what it gave
+function _M.callback_error(st, hook, what, cause)
+  local e = exchange.fail(st, "callback", hook .. " " .. what .. ": " .. exchange.describe(cause),
+                          { sent = true, retryable = false })
+  e.cause = cause
+  return e
+end
+
 --- unknown(args, known) -> the first field not in known, or nil
 function _M.unknown(args, known)
   for k in pairs(args) do

@@ -137,25 +137,17 @@ local function write_state(st, job, s)
   end
   if not ok or not bytes then
     sink:abort()
-    return nil, exchange.fail(st, "io", "could not write the state: " .. tostring(werr),
-                              { sent = true, retryable = false })
+    return nil, jobs.io_error(st, "could not write the state: " .. tostring(werr))
   end
   local rok, rerr = os_rename(tmp, job.state)
   if not rok then
     os_remove(tmp)
-    return nil, exchange.fail(st, "io", "could not replace the state: " .. tostring(rerr),
-                              { sent = true, retryable = false })
+    return nil, jobs.io_error(st, "could not replace the state: " .. tostring(rerr))
   end
   core.fsync(job.dir)
   return true
 end
 
-local function callback_error(st, what, cause)
-  local e = exchange.fail(st, "callback", "on_record " .. what .. ": " .. exchange.describe(cause),
-                          { sent = true, retryable = false })
-  e.cause = cause
-  return e
-end
 
 local function locked(st, job)
   jobs.clean_stale(job.dir) -- a state write cut short by a crash
@@ -182,9 +174,9 @@ local function locked(st, job)
     for i = 1, #recs do
       local hok, r1, r2 = pcall(job.on_record, recs[i])
       if not hok then
-        return nil, callback_error(st, "raised an error", r1)
+        return nil, jobs.callback_error(st, "on_record", "raised an error", r1)
       elseif r1 == nil and r2 ~= nil then
-        return nil, callback_error(st, "returned an error", r2)
+        return nil, jobs.callback_error(st, "on_record", "returned an error", r2)
       end
       summary.delivered = summary.delivered + 1
     end
