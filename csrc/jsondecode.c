@@ -30,6 +30,7 @@
 #include <string.h>
 #include "ctc.h"
 #include "parsers.h"
+#include "jsonchar.h"
 
 #define TWO53 9007199254740992.0
 
@@ -72,45 +73,11 @@ static const char E_TOKEN[] = "invalid token";
 /* bytes that end the plain run of a string: '"', '\\', NUL */
 static const unsigned char STR_STOP[256] = { [0] = 1, ['"'] = 1, ['\\'] = 1 };
 
-static int is_ws(unsigned char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
-}
-
-static int is_digit(unsigned char ch)
-{
-    return ch >= '0' && ch <= '9';
-}
-
 static size_t skip_ws(const unsigned char *b, size_t p)
 {
-    while (is_ws(b[p]))
+    while (ctc_json_is_ws(b[p]))
         p++;
     return p;
-}
-
-static int hexval(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch |= 0x20;
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
-
-/* four hex digits at b+i, read one at a time (a NUL stops it: never past the end); -1 if not */
-static long hex4(const unsigned char *b, size_t i)
-{
-    long v = 0;
-    int k;
-    for (k = 0; k < 4; k++) {
-        int h = hexval(b[i + k]);
-        if (h < 0)
-            return -1;
-        v = (v << 4) | h;
-    }
-    return v;
 }
 
 static int fail_token(dctx *c, const char *expected, const char *found, size_t at)
@@ -139,14 +106,14 @@ static const char *string_fault(const unsigned char *b, size_t q, size_t *at)
             continue;
         ch = b[q + 1];
         if (ch == 'u') {
-            long cp = hex4(b, q + 2);
+            long cp = ctc_json_hex4(b, q + 2);
             if (cp < 0)
                 goto bad_u;
             if ((cp & 0xF800) == 0xD800) {
                 long lo;
                 if ((cp & 0x400) || b[q + 6] != '\\' || b[q + 7] != 'u')
                     goto bad_u;
-                lo = hex4(b, q + 8);
+                lo = ctc_json_hex4(b, q + 8);
                 if (lo < 0 || (lo & 0xFC00) != 0xDC00)
                     goto bad_u;
                 q += 6;
@@ -189,9 +156,9 @@ static int lex_number(const unsigned char *b, size_t s, numtok *t)
     t->mant = 0;
     if (neg)
         p++;
-    if (b[p] == '0' && (is_digit(b[p + 1]) || (b[p + 1] | 0x20) == 'x'))
+    if (b[p] == '0' && (ctc_json_is_digit(b[p + 1]) || (b[p + 1] | 0x20) == 'x'))
         return -1;
-    while (is_digit(b[p])) {
+    while (ctc_json_is_digit(b[p])) {
         if (t->digits < 19)
             t->mant = t->mant * 10 + (uint64_t)(b[p] - '0');
         t->digits++;
@@ -200,7 +167,7 @@ static int lex_number(const unsigned char *b, size_t s, numtok *t)
     if (b[p] == '.') {
         p++;
         t->plain = 0;
-        while (is_digit(b[p])) {
+        while (ctc_json_is_digit(b[p])) {
             if (t->digits < 19)
                 t->mant = t->mant * 10 + (uint64_t)(b[p] - '0');
             t->digits++;
@@ -215,9 +182,9 @@ static int lex_number(const unsigned char *b, size_t s, numtok *t)
         int eneg = 0;
         if (b[q] == '+' || b[q] == '-')
             eneg = b[q++] == '-';
-        if (is_digit(b[q])) {
+        if (ctc_json_is_digit(b[q])) {
             long e = 0;
-            while (is_digit(b[q])) {
+            while (ctc_json_is_digit(b[q])) {
                 if (e < 100000)
                     e = e * 10 + (b[q] - '0');
                 q++;
@@ -264,7 +231,7 @@ static int unexpected(dctx *c, const char *expected, size_t p)
         found = strncmp((const char *)b + p, "null", 4) == 0 ? "T_NULL" : E_TOKEN;
         break;
     default:
-        if (b[p] == '-' || is_digit(b[p]))
+        if (b[p] == '-' || ctc_json_is_digit(b[p]))
             found = lex_number(b, p, &t) == 0 ? "T_NUMBER" : E_NUMBER;
         else
             found = E_TOKEN;
@@ -349,7 +316,7 @@ static int push_escaped(dctx *c, size_t s, size_t q, const char *expected, const
         case 'r': o[k++] = '\r'; break;
         case 't': o[k++] = '\t'; break;
         case 'u': {
-            long cp = hex4(b, q + 2);
+            long cp = ctc_json_hex4(b, q + 2);
             if (cp < 0)
                 return fail_token(c, expected, E_UNICODE, q);
             if ((cp & 0xF800) == 0xD800) {
@@ -357,7 +324,7 @@ static int push_escaped(dctx *c, size_t s, size_t q, const char *expected, const
                 /* a low surrogate first, or a high one not followed by \u and a low one */
                 if ((cp & 0x400) || b[q + 6] != '\\' || b[q + 7] != 'u')
                     return fail_token(c, expected, E_UNICODE, q);
-                lo = hex4(b, q + 8);
+                lo = ctc_json_hex4(b, q + 8);
                 if (lo < 0 || (lo & 0xFC00) != 0xDC00)
                     return fail_token(c, expected, E_UNICODE, q);
                 cp = ((((cp & 0x3FF) << 10) | (lo & 0x3FF)) + 0x10000);
@@ -516,7 +483,7 @@ static int push_id(dctx *c, int64_t *id)
     const unsigned char *b = c->b;
     size_t s = c->p;
 
-    if (is_digit(b[s])) {
+    if (ctc_json_is_digit(b[s])) {
         numtok t;
         if (lex_number(b, s, &t) != 0)
             return fail_token(c, "value", E_NUMBER, s);
@@ -537,7 +504,7 @@ static int push_id(dctx *c, int64_t *id)
         if (sn == 0 || sn > 19)
             return CTC_ID_OTHER;
         for (i = 0; i < sn; i++) {
-            if (!is_digit((unsigned char)sp[i]))
+            if (!ctc_json_is_digit((unsigned char)sp[i]))
                 return CTC_ID_OTHER;
             v = v * 10 + (uint64_t)(sp[i] - '0');
         }
@@ -625,7 +592,7 @@ static int object(dctx *c, int mode)
             } else if (b[c->p] == 'n' && strncmp((const char *)b + c->p, "null", 4) == 0) {
                 c->p += 4;
                 lua_pushnil(L); /* a null field is absent (and clears an earlier one) */
-            } else if (b[c->p] == '-' || is_digit(b[c->p])) {
+            } else if (b[c->p] == '-' || ctc_json_is_digit(b[c->p])) {
                 if (push_number(c, 1) != 0)
                     return -1;
             } else if (value(c, M_PLAIN) != 0) {

@@ -11,6 +11,7 @@
  */
 #include <string.h>
 #include "parsers.h"
+#include "jsonchar.h"
 
 #define NONE ((size_t)-1)
 
@@ -47,41 +48,10 @@ static int fail(jctx *c, const char *why, size_t off)
     return -1;
 }
 
-static int is_ws(unsigned char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
-}
-
 static void skip_ws(jctx *c)
 {
-    while (c->p < c->len && is_ws(c->b[c->p]))
+    while (c->p < c->len && ctc_json_is_ws(c->b[c->p]))
         c->p++;
-}
-
-static int hexval(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Four hex digits at b[i..i+4) (caller checked the bounds); -1 if not hex. */
-static long hex4(const unsigned char *b, size_t i)
-{
-    long v = 0;
-    int k;
-
-    for (k = 0; k < 4; k++) {
-        int h = hexval(b[i + k]);
-        if (h < 0)
-            return -1;
-        v = v * 16 + h;
-    }
-    return v;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -119,13 +89,13 @@ static long next_cp(const unsigned char *s, size_t n, size_t *i)
         long v;
         if (*i + 4 > n)
             return -1;
-        v = hex4(s, *i);
+        v = ctc_json_hex4(s, *i);
         *i += 4;
         if (v >= 0xD800 && v <= 0xDBFF) {
             long lo;
             if (*i + 6 > n || s[*i] != '\\' || s[*i + 1] != 'u')
                 return -1;
-            lo = hex4(s, *i + 2);
+            lo = ctc_json_hex4(s, *i + 2);
             if (lo < 0xDC00 || lo > 0xDFFF)
                 return -1;
             *i += 6;
@@ -188,7 +158,7 @@ static int scan_string(jctx *c, size_t *cs, size_t *ce)
             long v;
             if (q + 6 > len)
                 return fail(c, WHY_UNTERMINATED, open);
-            v = hex4(b, q + 2);
+            v = ctc_json_hex4(b, q + 2);
             if (v < 0)
                 return fail(c, WHY_UESCAPE, q);
             if (v >= 0xDC00 && v <= 0xDFFF)
@@ -202,7 +172,7 @@ static int scan_string(jctx *c, size_t *cs, size_t *ce)
                 }
                 if (b[q + 6] != '\\' || b[q + 7] != 'u')
                     return fail(c, WHY_SURROGATE, q);
-                lo = hex4(b, q + 8);
+                lo = ctc_json_hex4(b, q + 8);
                 if (lo < 0)
                     return fail(c, WHY_UESCAPE, q + 6);
                 if (lo < 0xDC00 || lo > 0xDFFF)
@@ -221,11 +191,6 @@ static int scan_string(jctx *c, size_t *cs, size_t *ce)
     return 0;
 }
 
-static int is_digit(unsigned char ch)
-{
-    return ch >= '0' && ch <= '9';
-}
-
 /* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
 static int scan_number(jctx *c)
 {
@@ -236,28 +201,28 @@ static int scan_number(jctx *c)
 
     if (q < len && b[q] == '-')
         q++;
-    if (q >= len || !is_digit(b[q]))
+    if (q >= len || !ctc_json_is_digit(b[q]))
         return fail(c, WHY_NUMBER, start);
     if (b[q] == '0') {
         q++;
     } else {
-        while (q < len && is_digit(b[q]))
+        while (q < len && ctc_json_is_digit(b[q]))
             q++;
     }
     if (q < len && b[q] == '.') {
         q++;
-        if (q >= len || !is_digit(b[q]))
+        if (q >= len || !ctc_json_is_digit(b[q]))
             return fail(c, WHY_NUMBER, start);
-        while (q < len && is_digit(b[q]))
+        while (q < len && ctc_json_is_digit(b[q]))
             q++;
     }
     if (q < len && (b[q] == 'e' || b[q] == 'E')) {
         q++;
         if (q < len && (b[q] == '+' || b[q] == '-'))
             q++;
-        if (q >= len || !is_digit(b[q]))
+        if (q >= len || !ctc_json_is_digit(b[q]))
             return fail(c, WHY_NUMBER, start);
-        while (q < len && is_digit(b[q]))
+        while (q < len && ctc_json_is_digit(b[q]))
             q++;
     }
     /* "01", "1a": the next byte cannot continue a value; pass it on as unexpected */
@@ -467,7 +432,7 @@ static void skip_value(jctx *c)
         } else if (depth == 0) {
             /* a number or a literal: it ends at the next structural or blank byte */
             while (c->p < c->len && c->b[c->p] != ',' && c->b[c->p] != '}'
-                   && c->b[c->p] != ']' && !is_ws(c->b[c->p]))
+                   && c->b[c->p] != ']' && !ctc_json_is_ws(c->b[c->p]))
                 c->p++;
             return;
         } else {
@@ -487,9 +452,9 @@ static int read_id(jctx *c, int64_t *id)
     int64_t v = 0;
 
     *id = 0;
-    if (q < c->len && is_digit(b[q])) {
-        int ok = !(b[q] == '0' && q + 1 < c->len && is_digit(b[q + 1]));
-        while (ok && q < c->len && is_digit(b[q])) {
+    if (q < c->len && ctc_json_is_digit(b[q])) {
+        int ok = !(b[q] == '0' && q + 1 < c->len && ctc_json_is_digit(b[q + 1]));
+        while (ok && q < c->len && ctc_json_is_digit(b[q])) {
             int dgt = b[q] - '0';
             if (v > (INT64_MAX - dgt) / 10)
                 ok = 0;
@@ -497,7 +462,7 @@ static int read_id(jctx *c, int64_t *id)
                 v = v * 10 + dgt;
             q++;
         }
-        if (!ok || (q < c->len && b[q] != ',' && b[q] != '}' && b[q] != ']' && !is_ws(b[q]))) {
+        if (!ok || (q < c->len && b[q] != ',' && b[q] != '}' && b[q] != ']' && !ctc_json_is_ws(b[q]))) {
             skip_value(c);
             return CTC_ID_OTHER;
         }
@@ -652,7 +617,7 @@ static void fast_skip(jctx *c, int in_array, size_t *n, size_t *last)
         return;
     }
     if (p >= len || (b[p] != '{' && b[p] != '[')) {
-        while (p < len && b[p] != ',' && b[p] != '}' && b[p] != ']' && !is_ws(b[p]))
+        while (p < len && b[p] != ',' && b[p] != '}' && b[p] != ']' && !ctc_json_is_ws(b[p]))
             p++;
         c->p = p;
         return;
