@@ -31,7 +31,7 @@ extern const char *const ctc_op_names[CTC_OP_COUNT + 1]; /* NULL-terminated, for
 /* push.c: the one shape of a failure, and hex */
 /* Pushes nil and { kind = kind, message = <fmt as lua_pushfstring>, sent = sent }; returns 2,
  * so a C function ends with `return ctc_push_fail(...)`. The table is on top: more fields
- * (code, retryable) may be set on it before returning. */
+ * (code, retryable, an argument's field) may be set on it before returning. */
 int ctc_push_fail(lua_State *L, const char *kind, int sent, const char *fmt, ...);
 /* The same with the message the string on top of the stack (it may hold NUL bytes). */
 int ctc_push_fail_top(lua_State *L, const char *kind, int sent);

@@ -213,6 +213,8 @@ static void push_request(lua_State *L, int cfg, int op)
     lua_setfield(L, -2, "resend_safe");
 }
 
+/* The failure names the field twice: in the sentence, and as err.field for a program (a web form
+ * marks that input); the caller in Lua puts the call's name in front ("dial: caller is missing"). */
 static int arg_fail(lua_State *L, const char *field, const char *why)
 {
     /* "is missing" reads on from the field name; a parser's sentence follows a colon */
@@ -220,12 +222,15 @@ static int arg_fail(lua_State *L, const char *field, const char *why)
                  strncmp(why, "holds ", 6) == 0;
     if (strcmp(field, "user_data") == 0 && strcmp(why, "is missing") == 0)
         why = "is missing (give it to clicktocall.new{} or to the call)";
-    return ctc_push_fail(L, "argument", 0, phrase ? "field '%s' %s" : "field '%s': %s", field, why);
+    ctc_push_fail(L, "argument", 0, phrase ? "%s %s" : "%s: %s", field, why);
+    lua_pushstring(L, field);
+    lua_setfield(L, -2, "field");
+    return 2;
 }
 
 /*
  * core.request(op, config, args) -> request, asked, parts | nil, err
- * err: { kind = "argument", message = "field 'caller' ...", sent = false }
+ * err: { kind = "argument", message = "caller: phone number ...", field = "caller", sent = false }
  * asked: the cursor asked for (records_page), else nil; parts (dial only):
  * { caller, callee, seat } as sent (normalized numbers, trimmed seat).
  * config: { base_url, authorization, user_agent, country_code, user_data }
@@ -362,6 +367,20 @@ int ctc_l_normalize_phone(lua_State *L)
     return 1;
 }
 
+/* nil and a sentence about a time: the parser's own may begin with "time" already ("time is too short")
+ * or name a part of it ("month must be 01-12") */
+static int time_fail(lua_State *L, const char *why)
+{
+    lua_pushnil(L);
+    if (strncmp(why, "time ", 5) == 0)
+        lua_pushstring(L, why);
+    else if (strncmp(why, "is ", 3) == 0 || strncmp(why, "must ", 5) == 0)
+        lua_pushfstring(L, "time %s", why);
+    else
+        lua_pushfstring(L, "time: %s", why);
+    return 2;
+}
+
 /* core.format_time(string | unix seconds) -> "yyyy-MM-dd HH:mm:ss" (UTC+8) | nil, message */
 int ctc_l_format_time(lua_State *L)
 {
@@ -372,9 +391,7 @@ int ctc_l_format_time(lua_State *L)
         lua_pushstring(L, out);
         return 1;
     }
-    lua_pushnil(L);
-    lua_pushfstring(L, "time %s", why);
-    return 2;
+    return time_fail(L, why);
 }
 
 /* core.parse_time("yyyy-MM-dd HH:mm:ss") -> Unix seconds (the string read in UTC+8) | nil, message.
@@ -391,7 +408,5 @@ int ctc_l_parse_time(lua_State *L)
             return 1;
         }
     }
-    lua_pushnil(L);
-    lua_pushfstring(L, "time %s", why);
-    return 2;
+    return time_fail(L, why);
 }

@@ -63,19 +63,24 @@ local MAX_CONCURRENCY = 16
 
 local NO_ARGS = setmetatable({}, { __newindex = function() error("read-only", 2) end })
 
-local function argument_error(st, fname, what)
-  local message = format("bad argument #1 to '%s' (%s)", fname, what)
-  return errors.argument(st and exchange.redact(st, message) or message)
+-- "dial: caller is missing", err.field = "caller" (field nil when the error is not about one field)
+local function argument_error(st, fname, what, field)
+  local e = errors.call_argument(fname, what, field)
+  if st then
+    e.message = exchange.redact(st, e.message)
+  end
+  return e
 end
 
 local function state_of(self, fname)
   local st = private[self]
   if not st then
-    return nil, errors.argument(format("bad argument #1 to '%s' (clicktocall client expected; use client:%s)",
-                                       fname, fname))
+    return nil, errors.argument(format("%s: clicktocall client expected: call it as client:%s, not client.%s",
+                                       fname, fname, fname))
   end
   if st.closed then
-    return nil, errors.argument(format("'%s' called on a closed client", fname))
+    return nil, errors.argument(format("%s: the client is closed (client:close() was called); nothing was sent",
+                                       fname))
   end
   return st
 end
@@ -90,17 +95,18 @@ local function prepare(self, fname, op, args)
     args = NO_ARGS
   end
   if type(args) ~= "table" then
-    return nil, argument_error(st, fname, "table expected, got " .. type(args))
+    return nil, argument_error(st, fname, "expected a table of fields, got " .. type(args))
   end
   local known = FIELDS[fname]
   for k in pairs(args) do
     if not known[k] then
-      return nil, argument_error(st, fname, "unknown field '" .. tostring(k) .. "'")
+      return nil, argument_error(st, fname, "unknown field '" .. tostring(k) .. "'", tostring(k))
     end
   end
   local request, asked, parts = core.request(op, st.cfg, args)
   if not request then
-    return nil, argument_error(st, fname, asked.message) -- the core fails with an error table
+    -- the core fails with an error table: { message = "caller: ...", field = "caller" }
+    return nil, argument_error(st, fname, asked.message, asked.field)
   end
   return st, request, asked, parts
 end
@@ -247,13 +253,14 @@ function client_mt:records(args)
     pending = request
   elseif limit ~= nil and not (type(limit) == "number" and limit >= 1 and floor(limit) == limit
                                and limit < math.huge) then
-    pending = argument_error(st, "records", "field 'limit' must be a positive integer")
+    pending = argument_error(st, "records", "limit must be a positive integer", "limit")
   end
   local concurrency = type(args) == "table" and args.concurrency or nil
   if not pending and concurrency ~= nil
     and not (type(concurrency) == "number" and concurrency >= 1 and concurrency <= MAX_CONCURRENCY
              and floor(concurrency) == concurrency) then
-    pending = argument_error(st, "records", "field 'concurrency' must be an integer from 1 to " .. MAX_CONCURRENCY)
+    pending = argument_error(st, "records", "concurrency must be an integer from 1 to " .. MAX_CONCURRENCY,
+                             "concurrency")
   end
   local page_args = type(args) == "table" and copy(args) or nil
   if page_args then
@@ -275,7 +282,7 @@ function client_mt:records(args)
     page_args.max_id = cursor
     local req, asked2 = core.request("records_page", st.cfg, page_args)
     if not req then
-      return nil, argument_error(st, "records", asked2.message)
+      return nil, argument_error(st, "records", asked2.message, asked2.field)
     end
     return exchange.api(io, "records_page", req, asked2)
   end
@@ -283,7 +290,7 @@ function client_mt:records(args)
   local function step()
     if st and st.closed and not done then
       -- the client's connections are gone: nothing may be sent for it any more
-      pending = errors.argument("the 'records' iterator was used after client:close(); nothing was sent")
+      pending = errors.argument("records: the iterator was used after client:close(); nothing was sent")
     end
     if pending then
       local e = pending
@@ -390,11 +397,11 @@ end
 --- clicktocall.new(options) -> client | nil, err
 function _M.new(o)
   if type(o) ~= "table" then
-    return nil, argument_error(nil, "new", "table expected, got " .. type(o))
+    return nil, argument_error(nil, "clicktocall.new", "expected a table of options, got " .. type(o))
   end
-  local st, why = options.state(o, _M._VERSION)
+  local st, why, field = options.state(o, _M._VERSION)
   if not st then
-    return nil, argument_error(nil, "new", why)
+    return nil, argument_error(nil, "clicktocall.new", why, field) -- why is redacted already
   end
   local client = setmetatable({}, client_mt)
   private[client] = st

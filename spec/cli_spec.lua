@@ -404,4 +404,67 @@ describe("cli commands in process", function()
     assert.equal(1, run({ "sync", "--state", "/s" }))
     assert.matches("on_record failed %(disk full%)%.\n$", err:text())
   end)
+
+  -- the CLI with this environment over the mock provider: code, stdout, stderr
+  local function run_with(args, envt)
+    local o, e = sink(), sink()
+    local base = { CLICKTOCALL_BASE_URL = "http://mock", CLICKTOCALL_APP_SECRET = SECRET,
+                   CLICKTOCALL_USER_DATA = UD, HOME = "/nonexistent" }
+    for k, v in pairs(envt or {}) do base[k] = v end
+    local code = cli.main(args, {
+      stdout = o, stderr = e, isatty = function() return false end,
+      getenv = function(k) return base[k] end,
+      client_options = { transport = provider.transport, sleep = provider.sleep },
+    })
+    return code, o:text(), e:text()
+  end
+
+  it("busy: the library's sentence once, never its clause twice (a real lock held), exit 6", function()
+    local dir = helper.tmpdir()
+    local lock = assert(require("clicktocall.core").lock_file(dir .. "/.clicktocall.lock"))
+    finally(function() lock:unlock() end)
+    local code, _, e = run_with({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir })
+    assert.equal(6, code, e)
+    assert.matches("^clicktocall archive: another archive holds .-; nothing was done%.\n$", e)
+    local _, times_said = e:gsub("nothing was done", "")
+    assert.equal(1, times_said, e)
+    -- a lease another host took mid-run: something was done, and the sentence does not say otherwise
+    local lost = cli.describe("sync", { kind = "busy", sent = true,
+      message = "the sync lease k expired and another host took it; this run stopped" })
+    assert.is_nil(lost:find("nothing was done", 1, true), lost)
+  end)
+
+  it("an authentication failure has exit 7 and says what to check", function()
+    for _, args in ipairs { { "balance" }, { "dial", "13500000002", "13500000003", "--seat", "PP1" },
+                            { "records", "--from", "2026-11-30", "--to", "2026-11-30" } } do
+      local code, _, e = run_with(args, { CLICKTOCALL_APP_SECRET = "not-the-secret" })
+      assert.equal(7, code, e)
+      assert.matches("^clicktocall " .. args[1] .. ": the provider refused the credentials", e)
+      assert.matches("wrong Authorization", e, 1, true)
+      assert.matches("CLICKTOCALL_APP_SECRET", e, 1, true)
+      assert.matches("base URL", e, 1, true)
+      assert.matches("`clicktocall doctor`", e, 1, true)
+      assert.is_nil(e:find("not-the-secret", 1, true))
+      assert.is_nil(e:find("MAY have been placed", 1, true)) -- the provider refused it: nothing rang
+    end
+    assert.equal(7, cli.exit_code({ kind = "http", status = 401, auth = true }))
+    assert.equal(7, cli.exit_code({ kind = "api", auth = true }))
+    assert.equal(1, cli.exit_code({ kind = "api" }))
+    assert.equal(0, provider.dials) -- the mock refused before placing anything
+  end)
+
+  it("an argument error is a sentence naming the field, never Lua's 'bad argument #1 to'", function()
+    local code, _, e = run_with({ "dial", "12", "13500000003", "--seat", "PP1" })
+    assert.equal(2, code, e)
+    assert.equal("clicktocall dial: caller: phone number has 2 digits; a Chinese mobile number has 11.\n", e)
+    code, _, e = run_with({ "bind", "PP1", "12345678901234567890123" })
+    assert.equal(2, code, e)
+    assert.equal("clicktocall bind: phone: phone number has more than 20 digits.\n", e)
+    local s = cli.describe("records", { kind = "argument", field = "start_time",
+                                        message = "records_page: start_time is after end_time" })
+    assert.equal("clicktocall records: start_time is after end_time", s)
+    -- a message that does not start with a call's name is left whole
+    assert.equal("clicktocall archive: dir: /x is not writable",
+                 cli.describe("archive", { kind = "argument", field = "dir", message = "dir: /x is not writable" }))
+  end)
 end)

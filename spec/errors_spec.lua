@@ -43,13 +43,15 @@ describe("errors", function()
     assert.is_false(err.retryable)
     assert.is_false(err.sent)
     assert.equal(0, provider:count())
-    assert.matches("^bad argument #1 to 'dial' %(field 'caller'", err.message)
+    assert.equal("dial: caller: phone number has 2 digits; a Chinese mobile number has 11", err.message)
+    assert.equal("caller", err.field)
     assert.equal("[argument] " .. err.message, tostring(err))
   end)
 
-  it("argument: a call without its table uses the standard wording", function()
+  it("argument: a call without its table says so, naming the call and no field", function()
     local err, provider = fails("dial", nil, function(c) return c:dial() end)
-    assert.equal("bad argument #1 to 'dial' (table expected, got nil)", err.message)
+    assert.equal("dial: expected a table of fields, got nil", err.message)
+    assert.is_nil(err.field)
     assert.equal(0, provider:count())
   end)
 
@@ -121,6 +123,28 @@ describe("errors", function()
     assert.equal("api", err.kind)
     assert.matches("^座席未绑定主叫号码", err.message)
     assert.is_false(err.retryable)
+  end)
+
+  it("auth: the provider refusing the credentials is marked err.auth = true, and nothing else is", function()
+    -- a wrong secret: the provider answers in meta, as the simulator and the mock do
+    for _, call in ipairs { balance, dial, records_page } do
+      local err = fails("balance", nil, call, { app_secret = "not-the-secret" })
+      assert.equal("api", err.kind)
+      assert.equal("Authorization 验证失败 (wrong Authorization)", err.message)
+      assert.is_true(err.auth)
+    end
+    -- HTTP 401 and 403, whatever the body
+    for _, status in ipairs { 401, 403 } do
+      local err = fails("balance", { status = status, body = "<html>no</html>" }, balance, { retries = 0 })
+      assert.equal("http", err.kind)
+      assert.is_true(err.auth, tostring(status))
+    end
+    -- anything else is not about the credentials
+    assert.is_nil(fails("dial", { api_error = "座席未绑定主叫号码" }, dial).auth)
+    assert.is_nil(fails("balance", { status = 500, body = '{"meta":{"success":false,"message":"Authorization ' ..
+      'service down"},"data":""}' }, balance, { retries = 0 }).auth)
+    assert.is_nil(fails("balance", { status = 404, body = "Not Found" }, balance, { retries = 0 }).auth)
+    assert.is_nil(fails("balance", "timeout", balance, { retries = 0 }).auth)
   end)
 
   it("api: a refusal without a message still says what happened", function()
@@ -295,8 +319,8 @@ describe("the core's one failure shape", function()
     local cfg = { base_url = "http://x", authorization = "a", user_agent = "u", user_data = "d" }
     local req, err = core.request("dial", cfg, { caller = "12", callee = "13500000003", seat = "P" })
     assert.is_nil(req)
-    assert.same({ kind = "argument", sent = false,
-                  message = "field 'caller': phone number has 2 digits; a Chinese mobile number has 11" }, err)
+    assert.same({ kind = "argument", sent = false, field = "caller",
+                  message = "caller: phone number has 2 digits; a Chinese mobile number has 11" }, err)
   end)
 
   it("core.response fails with nil and an error table, sent", function()

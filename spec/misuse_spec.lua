@@ -212,7 +212,8 @@ describe("options that cannot be honoured", function()
       local client, err = new { [case[1]] = case[2] }
       assert.is_nil(client)
       assert.equal("argument", err.kind)
-      assert.matches("field '" .. case[1] .. "' must be", err.message, 1, true)
+      assert.matches("clicktocall.new: " .. case[1] .. " must be", err.message, 1, true)
+      assert.equal(case[1], err.field)
     end)
   end
 

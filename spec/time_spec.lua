@@ -61,7 +61,8 @@ describe("time arguments", function()
   it("refuse a missing end_time", function()
     local body, err, provider = body_of { start_time = 0 }
     assert.is_nil(body)
-    assert.matches("field 'end_time' is missing", err.message)
+    assert.equal("records_page: end_time is missing", err.message)
+    assert.equal("end_time", err.field)
     assert.equal(0, provider:count())
   end)
 

@@ -162,45 +162,45 @@ end
 
 local function check(st, args)
   if type(args) ~= "table" then
-    return jobs.argument(st, FNAME, "table expected, got " .. type(args))
+    return jobs.argument(st, FNAME, "expected a table of fields, got " .. type(args))
   end
   local bad = jobs.unknown(args, KNOWN)
   if bad then
-    return jobs.argument(st, FNAME, "unknown field '" .. bad .. "'")
+    return jobs.argument(st, FNAME, "unknown field '" .. bad .. "'", bad)
   end
   local dir = args.dir
   if type(dir) ~= "string" or dir == "" then
-    return jobs.argument(st, FNAME, "field 'dir' must be the path of an existing, writable directory")
+    return jobs.argument(st, FNAME, "dir must be the path of an existing, writable directory", "dir")
   end
   local wok, why = core.dir_writable(dir)
   if not wok then
-    return jobs.argument(st, FNAME, "field 'dir': " .. tostring(why))
+    return jobs.argument(st, FNAME, "dir: " .. tostring(why), "dir")
   end
   local n = args.concurrency
   if n == nil then
     n = 4
   elseif not jobs.is_int(n, 1, 32) then
-    return jobs.argument(st, FNAME, "field 'concurrency' must be an integer from 1 to 32")
+    return jobs.argument(st, FNAME, "concurrency must be an integer from 1 to 32", "concurrency")
   end
   local layout = args.layout
   if layout == nil then
     layout = "date"
   elseif layout ~= "date" and layout ~= "flat" then
-    return jobs.argument(st, FNAME, "field 'layout' must be \"date\" or \"flat\"")
+    return jobs.argument(st, FNAME, "layout must be \"date\" or \"flat\"", "layout")
   end
   local manifest = args.manifest
   if manifest == nil then
     manifest = dir .. "/manifest.jsonl"
   elseif type(manifest) ~= "string" or manifest == "" or core.file_kind(manifest) == "directory" then
-    return jobs.argument(st, FNAME, "field 'manifest' must be a file path")
+    return jobs.argument(st, FNAME, "manifest must be a file path", "manifest")
   else
     local mok, mwhy = core.dir_writable(jobs.parent(manifest))
     if not mok then
-      return jobs.argument(st, FNAME, "field 'manifest': " .. tostring(mwhy))
+      return jobs.argument(st, FNAME, "manifest: " .. tostring(mwhy), "manifest")
     end
   end
   if args.on_file ~= nil and type(args.on_file) ~= "function" then
-    return jobs.argument(st, FNAME, "field 'on_file' must be a function")
+    return jobs.argument(st, FNAME, "on_file must be a function", "on_file")
   end
   local ok, err = jobs.check_window(st, FNAME, args)
   if not ok then

@@ -27,18 +27,36 @@ local match = string.match
 
 local M = { _VERSION = require("clicktocall.core")._VERSION }
 
-M.EXIT = { ok = 0, api = 1, unexpected = 1, usage = 2, below_min = 3, network = 4, failed = 5, busy = 6 }
+M.EXIT = { ok = 0, api = 1, unexpected = 1, usage = 2, below_min = 3, network = 4, failed = 5, busy = 6, auth = 7 }
 
 local EXIT_BY_KIND = {
   argument = 2, api = 1, network = 4, timeout = 4, http = 4, busy = 6,
 }
 
---- exit_code(err) -> the exit code for an error object's kind
+--- exit_code(err) -> the exit code for an error object's kind (7: the provider refused the credentials)
 function M.exit_code(err)
   if type(err) == "string" and find(err, "interrupted!", 1, true) then
     return 130 -- Ctrl-C: the standalone interpreter raises "interrupted!" in Lua code
   end
+  if type(err) == "table" and err.auth == true then
+    return M.EXIT.auth
+  end
   return type(err) == "table" and EXIT_BY_KIND[err.kind] or 1
+end
+
+-- The library's argument errors begin with the call's name ("dial: caller is missing"); the command
+-- line names its command already.
+local LIBRARY_CALLS = {
+  ["clicktocall.new"] = true, bind_seat = true, dial = true, balance = true, records_page = true,
+  records = true, download_recording = true, archive_recordings = true, sync = true,
+}
+
+local function without_call(msg)
+  local call, rest = match(msg, "^([%w_.]+): (.+)$")
+  if call and LIBRARY_CALLS[call] then
+    return rest
+  end
+  return msg
 end
 
 local function base64(s)
@@ -91,21 +109,32 @@ function M.describe(cmd, err)
   local msg = gsub(tostring(err.message or err.kind or "failed"), "[.%s]+$", "")
   local kind = err.kind
   local s
-  if kind == "api" then
+  if err.auth == true then
+    s = format("clicktocall %s: the provider refused the credentials: %s; check the app secret "
+      .. "(CLICKTOCALL_APP_SECRET or app_secret in the config file) and the base URL, "
+      .. "or run `clicktocall doctor`", cmd, msg)
+  elseif kind == "argument" then
+    s = format("clicktocall %s: %s", cmd, without_call(msg))
+  elseif kind == "api" then
     s = format("clicktocall %s: the provider refused: %s", cmd, msg)
   elseif kind == "http" then
     s = format("clicktocall %s: %s (HTTP %s)", cmd, msg, tostring(err.status or "error"))
   elseif kind == "network" or kind == "timeout" then
     s = format("clicktocall %s: %s (%s error)", cmd, msg, kind)
   elseif kind == "busy" then
-    s = format("clicktocall %s: %s; another run holds it, so nothing was done", cmd, msg)
+    -- the library's sentence says who holds what and that nothing was done (or, for a lease lost
+    -- mid-run, that the run stopped): said once
+    s = format("clicktocall %s: %s", cmd, msg)
+    if not err.sent and not find(msg, "nothing was done", 1, true) then
+      s = s .. "; another run holds it, so nothing was done"
+    end
   elseif kind == "callback" and err.cause ~= nil then
     local cause = type(err.cause) == "table" and (err.cause.message or err.cause[1]) or err.cause
     s = format("clicktocall %s: %s (%s)", cmd, msg, tostring(cause))
   else
     s = format("clicktocall %s: %s", cmd, msg)
   end
-  if cmd == "dial" and err.sent and kind ~= "api" then
+  if cmd == "dial" and err.sent and kind ~= "api" and not err.auth then
     s = s .. "; the call MAY have been placed: look for it with `clicktocall records --from 10m` " ..
         "before dialling again"
   end

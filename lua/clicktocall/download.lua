@@ -98,9 +98,11 @@ local function parent_dir(path)
   return dir == "" and "/" or dir
 end
 
-local function argument(st, pos, what)
-  return nil, fail(st, "argument", format("bad argument #%d to 'download_recording' (%s)", pos, what),
-                   { sent = false, retryable = false })
+-- download_recording's two arguments are positional: err.field names them as the README does
+local function argument(st, field, what)
+  local e = errors.call_argument("download_recording", what, field)
+  e.message = exchange.redact(st, e.message)
+  return nil, e
 end
 
 --- check(st, rec, path) -> url, dir | nil, err
@@ -109,25 +111,25 @@ local function check(st, rec, path)
   if type(rec) == "table" then
     url = rec.recordFileDownloadUrl
     if rec.recordFlag == "0" or rec.recordFlag == 0 or url == nil or url == "" then
-      return argument(st, 1, "the record has no recording (recordFlag \"0\" or no recordFileDownloadUrl)")
+      return argument(st, "rec_or_url", "the record has no recording (recordFlag \"0\" or no recordFileDownloadUrl)")
     end
   end
   if type(url) ~= "string" then
-    return argument(st, 1, "record or URL expected, got " .. type(rec))
+    return argument(st, "rec_or_url", "expected a record or a URL, got " .. type(rec))
   end
   url = match(url, "^%s*(.-)%s*$")
   if not match(lower(url), "^https?://[^/%s]+") or find(url, "[%c%s]") then
-    return argument(st, 1, "the recording URL must be http:// or https://")
+    return argument(st, "rec_or_url", "the recording URL must be http:// or https://")
   end
   if type(path) ~= "string" or path == "" then
-    return argument(st, 2, "file path expected, got " .. type(path))
+    return argument(st, "path", "path must be a file path, got " .. (path == "" and "\"\"" or type(path)))
   end
   if core.file_kind(path) == "directory" then
-    return argument(st, 2, path .. " is a directory")
+    return argument(st, "path", "path " .. path .. " is a directory")
   end
   local dir = parent_dir(path)
   if core.file_kind(dir) ~= "directory" then
-    return argument(st, 2, "directory " .. dir .. " does not exist")
+    return argument(st, "path", "path's directory " .. dir .. " does not exist")
   end
   return url, dir
 end
@@ -380,7 +382,7 @@ function _M.fetch(st, rec, path, opts)
   elseif opts and opts.sync_dir == false then
     once = once_unsynced
   end
-  local result, err = exchange.with_retries(st, true, request, once, dir, path)
+  local result, err = exchange.with_retries(st, "download", true, request, once, dir, path)
   if not result then
     return nil, err
   end

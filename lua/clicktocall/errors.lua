@@ -1,7 +1,9 @@
 --- Error values of clicktocall.
 -- Every failure of the public API is `nil, err` with `err` one of these:
 -- a table with kind, message, retryable, sent (always present), and status,
--- code, code_name, retry_after where they apply. tostring(err) reads
+-- code, code_name, retry_after where they apply; field on an "argument" error
+-- about one field of a table (err.field = "caller"), auth = true when the
+-- provider refused the credentials. tostring(err) reads
 -- "[kind] message" or "[network][CURLE_COULDNT_CONNECT] message (7)".
 
 local setmetatable = setmetatable
@@ -9,6 +11,7 @@ local getmetatable = getmetatable
 local tostring = tostring
 local type = type
 local format = string.format
+local match = string.match
 
 local _M = { _VERSION = require("clicktocall.core")._VERSION }
 
@@ -42,7 +45,7 @@ local function default_retryable(kind, status)
 end
 
 --- new(kind, message [, fields]) -> err
--- fields: status, sent, retryable, code, code_name, retry_after.
+-- fields: status, sent, retryable, code, code_name, retry_after, field, auth.
 function _M.new(kind, message, fields)
   fields = fields or {}
   local sent = fields.sent
@@ -62,11 +65,36 @@ function _M.new(kind, message, fields)
     code = fields.code,
     code_name = fields.code_name,
     retry_after = fields.retry_after,
+    field = fields.field,
+    auth = fields.auth,
   }, mt)
 end
 
-function _M.argument(message)
-  return _M.new("argument", message, { sent = false, retryable = false })
+--- argument(message [, field]) -> an "argument" error; field: the name of the table field it is about,
+-- as the caller wrote it ("caller", "base_url", "start_time"), so a form can mark that input
+function _M.argument(message, field)
+  return _M.new("argument", message, { sent = false, retryable = false, field = field })
+end
+
+--- call_argument(call, what [, field]) -> an "argument" error whose message is "<call>: <what>"
+-- ("dial: caller is missing"). Without field, a `what` in the older form "field 'x' must be ..." or
+-- "unknown field 'x'" is read for it and said the newer way, so every job's checks give one form.
+function _M.call_argument(call, what, field)
+  what = tostring(what)
+  if field == nil then
+    local name, rest = match(what, "^field '([^']+)'(.*)$")
+    if name then
+      -- "is missing" reads on from the name; anything else is a sentence of its own, after a colon
+      if not (match(rest, "^ is ") or match(rest, "^ must ") or match(rest, "^ holds ") or match(rest, "^ cannot ")
+              or match(rest, "^: ")) then
+        rest = ": " .. match(rest, "^%s*(.-)$")
+      end
+      field, what = name, name .. rest
+    else
+      field = match(what, "^unknown field '([^']+)'")
+    end
+  end
+  return _M.argument(call .. ": " .. what, field)
 end
 
 function _M.is_error(v)

@@ -204,32 +204,32 @@ local function retry_delay(st, err, attempt, idempotent, res)
   return delay
 end
 
---- with_retries(st, idempotent, request, once, a, b) -> v1, v2 | nil, err
+--- with_retries(st, op, idempotent, request, once, a, b) -> v1, v2 | nil, err
 -- Runs once(st, request, a, b) -> v1, v2, res | nil, err, res until it succeeds or
 -- must stop. Events (and their tables and clock reads) are made only when there
--- is an on_event hook.
-local function with_retries(st, idempotent, request, once, a, b)
+-- is an on_event hook; each names its call, op ("dial", "records_page", "download").
+local function with_retries(st, op, idempotent, request, once, a, b)
   local attempt = 0
   local on_event = st.on_event
   while true do
     attempt = attempt + 1
     local t0
     if on_event then
-      emit(st, { type = "request", method = request.method, url = request.url, attempt = attempt })
+      emit(st, { type = "request", op = op, method = request.method, url = request.url, attempt = attempt })
       t0 = st.now()
     end
     local v1, v2, res = once(st, request, a, b)
     local elapsed = on_event and st.now() - t0
     if v1 ~= nil then
       if on_event then
-        emit(st, { type = "response", method = request.method, url = request.url, attempt = attempt,
+        emit(st, { type = "response", op = op, method = request.method, url = request.url, attempt = attempt,
                    status = res and res.status, elapsed = elapsed })
       end
       return v1, v2
     end
     local err = v2
     if on_event then
-      emit(st, { type = "response", method = request.method, url = request.url, attempt = attempt,
+      emit(st, { type = "response", op = op, method = request.method, url = request.url, attempt = attempt,
                  status = err.status, elapsed = elapsed, error = tostring(err) })
     end
     local delay = retry_delay(st, err, attempt, idempotent, res)
@@ -237,7 +237,7 @@ local function with_retries(st, idempotent, request, once, a, b)
       return nil, err
     end
     if on_event then
-      emit(st, { type = "retry", method = request.method, url = request.url, attempt = attempt,
+      emit(st, { type = "retry", op = op, method = request.method, url = request.url, attempt = attempt,
                  status = err.status, elapsed = elapsed, error = tostring(err), delay = delay })
     end
     local ok, serr = pcall(st.sleep, delay)
@@ -254,6 +254,19 @@ _M.with_retries = with_retries
 -- the four API calls
 --------------------------------------------------------------------------
 
+-- The provider refused the credentials (err.auth): HTTP 401 or 403, or a refusal in meta that names the
+-- Authorization header, as the provider words it ("Authorization 验证失败", "Authorization 不能为空").
+-- The provider documents no codes (docs/PROVIDER.md), so its message is all there is to go on.
+local function refused_credentials(kind, status, message)
+  if kind == "http" and (status == 401 or status == 403) then
+    return true
+  end
+  if kind == "api" and type(message) == "string" and find(lower(message), "authori[sz]") then
+    return true
+  end
+  return nil
+end
+
 local function api_once(st, request, op, asked)
   local res, e = send(st, request)
   if not res then
@@ -266,7 +279,8 @@ local function api_once(st, request, op, asked)
   local v1, v2 = core.response(op, res.status, res.body, asked, st.secrets)
   if v1 == nil then
     -- v2 is the core's error table { kind, message }
-    return nil, fail(st, v2.kind, v2.message, { status = res.status, sent = true }), res
+    return nil, fail(st, v2.kind, v2.message, { status = res.status, sent = true,
+                                                auth = refused_credentials(v2.kind, res.status, v2.message) }), res
   end
   return v1, v2, res
 end
@@ -278,7 +292,7 @@ function _M.api(st, op, request, asked)
   request.max_body = st.max_body
   -- the headers of a 2xx answer are never read here (Retry-After matters only on failures)
   request.want_headers = false
-  return with_retries(st, op ~= "dial", request, api_once, op, asked)
+  return with_retries(st, op, op ~= "dial", request, api_once, op, asked)
 end
 
 return _M

@@ -17,9 +17,13 @@ local math_type = math.type -- nil before 5.3
 local _M = { _VERSION = core._VERSION }
 
 
-function _M.argument(st, fname, what)
-  return nil, exchange.fail(st, "argument", format("bad argument #1 to '%s' (%s)", fname, what),
-                            { sent = false, retryable = false })
+--- argument(st, fname, what [, field]) -> nil, err: kind "argument", message "<fname>: <what>",
+-- err.field = field ("dir", "start_time"). Without field, a what written "field 'x' ..." or
+-- "unknown field 'x'" gives x (errors.call_argument), so older checks need not change.
+function _M.argument(st, fname, what, field)
+  local e = errors.call_argument(fname, what, field)
+  e.message = exchange.redact(st, e.message)
+  return nil, e
 end
 
 --- A local write that failed once the job was under way: never retried, the provider was reached.
@@ -79,7 +83,7 @@ end
 function _M.check_lock(st, fname, args)
   local why = args.lock ~= nil and require("clicktocall.lease").check(args.lock)
   if why then
-    return _M.argument(st, fname, "field 'lock': " .. why)
+    return _M.argument(st, fname, "lock: " .. why, "lock")
   end
   return true
 end
@@ -136,7 +140,7 @@ function _M.page_all(st, fname, args, on_page)
   while true do
     local request, asked = core.request("records_page", st.cfg, page_args)
     if not request then
-      return _M.argument(st, fname, asked.message)
+      return _M.argument(st, fname, asked.message, asked.field)
     end
     local recs, nxt = exchange.api(st, "records_page", request, asked)
     if not recs then
@@ -161,7 +165,7 @@ function _M.check_window(st, fname, args)
                                       { start_time = args.start_time, end_time = args.end_time,
                                         user_data = args.user_data })
   if not request then
-    return _M.argument(st, fname, asked.message)
+    return _M.argument(st, fname, asked.message, asked.field)
   end
   return true
 end

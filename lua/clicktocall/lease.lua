@@ -57,7 +57,8 @@ end
 function _M.acquire(st, url, what, user_data, ms)
   local r, rerr = redis.new(url, st.connect_timeout or 3)
   if not r then
-    return nil, exchange.fail(st, "argument", "field 'lock': " .. tostring(rerr), { sent = false, retryable = false })
+    return nil, exchange.fail(st, "argument", "lock: " .. tostring(rerr),
+                              { sent = false, retryable = false, field = "lock" })
   end
   ms = ms or _M.lease_ms(st)
   local key, token = _M.key(what, user_data), redis.token()

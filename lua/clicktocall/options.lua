@@ -81,19 +81,19 @@ local function check_seconds(o)
     local v = o[k]
     if v ~= nil then
       if not (is_number(v) and v > 0) then
-        return "field '" .. k .. "' must be a positive number of seconds"
+        return k .. " must be a positive number of seconds", k
       end
       if v > max then
-        return format("field '%s' must be at most %d seconds (%s); %.14g cannot be honoured", k, max, why, v)
+        return format("%s must be at most %d seconds (%s); %.14g cannot be honoured", k, max, why, v), k
       end
     end
   end
   if o.retry_after_max ~= nil and not (is_whole(o.retry_after_max, 0) and o.retry_after_max <= DAY) then
-    return "field 'retry_after_max' must be a whole number of seconds from 0 to 86400"
+    return "retry_after_max must be a whole number of seconds from 0 to 86400", "retry_after_max"
   end
   local ka = o.keepalive_timeout
   if ka ~= nil and not (is_number(ka) and ka >= 0 and ka <= DAY) then
-    return "field 'keepalive_timeout' must be a number of seconds from 0 (no pooling) to 86400"
+    return "keepalive_timeout must be a number of seconds from 0 (no pooling) to 86400", "keepalive_timeout"
   end
   return nil
 end
@@ -104,79 +104,80 @@ local function check_ngx(o)
     return nil
   end
   if o.proxy ~= nil then
-    return "field 'proxy' cannot be used with transport \"ngx\": nginx cosockets cannot go through a proxy; "
-      .. "reach the API directly, or use the default libcurl transport outside nginx"
+    return "proxy cannot be used with transport \"ngx\": nginx cosockets cannot go through a proxy; "
+      .. "reach the API directly, or use the default libcurl transport outside nginx", "proxy"
   end
   if o.ca_file ~= nil then
-    return "field 'ca_file' cannot be used with transport \"ngx\": cosockets take their CAs only from the "
-      .. "nginx directive lua_ssl_trusted_certificate; set it there instead"
+    return "ca_file cannot be used with transport \"ngx\": cosockets take their CAs only from the "
+      .. "nginx directive lua_ssl_trusted_certificate; set it there instead", "ca_file"
   end
   return nil
 end
 
---- check(o) -> nil | a sentence saying what is wrong
+--- check(o) -> nil | a sentence saying what is wrong, the option it is about
 local function check(o)
   for k in pairs(o) do
     if not KNOWN[k] then
-      return "unknown option '" .. tostring(k) .. "'"
+      return "unknown option '" .. tostring(k) .. "'", tostring(k)
     end
   end
   local url = o.base_url
   if type(url) ~= "string" then
-    return "field 'base_url' must be a string such as \"https://api.example.com\""
+    return "base_url must be a string such as \"https://api.example.com\"", "base_url"
   end
   if find(url, "[%c%s]") or not match(lower(url), "^https?://[^/?#]+") or find(url, "[?#]") then
-    return "field 'base_url' must be an http:// or https:// URL without spaces, query or fragment"
+    return "base_url must be an http:// or https:// URL without spaces, query or fragment", "base_url"
   end
   if type(o.app_secret) ~= "string" or o.app_secret == "" or find(o.app_secret, "%c") then
-    return "field 'app_secret' must be a non-empty string without control characters"
+    return "app_secret must be a non-empty string without control characters", "app_secret"
   end
   if o.user_data ~= nil and (type(o.user_data) ~= "string" or not find(o.user_data, "%S")) then
-    return "field 'user_data' must be a non-empty string"
+    return "user_data must be a non-empty string", "user_data"
   end
-  local why = check_seconds(o)
+  local why, field = check_seconds(o)
   if why then
-    return why
+    return why, field
   end
   if o.retries ~= nil and not (is_whole(o.retries, 0) and o.retries <= 10) then
-    return "field 'retries' must be an integer from 0 to 10"
+    return "retries must be an integer from 0 to 10", "retries"
   end
   if o.max_body ~= nil and not (is_whole(o.max_body, 1) and o.max_body <= 2 ^ 31 - 1) then
-    return "field 'max_body' must be a positive integer of bytes, at most 2147483647"
+    return "max_body must be a positive integer of bytes, at most 2147483647", "max_body"
   end
   if o.pool_size ~= nil and not (is_whole(o.pool_size, 1) and o.pool_size <= 10000) then
-    return "field 'pool_size' must be an integer from 1 to 10000"
+    return "pool_size must be an integer from 1 to 10000", "pool_size"
   end
   if o.country_code ~= nil and (type(o.country_code) ~= "string" or not match(o.country_code, "^%+?%d%d?%d?$")) then
-    return "field 'country_code' must be a string of 1 to 3 digits such as \"86\""
+    return "country_code must be a string of 1 to 3 digits such as \"86\"", "country_code"
   end
   if o.ca_file ~= nil then
     if type(o.ca_file) ~= "string" or core.file_kind(o.ca_file) ~= "file" then
-      return "field 'ca_file' must name a readable CA bundle file"
+      return "ca_file must name a readable CA bundle file", "ca_file"
     end
   end
   if o.insecure ~= nil and type(o.insecure) ~= "boolean" then
-    return "field 'insecure' must be a boolean"
+    return "insecure must be a boolean", "insecure"
   end
   if o.proxy ~= nil and (type(o.proxy) ~= "string" or find(o.proxy, "[%c%s]")) then
-    return "field 'proxy' must be a URL string such as \"http://proxy:3128\""
+    return "proxy must be a URL string such as \"http://proxy:3128\"", "proxy"
   end
   if o.user_agent ~= nil and (type(o.user_agent) ~= "string" or find(o.user_agent, "%c")) then
-    return "field 'user_agent' must be a string without control characters"
+    return "user_agent must be a string without control characters", "user_agent"
   end
   local t = o.transport
   if t ~= nil and t ~= "curl" and t ~= "ngx" and type(t) ~= "function" then
-    return "field 'transport' must be nil, \"curl\", \"ngx\" or a function"
+    return "transport must be nil, \"curl\", \"ngx\" or a function", "transport"
   end
   if o.dial_guard ~= nil and type(o.dial_guard) ~= "string" then
-    return "field 'dial_guard' must be the name of a lua_shared_dict or a \"redis://host:port[/db]\" address"
+    return "dial_guard must be the name of a lua_shared_dict or a \"redis://host:port[/db]\" address",
+      "dial_guard"
   end
   if o.dial_guard_fail_open ~= nil and type(o.dial_guard_fail_open) ~= "boolean" then
-    return "field 'dial_guard_fail_open' must be a boolean"
+    return "dial_guard_fail_open must be a boolean", "dial_guard_fail_open"
   end
   for _, k in pairs { "on_event", "sleep" } do
     if o[k] ~= nil and type(o[k]) ~= "function" then
-      return "field '" .. k .. "' must be a function"
+      return k .. " must be a function", k
     end
   end
   return check_ngx(o)
@@ -210,14 +211,14 @@ local function setup_transport(st, o)
   elseif t == "ngx" then
     local ok, ngx_transport = pcall(require, "clicktocall.transport.ngx")
     if not ok then
-      return "transport \"ngx\" needs OpenResty/ngx_lua: " .. tostring(ngx_transport)
+      return "transport \"ngx\" needs OpenResty/ngx_lua: " .. tostring(ngx_transport), "transport"
     end
     local ngx_send, terr = ngx_transport.new {
       pool_size = o.pool_size, keepalive_timeout = o.keepalive_timeout,
       ssl_verify = not o.insecure,
     }
     if not ngx_send then
-      return terr
+      return terr, "transport"
     end
     st.send = ngx_send
     st.sleep = o.sleep or ngx_transport.sleep
@@ -238,27 +239,27 @@ local function setup_guard(st, o)
   if o.dial_guard then
     local ok, guard_mod = pcall(require, "clicktocall.dial_guard")
     if not ok then
-      return "dial_guard could not be loaded: " .. tostring(guard_mod)
+      return "dial_guard could not be loaded: " .. tostring(guard_mod), "dial_guard"
     end
     -- a redis:// guard asks Redis with the connect timeout: a guard that waits longer than a connection
     -- to the provider would delay every dial
     local guard, gerr = guard_mod.new(o.dial_guard, st.dial_guard_window,
                                       { fail_open = o.dial_guard_fail_open, timeout = st.connect_timeout })
     if not guard then
-      return "field 'dial_guard': " .. tostring(gerr)
+      return "dial_guard: " .. tostring(gerr), "dial_guard"
     end
     st.guard = guard
   end
   return nil
 end
 
---- state(o, version) -> st | nil, sentence (redacted)
+--- state(o, version) -> st | nil, sentence (redacted), the option it is about (or nil)
 -- The client's private state: cfg (what core.request reads), the secrets to
 -- redact, the retry and timeout settings, the transport and the guard.
 function _M.state(o, version)
-  local why = check(o)
+  local why, field = check(o)
   if why then
-    return nil, why
+    return nil, why, field
   end
   local ua = "clicktocall/" .. version
   if o.user_agent and o.user_agent ~= "" then
@@ -281,12 +282,16 @@ function _M.state(o, version)
       st[k] = o[k] == nil and v or o[k]
     end
   end
-  local err = setup_transport(st, o) or setup_guard(st, o)
+  local err
+  err, field = setup_transport(st, o)
+  if not err then
+    err, field = setup_guard(st, o)
+  end
   if err then
     if st.handle then
       st.handle:close()
     end
-    return nil, exchange.redact(st, err)
+    return nil, exchange.redact(st, err), field
   end
   return st
 end

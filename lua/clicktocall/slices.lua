@@ -54,7 +54,7 @@ _M.edges = edges
 local function fetch(st, io, slice)
   local request, asked = core.request("records_page", st.cfg, slice.args)
   if not request then
-    return nil, errors.argument("bad argument #1 to 'records' (" .. tostring(asked.message) .. ")")
+    return nil, errors.call_argument("records", exchange.redact(st, asked.message), asked.field)
   end
   return exchange.api(io, "records_page", request, asked)
 end
@@ -95,7 +95,7 @@ function _M.iterate(st, page_args, n, limit)
   if not t0 or not t1 then
     -- the core says what is wrong with them, as for concurrency 1
     local _, asked = core.request("records_page", st.cfg, page_args)
-    pending = errors.argument("bad argument #1 to 'records' (" .. tostring(asked and asked.message) .. ")")
+    pending = errors.call_argument("records", exchange.redact(st, asked and asked.message), asked and asked.field)
   end
   local e = pending and { 0, 0 } or edges(t0, t1, n)
   local list = {}
@@ -158,7 +158,7 @@ function _M.iterate(st, page_args, n, limit)
 
   local function step()
     if st.closed and not done then
-      pending = errors.argument("the 'records' iterator was used after client:close(); nothing was sent")
+      pending = errors.argument("records: the iterator was used after client:close(); nothing was sent")
     end
     if pending then
       local err = pending

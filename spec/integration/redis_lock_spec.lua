@@ -121,7 +121,8 @@ describe("the jobs' lock in Redis, across two machines #integration #redis", fun
       v, bad = run_job(client, mode, tmp, "redis://h:6379/x")
       assert.is_nil(v)
       assert.equal("argument", bad.kind)
-      assert.truthy(bad.message:find("field 'lock'", 1, true), bad.message)
+      assert.truthy(bad.message:find(": lock: ", 1, true), bad.message)
+      assert.equal("lock", bad.field)
     end
     assert.equal(0, j.count(provider, "records_page"))
     assert.equal("", j.shell("ls -A '" .. tmp .. "'"))
