@@ -260,6 +260,24 @@ describe("every markdown file of the repository", function()
     assert.is_true(#docs >= 10, "found only " .. #docs .. " docs")
   end)
 
+  it("has Lua examples that compile", function()
+    local bad, n = {}, 0
+    for _, doc in ipairs(docs) do
+      for block in read(doc):gmatch("```lua\n(.-)```") do
+        -- `<close>` is Lua 5.4's: elsewhere such a block is not this interpreter's to judge
+        if _VERSION == "Lua 5.4" or not block:find("<close>", 1, true) then
+          n = n + 1
+          local ok, err = load(block, "=" .. doc)
+          if not ok then
+            bad[#bad + 1] = err
+          end
+        end
+      end
+    end
+    assert.is_true(n >= 20, "found only " .. n .. " Lua examples")
+    assert.same({}, bad)
+  end)
+
   it("links only to files the repository has", function()
     local missing = {}
     for _, doc in ipairs(docs) do
