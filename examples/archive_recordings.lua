@@ -2,12 +2,13 @@
 -- Run it from cron (hourly is good: a failure gets many more chances before it expires):
 --
 --   lua5.4 examples/archive_recordings.lua DIR [DAYS]     (DAYS: the window, default 2)
---   CTC_BASE_URL, CTC_APP_SECRET, CTC_USER_DATA   (default: the bundled simulator's)
+--   CLICKTOCALL_BASE_URL, CLICKTOCALL_APP_SECRET, CLICKTOCALL_USER_DATA   (required, as for the
+--   clicktocall command; sim/README.md shows the values that point them at the bundled simulator)
 --
 -- A re-run downloads only what is missing (the manifest in DIR says what is whole there). Prints one
 -- line; each failure on stderr, those expiring within 24 h first. Exit 0: all there; 5: some failed
--- (run again soon); 6: another archive holds DIR; 1: the job could not run.
-local clicktocall = require "clicktocall"
+-- (run again soon); 6: another archive holds DIR; 2: a usage or setting error (nothing was done);
+-- 1: the job could not run.
 
 local dir, days = arg[1], tonumber(arg[2] or "2")
 if not dir or not days or days <= 0 then
@@ -15,12 +16,36 @@ if not dir or not days or days <= 0 then
   os.exit(2)
 end
 
-local function env(name, default) return os.getenv(name) or default end
+-- The account comes from the environment only, never from a default: cron starts a job with an almost
+-- empty environment, and that must stop the job here, loudly, not send it to some other provider.
+local function settings(names)
+  local function join(list)
+    return #list == 1 and list[1] or table.concat(list, ", ", 1, #list - 1) .. " and " .. list[#list]
+  end
+  local values, missing = {}, {}
+  for _, name in ipairs(names) do
+    local v = os.getenv(name)
+    if v == nil or v == "" then
+      missing[#missing + 1] = name
+    end
+    values[name] = v
+  end
+  if #missing > 0 then
+    io.stderr:write(("%s: %s %s not set, so nothing was done (%scron starts jobs with an almost empty "
+      .. "environment: see \"From cron\" in the README).\n"):format(arg[0], join(missing),
+      #missing == 1 and "is" or "are", #missing < #names and "it needs " .. join(names) .. "; " or ""))
+    os.exit(2)
+  end
+  return values
+end
+
+local env = settings { "CLICKTOCALL_BASE_URL", "CLICKTOCALL_APP_SECRET", "CLICKTOCALL_USER_DATA" }
+local clicktocall = require "clicktocall"
 
 local client, cerr = clicktocall.new {
-  base_url = env("CTC_BASE_URL", "http://127.0.0.1:18080"),
-  app_secret = env("CTC_APP_SECRET", "TEST"),
-  user_data = env("CTC_USER_DATA", "4e2239c5-a6e6-4201-a072-8342e29c3ae3"),
+  base_url = env.CLICKTOCALL_BASE_URL,
+  app_secret = env.CLICKTOCALL_APP_SECRET,
+  user_data = env.CLICKTOCALL_USER_DATA,
 }
 if not client then
   io.stderr:write("clicktocall.new: ", tostring(cerr), "\n")

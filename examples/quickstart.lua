@@ -1,17 +1,45 @@
 -- clicktocall quick start: bind a seat, dial, check the balance, read today's
 -- call records and download a recording.
 --
---   CTC_BASE_URL, CTC_APP_SECRET, CTC_USER_DATA   (default: the bundled simulator's)
---   CTC_SEAT, CTC_AGENT_PHONE, CTC_CUSTOMER_PHONE (default: demo values)
+--   CLICKTOCALL_BASE_URL, CLICKTOCALL_APP_SECRET, CLICKTOCALL_USER_DATA   the account, as for the
+--                                                  clicktocall command
+--   CLICKTOCALL_SEAT, CLICKTOCALL_AGENT_PHONE, CLICKTOCALL_CUSTOMER_PHONE  who is bound and rung
+-- All six are required: a real account must never ring demo numbers.
 --
--- Run it with `make demo`, or against your account:
---   CTC_BASE_URL=https://... CTC_APP_SECRET=... CTC_USER_DATA=... lua5.4 examples/quickstart.lua
+-- Run it with `make demo` (which sets them for the bundled simulator), or against your account:
+--   CLICKTOCALL_BASE_URL=https://... CLICKTOCALL_APP_SECRET=... CLICKTOCALL_USER_DATA=... \
+--   CLICKTOCALL_SEAT=... CLICKTOCALL_AGENT_PHONE=... CLICKTOCALL_CUSTOMER_PHONE=... lua5.4 examples/quickstart.lua
+
+-- The account comes from the environment only, never from a default: cron starts a job with an almost
+-- empty environment, and that must stop the job here, loudly, not send it to some other provider.
+local function settings(names)
+  local function join(list)
+    return #list == 1 and list[1] or table.concat(list, ", ", 1, #list - 1) .. " and " .. list[#list]
+  end
+  local values, missing = {}, {}
+  for _, name in ipairs(names) do
+    local v = os.getenv(name)
+    if v == nil or v == "" then
+      missing[#missing + 1] = name
+    end
+    values[name] = v
+  end
+  if #missing > 0 then
+    io.stderr:write(("%s: %s %s not set, so nothing was done (%scron starts jobs with an almost empty "
+      .. "environment: see \"From cron\" in the README).\n"):format(arg[0], join(missing),
+      #missing == 1 and "is" or "are", #missing < #names and "it needs " .. join(names) .. "; " or ""))
+    os.exit(2)
+  end
+  return values
+end
+
+local env = settings { "CLICKTOCALL_BASE_URL", "CLICKTOCALL_APP_SECRET", "CLICKTOCALL_USER_DATA",
+                       "CLICKTOCALL_SEAT", "CLICKTOCALL_AGENT_PHONE", "CLICKTOCALL_CUSTOMER_PHONE" }
 local clicktocall = require "clicktocall"
 
-local env = function(name, default) return os.getenv(name) or default end
-local seat = env("CTC_SEAT", "PP7568032251")
-local agent = env("CTC_AGENT_PHONE", "139 1833 7711")     -- rings first
-local customer = env("CTC_CUSTOMER_PHONE", "0755-28000123") -- rings when the agent answers
+local seat = env.CLICKTOCALL_SEAT
+local agent = env.CLICKTOCALL_AGENT_PHONE        -- rings first
+local customer = env.CLICKTOCALL_CUSTOMER_PHONE  -- rings when the agent answers
 
 -- Errors are values: stop the demo with the error's own sentence.
 local function check(value, err, what)
@@ -23,9 +51,9 @@ local function check(value, err, what)
 end
 
 local client = check(clicktocall.new {
-  base_url = env("CTC_BASE_URL", "http://127.0.0.1:18080"),
-  app_secret = env("CTC_APP_SECRET", "TEST"),
-  user_data = env("CTC_USER_DATA", "4e2239c5-a6e6-4201-a072-8342e29c3ae3"),
+  base_url = env.CLICKTOCALL_BASE_URL,
+  app_secret = env.CLICKTOCALL_APP_SECRET,
+  user_data = env.CLICKTOCALL_USER_DATA,
 }, nil, "clicktocall.new")
 
 -- 1. The agent's phone must be bound to the seat before it can dial.

@@ -1,14 +1,15 @@
 -- Keep an SQLite table in step with the provider's call records: run it from cron as often as you like.
 --
 --   lua5.4 examples/sync_sqlite.lua DATABASE STATE_FILE
---   CTC_BASE_URL, CTC_APP_SECRET, CTC_USER_DATA   (default: the bundled simulator's)
---   CTC_SINCE   first run only: where to start (Unix seconds or "yyyy-MM-dd HH:mm:ss"; default 24 h ago)
+--   CLICKTOCALL_BASE_URL, CLICKTOCALL_APP_SECRET, CLICKTOCALL_USER_DATA   (required, as for the
+--   clicktocall command; sim/README.md shows the values that point them at the bundled simulator)
+--   CLICKTOCALL_SINCE   first run only: where to start (Unix seconds or "yyyy-MM-dd HH:mm:ss"; default
+--   24 h ago)
 --
 -- Needs lua-sql-sqlite3 (Debian: apt install lua-sql-sqlite3). Each record is stored by id with an upsert:
 -- delivery is at least once (a run cut short delivers its last page again), so storing twice must be
--- harmless. Every run prints one line; it exits 0 on success, 6 when another run holds the state, 1 else.
-local clicktocall = require "clicktocall"
-local luasql = require "luasql.sqlite3"
+-- harmless. Every run prints one line; it exits 0 on success, 6 when another run holds the state, 2 on a
+-- usage or setting error (nothing was done), 1 else.
 
 local db_path, state_path = arg[1], arg[2]
 if not db_path or not state_path then
@@ -16,7 +17,32 @@ if not db_path or not state_path then
   os.exit(2)
 end
 
-local function env(name, default) return os.getenv(name) or default end
+-- The account comes from the environment only, never from a default: cron starts a job with an almost
+-- empty environment, and that must stop the job here, loudly, not send it to some other provider.
+local function settings(names)
+  local function join(list)
+    return #list == 1 and list[1] or table.concat(list, ", ", 1, #list - 1) .. " and " .. list[#list]
+  end
+  local values, missing = {}, {}
+  for _, name in ipairs(names) do
+    local v = os.getenv(name)
+    if v == nil or v == "" then
+      missing[#missing + 1] = name
+    end
+    values[name] = v
+  end
+  if #missing > 0 then
+    io.stderr:write(("%s: %s %s not set, so nothing was done (%scron starts jobs with an almost empty "
+      .. "environment: see \"From cron\" in the README).\n"):format(arg[0], join(missing),
+      #missing == 1 and "is" or "are", #missing < #names and "it needs " .. join(names) .. "; " or ""))
+    os.exit(2)
+  end
+  return values
+end
+
+local env = settings { "CLICKTOCALL_BASE_URL", "CLICKTOCALL_APP_SECRET", "CLICKTOCALL_USER_DATA" }
+local clicktocall = require "clicktocall"
+local luasql = require "luasql.sqlite3"
 
 local function die(what, err, code)
   io.stderr:write(what, ": ", tostring(err), "\n")
@@ -24,9 +50,9 @@ local function die(what, err, code)
 end
 
 local client, cerr = clicktocall.new {
-  base_url = env("CTC_BASE_URL", "http://127.0.0.1:18080"),
-  app_secret = env("CTC_APP_SECRET", "TEST"),
-  user_data = env("CTC_USER_DATA", "4e2239c5-a6e6-4201-a072-8342e29c3ae3"),
+  base_url = env.CLICKTOCALL_BASE_URL,
+  app_secret = env.CLICKTOCALL_APP_SECRET,
+  user_data = env.CLICKTOCALL_USER_DATA,
 }
 if not client then die("clicktocall.new", cerr, 2) end
 
@@ -63,7 +89,7 @@ local function id_text(id)
 end
 
 local now = os.time()
-local since = os.getenv("CTC_SINCE")
+local since = os.getenv("CLICKTOCALL_SINCE")
 if since and since:match("^%d+$") then since = tonumber(since) end
 
 -- Each upsert commits by itself (WAL keeps that cheap): sync writes its state after each page, so a

@@ -10,7 +10,7 @@
 --   clicktocall.slices        records{ concurrency = N }: the window paged as N slices at once
 --   this file                 new{}, the four calls, records, close
 --
--- See the README for the options and API.md for the contract.
+-- docs/API.md is the reference: every option, call, field and error kind.
 
 local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"
@@ -58,7 +58,7 @@ local FIELDS = {
               concurrency = true },
 }
 
--- records{ concurrency }: at most this many slices (API.md)
+-- records{ concurrency }: at most this many slices (docs/API.md)
 local MAX_CONCURRENCY = 16
 
 local NO_ARGS = setmetatable({}, { __newindex = function() error("read-only", 2) end })

@@ -170,8 +170,9 @@ a:unlock() b:unlock()
     local now = os.time()
     s:post("/_sim/seed", { count = 230, start_time = now - 20 * 3600, end_time = now - 60 })
     local db, state = dir .. "/calls.db", dir .. "/state.json"
-    local cmd = ("CTC_BASE_URL=%s LUA_PATH='./lua/?.lua;;' LUA_CPATH='./build/%s/?.so;;' %s examples/sync_sqlite.lua"
-      .. " '%s' '%s' 2>&1; echo \"exit=$?\""):format(s.base_url, j.BUILD, j.LUA, db, state)
+    local cmd = ("CLICKTOCALL_BASE_URL=%s CLICKTOCALL_APP_SECRET=%s CLICKTOCALL_USER_DATA=%s LUA_PATH='./lua/?.lua;;'"
+      .. " LUA_CPATH='./build/%s/?.so;;' %s examples/sync_sqlite.lua '%s' '%s' 2>&1; echo \"exit=$?\"")
+      :format(s.base_url, s.secret, s.user_data, j.BUILD, j.LUA, db, state)
     local out1 = j.shell(cmd)
     assert.matches("exit=0", out1)
     assert.matches("sync: 230 new records in 3 pages, 230 rows", out1)
