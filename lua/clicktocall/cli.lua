@@ -151,8 +151,10 @@ Configuration (the first found wins): flags; the environment
 (CLICKTOCALL_BASE_URL, CLICKTOCALL_APP_SECRET, CLICKTOCALL_USER_DATA); the
 config file ~/.config/clicktocall/config ($XDG_CONFIG_HOME/clicktocall/config
 when set) or --config FILE, with `key = value` lines: base_url, app_secret,
-user_data, timeout, ca_file, insecure, proxy. The secret is never a flag
-(flags show in `ps`); a config file that group or others can read is refused.
+user_data, timeout, ca_file, insecure, proxy; dial_guard (local, off or
+redis://host:port[/db]), dial_guard_hold (seconds), lock (redis://..., for
+archive and sync). The secret is never a flag (flags show in `ps`); a config
+file that group or others can read is refused.
 
 Times: "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd" (as --to: the end of that day),
 "now", or an age before now: 30m, 24h, 7d, 2w. All on the provider's clock
@@ -161,7 +163,8 @@ Times: "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd" (as --to: the end of that day),
 Exit codes: 0 ok; 1 the provider refused or something unexpected; 2 usage or
 argument error; 3 balance below --min; 4 network, timeout or HTTP error;
 5 archive finished with failed recordings; 6 busy (another archive or sync
-holds the directory or state file).
+holds the directory or state file); 7 a repeated dial refused by the dial
+guard (--force dials anyway).
 
 Run `clicktocall COMMAND --help` for a command's options.]]
 
