@@ -233,6 +233,11 @@ describe("dial guard in files (one machine, no nginx)", function()
     local clock = { t = 1000 }
     pair(clock)
     assert.equal("directory", require("clicktocall.core").file_kind(dir .. "/x/dials"))
+    -- private: the files' names are hashes of phone numbers
+    local p = io.popen("LC_ALL=C ls -ld '" .. dir .. "/x' '" .. dir .. "/x/dials'")
+    local out = p:read("*a")
+    p:close()
+    assert.matches("^drwx%-%-%-%-%-%- .*\ndrwx%-%-%-%-%-%- ", out)
     assert.is_nil(guard_mod.new("file:relative/dir", 10))
     assert.is_nil(guard_mod.new("file:" .. dir, 0))
     assert.is_nil(guard_mod.new("file:" .. dir, 10, { hold = 5 }))

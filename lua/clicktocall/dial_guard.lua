@@ -313,7 +313,8 @@ local function mkdir_p(dir)
   for part in dir:gmatch("[^/]+") do
     path = path .. "/" .. part
     if core.file_kind(path) ~= "directory" then
-      local ok, err = core.mkdir(path)
+      -- private (0700): the file names are hashes of phone numbers, which others could guess by trying
+      local ok, err = core.mkdir(path, 448)
       if not ok and core.file_kind(path) ~= "directory" then
         return nil, err
       end
