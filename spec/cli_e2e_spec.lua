@@ -402,6 +402,14 @@ describe("clicktocall command #noasan", function()
         "only when the call ends%): the same dial is refused for another 1%d%d s; if you know that it did not " ..
         "ring, run the same command with %-%-force to dial anyway%.\n$", r.stderr)
       assert.equal(1, sim_dials())
+      -- a timeout after sending: the same
+      s:post("/_sim/fault", { path = "/rest/voiceCall/api", kind = "latency", ms = 3000 })
+      local slow = { "--timeout", "0.5", "dial", "13918337711", "13500000007", "--seat", "PP1" }
+      r = run(slow, { home = home })
+      assert.equal(4, r.code)
+      assert.matches("%(timeout error%); the call MAY have been placed .* the dial guard refuses the same dial for " ..
+        "the next 300 s %(%-%-force dials anyway%)%.\n$", r.stderr)
+      assert.equal(7, run(slow, { home = home }).code)
       -- a dial that provably never left is no claim: the next one goes
       local down = cli.sim_env(s, { CLICKTOCALL_BASE_URL = "http://127.0.0.1:1" })
       r = run({ "dial", "13918337711", "13500000009", "--seat", "PP1" }, { home = home, env = down })
