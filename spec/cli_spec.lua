@@ -243,13 +243,13 @@ end)
 describe("cli commands in process", function()
   local provider, out, err, mt, saved
 
-  local function run(args, tty)
+  local function run(args, tty, home)
     out, err = sink(), sink()
     local code = cli.main(args, {
       stdout = out, stderr = err, isatty = function() return tty == true end,
       getenv = function(k)
         return ({ CLICKTOCALL_BASE_URL = "http://mock", CLICKTOCALL_APP_SECRET = SECRET,
-                  CLICKTOCALL_USER_DATA = UD, HOME = "/nonexistent" })[k]
+                  CLICKTOCALL_USER_DATA = UD, HOME = home or "/nonexistent" })[k]
       end,
       client_options = { transport = provider.transport, sleep = provider.sleep },
     })
@@ -311,6 +311,18 @@ describe("cli commands in process", function()
       "1.0 s ago; if you know that it did not ring, run the same command with --force to dial anyway",
       cli.describe("dial", { kind = "duplicate", message = "a dial from +861 to +862 on seat S was placed 1.0 s " ..
         "ago; pass force = true to dial anyway" }))
+  end)
+
+  it("a dial whose local guard cannot be set up sends nothing and says what to change (exit 2)", function()
+    -- HOME is a file: no directory can be made under it, even by root
+    local home = os.tmpname()
+    finally(function() os.remove(home) end)
+    assert.equal(2, run({ "dial", "13500000002", "13500000003", "--seat", "PP1" }, false, home))
+    assert.matches("^clicktocall dial: the dial guard %(local%) could not be set up, so nothing was sent: the file " ..
+      "dial guard could not make its directory: .*; fix it, write dial_guard = off in the config " ..
+      "file, or pass %-%-force; see `clicktocall dial %-%-help`%.\n$", err:text())
+    assert.equal(0, provider.dials)
+    assert.equal(0, #provider.requests)
   end)
 
   it("finds the local dial guard's directory: XDG_RUNTIME_DIR, XDG_CACHE_HOME, then ~/.cache", function()

@@ -716,6 +716,13 @@ local function run(argv, env, shared)
       end,
     }
     if not client then
+      local why = guard_url and match(tostring(err and err.message), "field 'dial_guard': (.-)%)?$")
+      if why then
+        -- the guard could not be set up: say which setting to change, not the library's field
+        return ctx:usage(format("the dial guard (%s) could not be set up, so nothing was sent: %s; fix it, " ..
+          "write dial_guard = off in the config file, or pass --force", settings.dial_guard or "local",
+          gsub(why, "[.%s]+$", "")))
+      end
       return ctx:fail(err)
     end
     ctx.client = client
