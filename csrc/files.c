@@ -401,11 +401,16 @@ static int l_dir_writable(lua_State *L)
     return 1;
 }
 
-/* core.mkdir(path) -> true | nil, message (mode 0777 less the umask; an existing directory is fine) */
+/*
+ * core.mkdir(path [, mode]) -> true | nil, message (mode 0777 by default, less the umask; an existing
+ * directory is fine and keeps its mode). A private directory (the dial guard's claims) passes 0700 (448).
+ */
 static int l_mkdir(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    if (mkdir(path, 0777) != 0 && errno != EEXIST)
+    lua_Integer mode = luaL_optinteger(L, 2, 0777);
+    luaL_argcheck(L, mode >= 0 && mode <= 07777, 2, "mode must be from 0 to 07777");
+    if (mkdir(path, (mode_t)mode) != 0 && errno != EEXIST)
         return push_fail(L, "create directory", path, errno);
     lua_pushboolean(L, 1);
     return 1;

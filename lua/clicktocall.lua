@@ -121,9 +121,11 @@ local function plain(st, op, _, request, asked)
   return exchange.api(st, op, request, asked)
 end
 
--- The dial guard (OpenResty): a second click on the same dial within the window
--- is refused, unless force = true; a claim is released when the dial provably
--- never left, so the next click may go.
+-- The dial guard: a second click on the same dial is refused, unless force = true. The claim lasts
+-- dial_guard_hold seconds while the outcome is unknown; it is shortened to dial_guard_window once the
+-- outcome is known (a session id, or an error that rang nobody), released when the dial provably never
+-- left, and kept whole when the dial may have rung (errors.may_have_rung): its record appears only when
+-- the call ends, so nothing can tell sooner that it was placed.
 local function guarded_dial(st, op, args, request, _, parts)
   local guard = st.guard
   if not guard or args.force then
@@ -135,11 +137,15 @@ local function guarded_dial(st, op, args, request, _, parts)
   local claim, why, kind = guard:check(caller, callee, seat, user_data)
   if not claim then
     kind = kind or "duplicate" -- "network": a redis:// guard could not ask Redis
-    return nil, exchange.fail(st, kind, why, { sent = false, retryable = kind == "network" })
+    return nil, exchange.fail(st, kind, why, { sent = false, retryable = kind == "network" or kind == "busy" })
   end
   local session, err = exchange.api(st, op, request)
-  if not session and not err.sent then
+  if session then
+    guard:settle(caller, callee, seat, user_data, claim)
+  elseif not err.sent then
     guard:release(caller, callee, seat, user_data, claim)
+  elseif not errors.may_have_rung(err) then
+    guard:settle(caller, callee, seat, user_data, claim)
   end
   return session, err
 end
@@ -151,10 +157,17 @@ for _, op in ipairs(core.OPS) do
   local run = SPECIAL[op] or plain
   client_mt[op] = function(self, args)
     local st, request, asked, parts = prepare(self, op, op, args)
-    if not st then
-      return nil, request
+    local v1, v2
+    if st then
+      v1, v2 = run(st, op, args, request, asked, parts)
+    else
+      v2 = request
     end
-    return run(st, op, args, request, asked, parts)
+    if v1 == nil and op == "dial" and type(v2) == "table" then
+      -- every error of a dial says whether the agent may have been rung
+      v2.may_have_rung = errors.may_have_rung(v2)
+    end
+    return v1, v2
   end
 end
 

@@ -329,20 +329,125 @@ describe("clicktocall command #noasan", function()
       assert.matches("%(HTTP 503%)%.\n$", r.stderr)
     end)
 
+    -- the dials the simulator saw
+    local function sim_dials()
+      local n = 0
+      local log = s:get("/_sim/requests")
+      for _, q in ipairs(log.requests or log) do
+        n = n + (q.uri == "/rest/voiceCall/api" and 1 or 0)
+      end
+      return n
+    end
+
     it("a dial cut off after sending: exit 4, sent once, and the user told it may have been placed", function()
       assert.equal(0, run({ "bind", "PP1", "13918337711" }).code)
       s:post("/_sim/fault", { path = "/rest/voiceCall/api", kind = "drop" })
       local r = run({ "dial", "13918337711", "13500000002", "--seat", "PP1", "--force" })
       assert.equal(4, r.code)
       assert.equal("", r.stdout)
-      assert.matches("%(network error%); the call MAY have been placed: look for it with `clicktocall records " ..
-        "%-%-from 10m` before dialling again%.\n$", r.stderr)
-      local n = 0
-      local log = s:get("/_sim/requests")
-      for _, q in ipairs(log.requests or log) do
-        n = n + (q.uri == "/rest/voiceCall/api" and 1 or 0)
+      assert.matches("%(network error%); the call MAY have been placed and the agent's phone may be ringing now: " ..
+        "its record shows in `clicktocall records` only once the call has ended, so a list without it proves " ..
+        "nothing; no dial guard was used %(%-%-force%), so nothing stops a repeat: wait for the call to end " ..
+        "before dialling again%.\n$", r.stderr)
+      assert.is_nil(r.stderr:find("--from 10m", 1, true))
+      assert.equal(1, sim_dials())
+    end)
+
+    it("two identical dials in a row: the second is refused (exit 8, --force named); --force dials", function()
+      assert.equal(0, run({ "bind", "PP1", "13918337711" }).code)
+      local home = cli.tmpdir()
+      local dial = { "dial", "13918337711", "13500000002", "--seat", "PP1" }
+      local r = run(dial, { home = home })
+      assert.equal(0, r.code, r.stderr)
+      r = run(dial, { home = home })
+      assert.same({ 8, "" }, { r.code, r.stdout })
+      assert.matches("^clicktocall dial: refused by the dial guard: a dial from %+8613918337711 to %+8613500000002 " ..
+        "on seat PP1 was placed [%d.]+ s ago; if you know that it did not ring, run the same command with " ..
+        "%-%-force to dial anyway%.\n$", r.stderr)
+      assert.equal(1, sim_dials())
+      r = run({ "dial", "13918337711", "13500000002", "--seat", "PP1", "--force" }, { home = home })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(2, sim_dials())
+      -- another pair, and the same pair for another user on this machine (another HOME), are other dials
+      assert.equal(0, run({ "dial", "13918337711", "13500000003", "--seat", "PP1" }, { home = home }).code)
+      assert.equal(0, run(dial).code)
+      assert.equal(4, sim_dials())
+      -- the claims live under ~/.cache/clicktocall/dials, or $XDG_RUNTIME_DIR/clicktocall/dials when set
+      local core = require "clicktocall.core"
+      assert.equal("directory", core.file_kind(home .. "/.cache/clicktocall/dials"))
+      local xdg = cli.tmpdir()
+      local env2 = cli.sim_env(s, { XDG_RUNTIME_DIR = xdg })
+      assert.equal(0, run({ "dial", "13918337711", "13500000004", "--seat", "PP1" }, { env = env2 }).code)
+      assert.equal(8, run({ "dial", "13918337711", "13500000004", "--seat", "PP1" }, { env = env2 }).code)
+      assert.equal(5, sim_dials())
+      assert.equal("directory", core.file_kind(xdg .. "/clicktocall/dials"))
+    end)
+
+    it("a dial that may have rung: a repeat within the hold is refused, and the message says so", function()
+      assert.equal(0, run({ "bind", "PP1", "13918337711" }).code)
+      local home = cli.tmpdir()
+      cli.write(home .. "/config", "dial_guard_hold = 120\n", "600")
+      local dial = { "--config", home .. "/config", "dial", "13918337711", "13500000002", "--seat", "PP1" }
+      s:post("/_sim/fault", { path = "/rest/voiceCall/api", kind = "drop" })
+      local r = run(dial, { home = home })
+      assert.equal(4, r.code)
+      assert.matches("%(network error%); the call MAY have been placed and the agent's phone may be ringing now: " ..
+        "its record shows in `clicktocall records` only once the call has ended, so a list without it proves " ..
+        "nothing; the dial guard refuses the same dial for the next 120 s %(%-%-force dials anyway%)%.\n$", r.stderr)
+      s:post("/_sim/fault/clear")
+      r = run(dial, { home = home })
+      assert.equal(8, r.code)
+      assert.matches("^clicktocall dial: refused by the dial guard: a dial from %+8613918337711 to %+8613500000002 " ..
+        "on seat PP1 was sent [%d.]+ s ago and its outcome is unknown %(it may have rung; its call record appears " ..
+        "only when the call ends%): the same dial is refused for another 1%d%d s; if you know that it did not " ..
+        "ring, run the same command with %-%-force to dial anyway%.\n$", r.stderr)
+      assert.equal(1, sim_dials())
+      -- a timeout after sending: the same
+      s:post("/_sim/fault", { path = "/rest/voiceCall/api", kind = "latency", ms = 3000 })
+      local slow = { "--timeout", "0.5", "dial", "13918337711", "13500000007", "--seat", "PP1" }
+      r = run(slow, { home = home })
+      assert.equal(4, r.code)
+      assert.matches("%(timeout error%); the call MAY have been placed .* the dial guard refuses the same dial for " ..
+        "the next 300 s %(%-%-force dials anyway%)%.\n$", r.stderr)
+      assert.equal(8, run(slow, { home = home }).code)
+      -- a dial that provably never left is no claim: the next one goes
+      local down = cli.sim_env(s, { CLICKTOCALL_BASE_URL = "http://127.0.0.1:1" })
+      r = run({ "dial", "13918337711", "13500000009", "--seat", "PP1" }, { home = home, env = down })
+      assert.equal(4, r.code)
+      assert.is_nil(r.stderr:find("MAY", 1, true))
+      assert.equal(0, run({ "dial", "13918337711", "13500000009", "--seat", "PP1" }, { home = home }).code)
+    end)
+
+    it("two processes racing the local guard: one dial", function()
+      assert.equal(0, run({ "bind", "PP1", "13918337711" }).code)
+      for round = 1, 3 do
+        local home = cli.tmpdir()
+        local callee = "1350000001" .. round
+        local jobs = {}
+        for i = 1, 2 do
+          jobs[i] = cli.spawn({ "dial", "13918337711", callee, "--seat", "PP1" }, { home = home, env = env })
+        end
+        assert.is_true(nginx.wait_for(function() return jobs[1].done() and jobs[2].done() end, 30, "both dials"))
+        local codes = { jobs[1].result().code, jobs[2].result().code }
+        table.sort(codes)
+        assert.same({ 0, 8 }, codes)
+        assert.equal(round, sim_dials())
       end
-      assert.equal(1, n)
+    end)
+
+    it("dial_guard = off dials twice; a bad dial_guard is a usage error", function()
+      assert.equal(0, run({ "bind", "PP1", "13918337711" }).code)
+      local home = cli.tmpdir()
+      cli.write(home .. "/config", "dial_guard = off\n", "600")
+      local dial = { "--config", home .. "/config", "dial", "13918337711", "13500000002", "--seat", "PP1" }
+      assert.equal(0, run(dial, { home = home }).code)
+      assert.equal(0, run(dial, { home = home }).code)
+      assert.equal(2, sim_dials())
+      cli.write(home .. "/config", "dial_guard = memcached://x\n", "600")
+      local r = run(dial, { home = home })
+      assert.equal(2, r.code)
+      assert.matches("dial_guard in .* must be local, off or redis://host:port%[/db%], not 'memcached://x'", r.stderr)
+      assert.equal(2, sim_dials())
     end)
 
     it("exits 1 when the provider refuses, with its message", function()

@@ -243,13 +243,13 @@ end)
 describe("cli commands in process", function()
   local provider, out, err, mt, saved
 
-  local function run(args, tty)
+  local function run(args, tty, home)
     out, err = sink(), sink()
     local code = cli.main(args, {
       stdout = out, stderr = err, isatty = function() return tty == true end,
       getenv = function(k)
         return ({ CLICKTOCALL_BASE_URL = "http://mock", CLICKTOCALL_APP_SECRET = SECRET,
-                  CLICKTOCALL_USER_DATA = UD, HOME = "/nonexistent" })[k]
+                  CLICKTOCALL_USER_DATA = UD, HOME = home or "/nonexistent" })[k]
       end,
       client_options = { transport = provider.transport, sleep = provider.sleep },
     })
@@ -271,7 +271,7 @@ describe("cli commands in process", function()
 
   it("maps error kinds to the exit codes of API.md", function()
     local codes = { argument = 2, api = 1, network = 4, timeout = 4, http = 4, busy = 6, protocol = 1,
-                    callback = 1, duplicate = 1 }
+                    callback = 1, duplicate = 8 }
     for kind, code in pairs(codes) do
       assert.equal(code, cli.exit_code({ kind = kind }), kind)
     end
@@ -290,10 +290,48 @@ describe("cli commands in process", function()
     assert.matches("the provider refused: bad %*%*%*%.\n$", err:text())
   end)
 
-  it("tells a dialler that a failed dial may have been placed", function()
-    local s = cli.describe("dial", { kind = "network", message = "connection reset", sent = true })
+  it("tells a dialler that a failed dial may have been placed, and what guards a repeat", function()
+    local s = cli.describe("dial", { kind = "network", message = "connection reset", sent = true }, { hold = 300 })
     assert.matches("MAY have been placed", s)
-    assert.is_nil(cli.describe("dial", { kind = "network", message = "refused", sent = false }):find("MAY"))
+    assert.matches("only once the call has ended, so a list without it proves nothing; the dial guard refuses " ..
+      "the same dial for the next 300 s %(%-%-force dials anyway%)$", s)
+    assert.is_nil(s:find("--from", 1, true))
+    s = cli.describe("dial", { kind = "timeout", message = "timed out", sent = true }, { why = "--force" })
+    assert.matches("no dial guard was used %(%-%-force%), so nothing stops a repeat", s)
+    for _, e in ipairs { { kind = "network", message = "refused", sent = false },
+                         { kind = "api", message = "no balance", sent = true },
+                         { kind = "http", message = "unauthorized", sent = true, status = 401 },
+                         { kind = "http", message = "bad gateway", sent = true, status = 502,
+                           may_have_rung = false } } do
+      assert.is_nil(cli.describe("dial", e, { hold = 300 }):find("MAY"), e.message)
+    end
+    assert.matches("MAY", cli.describe("dial", { kind = "http", message = "bad gateway", sent = true, status = 502 }))
+    assert.equal(8, cli.exit_code({ kind = "duplicate" }))
+    assert.equal("clicktocall dial: refused by the dial guard: a dial from +861 to +862 on seat S was placed " ..
+      "1.0 s ago; if you know that it did not ring, run the same command with --force to dial anyway",
+      cli.describe("dial", { kind = "duplicate", message = "a dial from +861 to +862 on seat S was placed 1.0 s " ..
+        "ago; pass force = true to dial anyway" }))
+  end)
+
+  it("a dial whose local guard cannot be set up sends nothing and says what to change (exit 2)", function()
+    -- HOME is a file: no directory can be made under it, even by root
+    local home = os.tmpname()
+    finally(function() os.remove(home) end)
+    assert.equal(2, run({ "dial", "13500000002", "13500000003", "--seat", "PP1" }, false, home))
+    assert.matches("^clicktocall dial: the dial guard %(local%) could not be set up, so nothing was sent: the file " ..
+      "dial guard could not make its directory: .*; fix it, write dial_guard = off in the config " ..
+      "file, or pass %-%-force; see `clicktocall dial %-%-help`%.\n$", err:text())
+    assert.equal(0, provider.dials)
+    assert.equal(0, #provider.requests)
+  end)
+
+  it("finds the local dial guard's directory: XDG_RUNTIME_DIR, XDG_CACHE_HOME, then ~/.cache", function()
+    local function env(t) return function(k) return t[k] end end
+    assert.equal("/run/user/1/clicktocall/dials",
+      cli.local_guard_dir(env { XDG_RUNTIME_DIR = "/run/user/1", XDG_CACHE_HOME = "/c", HOME = "/h" }))
+    assert.equal("/c/clicktocall/dials", cli.local_guard_dir(env { XDG_CACHE_HOME = "/c", HOME = "/h" }))
+    assert.equal("/h/.cache/clicktocall/dials", cli.local_guard_dir(env { XDG_RUNTIME_DIR = "rel", HOME = "/h" }))
+    assert.is_nil(cli.local_guard_dir(env {}))
   end)
 
   it("says in one sentence, exit 1, that the library has no archive_recordings or sync", function()

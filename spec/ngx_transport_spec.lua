@@ -648,6 +648,19 @@ describe("clicktocall client with transport = \"ngx\" #openresty", function()
     assert.equal("duplicate", b.kind)
     assert.is_false(b.sent)
     assert.equal(1, (call(srv, "/provider_count?uri=/rest/voiceCall/api")))
+    assert.is_false(b.may_have_rung)
+    assert.matches("was placed [%d.]+ s ago; pass force = true", b.message) -- settled: the window
+    -- a 502 after sending may have rung: held for dial_guard_hold (300 s), and the refusal says why
+    local u = "/dial?caller=13500000001&callee=13500000099&seat=1001"
+    local c1 = call(srv, u)
+    assert.same({ "http", true, true }, { c1.kind, c1.sent, c1.may_have_rung })
+    local c2 = call(srv, u)
+    assert.equal("duplicate", c2.kind)
+    assert.matches("its outcome is unknown .* refused for another 3%d%d s; pass force = true", c2.message)
+    -- a provider's refusal was sent but rang nobody (docs/OPENRESTY.md's handler reports may_have_rung)
+    local r1 = call(srv, "/dial?caller=13500000001&callee=13500000098&seat=1001")
+    assert.same({ "api", true, false }, { r1.kind, r1.sent, r1.may_have_rung })
+    assert.equal(3, (call(srv, "/provider_count?uri=/rest/voiceCall/api")))
     -- a refused connection: nothing sent, so the guard forgets it and the next click is not "duplicate"
     local d1 = call(srv, "/dial?down=1&caller=13500000001&callee=13500000009&seat=1001")
     assert.equal("network", d1.kind)

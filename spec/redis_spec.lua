@@ -293,6 +293,32 @@ describe("a redis:// dial guard outside nginx (LuaSocket) #redis", function()
     assert.equal(1, m.dials)
   end)
 
+  it("holds a dial that may have rung for dial_guard_hold, settles a placed or refused one to the window", function()
+    local a, m = host { retries = 0, dial_guard_window = 20, dial_guard_hold = 600 }
+    local key = require("clicktocall.dial_guard")._key("+8613500000002", "+8613500000003", "PP1", h.USER_DATA)
+    m:fail("dial", "timeout") -- the call is placed, the answer never comes
+    local _, err = a:dial(with())
+    assert.same({ "timeout", true, true }, { err.kind, err.sent, err.may_have_rung })
+    local ttl = srv:cmd("PTTL", key)
+    assert.is_true(ttl > 590000 and ttl <= 600000, tostring(ttl))
+    local _, again = a:dial(with())
+    assert.equal("duplicate", again.kind)
+    assert.matches("was sent [%d.]+ s ago and its outcome is unknown %(it may have rung; its call record appears " ..
+      "only when the call ends%): the same dial is refused for another 6%d%d s; pass force = true", again.message)
+    assert.equal(1, m.dials)
+    -- a placed dial, and one the provider refused: the window
+    assert.equal(1, srv:cmd("DEL", key))
+    assert.truthy(a:dial(with()))
+    ttl = srv:cmd("PTTL", key)
+    assert.is_true(ttl > 15000 and ttl <= 20000, tostring(ttl))
+    assert.equal(1, srv:cmd("DEL", key))
+    m:fail("dial", "api_error")
+    _, err = a:dial(with())
+    assert.same({ "api", false }, { err.kind, err.may_have_rung })
+    ttl = srv:cmd("PTTL", key)
+    assert.is_true(ttl > 15000 and ttl <= 20000, tostring(ttl))
+  end)
+
   it("Redis down: refused with kind network and nothing sent, or sent when failing open", function()
     local closed, pc = host()
     local open, mo = host { dial_guard_fail_open = true }

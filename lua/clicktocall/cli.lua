@@ -7,7 +7,9 @@
 --
 -- Exit codes: 0 ok; 1 the provider refused (api) or something unexpected;
 -- 2 usage or argument error; 3 balance below --min; 4 network, timeout or HTTP
--- error; 5 archive finished with failed recordings; 6 busy.
+-- error; 5 archive finished with failed recordings; 6 busy; 7 the provider
+-- refused the credentials; 8 a dial refused by the dial guard (a repeat; --force
+-- dials anyway).
 local argparse = require "argparse"
 local clicktocall = require "clicktocall"
 local config = require "clicktocall.cli.config"
@@ -15,6 +17,7 @@ local times = require "clicktocall.cli.times"
 local output = require "clicktocall.cli.output"
 local progress = require "clicktocall.cli.progress"
 local doctor = require "clicktocall.cli.doctor"
+local errors = require "clicktocall.errors"
 
 local type = type
 local pcall = pcall
@@ -27,10 +30,11 @@ local match = string.match
 
 local M = { _VERSION = require("clicktocall.core")._VERSION }
 
-M.EXIT = { ok = 0, api = 1, unexpected = 1, usage = 2, below_min = 3, network = 4, failed = 5, busy = 6, auth = 7 }
+M.EXIT = { ok = 0, api = 1, unexpected = 1, usage = 2, below_min = 3, network = 4, failed = 5, busy = 6,
+           auth = 7, duplicate = 8 }
 
 local EXIT_BY_KIND = {
-  argument = 2, api = 1, network = 4, timeout = 4, http = 4, busy = 6,
+  argument = 2, api = 1, network = 4, timeout = 4, http = 4, busy = 6, duplicate = 8,
 }
 
 --- exit_code(err) -> the exit code for an error object's kind (7: the provider refused the credentials)
@@ -98,8 +102,22 @@ local function sentence(s)
   return s
 end
 
---- describe(cmd, err) -> the sentence shown for an error object
-function M.describe(cmd, err)
+-- what a dial that may have rung leaves behind, for describe(): guard = { hold = seconds } when the dial
+-- guard kept the dial's claim, { why = "..." } when no guard was used
+local function after_ambiguous(guard)
+  local s = "; the call MAY have been placed and the agent's phone may be ringing now: its record shows in " ..
+            "`clicktocall records` only once the call has ended, so a list without it proves nothing"
+  if guard and guard.hold then
+    return s .. format("; the dial guard refuses the same dial for the next %d s (--force dials anyway)",
+                       math.ceil(guard.hold))
+  end
+  return s .. format("; no dial guard was used (%s), so nothing stops a repeat: wait for the call to end " ..
+                     "before dialling again", guard and guard.why or "none")
+end
+
+--- describe(cmd, err [, guard]) -> the sentence shown for an error object
+-- guard (dial): { hold = seconds } or { why = "--force" | "dial_guard = off" }
+function M.describe(cmd, err, guard)
   if M.exit_code(err) == 130 then
     return format("clicktocall %s: interrupted", cmd)
   end
@@ -128,15 +146,23 @@ function M.describe(cmd, err)
     if not err.sent and not find(msg, "nothing was done", 1, true) then
       s = s .. "; another run holds it, so nothing was done"
     end
+  elseif kind == "duplicate" and cmd == "dial" then
+    s = format("clicktocall dial: refused by the dial guard: %s; if you know that it did not ring, run the same " ..
+               "command with --force to dial anyway", (gsub(msg, ";? ?pass force = true to dial anyway$", "")))
   elseif kind == "callback" and err.cause ~= nil then
     local cause = type(err.cause) == "table" and (err.cause.message or err.cause[1]) or err.cause
     s = format("clicktocall %s: %s (%s)", cmd, msg, tostring(cause))
   else
     s = format("clicktocall %s: %s", cmd, msg)
   end
-  if cmd == "dial" and err.sent and kind ~= "api" and not err.auth then
-    s = s .. "; the call MAY have been placed: look for it with `clicktocall records --from 10m` " ..
-        "before dialling again"
+  if cmd == "dial" then
+    local rang = err.may_have_rung
+    if rang == nil then
+      rang = errors.may_have_rung(err)
+    end
+    if rang then
+      s = s .. after_ambiguous(guard)
+    end
   end
   return s
 end
@@ -155,8 +181,10 @@ Configuration (the first found wins): flags; the environment
 (CLICKTOCALL_BASE_URL, CLICKTOCALL_APP_SECRET, CLICKTOCALL_USER_DATA); the
 config file ~/.config/clicktocall/config ($XDG_CONFIG_HOME/clicktocall/config
 when set) or --config FILE, with `key = value` lines: base_url, app_secret,
-user_data, timeout, ca_file, insecure, proxy. The secret is never a flag
-(flags show in `ps`); a config file that group or others can read is refused.
+user_data, timeout, ca_file, insecure, proxy; dial_guard (local, off or
+redis://host:port[/db]), dial_guard_hold (seconds), lock (redis://..., for
+archive and sync). The secret is never a flag (flags show in `ps`); a config
+file that group or others can read is refused.
 
 Times: "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd" (as --to: the end of that day),
 "now", or an age before now: 30m, 24h, 7d, 2w. All on the provider's clock
@@ -165,7 +193,9 @@ Times: "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd" (as --to: the end of that day),
 Exit codes: 0 ok; 1 the provider refused or something unexpected; 2 usage or
 argument error; 3 balance below --min; 4 network, timeout or HTTP error;
 5 archive finished with failed recordings; 6 busy (another archive or sync
-holds the directory or state file).
+holds the directory or state file); 7 the provider refused the credentials
+(check the app secret and base URL, or run `clicktocall doctor`); 8 a repeated
+dial refused by the dial guard (--force dials anyway).
 
 Run `clicktocall COMMAND --help` for a command's options.]]
 
@@ -201,7 +231,8 @@ local function build_parser()
   c:argument("caller", "The agent's phone, as bound to the seat.")
   c:argument("callee", "The customer's phone.")
   c:option("--seat", "The seat the caller is bound to."):argname("SEAT"):count(1)
-  c:flag("--force", "Dial even if a dial guard would refuse a repeat.")
+  c:flag("--force", "Skip the dial guard: dial even if the same dial was placed moments ago or may still be " ..
+    "ringing (exit 8 otherwise).")
 
   c = p:command("balance", "Print the remaining talk time in seconds.")
   c:option("--min", "Exit 3 when the balance is below N (for monitoring)."):argname("N")
@@ -287,7 +318,12 @@ end
 function commands.dial(ctx, a)
   local sid, err = ctx.client:dial { caller = a.caller, callee = a.callee, seat = a.seat, force = a.force or nil }
   if not sid then
-    return ctx:fail(err)
+    local guard = ctx.dial_guard
+    if a.force then
+      guard = { why = "--force" }
+    end
+    ctx:say(M.describe(ctx.command, err, guard))
+    return M.exit_code(err)
   end
   ctx.out:write(tostring(sid), "\n")
   return 0
@@ -441,6 +477,7 @@ function commands.archive(ctx, a)
   end
   local summary, err = ctx.client:archive_recordings {
     start_time = from, end_time = to, dir = a.dir, concurrency = conc, layout = a.layout,
+    lock = ctx.settings.lock, -- the config file's lock = "redis://...": one run across machines
     on_file = function(entry)
       pcall(bar.file, bar, entry) -- a display problem must not fail a recording
     end,
@@ -486,7 +523,7 @@ function commands.sync(ctx, a)
   end
   local w = output.new(a.format or "jsonl", ctx.out)
   local summary, err = ctx.client:sync {
-    state = a.state, since = since,
+    state = a.state, since = since, lock = ctx.settings.lock,
     on_record = function(rec)
       local ok, werr = w:row(rec)
       if not ok then
@@ -549,6 +586,48 @@ end
 function ctx_mt:fail(err)
   self:say(M.describe(self.command, err))
   return M.exit_code(err)
+end
+
+--- local_guard_dir(getenv) -> the directory of the local dial guard's claims | nil
+-- $XDG_RUNTIME_DIR (per user, emptied at logout), else $XDG_CACHE_HOME, else ~/.cache: one directory for
+-- every clicktocall process of the user on this machine.
+function M.local_guard_dir(getenv)
+  for _, v in ipairs { { "XDG_RUNTIME_DIR", "" }, { "XDG_CACHE_HOME", "" }, { "HOME", "/.cache" } } do
+    local d = getenv(v[1])
+    if d and d:sub(1, 1) == "/" then
+      return d .. v[2] .. "/clicktocall/dials"
+    end
+  end
+  return nil
+end
+
+-- The dial guard of `clicktocall dial` (the config file's dial_guard): "local" (the default) keeps the
+-- claims in files shared by the user's processes on this machine, "redis://..." in a Redis shared by
+-- several machines, "off" nowhere. -> the client's dial_guard | nil, and ctx.dial_guard for messages;
+-- or false, sentence.
+local function dial_guard(ctx, settings, sources, force)
+  if force then
+    return nil -- --force: no guard is asked, and no claim is left for a later dial to meet
+  end
+  local v = settings.dial_guard or "local"
+  if v == "off" then
+    ctx.dial_guard = { why = "dial_guard = off in " .. tostring(sources.dial_guard) }
+    return nil
+  end
+  local url = v
+  if v == "local" then
+    local dir = M.local_guard_dir(ctx.getenv)
+    if not dir then
+      return false, "the local dial guard needs a directory: set HOME (or XDG_RUNTIME_DIR), or write " ..
+        "dial_guard = off in the config file to dial unguarded"
+    end
+    url = "file:" .. dir
+  elseif v:sub(1, 8) ~= "redis://" then
+    return false, format("dial_guard in %s must be local, off or redis://host:port[/db], not '%s'",
+      tostring(sources.dial_guard), v)
+  end
+  ctx.dial_guard = { hold = settings.dial_guard_hold or require("clicktocall.options").DEFAULTS.dial_guard_hold }
+  return url
 end
 
 local NEEDS_CLIENT = { bind = true, dial = true, balance = true, records = true, archive = true, sync = true }
@@ -641,7 +720,16 @@ local function run(argv, env, shared)
         ", or --user-data")
     end
     local verbose = a.verbose
+    local guard_url, gerr
+    if a.command == "dial" then
+      guard_url, gerr = dial_guard(ctx, settings, sources, a.force)
+      if guard_url == false then
+        return ctx:usage(gerr)
+      end
+    end
+    ctx.settings = settings
     local client, err = clicktocall.new {
+      dial_guard = guard_url, dial_guard_hold = guard_url and settings.dial_guard_hold or nil,
       base_url = settings.base_url, app_secret = settings.app_secret, user_data = settings.user_data,
       timeout = settings.timeout, ca_file = settings.ca_file, insecure = settings.insecure,
       proxy = settings.proxy, user_agent = "cli",
@@ -659,6 +747,13 @@ local function run(argv, env, shared)
       end,
     }
     if not client then
+      local why = guard_url and err and err.field == "dial_guard" and match(tostring(err.message), "dial_guard: (.*)$")
+      if why then
+        -- the guard could not be set up: say which setting to change, not the library's field
+        return ctx:usage(format("the dial guard (%s) could not be set up, so nothing was sent: %s; fix it, " ..
+          "write dial_guard = off in the config file, or pass --force", settings.dial_guard or "local",
+          gsub(why, "[.%s]+$", "")))
+      end
       return ctx:fail(err)
     end
     ctx.client = client

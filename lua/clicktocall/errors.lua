@@ -97,6 +97,21 @@ function _M.call_argument(call, what, field)
   return _M.argument(call .. ": " .. what, field)
 end
 
+--- may_have_rung(err) -> boolean: whether a dial that failed with err may have rung the agent.
+-- Only what left this machine can ring (sent); of that, a refusal by the provider (kind "api") and an
+-- HTTP 4xx (the request refused at the door: credentials, throttling, a bad path) rang nobody. A timeout, a
+-- network error after sending, an unreadable answer (protocol) or any other HTTP status (a 5xx may come
+-- after the provider acted, from a gateway that forwarded the dial) leave the outcome unknown.
+function _M.may_have_rung(err)
+  if type(err) ~= "table" or not err.sent or err.kind == "api" then
+    return false
+  end
+  if err.kind == "http" and type(err.status) == "number" and err.status >= 400 and err.status <= 499 then
+    return false
+  end
+  return err.kind ~= "argument" and err.kind ~= "duplicate" and err.kind ~= "busy"
+end
+
 function _M.is_error(v)
   return type(v) == "table" and getmetatable(v) == mt
 end

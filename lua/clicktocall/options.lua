@@ -4,7 +4,8 @@
 --   base_url, app_secret (required); user_data; timeout = 10; connect_timeout = 3;
 --   retries = 2; max_body = 8 MiB; transport = nil | "curl" | "ngx" | function;
 --   country_code = "86"; ca_file; insecure = false; proxy; user_agent;
---   dial_guard (a lua_shared_dict name, or "redis://host:port[/db]"), dial_guard_window = 10,
+--   dial_guard (a lua_shared_dict name, "redis://host:port[/db]" or "file:/dir"), dial_guard_window = 10,
+--   dial_guard_hold = 300 (a dial that may have rung stays guarded that long; never below the window),
 --   dial_guard_fail_open = false (Redis unreachable: dial unguarded instead of refusing); on_event;
 --   sleep (function(seconds), for backoff), backoff_base = 0.2, backoff_max = 5,
 --   retry_after_max = 30, download_timeout = 300; pool_size, keepalive_timeout ("ngx").
@@ -37,6 +38,9 @@ local DEFAULTS = {
   retries = 2,
   country_code = "86",
   dial_guard_window = 10,
+  -- five minutes: the agent's phone rings, then the customer's, and a short call ends, before a repeat
+  -- may go; the call's record (the only proof it was placed) appears when the call ends
+  dial_guard_hold = 300,
   backoff_base = 0.2,
   backoff_max = 5,
   retry_after_max = 30,
@@ -48,7 +52,8 @@ local KNOWN = {
   base_url = true, app_secret = true, user_data = true, timeout = true,
   connect_timeout = true, retries = true, max_body = true, transport = true,
   country_code = true, ca_file = true, insecure = true, proxy = true,
-  user_agent = true, dial_guard = true, dial_guard_window = true, dial_guard_fail_open = true, on_event = true,
+  user_agent = true, dial_guard = true, dial_guard_window = true, dial_guard_hold = true,
+  dial_guard_fail_open = true, on_event = true,
   sleep = true, backoff_base = true, backoff_max = true, retry_after_max = true,
   download_timeout = true, pool_size = true, keepalive_timeout = true,
 }
@@ -63,6 +68,7 @@ local SECONDS = {
   { "connect_timeout", DAY, "one day" },
   { "download_timeout", 7 * DAY, "seven days" },
   { "dial_guard_window", DAY, "one day: the guard stops a double click, not a daily limit" },
+  { "dial_guard_hold", DAY, "one day: the guard stops a double click, not a daily limit" },
   { "backoff_base", 3600, "one hour" },
   { "backoff_max", 3600, "one hour" },
 }
@@ -87,6 +93,12 @@ local function check_seconds(o)
         return format("%s must be at most %d seconds (%s); %.14g cannot be honoured", k, max, why, v), k
       end
     end
+  end
+  local window = o.dial_guard_window or DEFAULTS.dial_guard_window
+  if o.dial_guard_hold ~= nil and o.dial_guard_hold < window then
+    return format("dial_guard_hold (%.14g s) must be at least dial_guard_window (%.14g s): a dial that " ..
+                  "may have rung is guarded at least as long as one that was placed", o.dial_guard_hold, window),
+      "dial_guard_hold"
   end
   if o.retry_after_max ~= nil and not (is_whole(o.retry_after_max, 0) and o.retry_after_max <= DAY) then
     return "retry_after_max must be a whole number of seconds from 0 to 86400", "retry_after_max"
@@ -169,8 +181,8 @@ local function check(o)
     return "transport must be nil, \"curl\", \"ngx\" or a function", "transport"
   end
   if o.dial_guard ~= nil and type(o.dial_guard) ~= "string" then
-    return "dial_guard must be the name of a lua_shared_dict or a \"redis://host:port[/db]\" address",
-      "dial_guard"
+    return "dial_guard must be the name of a lua_shared_dict, a \"redis://host:port[/db]\" address " ..
+           "or \"file:/a/directory\"", "dial_guard"
   end
   if o.dial_guard_fail_open ~= nil and type(o.dial_guard_fail_open) ~= "boolean" then
     return "dial_guard_fail_open must be a boolean", "dial_guard_fail_open"
@@ -243,8 +255,12 @@ local function setup_guard(st, o)
     end
     -- a redis:// guard asks Redis with the connect timeout: a guard that waits longer than a connection
     -- to the provider would delay every dial
+    -- the default hold follows a window set longer than it
+    local hold = o.dial_guard_hold or math.max(DEFAULTS.dial_guard_hold, st.dial_guard_window)
+    st.dial_guard_hold = hold
     local guard, gerr = guard_mod.new(o.dial_guard, st.dial_guard_window,
-                                      { fail_open = o.dial_guard_fail_open, timeout = st.connect_timeout })
+                                      { fail_open = o.dial_guard_fail_open, timeout = st.connect_timeout,
+                                        hold = hold })
     if not guard then
       return "dial_guard: " .. tostring(gerr), "dial_guard"
     end

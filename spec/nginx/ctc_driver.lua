@@ -179,7 +179,8 @@ function _M.click()
   end
   if a.delay then ngx.sleep(tonumber(a.delay)) end
   local ok, cerr = guard:check(a.caller, a.callee, a.seat)
-  ngx.say(cjson.encode({ ok = ok or false, err = cerr, pid = ngx.worker.pid() }))
+  -- the claim is opaque (the time of the claim here): report whether there is one
+  ngx.say(cjson.encode({ ok = ok ~= nil, err = cerr, pid = ngx.worker.pid() }))
 end
 
 function _M.release()

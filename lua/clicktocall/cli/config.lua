@@ -14,8 +14,12 @@ local M = { _VERSION = require("clicktocall.core")._VERSION }
 M.KEYS = {
   base_url = "string", app_secret = "string", user_data = "string", timeout = "number",
   ca_file = "string", insecure = "boolean", proxy = "string",
+  -- config file only: the dial guard ("local", "off" or "redis://host:port[/db]"), its hold in seconds,
+  -- and the jobs' lock ("redis://host:port[/db]")
+  dial_guard = "string", dial_guard_hold = "number", lock = "string",
 }
-M.ORDER = { "base_url", "app_secret", "user_data", "timeout", "ca_file", "insecure", "proxy" }
+M.ORDER = { "base_url", "app_secret", "user_data", "timeout", "ca_file", "insecure", "proxy",
+            "dial_guard", "dial_guard_hold", "lock" }
 
 M.ENV = {
   base_url = "CLICKTOCALL_BASE_URL",
