@@ -77,3 +77,152 @@ describe("make install", function()
     os.execute("rm -rf '" .. dest .. "'")
   end)
 end)
+
+-- Runs cmd in a shell; returns what it printed (stdout and stderr) and its exit status.
+local function sh(cmd)
+  local out = list("{ " .. cmd .. "; } 2>&1; echo \"exit $?\"")
+  local status = table.remove(out):match("^exit (%d+)$")
+  return table.concat(out, "\n"), tonumber(status)
+end
+
+-- A directory of stand-ins for what changes a machine (apt-get, dpkg, systemctl...), each logging its
+-- call; dpkg-query knows no package and `id -u` says root, so a bootstrap run from make would install
+-- and (before issue 19) stop services. Returns the directory, the log's path and a PATH putting them first.
+local function standins()
+  local dir = list("mktemp -d /tmp/ctc-standins.XXXXXX")[1]
+  local log = dir .. "/calls.log"
+  local logger = '#!/bin/sh\necho "$(basename "$0") $*" >> ' .. log .. "\n"
+  for _, name in ipairs { "apt-get", "apt", "aptitude", "dpkg", "systemctl", "service", "invoke-rc.d", "sudo" } do
+    local f = assert(io.open(dir .. "/" .. name, "w"))
+    -- `systemctl is-active` says yes, as on a box serving with nginx and redis
+    f:write(logger, "exit 0\n")
+    f:close()
+  end
+  local f = assert(io.open(dir .. "/dpkg-query", "w"))
+  f:write(logger, 'printf "unknown ok not-installed"\n')
+  f:close()
+  f = assert(io.open(dir .. "/id", "w"))
+  f:write('#!/bin/sh\n[ "$1" = -u ] && { echo 0; exit 0; }\nexec /usr/bin/id "$@"\n')
+  f:close()
+  os.execute("chmod +x '" .. dir .. "'/*; : > '" .. log .. "'")
+  return dir, log, dir .. ":" .. os.getenv("PATH")
+end
+
+describe("make and make install (issue 19)", function()
+  local dir, log, path
+  before_each(function()
+    dir, log, path = standins()
+  end)
+  after_each(function()
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  it("as root, install no package and stop no service", function()
+    local out, status = sh("PATH='" .. path .. "' make -s")
+    assert.equal(0, status, out)
+    out, status = sh("PATH='" .. path .. "' make -s install DESTDIR='" .. dir .. "/dest'")
+    assert.equal(0, status, out)
+    assert.is_true(read(dir .. "/dest/usr/local/bin/clicktocall") ~= nil)
+    assert.equal("", read(log))
+  end)
+
+  it("names a missing Lua header and its Debian package, installing nothing", function()
+    local out, status = sh("PATH='" .. path .. "' make -s LUA_PC=lua9.9")
+    assert.is_not.equal(0, status)
+    assert.truthy(out:find("the Lua 5.4 headers (pkg-config module lua9.9): liblua5.4-dev", 1, true), out)
+    assert.truthy(out:find("apt-get install liblua5.4-dev", 1, true), out)
+    assert.equal("", read(log))
+  end)
+
+  it("names missing libcurl headers and their Debian package", function()
+    local f = assert(io.open(dir .. "/pkg-config", "w"))
+    f:write('#!/bin/sh\nfor a; do [ "$a" = libcurl ] && exit 1; done\nexec /usr/bin/pkg-config "$@"\n')
+    f:close()
+    os.execute("chmod +x '" .. dir .. "/pkg-config'")
+    local out, status = sh("PATH='" .. path .. "' make -s install DESTDIR='" .. dir .. "/dest'")
+    assert.is_not.equal(0, status)
+    assert.truthy(out:find("the libcurl headers (pkg-config module libcurl): libcurl4-openssl-dev", 1, true), out)
+    assert.equal("", read(log))
+  end)
+
+  it("make bootstrap installs what is missing, and stops nothing", function()
+    local out, status = sh("PATH='" .. path .. "' make -s bootstrap")
+    assert.equal(0, status, out)
+    local calls = read(log)
+    assert.truthy(calls:find("\napt-get install -y -qq --no-install-recommends build-essential ", 1, true), calls)
+    assert.truthy(calls:find(" nginx-light ", 1, true), calls)
+    assert.falsy(calls:find("systemctl", 1, true), calls)
+    assert.falsy(calls:find("service", 1, true), calls)
+  end)
+
+  it("make demo and make check bootstrap before they build", function()
+    local out = sh("PATH='" .. path .. "' make -n demo")
+    assert.equal("scripts/bootstrap --quiet", out:match("^[^\n]*"))
+    out = sh("PATH='" .. path .. "' make -n check")
+    assert.equal("scripts/check", out:match("^[^\n]*"))
+    assert.truthy(read("scripts/check"):find('\n  step "bootstrap and build (Lua 5.4)"\n  scripts/bootstrap || exit 1\n',
+      1, true))
+  end)
+end)
+
+describe("make install with another PREFIX (issue 19)", function()
+  local tmp
+  before_each(function()
+    tmp = list("mktemp -d /tmp/ctc-prefix.XXXXXX")[1]
+  end)
+  after_each(function()
+    os.execute("rm -rf '" .. tmp .. "'")
+  end)
+
+  it("gives a command that finds its modules in a clean environment", function()
+    local out, status = sh("make -s install PREFIX='" .. tmp .. "/x' DESTDIR=")
+    assert.equal(0, status, out)
+    local run = "cd / && env -i PATH='" .. tmp .. "/x/bin:/usr/bin:/bin' clicktocall "
+    out, status = sh(run .. "--version")
+    assert.equal(0, status, out)
+    assert.truthy(out:find("^clicktocall %d+%.%d+%.%d+"), out)
+    out, status = sh(run .. "normalize 13500000002")
+    assert.equal(0, status, out)
+    assert.equal("+8613500000002", out)
+  end)
+
+  it("puts the user's LUA_PATH first, the install dirs after", function()
+    local out, status = sh("make -s install PREFIX='" .. tmp .. "/x' DESTDIR=")
+    assert.equal(0, status, out)
+    -- a module of the user's own, named like one of ours: theirs wins when they ask for it
+    os.execute("mkdir -p '" .. tmp .. "/mine/clicktocall/cli' && printf 'error(\"the user module\")' > '"
+      .. tmp .. "/mine/clicktocall/cli.lua'")
+    out = sh("cd / && env -i PATH='" .. tmp .. "/x/bin:/usr/bin:/bin' LUA_PATH='" .. tmp
+      .. "/mine/?.lua;;' clicktocall --version")
+    assert.truthy(out:find("the user module", 1, true), out)
+  end)
+
+  it("LUA_VERSION=luajit installs the LuaJIT core and leaves the command as it was", function()
+    local dest = tmp .. "/dest"
+    local out, status = sh("make -s install DESTDIR='" .. dest .. "'")
+    assert.equal(0, status, out)
+    local bin = dest .. "/usr/local/bin/clicktocall"
+    local before = read(bin)
+    out, status = sh("make -s install LUA_VERSION=luajit DESTDIR='" .. dest .. "'")
+    assert.equal(0, status, out)
+    assert.truthy(out:find("make install-cli LUA_VERSION=luajit", 1, true), out)
+    assert.truthy(read(dest .. "/usr/local/lib/lua/5.1/clicktocall/core.so"))
+    assert.truthy(read(dest .. "/usr/local/share/lua/5.1/clicktocall/cli.lua"))
+    assert.equal(before, read(bin))
+    -- uninstalling LuaJIT's leaves the 5.4 command; asked for, the command runs on luajit
+    out, status = sh("make -s uninstall LUA_VERSION=luajit DESTDIR='" .. dest .. "'")
+    assert.equal(0, status, out)
+    assert.is_nil(io.open(dest .. "/usr/local/lib/lua/5.1/clicktocall/core.so"))
+    assert.equal(before, read(bin))
+    out, status = sh("make -s install-cli LUA_VERSION=luajit DESTDIR='" .. dest .. "'")
+    assert.equal(0, status, out)
+    assert.equal("#!/usr/bin/env luajit", read(bin):match("^[^\n]*"))
+    out, status = sh("make -s uninstall DESTDIR='" .. dest .. "'")
+    assert.equal(0, status, out)
+    assert.truthy(io.open(bin), "the luajit command is not 5.4's to remove")
+    out, status = sh("make -s uninstall LUA_VERSION=luajit DESTDIR='" .. dest .. "'")
+    assert.equal(0, status, out)
+    assert.is_nil(io.open(bin))
+    assert.equal("", list("cd '" .. dest .. "' && find . -type f")[1] or "")
+  end)
+end)
