@@ -18,12 +18,14 @@ description = {
   labels = { "http", "telephony", "openresty", "libcurl" },
 }
 supported_platforms = { "unix" }
+-- The library. The clicktocall command is its own rock (clicktocall-cli), so the
+-- library pulls in none of the command's dependencies.
 dependencies = {
   "lua >= 5.1",
+  -- clicktocall.mock (the fake provider for your tests); the library itself reads JSON in C
   "lua-cjson",
-  -- the clicktocall command only (Debian: lua-argparse, lua-term; lua-socket for `doctor`)
-  "argparse >= 0.7",
-  "lua-term",
+  -- the Redis dial guard and job leases outside nginx (inside nginx they use cosockets)
+  "luasocket",
 }
 external_dependencies = {
   CURL = {
@@ -38,12 +40,6 @@ build = {
     ["clicktocall"] = "lua/clicktocall.lua",
     ["clicktocall.archive"] = "lua/clicktocall/archive.lua",
     ["clicktocall.batch"] = "lua/clicktocall/batch.lua",
-    ["clicktocall.cli"] = "lua/clicktocall/cli.lua",
-    ["clicktocall.cli.config"] = "lua/clicktocall/cli/config.lua",
-    ["clicktocall.cli.doctor"] = "lua/clicktocall/cli/doctor.lua",
-    ["clicktocall.cli.output"] = "lua/clicktocall/cli/output.lua",
-    ["clicktocall.cli.progress"] = "lua/clicktocall/cli/progress.lua",
-    ["clicktocall.cli.times"] = "lua/clicktocall/cli/times.lua",
     ["clicktocall.dial_guard"] = "lua/clicktocall/dial_guard.lua",
     ["clicktocall.download"] = "lua/clicktocall/download.lua",
     ["clicktocall.errors"] = "lua/clicktocall/errors.lua",
@@ -72,8 +68,11 @@ build = {
       libdirs = { "$(CURL_LIBDIR)" },
     },
   },
+  -- with doc directories LuaRocks copies no README or LICENSE by itself: they go beside them
   install = {
-    bin = { clicktocall = "bin/clicktocall" },
+    conf = { ["README.md"] = "README.md", LICENSE = "LICENSE" },
   },
   copy_directories = { "docs", "examples" },
 }
+-- `luarocks test`: the specs, by busted (Debian's lua-busted or the rock), from the checkout
+test = { type = "command", script = "spec/luarocks_test.lua" }

@@ -18,43 +18,107 @@ local function list(cmd)
   return out
 end
 
-for _, rockspec_file in ipairs { "rockspec/clicktocall-scm-1.rockspec", "rockspec/clicktocall-" ..
-                        require("clicktocall.core")._VERSION .. "-1.rockspec" } do
+local VERSION = require("clicktocall.core")._VERSION
+
+-- The Lua files under lua/ with their module names; the command's (clicktocall.cli*) go in the
+-- clicktocall-cli rock, every other in the library's.
+local function modules()
+  local out = {}
+  for _, file in ipairs(list("find lua -name '*.lua' | sort")) do
+    local name = file:gsub("^lua/", ""):gsub("%.lua$", ""):gsub("/", ".")
+    out[#out + 1] = { name = name, file = file, cli = name:find("^clicktocall%.cli") ~= nil }
+  end
+  return out
+end
+
+-- The rock names a rockspec depends on (without versions), as a set.
+local function dependencies(rockspec)
+  local deps = {}
+  for dep in rockspec:match("\ndependencies = (%b{})"):gmatch('"([%w%-_]+)[^"]*"') do
+    deps[dep] = true
+  end
+  return deps
+end
+
+-- Whether any of the given modules requires lib (plainly or under pcall).
+local function required(mods, lib)
+  for _, m in ipairs(mods) do
+    local src = read(m.file)
+    if src:find('require[ (]*"' .. lib .. '"') or src:find('pcall%(require, *"' .. lib .. '"') then
+      return true
+    end
+  end
+  return false
+end
+
+for _, rock in ipairs { "clicktocall", "clicktocall-cli" } do
+  local cli = rock == "clicktocall-cli"
+  for _, rockspec_file in ipairs { "rockspec/" .. rock .. "-scm-1.rockspec", "rockspec/" .. rock .. "-" .. VERSION
+                                   .. "-1.rockspec" } do
 describe(rockspec_file, function()
   local rockspec = read(rockspec_file)
 
   it("differs from the scm rockspec only in its version and tag", function()
-    local scm = read("rockspec/clicktocall-scm-1.rockspec")
+    local scm = read("rockspec/" .. rock .. "-scm-1.rockspec")
     local function strip(s)
-      return (s:gsub('\nversion = "[^"]*"', ""):gsub('\n  tag = "[^"]*",', ""))
+      return (s:gsub('\nversion = "[^"]*"', ""):gsub('\n  tag = "[^"]*",', "")
+        :gsub('"clicktocall == [^"]*"', '"clicktocall == ?"'))
     end
     assert.equal(strip(scm), strip(rockspec))
   end)
 
-  it("lists every Lua module under lua/, each at its own path", function()
-    local files = list("find lua -name '*.lua' | sort")
-    assert.is_true(#files >= 10, "found only " .. #files .. " modules")
-    for _, file in ipairs(files) do
-      local name = file:gsub("^lua/", ""):gsub("%.lua$", ""):gsub("/", ".")
-      local line = ('["%s"] = "%s"'):format(name, file)
-      assert.truthy(rockspec:find(line, 1, true), "rockspec lacks " .. line)
+  it("lists its Lua modules under lua/, each at its own path, and no other rock's", function()
+    local mods = modules()
+    assert.is_true(#mods >= 10, "found only " .. #mods .. " modules")
+    for _, m in ipairs(mods) do
+      local line = ('["%s"] = "%s"'):format(m.name, m.file)
+      if m.cli == cli then
+        assert.truthy(rockspec:find(line, 1, true), "rockspec lacks " .. line)
+      else
+        assert.falsy(rockspec:find(line, 1, true), "rockspec has " .. line)
+      end
     end
   end)
 
-  it("builds the core from every C file under csrc/", function()
+  it("declares what its modules require, and nothing of the other rock's", function()
+    local mine = {}
+    for _, m in ipairs(modules()) do
+      if m.cli == cli then
+        mine[#mine + 1] = m
+      end
+    end
+    local deps = dependencies(rockspec)
+    assert.equal(required(mine, "cjson"), deps["lua-cjson"] == true)
+    assert.equal(required(mine, "argparse"), deps["argparse"] == true)
+    assert.equal(required(mine, "term"), deps["lua-term"] == true)
+    assert.truthy(required(mine, "socket") and deps["luasocket"])
+    assert.equal(cli, deps["clicktocall"] == true)
+  end)
+
+  it("is for unix; the library builds the core from every C file under csrc/", function()
+    assert.truthy(rockspec:find('supported_platforms = { "unix" }', 1, true))
     local files = list("ls csrc/*.c")
     assert.is_true(#files >= 10)
     for _, file in ipairs(files) do
-      assert.truthy(rockspec:find('"' .. file .. '"', 1, true), "rockspec lacks " .. file)
+      assert.equal(not cli, rockspec:find('"' .. file .. '"', 1, true) ~= nil, file)
     end
   end)
 
-  it("installs the clicktocall command, the docs and the examples, on unix", function()
-    assert.truthy(rockspec:find('bin = { clicktocall = "bin/clicktocall" }', 1, true))
-    assert.truthy(rockspec:find('copy_directories = { "docs", "examples" }', 1, true))
-    assert.truthy(rockspec:find('supported_platforms = { "unix" }', 1, true))
-  end)
+  if cli then
+    it("installs the clicktocall command and LuaRocks' default docs (README, LICENSE...)", function()
+      assert.truthy(rockspec:find('bin = { clicktocall = "bin/clicktocall" }', 1, true))
+      assert.truthy(rockspec:find('copy_directories = {}', 1, true))
+    end)
+  else
+    it("carries the docs, the examples, README.md and LICENSE; `luarocks test` runs busted", function()
+      assert.falsy(rockspec:find("bin = {", 1, true))
+      assert.truthy(rockspec:find('copy_directories = { "docs", "examples" }', 1, true))
+      assert.truthy(rockspec:find('conf = { ["README.md"] = "README.md", LICENSE = "LICENSE" }', 1, true))
+      assert.truthy(rockspec:find('\ntest_dependencies = { "busted" }\ntest = { type = "busted" }\n', 1, true))
+    end)
+  end
 end)
+  end
 end
 
 describe("make install", function()
@@ -160,8 +224,8 @@ describe("make and make install (issue 19)", function()
     assert.equal("scripts/bootstrap --quiet", out:match("^[^\n]*"))
     out = sh("PATH='" .. path .. "' make -n check")
     assert.equal("scripts/check", out:match("^[^\n]*"))
-    assert.truthy(read("scripts/check"):find('\n  step "bootstrap and build (Lua 5.4)"\n  scripts/bootstrap || exit 1\n',
-      1, true))
+    local check = read("scripts/check")
+    assert.truthy(check:find('\n  step "bootstrap and build (Lua 5.4)"\n  scripts/bootstrap || exit 1\n', 1, true))
   end)
 end)
 
