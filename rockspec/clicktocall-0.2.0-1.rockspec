@@ -18,8 +18,9 @@ description = {
   labels = { "http", "telephony", "openresty", "libcurl" },
 }
 supported_platforms = { "unix" }
--- The library. The clicktocall command is its own rock (clicktocall-cli), so the
--- library pulls in none of the command's dependencies.
+-- The library. LuaRocks installs all of lua/, so this rock carries the command's modules
+-- (clicktocall.cli*) too, but none of their dependencies: the command and those are the
+-- clicktocall-cli rock.
 dependencies = {
   "lua >= 5.1",
   -- clicktocall.mock (the fake provider for your tests); the library itself reads JSON in C
@@ -40,6 +41,12 @@ build = {
     ["clicktocall"] = "lua/clicktocall.lua",
     ["clicktocall.archive"] = "lua/clicktocall/archive.lua",
     ["clicktocall.batch"] = "lua/clicktocall/batch.lua",
+    ["clicktocall.cli"] = "lua/clicktocall/cli.lua",
+    ["clicktocall.cli.config"] = "lua/clicktocall/cli/config.lua",
+    ["clicktocall.cli.doctor"] = "lua/clicktocall/cli/doctor.lua",
+    ["clicktocall.cli.output"] = "lua/clicktocall/cli/output.lua",
+    ["clicktocall.cli.progress"] = "lua/clicktocall/cli/progress.lua",
+    ["clicktocall.cli.times"] = "lua/clicktocall/cli/times.lua",
     ["clicktocall.dial_guard"] = "lua/clicktocall/dial_guard.lua",
     ["clicktocall.download"] = "lua/clicktocall/download.lua",
     ["clicktocall.errors"] = "lua/clicktocall/errors.lua",

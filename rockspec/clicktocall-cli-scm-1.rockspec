@@ -1,5 +1,5 @@
--- The clicktocall command (docs/CLI.md), a rock of its own so that the library
--- (rockspec/clicktocall-scm-1.rockspec) pulls in none of its dependencies.
+-- The clicktocall command (docs/CLI.md) and its dependencies, a rock of its own so that
+-- the library (rockspec/clicktocall-scm-1.rockspec) pulls in none of them.
 rockspec_format = "3.0"
 package = "clicktocall-cli"
 version = "scm-1"
@@ -25,15 +25,8 @@ dependencies = {
   "luasocket",
 }
 build = {
-  type = "builtin",
-  modules = {
-    ["clicktocall.cli"] = "lua/clicktocall/cli.lua",
-    ["clicktocall.cli.config"] = "lua/clicktocall/cli/config.lua",
-    ["clicktocall.cli.doctor"] = "lua/clicktocall/cli/doctor.lua",
-    ["clicktocall.cli.output"] = "lua/clicktocall/cli/output.lua",
-    ["clicktocall.cli.progress"] = "lua/clicktocall/cli/progress.lua",
-    ["clicktocall.cli.times"] = "lua/clicktocall/cli/times.lua",
-  },
+  -- the modules come with the clicktocall rock (LuaRocks' builtin type would install all of lua/ again)
+  type = "none",
   install = {
     bin = { clicktocall = "bin/clicktocall" },
   },

@@ -20,8 +20,8 @@ end
 
 local VERSION = require("clicktocall.core")._VERSION
 
--- The Lua files under lua/ with their module names; the command's (clicktocall.cli*) go in the
--- clicktocall-cli rock, every other in the library's.
+-- The Lua files under lua/ with their module names; cli: the command's (clicktocall.cli*), whose
+-- dependencies the clicktocall-cli rock declares (LuaRocks installs all of lua/ with the library's rock).
 local function modules()
   local out = {}
   for _, file in ipairs(list("find lua -name '*.lua' | sort")) do
@@ -67,16 +67,12 @@ describe(rockspec_file, function()
     assert.equal(strip(scm), strip(rockspec))
   end)
 
-  it("lists its Lua modules under lua/, each at its own path, and no other rock's", function()
+  it("lists every Lua module under lua/, each at its own path (the command's rock none)", function()
     local mods = modules()
     assert.is_true(#mods >= 10, "found only " .. #mods .. " modules")
     for _, m in ipairs(mods) do
       local line = ('["%s"] = "%s"'):format(m.name, m.file)
-      if m.cli == cli then
-        assert.truthy(rockspec:find(line, 1, true), "rockspec lacks " .. line)
-      else
-        assert.falsy(rockspec:find(line, 1, true), "rockspec has " .. line)
-      end
+      assert.equal(not cli, rockspec:find(line, 1, true) ~= nil, line)
     end
   end)
 
@@ -106,6 +102,7 @@ describe(rockspec_file, function()
 
   if cli then
     it("installs the clicktocall command and LuaRocks' default docs (README, LICENSE...)", function()
+      assert.truthy(rockspec:find('\n  type = "none",\n', 1, true))
       assert.truthy(rockspec:find('bin = { clicktocall = "bin/clicktocall" }', 1, true))
       assert.truthy(rockspec:find('copy_directories = {}', 1, true))
     end)
@@ -114,7 +111,7 @@ describe(rockspec_file, function()
       assert.falsy(rockspec:find("bin = {", 1, true))
       assert.truthy(rockspec:find('copy_directories = { "docs", "examples" }', 1, true))
       assert.truthy(rockspec:find('conf = { ["README.md"] = "README.md", LICENSE = "LICENSE" }', 1, true))
-      assert.truthy(rockspec:find('\ntest_dependencies = { "busted" }\ntest = { type = "busted" }\n', 1, true))
+      assert.truthy(rockspec:find('\ntest = { type = "command", script = "spec/luarocks_test.lua" }\n', 1, true))
     end)
   end
 end)
@@ -288,5 +285,68 @@ describe("make install with another PREFIX (issue 19)", function()
     assert.equal(0, status, out)
     assert.is_nil(io.open(bin))
     assert.equal("", list("cd '" .. dest .. "' && find . -type f")[1] or "")
+  end)
+end)
+
+describe("LuaRocks as the README says (issue 19)", function()
+  local readme = read("README.md")
+  local tree
+  before_each(function()
+    tree = list("mktemp -d /tmp/ctc-rocks.XXXXXX")[1]
+  end)
+  after_each(function()
+    os.execute("rm -rf '" .. tree .. "'")
+  end)
+
+  -- The README's `luarocks --lua-version=5.4 make ...` lines, in order, into the temporary tree.
+  local function make_commands()
+    local cmds = {}
+    for line in readme:gmatch("\n    (luarocks %-%-lua%-version=5%.4 make [^\n#]*)") do
+      cmds[#cmds + 1] = (line:gsub("%s+$", ""):gsub("^luarocks ", "luarocks --tree='" .. tree .. "' "))
+    end
+    return cmds
+  end
+
+  it("installs the library, then the command, which finds its modules", function()
+    local cmds = make_commands()
+    assert.same({ "rockspec/clicktocall-scm-1.rockspec", "rockspec/clicktocall-cli-scm-1.rockspec" },
+      { cmds[1] and cmds[1]:match("%S+$"), cmds[2] and cmds[2]:match("%S+$") })
+    assert.truthy(cmds[1]:find(" --deps-mode=none ", 1, true))
+    local out, status = sh(cmds[1])
+    assert.equal(0, status, out)
+    local share = tree .. "/share/lua/5.4/clicktocall"
+    assert.truthy(read(share .. "/mock.lua"))
+    assert.is_nil(io.open(tree .. "/bin/clicktocall"))
+    local rockdir = tree .. "/lib/luarocks/rocks-5.4/clicktocall/scm-1"
+    assert.equal(read("README.md"), read(rockdir .. "/conf/README.md"))
+    assert.equal(read("LICENSE"), read(rockdir .. "/conf/LICENSE"))
+    assert.equal(read("docs/CLI.md"), read(rockdir .. "/docs/CLI.md"))
+
+    -- a script of the user's, with the paths the README's `luarocks path` line gives
+    assert.truthy(readme:find('`eval "$(luarocks --lua-version=5.4 --tree=DIR path)"`', 1, true))
+    out, status = sh('cd / && eval "$(luarocks --lua-version=5.4 --tree=\'' .. tree .. '\' path)" && lua5.4 -e '
+      .. '\'local c = require "clicktocall"; print(c.normalize_phone("13500000002"), '
+      .. 'package.searchpath("clicktocall.core", package.cpath))\'')
+    assert.equal(0, status, out)
+    assert.equal("+8613500000002\t" .. tree .. "/lib/lua/5.4/clicktocall/core.so", out)
+
+    out, status = sh(cmds[2])
+    assert.equal(0, status, out)
+    local run = "cd / && env -i PATH='" .. tree .. "/bin:/usr/bin:/bin' clicktocall "
+    out, status = sh(run .. "--version")
+    assert.equal(0, status, out)
+    assert.truthy(out:find("^clicktocall %d+%.%d+%.%d+"), out)
+    out, status = sh(run .. "normalize 13500000002")
+    assert.equal(0, status, out)
+    assert.equal("+8613500000002", out)
+  end)
+
+  it("`luarocks test` runs the specs", function()
+    local line = readme:match("`(luarocks %-%-lua%-version=5%.4 test rockspec/clicktocall%-scm%-1%.rockspec)"
+      .. " %[spec files%]`")
+    assert.truthy(line, "the README's luarocks test line")
+    local out, status = sh(line .. " spec/phone_spec.lua")
+    assert.equal(0, status, out)
+    assert.truthy(out:find("\n%d+ successes / 0 failures / 0 errors"), out)
   end)
 end)
