@@ -162,7 +162,7 @@ install-cli: install-lib
 uninstall:
 	rm -f $(DESTDIR)$(LUA_LIBDIR)/clicktocall/core.so $(DESTDIR)$(LUA_SHAREDIR)/clicktocall.lua
 	rm -rf $(DESTDIR)$(LUA_SHAREDIR)/clicktocall
-	-rmdir $(DESTDIR)$(LUA_LIBDIR)/clicktocall 2>/dev/null
+	rmdir $(DESTDIR)$(LUA_LIBDIR)/clicktocall 2>/dev/null || true
 	@bin='$(DESTDIR)$(PREFIX)/bin/clicktocall'; \
 	if [ -f "$$bin" ] && [ "$$(head -1 "$$bin")" = '#!/usr/bin/env $(LUA)' ]; then \
 	  echo "rm -f $$bin"; rm -f "$$bin"; fi
