@@ -1,9 +1,13 @@
 # clicktocall: build the C core for one Lua version, test, install.
-#   make                      build for Lua 5.4
+#   make                      build for Lua 5.4 (needs a C compiler, pkg-config, the Lua and libcurl headers)
 #   make LUA_VERSION=5.1|5.2|5.3|luajit
-#   make check                every test (what CI runs); ends with "N passed, M failed"
-#   make demo                 the quick start against the bundled simulator
-#   make install [PREFIX=/usr/local] [DESTDIR=]
+#   make install [PREFIX=/usr/local] [DESTDIR=]   the library; the command too when LUA_VERSION is 5.4
+#   make install-cli          the command, for LUA_VERSION's interpreter
+#   make uninstall            what install put there (the command only if it runs on LUA_VERSION)
+#   make bootstrap            as root: apt-get the Debian packages the tests, the demo and the benchmarks need
+#   make check                bootstrap, then every test (what CI runs); ends with "N passed, M failed"
+#   make demo                 bootstrap, then the quick start against the bundled simulator
+# make and make install install no package and start or stop no service.
 # Variable names follow LuaRocks' (LUA_INCDIR, LIBFLAG, LUA_LIBDIR, LUA_SHAREDIR).
 
 
@@ -21,8 +25,8 @@ LUA          ?= lua$(LUA_VERSION)
 endif
 
 # Every pkg-config read below is a recursive (=, ?=) variable, expanded only in a
-# recipe: on a fresh machine the headers exist only after the bootstrap (an
-# order-only prerequisite of every object) has run, not when make parses this file.
+# recipe: `make demo` and `make check` build after their bootstrap, when the headers
+# exist, not when make parses this file.
 LUA_INCDIR   ?= $(shell pkg-config --variable=includedir $(LUA_PC) 2>/dev/null)
 LUA_CFLAGS   ?= $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)
 CURL_CFLAGS  ?= $(shell pkg-config --cflags libcurl 2>/dev/null)
@@ -45,11 +49,12 @@ OBJS         := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
 CORE         := $(BUILD)/clicktocall/core.so
 LUA_FILES    := $(shell find lua -name '*.lua' | sort)
 
-.PHONY: all bootstrap check test lint asan demo bench install uninstall clean parsers-test crypto-test fuzz
+.PHONY: all bootstrap check test lint asan demo bench install install-lib install-cli uninstall clean \
+        parsers-test crypto-test fuzz
 
 all: $(CORE)
 
-$(BUILD)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) | deps
+$(BUILD)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) | buildenv
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -57,20 +62,29 @@ $(CORE): $(OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(CURL_LIBS) -lm -pthread
 
-# Installs the Debian packages the project needs when run as root; otherwise
-# prints the one apt-get command to run. `deps` is the same, quiet, and is the
-# one target every build and run depends on, so one make run calls it once
-# (even with -j) and before anything reads pkg-config or runs lua.
+# What building needs, checked before the first object: each missing tool or header is
+# named with its Debian package. It installs nothing.
+.PHONY: buildenv
+buildenv:
+	@CC='$(CC)' LUA_VERSION='$(LUA_VERSION)' LUA_PC='$(LUA_PC)' LUA_CFLAGS='$(LUA_CFLAGS)' \
+	  CURL_CFLAGS='$(CURL_CFLAGS)' LUA_CFLAGS_FROM=$(if $(filter file,$(origin LUA_CFLAGS)),pkg-config) \
+	  CURL_CFLAGS_FROM=$(if $(filter file,$(origin CURL_CFLAGS)),pkg-config) scripts/buildcheck
+
+# Installs the Debian packages the tests, the demo and the benchmarks need when run
+# as root; otherwise prints the one apt-get command to run. Only this target, `demo`
+# and `check` install anything. `deps` installs nothing: it names what the developer
+# targets below lack and fails.
 bootstrap:
 	@scripts/bootstrap
 
 .PHONY: deps
 deps:
-	@scripts/bootstrap --quiet
+	@scripts/bootstrap --check
 
 # Every test: lint, the C parser tests, the specs on Lua 5.4, the specs under
 # ASan/UBSan, the other Lua versions' builds, LuaJIT specs, the rockspec.
-check: | deps
+# scripts/check bootstraps first.
+check:
 	@scripts/check
 
 test: $(CORE)
@@ -107,26 +121,51 @@ FUZZ_SECONDS ?= 300
 fuzz: | deps
 	@scripts/fuzz $(FUZZ_SECONDS)
 
-demo: $(CORE) | deps
+# the bootstrap first, then the build: on a fresh machine the headers come with it
+demo:
+	@scripts/bootstrap --quiet
+	@$(MAKE) --no-print-directory all
 	@scripts/demo
 
 bench: $(CORE) | deps
 	@bench/run
 
-install: $(CORE)
+# The command runs on one interpreter: `make install` installs it for the default Lua
+# (5.4) only, so `make install LUA_VERSION=luajit` (OpenResty's core) leaves an
+# installed command as it is; `make install-cli LUA_VERSION=...` installs it for another.
+ifeq ($(LUA_VERSION),5.4)
+install: install-cli
+else
+install: install-lib
+	@echo "make install: the clicktocall command is left as it is (it runs on Lua 5.4; \
+	\`make install-cli LUA_VERSION=$(LUA_VERSION)\` installs it for $(LUA))"
+endif
+
+install-lib: $(CORE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/clicktocall $(DESTDIR)$(LUA_SHAREDIR)/clicktocall/transport
 	install -m 0755 $(CORE) $(DESTDIR)$(LUA_LIBDIR)/clicktocall/core.so
 	install -m 0644 lua/clicktocall.lua $(DESTDIR)$(LUA_SHAREDIR)/clicktocall.lua
 	for f in $(filter lua/clicktocall/%,$(LUA_FILES)); do \
 	  install -D -m 0644 $$f $(DESTDIR)$(LUA_SHAREDIR)/$${f#lua/}; done
+
+# The shebang names the interpreter; the INSTALLED line the directories the modules went
+# to, which the command adds to its package.path/cpath (so any PREFIX works).
+INSTALLED_PATH  = $(LUA_SHAREDIR)/?.lua;$(LUA_SHAREDIR)/?/init.lua
+INSTALLED_CPATH = $(LUA_LIBDIR)/?.so
+install-cli: install-lib
 	install -d $(DESTDIR)$(PREFIX)/bin
-	sed '1s|.*|#!/usr/bin/env $(LUA)|' bin/clicktocall > $(DESTDIR)$(PREFIX)/bin/clicktocall
+	sed -e '1s|.*|#!/usr/bin/env $(LUA)|' \
+	  -e 's|^local INSTALLED = nil$$|local INSTALLED = { path = [[$(INSTALLED_PATH)]], cpath = [[$(INSTALLED_CPATH)]] }|' \
+	  bin/clicktocall > $(DESTDIR)$(PREFIX)/bin/clicktocall
 	chmod 0755 $(DESTDIR)$(PREFIX)/bin/clicktocall
 
 uninstall:
-	rm -f $(DESTDIR)$(LUA_LIBDIR)/clicktocall/core.so $(DESTDIR)$(LUA_SHAREDIR)/clicktocall.lua \
-	  $(DESTDIR)$(PREFIX)/bin/clicktocall
+	rm -f $(DESTDIR)$(LUA_LIBDIR)/clicktocall/core.so $(DESTDIR)$(LUA_SHAREDIR)/clicktocall.lua
 	rm -rf $(DESTDIR)$(LUA_SHAREDIR)/clicktocall
+	rmdir $(DESTDIR)$(LUA_LIBDIR)/clicktocall 2>/dev/null || true
+	@bin='$(DESTDIR)$(PREFIX)/bin/clicktocall'; \
+	if [ -f "$$bin" ] && [ "$$(head -1 "$$bin")" = '#!/usr/bin/env $(LUA)' ]; then \
+	  echo "rm -f $$bin"; rm -f "$$bin"; fi
 
 clean:
 	rm -rf build

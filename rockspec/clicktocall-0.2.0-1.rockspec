@@ -18,12 +18,15 @@ description = {
   labels = { "http", "telephony", "openresty", "libcurl" },
 }
 supported_platforms = { "unix" }
+-- The library. LuaRocks installs all of lua/, so this rock carries the command's modules
+-- (clicktocall.cli*) too, but none of their dependencies: the command and those are the
+-- clicktocall-cli rock.
 dependencies = {
   "lua >= 5.1",
+  -- clicktocall.mock (the fake provider for your tests); the library itself reads JSON in C
   "lua-cjson",
-  -- the clicktocall command only (Debian: lua-argparse, lua-term; lua-socket for `doctor`)
-  "argparse >= 0.7",
-  "lua-term",
+  -- the Redis dial guard and job leases outside nginx (inside nginx they use cosockets)
+  "luasocket",
 }
 external_dependencies = {
   CURL = {
@@ -72,8 +75,11 @@ build = {
       libdirs = { "$(CURL_LIBDIR)" },
     },
   },
+  -- with doc directories LuaRocks copies no README or LICENSE by itself: they go beside them
   install = {
-    bin = { clicktocall = "bin/clicktocall" },
+    conf = { ["README.md"] = "README.md", LICENSE = "LICENSE" },
   },
   copy_directories = { "docs", "examples" },
 }
+-- `luarocks test`: the specs, by busted (Debian's lua-busted or the rock), from the checkout
+test = { type = "command", script = "spec/luarocks_test.lua" }
