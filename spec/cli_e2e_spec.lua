@@ -119,7 +119,7 @@ describe("clicktocall command #noasan", function()
       assert.equal(0, run({ "--base-url", s.base_url, "balance" },
         { env = { CLICKTOCALL_BASE_URL = "http://127.0.0.1:1" }, home = home }).code)
       local d = run({ "doctor" }, { env = {}, home = home })
-      assert.matches("ok    config       base_url from [^;]*/%.config/clicktocall/config; app_secret from", d.stdout)
+      assert.matches("ok    config       base_url from [^;]*/%.config/clicktocall/config:2; app_secret from", d.stdout)
     end)
 
     it("refuses a config file that group or others can read, exit 2, with the chmod to run", function()
@@ -212,21 +212,41 @@ describe("clicktocall command #noasan", function()
       assert.equal(7, #lines(run({ "records", "--from", "2026-11-30", "--limit", "7" }).stdout))
     end)
 
-    it("normalize: one line each; exit 2 naming a number that is not one", function()
-      local r = run({ "normalize", "13918337711", "0755-28000123", "+86 135-0000-0002" }, { env = {} })
-      assert.same({ 0, "+8613918337711\n+8675528000123\n+8613500000002\n", "" }, { r.code, r.stdout, r.stderr })
-      r = run({ "normalize", "12", "13918337711" }, { env = {} })
+    it("normalize: one number, its form alone; exit 2 naming a number that is not one", function()
+      local r = run({ "normalize", "0755-28000123" }, { env = {} })
+      assert.same({ 0, "+8675528000123\n", "" }, { r.code, r.stdout, r.stderr })
+      r = run({ "normalize", "12" }, { env = {} })
       assert.equal(2, r.code)
-      assert.equal("+8613918337711\n", r.stdout)
-      assert.matches("^clicktocall normalize: '12': ", r.stderr)
+      assert.equal("", r.stdout)
+      assert.matches("^clicktocall normalize: '12': [^\n]*%.\n$", r.stderr)
+    end)
+
+    it("normalize: several numbers, input<TAB>output a line in their order, an error in its line, exit 2", function()
+      local r = run({ "normalize", "13918337711", "0755-28000123", "+86 135-0000-0002" }, { env = {} })
+      assert.same({ 0, "13918337711\t+8613918337711\n0755-28000123\t+8675528000123\n" ..
+        "+86 135-0000-0002\t+8613500000002\n", "" }, { r.code, r.stdout, r.stderr })
+      r = run({ "normalize", "12", "13918337711", "call\tme" }, { env = {} })
+      assert.equal(2, r.code)
+      local l = lines(r.stdout)
+      assert.equal(3, #l)
+      assert.matches("^12\terror: [^\t]+$", l[1])
+      assert.equal("13918337711\t+8613918337711", l[2])
+      assert.matches("^call%?me\terror: ", l[3]) -- a tab in the input cannot break the pairing
+      assert.equal("clicktocall normalize: 2 of 3 numbers could not be normalized; see the lines with " ..
+        "\"error:\".\n", r.stderr)
+      -- as CSV: a header and one row an input
+      r = run({ "normalize", "12", "13918337711", "-o", "csv" }, { env = {} })
+      assert.equal(2, r.code)
+      assert.same({ { "input", "output", "error" }, { "12", "", l[1]:match("error: (.*)") },
+                    { "13918337711", "+8613918337711", "" } }, cli.parse_csv(r.stdout))
     end)
 
     it("doctor: a line a check, all ok, exit 0", function()
       local r = run({ "doctor" })
       assert.equal(0, r.code, r.stdout)
       local l = lines(r.stdout)
-      assert.equal(7, #l)
-      for i, name in ipairs({ "config", "base URL", "DNS", "TCP", "TLS", "clock", "credentials" }) do
+      assert.equal(8, #l)
+      for i, name in ipairs({ "config", "base URL", "proxy", "DNS", "TCP", "TLS", "clock", "credentials" }) do
         assert.matches("^ok    " .. name:gsub("%p", "%%%0") .. " ", l[i])
       end
       assert.matches("TLS +not TLS %(http%)", r.stdout)

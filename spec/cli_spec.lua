@@ -110,7 +110,7 @@ describe("cli config", function()
     assert.equal("env-ud", s.user_data)
     assert.equal("CLICKTOCALL_USER_DATA", src.user_data)
     assert.equal("FILE-SECRET", s.app_secret)
-    assert.equal(path, src.app_secret)
+    assert.equal(path .. ":2", src.app_secret) -- the file and the line
     assert.equal(7, s.timeout)
     s = assert(config.resolve({}, env { HOME = home, CLICKTOCALL_APP_SECRET = "ENV-SECRET" }))
     assert.equal("ENV-SECRET", s.app_secret)
