@@ -268,7 +268,7 @@ local function build_parser()
   p:option("--timeout", "Seconds for a whole request (default 10)."):argname("S")
   p:option("--ca-file", "CA bundle to verify the provider's certificate."):argname("F")
   p:flag("--insecure", "Do not verify TLS certificates (tests only).")
-  p:option("--proxy", "HTTP proxy, http://host:port."):argname("URL")
+  p:option("--proxy", "HTTP proxy, http://host:port (else the environment's https_proxy...)."):argname("URL")
   p:flag("-v --verbose", "Log each request, answer and retry to stderr.")
   p:option("--profile", "The config file's [NAME] section to use (default: its top lines)."):argname("NAME")
   p:option("-o --output", "table, csv, json or jsonl (see Output below)."):argname("F"):choices(output.FORMATS)
@@ -731,6 +731,7 @@ function M.add_commands(p)
     "--user-data, --timeout, --ca-file, --insecure, --proxy) and the environment (CLICKTOCALL_APP_SECRET and " ..
     "the other CLICKTOCALL_* variables); with --profile NAME as the section [NAME]. Asks nothing. Into " ..
     "--config FILE, CLICKTOCALL_CONFIG or ~/.config/clicktocall/config; another profile's lines are kept.")
+  init:summary("Write the config file (mode 600) from the flags and the environment.")
   init:flag("--force", "Replace the profile's lines if the file has them already.")
 end
 
