@@ -726,7 +726,8 @@ function M.add_commands(p)
   local c = p:command("completion", "Print the completion script for bash, zsh or fish.")
   c:argument("shell", "bash, zsh or fish."):choices({ "bash", "zsh", "fish" })
 
-  c = p:command("config", "Write the config file: `clicktocall config init`.")
+  -- (its target is not "config": that is --config's)
+  c = p:command("config", "Write the config file: `clicktocall config init`."):target("config_command")
   local init = c:command("init", "Write the user's config file, mode 600, from the flags (--base-url, " ..
     "--user-data, --timeout, --ca-file, --insecure, --proxy) and the environment (CLICKTOCALL_APP_SECRET and " ..
     "the other CLICKTOCALL_* variables); with --profile NAME as the section [NAME]. Asks nothing. Into " ..
