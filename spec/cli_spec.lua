@@ -483,6 +483,10 @@ describe("cli config: profiles, the system file, the environment (issue 19)", fu
     s, err = config.resolve({ config = path }, env { CLICKTOCALL_PROFILE = "x", CLICKTOCALL_SYSTEM_CONFIG = "" })
     assert.is_nil(s)
     assert.matches("(CLICKTOCALL_PROFILE x)", err, 1, true)
+    s, err = config.resolve({ profile = "acme" }, env { HOME = "/nonexistent", CLICKTOCALL_SYSTEM_CONFIG = "" })
+    assert.is_nil(s)
+    assert.equal("There is no profile [acme] (--profile acme): there is no config file (/nonexistent/.config/" ..
+      "clicktocall/config is not there); `clicktocall --profile acme config init` writes one.", err)
     assert.matches("Line 2 .* not a `%[profile%]` line", select(2, config.parse("timeout = 1\n[bad name]\n", "f")))
   end)
 

@@ -804,6 +804,9 @@ function M.doctor(ctx, a, o)
   if ferr then
     return ctx:usage(ferr)
   end
+  o.name_of = function(key)
+    return ctx:setting_name(key)
+  end
   o.explain = function(err)
     return M.argument_message(err, function(field) return ctx:setting_name(field) end)
   end

@@ -337,9 +337,12 @@ function M.resolve(flags, getenv)
     local files = {}
     files[#files + 1] = user and path or nil
     files[#files + 1] = system and spath or nil
+    if #files == 0 then
+      return nil, format("There is no profile [%s] (%s %s): there is no config file (%s is not there); " ..
+        "`clicktocall --profile %s config init` writes one.", profile, profile_from, profile, tostring(path), profile)
+    end
     return nil, format("There is no profile [%s] (%s %s) in %s%s.", profile, profile_from, profile,
-      #files > 0 and table.concat(files, " or ") or ("a config file (" .. tostring(path) .. " is not there)"),
-      #names > 0 and ("; the profiles there: " .. table.concat(names, ", ")) or "")
+      table.concat(files, " or "), #names > 0 and ("; the profiles there: " .. table.concat(names, ", ")) or "")
   end
   up, sp = up or EMPTY, sp or EMPTY
 

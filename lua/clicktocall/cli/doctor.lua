@@ -199,12 +199,17 @@ local function shown(u)
 end
 
 --- run{ settings =, sources =, resolve_err =, clicktocall =, out =, timeout =, getenv =,
---       report = function(status, check, detail), explain = function(err) } -> exit code
+--       report = function(status, check, detail), explain = function(err), name_of = function(key) }
+--    -> exit code
 -- Each check is reported as it ends: by report() when given (status "ok",
 -- "fail" or "skip"), else as a line on out.
 function M.run(o)
   local out = o.out
   local getenv = o.getenv or os.getenv
+  -- a setting as the user gave it ("--ca-file", "CLICKTOCALL_CA_FILE", "ca_file in /path:3")
+  local function named(key)
+    return o.name_of and o.name_of(key) or key
+  end
   local failed_code
   local function line(status, name, detail)
     if o.report then
@@ -260,7 +265,8 @@ function M.run(o)
     local m = missing[1]
     local where = config.ENV[m] and ("set " .. config.ENV[m] .. " or ") or "set "
     local profile = s.profile and s.profile ~= config.DEFAULT_PROFILE and (" under [" .. s.profile .. "]") or ""
-    fail("config", format("%s is not set: %s%s = ... in %s%s (chmod 600)%s", table.concat(missing, ", "), where,
+    fail("config", format("%s %s not set: %s%s = ... in %s%s (chmod 600)%s", table.concat(missing, ", "),
+      #missing == 1 and "is" or "are", where,
       m, s.config_path or "~/.config/clicktocall/config", profile,
       m ~= "app_secret" and (", or --" .. m:gsub("_", "-")) or ""), 2)
     if not s.base_url then
@@ -273,8 +279,8 @@ function M.run(o)
   -- 2. base URL
   local url, why = M.parse_url(s.base_url)
   if not url then
-    fail("base URL", format("'%s' cannot be used: %s; set base_url to the provider's " ..
-      "Baseurl, such as https://api.example.com", s.base_url, why), 2)
+    fail("base URL", format("'%s' (%s) cannot be used: %s; set it to the provider's " ..
+      "Baseurl, such as https://api.example.com", s.base_url, named("base_url"), why), 2)
     return skip_rest(3, "needs a usable base URL")
   end
   ok("base URL", format("%s: %s, host %s, port %d", s.base_url, url.scheme, url.host, url.port))
@@ -338,7 +344,7 @@ function M.run(o)
     if s.ca_file then
       bundle = s.ca_file .. " (ca_file from " .. o.sources.ca_file .. ")"
       if not readable(s.ca_file) then
-        fail("TLS", format("the CA bundle %s cannot be read: fix ca_file", s.ca_file), 2)
+        fail("TLS", format("the CA bundle %s cannot be read: fix %s", s.ca_file, named("ca_file")), 2)
         return skip_rest(7, "needs a CA bundle")
       end
     else
