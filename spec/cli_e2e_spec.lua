@@ -625,6 +625,15 @@ describe("clicktocall command #noasan", function()
       assert.matches("ok    proxy        none: no_proxy %(the environment%) names 127%.0%.0%.1, so calls go " ..
         "straight to it\n", r.stdout)
       assert.equal("6152\n", run({ "balance" }, { env = e }).stdout)
+      -- libcurl lets no_proxy win even over a proxy setting: doctor says the same
+      e.CLICKTOCALL_PROXY = "http://127.0.0.1:" .. port
+      assert.equal(0, run({ "doctor" }, { env = e }).code)
+      assert.equal("6152\n", run({ "balance" }, { env = e }).stdout)
+      e.no_proxy = nil
+      r = run({ "doctor" }, { env = e })
+      assert.equal(4, r.code)
+      assert.matches("ok    proxy        http://127%.0%.0%.1:" .. port .. " %(.-%), proxy from CLICKTOCALL_PROXY\n",
+        r.stdout)
     end)
 
     it("reports https_proxy for an https base URL, and fails at the proxy", function()
