@@ -528,6 +528,17 @@ describe("clicktocall command #noasan", function()
         "the environment (never a flag)), user_data (--user-data or CLICKTOCALL_USER_DATA); see `clicktocall " ..
         "config init --help`.\n", r.stderr)
       assert.is_nil(cli.read(home .. "/.config/clicktocall/config"))
+      r = run({ "--profile", "a b", "config", "init" }, { env = cli.sim_env(s), home = home })
+      assert.equal(2, r.code)
+      assert.matches("a profile's name is letters, digits", r.stderr)
+      -- --config FILE (or CLICKTOCALL_CONFIG) says where
+      local path = cli.tmpdir() .. "/elsewhere.conf"
+      r = run({ "config", "init", "--config", path }, { env = cli.sim_env(s), home = home })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("6152\n", run({ "balance", "--config", path }, { env = {}, home = home }).stdout)
+      path = cli.tmpdir() .. "/env.conf"
+      assert.equal(0, run({ "config", "init" }, { env = cli.sim_env(s, { CLICKTOCALL_CONFIG = path }) }).code)
+      assert.equal("6152\n", run({ "balance" }, { env = { CLICKTOCALL_CONFIG = path } }).stdout)
     end)
 
     it("reads a world-readable system file without a secret under the user's, and refuses one with it", function()

@@ -764,6 +764,10 @@ function M.config_init(ctx, a, flags)
     return ctx:usage("HOME is not set, so there is no default config file: give --config FILE")
   end
   local profile = flags.profile or env(config.ENV_PROFILE) or config.DEFAULT_PROFILE
+  if not match(profile, "^[%w_.%-]+$") then
+    return ctx:usage(format("a profile's name is letters, digits, '.', '_' and '-', not '%s'",
+      gsub(profile, "%c", "?")))
+  end
   local values, written = {}, {}
   for _, key in ipairs(config.ORDER) do
     local v
