@@ -33,6 +33,10 @@ CURL_CFLAGS  ?= $(shell pkg-config --cflags libcurl 2>/dev/null)
 CURL_LIBS    ?= $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 LUA_LIBDIR   ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
+MANDIR       ?= $(PREFIX)/share/man
+BASHCOMPDIR  ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR   ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR  ?= $(PREFIX)/share/fish/vendor_completions.d
 
 CC           ?= cc
 OPT          ?= -O2 -g
@@ -158,9 +162,24 @@ install-cli: install-lib
 	  -e 's|^local INSTALLED = nil$$|local INSTALLED = { path = [[$(INSTALLED_PATH)]], cpath = [[$(INSTALLED_CPATH)]] }|' \
 	  bin/clicktocall > $(DESTDIR)$(PREFIX)/bin/clicktocall
 	chmod 0755 $(DESTDIR)$(PREFIX)/bin/clicktocall
+	@# the man page and the completion scripts, generated from the command's own help
+	@# (needs lua-argparse, as the command does; without it they are left out, said so)
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	if $(LUA) scripts/manpage.lua > $(BUILD)/clicktocall.1 && \
+	   $(LUA) bin/clicktocall completion bash > $(BUILD)/clicktocall.bash && \
+	   $(LUA) bin/clicktocall completion zsh > $(BUILD)/clicktocall.zsh && \
+	   $(LUA) bin/clicktocall completion fish > $(BUILD)/clicktocall.fish; then \
+	  install -m 0644 $(BUILD)/clicktocall.1 $(DESTDIR)$(MANDIR)/man1/clicktocall.1 && \
+	  install -m 0644 $(BUILD)/clicktocall.bash $(DESTDIR)$(BASHCOMPDIR)/clicktocall && \
+	  install -m 0644 $(BUILD)/clicktocall.zsh $(DESTDIR)$(ZSHCOMPDIR)/_clicktocall && \
+	  install -m 0644 $(BUILD)/clicktocall.fish $(DESTDIR)$(FISHCOMPDIR)/clicktocall.fish; \
+	else echo "make install: the man page and shell completions were not installed: $(LUA) could not" \
+	  "run bin/clicktocall (is lua-argparse installed?)" >&2; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(LUA_LIBDIR)/clicktocall/core.so $(DESTDIR)$(LUA_SHAREDIR)/clicktocall.lua
+	rm -f $(DESTDIR)$(MANDIR)/man1/clicktocall.1 $(DESTDIR)$(BASHCOMPDIR)/clicktocall \
+	  $(DESTDIR)$(ZSHCOMPDIR)/_clicktocall $(DESTDIR)$(FISHCOMPDIR)/clicktocall.fish
 	rm -rf $(DESTDIR)$(LUA_SHAREDIR)/clicktocall
 	rmdir $(DESTDIR)$(LUA_LIBDIR)/clicktocall 2>/dev/null || true
 	@bin='$(DESTDIR)$(PREFIX)/bin/clicktocall'; \

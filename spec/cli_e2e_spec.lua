@@ -119,7 +119,7 @@ describe("clicktocall command #noasan", function()
       assert.equal(0, run({ "--base-url", s.base_url, "balance" },
         { env = { CLICKTOCALL_BASE_URL = "http://127.0.0.1:1" }, home = home }).code)
       local d = run({ "doctor" }, { env = {}, home = home })
-      assert.matches("ok    config       base_url from [^;]*/%.config/clicktocall/config; app_secret from", d.stdout)
+      assert.matches("ok    config       base_url from [^;]*/%.config/clicktocall/config:2; app_secret from", d.stdout)
     end)
 
     it("refuses a config file that group or others can read, exit 2, with the chmod to run", function()
@@ -212,21 +212,41 @@ describe("clicktocall command #noasan", function()
       assert.equal(7, #lines(run({ "records", "--from", "2026-11-30", "--limit", "7" }).stdout))
     end)
 
-    it("normalize: one line each; exit 2 naming a number that is not one", function()
-      local r = run({ "normalize", "13918337711", "0755-28000123", "+86 135-0000-0002" }, { env = {} })
-      assert.same({ 0, "+8613918337711\n+8675528000123\n+8613500000002\n", "" }, { r.code, r.stdout, r.stderr })
-      r = run({ "normalize", "12", "13918337711" }, { env = {} })
+    it("normalize: one number, its form alone; exit 2 naming a number that is not one", function()
+      local r = run({ "normalize", "0755-28000123" }, { env = {} })
+      assert.same({ 0, "+8675528000123\n", "" }, { r.code, r.stdout, r.stderr })
+      r = run({ "normalize", "12" }, { env = {} })
       assert.equal(2, r.code)
-      assert.equal("+8613918337711\n", r.stdout)
-      assert.matches("^clicktocall normalize: '12': ", r.stderr)
+      assert.equal("", r.stdout)
+      assert.matches("^clicktocall normalize: '12': [^\n]*%.\n$", r.stderr)
+    end)
+
+    it("normalize: several numbers, input<TAB>output a line in their order, an error in its line, exit 2", function()
+      local r = run({ "normalize", "13918337711", "0755-28000123", "+86 135-0000-0002" }, { env = {} })
+      assert.same({ 0, "13918337711\t+8613918337711\n0755-28000123\t+8675528000123\n" ..
+        "+86 135-0000-0002\t+8613500000002\n", "" }, { r.code, r.stdout, r.stderr })
+      r = run({ "normalize", "12", "13918337711", "call\tme" }, { env = {} })
+      assert.equal(2, r.code)
+      local l = lines(r.stdout)
+      assert.equal(3, #l)
+      assert.matches("^12\terror: [^\t]+$", l[1])
+      assert.equal("13918337711\t+8613918337711", l[2])
+      assert.matches("^call%?me\terror: ", l[3]) -- a tab in the input cannot break the pairing
+      assert.equal("clicktocall normalize: 2 of 3 numbers could not be normalized; see the lines with " ..
+        "\"error:\".\n", r.stderr)
+      -- as CSV: a header and one row an input
+      r = run({ "normalize", "12", "13918337711", "-o", "csv" }, { env = {} })
+      assert.equal(2, r.code)
+      assert.same({ { "input", "output", "error" }, { "12", "", l[1]:match("error: (.*)") },
+                    { "13918337711", "+8613918337711", "" } }, cli.parse_csv(r.stdout))
     end)
 
     it("doctor: a line a check, all ok, exit 0", function()
       local r = run({ "doctor" })
       assert.equal(0, r.code, r.stdout)
       local l = lines(r.stdout)
-      assert.equal(7, #l)
-      for i, name in ipairs({ "config", "base URL", "DNS", "TCP", "TLS", "clock", "credentials" }) do
+      assert.equal(8, #l)
+      for i, name in ipairs({ "config", "base URL", "proxy", "DNS", "TCP", "TLS", "clock", "credentials" }) do
         assert.matches("^ok    " .. name:gsub("%p", "%%%0") .. " ", l[i])
       end
       assert.matches("TLS +not TLS %(http%)", r.stdout)
@@ -245,13 +265,13 @@ describe("clicktocall command #noasan", function()
       assert.matches("skip  credentials", r.stdout)
       r = run({ "doctor" }, { env = { CLICKTOCALL_BASE_URL = s.base_url } })
       assert.equal(2, r.code)
-      assert.matches("FAIL  config +app_secret, user_data is not set: set CLICKTOCALL_APP_SECRET or", r.stdout)
+      assert.matches("FAIL  config +app_secret, user_data are not set: set CLICKTOCALL_APP_SECRET or", r.stdout)
       r = run({ "doctor" }, { env = cli.sim_env(s, { CLICKTOCALL_BASE_URL = "https://nonexistent.invalid" }) })
       assert.equal(4, r.code)
       assert.matches("FAIL  DNS +nonexistent%.invalid cannot be resolved", r.stdout)
       r = run({ "doctor" }, { env = cli.sim_env(s, { CLICKTOCALL_BASE_URL = "ftp://x" }) })
       assert.equal(2, r.code)
-      assert.matches("FAIL  base URL .*scheme is ftp", r.stdout)
+      assert.matches("FAIL  base URL +'ftp://x' %(CLICKTOCALL_BASE_URL%) cannot be used: its scheme is ftp", r.stdout)
     end)
 
     it("doctor: https to a server that speaks http fails at TLS, naming the CA bundle", function()
@@ -265,7 +285,7 @@ describe("clicktocall command #noasan", function()
       r = run({ "--ca-file", "/nonexistent/ca.pem", "doctor" },
         { env = cli.sim_env(s, { CLICKTOCALL_BASE_URL = https }) })
       assert.equal(2, r.code)
-      assert.matches("FAIL  TLS +the CA bundle /nonexistent/ca%.pem cannot be read: fix ca_file", r.stdout)
+      assert.matches("FAIL  TLS +the CA bundle /nonexistent/ca%.pem cannot be read: fix %-%-ca%-file", r.stdout)
     end)
   end)
 
@@ -562,6 +582,337 @@ describe("clicktocall command #noasan", function()
       assert.equal(1, r.code)
       assert.equal("clicktocall: cannot load its Lua modules (module 'clicktocall.cli' not found); install " ..
         "clicktocall (make install, or luarocks) or set LUA_PATH and LUA_CPATH.\n", r.stderr)
+    end)
+  end)
+
+  describe("accounts: config init, --profile, the system file, the environment (issue 19)", function()
+    it("config init writes a mode-600 file from flags and the environment, and refuses to overwrite it", function()
+      local home = cli.tmpdir()
+      local e = { CLICKTOCALL_APP_SECRET = CANARY }
+      local r = run({ "config", "init", "--base-url", s.base_url, "--user-data", s.user_data, "--timeout", "5" },
+        { env = e, home = home })
+      local path = home .. "/.config/clicktocall/config"
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("wrote the default profile to " .. path .. " (mode 600): base_url app_secret user_data timeout; " ..
+        "check it with `clicktocall doctor`\n", r.stdout)
+      assert.equal("rw-------", require("clicktocall.cli.config").permissions(path))
+      assert.equal("6152\n", run({ "balance" }, { env = {}, home = home }).stdout)
+      -- a second time: refused, the file untouched
+      local before = cli.read(path)
+      r = run({ "config", "init", "--base-url", "http://127.0.0.1:1", "--user-data", "x" }, { env = e, home = home })
+      assert.equal(2, r.code)
+      assert.matches("^clicktocall config init: The config file .* already has settings for the default profile, " ..
+        "so nothing was written: add %-%-force", r.stderr)
+      assert.equal(before, cli.read(path))
+      -- another profile is added beside it; --profile picks it
+      r = run({ "--profile", "acme", "config", "init", "--base-url", s.base_url, "--user-data", "no-such-customer" },
+        { env = e, home = home })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(before, cli.read(path):sub(1, #before))
+      assert.equal(0, run({ "balance" }, { env = {}, home = home }).code)
+      r = run({ "balance", "--profile", "acme" }, { env = {}, home = home })
+      assert.equal(1, r.code) -- the provider does not know that customer
+      assert.equal(1, run({ "balance" }, { env = { CLICKTOCALL_PROFILE = "acme" }, home = home }).code)
+      r = run({ "balance", "--profile", "acme2" }, { env = {}, home = home })
+      assert.equal(2, r.code)
+      assert.equal("There is no profile [acme2] (--profile acme2) in " .. path .. "; the profiles there: acme, " ..
+        "default.\n", r.stderr)
+      -- --force replaces the profile's lines only
+      r = run({ "--profile", "acme", "config", "init", "--force", "--base-url", s.base_url, "--user-data",
+        s.user_data, "-o", "json" }, { env = e, home = home })
+      assert.equal(0, r.code, r.stderr)
+      assert.same({ path = path, profile = "acme", keys = "base_url app_secret user_data" }, cjson.decode(r.stdout))
+      assert.equal(0, run({ "balance", "--profile", "acme" }, { env = {}, home = home }).code)
+    end)
+
+    it("config init asks for nothing: it names what is missing and writes nothing", function()
+      local home = cli.tmpdir()
+      local r = run({ "config", "init", "--base-url", s.base_url }, { env = {}, home = home })
+      assert.equal(2, r.code)
+      assert.equal("clicktocall config init: nothing was written: it needs app_secret (CLICKTOCALL_APP_SECRET in " ..
+        "the environment (never a flag)), user_data (--user-data or CLICKTOCALL_USER_DATA); see `clicktocall " ..
+        "config init --help`.\n", r.stderr)
+      assert.is_nil(cli.read(home .. "/.config/clicktocall/config"))
+      r = run({ "--profile", "a b", "config", "init" }, { env = cli.sim_env(s), home = home })
+      assert.equal(2, r.code)
+      assert.matches("a profile's name is letters, digits", r.stderr)
+      -- --config FILE (or CLICKTOCALL_CONFIG) says where
+      local path = cli.tmpdir() .. "/elsewhere.conf"
+      r = run({ "config", "init", "--config", path }, { env = cli.sim_env(s), home = home })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("6152\n", run({ "balance", "--config", path }, { env = {}, home = home }).stdout)
+      path = cli.tmpdir() .. "/env.conf"
+      assert.equal(0, run({ "config", "init" }, { env = cli.sim_env(s, { CLICKTOCALL_CONFIG = path }) }).code)
+      assert.equal("6152\n", run({ "balance" }, { env = { CLICKTOCALL_CONFIG = path } }).stdout)
+    end)
+
+    it("reads a world-readable system file without a secret under the user's, and refuses one with it", function()
+      local dir = cli.tmpdir()
+      local sys = dir .. "/system.conf"
+      cli.write(sys, "# for everyone\nbase_url = http://127.0.0.1:1\nuser_data = " .. s.user_data .. "\n", "644")
+      local e = { CLICKTOCALL_SYSTEM_CONFIG = sys, CLICKTOCALL_APP_SECRET = CANARY }
+      assert.equal(4, run({ "balance" }, { env = e }).code) -- its base_url is used: nothing listens there
+      e.CLICKTOCALL_BASE_URL = s.base_url
+      local r = run({ "balance" }, { env = e })
+      assert.same({ 0, "6152\n" }, { r.code, r.stdout })
+      local d = run({ "doctor" }, { env = e })
+      assert.matches("user_data from " .. sys:gsub("%p", "%%%0") .. ":3; config file [^;]*; system config " ..
+        sys:gsub("%p", "%%%0"), d.stdout)
+      -- the user's file before the system's
+      local home = cli.tmpdir()
+      os.execute("mkdir -p " .. cli.quote(home .. "/.config/clicktocall"))
+      cli.write(home .. "/.config/clicktocall/config", "user_data = nobody-known\n", "600")
+      assert.equal(1, run({ "balance" }, { env = e, home = home }).code)
+      -- with the secret in it, readable by others: refused
+      cli.write(sys, "base_url = " .. s.base_url .. "\napp_secret = " .. CANARY .. "\n", "644")
+      r = run({ "balance" }, { env = { CLICKTOCALL_SYSTEM_CONFIG = sys, CLICKTOCALL_USER_DATA = s.user_data } })
+      assert.equal(2, r.code)
+      assert.matches("^The system config file .* holds app_secret and can be read by group or others %(mode " ..
+        "rw%-r%-%-r%-%-%), so it is not used", r.stderr)
+      assert(os.execute("chmod 600 " .. cli.quote(sys)))
+      assert.equal(0, run({ "balance" }, { env = { CLICKTOCALL_SYSTEM_CONFIG = sys,
+        CLICKTOCALL_USER_DATA = s.user_data } }).code)
+    end)
+
+    it("takes the config path, timeout, CA file and proxy from the environment", function()
+      local dir = cli.tmpdir()
+      local path = dir .. "/ctc.conf"
+      cli.write(path, "base_url = " .. s.base_url .. "\napp_secret = " .. CANARY .. "\nuser_data = " ..
+        s.user_data .. "\n", "600")
+      assert.equal("6152\n", run({ "balance" }, { env = { CLICKTOCALL_CONFIG = path } }).stdout)
+      local r = run({ "balance" }, { env = { CLICKTOCALL_CONFIG = path, CLICKTOCALL_TIMEOUT = "soon" } })
+      assert.same({ 2, "CLICKTOCALL_TIMEOUT must be a positive number of seconds, not 'soon'.\n" },
+        { r.code, r.stderr })
+      s:post("/_sim/fault", { path = "/management/customer/isallow", kind = "latency", ms = 3000, count = 5 })
+      r = run({ "balance" }, { env = { CLICKTOCALL_CONFIG = path, CLICKTOCALL_TIMEOUT = "0.3" } })
+      assert.equal(4, r.code)
+      assert.matches("%(timeout error%)", r.stderr)
+      s:post("/_sim/fault/clear")
+      r = run({ "balance" }, { env = { CLICKTOCALL_CONFIG = path, CLICKTOCALL_CA_FILE = "/nonexistent/ca.pem" } })
+      assert.same({ 2, "clicktocall balance: CLICKTOCALL_CA_FILE must name a readable CA bundle file.\n" },
+        { r.code, r.stderr })
+      r = run({ "balance" }, { env = { CLICKTOCALL_CONFIG = path,
+        CLICKTOCALL_PROXY = "http://127.0.0.1:" .. nginx.free_port() } })
+      assert.equal(4, r.code)
+    end)
+  end)
+
+  describe("messages name the setting as it was given (issue 19)", function()
+    it("a flag, a variable, a config file's line", function()
+      local r = run({ "--base-url", "ftp://x", "balance" })
+      assert.same({ 2, "clicktocall balance: --base-url must be an http:// or https:// URL without spaces, query " ..
+        "or fragment.\n" }, { r.code, r.stderr })
+      r = run({ "balance" }, { env = cli.sim_env(s, { CLICKTOCALL_BASE_URL = "http://x y" }) })
+      assert.matches("^clicktocall balance: CLICKTOCALL_BASE_URL must be", r.stderr)
+      local path = cli.tmpdir() .. "/c"
+      cli.write(path, "# mine\nbase_url = https://api.example.com/?x=1\n", "600")
+      r = run({ "--config", path, "balance" }, { env = { CLICKTOCALL_APP_SECRET = CANARY,
+        CLICKTOCALL_USER_DATA = "u" } })
+      assert.same({ 2, "clicktocall balance: base_url in " .. path .. ":2 must be an http:// or https:// URL " ..
+        "without spaces, query or fragment.\n" }, { r.code, r.stderr })
+      r = run({ "dial", "12", "13500000002", "--seat", "PP1" })
+      assert.equal(2, r.code)
+      assert.matches("^clicktocall dial: CALLER '12': ", r.stderr)
+      for _, text in ipairs({ r.stderr }) do
+        assert.is_nil(text:find("bad argument", 1, true))
+      end
+    end)
+  end)
+
+  describe("doctor and the environment's proxy, as libcurl uses it (issue 19)", function()
+    it("reports http_proxy, fails its connect check where the calls fail too; no_proxy goes direct", function()
+      local port = nginx.free_port()
+      local e = cli.sim_env(s, { http_proxy = "http://127.0.0.1:" .. port })
+      local r = run({ "doctor" }, { env = e })
+      assert.equal(4, r.code, r.stdout)
+      assert.matches("ok    proxy        http://127%.0%.0%.1:" .. port .. " %(http, host 127%.0%.0%.1, port " .. port ..
+        "%), http_proxy %(the environment, which libcurl reads%)\n", r.stdout)
+      assert.matches("FAIL  TCP +cannot connect to 127%.0%.0%.1 port " .. port .. " %(the proxy%)", r.stdout)
+      -- the calls take the same path: doctor tells the truth
+      assert.equal(4, run({ "balance" }, { env = e }).code)
+      -- HTTP_PROXY (upper case) is not used by libcurl, nor by doctor
+      local upper = cli.sim_env(s, { HTTP_PROXY = "http://127.0.0.1:" .. port })
+      assert.equal(0, run({ "doctor" }, { env = upper }).code)
+      assert.equal(0, run({ "balance" }, { env = upper }).code)
+      -- no_proxy naming the host: straight to it, for doctor and for the calls
+      e.no_proxy = "localhost,127.0.0.1"
+      r = run({ "doctor" }, { env = e })
+      assert.equal(0, r.code, r.stdout)
+      assert.matches("ok    proxy        none: no_proxy %(the environment%) names 127%.0%.0%.1, so calls go " ..
+        "straight to it\n", r.stdout)
+      assert.equal("6152\n", run({ "balance" }, { env = e }).stdout)
+      -- libcurl lets no_proxy win even over a proxy setting: doctor says the same
+      e.CLICKTOCALL_PROXY = "http://127.0.0.1:" .. port
+      assert.equal(0, run({ "doctor" }, { env = e }).code)
+      assert.equal("6152\n", run({ "balance" }, { env = e }).stdout)
+      e.no_proxy = nil
+      r = run({ "doctor" }, { env = e })
+      assert.equal(4, r.code)
+      assert.matches("ok    proxy        http://127%.0%.0%.1:" .. port .. " %(.-%), proxy from CLICKTOCALL_PROXY\n",
+        r.stdout)
+    end)
+
+    it("reports https_proxy for an https base URL, and fails at the proxy", function()
+      local port = nginx.free_port()
+      local https = s.base_url:gsub("^http:", "https:")
+      local r = run({ "doctor" }, { env = cli.sim_env(s, { CLICKTOCALL_BASE_URL = https,
+        https_proxy = "127.0.0.1:" .. port }) })
+      assert.equal(4, r.code)
+      assert.matches("ok    proxy        127%.0%.0%.1:" .. port .. " %(http, host 127%.0%.0%.1, port " .. port ..
+        "%), https_proxy", r.stdout)
+      assert.matches("FAIL  TCP +cannot connect to 127%.0%.0%.1 port " .. port .. " %(the proxy%)", r.stdout)
+    end)
+  end)
+
+  describe("-o on every command, --quiet (issue 19)", function()
+    it("balance, bind, dial, normalize, doctor and records as json, jsonl and csv", function()
+      assert.same({ balance = 6152 }, cjson.decode(run({ "balance", "-o", "json" }).stdout))
+      local r = run({ "-o", "csv", "bind", "PP9", "13918337711" })
+      assert.same({ { "seat", "phone" }, { "PP9", "+8613918337711" } }, cli.parse_csv(r.stdout))
+      r = run({ "dial", "13918337711", "13500000002", "--seat", "PP9", "--output", "jsonl" })
+      assert.equal(0, r.code, r.stderr)
+      local d = cjson.decode(r.stdout)
+      assert.same({ "+8613918337711", "+8613500000002", "PP9" }, { d.caller, d.callee, d.seat })
+      assert.matches("^[%x-]+_%d+$", d.session_id)
+      r = run({ "normalize", "13918337711", "12", "-o", "json" }, { env = {} })
+      assert.equal(2, r.code)
+      local n = cjson.decode(r.stdout)
+      assert.same({ "13918337711", "+8613918337711" }, { n[1].input, n[1].output })
+      assert.same({ "12", "string" }, { n[2].input, type(n[2].error) })
+      r = run({ "doctor", "-o", "jsonl" })
+      assert.equal(0, r.code)
+      local checks = {}
+      for _, l in ipairs(lines(r.stdout)) do
+        local c = cjson.decode(l)
+        assert.equal("ok", c.status)
+        checks[#checks + 1] = c.check
+      end
+      assert.same({ "config", "base URL", "proxy", "DNS", "TCP", "TLS", "clock", "credentials" }, checks)
+      r = run({ "doctor", "-o", "csv" }, { env = cli.sim_env(s, { CLICKTOCALL_APP_SECRET = "wrong" }) })
+      assert.equal(1, r.code)
+      local rows = cli.parse_csv(r.stdout)
+      assert.same({ "check", "status", "detail" }, rows[1])
+      assert.same({ "credentials", "fail" }, { rows[9][1], rows[9][2] })
+      s:post("/_sim/seed", { count = 3, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+      r = run({ "records", "--from", "2026-11-30", "--to", "2026-11-30", "-o", "json" })
+      assert.equal(3, #cjson.decode(r.stdout))
+    end)
+
+    it("--from and --to take ISO 8601 with a zone and Unix seconds", function()
+      s:post("/_sim/seed", { count = 40, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+      local plain = run({ "records", "--from", "2026-11-30 06:00:00", "--to", "2026-11-30 18:00:00" })
+      assert.equal(0, plain.code, plain.stderr)
+      assert.truthy(#lines(plain.stdout) > 5)
+      local from = assert(require("clicktocall.core").parse_time("2026-11-30 06:00:00"))
+      for _, w in ipairs({ { "2026-11-29T22:00:00Z", "2026-11-30T10:00:00Z" },
+                           { "2026-11-30T06:00:00+08:00", "2026-11-30T05:00:00-05:00" },
+                           { tostring(from), tostring(from + 12 * 3600) } }) do
+        local r = run({ "records", "--from", w[1], "--to", w[2] })
+        assert.equal(0, r.code, r.stderr)
+        assert.equal(plain.stdout, r.stdout, w[1])
+      end
+    end)
+
+    if HAS_ARCHIVE then
+      it("archive: -q prints no progress; -o json gives the summary with the failures", function()
+        s:post("/_sim/seed", { count = 5, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+        local dir = cli.tmpdir()
+        local r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir, "-q" })
+        assert.equal(0, r.code, r.stderr)
+        assert.equal("", r.stderr)
+        assert.matches("^archived 4, ", r.stdout)
+        s:post("/_sim/seed", { count = 2, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+        s:post("/_sim/fault", { path = "/recordings/*", kind = "status", status = 404, count = 100 })
+        r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir, "-o", "json", "-q" })
+        assert.equal(5, r.code)
+        local summary = cjson.decode(r.stdout)
+        assert.same({ 0, 4, 2 }, { summary.downloaded, summary.skipped, summary.failed })
+        assert.equal(2, #summary.failures)
+        assert.matches("404", summary.failures[1].error)
+        assert.matches("^clicktocall archive: 2 recordings failed", r.stderr) -- an error: kept by -q
+      end)
+    end
+  end)
+
+  describe("the man page and the completion scripts, generated (issue 19)", function()
+    local function sh(cmd)
+      local p = io.popen("unset LD_PRELOAD; cd " .. cli.quote(cli.ROOT) .. " && " .. cmd .. " 2>&1")
+      local text = p:read("*a")
+      local ok, _, code = p:close()
+      return text, (ok == true or ok == 0) and 0 or code
+    end
+
+    it("renders every command, option and example of the help into roff that groff reads cleanly", function()
+      local page, code = sh(cli.lua() .. " scripts/manpage.lua")
+      assert.equal(0, code, page)
+      assert.matches('^%.TH CLICKTOCALL 1 "" "clicktocall ' .. clicktocall._VERSION:gsub("%p", "%%%0"), page)
+      local function roff(text)
+        return (text:gsub("%-", "\\-"))
+      end
+      local parser = require("clicktocall.cli").build_parser()
+      for _, o in ipairs(parser._options) do
+        assert.truthy(page:find(roff(o._name), 1, true), o._name)
+      end
+      local function check(c)
+        assert.truthy(page:find("\n.SS " .. roff(c:_get_fullname(true)) .. "\n", 1, true), c._name)
+        for _, o in ipairs(c._options) do
+          assert.truthy(page:find(roff(o._name), 1, true), c._name .. " " .. o._name)
+        end
+        for line in ((c._epilog or ""):match("Examples:\n(.-)\n\n") or ""):gmatch("[^\n]+") do
+          assert.truthy(page:find(roff(line:gsub("^%s+", "")), 1, true), line)
+        end
+        for _, sub in ipairs(c._commands) do
+          check(sub)
+        end
+      end
+      for _, c in ipairs(parser._commands) do
+        check(c)
+      end
+      for _, section in ipairs({ "NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "COMMANDS", "CONFIGURATION",
+                                 "OUTPUT", "TIMES", "EXIT CODES" }) do
+        assert.truthy(page:find("\n.SH " .. section .. "\n", 1, true), section)
+      end
+      if sh("command -v groff >/dev/null; echo $?") ~= "0\n" then
+        return pending("groff is not installed")
+      end
+      local tmp = cli.tmpdir() .. "/clicktocall.1"
+      cli.write(tmp, page)
+      local warnings = sh("groff -man -Tutf8 -ww -z " .. cli.quote(tmp))
+      assert.equal("", warnings)
+    end)
+
+    it("completes commands and options in bash", function()
+      local script, code = sh(cli.lua() .. " bin/clicktocall completion bash")
+      assert.equal(0, code, script)
+      local file = cli.tmpdir() .. "/clicktocall.bash"
+      cli.write(file, script)
+      local function complete(...)
+        local words = { "clicktocall", ... }
+        for i, w in ipairs(words) do
+          words[i] = cli.quote(w)
+        end
+        return (sh(("bash -c %s"):format(cli.quote(("source %s; COMP_WORDS=(%s); COMP_CWORD=%d; _clicktocall; " ..
+          "echo \"${COMPREPLY[*]}\""):format(cli.quote(file), table.concat(words, " "), #words - 1)))))
+      end
+      assert.equal("records\n", complete("rec"))
+      assert.equal("completion config\n", complete("co"))
+      assert.equal("--from --format\n", complete("records", "--f"))
+      assert.equal("csv\n", complete("balance", "-o", "c"))
+      assert.equal("init\n", complete("config", "i"))
+    end)
+
+    it("make install puts them under share/man/man1 and share/bash-completion/completions", function()
+      local dest = cli.tmpdir()
+      local log, code = sh("make -s install DESTDIR=" .. cli.quote(dest) .. " PREFIX=/usr/local")
+      assert.equal(0, code, log)
+      local page = cli.read(dest .. "/usr/local/share/man/man1/clicktocall.1")
+      assert.equal(sh(cli.lua() .. " scripts/manpage.lua"), page)
+      assert.equal(sh(cli.lua() .. " bin/clicktocall completion bash"),
+        cli.read(dest .. "/usr/local/share/bash-completion/completions/clicktocall"))
+      assert.truthy(cli.read(dest .. "/usr/local/share/zsh/site-functions/_clicktocall"))
+      assert.truthy(cli.read(dest .. "/usr/local/share/fish/vendor_completions.d/clicktocall.fish"))
+      sh("make -s uninstall DESTDIR=" .. cli.quote(dest) .. " PREFIX=/usr/local")
+      assert.is_nil(cli.read(dest .. "/usr/local/share/man/man1/clicktocall.1"))
     end)
   end)
 

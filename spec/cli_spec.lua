@@ -110,7 +110,7 @@ describe("cli config", function()
     assert.equal("env-ud", s.user_data)
     assert.equal("CLICKTOCALL_USER_DATA", src.user_data)
     assert.equal("FILE-SECRET", s.app_secret)
-    assert.equal(path, src.app_secret)
+    assert.equal(path .. ":2", src.app_secret) -- the file and the line
     assert.equal(7, s.timeout)
     s = assert(config.resolve({}, env { HOME = home, CLICKTOCALL_APP_SECRET = "ENV-SECRET" }))
     assert.equal("ENV-SECRET", s.app_secret)
@@ -494,15 +494,404 @@ describe("cli commands in process", function()
   it("an argument error is a sentence naming the field, never Lua's 'bad argument #1 to'", function()
     local code, _, e = run_with({ "dial", "12", "13500000003", "--seat", "PP1" })
     assert.equal(2, code, e)
-    assert.equal("clicktocall dial: caller: phone number has 2 digits; a Chinese mobile number has 11.\n", e)
+    assert.equal("clicktocall dial: CALLER '12': phone number has 2 digits; a Chinese mobile number has 11.\n", e)
     code, _, e = run_with({ "bind", "PP1", "12345678901234567890123" })
     assert.equal(2, code, e)
-    assert.equal("clicktocall bind: phone: phone number has more than 20 digits.\n", e)
+    assert.equal("clicktocall bind: PHONE '12345678901234567890123': phone number has more than 20 digits.\n", e)
     local s = cli.describe("records", { kind = "argument", field = "start_time",
                                         message = "records_page: start_time is after end_time" })
     assert.equal("clicktocall records: start_time is after end_time", s)
     -- a message that does not start with a call's name is left whole
     assert.equal("clicktocall archive: dir: /x is not writable",
                  cli.describe("archive", { kind = "argument", field = "dir", message = "dir: /x is not writable" }))
+  end)
+end)
+
+describe("cli times, ISO 8601 and Unix seconds (issue 19)", function()
+  local NOW = 1764547200
+
+  it("reads ISO 8601 with a zone: Z, +08:00, +0800, -05:00, a fraction ignored", function()
+    local want = times.parse("2026-12-05 10:00:00", NOW) -- on the provider's clock, UTC+8
+    for _, s in ipairs({ "2026-12-05T02:00:00Z", "2026-12-05T02:00:00z", "2026-12-05T10:00:00+08:00",
+                         "2026-12-05T10:00:00+0800", "2026-12-05T10:00:00+08", "2026-12-04T21:00:00-05:00",
+                         "2026-12-05T02:00:00.750Z", "2026-12-05 02:00:00Z" }) do
+      assert.equal(want, times.parse(s, NOW), s)
+    end
+    assert.equal(want, times.parse("2026-12-05T02:00:00Z", NOW, true)) -- end_of_day is for bare dates only
+  end)
+
+  it("reads Unix seconds, and takes a small number for a forgotten unit", function()
+    assert.equal(1796436000, times.parse("1796436000", NOW))
+    assert.equal(946684800, times.parse("946684800", NOW))
+    local t, err = times.parse("7", NOW)
+    assert.is_nil(t)
+    assert.equal("'7' read as Unix seconds is before the year 2000; for an age add a unit (7d, 7h, 7m)", err)
+    assert.is_nil(times.parse("99999999999999", NOW))
+  end)
+
+  it("refuses a zone or a fraction that is not one, naming the forms", function()
+    for _, bad in ipairs({ "2026-12-05T02:00:00+25:00", "2026-12-05T02:00:00+08:0", "2026-12-05T02:00:00Q",
+                           "2026-12-05T02:00:0012", "2026-12-05T02:00:00.Z", "2026-02-30T02:00:00Z",
+                           "2026-12-05T02:00:00+08:60" }) do
+      local t, err = times.parse(bad, NOW)
+      assert.is_nil(t, bad)
+      assert.is_string(err)
+    end
+    assert.matches("2026%-12%-05T02:00:00Z", select(2, times.parse("2026-12-05T02:00:00+25:00", NOW)))
+    assert.matches("Unix seconds", select(2, times.parse("yesterday", NOW)))
+  end)
+end)
+
+describe("cli config: profiles, the system file, the environment (issue 19)", function()
+  after_each(helper.cleanup)
+
+  local function env(t)
+    return function(k) return t[k] end
+  end
+
+  local function file(text, mode)
+    local path = helper.tmpdir() .. "/config"
+    helper.write(path, text, mode or "600")
+    return path
+  end
+
+  it("reads [name] sections: top lines are the default profile, a profile does not inherit them", function()
+    local path = file("base_url = http://default\nuser_data = ud0\n\n[acme]\nbase_url = http://acme\n" ..
+      "# a comment\n[default]\ntimeout = 3\n")
+    local s, src, origins = assert(config.resolve({ config = path }, env { CLICKTOCALL_SYSTEM_CONFIG = "" }))
+    assert.same({ "http://default", "ud0", 3 }, { s.base_url, s.user_data, s.timeout })
+    assert.equal(path .. ":1", src.base_url)
+    assert.same({ how = "file", path = path, line = 1 }, origins.base_url)
+    s, src = assert(config.resolve({ config = path, profile = "acme" }, env { CLICKTOCALL_SYSTEM_CONFIG = "" }))
+    assert.equal("http://acme", s.base_url)
+    assert.equal(path .. ":5", src.base_url)
+    assert.is_nil(s.user_data) -- not the default profile's
+    assert.equal("acme", s.profile)
+    -- CLICKTOCALL_PROFILE as --profile, the flag first
+    s = assert(config.resolve({ config = path }, env { CLICKTOCALL_PROFILE = "acme", CLICKTOCALL_SYSTEM_CONFIG = "" }))
+    assert.equal("http://acme", s.base_url)
+    s = assert(config.resolve({ config = path, profile = "default" },
+      env { CLICKTOCALL_PROFILE = "acme", CLICKTOCALL_SYSTEM_CONFIG = "" }))
+    assert.equal("http://default", s.base_url)
+  end)
+
+  it("names a profile that is not there, and the ones that are", function()
+    local path = file("base_url = http://d\n[acme]\nuser_data = a\n[beta]\nuser_data = b\n")
+    local s, err = config.resolve({ config = path, profile = "acne" }, env { CLICKTOCALL_SYSTEM_CONFIG = "" })
+    assert.is_nil(s)
+    assert.equal("There is no profile [acne] (--profile acne) in " .. path .. "; the profiles there: acme, beta, " ..
+      "default.", err)
+    s, err = config.resolve({ config = path }, env { CLICKTOCALL_PROFILE = "x", CLICKTOCALL_SYSTEM_CONFIG = "" })
+    assert.is_nil(s)
+    assert.matches("(CLICKTOCALL_PROFILE x)", err, 1, true)
+    s, err = config.resolve({ profile = "acme" }, env { HOME = "/nonexistent", CLICKTOCALL_SYSTEM_CONFIG = "" })
+    assert.is_nil(s)
+    assert.equal("There is no profile [acme] (--profile acme): there is no config file (/nonexistent/.config/" ..
+      "clicktocall/config is not there); `clicktocall --profile acme config init` writes one.", err)
+    assert.matches("Line 2 .* not a `%[profile%]` line", select(2, config.parse("timeout = 1\n[bad name]\n", "f")))
+  end)
+
+  it("reads the system file before the user's: flag > environment > user's profile > system's", function()
+    local sys = file("base_url = http://system\nuser_data = sys-ud\ntimeout = 9\nca_file = /sys/ca.pem\n" ..
+      "proxy = http://sys-proxy:3128\n", "644") -- world-readable: it holds no secret
+    local user = file("user_data = user-ud\ntimeout = 8\napp_secret = S\n")
+    local e = { CLICKTOCALL_SYSTEM_CONFIG = sys, CLICKTOCALL_CONFIG = user, CLICKTOCALL_TIMEOUT = "7" }
+    local s, src = assert(config.resolve({ ca_file = "/flag/ca.pem" }, env(e)))
+    assert.same({ "http://system", "user-ud", 7, "/flag/ca.pem", "http://sys-proxy:3128", "S" },
+      { s.base_url, s.user_data, s.timeout, s.ca_file, s.proxy, s.app_secret })
+    assert.same({ sys .. ":1", user .. ":1", "CLICKTOCALL_TIMEOUT", "the --ca-file flag", sys .. ":5" },
+      { src.base_url, src.user_data, src.timeout, src.ca_file, src.proxy })
+    assert.is_true(s.system_used)
+    -- the environment's ca_file and proxy
+    e.CLICKTOCALL_CA_FILE, e.CLICKTOCALL_PROXY = "/env/ca.pem", "http://env-proxy:8080"
+    s, src = assert(config.resolve({}, env(e)))
+    assert.same({ "/env/ca.pem", "http://env-proxy:8080", "CLICKTOCALL_PROXY" }, { s.ca_file, s.proxy, src.proxy })
+    -- a profile in the system file
+    local sys2 = file("[acme]\nbase_url = http://acme-system\n", "644")
+    s = assert(config.resolve({ profile = "acme" }, env { CLICKTOCALL_SYSTEM_CONFIG = sys2, HOME = "/nonexistent" }))
+    assert.equal("http://acme-system", s.base_url)
+  end)
+
+  it("refuses a system file holding the secret that group or others can read, or one they can change", function()
+    for _, mode in ipairs({ "644", "640", "604" }) do
+      local sys = file("base_url = http://s\n[acme]\napp_secret = x\n", mode)
+      local s, err = config.resolve({}, env { CLICKTOCALL_SYSTEM_CONFIG = sys, HOME = "/nonexistent" })
+      assert.is_nil(s, mode)
+      assert.matches("The system config file " .. sys .. " holds app_secret and can be read by group or others",
+        err, 1, true)
+    end
+    assert.truthy(config.resolve({}, env { CLICKTOCALL_SYSTEM_CONFIG = file("app_secret = x\n", "600"),
+      HOME = "/nonexistent" }))
+    local sys = file("base_url = http://s\n", "664")
+    local s, err = config.resolve({}, env { CLICKTOCALL_SYSTEM_CONFIG = sys, HOME = "/nonexistent" })
+    assert.is_nil(s)
+    assert.matches("can be changed by group or others (mode rw-rw-r--), so it is not used: run `chmod go-w",
+      err, 1, true)
+  end)
+
+  local root = io.popen("id -u"):read("*l") == "0"
+  local it_not_root = root and function(name) pending(name .. " (root reads every file)") end or it
+  it_not_root("passes over a system file it cannot read, and says so to doctor", function()
+    local dir = helper.tmpdir()
+    local sys = dir .. "/locked/config"
+    os.execute("mkdir -p " .. helper.quote(dir .. "/locked"))
+    helper.write(sys, "app_secret = x\n", "600")
+    os.execute("chmod 000 " .. helper.quote(dir .. "/locked"))
+    finally(function() os.execute("chmod 700 " .. helper.quote(dir .. "/locked")) end)
+    local s = assert(config.resolve({}, env { CLICKTOCALL_SYSTEM_CONFIG = sys, HOME = "/nonexistent" }))
+    assert.is_nil(s.app_secret)
+    assert.matches("cannot be read .*passed over", s.system_note)
+  end)
+
+  it("checks CLICKTOCALL_TIMEOUT and names CLICKTOCALL_CONFIG when it names no file", function()
+    local s, err = config.resolve({}, env { CLICKTOCALL_TIMEOUT = "soon", CLICKTOCALL_SYSTEM_CONFIG = "" })
+    assert.is_nil(s)
+    assert.equal("CLICKTOCALL_TIMEOUT must be a positive number of seconds, not 'soon'.", err)
+    s, err = config.resolve({}, env { CLICKTOCALL_CONFIG = "/nonexistent/c", CLICKTOCALL_SYSTEM_CONFIG = "" })
+    assert.is_nil(s)
+    assert.equal("The config file /nonexistent/c does not exist or cannot be read (given by CLICKTOCALL_CONFIG).", err)
+  end)
+
+  it("names a setting the way it was given", function()
+    local path = file("\nbase_url = x\n")
+    local _, _, origins = assert(config.resolve({ proxy = "http://p" }, env { CLICKTOCALL_CONFIG = path,
+      CLICKTOCALL_USER_DATA = "u", CLICKTOCALL_SYSTEM_CONFIG = "" }))
+    assert.equal("--proxy", config.setting_name(origins, "proxy"))
+    assert.equal("CLICKTOCALL_USER_DATA", config.setting_name(origins, "user_data"))
+    assert.equal("base_url in " .. path .. ":2", config.setting_name(origins, "base_url"))
+    assert.equal("timeout", config.setting_name(origins, "timeout"))
+  end)
+
+  it("writes a profile mode 600, keeps the others, replaces one only with force", function()
+    local dir = helper.tmpdir()
+    local path = dir .. "/sub/config"
+    assert(config.write_profile(path, "default", { base_url = "http://a", app_secret = " padded ", user_data = "u" }))
+    assert.equal("rw-------", config.permissions(path))
+    assert.same({ base_url = "http://a", app_secret = " padded ", user_data = "u" }, (config.read(path)))
+    local ok, err = config.write_profile(path, "default", { base_url = "http://b" })
+    assert.is_nil(ok)
+    assert.equal("The config file " .. path .. " already has settings for the default profile, so nothing was " ..
+      "written: add --force to replace its top-level lines, or pick another --profile.", err)
+    assert(config.write_profile(path, "acme", { base_url = "http://acme", user_data = "ua", app_secret = "sa" }))
+    assert.is_nil(config.write_profile(path, "acme", { base_url = "http://other" }))
+    assert(config.write_profile(path, "default", { base_url = "http://b", user_data = "u2", app_secret = "s2" }, true))
+    assert(config.write_profile(path, "acme", { base_url = "http://acme2", user_data = "ua", app_secret = "sa" },
+      true))
+    assert.same({ base_url = "http://b", user_data = "u2", app_secret = "s2" }, (config.read(path)))
+    assert.same({ base_url = "http://acme2", user_data = "ua", app_secret = "sa" }, (config.read(path, "acme")))
+    assert.equal(1, select(2, helper.read(path):gsub("%[acme%]", "")))
+    assert.equal("rw-------", config.permissions(path))
+    -- a file others can read is not written into
+    helper.write(path, "", "644")
+    assert.matches("chmod 600", select(2, config.write_profile(path, "default", { base_url = "http://c" })))
+  end)
+end)
+
+describe("cli output, any rows (issue 19)", function()
+  it("writes records as a JSON array, [] when there are none", function()
+    local fh = sink()
+    local w = output.new("json", fh)
+    w:row({ id = 1, sessionId = "a" })
+    w:row({ id = 2, sessionId = "b" })
+    w:finish()
+    assert.same({ { id = 1, sessionId = "a" }, { id = 2, sessionId = "b" } }, require("cjson").decode(fh:text()))
+    fh = sink()
+    output.new("json", fh):finish()
+    assert.equal("[]\n", fh:text())
+  end)
+
+  it("writes any rows by their columns, and one result as one object", function()
+    local cols = { { "CHECK", "check" }, { "DETAIL", "detail" } }
+    for fmt, want in pairs({
+      csv = "check,detail\r\nDNS,\"a, b\"\r\nTCP,\r\n",
+      jsonl = '{"check":"DNS","detail":"a, b"}\n{"check":"TCP"}\n',
+      json = '[\n{"check":"DNS","detail":"a, b"},\n{"check":"TCP"}\n]\n',
+      table = "CHECK  DETAIL\nDNS    a, b\nTCP    \n" }) do
+      local fh = sink()
+      local w = output.rows(fmt, fh, cols)
+      w:row({ check = "DNS", detail = "a, b" })
+      w:row({ check = "TCP" })
+      w:finish()
+      assert.equal(want, fh:text(), fmt)
+    end
+    local fh = sink()
+    output.object("json", fh, { balance = 6152 }, { { "BALANCE", "balance" } })
+    assert.equal('{"balance":6152}\n', fh:text())
+  end)
+end)
+
+describe("cli in process: output, quiet, completion, help, messages (issue 19)", function()
+  local provider, out, err
+
+  local function run(args, extra, tty)
+    out, err = sink(), sink()
+    local e = { CLICKTOCALL_BASE_URL = "http://mock", CLICKTOCALL_APP_SECRET = SECRET, CLICKTOCALL_USER_DATA = UD,
+                HOME = "/nonexistent", CLICKTOCALL_SYSTEM_CONFIG = "" }
+    for k, v in pairs(extra or {}) do
+      e[k] = v ~= false and v or nil
+    end
+    local code = cli.main(args, {
+      stdout = out, stderr = err, isatty = function() return tty == true end,
+      getenv = function(k) return e[k] end,
+      client_options = { transport = provider.transport, sleep = provider.sleep },
+    })
+    assert.is_nil(out:text():find(SECRET, 1, true))
+    assert.is_nil(err:text():find(SECRET, 1, true))
+    return code
+  end
+
+  before_each(function()
+    provider = mock.new { user_data = UD, secret = SECRET }
+    provider:seed_records(3, { start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 12:00:00" })
+  end)
+
+  it("-o on balance: the number for people, an object for json and jsonl, a header and a row for csv", function()
+    assert.equal(0, run({ "balance" }))
+    assert.equal("6152\n", out:text())
+    assert.equal(0, run({ "balance", "-o", "json" }))
+    assert.equal('{"balance":6152}\n', out:text())
+    assert.equal(0, run({ "-o", "jsonl", "balance" }))
+    assert.equal('{"balance":6152}\n', out:text())
+    assert.equal(0, run({ "balance", "--output", "csv" }))
+    assert.equal("balance\r\n6152\r\n", out:text())
+    assert.equal(3, run({ "balance", "--min", "9999", "-o", "json" }))
+    assert.equal('{"balance":6152}\n', out:text())
+    assert.equal(2, run({ "balance", "-o", "xml" }))
+    assert.matches("'%-o' must be one of 'table', 'csv', 'json', 'jsonl'", err:text())
+  end)
+
+  it("-o on bind and dial: the result as a record", function()
+    assert.equal(0, run({ "bind", "PP1", "139 1833 7711", "-o", "json" }))
+    assert.same({ seat = "PP1", phone = "+8613918337711" }, require("cjson").decode(out:text()))
+    assert.equal(0, run({ "dial", "13918337711", "0755-28000123", "--seat", "PP1", "-o", "csv" }))
+    local rows = helper.parse_csv(out:text())
+    assert.same({ "session_id", "caller", "callee", "seat" }, rows[1])
+    assert.same({ "+8613918337711", "+8675528000123", "PP1" }, { rows[2][2], rows[2][3], rows[2][4] })
+    assert.matches("^[%x-]+_%d+$", rows[2][1])
+  end)
+
+  it("records: -o json is an array; --format stays as its old name; the two must agree", function()
+    assert.equal(0, run({ "records", "--from", "2026-11-30", "--to", "2026-11-30", "-o", "json" }))
+    assert.equal(3, #require("cjson").decode(out:text()))
+    assert.equal(0, run({ "records", "--from", "2026-11-30", "--to", "2026-11-30", "--format", "json" }))
+    assert.equal(3, #require("cjson").decode(out:text()))
+    assert.equal(0, run({ "records", "--from", "2026-11-30", "--to", "2026-11-30", "--format", "csv", "-o", "csv" }))
+    assert.equal(2, run({ "records", "--from", "2026-11-30", "--format", "csv", "-o", "json" }))
+    assert.matches("%-o json and %-%-format csv disagree", err:text())
+  end)
+
+  it("--quiet leaves stderr to errors: no count after the table; -q with -v is a usage error", function()
+    assert.equal(0, run({ "records", "--from", "2026-11-30", "--to", "2026-11-30", "-o", "table" }))
+    assert.matches("^3 records from ", err:text())
+    assert.equal(0, run({ "-q", "records", "--from", "2026-11-30", "--to", "2026-11-30", "-o", "table" }))
+    assert.equal("", err:text())
+    assert.equal(4, #helper.parse_csv(select(1, (function() run({ "records", "--from", "2026-11-30", "--quiet",
+      "-o", "csv" }); return out:text() end)())))
+    assert.equal(2, run({ "-q", "-v", "balance" }))
+    assert.matches("%-q %(%-%-quiet%) and %-v %(%-%-verbose%) cannot be used together", err:text())
+    provider:fail("balance", 503, 10)
+    assert.equal(4, run({ "-q", "balance" }))
+    assert.matches("HTTP 503", err:text()) -- errors still
+  end)
+
+  it("names the setting the way it was given when the library refuses it, never `bad argument`", function()
+    assert.equal(2, run({ "balance" }, { CLICKTOCALL_BASE_URL = "ftp://x" }))
+    assert.equal("clicktocall balance: CLICKTOCALL_BASE_URL must be an http:// or https:// URL without spaces, " ..
+      "query or fragment.\n", err:text())
+    assert.equal(2, run({ "--base-url", "ftp://x", "balance" }))
+    assert.matches("^clicktocall balance: %-%-base%-url must be an http", err:text())
+    assert.equal(2, run({ "--ca-file", "/nonexistent/ca.pem", "balance" }))
+    assert.equal("clicktocall balance: --ca-file must name a readable CA bundle file.\n", err:text())
+    assert.equal(2, run({ "dial", "12", "13500000002", "--seat", "PP1" }))
+    assert.matches("^clicktocall dial: CALLER '12': phone number has 2 digits", err:text())
+    assert.is_nil(err:text():find("bad argument", 1, true))
+  end)
+
+  it("reads the field from err.field, or from the message when there is none", function()
+    local names = { base_url = "--base-url", caller = "CALLER '12'" }
+    local function name_of(f) return names[f] or f end
+    assert.equal("--base-url must be an http URL", cli.argument_message({ kind = "argument",
+      message = "bad argument #1 to 'new' (field 'base_url' must be an http URL)" }, name_of))
+    assert.equal("--base-url must be an http URL", cli.argument_message({ kind = "argument", field = "base_url",
+      message = "base_url must be an http URL" }, name_of))
+    assert.equal("CALLER '12': phone number has 2 digits", cli.argument_message({ kind = "argument",
+      field = "caller", message = "field 'caller': phone number has 2 digits" }, name_of))
+    assert.equal("'dial' called on a closed client", cli.argument_message({ kind = "argument",
+      message = "'dial' called on a closed client" }, name_of))
+  end)
+
+  it("prints the completion script for bash, zsh and fish, naming every command", function()
+    for _, shell in ipairs({ "bash", "zsh", "fish" }) do
+      assert.equal(0, run({ "completion", shell }))
+      for _, cmd in ipairs({ "bind", "dial", "balance", "records", "archive", "sync", "normalize", "doctor",
+                             "completion", "config", "init" }) do
+        assert.matches(cmd, out:text(), 1, true)
+      end
+      assert.matches("output", out:text(), 1, true)
+    end
+    assert.equal(2, run({ "completion", "tcsh" }))
+  end)
+
+  it("gives every command examples, and the Times paragraph only to those that take times", function()
+    local p = cli.build_parser()
+    for _, c in ipairs(p._commands) do
+      if c._name ~= "help" then
+        local help = c:get_help()
+        local examples = help:match("\nExamples:\n(.-)\n\n")
+        assert.matches("clicktocall[^\n]* " .. c._name, examples, 1, false)
+        local takes = ({ records = true, archive = true, sync = true })[c._name] == true
+        assert.equal(takes, help:find("\nTimes:", 1, true) ~= nil, c._name)
+      end
+    end
+  end)
+end)
+
+describe("cli doctor's proxy, as libcurl picks it (issue 19)", function()
+  local doctor = require "clicktocall.cli.doctor"
+  local function env(t)
+    return function(k) return t[k] end
+  end
+  local http = doctor.parse_url("http://api.example.com:8080")
+  local https = doctor.parse_url("https://10.1.2.3")
+
+  it("matches no_proxy as libcurl does", function()
+    local m = doctor.no_proxy_matches
+    assert.is_true(m("api.example.com", "*"))
+    assert.is_true(m("api.example.com", "localhost, example.com"))
+    assert.is_true(m("api.example.com", ".example.com"))
+    assert.is_true(m("API.Example.com", "api.example.com."))
+    assert.is_false(m("api.example.com", "ample.com"))
+    assert.is_false(m("api.example.com", "other.com *.x"))
+    assert.is_true(m("10.1.2.3", "10.0.0.0/8"))
+    assert.is_false(m("10.1.2.3", "10.0.0.0/16"))
+    assert.is_true(m("10.1.2.3", "10.1.2.3"))
+    assert.is_false(m("10.1.2.3", "1.2.3"))
+    assert.is_false(m("api.example.com", nil))
+  end)
+
+  it("takes no_proxy first, then the setting, then <scheme>_proxy and all_proxy, never HTTP_PROXY", function()
+    local p, why = doctor.proxy_for(http, nil, nil, env {})
+    assert.is_nil(p)
+    assert.matches("no http_proxy or all_proxy in the environment", why)
+    assert.is_nil(doctor.proxy_for(http, nil, nil, env { HTTP_PROXY = "http://upper:1" }))
+    assert.same({ url = "http://lower:1", from = "http_proxy (the environment, which libcurl reads)" },
+      doctor.proxy_for(http, nil, nil, env { http_proxy = "http://lower:1", https_proxy = "http://s:1" }))
+    assert.equal("http://S:1", doctor.proxy_for(https, nil, nil, env { HTTPS_PROXY = "http://S:1" }).url)
+    assert.equal("http://s:1", doctor.proxy_for(https, nil, nil, env { https_proxy = "http://s:1",
+      HTTPS_PROXY = "http://S:1" }).url)
+    assert.equal("socks5h://a:1", doctor.proxy_for(https, nil, nil, env { ALL_PROXY = "socks5h://a:1" }).url)
+    assert.same({ url = "http://set:1", from = "proxy from the --proxy flag" },
+      doctor.proxy_for(http, "http://set:1", "proxy from the --proxy flag", env { http_proxy = "http://lower:1" }))
+    p, why = doctor.proxy_for(https, "http://set:1", "x", env { NO_PROXY = "10.0.0.0/8", https_proxy = "http://s:1" })
+    assert.is_nil(p)
+    assert.equal("NO_PROXY (the environment) names 10.1.2.3, so calls go straight to it", why)
+    assert.is_nil(doctor.proxy_for(http, nil, nil, env { http_proxy = "" }))
+  end)
+
+  it("reads a proxy as libcurl does: http without a scheme, port 1080 without one", function()
+    assert.same({ scheme = "http", host = "proxy", port = 1080 }, doctor.parse_proxy("proxy"))
+    assert.same({ scheme = "https", host = "p", port = 443 }, doctor.parse_proxy("https://user:pw@p"))
+    assert.same({ scheme = "http", host = "p", port = 3128 }, doctor.parse_proxy("http://p:3128/"))
+    assert.is_nil(doctor.parse_proxy("ftp://p"))
   end)
 end)

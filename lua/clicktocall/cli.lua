@@ -115,9 +115,47 @@ local function after_ambiguous(guard)
                      "before dialling again", guard and guard.why or "none")
 end
 
---- describe(cmd, err [, guard]) -> the sentence shown for an error object
--- guard (dial): { hold = seconds } or { why = "--force" | "dial_guard = off" }
-function M.describe(cmd, err, guard)
+-- strips what names the field from the start of a library message
+local function without_field(text, field)
+  local plain = gsub(field, "%p", "%%%0")
+  for _, pat in ipairs({ "^field '" .. plain .. "'%s*:?%s*(.*)$", "^'" .. plain .. "'%s*:?%s*(.*)$",
+                         "^" .. plain .. "%s*:?%s+(.*)$" }) do
+    local rest = match(text, pat)
+    if rest then
+      return rest
+    end
+  end
+  return text
+end
+
+--- argument_message(err, name_of) -> the library's argument error as a
+-- sentence naming the setting the way the user gave it: name_of(field) says
+-- how ("--base-url", "CLICKTOCALL_BASE_URL", "base_url in /path:3", "CALLER
+-- '12'"). The field is err.field, or else read from the message ("bad
+-- argument #1 to 'new' (field 'base_url' must be ...)").
+function M.argument_message(err, name_of)
+  local msg = tostring(type(err) == "table" and err.message or err)
+  local inner = match(msg, "^bad argument #%d+ to '[^']*' %((.*)%)$") or without_call(msg)
+  local field = type(err) == "table" and type(err.field) == "string" and err.field or
+                match(inner, "^field '([%w_]+)'")
+  if not field then
+    return inner
+  end
+  local rest = without_field(inner, field)
+  local name = name_of and name_of(field) or field
+  if match(rest, "^must ") or match(rest, "^cannot ") or match(rest, "^is ") or match(rest, "^has ") then
+    return name .. " " .. rest
+  end
+  return name .. ": " .. rest
+end
+
+--- describe(cmd, err [, guard] [, name_of]) -> the sentence shown for an error object
+-- guard (dial): { hold = seconds } or { why = "--force" | "dial_guard = off" }; name_of: see argument_message
+-- (either may be left out)
+function M.describe(cmd, err, guard, name_of)
+  if type(guard) == "function" then
+    guard, name_of = nil, guard
+  end
   if M.exit_code(err) == 130 then
     return format("clicktocall %s: interrupted", cmd)
   end
@@ -132,7 +170,7 @@ function M.describe(cmd, err, guard)
       .. "(CLICKTOCALL_APP_SECRET or app_secret in the config file) and the base URL, "
       .. "or run `clicktocall doctor`", cmd, msg)
   elseif kind == "argument" then
-    s = format("clicktocall %s: %s", cmd, without_call(msg))
+    s = format("clicktocall %s: %s", cmd, (gsub(M.argument_message(err, name_of), "[.%s]+$", "")))
   elseif kind == "api" then
     s = format("clicktocall %s: the provider refused: %s", cmd, msg)
   elseif kind == "http" then
@@ -178,32 +216,107 @@ database in step with the records.]]
 
 local EPILOG = [[
 Configuration (the first found wins): flags; the environment
-(CLICKTOCALL_BASE_URL, CLICKTOCALL_APP_SECRET, CLICKTOCALL_USER_DATA); the
-config file ~/.config/clicktocall/config ($XDG_CONFIG_HOME/clicktocall/config
-when set) or --config FILE, with `key = value` lines: base_url, app_secret,
-user_data, timeout, ca_file, insecure, proxy; dial_guard (local, off or
-redis://host:port[/db]), dial_guard_hold (seconds), lock (redis://..., for
-archive and sync). The secret is never a flag (flags show in `ps`); a config
-file that group or others can read is refused.
+(CLICKTOCALL_BASE_URL, CLICKTOCALL_APP_SECRET, CLICKTOCALL_USER_DATA,
+CLICKTOCALL_TIMEOUT, CLICKTOCALL_CA_FILE, CLICKTOCALL_PROXY); the user's config
+file ~/.config/clicktocall/config ($XDG_CONFIG_HOME/clicktocall/config when
+set; or --config FILE, or CLICKTOCALL_CONFIG); the system-wide config file
+/etc/clicktocall/config (CLICKTOCALL_SYSTEM_CONFIG). A config file holds
+`key = value` lines: base_url, app_secret, user_data, timeout, ca_file,
+insecure, proxy; dial_guard (local, off or redis://host:port[/db]),
+dial_guard_hold (seconds), lock (redis://..., for archive and sync); lines
+after `[NAME]` are the profile NAME (--profile NAME or CLICKTOCALL_PROFILE),
+those before any the default one. The secret is never a flag (flags show in
+`ps`); a user's config file that group or others can read
+is refused, and so is a system one holding app_secret. `clicktocall config
+init` writes the file. libcurl takes http_proxy, https_proxy, all_proxy and
+no_proxy from the environment when no proxy is set, and doctor checks that
+path.
+
+Output: -o table (for people: the default, but records and sync write JSON
+lines when stdout is not a terminal), csv, json (one object, or an array of
+them) or jsonl (one object a line), for every command. Only results go to
+stdout; progress, counts and errors go to stderr, and -q leaves only errors.
 
 Times: "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd" (as --to: the end of that day),
-"now", or an age before now: 30m, 24h, 7d, 2w. All on the provider's clock
-(UTC+8).
+"now", an age before now (30m, 24h, 7d, 2w), ISO 8601 with a zone
+(2026-12-05T02:00:00Z, 2026-12-05T10:00:00+08:00) or Unix seconds
+(1796436000). Without a zone, on the provider's clock (UTC+8).
 
 Exit codes: 0 ok; 1 the provider refused or something unexpected; 2 usage or
 argument error; 3 balance below --min; 4 network, timeout or HTTP error;
 5 archive finished with failed recordings; 6 busy (another archive or sync
 holds the directory or state file); 7 the provider refused the credentials
 (check the app secret and base URL, or run `clicktocall doctor`); 8 a repeated
-dial refused by the dial guard (--force dials anyway).
+dial refused by the dial guard (--force dials anyway); 130 interrupted.
 
-Run `clicktocall COMMAND --help` for a command's options.]]
+Run `clicktocall COMMAND --help` for a command's options and examples.]]
+
+-- the commands that take times get this paragraph in their --help
+local TIMES_EPILOG = [[
+Times: "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd", "now", an age (30m, 24h, 7d), ISO
+8601 with a zone (2026-12-05T02:00:00Z, ...+08:00) or Unix seconds. Without a
+zone, on the provider's clock (UTC+8).]]
 
 local COMMAND_EPILOG = [[
-Times: "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd", "now", or an age: 30m, 24h, 7d
-(UTC+8). Global options (--base-url, --user-data, --config, --timeout,
---ca-file, --insecure, --proxy, -v) may come before or after the command; see
-`clicktocall --help` for them, the configuration and the exit codes.]]
+Global options (--profile, --base-url, --user-data, --config, --timeout,
+--ca-file, --insecure, --proxy, -o, -q, -v) may come before or after the
+command; see `clicktocall --help` for them, the configuration and the exit
+codes.]]
+
+-- examples for each command's --help (and the man page)
+local EXAMPLES = {
+  bind = [[
+  clicktocall bind PP7568032251 13918337711
+  clicktocall bind PP7568032251 0755-28000123 -o json]],
+  dial = [[
+  clicktocall dial 13918337711 0755-28000123 --seat PP7568032251
+  clicktocall dial 13918337711 13500000002 --seat PP7568032251 -o json]],
+  balance = [[
+  clicktocall balance
+  clicktocall balance --min 3600 >/dev/null || echo "talk time is low"
+  clicktocall --profile acme balance -o json]],
+  records = [[
+  clicktocall records --from 2026-11-30 --to 2026-11-30
+  clicktocall records --from 24h -o csv > last-day.csv
+  clicktocall records --from 2026-12-05T02:00:00Z --to now -o json]],
+  archive = [[
+  clicktocall archive --from 2026-11-30 --to 2026-11-30 --dir /var/calls
+  clicktocall archive --from 2d --dir /var/calls -q    # cron: errors only]],
+  sync = [[
+  clicktocall sync --state /var/lib/ctc/sync.json >> records.jsonl
+  clicktocall sync --state /var/lib/ctc/sync.json --since 7d -o csv]],
+  normalize = [[
+  clicktocall normalize 0755-28000123
+  clicktocall normalize --country-code 852 91234567
+  clicktocall normalize 13918337711 12 -o csv    # input,output,error]],
+  doctor = [[
+  clicktocall doctor
+  clicktocall --profile acme doctor -o json]],
+  completion = [[
+  clicktocall completion bash > ~/.local/share/bash-completion/completions/clicktocall
+  clicktocall completion zsh > ~/.zfunc/_clicktocall    # a directory in $fpath
+  clicktocall completion fish > ~/.config/fish/completions/clicktocall.fish]],
+  config = [[
+  export CLICKTOCALL_APP_SECRET   # read -rs CLICKTOCALL_APP_SECRET first
+  clicktocall config init --base-url https://api.example.com --user-data 4e22...
+  clicktocall --profile acme config init --base-url https://... --user-data ...]],
+}
+EXAMPLES.init = EXAMPLES.config
+
+local TAKES_TIMES = { records = true, archive = true, sync = true }
+
+-- a command's --help epilog: its examples, the times when it takes some, the global options
+local function command_epilog(name)
+  local parts = {}
+  if EXAMPLES[name] then
+    parts[#parts + 1] = "Examples:\n" .. EXAMPLES[name]
+  end
+  if TAKES_TIMES[name] then
+    parts[#parts + 1] = TIMES_EPILOG
+  end
+  parts[#parts + 1] = COMMAND_EPILOG
+  return table.concat(parts, "\n\n")
+end
 
 local function build_parser()
   local p = argparse("clicktocall", DESCRIPTION, EPILOG)
@@ -215,8 +328,12 @@ local function build_parser()
   p:option("--timeout", "Seconds for a whole request (default 10)."):argname("S")
   p:option("--ca-file", "CA bundle to verify the provider's certificate."):argname("F")
   p:flag("--insecure", "Do not verify TLS certificates (tests only).")
-  p:option("--proxy", "HTTP proxy, http://host:port."):argname("URL")
+  p:option("--proxy", "HTTP proxy, http://host:port (default: the environment's http_proxy, " ..
+    "https_proxy, no_proxy, as libcurl reads them)."):argname("URL")
   p:flag("-v --verbose", "Log each request, answer and retry to stderr.")
+  p:option("--profile", "The config file's [NAME] section to use (default: its top lines)."):argname("NAME")
+  p:option("-o --output", "table, csv, json or jsonl (see Output below)."):argname("F"):choices(output.FORMATS)
+  p:flag("-q --quiet", "Print only errors on stderr: no progress, counts or summaries.")
   p:flag("--version", "Print the version and exit."):action(function()
     io.stdout:write("clicktocall " .. tostring(clicktocall._VERSION) .. " (" .. _VERSION ..
       (rawget(_G, "jit") and (", " .. rawget(_G, "jit").version) or "") .. ")\n")
@@ -240,7 +357,7 @@ local function build_parser()
   c = p:command("records", "List call records: a table on a terminal, JSON lines otherwise.")
   c:option("--from", "Start of the window (see Times)."):argname("T"):count(1)
   c:option("--to", "End of the window (default now)."):argname("T")
-  c:option("--format", "table, csv or jsonl."):argname("F"):choices({ "table", "csv", "jsonl" })
+  c:option("--format", "The same as -o (kept for old scripts)."):argname("F"):choices(output.FORMATS)
   c:option("--limit", "Stop after N records."):argname("N")
   c:option("--concurrency", "Page N slices of the window at once (1..16)."):argname("N")
 
@@ -255,16 +372,20 @@ local function build_parser()
   c = p:command("sync", "Write each record new since the last run to stdout; the cursor lives in FILE.")
   c:option("--state", "The cursor file (created on the first run)."):argname("FILE"):count(1)
   c:option("--since", "First run only: where to start (default 24h)."):argname("T")
-  c:option("--format", "jsonl (default) or csv."):argname("F"):choices({ "jsonl", "csv" })
+  c:option("--format", "The same as -o (default jsonl)."):argname("F"):choices(output.FORMATS)
 
   c = p:command("normalize", "Print each phone number as the provider wants it (+86...).")
   c:argument("phone", "Phone numbers."):args("+")
   c:option("--country-code", "For numbers given without one (default 86)."):argname("CC")
 
-  p:command("doctor", "Check configuration, DNS, TCP, TLS and CA bundle, clock and credentials.")
+  p:command("doctor", "Check configuration, proxy, DNS, TCP, TLS and CA bundle, clock and credentials.")
 
+  M.add_commands(p)
   for _, cmd in ipairs(p._commands) do
-    cmd:epilog(COMMAND_EPILOG)
+    cmd:epilog(command_epilog(cmd._name))
+    for _, sub in ipairs(cmd._commands) do
+      sub:epilog(command_epilog(sub._name))
+    end
   end
   p:add_help_command()
   return p
@@ -304,6 +425,76 @@ local function time_window(ctx, a)
   return from, to
 end
 
+------------------------------------------------------------------------
+-- results: each command's result as a line for people (-o table, the
+-- default) or as a record for csv, json and jsonl
+------------------------------------------------------------------------
+
+-- a file handle that writes nothing (--quiet's stderr for progress)
+local NULL_FH = { write = function(self) return self end, flush = function() return true end }
+
+local NORMALIZE_COLUMNS = { { "INPUT", "input" }, { "OUTPUT", "output" }, { "ERROR", "error" } }
+local DOCTOR_COLUMNS = { { "CHECK", "check" }, { "STATUS", "status" }, { "DETAIL", "detail" } }
+local ARCHIVE_COLUMNS = { { "DOWNLOADED", "downloaded" }, { "SKIPPED", "skipped" },
+  { "NO_RECORDING", "no_recording" }, { "FAILED", "failed" }, { "BYTES", "bytes" }, { "DIR", "dir" } }
+
+local function normalized(phone)
+  return clicktocall.normalize_phone(phone) or phone
+end
+
+-- kind -> { columns (CSV's header and JSON's keys), object(value, args), human(object) }
+local RESULTS = {
+  bind = {
+    columns = { { "SEAT", "seat" }, { "PHONE", "phone" } },
+    object = function(_, a) return { seat = a.seat, phone = normalized(a.phone) } end,
+    human = function(t) return format("seat %s bound to %s\n", t.seat, t.phone) end,
+  },
+  dial = {
+    columns = { { "SESSION", "session_id" }, { "CALLER", "caller" }, { "CALLEE", "callee" }, { "SEAT", "seat" } },
+    object = function(sid, a)
+      return { session_id = tostring(sid), caller = normalized(a.caller), callee = normalized(a.callee),
+               seat = a.seat }
+    end,
+    human = function(t) return t.session_id .. "\n" end,
+  },
+  balance = {
+    columns = { { "BALANCE", "balance" } },
+    object = function(n) return { balance = n } end,
+    human = function(t) return output.json_value(t.balance) .. "\n" end,
+  },
+}
+
+--- archive_result(ctx, fmt, summary, dir): the archive's summary for csv, json and jsonl;
+-- JSON also lists the failed and the expiring recordings
+function M.archive_result(ctx, fmt, summary, dir)
+  local function entries(list)
+    local t = {}
+    for i, e in ipairs(list or {}) do
+      local why = type(e.err) == "table" and e.err.message or e.err
+      t[i] = { id = e.id, sessionId = e.sessionId, file = e.file,
+               expires_at = type(e.expires_at) == "number" and e.expires_at or nil,
+               expires = type(e.expires_at) == "number" and clicktocall.format_time(e.expires_at) or nil,
+               error = why ~= nil and gsub(ctx.redact(tostring(why)), "[\r\n]+", " ") or nil,
+               kind = type(e.err) == "table" and e.err.kind or nil }
+    end
+    return t
+  end
+  local row = { downloaded = summary.downloaded or 0, skipped = summary.skipped or 0,
+                no_recording = summary.no_recording or 0, failed = #(summary.failed or {}),
+                bytes = summary.bytes or 0, dir = dir }
+  if fmt == "json" or fmt == "jsonl" then
+    local keys = {}
+    for i, c in ipairs(ARCHIVE_COLUMNS) do
+      keys[i] = c[2]
+    end
+    row.failures, row.expiring = entries(summary.failed), entries(summary.expiring)
+    keys[#keys + 1], keys[#keys + 2] = "failures", "expiring"
+    ctx.out:write(output.json_fields(row, keys), "\n")
+    return
+  end
+  output.object(fmt, ctx.out, row, ARCHIVE_COLUMNS)
+end
+
 local commands = {}
 
 function commands.bind(ctx, a)
@@ -311,8 +502,7 @@ function commands.bind(ctx, a)
   if not ok then
     return ctx:fail(err)
   end
-  ctx.out:write(format("seat %s bound to %s\n", a.seat, clicktocall.normalize_phone(a.phone) or a.phone))
-  return 0
+  return ctx:emit("bind", true, a)
 end
 
 function commands.dial(ctx, a)
@@ -322,11 +512,10 @@ function commands.dial(ctx, a)
     if a.force then
       guard = { why = "--force" }
     end
-    ctx:say(M.describe(ctx.command, err, guard))
+    ctx:say(M.describe(ctx.command, err, guard, function(field) return ctx:setting_name(field) end))
     return M.exit_code(err)
   end
-  ctx.out:write(tostring(sid), "\n")
-  return 0
+  return ctx:emit("dial", sid, a)
 end
 
 function commands.balance(ctx, a)
@@ -338,7 +527,7 @@ function commands.balance(ctx, a)
   if not n then
     return ctx:fail(err)
   end
-  ctx.out:write(output.json_value(n), "\n")
+  ctx:emit("balance", n, a)
   if min and n < min then
     ctx.err:write(format("clicktocall balance: %s s of talk time left, below the minimum of %s.\n",
       output.json_value(n), output.json_value(min)))
@@ -361,7 +550,11 @@ function commands.records(ctx, a)
   if cerr then
     return ctx:usage(cerr)
   end
-  local fmt = a.format or (ctx.isatty(ctx.out) and "table" or "jsonl")
+  local fmt, ferr = ctx:format_of(a)
+  if ferr then
+    return ctx:usage(ferr)
+  end
+  fmt = fmt or (ctx.isatty(ctx.out) and "table" or "jsonl")
   local w = output.new(fmt, ctx.out)
   local args = { start_time = from, end_time = to, limit = limit, concurrency = conc }
   local ok, err = pcall(function()
@@ -372,12 +565,12 @@ function commands.records(ctx, a)
       end
     end
   end)
-  w:flush()
+  w:finish()
   if not ok then
     return ctx:fail(err)
   end
   if fmt == "table" then
-    ctx.err:write(format("%d record%s from %s to %s (UTC+8)\n", w.count, w.count == 1 and "" or "s",
+    ctx:info(format("%d record%s from %s to %s (UTC+8)\n", w.count, w.count == 1 and "" or "s",
       clicktocall.format_time(from), clicktocall.format_time(to)))
   end
   return 0
@@ -450,8 +643,12 @@ function commands.archive(ctx, a)
   if cerr then
     return ctx:usage(cerr)
   end
-  local tty = ctx.isatty(ctx.err)
-  local bar = progress.new { fh = ctx.err, tty = tty, clock = ctx.clock,
+  local fmt, ferr = ctx:format_of(a)
+  if ferr then
+    return ctx:usage(ferr)
+  end
+  local tty = not ctx.quiet and ctx.isatty(ctx.err)
+  local bar = progress.new { fh = ctx.quiet and NULL_FH or ctx.err, tty = tty, clock = ctx.clock,
                              columns = tty and (ctx.columns or progress.columns)(ctx.getenv) or nil }
   if tty then
     ctx.err:write("listing the recordings...\r")
@@ -489,17 +686,21 @@ function commands.archive(ctx, a)
   end
   local failed = summary.failed or {}
   local out = ctx.out
-  out:write(format("archived %d, skipped %d (already there), %d without a recording, %d failed; %s written to %s\n",
-    summary.downloaded or 0, summary.skipped or 0, summary.no_recording or 0, #failed,
-    progress.bytes(summary.bytes or 0), a.dir))
-  for _, e in ipairs(failed) do
-    out:write(format("failed: id %s, session %s, expires %s: %s\n", output.json_value(e.id),
-      tostring(e.sessionId), expiry(e),
-      gsub(ctx.redact(type(e.err) == "table" and e.err.message or tostring(e.err)), "[\r\n]+", " ")))
-  end
-  for _, e in ipairs(summary.expiring or {}) do
-    out:write(format("EXPIRING within 24 h: id %s, session %s, expires %s: run the archive again soon\n",
-      output.json_value(e.id), tostring(e.sessionId), expiry(e)))
+  if fmt and fmt ~= "table" then
+    M.archive_result(ctx, fmt, summary, a.dir)
+  else
+    out:write(format("archived %d, skipped %d (already there), %d without a recording, %d failed; %s written to %s\n",
+      summary.downloaded or 0, summary.skipped or 0, summary.no_recording or 0, #failed,
+      progress.bytes(summary.bytes or 0), a.dir))
+    for _, e in ipairs(failed) do
+      out:write(format("failed: id %s, session %s, expires %s: %s\n", output.json_value(e.id),
+        tostring(e.sessionId), expiry(e),
+        gsub(ctx.redact(type(e.err) == "table" and e.err.message or tostring(e.err)), "[\r\n]+", " ")))
+    end
+    for _, e in ipairs(summary.expiring or {}) do
+      out:write(format("EXPIRING within 24 h: id %s, session %s, expires %s: run the archive again soon\n",
+        output.json_value(e.id), tostring(e.sessionId), expiry(e)))
+    end
   end
   if #failed > 0 then
     ctx.err:write(format("clicktocall archive: %d recording%s failed; run the same command again to retry them.\n",
@@ -521,7 +722,11 @@ function commands.sync(ctx, a)
     end
     since = s
   end
-  local w = output.new(a.format or "jsonl", ctx.out)
+  local fmt, ferr = ctx:format_of(a)
+  if ferr then
+    return ctx:usage(ferr)
+  end
+  local w = output.new(fmt or "jsonl", ctx.out)
   local summary, err = ctx.client:sync {
     state = a.state, since = since, lock = ctx.settings.lock,
     on_record = function(rec)
@@ -534,28 +739,158 @@ function commands.sync(ctx, a)
       return true
     end,
   }
-  w:flush()
+  w:finish()
   if not summary then
     return ctx:fail(err)
   end
-  ctx.err:write(format("clicktocall sync: %d new record%s in %d page%s; cursor at id %s in %s\n",
+  ctx:info(format("clicktocall sync: %d new record%s in %d page%s; cursor at id %s in %s\n",
     summary.delivered or 0, summary.delivered == 1 and "" or "s", summary.pages or 0,
     summary.pages == 1 and "" or "s", output.json_value(summary.max_id or 0), tostring(summary.state or a.state)))
   return 0
 end
 
 function commands.normalize(ctx, a)
-  local code = 0
+  local fmt, ferr = ctx:format_of(a)
+  if ferr then
+    return ctx:usage(ferr)
+  end
+  local code, nfailed = 0, 0
+  local several = #a.phone > 1
+  local w = fmt and fmt ~= "table" and output.rows(fmt, ctx.out, NORMALIZE_COLUMNS)
   for _, phone in ipairs(a.phone) do
     local n, err = clicktocall.normalize_phone(phone, a.country_code)
-    if n then
+    local why = not n and gsub(tostring(err and err.message or err), "[.%s]+$", "")
+    local shown = gsub(phone, "%c", "?") -- a tab or newline would break the pairing
+    if w then
+      w:row({ input = phone, output = n or nil, error = why or nil })
+    elseif several then
+      -- one line an input, in order, so the output pairs with the input line by line
+      ctx.out:write(shown, "\t", n or ("error: " .. gsub(why, "%c", " ")), "\n")
+    elseif n then
       ctx.out:write(n, "\n")
     else
-      ctx.err:write(sentence(format("clicktocall normalize: '%s': %s", gsub(phone, "%c", "?"),
-        gsub(tostring(err and err.message or err), "[.%s]+$", ""))), "\n")
-      code = 2
+      ctx.err:write(sentence(format("clicktocall normalize: '%s': %s", shown, why)), "\n")
+    end
+    if not n then
+      code, nfailed = 2, nfailed + 1
     end
   end
+  if w then
+    w:finish()
+  end
+  if nfailed > 0 and (several or w) then
+    ctx.err:write(format("clicktocall normalize: %d of %d number%s could not be normalized; see %s.\n", nfailed,
+      #a.phone, #a.phone == 1 and "" or "s", w and "the error field" or "the lines with \"error:\""))
+  end
+  return code
+end
+
+------------------------------------------------------------------------
+-- completion, config init, doctor's output
+------------------------------------------------------------------------
+
+--- add_commands(p): the commands about the command itself
+function M.add_commands(p)
+  local c = p:command("completion", "Print the completion script for bash, zsh or fish.")
+  c:argument("shell", "bash, zsh or fish."):choices({ "bash", "zsh", "fish" })
+
+  -- (its target is not "config": that is --config's)
+  c = p:command("config", "Write the config file: `clicktocall config init`."):target("config_command")
+  local init = c:command("init", "Write the user's config file, mode 600, from the flags (--base-url, " ..
+    "--user-data, --timeout, --ca-file, --insecure, --proxy) and the environment (CLICKTOCALL_APP_SECRET and " ..
+    "the other CLICKTOCALL_* variables); with --profile NAME as the section [NAME]. Asks nothing. Into " ..
+    "--config FILE, CLICKTOCALL_CONFIG or ~/.config/clicktocall/config; another profile's lines are kept.")
+  init:summary("Write the config file (mode 600) from the flags and the environment.")
+  init:flag("--force", "Replace the profile's lines if the file has them already.")
+end
+
+function commands.completion(ctx, a)
+  local parser = build_parser()
+  ctx.out:write(parser["get_" .. a.shell .. "_complete"](parser))
+  return 0
+end
+
+RESULTS.config_init = {
+  columns = { { "PATH", "path" }, { "PROFILE", "profile" }, { "KEYS", "keys" } },
+  object = function(t) return t end,
+  human = function(t)
+    return format("wrote %s to %s (mode 600): %s; check it with `clicktocall%s doctor`\n",
+      t.profile == config.DEFAULT_PROFILE and "the default profile" or ("the profile [" .. t.profile .. "]"),
+      t.path, t.keys, t.profile == config.DEFAULT_PROFILE and "" or (" --profile " .. t.profile))
+  end,
+}
+
+--- config_init(ctx, a, flags) -> exit code: `clicktocall config init`
+function M.config_init(ctx, a, flags)
+  local getenv = ctx.getenv
+  local function env(name)
+    local v = getenv(name)
+    return v ~= "" and v or nil
+  end
+  local path = flags.config or env(config.ENV_CONFIG) or config.default_path(getenv)
+  if not path then
+    return ctx:usage("HOME is not set, so there is no default config file: give --config FILE")
+  end
+  local profile = flags.profile or env(config.ENV_PROFILE) or config.DEFAULT_PROFILE
+  if not match(profile, "^[%w_.%-]+$") then
+    return ctx:usage(format("a profile's name is letters, digits, '.', '_' and '-', not '%s'",
+      gsub(profile, "%c", "?")))
+  end
+  local values, written = {}, {}
+  for _, key in ipairs(config.ORDER) do
+    local v
+    if key ~= "app_secret" and flags[key] ~= nil and flags[key] ~= false then
+      v = flags[key]
+    elseif config.ENV[key] and env(config.ENV[key]) then
+      v = env(config.ENV[key])
+      if config.KEYS[key] == "number" and not (tonumber(v) and tonumber(v) > 0) then
+        return ctx:usage(format("%s must be a positive number of seconds, not '%s'", config.ENV[key], v))
+      end
+    end
+    if v ~= nil then
+      values[key], written[#written + 1] = v, key
+    end
+  end
+  local missing = {}
+  local HOW = { base_url = "--base-url or CLICKTOCALL_BASE_URL", user_data = "--user-data or CLICKTOCALL_USER_DATA",
+                app_secret = "CLICKTOCALL_APP_SECRET in the environment (never a flag)" }
+  for _, key in ipairs({ "base_url", "app_secret", "user_data" }) do
+    if values[key] == nil then
+      missing[#missing + 1] = key .. " (" .. HOW[key] .. ")"
+    end
+  end
+  if #missing > 0 then
+    return ctx:usage("nothing was written: it needs " .. table.concat(missing, ", "))
+  end
+  local ok, err = config.write_profile(path, profile, values, a.force)
+  if not ok then
+    ctx:say("clicktocall config init: " .. err)
+    return 2
+  end
+  return ctx:emit("config_init", { path = path, profile = profile, keys = table.concat(written, " ") }, a)
+end
+
+--- doctor(ctx, a, o) -> exit code: doctor's lines, or its checks as csv/json/jsonl rows
+function M.doctor(ctx, a, o)
+  local fmt, ferr = ctx:format_of(a)
+  if ferr then
+    return ctx:usage(ferr)
+  end
+  o.name_of = function(key)
+    return ctx:setting_name(key)
+  end
+  o.explain = function(err)
+    return M.argument_message(err, function(field) return ctx:setting_name(field) end)
+  end
+  if not fmt or fmt == "table" then
+    return doctor.run(o)
+  end
+  local w = output.rows(fmt, ctx.out, DOCTOR_COLUMNS)
+  o.report = function(status, check, detail)
+    w:row({ check = check, status = status, detail = detail })
+  end
+  local code = doctor.run(o)
+  w:finish()
   return code
 end
 
@@ -584,7 +919,7 @@ function ctx_mt:usage(msg)
 end
 
 function ctx_mt:fail(err)
-  self:say(M.describe(self.command, err))
+  self:say(M.describe(self.command, err, function(field) return self:setting_name(field) end))
   return M.exit_code(err)
 end
 
@@ -628,6 +963,59 @@ local function dial_guard(ctx, settings, sources, force)
   end
   ctx.dial_guard = { hold = settings.dial_guard_hold or require("clicktocall.options").DEFAULTS.dial_guard_hold }
   return url
+end
+
+-- a library field as the user gave it: a command's argument or option, or a setting
+local ARG_NAMES = {
+  caller = "CALLER", callee = "CALLEE", phone = "PHONE", seat = "--seat", start_time = "--from",
+  end_time = "--to", since = "--since", limit = "--limit", concurrency = "--concurrency", dir = "--dir",
+  layout = "--layout", state = "--state", country_code = "--country-code",
+}
+local POSITIONAL = { caller = true, callee = true, phone = true }
+
+function ctx_mt:setting_name(field)
+  if self.origins and self.origins[field] then
+    return config.setting_name(self.origins, field)
+  end
+  local name = ARG_NAMES[field]
+  if not name then
+    return field
+  end
+  local v = self.args and self.args[field]
+  if POSITIONAL[field] and type(v) == "string" then
+    return format("%s '%s'", name, gsub(v, "%c", "?"))
+  end
+  return name
+end
+
+-- progress, counts and summaries on stderr: dropped by --quiet
+function ctx_mt:info(s)
+  if not self.quiet then
+    self.err:write(s)
+  end
+end
+
+--- ctx:format_of(a) -> the output format asked for (-o, or the command's --format, its older name) or nil
+-- | nil, message when the two disagree
+function ctx_mt.format_of(_, a)
+  if a.output and a.format and a.output ~= a.format then
+    return nil, format("-o %s and --format %s disagree; --format is the old name of -o, give one", a.output,
+      a.format)
+  end
+  return a.output or a.format
+end
+
+--- ctx:emit(kind, value, args) -> 0: a command's one result, for people or as csv/json/jsonl
+function ctx_mt:emit(kind, value, a)
+  local r = RESULTS[kind]
+  local t = r.object(value, a)
+  local fmt = self:format_of(a)
+  if fmt == nil or fmt == "table" then
+    self.out:write(r.human(t))
+  else
+    output.object(fmt, self.out, t, r.columns)
+  end
+  return 0
 end
 
 local NEEDS_CLIENT = { bind = true, dial = true, balance = true, records = true, archive = true, sync = true }
@@ -680,9 +1068,13 @@ local function run(argv, env, shared)
     return 2
   end
   ctx.command = a.command
+  ctx.args, ctx.quiet = a, a.quiet
+  if a.quiet and a.verbose then
+    return ctx:usage("-q (--quiet) and -v (--verbose) cannot be used together")
+  end
 
-  if a.command == "normalize" then
-    return commands.normalize(ctx, a)
+  if a.command == "normalize" or a.command == "completion" then
+    return commands[a.command](ctx, a)
   end
 
   local timeout, terr = number_arg(a.timeout, "--timeout", { min = 0.001, what = "a positive number of seconds" })
@@ -690,16 +1082,21 @@ local function run(argv, env, shared)
     return ctx:usage(terr)
   end
   local flags = { config = a.config, base_url = a.base_url, user_data = a.user_data, timeout = timeout,
-    ca_file = a.ca_file, insecure = a.insecure or nil, proxy = a.proxy }
-  local settings, sources = config.resolve(flags, ctx.getenv)
+    ca_file = a.ca_file, insecure = a.insecure or nil, proxy = a.proxy, profile = a.profile }
+  if a.command == "config" then
+    ctx.command = "config init"
+    return M.config_init(ctx, a, flags)
+  end
+  local settings, sources, origins = config.resolve(flags, ctx.getenv)
+  ctx.origins = origins
   if settings and settings.app_secret then
     shared.secret = settings.app_secret
   end
 
   if a.command == "doctor" then
-    return doctor.run { settings = settings, sources = sources,
+    return M.doctor(ctx, a, { settings = settings, sources = sources,
       resolve_err = settings == nil and ctx.redact(sources) or nil, clicktocall = clicktocall,
-      out = ctx.out, timeout = settings and settings.timeout }
+      out = ctx.out, timeout = settings and settings.timeout, getenv = ctx.getenv })
   end
 
   if not settings then
@@ -707,7 +1104,9 @@ local function run(argv, env, shared)
     return 2
   end
   if NEEDS_CLIENT[a.command] then
-    local where = settings.config_path or "~/.config/clicktocall/config"
+    local where = (settings.config_path or "~/.config/clicktocall/config") ..
+      (settings.profile and settings.profile ~= config.DEFAULT_PROFILE and (" under [" .. settings.profile .. "]")
+       or "")
     if not settings.base_url then
       return ctx:usage("no base URL: set CLICKTOCALL_BASE_URL, base_url in " .. where .. ", or --base-url")
     end

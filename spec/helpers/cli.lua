@@ -71,6 +71,13 @@ local function exit_code(ok, how, code)
   return code
 end
 
+-- no system-wide config (/etc/clicktocall/config) unless a spec names one
+local function system_config(env, opts)
+  if not (opts.env and opts.env.CLICKTOCALL_SYSTEM_CONFIG) then
+    env[#env + 1] = "CLICKTOCALL_SYSTEM_CONFIG="
+  end
+end
+
 --- run(args [, { env = {...}, home =, stdin =, lua =, bin = }]) -> { code, stdout, stderr, home }
 -- HOME is a fresh directory unless given, so no real config file is read.
 function M.run(args, opts)
@@ -78,6 +85,7 @@ function M.run(args, opts)
   local home = opts.home or M.tmpdir()
   local out, err = os.tmpname(), os.tmpname()
   local env = { "PATH=" .. q(os.getenv("PATH") or "/usr/bin:/bin"), "HOME=" .. q(home) }
+  system_config(env, opts)
   for k, v in pairs(opts.env or {}) do
     env[#env + 1] = k .. "=" .. q(v)
   end
@@ -102,6 +110,7 @@ function M.spawn(args, opts)
   local home = opts.home or M.tmpdir()
   local dir = M.tmpdir()
   local env = { "PATH=" .. q(os.getenv("PATH") or "/usr/bin:/bin"), "HOME=" .. q(home) }
+  system_config(env, opts)
   for k, v in pairs(opts.env or {}) do
     env[#env + 1] = k .. "=" .. q(v)
   end
@@ -243,6 +252,7 @@ function M.tmux(args, opts)
   local sock = ("ctc-cli-%d-%d-%d"):format(os.time(), tmux_n, math.random(1, 1e6))
   local env = { "PATH=" .. q(os.getenv("PATH") or "/usr/bin:/bin"), "HOME=" .. q(opts.home or M.tmpdir()),
                 "TERM=xterm" }
+  system_config(env, opts)
   for k, v in pairs(opts.env or {}) do
     env[#env + 1] = k .. "=" .. q(v)
   end

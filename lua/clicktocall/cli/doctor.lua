@@ -2,13 +2,16 @@
 -- needs it, one line each: "ok" with what was found, or "FAIL" with the fix.
 -- DNS and TCP go through LuaSocket (socket.dns.toip, socket.tcp), so a failure
 -- is named exactly; TLS, the CA bundle and the server's Date header go through
--- libcurl (the core's transport), the very code that the calls use.
+-- libcurl (the core's transport), the very code that the calls use. The
+-- proxy is the one libcurl takes: the `proxy` setting, else the environment's
+-- http_proxy / https_proxy / all_proxy, and none for a host no_proxy names.
 local config = require "clicktocall.cli.config"
 local times = require "clicktocall.cli.times"
 
 local format = string.format
 local match = string.match
 local lower = string.lower
+local gsub = string.gsub
 
 local M = { _VERSION = require("clicktocall.core")._VERSION }
 
@@ -66,22 +69,167 @@ local function is_address(host)
   return match(host, "^%d+%.%d+%.%d+%.%d+$") ~= nil or host:find(":", 1, true) ~= nil
 end
 
---- run{ settings =, sources =, resolve_err =, clicktocall =, out =, timeout = } -> exit code
+------------------------------------------------------------------------
+-- the proxy libcurl uses (curl's lib/url.c and lib/noproxy.c, 7.x and 8.x)
+------------------------------------------------------------------------
+
+local function ipv4(s)
+  local a, b, c, d = match(s, "^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then
+    return nil
+  end
+  a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+  if a > 255 or b > 255 or c > 255 or d > 255 then
+    return nil
+  end
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+
+--- no_proxy_matches(host, list) -> true when the no_proxy list names the host:
+-- "*" alone, the host itself, a domain it is under ("example.com" and
+-- ".example.com" both cover "api.example.com"), or for an IPv4 address a CIDR
+-- range ("10.0.0.0/8"); entries apart by commas or spaces, case ignored
+function M.no_proxy_matches(host, list)
+  if type(list) ~= "string" then
+    return false
+  end
+  list = match(list, "^%s*(.-)%s*$")
+  if list == "*" then
+    return true
+  end
+  host = lower(gsub(gsub(host, "^%[(.*)%]$", "%1"), "%.$", ""))
+  local addr = ipv4(host)
+  for entry in list:gmatch("[^,%s]+") do
+    entry = lower(gsub(entry, "%.$", ""))
+    local net, bits = match(entry, "^([%d.]+)/(%d+)$")
+    if addr and net then
+      local n, b = ipv4(net), tonumber(bits)
+      if n and b <= 32 then
+        local size = 2 ^ (32 - b)
+        if math.floor(addr / size) == math.floor(n / size) then
+          return true
+        end
+      end
+    elseif entry == "*" then
+      return true
+    else
+      entry = gsub(entry, "^%.", "")
+      if host == entry or (not addr and #host > #entry and host:sub(-#entry - 1) == "." .. entry) then
+        return true
+      end
+    end
+  end
+  return false
+end
+
+local function env_first(getenv, ...)
+  for i = 1, select("#", ...) do
+    local name = select(i, ...)
+    local v = getenv(name)
+    if v ~= nil then
+      return v, name
+    end
+  end
+  return nil
+end
+
+--- proxy_for(url, setting, setting_source, getenv) -> { url =, from = } | nil, why none
+-- url: the base URL as parse_url gives it. Like libcurl: no_proxy (or NO_PROXY)
+-- naming the host wins even over the setting; then the setting; then
+-- <scheme>_proxy (for http only the lower-case http_proxy, as libcurl refuses
+-- HTTP_PROXY), its upper-case form, all_proxy, ALL_PROXY. An empty one: none.
+function M.proxy_for(url, setting, setting_source, getenv)
+  local no, no_name = env_first(getenv, "no_proxy", "NO_PROXY")
+  if no and M.no_proxy_matches(url.host, no) then
+    return nil, format("%s (the environment) names %s, so calls go straight to it", no_name, url.host)
+  end
+  if setting ~= nil and setting ~= "" then
+    return { url = setting, from = setting_source }
+  end
+  local v, name
+  if url.scheme == "http" then
+    v, name = env_first(getenv, "http_proxy")
+  else
+    v, name = env_first(getenv, url.scheme .. "_proxy", string.upper(url.scheme) .. "_PROXY")
+  end
+  if v == nil then
+    v, name = env_first(getenv, "all_proxy", "ALL_PROXY")
+  end
+  if v == nil or v == "" then
+    return nil, format("no proxy setting, and no %s or all_proxy in the environment: calls go straight to %s",
+      url.scheme == "http" and "http_proxy" or (url.scheme .. "_proxy"), url.host)
+  end
+  return { url = v, from = name .. " (the environment, which libcurl reads)" }
+end
+
+local PROXY_SCHEMES = { http = 1080, https = 443, socks4 = 1080, socks4a = 1080, socks5 = 1080, socks5h = 1080 }
+
+--- parse_proxy(s) -> { scheme, host, port } | nil, why: as libcurl reads a proxy
+-- (no scheme means http; no port means 1080, or 443 for https)
+function M.parse_proxy(s)
+  if type(s) ~= "string" or s == "" then
+    return nil, "it is empty"
+  end
+  if not match(s, "^%a[%w+.-]*://") then
+    s = "http://" .. s
+  end
+  local scheme, rest = match(s, "^(%a[%w+.-]*)://(.*)$")
+  scheme = lower(scheme)
+  if not PROXY_SCHEMES[scheme] then
+    return nil, "its scheme is " .. scheme .. ", not http, https or socks"
+  end
+  local authority = gsub(match(rest, "^([^/?#]*)"), "^.*@", "") -- a user:password is not ours to check
+  local host, port = match(authority, "^%[([%x:.]+)%]:?(%d*)$")
+  if not host then
+    host, port = match(authority, "^([%w.-]+):?(%d*)$")
+  end
+  if not host or host == "" then
+    return nil, "its host '" .. authority .. "' is not a host name or address"
+  end
+  port = port ~= "" and tonumber(port) or PROXY_SCHEMES[scheme]
+  if port < 1 or port > 65535 then
+    return nil, "its port is out of range"
+  end
+  return { scheme = scheme, host = host, port = port }
+end
+
+-- a proxy URL as shown: any user:password hidden
+local function shown(u)
+  return (gsub(u, "//[^/@]*@", "//***@"))
+end
+
+--- run{ settings =, sources =, resolve_err =, clicktocall =, out =, timeout =, getenv =,
+--       report = function(status, check, detail), explain = function(err), name_of = function(key) }
+--    -> exit code
+-- Each check is reported as it ends: by report() when given (status "ok",
+-- "fail" or "skip"), else as a line on out.
 function M.run(o)
   local out = o.out
+  local getenv = o.getenv or os.getenv
+  -- a setting as the user gave it ("--ca-file", "CLICKTOCALL_CA_FILE", "ca_file in /path:3")
+  local function named(key)
+    return o.name_of and o.name_of(key) or key
+  end
   local failed_code
+  local function line(status, name, detail)
+    if o.report then
+      o.report(status, name, detail)
+    else
+      out:write(format("%-5s %-12s %s\n", status == "fail" and "FAIL" or status, name, detail))
+    end
+  end
   local function ok(name, detail)
-    out:write(format("ok    %-12s %s\n", name, detail))
+    line("ok", name, detail)
   end
   local function fail(name, detail, code)
-    out:write(format("FAIL  %-12s %s\n", name, detail))
+    line("fail", name, detail)
     failed_code = failed_code or code
   end
   local function skip(name, why)
-    out:write(format("skip  %-12s %s\n", name, why))
+    line("skip", name, why)
     failed_code = failed_code or 1
   end
-  local names = { "config", "base URL", "DNS", "TCP", "TLS", "clock", "credentials" }
+  local names = { "config", "base URL", "proxy", "DNS", "TCP", "TLS", "clock", "credentials" }
   local function skip_rest(from, why)
     for i = from, #names do
       skip(names[i], why)
@@ -106,11 +254,20 @@ function M.run(o)
   end
   local file = s.config_path and (readable(s.config_path) and s.config_path or s.config_path .. " (none)") or
                "none"
+  if s.system_path then
+    file = file .. "; system config " .. (s.system_used and s.system_path or
+      (s.system_note or (s.system_path .. " (none)")))
+  end
+  if s.profile and s.profile ~= config.DEFAULT_PROFILE then
+    file = file .. "; profile [" .. s.profile .. "]"
+  end
   if #missing > 0 then
     local m = missing[1]
     local where = config.ENV[m] and ("set " .. config.ENV[m] .. " or ") or "set "
-    fail("config", format("%s is not set: %s%s = ... in %s (chmod 600)%s", table.concat(missing, ", "), where,
-      m, s.config_path or "~/.config/clicktocall/config",
+    local profile = s.profile and s.profile ~= config.DEFAULT_PROFILE and (" under [" .. s.profile .. "]") or ""
+    fail("config", format("%s %s not set: %s%s = ... in %s%s (chmod 600)%s", table.concat(missing, ", "),
+      #missing == 1 and "is" or "are", where,
+      m, s.config_path or "~/.config/clicktocall/config", profile,
       m ~= "app_secret" and (", or --" .. m:gsub("_", "-")) or ""), 2)
     if not s.base_url then
       return skip_rest(2, "needs base_url")
@@ -122,21 +279,26 @@ function M.run(o)
   -- 2. base URL
   local url, why = M.parse_url(s.base_url)
   if not url then
-    fail("base URL", format("'%s' cannot be used: %s; set base_url to the provider's " ..
-      "Baseurl, such as https://api.example.com", s.base_url, why), 2)
+    fail("base URL", format("'%s' (%s) cannot be used: %s; set it to the provider's " ..
+      "Baseurl, such as https://api.example.com", s.base_url, named("base_url"), why), 2)
     return skip_rest(3, "needs a usable base URL")
   end
   ok("base URL", format("%s: %s, host %s, port %d", s.base_url, url.scheme, url.host, url.port))
 
-  -- 3. DNS and 4. TCP, of the proxy when there is one: that is what we connect to
+  -- 3. the proxy libcurl will use; 4. DNS and 5. TCP go to it when there is one
   local target, via = url, ""
-  if s.proxy then
-    local p, perr = M.parse_url(s.proxy)
+  local proxy, direct = M.proxy_for(url, s.proxy, src.proxy and ("proxy from " .. src.proxy), getenv)
+  if proxy then
+    local p, perr = M.parse_proxy(proxy.url)
     if not p then
-      fail("DNS", format("the proxy '%s' cannot be used: %s; fix proxy", s.proxy, perr), 2)
+      fail("proxy", format("'%s' from %s cannot be used: %s; fix it or unset it", shown(proxy.url), proxy.from,
+        perr), 2)
       return skip_rest(4, "needs a usable proxy")
     end
+    ok("proxy", format("%s (%s, host %s, port %d), %s", shown(proxy.url), p.scheme, p.host, p.port, proxy.from))
     target, via = p, " (the proxy)"
+  else
+    ok("proxy", "none: " .. direct)
   end
   local has_socket, socket = pcall(require, "socket")
   local ip
@@ -152,7 +314,7 @@ function M.run(o)
       if not addr then
         fail("DNS", format("%s%s cannot be resolved (%s): check the host name and /etc/resolv.conf",
           target.host, via, tostring(derr)), 4)
-        return skip_rest(4, "needs DNS")
+        return skip_rest(5, "needs DNS")
       end
       ip = addr
       ok("DNS", format("%s%s -> %s", target.host, via, addr))
@@ -164,14 +326,15 @@ function M.run(o)
     local ms = (socket.gettime() - t0) * 1000
     tcp:close()
     if not cok then
-      fail("TCP", format("cannot connect to %s port %d%s (%s): check the port in the URL, the firewall, " ..
-        "or set proxy", ip, target.port, via, tostring(cerr)), 4)
-      return skip_rest(5, "needs a TCP connection")
+      fail("TCP", format("cannot connect to %s port %d%s (%s): %s", ip, target.port, via, tostring(cerr),
+        via ~= "" and "check the proxy's address and that it runs, or unset it (or name the host in no_proxy)" or
+        "check the port in the URL, the firewall, or set proxy"), 4)
+      return skip_rest(6, "needs a TCP connection")
     end
     ok("TCP", format("connected to %s port %d%s in %.0f ms", ip, target.port, via, ms))
   end
 
-  -- 5. TLS (and the Date header for 6.), through libcurl as the calls go
+  -- 6. TLS (and the Date header for 7.), through libcurl as the calls go
   local has_core, core = pcall(require, "clicktocall.core")
   local date
   if not has_core or type(core.curl_transport) ~= "function" then
@@ -181,8 +344,8 @@ function M.run(o)
     if s.ca_file then
       bundle = s.ca_file .. " (ca_file from " .. o.sources.ca_file .. ")"
       if not readable(s.ca_file) then
-        fail("TLS", format("the CA bundle %s cannot be read: fix ca_file", s.ca_file), 2)
-        return skip_rest(6, "needs a CA bundle")
+        fail("TLS", format("the CA bundle %s cannot be read: fix %s", s.ca_file, named("ca_file")), 2)
+        return skip_rest(7, "needs a CA bundle")
       end
     else
       for _, b in ipairs(DEFAULT_BUNDLES) do
@@ -209,7 +372,7 @@ function M.run(o)
       else
         fail("TLS", format("no HTTP answer from %s (%s): check base_url and the network", s.base_url, msg), 4)
       end
-      return skip_rest(6, "needs an HTTP answer")
+      return skip_rest(7, "needs an HTTP answer")
     end
     date = res.headers and (res.headers.date or res.headers.Date)
     if url.scheme == "http" then
@@ -221,7 +384,7 @@ function M.run(o)
     end
   end
 
-  -- 6. clock
+  -- 7. clock
   local server = times.http_date(date)
   if not server then
     skip("clock", "the server sent no Date header to compare with")
@@ -236,7 +399,7 @@ function M.run(o)
     end
   end
 
-  -- 7. credentials: a balance call
+  -- 8. credentials: a balance call
   if not s.app_secret or not s.user_data then
     skip("credentials", "needs app_secret and user_data")
     return failed_code
@@ -245,7 +408,7 @@ function M.run(o)
     user_data = s.user_data, timeout = o.timeout, ca_file = s.ca_file, insecure = s.insecure,
     proxy = s.proxy, retries = 0 }
   if not client then
-    fail("credentials", tostring(cerr.message) .. ": fix the configuration", 2)
+    fail("credentials", (o.explain and o.explain(cerr) or tostring(cerr.message)) .. ": fix the configuration", 2)
     return failed_code
   end
   local balance, berr = client:balance()

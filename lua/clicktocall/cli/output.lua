@@ -1,5 +1,8 @@
---- Writers for records: JSON lines, CSV (RFC 4180) and an aligned table.
+--- Writers for records and for the other commands' results: JSON lines, a
+-- JSON array, CSV (RFC 4180) and an aligned table.
 -- w = output.new(format, fh); w:row(record); w:finish()
+-- w = output.rows(format, fh, columns); w:row(t); w:finish()   (any rows)
+-- output.object(format, fh, t, columns)                        (one result)
 local type = type
 local pairs = pairs
 local tostring = tostring
@@ -204,7 +207,7 @@ function writer:write(s)
 end
 
 local function table_flush(self)
-  local cols, widths = M.TABLE, self.widths
+  local cols, widths = self.cols, self.widths
   if not widths then
     widths = {}
     for i, c in ipairs(cols) do
@@ -244,17 +247,20 @@ function writer:row(rec)
   self.count = self.count + 1
   local f = self.format
   if f == "jsonl" then
-    return self:write(M.json_object(rec) .. "\n")
+    return self:write(self.object(rec) .. "\n")
+  elseif f == "json" then
+    -- an array written as it goes: "[" before the first row, "]" by finish()
+    return self:write((self.count == 1 and "[\n" or ",\n") .. self.object(rec))
   elseif f == "csv" then
     local values = {}
-    for i, k in ipairs(M.FIELDS) do
+    for i, k in ipairs(self.keys) do
       values[i] = rec[k]
     end
-    return self:write(csv_line(values, #M.FIELDS))
+    return self:write(csv_line(values, #self.keys))
   end
   local cells = {}
-  for i, c in ipairs(M.TABLE) do
-    cells[i] = cell(rec, c[2])
+  for i, c in ipairs(self.cols) do
+    cells[i] = self.cell(rec, c[2])
   end
   self.pending[#self.pending + 1] = cells
   if #self.pending >= 100 then
@@ -274,14 +280,78 @@ function writer:flush()
   return true
 end
 
---- new("jsonl"|"csv"|"table", fh) -> writer; CSV writes its header at once
+--- finish() -> true | nil, err: the rows held for the table written, a JSON array closed
+function writer:finish()
+  if self.format == "json" then
+    local ok, err = self:write(self.count == 0 and "[]\n" or "\n]\n")
+    if not ok then
+      return nil, err
+    end
+  end
+  return self:flush()
+end
+
+--- new("jsonl"|"json"|"csv"|"table", fh) -> a writer of records; CSV writes its header at once
 function M.new(fmt, fh)
-  local w = setmetatable({ format = fmt, fh = fh, count = 0, pending = {} }, writer)
+  local w = setmetatable({ format = fmt, fh = fh, count = 0, pending = {}, cols = M.TABLE, cell = cell,
+                           keys = M.FIELDS, object = M.json_object }, writer)
   if fmt == "csv" then
     w:write(csv_line(M.FIELDS))
   end
   return w
 end
+
+------------------------------------------------------------------------
+-- Any rows: columns = { { "TITLE", "key" [, right = true] }, ... }. CSV's
+-- header and JSON's keys are the keys, in that order; the table's the titles.
+------------------------------------------------------------------------
+
+--- json_fields(t, keys) -> a JSON object with those keys, in that order (nil ones left out)
+function M.json_fields(t, keys)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    if t[k] ~= nil then
+      parts[#parts + 1] = json_string(k) .. ":" .. json_value(t[k])
+    end
+  end
+  return "{" .. concat(parts, ",") .. "}"
+end
+
+local function plain_cell(t, key)
+  local v = t[key]
+  if v == nil then
+    return ""
+  end
+  local s = type(v) == "string" and v or json_value(v)
+  return (gsub(s, "%c", "?"))
+end
+
+--- rows(format, fh, columns) -> a writer of rows; CSV writes its header at once
+function M.rows(fmt, fh, columns)
+  local keys = {}
+  for i, c in ipairs(columns) do
+    keys[i] = c[2]
+  end
+  local w = setmetatable({ format = fmt, fh = fh, count = 0, pending = {}, cols = columns, cell = plain_cell,
+                           keys = keys, object = function(t) return M.json_fields(t, keys) end }, writer)
+  if fmt == "csv" then
+    w:write(csv_line(keys))
+  end
+  return w
+end
+
+--- object(format, fh, t, columns) -> true | nil, err: one result; JSON is one
+-- object (not an array), JSON lines one line, CSV a header and a row
+function M.object(fmt, fh, t, columns)
+  local w = M.rows(fmt == "json" and "jsonl" or fmt, fh, columns)
+  local ok, err = w:row(t)
+  if not ok then
+    return nil, err
+  end
+  return w:finish()
+end
+
+M.FORMATS = { "table", "csv", "json", "jsonl" }
 
 M.json_value = json_value
 return M

@@ -1,7 +1,9 @@
---- Times on the command line: "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd", "now", or
--- an age before now ("7d", "24h", "30m", "90s", "2w"). Dates and times are read
--- on the provider's clock (UTC+8) whatever the machine's time zone, so a cron job
--- in UTC and an operator in Shanghai mean the same window.
+--- Times on the command line: "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd", "now", an
+-- age before now ("7d", "24h", "30m", "90s", "2w"), ISO 8601 with a zone
+-- ("2026-12-05T02:00:00Z", "...+08:00") or Unix seconds (all digits). Dates and
+-- times without a zone are read on the provider's clock (UTC+8) whatever the
+-- machine's time zone, so a cron job in UTC and an operator in Shanghai mean the
+-- same window.
 local tonumber = tonumber
 local match = string.match
 local format = string.format
@@ -20,7 +22,29 @@ local function civil(y, mo, d, h, mi, s)
   return (core.parse_time(format("%s-%s-%s %02d:%02d:%02d", y, mo, d, tonumber(h), tonumber(mi), tonumber(s))))
 end
 
-local HELP = 'use "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd", "now" or an age such as 7d, 24h, 30m'
+local HELP = 'use "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd", "now", an age such as 7d, 24h, 30m, ' ..
+  'ISO 8601 with a zone such as 2026-12-05T02:00:00Z, or Unix seconds'
+
+-- Unix seconds before this (2000-01-01 UTC) are taken for a mistake: "7" is
+-- far likelier a forgotten unit than 1970-01-01 00:00:07
+M.UNIX_MIN = 946684800
+M.UNIX_MAX = 253402300799 -- 9999-12-31 23:59:59 UTC
+
+-- "Z", "+08:00", "+0800", "-05" -> seconds east of UTC | nil
+local function zone_offset(z)
+  if z == "Z" or z == "z" then
+    return 0
+  end
+  local sign, hh, mm = match(z, "^([+-])(%d%d):?(%d?%d?)$")
+  if not sign or (mm ~= "" and #mm ~= 2) then
+    return nil
+  end
+  local h, m = tonumber(hh), tonumber(mm ~= "" and mm or "0")
+  if h > 23 or m > 59 then
+    return nil
+  end
+  return (sign == "-" and -1 or 1) * (h * 3600 + m * 60)
+end
 
 --- parse(s, now [, end_of_day]) -> Unix seconds | nil, message
 -- A bare date is the start of that day, or its last second when end_of_day is
@@ -37,7 +61,31 @@ function M.parse(s, now, end_of_day)
   if n then
     return now - tonumber(n) * UNIT[unit]
   end
-  local y, mo, d, h, mi, sec = match(t, "^(%d%d%d%d)%-(%d%d)%-(%d%d)[ T](%d%d):(%d%d):(%d%d)$")
+  if match(t, "^%d+$") then
+    local v = tonumber(t)
+    if v > M.UNIX_MAX then
+      return nil, format("'%s' read as Unix seconds is past the year 9999", s)
+    elseif v < M.UNIX_MIN then
+      return nil, format("'%s' read as Unix seconds is before the year 2000; for an age add a unit (%sd, %sh, " ..
+        "%sm)", s, t, t, t)
+    end
+    return v
+  end
+  local y, mo, d, h, mi, sec, frac, zone = match(t,
+    "^(%d%d%d%d)%-(%d%d)%-(%d%d)[ Tt](%d%d):(%d%d):(%d%d)([.,]?%d*)%s*([Zz+-]?[%d:]*)$")
+  -- a fraction is ".123", ignored: the provider counts whole seconds
+  if y and frac ~= "" and not match(frac, "^[.,]%d+$") then
+    y = nil
+  end
+  if y and zone ~= "" then
+    local off = zone_offset(zone)
+    local v = off and civil(y, mo, d, h, mi, sec)
+    if v then
+      return v + M.OFFSET - off
+    end
+    return nil, format("'%s' is not a real date and time with a zone (such as 2026-12-05T02:00:00Z or " ..
+      "2026-12-05T10:00:00+08:00)", s)
+  end
   if y then
     local v = civil(y, mo, d, h, mi, sec)
     if v then
