@@ -174,13 +174,14 @@ local function line(s) out[#out + 1] = s end
 line(SECTION)
 line("")
 line(("`lua5.4 bench/sync.lua` (%s): a day of %d calls on clicktocall.mock, ids given at dial, sync every %d s,"
-  .. " %d ms per records page in simulated time (pages × %d ms; the client's own CPU is the last column)."
+  .. " %d ms per records page in simulated time (pages × %d ms; the last column is the CPU of the client and"
+  .. " the mock together)."
   .. " 1%% of the calls are listed 10-40 min after they end. Runs from midnight until every call has been listed"
   .. " (%d runs); requests per day count the runs of the 24 hours.")
   :format(os.date("!%Y-%m-%d", real_time()), opts.calls, opts.interval, opts.page_ms, opts.page_ms, rows[1].runs))
 line("")
 line("| sync | pages a run (median / max) | seconds a run (median / max) | state file (median / max) "
-  .. "| provider requests a day | records lost | delivered twice | client CPU a run (median) |")
+  .. "| provider requests a day | records lost | delivered twice | CPU a run, client + mock (median) |")
 line("|---|---|---|---|---|---|---|---|")
 for _, r in ipairs(rows) do
   line(("| %s | %d / %d | %.2f / %.2f | %d / %d B | %d | %d | %d | %.1f ms |"):format(r.name, r.pages_med,

@@ -338,6 +338,7 @@ handlers["GET /_sim/state"] = function()
     default_user_data = util.config.user_data,
     record_count = c.record_count,
     last_id = c.last_id,
+    pending = c.pending,
     segments = c.segments,
     clock_offset = util.dict:get("clock_offset") or 0,
     now = util.fmt_time(util.now()),
