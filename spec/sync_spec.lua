@@ -178,6 +178,20 @@ describe("sync", function()
     assert.equal(4, summary.delivered)
   end)
 
+  it("a clock set back behind through: the run still reads the last lookback seconds, and through follows "
+     .. "the clock", function()
+    local client, provider = j.client()
+    local now = os.time()
+    local rec = provider:seed_records { { callEndTime = now - 100 } }
+    j.write(state, ('{"version":2,"through":%d,"ids":[],"user_data":"%s"}'):format(now + 2 * DAY, j.USER_DATA))
+    local got = {}
+    local summary = assert(client:sync { state = state, on_record = function(r) got[#got + 1] = r.id end })
+    assert.same({ rec[1].id }, got)
+    assert.is_true(math.abs(mock.parse_time(provider:last_request("records_page").body.starTime) - (now - 3600)) <= 5)
+    assert.is_true(math.abs(summary.through - now) <= 5)
+    assert.equal(summary.through, state_of(state).through)
+  end)
+
   it("refuses a corrupt, foreign, unknown-version or ill-formed state file, naming it, and leaves it as it was",
      function()
     local client, provider = j.client()

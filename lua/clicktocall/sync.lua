@@ -247,8 +247,12 @@ local function locked(st, job)
   end
   s.user_data = job.user_data
   local start = s.from or s.through - job.lookback
+  if not s.from and start > now - job.lookback then
+    -- a clock set back since the last run (through is ahead of now): still read the last lookback seconds
+    start = now - job.lookback
+  end
   if start > now then
-    start = now -- a clock set back since the last run: the window still ends at now
+    start = now -- a `since` in the future
   end
   local done = {} -- key -> id: delivered by an earlier run or this one
   for i = 1, #s.ids do
@@ -307,9 +311,8 @@ local function locked(st, job)
   end
   -- the whole window was paged: every record that ended before now is delivered (those listed after this
   -- run read past them are within lookback, in the next window)
-  if now > s.through then
-    s.through = now
-  end
+  -- now, even when a clock set back makes it earlier than before: a cursor moved back only reads more
+  s.through = now
   s.from = nil
   local next_start = s.through - job.lookback
   local keep = {}
