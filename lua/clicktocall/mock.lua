@@ -61,7 +61,7 @@
 --                                   names reach the client as written ("Location", not "location")
 --   provider:clear_faults([op]), provider:pending_faults([op]) -> n
 --   provider:seed_records(n [, opts]) / provider:seed_records({ rec, ... } [, opts]) -> the new records
---   provider:records([user_data]) -> every record (copies), by id
+--   provider:records([user_data]) -> every record (copies), by id (at_hangup: those numbered so far)
 --   provider:recording(rec | url | sessionId) -> the bytes a download returns
 --   provider:balance([ud]), provider:set_balance(n [, ud]), provider:add_customer(ud [, balance])
 --   provider:bind(seat, phone [, ud]), provider:bound_phone(seat [, ud])
