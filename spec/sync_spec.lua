@@ -367,6 +367,33 @@ for _, mode in ipairs { "at_dial", "at_hangup" } do
       end
     end)
 
+    it("the boundaries, to the second, with lookback 0: a record ending at the second a run starts is delivered "
+       .. "once, listed then or a second later; one ending a second before and listed late is not", function()
+      local client, provider = j.client(nil, { ids = mode, clock = clock.now })
+      local t = clock.t + 300
+      provider:seed_records { { callEndTime = t } }                            -- listed at once
+      provider:seed_records({ { callEndTime = t } }, { listing_delay = 1 })     -- listed at t + 1
+      provider:seed_records({ { callEndTime = t - 1 } }, { listing_delay = 2 }) -- ended before t, listed at t + 1
+      local count, run_of = run_until(client, t + 900, 0)
+      local n = 0
+      for _, c in pairs(count) do
+        n = n + 1
+        assert.equal(1, c)
+      end
+      assert.equal(2, n)
+      local at_once, later = {}, {}
+      for _, r in ipairs(provider:records()) do
+        if r.callEndTime == mock.format_time(t) then
+          at_once[#at_once + 1] = run_of[tostring(r.id)]
+        else
+          later[#later + 1] = run_of[tostring(r.id)]
+        end
+      end
+      table.sort(at_once, function(a, b) return (a or 0) < (b or 0) end)
+      assert.same({ 1, 2 }, at_once) -- the run at t, then the one at t + 300 (window [t, t + 300])
+      assert.same({}, later)         -- lookback 0: a record must be listed by the time its call ends
+    end)
+
     it("two runs in a row deliver nothing twice; over hours of traffic each record comes once and the state "
        .. "holds only the last lookback's ids", function()
       local client, provider = j.client(nil, { ids = mode, clock = clock.now })
