@@ -94,7 +94,7 @@ if since and since:match("^%d+$") then since = tonumber(since) end
 
 -- Each upsert commits by itself (WAL keeps that cheap): sync writes its state after each page, so a
 -- transaction held across pages could be lost in a crash while the state had moved past it.
--- on_record failing stops the run; the state keeps the last page stored whole.
+-- on_record failing stops the run; the state keeps what was stored, and the next run stores the rest.
 exec "PRAGMA journal_mode = WAL"
 local summary, err = client:sync {
   state = state_path,
@@ -121,7 +121,8 @@ cur:close()
 local function plural(n, word)
   return n .. " " .. word .. (n == 1 and "" or "s")
 end
-print(("sync: %s in %s, %s in %s, up to id %s"):format(plural(summary.delivered, "new record"),
-  plural(summary.pages, "page"), plural(rows, "row"), db_path, id_text(summary.max_id)))
+print(("sync: %s in %s (%d skipped), %s in %s, through %s (UTC+8)"):format(plural(summary.delivered, "new record"),
+  plural(summary.pages, "page"), summary.skipped, plural(rows, "row"), db_path,
+  clicktocall.format_time(summary.through)))
 con:close()
 sqlite:close()

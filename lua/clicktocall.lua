@@ -370,7 +370,7 @@ function client_mt:archive_recordings(args)
   return job("archive").run(st, args)
 end
 
---- client:sync{ state=, on_record= [, since=] [, lookback=86400] [, user_data=] } -> summary | nil, err
+--- client:sync{ state=, on_record= [, since=] [, lookback=3600] [, user_data=] [, lock=] } -> summary | nil, err
 function client_mt:sync(args)
   local st, err = state_of(self, "sync")
   if not st then

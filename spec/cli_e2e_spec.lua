@@ -554,6 +554,27 @@ describe("clicktocall command #noasan", function()
         assert.equal(0, r.code, r.stderr)
         assert.equal(2, #lines(r.stdout))
       end)
+
+      it("sync --lookback: the summary names skipped and through; the state's window follows the lookback",
+         function()
+        local now = os.time()
+        s:post("/_sim/seed", { count = 10, start_time = now - 1800, end_time = now - 60 })
+        local state = cli.tmpdir() .. "/state.json"
+        local r = run({ "sync", "--state", state, "--since", "1h", "--lookback", "600" })
+        assert.equal(0, r.code, r.stderr)
+        assert.equal(10, #lines(r.stdout))
+        assert.matches("^clicktocall sync: 10 new records, 0 skipped, in 1 page; through %d%d%d%d%-%d%d%-%d%d "
+          .. "%d%d:%d%d:%d%d %(UTC%+8%) in ", r.stderr)
+        -- the next run re-reads the last 600 s: the records that ended there are skipped, none delivered again
+        r = run({ "sync", "--state", state, "--lookback", "600" })
+        assert.equal(0, r.code, r.stderr)
+        assert.equal(0, #lines(r.stdout))
+        local skipped = tonumber(r.stderr:match(", (%d+) skipped,"))
+        assert.is_true(skipped >= 3 and skipped <= 4, r.stderr)
+        r = run({ "sync", "--state", state, "--lookback", "1h" })
+        assert.equal(2, r.code)
+        assert.matches("%-%-lookback", r.stderr)
+      end)
     end
   end)
 

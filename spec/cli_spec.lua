@@ -419,10 +419,12 @@ describe("cli commands in process", function()
         assert(args.on_record(rec))
         n = n + 1
       end
-      return { delivered = n, pages = 1, max_id = n, state = args.state }
+      return { delivered = n, skipped = 2, pages = 1, max_id = n, state = args.state,
+               through = 1796054400 }
     end
     assert.equal(0, run({ "sync", "--state", "/tmp/state.json", "--since", "2026-11-29" }))
     assert.equal("/tmp/state.json", seen.args.state)
+    assert.is_nil(seen.args.lookback)
     assert.equal("2026-11-29 00:00:00", clicktocall.format_time(seen.args.since))
     local n = 0
     for line in out:text():gmatch("[^\n]+") do
@@ -430,9 +432,28 @@ describe("cli commands in process", function()
       assert.equal(n, require("cjson").decode(line).id)
     end
     assert.equal(5, n)
-    assert.matches("^clicktocall sync: 5 new records in 1 page; cursor at id 5 in /tmp/state.json\n$", err:text())
+    -- (state version 2) the summary names skipped and through, on the provider's clock
+    assert.equal("clicktocall sync: 5 new records, 2 skipped, in 1 page; through 2026-12-01 00:00:00 (UTC+8) in "
+      .. "/tmp/state.json\n", err:text())
     assert.equal(0, run({ "sync", "--state", "/tmp/state.json", "--format", "csv" }))
     assert.equal(6, #helper.parse_csv(out:text()))
+  end)
+
+  it("sync --lookback S: passed on as seconds; anything else is a usage error, exit 2, nothing run", function()
+    local seen
+    mt.sync = function(_, args)
+      seen = args
+      return { delivered = 0, skipped = 0, pages = 1, through = 1796054400, state = args.state }
+    end
+    assert.equal(0, run({ "sync", "--state", "/tmp/state.json", "--lookback", "600" }))
+    assert.equal(600, seen.lookback)
+    assert.matches("0 new records, 0 skipped, in 1 page; through", err:text())
+    for _, bad in ipairs { "1h", "2592001", "1.5", "", "+5" } do
+      seen = nil
+      assert.equal(2, run({ "sync", "--state", "/tmp/state.json", "--lookback", bad }), bad)
+      assert.is_nil(seen)
+      assert.matches("%-%-lookback", err:text())
+    end
   end)
 
   it("sync: exit 6 when busy, 1 when a record could not be stored", function()

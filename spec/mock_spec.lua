@@ -261,6 +261,71 @@ describe("clicktocall.mock", function()
     end)
   end)
 
+  describe("records numbered at dial or at hang-up, listed late", function()
+    local function ids_of(c, window)
+      local out = {}
+      for rec in c:records(window or { start_time = T - 86400, end_time = T + 86400 }) do
+        out[#out + 1] = rec.callEndTime
+      end
+      return out
+    end
+
+    it("refuses a bad ids or listing_delay, and an id given with at_hangup", function()
+      raises(function() provider { ids = "later" } end)
+      raises(function() provider { listing_delay = -1 } end)
+      raises(function() provider { listing_delay = 1.5 } end)
+      raises(function() provider():seed_records(1, { listing_delay = "1h" }) end)
+      raises(function() provider { ids = "at_hangup" }:seed_records { { id = 5, callEndTime = T - 10 } } end)
+    end)
+
+    it("at_dial (default): a long call dialled first keeps the lowest id; at_hangup: numbered once it ended, "
+       .. "in end order, without an id until then", function()
+      for _, mode in ipairs { "at_dial", "at_hangup" } do
+        local p = provider { ids = mode }
+        local c = client_of(p)
+        p._opts.call_duration = 600 -- (new{}'s call_duration, changed between two dials: the spec's shortcut)
+        local long = assert(c:dial { seat = SEAT, caller = "13500000002", callee = "13918000010" })
+        p._opts.call_duration = 10
+        local short = assert(c:dial { seat = SEAT, caller = "13500000002", callee = "13918000011" })
+        local recs = p:records()
+        if mode == "at_dial" then
+          assert.same({ long, short }, { recs[1].sessionId, recs[2].sessionId })
+          assert.same({ 1, 2 }, { recs[1].id, recs[2].id })
+        else
+          assert.same({}, recs)
+          p:advance(30)
+          assert.same({ short }, { p:records()[1].sessionId })
+          p:advance(600)
+          recs = p:records()
+          assert.same({ short, long }, { recs[1].sessionId, recs[2].sessionId })
+          assert.same({ 1, 2 }, { recs[1].id, recs[2].id })
+        end
+      end
+    end)
+
+    it("listing_delay: a record is listed only that long after its end (new{}'s, or a seed's own)", function()
+      local p = provider { listing_delay = 60 }
+      local c = client_of(p)
+      p:seed_records { { callEndTime = T - 100 }, { callEndTime = T - 30 } }
+      local late = p:seed_records({ { callEndTime = T - 200 } }, { listing_delay = 3000 })
+      assert.equal(3, late[1].id) -- at_dial: the id at once, listed later
+      assert.same({ mock.format_time(T - 100) }, ids_of(c))
+      p:advance(30)
+      assert.same({ mock.format_time(T - 100), mock.format_time(T - 30) }, ids_of(c))
+      p:advance(2800)
+      assert.equal(3, #ids_of(c))
+      -- at_hangup: a seeded record gets its id when it is listed; the copy returned has none until then
+      p = provider { ids = "at_hangup" }
+      local waiting = p:seed_records({ { callEndTime = T - 10 } }, { listing_delay = 600 })
+      assert.is_nil(waiting[1].id)
+      local now = p:seed_records { { callEndTime = T - 5 } }
+      assert.equal(1, now[1].id)
+      p:advance(600)
+      assert.equal(2, p:records()[2].id)
+      assert.equal(waiting[1].sessionId, p:records()[2].sessionId)
+    end)
+  end)
+
   describe("records", function()
     it("pages 250 seeded records 100 at a time with the iterator: every id once, in order", function()
       local p = provider()

@@ -372,6 +372,8 @@ local function build_parser()
   c = p:command("sync", "Write each record new since the last run to stdout; the cursor lives in FILE.")
   c:option("--state", "The cursor file (created on the first run)."):argname("FILE"):count(1)
   c:option("--since", "First run only: where to start (default 24h)."):argname("T")
+  c:option("--lookback", "How late after its end a record may reach the provider, 0..2592000 (default 3600)."
+    .. " Each run re-reads that much."):argname("S")
   c:option("--format", "The same as -o (default jsonl)."):argname("F"):choices(output.FORMATS)
 
   c = p:command("normalize", "Print each phone number as the provider wants it (+86...).")
@@ -722,13 +724,20 @@ function commands.sync(ctx, a)
     end
     since = s
   end
+  local lookback
+  if a.lookback then
+    lookback = a.lookback:match("^%d+$") and tonumber(a.lookback)
+    if not lookback or lookback > 2592000 then
+      return ctx:usage("--lookback: a number of seconds from 0 to 2592000 expected, got " .. a.lookback)
+    end
+  end
   local fmt, ferr = ctx:format_of(a)
   if ferr then
     return ctx:usage(ferr)
   end
   local w = output.new(fmt or "jsonl", ctx.out)
   local summary, err = ctx.client:sync {
-    state = a.state, since = since, lock = ctx.settings.lock,
+    state = a.state, since = since, lookback = lookback, lock = ctx.settings.lock,
     on_record = function(rec)
       local ok, werr = w:row(rec)
       if not ok then
@@ -743,9 +752,10 @@ function commands.sync(ctx, a)
   if not summary then
     return ctx:fail(err)
   end
-  ctx:info(format("clicktocall sync: %d new record%s in %d page%s; cursor at id %s in %s\n",
-    summary.delivered or 0, summary.delivered == 1 and "" or "s", summary.pages or 0,
-    summary.pages == 1 and "" or "s", output.json_value(summary.max_id or 0), tostring(summary.state or a.state)))
+  ctx:info(format("clicktocall sync: %d new record%s, %d skipped, in %d page%s; through %s (UTC+8) in %s\n",
+    summary.delivered or 0, summary.delivered == 1 and "" or "s", summary.skipped or 0, summary.pages or 0,
+    summary.pages == 1 and "" or "s", summary.through and clicktocall.format_time(summary.through) or "-",
+    tostring(summary.state or a.state)))
   return 0
 end
 

@@ -1,8 +1,10 @@
 --- clicktocall.flatjson: the JSON of the jobs' own files (archive manifest lines, the sync state).
--- Flat objects only: string, number, boolean and null values, no nesting. The library has no JSON
--- dependency (the C core reads the provider's answers), and these files are ours, so this is enough.
+-- Flat objects only: string, number, boolean and null values, and arrays of strings, numbers and booleans
+-- (the sync state's ids); nothing nested deeper. The library has no JSON dependency (the C core reads the
+-- provider's answers), and these files are ours, so this is enough.
 --
---   encode(keys, t) -> '{"k":v,...}' with the keys in the order given (absent values left out)
+--   encode(keys, t) -> '{"k":v,...}' with the keys in the order given (absent values left out; a Lua
+--                      sequence is written as an array)
 --   decode(s) -> table | nil, why   (numbers past 2^53 stay strings of digits, as the core gives ids)
 
 local type = type
@@ -43,7 +45,7 @@ local function number_json(n)
   return format("%.17g", n)
 end
 
-local function value_json(v)
+local function value_json(v, nested)
   local t = type(v)
   if t == "string" then
     -- an id past 2^53 (a string of digits) is written as the number it is
@@ -55,6 +57,12 @@ local function value_json(v)
     return number_json(v)
   elseif t == "boolean" then
     return tostring(v)
+  elseif t == "table" and not nested then
+    local out = {}
+    for i = 1, #v do
+      out[i] = value_json(v[i], true)
+    end
+    return "[" .. concat(out, ",") .. "]"
   end
   return "null"
 end
@@ -132,6 +140,56 @@ local function read_number(text)
   return tointeger and tointeger(n) or n
 end
 
+-- reads a string, number, boolean or null at i -> value (nil for null), next index | why, nil
+local function read_scalar(s, i)
+  if sub(s, i, i) == '"' then
+    local v, ni = read_string(s, i)
+    if not v then
+      return "a bad string", nil
+    end
+    return v, ni
+  end
+  local text, ni = match(s, "^(-?%d+%.?%d*[eE]?[-+]?%d*)()", i)
+  if text and tonumber(text) then
+    return read_number(text), ni
+  elseif sub(s, i, i + 3) == "true" then
+    return true, i + 4
+  elseif sub(s, i, i + 4) == "false" then
+    return false, i + 5
+  elseif sub(s, i, i + 3) == "null" then
+    return nil, i + 4
+  end
+  return "a value expected", nil
+end
+
+-- reads an array of non-null scalars at the '[' at i -> list, next index | nil, why
+local function read_array(s, i)
+  local list = {}
+  local p = match(s, "^%[%s*%]()", i)
+  if p then
+    return list, p
+  end
+  i = i + 1
+  while true do
+    i = match(s, "^%s*()", i)
+    local v, ni = read_scalar(s, i)
+    if ni == nil then
+      return nil, v
+    elseif v == nil then
+      return nil, "a null in an array"
+    end
+    list[#list + 1] = v
+    local sep
+    sep, i = match(s, "^%s*([,%]])()", ni)
+    if not sep then
+      return nil, "',' or ']' expected"
+    end
+    if sep == "]" then
+      return list, i
+    end
+  end
+end
+
 function _M.decode(s)
   if type(s) ~= "string" then
     return nil, "not a string"
@@ -162,26 +220,19 @@ function _M.decode(s)
     if not i then
       return nil, "':' expected"
     end
-    local c = sub(s, i, i)
-    if c == '"' then
-      t[key], i = read_string(s, i)
-      if not i then
-        return nil, "a bad string"
+    local v
+    if sub(s, i, i) == "[" then
+      v, i = read_array(s, i)
+      if not v then
+        return nil, i
       end
     else
-      local text, ni = match(s, "^(-?%d+%.?%d*[eE]?[-+]?%d*)()", i)
-      if text and tonumber(text) then
-        t[key], i = read_number(text), ni
-      elseif sub(s, i, i + 3) == "true" then
-        t[key], i = true, i + 4
-      elseif sub(s, i, i + 4) == "false" then
-        t[key], i = false, i + 5
-      elseif sub(s, i, i + 3) == "null" then
-        i = i + 4
-      else
-        return nil, "a value expected"
+      v, i = read_scalar(s, i)
+      if i == nil then
+        return nil, v
       end
     end
+    t[key] = v
     local sep, ni = match(s, "^%s*([,}])()", i)
     if not sep then
       return nil, "',' or '}' expected"

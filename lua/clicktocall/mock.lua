@@ -41,6 +41,11 @@
 --   recording_size = 32768    bytes of each recording
 --   recording_base = "http://mock-recordings"  where recordings live: <base>/<sessionId>.wav
 --   chunk_size     = 16384    bytes per call of request.sink
+--   ids            = "at_dial" when a record gets its id: "at_dial", when the call is placed (or seeded), so a
+--                             long call that ends after shorter, later ones has the lower id; "at_hangup", when
+--                             it is listed (callEndTime + listing_delay), so ids follow the listing order
+--   listing_delay  = 0        seconds after its callEndTime before a record is listed (reaches the provider);
+--                             0: listed whenever its callEndTime is in the window asked for
 --
 -- The provider object (methods that change state return the provider, so calls chain):
 --   provider.transport              function(request) -> response | nil, err: clicktocall.new{ transport = }
@@ -55,8 +60,8 @@
 --                                   function); see the function's comment. A canned response's header
 --                                   names reach the client as written ("Location", not "location")
 --   provider:clear_faults([op]), provider:pending_faults([op]) -> n
---   provider:seed_records(n [, opts]) / provider:seed_records{ rec, ... } -> the new records
---   provider:records([user_data]) -> every record (copies), by id
+--   provider:seed_records(n [, opts]) / provider:seed_records({ rec, ... } [, opts]) -> the new records
+--   provider:records([user_data]) -> every record (copies), by id (at_hangup: those numbered so far)
 --   provider:recording(rec | url | sessionId) -> the bytes a download returns
 --   provider:balance([ud]), provider:set_balance(n [, ud]), provider:add_customer(ud [, balance])
 --   provider:bind(seat, phone [, ud]), provider:bound_phone(seat [, ud])
@@ -114,11 +119,14 @@ local DEFAULTS = {
   recording_size = 32768,
   recording_base = "http://mock-recordings",
   chunk_size = 16384,
+  ids = "at_dial",
+  listing_delay = 0,
 }
 
 local KNOWN_OPTIONS = {
   user_data = true, balance = true, secret = true, seats = true, clock = true, recorded = true,
-  call_duration = true, recording_size = true, recording_base = true, chunk_size = true,
+  call_duration = true, recording_size = true, recording_base = true, chunk_size = true, ids = true,
+  listing_delay = true,
 }
 
 -- the wire paths and the client method each one serves
@@ -497,6 +505,64 @@ local function add_record(self, entry)
   return entry
 end
 
+-- the delay before an entry is listed: its seed's, else new{}'s
+local function delay_of(self, entry)
+  return entry.delay or self._opts.listing_delay
+end
+
+-- whether an entry is listed at `now` (a delay of 0 lists a record whatever the clock, as before the option)
+local function listed(self, entry, now)
+  local d = delay_of(self, entry)
+  return d == 0 or now >= entry.t_end + d
+end
+
+-- ids = "at_hangup": the records now due get their ids, in the order they are listed (ties: as added)
+local function settle(self)
+  local pending = self._pending
+  if #pending == 0 then
+    return
+  end
+  local now, due, left = self:now(), {}, {}
+  for _, e in ipairs(pending) do
+    if now >= e.t_end + delay_of(self, e) then
+      due[#due + 1] = e
+    else
+      left[#left + 1] = e
+    end
+  end
+  sort(due, function(a, b)
+    local ta, tb = a.t_end + delay_of(self, a), b.t_end + delay_of(self, b)
+    if ta ~= tb then
+      return ta < tb
+    end
+    return a.seq < b.seq
+  end)
+  self._pending = left
+  for _, e in ipairs(due) do
+    e.key = key_incr(self._last_key)
+    add_record(self, e)
+  end
+end
+
+-- an entry for a new record: listed (with an id) now, or pending until it is due (ids = "at_hangup")
+local function place(self, entry)
+  if self._opts.ids == "at_hangup" then
+    self._seq = self._seq + 1
+    entry.seq = self._seq
+    self._pending[#self._pending + 1] = entry
+    return entry
+  end
+  return add_record(self, entry)
+end
+
+-- at_hangup: a record's fields are derived from a provisional key until it gets its id
+local function new_key(self)
+  if self._opts.ids == "at_hangup" then
+    return tostring(self._seq + 1)
+  end
+  return key_incr(self._last_key)
+end
+
 -- a new record's fields, all derived from its id and end time
 local function make_record(key, sid, ud, t_end, dur, recorded)
   local n = key_small(key)
@@ -645,16 +711,16 @@ function handlers.dial(self, call)
   if cust.balance <= 0 then
     return err_body("余额不足，无法呼叫 (balance used up)")
   end
-  local key = key_incr(self._last_key)
+  local key = new_key(self)
   local dur = self._opts.call_duration or (10 + (key_small(key) * 7) % 50)
   -- the agent answers after 3 s, the customer after 8 s, then they talk for `dur`
   local now = self:now()
   local t_end = now + 8 + dur
-  local sid = session_id(key, "dial:")
+  local sid = session_id(key, self._opts.ids == "at_hangup" and "hangup:" or "dial:")
   local rec = make_record(key, sid, req.userData, t_end, dur, self._opts.recorded)
   rec.setingNbr, rec.callerNum, rec.calleeNum = req.setingNbr, req.callerNbr, req.calleeNbr
   rec.callOutAnswerTime, rec.fwdAnswerTime = fmt_time(now + 3), fmt_time(now + 8)
-  add_record(self, { key = key, rec = rec, t_end = t_end, ud = req.userData })
+  place(self, { key = key, rec = rec, t_end = t_end, ud = req.userData })
   cust.balance = cust.balance - dur
   if cust.balance < 0 then
     cust.balance = 0
@@ -723,9 +789,10 @@ function handlers.records_page(self, call, stuck)
     end
   else
     local recs = self._recs
+    local now = self:now()
     for i = first_after(recs, max_key), #recs do
       local e = recs[i]
-      if e.ud == req.userData and e.t_end >= t0 and e.t_end <= t1 then
+      if e.ud == req.userData and e.t_end >= t0 and e.t_end <= t1 and listed(self, e, now) then
         out[#out + 1] = record_json(e)
         if #out >= PAGE then
           break
@@ -835,6 +902,7 @@ local function handle(self, request)
   if request.sink ~= nil and type(request.sink) ~= "function" then
     return nil, terr("argument", false, "the request sink must be a function")
   end
+  settle(self)
   local url = request.url
   local bare = match(url, "^[^?#]*")
   local path = match(bare, "^%a[%w+.-]*://[^/]*(/.*)$") or "/"
@@ -944,6 +1012,8 @@ local function init_state(self)
   self._by_url = {}
   self._faults = {}
   self._last_key = "0"
+  self._pending = {}
+  self._seq = 0
   self._offset = 0
   self.dials = 0
   clear(self.requests)
@@ -999,6 +1069,12 @@ function _M.new(o)
   end
   if opts.call_duration ~= nil and not is_whole(opts.call_duration, 1) then
     misuse("new", "call_duration must be a positive whole number of seconds")
+  end
+  if opts.ids ~= "at_dial" and opts.ids ~= "at_hangup" then
+    misuse("new", "ids must be \"at_dial\" or \"at_hangup\"")
+  end
+  if not is_whole(opts.listing_delay, 0) then
+    misuse("new", "listing_delay must be a whole number of seconds")
   end
   if not is_whole(opts.recording_size, 0) or not is_whole(opts.chunk_size, 1) then
     misuse("new", "recording_size and chunk_size must be whole numbers of bytes (chunk_size at least 1)")
@@ -1147,13 +1223,25 @@ end
 -- a list: each record's given fields are kept (id, if given, must be above the last one; it may be a
 --   string of digits past 2^53; callEndTime may be Unix seconds), the rest filled in;
 --   recordFileDownloadUrl = false leaves a recorded call without a URL.
+-- Either form: opts.listing_delay (these records are listed that many seconds after their callEndTime;
+--   default new{}'s). With ids = "at_hangup" a record gets its id once it is listed: the copies returned
+--   of records not listed yet have no id (find them later by sessionId), and an id cannot be given.
 function mt:seed_records(what, opts)
   local out = {}
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    misuse("seed_records", "opts must be a table")
+  end
+  local delay = opts.listing_delay
+  if delay ~= nil and not is_whole(delay, 0) then
+    misuse("seed_records", "listing_delay must be a whole number of seconds")
+  end
+  local hangup = self._opts.ids == "at_hangup"
+  settle(self)
   if type(what) == "number" then
     if not is_whole(what, 0) then
       misuse("seed_records", "the count must be a whole number")
     end
-    opts = opts or {}
     local now = self:now()
     local t0 = opts.start_time == nil and now - 86400 or to_epoch(opts.start_time)
     local t1 = opts.end_time == nil and now - 60 or to_epoch(opts.end_time)
@@ -1173,15 +1261,19 @@ function mt:seed_records(what, opts)
       recorded = true
     end
     for i = 1, what do
-      local key = key_incr(self._last_key)
+      local key = new_key(self)
       local t_end = what == 1 and t0 or t0 + floor((i - 1) * (t1 - t0) / (what - 1))
       local rec_on = recorded
       if type(recorded) == "function" then
         rec_on = recorded(i)
       end
       local dur = 10 + (key_small(key) * 7919) % 290
-      local rec = make_record(key, session_id(key, "seed:"), ud, t_end, dur, rec_on)
-      out[i] = copy(add_record(self, { key = key, rec = rec, t_end = t_end, ud = ud, size = size }).rec)
+      local rec = make_record(key, session_id(key, hangup and "hangup-seed:" or "seed:"), ud, t_end, dur, rec_on)
+      out[i] = place(self, { key = key, rec = rec, t_end = t_end, ud = ud, size = size, delay = delay }).rec
+    end
+    settle(self)
+    for i = 1, #out do
+      out[i] = copy(out[i])
     end
     return out
   end
@@ -1193,14 +1285,16 @@ function mt:seed_records(what, opts)
       misuse("seed_records", "record #" .. i .. " is not a table")
     end
     local key
-    if given.id ~= nil then
+    if given.id ~= nil and hangup then
+      misuse("seed_records", "record #" .. i .. ": with ids = \"at_hangup\" the provider gives the id")
+    elseif given.id ~= nil then
       key = id_key(given.id)
       if not key or not key_less(self._last_key, key) then
         misuse("seed_records", "record #" .. i .. ": id must be a whole number above the last id "
           .. self._last_key)
       end
     else
-      key = key_incr(self._last_key)
+      key = new_key(self)
     end
     local t_end = self:now()
     if given.callEndTime ~= nil then
@@ -1214,20 +1308,25 @@ function mt:seed_records(what, opts)
       self:add_customer(ud)
     end
     local dur = tonumber(given.duration) or 10 + (key_small(key) * 7919) % 290
-    local rec = make_record(key, given.sessionId or session_id(key, "seed:"), ud, t_end, dur,
-                            given.recordFlag == nil or given.recordFlag == "1")
+    local rec = make_record(key, given.sessionId or session_id(key, hangup and "hangup-seed:" or "seed:"), ud,
+                            t_end, dur, given.recordFlag == nil or given.recordFlag == "1")
     for k, v in pairs(given) do
       if k ~= "id" and k ~= "callEndTime" then
         rec[k] = v
       end
     end
-    out[i] = copy(add_record(self, { key = key, rec = rec, t_end = t_end, ud = ud }).rec)
+    out[i] = place(self, { key = key, rec = rec, t_end = t_end, ud = ud, delay = delay }).rec
+  end
+  settle(self)
+  for i = 1, #out do
+    out[i] = copy(out[i])
   end
   return out
 end
 
 --- provider:records([user_data]) -> copies of the records, by id (all customers' when user_data is nil)
 function mt:records(ud)
+  settle(self)
   local out = {}
   for _, e in ipairs(self._recs) do
     if ud == nil or e.ud == ud then
@@ -1245,6 +1344,7 @@ function mt:recording(what)
   elseif type(what) == "string" and not find(what, "://", 1, true) then
     url = recording_url(self, what)
   end
+  settle(self)
   local entry = type(url) == "string" and self._by_url[match(url, "^[^?#]*")]
   if not entry then
     return nil

@@ -1,13 +1,24 @@
 --- clicktocall.sync: client:sync{}, a database kept in step with the call records.
 --
--- The state file holds the highest id delivered and the window's start:
---   {"version":1,"max_id":…,"from":<Unix seconds>,"user_data":…}
--- A run: check everything (nothing written on a bad argument), lock <state>.lock (flock: a second run
--- is "busy"), read the state (corrupt or another customer's: an "argument" error naming the file, never
--- reset), then page from max_id in the window [from, now], on_record for each record in id order, and
--- after each page handled whole replace the state (temporary file, fsync, rename, fsync of the
--- directory). `from` moves up to now - lookback only once the window was paged to its end: a run cut
--- short keeps its old start, so nothing between the two is skipped. Delivery is at least once.
+-- State version 2: a cursor in time, and the ids already delivered that the next run will see again.
+--   {"version":2,"through":<Unix seconds>,"user_data":…,"ids":[id,…]}      (+ "from" before a first whole run)
+-- `through`: every record whose callEndTime (provider clock, UTC+8) is before it was delivered. A run pages
+-- the window [through - lookback, now] from maxId 0 to its end (`from` instead of through - lookback while a
+-- state has it: the first run's `since`, or a version 1 file's start), hands on_record each record whose id
+-- is not in `ids`, and counts the others as skipped. So the order of ids does not matter: a long call that
+-- ends after shorter, later-numbered ones, or a record listed late, is still in the window.
+--
+-- Order, so that a crash loses nothing: after each page that delivered a record, the state (with that
+-- page's ids added) replaces the file (temporary file, fsync, rename, fsync of the directory); a run cut
+-- short (on_record failing, the provider failing, a crash) leaves `through` where it was, so the next run
+-- re-reads the same window and delivers only what it has not recorded (at least once: a crash between a
+-- page's on_record calls and its state write delivers that page again). A run that paged the window to its
+-- end moves `through` to its `now` and keeps only the ids whose callEndTime is at or after the next window's
+-- start: the file holds the records of about lookback seconds, never the history.
+--
+-- Corrupt, foreign (another user_data), unknown-version or ill-formed state files are "argument" errors
+-- naming the file; a state file is never reset. A version 1 file ({"version":1,"max_id":…,"from":…}) is
+-- converted: its `from` starts the first window, so a record may be delivered once more, none is lost.
 
 local core = require "clicktocall.core"
 local exchange = require "clicktocall.exchange"
@@ -20,19 +31,23 @@ local select = select
 local pcall = pcall
 local tostring = tostring
 local io_open = io.open
-local os_time = os.time
 local os_rename = os.rename
 local os_remove = os.remove
 local format = string.format
 local match = string.match
 local floor = math.floor
+local pairs = pairs
+local sort = table.sort
 
 local _M = { _VERSION = core._VERSION }
 
 local FNAME = "sync"
 local KNOWN = { state = true, on_record = true, since = true, lookback = true, user_data = true, lock = true }
-local STATE_KEYS = { "version", "max_id", "from", "user_data" }
-local MAX_LOOKBACK = 30 * 86400 -- the provider keeps records much longer, but a larger window is a mistake
+local STATE_KEYS = { "version", "through", "from", "user_data", "ids" }
+local DEFAULT_LOOKBACK = 3600
+-- A record listed more than 30 days after its call ended is not one a lookback should wait for; a larger
+-- window only makes every run read more.
+local MAX_LOOKBACK = 30 * 86400
 
 local function check(st, args)
   if type(args) ~= "table" then
@@ -59,7 +74,7 @@ local function check(st, args)
   end
   local lookback = args.lookback
   if lookback == nil then
-    lookback = 86400
+    lookback = DEFAULT_LOOKBACK
   elseif not (type(lookback) == "number" and lookback >= 0 and lookback <= MAX_LOOKBACK) then
     return jobs.argument(st, FNAME, "field 'lookback' must be a number of seconds from 0 to " .. MAX_LOOKBACK)
   end
@@ -85,8 +100,48 @@ local function check(st, args)
 end
 
 local function corrupt(st, path, why)
-  return jobs.argument(st, FNAME, format("the state file %s %s; it was left as it is (move it away to "
-                                         .. "start over)", path, why))
+  return select(2, jobs.argument(st, FNAME, format("the state file %s %s; it was left as it is (move it away "
+                                                   .. "to start over)", path, why)))
+end
+
+local function is_time(v)
+  return jobs.is_int(v, -2 ^ 53, 2 ^ 53)
+end
+
+-- an id as the core gives one: a whole number >= 0, or (past 2^53 on 5.1/LuaJIT) a string of digits
+local function is_id(v)
+  if type(v) == "string" then
+    return match(v, "^%d+$") ~= nil and #v <= 20
+  end
+  return type(v) == "number" and v == v and v >= 0 and floor(v) == v and v < 2 ^ 64
+end
+
+local V2 = "is not a clicktocall sync state (version 2 with through and ids)"
+
+-- version 2 as read, or a version 1 state converted -> state | nil, err
+local function checked_state(st, job, s)
+  if s.version == 1 then
+    if not is_time(s.from) or not is_id(s.max_id) then
+      return nil, corrupt(st, job.state, "is not a clicktocall sync state (version 1 with max_id and from)")
+    end
+    -- version 1 delivered every record of [from, its last run] with an id up to max_id, but not those
+    -- numbered below it that ended later: start the window at `from` again and deliver it whole
+    return { version = 2, through = s.from, from = s.from, user_data = s.user_data, ids = {} }
+  elseif type(s.version) ~= "number" then
+    return nil, corrupt(st, job.state, V2)
+  elseif s.version ~= 2 then
+    return nil, corrupt(st, job.state, "has a version this module does not know ("
+                                       .. tostring(s.version) .. "); it may be a newer clicktocall's")
+  end
+  if not is_time(s.through) or s.from ~= nil and not is_time(s.from) or type(s.ids) ~= "table" then
+    return nil, corrupt(st, job.state, V2)
+  end
+  for i = 1, #s.ids do
+    if not is_id(s.ids[i]) then
+      return nil, corrupt(st, job.state, V2 .. ": ids[" .. i .. "] is not a record id")
+    end
+  end
+  return s
 end
 
 -- -> state table | nil (no file yet) | false, err
@@ -94,7 +149,7 @@ local function read_state(st, job)
   local f = io_open(job.state, "rb")
   if not f then
     if core.file_kind(job.state) ~= "missing" then
-      return false, select(2, corrupt(st, job.state, "cannot be read"))
+      return false, corrupt(st, job.state, "cannot be read")
     end
     return nil
   end
@@ -102,16 +157,15 @@ local function read_state(st, job)
   f:close()
   local s = flatjson.decode(data or "")
   if not s then
-    return false, select(2, corrupt(st, job.state, "is not a clicktocall sync state (not JSON)"))
-  end
-  if s.version ~= 1 or type(s.from) ~= "number" or s.from ~= floor(s.from)
-    or not (type(s.max_id) == "number" and s.max_id >= 0
-            or type(s.max_id) == "string" and match(s.max_id, "^%d+$")) then
-    return false, select(2, corrupt(st, job.state, "is not a clicktocall sync state (version 1 with max_id "
-                                                   .. "and from)"))
+    return false, corrupt(st, job.state, "is not a clicktocall sync state (not JSON)")
   end
   if s.user_data ~= nil and s.user_data ~= job.user_data then
-    return false, select(2, corrupt(st, job.state, "belongs to another user_data"))
+    return false, corrupt(st, job.state, "belongs to another user_data")
+  end
+  local err
+  s, err = checked_state(st, job, s)
+  if not s then
+    return false, err
   end
   return s
 end
@@ -148,6 +202,33 @@ local function write_state(st, job, s)
   return true
 end
 
+-- a over b, ids compared as whole numbers whatever their Lua type
+local function key_less(a, b)
+  if #a ~= #b then
+    return #a < #b
+  end
+  return a < b
+end
+
+local function sorted_ids(set)
+  local keys = {}
+  for k in pairs(set) do
+    keys[#keys + 1] = k
+  end
+  sort(keys, key_less)
+  local ids = {}
+  for i = 1, #keys do
+    ids[i] = set[keys[i]]
+  end
+  return ids
+end
+
+local function id_above(a, b)
+  if b == nil then
+    return true
+  end
+  return key_less(jobs.key(b), jobs.key(a))
+end
 
 local function locked(st, job)
   jobs.clean_stale(job.dir) -- a state write cut short by a crash
@@ -155,16 +236,38 @@ local function locked(st, job)
   if s == false then
     return nil, err
   end
-  local now = os_time()
+  -- `now` is read once: the window ends there, and `through` moves to it after a whole run. No margin
+  -- below now is needed for records still being written: one that reaches the provider after this run
+  -- read past it ended at or after now - lookback (if it is within lookback at all), and the next window
+  -- starts at now - lookback. The overlap is the margin, and lookback sets it.
+  local now = os.time() -- looked up at each run, not cached: specs and the bench run sync on a simulated clock
   if not s then
-    s = { version = 1, max_id = 0, from = job.since or now - 86400, user_data = job.user_data }
+    local from = job.since or now - 86400
+    s = { version = 2, through = from, from = from, ids = {} }
   end
   s.user_data = job.user_data
-  local from = s.from < now and s.from or now
-  local summary = { delivered = 0, pages = 0, max_id = s.max_id, state = job.state }
+  local start = s.from or s.through - job.lookback
+  if not s.from and start > now - job.lookback then
+    -- a clock set back since the last run (through is ahead of now): still read the last lookback seconds
+    start = now - job.lookback
+  end
+  if start > now then
+    start = now -- a `since` in the future
+  end
+  local done = {} -- key -> id: delivered by an earlier run or this one
+  for i = 1, #s.ids do
+    done[jobs.key(s.ids[i])] = s.ids[i]
+  end
+  local seen = {} -- key -> callEndTime (Unix seconds, or false when unreadable): every record of the window
+  local summary = { delivered = 0, skipped = 0, pages = 0, through = s.through, max_id = nil, state = job.state }
+  local unsaved = false -- records delivered since the state was last written
+  local function save()
+    unsaved = false
+    return write_state(st, job, s)
+  end
   local ok
-  ok, err = jobs.page_all(st, FNAME, { start_time = from, end_time = now, user_data = job.user_data,
-                                       max_id = s.max_id }, function(recs)
+  ok, err = jobs.page_all(st, FNAME, { start_time = start, end_time = now, user_data = job.user_data,
+                                       max_id = 0 }, function(recs)
     if job.lease then
       local lok, lerr = job.lease:renew()
       if not lok then
@@ -172,34 +275,59 @@ local function locked(st, job)
       end
     end
     for i = 1, #recs do
-      local hok, r1, r2 = pcall(job.on_record, recs[i])
-      if not hok then
-        return nil, jobs.callback_error(st, "on_record", "raised an error", r1)
-      elseif r1 == nil and r2 ~= nil then
-        return nil, jobs.callback_error(st, "on_record", "returned an error", r2)
+      local rec = recs[i]
+      local key = jobs.key(rec.id)
+      seen[key] = jobs.unix(rec.callEndTime) or false
+      if done[key] then
+        summary.skipped = summary.skipped + 1
+      else
+        local hok, r1, r2 = pcall(job.on_record, rec)
+        if not hok then
+          return nil, jobs.callback_error(st, "on_record", "raised an error", r1)
+        elseif r1 == nil and r2 ~= nil then
+          return nil, jobs.callback_error(st, "on_record", "returned an error", r2)
+        end
+        done[key] = rec.id
+        s.ids[#s.ids + 1] = rec.id -- in the order delivered until the run ends (sorting each page costs)
+        unsaved = true
+        summary.delivered = summary.delivered + 1
+        if id_above(rec.id, summary.max_id) then
+          summary.max_id = rec.id
+        end
       end
-      summary.delivered = summary.delivered + 1
     end
     summary.pages = summary.pages + 1
-    if #recs > 0 then
-      s.max_id = recs[#recs].id
-      summary.max_id = s.max_id
-      return write_state(st, job, s)
+    if unsaved then
+      return save()
     end
     return true
   end)
   if not ok then
+    -- cut short: keep what this run delivered (through stays), so the next run does not deliver it again
+    if unsaved then
+      save()
+    end
     return nil, err
   end
-  -- the whole window was paged: its start may move up, lookback behind now
-  local start = now - job.lookback
-  if start > s.from then
-    s.from = start
+  -- the whole window was paged: every record that ended before now is delivered (those listed after this
+  -- run read past them are within lookback, in the next window)
+  -- now, even when a clock set back makes it earlier than before: a cursor moved back only reads more
+  s.through = now
+  s.from = nil
+  local next_start = s.through - job.lookback
+  local keep = {}
+  for key, t in pairs(seen) do
+    -- an unreadable callEndTime: kept while the window lists the record
+    if t == false or t >= next_start then
+      keep[key] = done[key]
+    end
   end
-  ok, err = write_state(st, job, s)
+  s.ids = sorted_ids(keep)
+  ok, err = save()
   if not ok then
     return nil, err
   end
+  summary.through = s.through
   return summary
 end
 

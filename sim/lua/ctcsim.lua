@@ -148,6 +148,7 @@ end
 
 function M.handle()
   local uri = ngx.var.uri
+  store.settle() -- ids at_hangup: the records due by now get their ids before anything reads them
   if uri == "/_sim" or uri:sub(1, 6) == "/_sim/" then return control.handle(uri) end
   local class = uri:sub(1, 12) == "/recordings/" and "recordings" or "api"
   local ctx = ngx.ctx

@@ -39,6 +39,7 @@ handlers["POST /_sim/reset"] = function()
 end
 
 local MAX_TIMES = 1000000
+local MAX_DELAY = 30 * 86400
 
 -- "times": a list of end times (and "session_ids", one for each) -> the sorted Unix seconds and the
 -- sessionIds in the same order (or nil), or nil, message
@@ -112,7 +113,40 @@ handlers["POST /_sim/seed"] = function()
     rbytes, err = opt_recording_bytes(req.recording_bytes)
     if not rbytes then return fail(400, err) end
   end
+  local delay = store.listing_delay()
+  if req.listing_delay ~= nil and req.listing_delay ~= util.null then
+    delay = util.to_int(req.listing_delay, 0, MAX_DELAY)
+    if not delay or delay ~= req.listing_delay then
+      return fail(400, "listing_delay must be an integer 0.." .. MAX_DELAY)
+    end
+  end
+  -- ids at_hangup: a record gets its id when it is listed; those not listed yet wait (times seeds only)
+  local waiting
+  if store.ids_mode() == "at_hangup" then
+    local now = math.floor(util.now())
+    if not times then
+      if t1 + delay > now then
+        return fail(400, "with ids at_hangup a count seed must be listed already (end_time + listing_delay <= "
+                         .. "now); give times for records listed later")
+      end
+    else
+      local due = 0
+      while due < #times and times[due + 1] + delay <= now do due = due + 1 end
+      if due < #times then
+        if sids then return fail(400, "with ids at_hangup, session_ids need times already listed") end
+        waiting = {}
+        for i = due + 1, #times do waiting[#waiting + 1] = times[i] end
+        for i = #times, due + 1, -1 do times[i] = nil end
+        count = due
+      end
+    end
+  end
   if not store.is_known(ud) then store.add_customer(ud) end
+  if waiting then
+    local n; n, err = store.seed_pending(waiting, ud, recorded, delay, rbytes)
+    if not n then return fail(507, err) end
+    if count == 0 then return util.send_json(200, { first_id = util.null, last_id = util.null, pending = n }) end
+  end
   if sids then
     for i = 1, #sids do
       if store.id_from_custom_session(sids[i]) then
@@ -120,9 +154,9 @@ handlers["POST /_sim/seed"] = function()
       end
     end
   end
-  local first, last = store.seed(count, t0, t1, ud, recorded, times, rbytes, sids)
+  local first, last = store.seed(count, t0, t1, ud, recorded, times, rbytes, sids, delay)
   if not first then return fail(507, last) end
-  return util.send_json(200, { first_id = first, last_id = last })
+  return util.send_json(200, { first_id = first, last_id = last, pending = waiting and #waiting or 0 })
 end
 
 handlers["POST /_sim/balance"] = function()
@@ -155,10 +189,12 @@ local NUM_OPTIONS = {
   recording_rate = { 0, 1e12, "an integer number of bytes per second (0 or null: no limit)" },
   latency_ms = { 0, 600000, "an integer 0..600000 (0 or null: none)" },
   recording_latency_ms = { 0, 600000, "an integer 0..600000 (0 or null: none)" },
+  listing_delay = { 0, MAX_DELAY, "an integer number of seconds 0.." .. MAX_DELAY .. " (0 or null: none)" },
 }
+local IDS = { at_dial = true, at_hangup = true }
 
 local function options()
-  local out = { dial_recorded = store.dial_recorded(),
+  local out = { dial_recorded = store.dial_recorded(), ids = store.ids_mode(),
                 recording_base = util.dict:get("opt:recording_base") or util.null }
   for name in pairs(NUM_OPTIONS) do
     local v = util.dict:get("opt:" .. name)
@@ -191,6 +227,10 @@ handlers["POST /_sim/options"] = function()
       end
     end
   end
+  if req.ids ~= nil then
+    if not IDS[req.ids] then return fail(400, "ids must be \"at_dial\" or \"at_hangup\"") end
+    set.ids = req.ids
+  end
   local rb = req.recording_base
   if rb ~= nil then
     if rb == util.null then
@@ -202,7 +242,7 @@ handlers["POST /_sim/options"] = function()
     end
   end
   for k in pairs(req) do
-    if k ~= "dial_recorded" and k ~= "recording_base" and not NUM_OPTIONS[k] then
+    if k ~= "dial_recorded" and k ~= "recording_base" and k ~= "ids" and not NUM_OPTIONS[k] then
       return fail(400, "unknown option " .. tostring(k))
     end
   end
@@ -298,6 +338,7 @@ handlers["GET /_sim/state"] = function()
     default_user_data = util.config.user_data,
     record_count = c.record_count,
     last_id = c.last_id,
+    pending = c.pending,
     segments = c.segments,
     clock_offset = util.dict:get("clock_offset") or 0,
     now = util.fmt_time(util.now()),

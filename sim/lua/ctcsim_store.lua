@@ -11,7 +11,11 @@
 --                  "sidmap:<sessionId>" -> id. Their recordings are at /recordings/r<id>.wav (an arbitrary
 --                  sessionId cannot be put in a path nginx accepts: "..%2F" and "%00" are refused)
 --   dialled call:  "d|<id>|<end_time>|<user_data>"  with the record's JSON under "rec:<id>"
--- A seed's recording size (when given) is under "rbytes:<first_id>".
+-- A seed's recording size (when given) is under "rbytes:<first_id>"; its listing delay (when not 0) under
+-- "delay:<first_id>": its records are listed only once the clock is past callEndTime + delay.
+-- Option ids = "at_hangup": a dialled call, or a seeded record not listed yet, waits without an id in
+--   "pend:<seq>" (its record's JSON, no id) and the list "pending" ("<due>|<seq>|<end>|<delay>|<rbytes>" each
+--   line); settle() gives each one that is due an id, in the order they are due, as a dialled call's segment.
 local util = require "ctcsim_util"
 
 local ngx = ngx
@@ -97,6 +101,15 @@ function M.dial_recorded()
   local v = dict:get("opt:dial_recorded")
   if v == nil then return true end
   return v
+end
+
+-- "at_dial" (default: an id when the call is placed or seeded) or "at_hangup" (when it is listed)
+function M.ids_mode()
+  return dict:get("opt:ids") or "at_dial"
+end
+
+function M.listing_delay()
+  return dict:get("opt:listing_delay") or 0
 end
 
 -- segments ------------------------------------------------------------------------
@@ -196,6 +209,10 @@ end
 function M.session_id(uuid, id)
   return uuid .. "_" .. tostring(SESSION_BASE + id)
 end
+
+-- a record waiting for its id (at_hangup) has a sessionId of its own number, far above the ids' range;
+-- once it has an id, "sidmap:<sessionId>" leads to it
+local PENDING_BASE = 900000000
 
 function M.id_from_session(sid)
   local digits = type(sid) == "string" and sid:match("^[%x%-]+_(%d+)$")
@@ -308,7 +325,7 @@ end
 
 -- the record whose recording is /recordings/<name>.wav (and its end time and segment), or nil
 function M.record_by_recording_name(name)
-  local id = M.id_from_session(name) or id_from_custom_name(name)
+  local id = dict:get("sidmap:" .. name) or M.id_from_session(name) or id_from_custom_name(name)
   if not id then return nil end
   local rec, tend, first, rname = M.get_record(id)
   if not rec or rname ~= name then return nil end
@@ -331,20 +348,25 @@ function M.query(ud, max_id, t_start, t_end, limit, base)
   local k = find_seg(max_id + 1)
   local from_id = max_id + 1
   local n = 0
+  local now = floor(util.now())
   while k <= nseg and n < limit do
     local seg = get_seg(k)
     if not seg then break end
+    -- a listing delay: only the records whose callEndTime + delay has come are listed
+    local delay = dict:get("delay:" .. seg.first)
+    local last_t = t_end
+    if delay and now - delay < last_t then last_t = now - delay end
     if seg.ud == ud then
       if seg.kind ~= "d" then
         local lo = seg_lower(seg, t_start)
-        local hi = seg_upper(seg, t_end)
+        local hi = seg_upper(seg, last_t)
         local a = max(seg.first + lo, from_id)
         local b = min(seg.first + hi, a + (limit - n) - 1)
         for id = a, b do
           n = n + 1
           out[n] = seeded_json(seg, id, ud_json, base_json)
         end
-      elseif seg.first >= from_id and seg.t0 >= t_start and seg.t0 <= t_end then
+      elseif seg.first >= from_id and seg.t0 >= t_start and seg.t0 <= last_t then
         local rec = dialled_json(seg.first, base_json)
         if rec then
           n = n + 1
@@ -376,13 +398,14 @@ end
 
 -- seed `count` records ending evenly over [t0, t1], or one record per end time of the sorted list `times`
 -- (then count = #times); returns first_id, last_id
-function M.seed(count, t0, t1, ud, recorded, times, recording_bytes, sids)
+function M.seed(count, t0, t1, ud, recorded, times, recording_bytes, sids, delay)
   return util.with_lock(function()
     local first = (dict:get("next_id") or 0) + 1
     local rec = recorded == nil and "a" or (recorded and "1" or "0")
     local ok, err = true, nil
     -- the segment last: a seed is there whole or not at all (safe_set never evicts other state)
     if recording_bytes then ok, err = dict:safe_set("rbytes:" .. first, recording_bytes) end
+    if ok and delay and delay > 0 then ok, err = dict:safe_set("delay:" .. first, delay) end
     if ok and times then ok, err = dict:safe_set("times:" .. first, table.concat(times, ",")) end
     if ok and sids then
       ok, err = dict:safe_set("sids:" .. first, util.encode_array(sids))
@@ -400,6 +423,7 @@ function M.seed(count, t0, t1, ud, recorded, times, recording_bytes, sids)
     end
     if not ok then
       dict:delete("rbytes:" .. first)
+      dict:delete("delay:" .. first)
       dict:delete("times:" .. first)
       dict:delete("sids:" .. first)
       for i = 1, sids and #sids or 0 do
@@ -413,23 +437,111 @@ function M.seed(count, t0, t1, ud, recorded, times, recording_bytes, sids)
   end)
 end
 
--- place a call: checks the balance, creates the record, charges the talk time.
--- returns sessionId or nil, message
+-- at_hangup: a record waits for its id until it is due (callEndTime + delay); callers hold the lock
+local function add_pending(rec, tend, delay, rbytes)
+  local seq = dict:incr("pend_seq", 1, 0)
+  local ok, err = dict:safe_set("pend:" .. seq, util.encode(rec))
+  if not ok then return nil, err end
+  local line = fmt("%d|%d|%d|%d|%d", tend + delay, seq, tend, delay, rbytes or 0)
+  local list = dict:get("pending")
+  ok, err = dict:safe_set("pending", list and (list .. "\n" .. line) or line)
+  if not ok then
+    dict:delete("pend:" .. seq)
+    return nil, err
+  end
+  return seq
+end
+
+-- at_hangup: every waiting record whose time has come gets the next id, in the order they are due (then
+-- as placed), and becomes a dialled call's segment. Called before each request is served.
+function M.settle()
+  if not dict:get("pending") then return end
+  return util.with_lock(function()
+    local list = dict:get("pending")
+    if not list then return end
+    local now = floor(util.now())
+    local due, left = {}, {}
+    for line in list:gmatch("[^\n]+") do
+      local d, seq, tend, delay, rbytes = line:match("^(%-?%d+)|(%d+)|(%-?%d+)|(%d+)|(%d+)$")
+      d = tonumber(d)
+      if d <= now then
+        due[#due + 1] = { due = d, seq = tonumber(seq), tend = tonumber(tend), delay = tonumber(delay),
+                          rbytes = tonumber(rbytes) }
+      else
+        left[#left + 1] = line
+      end
+    end
+    if #due == 0 then return end
+    table.sort(due, function(a, b) if a.due ~= b.due then return a.due < b.due end return a.seq < b.seq end)
+    for _, p in ipairs(due) do
+      local rec = util.decode(dict:get("pend:" .. p.seq) or "null")
+      if rec then
+        local id = (dict:get("next_id") or 0) + 1
+        rec.id = id
+        dict:set("rec:" .. id, util.encode(rec))
+        append_seg(fmt("d|%d|%d|%s", id, p.tend, rec.userData))
+        dict:set("sidmap:" .. rec.sessionId, id)
+        if p.delay > 0 then dict:set("delay:" .. id, p.delay) end
+        if p.rbytes > 0 then dict:set("rbytes:" .. id, p.rbytes) end
+        dict:set("next_id", id)
+        dict:incr("rec_count", 1, 0)
+      end
+      dict:delete("pend:" .. p.seq)
+    end
+    if #left == 0 then dict:delete("pending") else dict:set("pending", table.concat(left, "\n")) end
+  end)
+end
+
+function M.pending_count()
+  local list = dict:get("pending")
+  if not list then return 0 end
+  local _, n = list:gsub("\n", "")
+  return n + 1
+end
+
+-- at_hangup: seeded records not due yet wait, each with the fields a seeded record has (derived from its
+-- waiting number instead of an id). -> how many
+function M.seed_pending(times, ud, recorded, delay, rbytes)
+  return util.with_lock(function()
+    for i = 1, #times do
+      local seq = (dict:get("pend_seq") or 0) + 1
+      local tend = times[i]
+      local dur = 10 + (seq * 7919) % 290
+      local on
+      if recorded == nil then on = seq % 10 ~= 0 else on = recorded end
+      local rec = {
+        sessionId = M.session_id(uuid_from(md5("ctcsim-pend:" .. seq)), PENDING_BASE + seq),
+        userData = ud, setingNbr = fmt("PP%010d", 7568000000 + seq % 1000), direction = "0",
+        callerNum = fmt("+86138%08d", seq % 100000000), calleeNum = fmt("+86139%08d", (seq * 7) % 100000000),
+        callOutAnswerTime = util.fmt_time(tend - dur - 8), fwdAnswerTime = util.fmt_time(tend - dur),
+        callEndTime = util.fmt_time(tend), duration = tostring(dur), callmin = ceil(dur / 60),
+        recordFlag = on and "1" or "0",
+      }
+      local ok, err = add_pending(rec, tend, delay, rbytes)
+      if not ok then return nil, "state full: " .. tostring(err) end
+    end
+    return #times
+  end)
+end
+
+-- place a call: checks the balance, creates the record (at_hangup: a record waiting for its id), charges
+-- the talk time. returns sessionId or nil, message
 function M.dial(ud, seat, caller, callee)
   return util.with_lock(function()
     local bal = M.balance(ud)
     if bal <= 0 then return nil, "余额不足，无法呼叫 (balance used up)" end
-    local id = (dict:get("next_id") or 0) + 1
+    local hangup = M.ids_mode() == "at_hangup"
+    local id = hangup and (dict:get("pend_seq") or 0) + 1 or (dict:get("next_id") or 0) + 1
     local dur = tonumber(dict:get("opt:dial_duration")) or (10 + (id * 7) % 50)
     local now = floor(util.now())
     local t_caller, t_callee = now + 3, now + 8   -- caller answers, then the callee; the talk lasts dur
     local tend = t_callee + dur
     local uuid = uuid_from(md5(fmt("ctcsim-dial:%d:%s:%d:%s", id, tostring(ngx.now()), ngx.worker.pid(),
                                    tostring(math.random()))))
-    local sid = M.session_id(uuid, id)
+    local sid = M.session_id(uuid, hangup and PENDING_BASE + id or id)
     local recorded = M.dial_recorded()
     local rec = {
-      id = id,
+      id = not hangup and id or nil,
       sessionId = sid,
       userData = ud,
       setingNbr = seat,
@@ -443,15 +555,22 @@ function M.dial(ud, seat, caller, callee)
       callmin = ceil(dur / 60),
       recordFlag = recorded and "1" or "0",
     }
-    local ok, err = dict:safe_set("rec:" .. id, util.encode(rec))
-    if not ok then return nil, "系统繁忙 (simulator state full: " .. tostring(err) .. ")" end
-    ok, err = append_seg(fmt("d|%d|%d|%s", id, tend, ud))
-    if not ok then
-      dict:delete("rec:" .. id)
-      return nil, "系统繁忙 (simulator state full: " .. tostring(err) .. ")"
+    local delay = M.listing_delay()
+    if hangup then
+      local ok, err = add_pending(rec, tend, delay)
+      if not ok then return nil, "系统繁忙 (simulator state full: " .. tostring(err) .. ")" end
+    else
+      local ok, err = dict:safe_set("rec:" .. id, util.encode(rec))
+      if not ok then return nil, "系统繁忙 (simulator state full: " .. tostring(err) .. ")" end
+      ok, err = append_seg(fmt("d|%d|%d|%s", id, tend, ud))
+      if not ok then
+        dict:delete("rec:" .. id)
+        return nil, "系统繁忙 (simulator state full: " .. tostring(err) .. ")"
+      end
+      if delay > 0 then dict:set("delay:" .. id, delay) end
+      dict:set("next_id", id)
+      dict:incr("rec_count", 1, 0)
     end
-    dict:set("next_id", id)
-    dict:incr("rec_count", 1, 0)
     dict:set("bal:" .. ud, max(0, bal - dur))
     return sid
   end)
@@ -461,6 +580,7 @@ end
 function M.reset()
   return util.with_lock(function()
     local next_id = dict:get("next_id") or 0
+    local pend_seq = dict:get("pend_seq") or 0
     local log_seq = dict:get("log_seq") or 0
     -- requests in flight now decrement these when they end: keep them
     local in_flight = {}
@@ -471,6 +591,7 @@ function M.reset()
     dict:flush_expired()
     dict:set("__lock", true, 5)  -- still ours until with_lock releases it
     dict:set("next_id", next_id)
+    dict:set("pend_seq", pend_seq)
     dict:set("log_seq", log_seq)
     dict:set("log_base", log_seq)
     for class, n in pairs(in_flight) do dict:set("inflight:" .. class, n) end
@@ -482,6 +603,7 @@ end
 function M.counts()
   return {
     record_count = dict:get("rec_count") or 0,
+    pending = M.pending_count(),
     last_id = dict:get("next_id") or 0,
     segments = dict:get("nseg") or 0,
   }

@@ -75,6 +75,22 @@ function M.count(provider, op)
   return n
 end
 
+--- A simulated clock for sync specs: os.time() (what sync reads) and the mock's clock both answer `t`
+-- until restore(). os.time(table) still converts dates.
+--   local clock = j.fake_clock(1700000000); mock.new{ clock = clock.now }; clock:advance(300); clock.restore()
+function M.fake_clock(t)
+  local real = os.time
+  local clock = { t = t }
+  clock.now = function() return clock.t end
+  function clock:advance(s) self.t = self.t + s end
+  function clock.restore() os.time = real end -- luacheck: ignore 122
+  os.time = function(date) -- luacheck: ignore 122
+    if date ~= nil then return real(date) end
+    return clock.t
+  end
+  return clock
+end
+
 --- A Lua script for a child process: the module and the core of this interpreter on its paths.
 function M.script(dir, name, body)
   local path = dir .. "/" .. name

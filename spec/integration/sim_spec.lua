@@ -451,6 +451,103 @@ describe("simulator #integration", function()
       assert.equal(cjson.null, s:options {}.latency_ms)
     end)
   end)
+
+  describe("numbering (ids) and lateness (listing_delay)", function()
+    local function post_status(path, body)
+      local res = s.http:perform { method = "POST", url = s.base_url .. path, body = cjson.encode(body) }
+      return res.status, res.body
+    end
+
+    local function bind_and_dial(n)
+      assert.is_true(call(s, "/management/add/setingphone", { userData = s.user_data, setingNbr = "PP1",
+                                                              userPhone = "+8613500000002" }).meta.success)
+      local sids = {}
+      for k = 1, n do
+        sids[k] = call(s, "/rest/voiceCall/api", { userData = s.user_data, setingNbr = "PP1",
+                                                   callerNbr = "+8613500000002",
+                                                   calleeNbr = "+861391800001" .. k }).data
+      end
+      return sids
+    end
+
+    it("ids: at_dial by default; bad values refused, nothing changed; reset clears it", function()
+      assert.equal("at_dial", s:options {}.ids)
+      for _, bad in ipairs { { ids = "later" }, { ids = 1 }, { listing_delay = -1 }, { listing_delay = 2592001 },
+                             { ids = "at_hangup", listing_delay = "1h" } } do
+        assert.equal(400, (post_status("/_sim/options", bad)))
+      end
+      assert.equal("at_dial", s:options {}.ids)
+      assert.equal(cjson.null, s:options {}.listing_delay)
+      assert.equal("at_hangup", s:options { ids = "at_hangup" }.ids)
+      assert.equal(600, s:options { listing_delay = 600 }.listing_delay)
+      s:reset()
+      assert.equal("at_dial", s:options {}.ids)
+      assert.equal(400, (post_status("/_sim/seed", { times = { os.time() }, listing_delay = -5 })))
+    end)
+
+    it("at_dial: a long call placed first keeps the lower id though it ends last", function()
+      s:options { dial_duration = 600 }
+      local long = bind_and_dial(1)[1]
+      s:options { dial_duration = 10 }
+      bind_and_dial(2)
+      local recs = all_records(s)
+      assert.equal(3, #recs)
+      assert.equal(long, recs[1].sessionId)
+      assert.is_true(recs[1].callEndTime > recs[3].callEndTime)
+    end)
+
+    it("at_hangup: a call waits without an id until it has ended, then is numbered in end order; its "
+       .. "recording comes once it has an id", function()
+      s:options { ids = "at_hangup", dial_duration = 600 }
+      local long = bind_and_dial(1)[1]
+      s:options { dial_duration = 10 }
+      local short = bind_and_dial(2)
+      assert.equal(3, s:get("/_sim/state").pending)
+      assert.same({}, all_records(s))
+      s:post("/_sim/clock", { offset_seconds = 100 }) -- the short calls have ended
+      local recs = all_records(s)
+      assert.equal(2, #recs)
+      assert.same({ short[1], short[2] }, { recs[1].sessionId, recs[2].sessionId })
+      local res = s.http:perform { method = "GET", url = s.base_url .. "/recordings/" .. long .. ".wav" }
+      assert.equal(404, res.status)
+      s:post("/_sim/clock", { offset_seconds = 700 })
+      recs = all_records(s)
+      assert.equal(3, #recs)
+      assert.equal(long, recs[3].sessionId)
+      assert.is_true(recs[3].id > recs[2].id)
+      assert.equal(0, s:get("/_sim/state").pending)
+      res = s.http:perform { method = "GET", url = recs[3].recordFileDownloadUrl }
+      assert.equal(200, res.status)
+    end)
+
+    it("listing_delay: a seed's records are listed only that long after their end; at_hangup numbers a "
+       .. "times seed's later records when they are due", function()
+      local now = os.time()
+      local a = s:seed { times = { now - 100 }, listing_delay = 300 }
+      local b = s:seed { times = { now - 50 } }
+      assert.same({ b.first_id }, (function()
+        local ids = {}
+        for _, r in ipairs(all_records(s)) do ids[#ids + 1] = r.id end
+        return ids
+      end)())
+      s:post("/_sim/clock", { offset_seconds = 201 })
+      local recs = all_records(s)
+      assert.same({ a.first_id, b.first_id }, { recs[1].id, recs[2].id })
+      s:reset()
+      s:options { ids = "at_hangup" }
+      now = os.time()
+      local c = s:seed { times = { now - 100, now - 80 }, listing_delay = 90 }
+      assert.equal(1, c.pending)
+      assert.equal(c.first_id, c.last_id)
+      local d = s:seed { times = { now - 10 } }
+      assert.equal(d.first_id, c.last_id + 1)
+      s:post("/_sim/clock", { offset_seconds = 20 })
+      recs = all_records(s)
+      assert.equal(3, #recs)
+      assert.equal(d.first_id + 1, recs[3].id) -- numbered when it was listed, after d
+      assert.equal(400, (post_status("/_sim/seed", { count = 2, start_time = now - 10, end_time = now + 100 })))
+    end)
+  end)
 end)
 
 describe("recordings over https #integration", function()
