@@ -49,6 +49,7 @@ local function check(st, args)
   if core.file_kind(state) == "directory" then
     return jobs.argument(st, FNAME, "field 'state': " .. state .. " is a directory")
   end
+  state = jobs.absolute(state) or state -- summary.state is absolute, as archive's entry.path
   local dir = jobs.parent(state)
   local ok, why = core.dir_writable(dir)
   if not ok then
@@ -172,7 +173,7 @@ local function locked(st, job)
       end
     end
     for i = 1, #recs do
-      local hok, r1, r2 = pcall(job.on_record, recs[i])
+      local hok, r1, r2 = jobs.errors.pcall(job.on_record, recs[i]) -- Ctrl-C in it is passed on
       if not hok then
         return nil, jobs.callback_error(st, "on_record", "raised an error", r1)
       elseif r1 == nil and r2 ~= nil then
@@ -218,6 +219,7 @@ function _M.run(st, args)
   local ok, summary, serr = pcall(locked, st, job)
   lock:unlock()
   if not ok then
+    jobs.errors.pass_interrupt(summary) -- Ctrl-C goes on to the caller, once the lock is let go
     return nil, exchange.fail(st, "protocol", "sync failed: " .. exchange.describe(summary),
                               { sent = true, retryable = false })
   end
