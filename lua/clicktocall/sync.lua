@@ -131,6 +131,7 @@ local function write_state(st, job, s)
   if not sink then
     return nil, exchange.fail(st, "io", tostring(why), { sent = false, retryable = false })
   end
+  job.tmp = tmp -- removed by run() if a raise (Ctrl-C) comes before the rename
   local ok, werr = sink:write(text)
   local bytes
   if ok then
@@ -141,6 +142,7 @@ local function write_state(st, job, s)
     return nil, jobs.io_error(st, "could not write the state: " .. tostring(werr))
   end
   local rok, rerr = os_rename(tmp, job.state)
+  job.tmp = nil
   if not rok then
     os_remove(tmp)
     return nil, jobs.io_error(st, "could not replace the state: " .. tostring(rerr))
@@ -219,6 +221,9 @@ function _M.run(st, args)
   local ok, summary, serr = pcall(locked, st, job)
   lock:unlock()
   if not ok then
+    if job.tmp then
+      os_remove(job.tmp) -- a state write cut short (Ctrl-C after its fsync): the whole temporary file goes
+    end
     jobs.errors.pass_interrupt(summary) -- Ctrl-C goes on to the caller, once the lock is let go
     return nil, exchange.fail(st, "protocol", "sync failed: " .. exchange.describe(summary),
                               { sent = true, retryable = false })

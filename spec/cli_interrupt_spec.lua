@@ -1,0 +1,140 @@
+-- Ctrl-C on the command (docs/CLI.md: exit 130): a real SIGINT sent to bin/clicktocall once it is provably
+-- under way (a line it wrote), against the simulator slowed down so that the signal lands mid-run. The
+-- interpreter's hook raises "interrupted!" in whatever Lua code runs next; the library passes it on,
+-- releasing its lock and removing its temporary files, and the command says so in one line: no path of
+-- ours, no traceback.
+-- #noasan: the command is another process, never under the sanitizer's runtime.
+local cli = require "spec.helpers.cli"
+local sim = require "spec.helpers.sim"
+local core = require "clicktocall.core"
+
+local function lines(text)
+  local t = {}
+  for l in text:gmatch("([^\n]*)\n") do
+    t[#t + 1] = l
+  end
+  return t
+end
+
+-- waits until pred() is true (polling, never a fixed sleep) -> true, or fails naming what it waited for
+local function wait_for(what, pred, seconds)
+  local deadline = core.now() + (seconds or 60)
+  while not pred() do
+    assert(core.now() < deadline, "timed out waiting for " .. what)
+    core.sleep(0.02)
+  end
+  return true
+end
+
+-- every file left under dir whose name is one of our temporary ones
+local function temp_files(dir)
+  local p = assert(io.popen("find '" .. dir .. "' -name '.ctc-*.part' 2>/dev/null"))
+  local out = p:read("*a")
+  p:close()
+  return lines(out)
+end
+
+-- SIGINT once `ready(stdout, stderr)` holds; the job's result once it exited
+local function interrupt(job, what, ready)
+  wait_for(what, function()
+    assert(not job.done(), "the command ended before it was interrupted: " .. select(2, job.output()))
+    return ready(job.output())
+  end)
+  job.signal("INT")
+  wait_for("the command to exit", job.done)
+  return job.result()
+end
+
+-- exit 130; stderr's last line is the one sentence, and no line shows a path of ours or the raw message
+local function says_interrupted(r, cmd)
+  assert.equal(130, r.code, r.stderr)
+  local err = lines(r.stderr)
+  assert.equal("clicktocall " .. cmd .. ": interrupted.", err[#err], r.stderr)
+  local n = 0
+  for _, l in ipairs(err) do
+    if l:find("interrupt", 1, true) then n = n + 1 end
+    assert.is_nil(l:find(".lua", 1, true), l)
+    assert.is_nil(l:find("traceback", 1, true), l)
+    assert.is_nil(l:find("interrupted!", 1, true), l)
+  end
+  assert.equal(1, n, r.stderr)
+end
+
+describe("Ctrl-C on the command #noasan", function()
+  local s, env
+
+  lazy_setup(function()
+    s = assert(sim.start())
+    env = cli.sim_env(s)
+  end)
+
+  lazy_teardown(function()
+    if s then
+      s:stop()
+    end
+    cli.cleanup()
+  end)
+
+  before_each(function()
+    s:reset()
+  end)
+
+  it("archive: exits 130 with one line mid-download, no temporary file left; the next run completes", function()
+    local now = os.time()
+    s:seed { count = 20, start_time = now - 3600, end_time = now - 60 }
+    s:options { recording_latency_ms = 300 }
+    local dir = cli.tmpdir()
+    local args = { "archive", "--from", "2h", "--dir", dir, "--concurrency", "2" }
+    local r = interrupt(cli.spawn(args, { env = env }), "the first recording archived", function(_, err)
+      return err:find("archived 1/", 1, true) ~= nil
+    end)
+    says_interrupted(r, "archive")
+    assert.equal("", r.stdout) -- no summary: the run did not finish
+    assert.same({}, temp_files(dir))
+    s:options { recording_latency_ms = 0 }
+    local again = cli.run(args, { env = env })
+    assert.equal(0, again.code, again.stderr)
+    local archived, skipped = again.stdout:match("^archived (%d+), skipped (%d+)")
+    assert.equal(18, tonumber(archived) + tonumber(skipped)) -- ids divisible by 10 have no recording
+    assert.is_true(tonumber(skipped) >= 1)
+  end)
+
+  it("archive: exits 130 while it lists the recordings before the first download", function()
+    local now = os.time()
+    s:seed { count = 250, start_time = now - 3600, end_time = now - 60 }
+    s:options { latency_ms = 300 }
+    local dir = cli.tmpdir()
+    local job = cli.spawn({ "-v", "archive", "--from", "2h", "--dir", dir }, { env = env })
+    local r = interrupt(job, "the first page listed", function(_, err)
+      return err:find("clicktocall: response POST", 1, true) ~= nil
+    end)
+    says_interrupted(r, "archive")
+    assert.is_nil(r.stderr:find("GET", 1, true)) -- not one recording asked for: the listing never went on
+    assert.same({}, temp_files(dir))
+  end)
+
+  it("sync: exits 130 between pages, no temporary state file left", function()
+    local now = os.time()
+    s:seed { count = 250, start_time = now - 3600, end_time = now - 60 }
+    s:options { latency_ms = 300 }
+    local dir = cli.tmpdir()
+    local r = interrupt(cli.spawn({ "sync", "--state", dir .. "/state.json", "--since", "2h" }, { env = env }),
+                        "the first record delivered", function(out)
+      return out:find("\n", 1, true) ~= nil
+    end)
+    says_interrupted(r, "sync")
+    assert.is_true(#lines(r.stdout) >= 1)
+    assert.same({}, temp_files(dir))
+  end)
+
+  it("records (one page after another): exits 130 with one line", function()
+    local now = os.time()
+    s:seed { count = 250, start_time = now - 3600, end_time = now - 60 }
+    s:options { latency_ms = 300 }
+    local r = interrupt(cli.spawn({ "-v", "records", "--from", "2h", "--format", "jsonl" }, { env = env }),
+                        "the first page answered", function(_, err)
+      return err:find("clicktocall: response POST", 1, true) ~= nil
+    end)
+    says_interrupted(r, "records")
+  end)
+end)
