@@ -311,3 +311,61 @@ describe("an archive over the multi (the simulator) interrupted in on_file #noas
   end)
 end)
 
+
+describe("cli.main and an interrupt", function()
+  local cli = require "clicktocall.cli"
+  local mock = require "clicktocall.mock"
+  local UD = "4e2239c5-a6e6-4201-a072-8342e29c3ae3"
+
+  local function buffer()
+    local parts = {}
+    return {
+      write = function(self, ...)
+        for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
+        return self
+      end,
+      flush = function() end,
+      text = function() return table.concat(parts) end,
+    }
+  end
+
+  -- cli.main(args) with a transport that raises the interrupt at the n-th request -> code, stderr, requests
+  local function main(args, n)
+    local provider = mock.new { user_data = UD, secret = "S" }
+    provider:seed_records(250, { start_time = os.time() - 3000, end_time = os.time() - 60 })
+    local requests = 0
+    local out, err = buffer(), buffer()
+    local code = cli.main(args, {
+      stdout = out, stderr = err, isatty = function() return false end,
+      getenv = function(k)
+        return ({ CLICKTOCALL_BASE_URL = "http://mock", CLICKTOCALL_APP_SECRET = "S",
+                  CLICKTOCALL_USER_DATA = UD, HOME = "/nonexistent" })[k]
+      end,
+      client_options = { sleep = provider.sleep, transport = function(req)
+        requests = requests + 1
+        if requests == n then error(INT, 0) end
+        return provider.transport(req)
+      end },
+    })
+    return code, err:text(), requests
+  end
+
+  it("exits 130 with one line naming the command, for archive, sync and records", function()
+    local dir = j.mkdtemp()
+    finally(function() j.rmtree(dir) end)
+    for _, case in ipairs {
+      { "archive", { "archive", "--from", "1h", "--dir", dir }, 9 }, -- the third download (3 pages listed twice)
+      { "archive", { "archive", "--from", "1h", "--dir", dir }, 2 }, -- while it lists the recordings
+      { "sync", { "sync", "--state", dir .. "/state.json", "--since", "1h" }, 2 },
+      { "records", { "records", "--from", "1h" }, 2 },
+    } do
+      local code, err, requests = main(case[2], case[3])
+      assert.equal(130, code, err)
+      local last = err:match("([^\n]*)\n$")
+      assert.equal("clicktocall " .. case[1] .. ": interrupted.", last)
+      assert.equal(1, select(2, err:gsub("interrupt", "")), err)
+      assert.equal(case[3], requests) -- nothing after the interrupt
+      no_temp(dir)
+    end
+  end)
+end)
