@@ -3,10 +3,13 @@
 -- interpreter's hook raises "interrupted!" in whatever Lua code runs next; the library passes it on,
 -- releasing its lock and removing its temporary files, and the command says so in one line: no path of
 -- ours, no traceback.
+-- The last spec is the library's side over the libcurl multi: an interrupt raised in on_file while other
+-- transfers are in flight. (spec/interrupt_spec.lua has the rest of the library's side, with no server.)
 -- #noasan: the command is another process, never under the sanitizer's runtime.
 local cli = require "spec.helpers.cli"
 local sim = require "spec.helpers.sim"
 local core = require "clicktocall.core"
+local clicktocall = require "clicktocall"
 
 local function lines(text)
   local t = {}
@@ -136,5 +139,31 @@ describe("Ctrl-C on the command #noasan", function()
       return err:find("clicktocall: response POST", 1, true) ~= nil
     end)
     says_interrupted(r, "records")
+  end)
+
+  it("the library over the multi: an interrupt in on_file stops the run, lock released, no file from the "
+     .. "transfers in flight; the next run completes", function()
+    local dir = cli.tmpdir()
+    local now = os.time()
+    s:seed { count = 40, start_time = now - 3600, end_time = now - 60 }
+    s:options { recording_latency_ms = 100 }
+    local client = assert(clicktocall.new { base_url = s.base_url, app_secret = s.secret, user_data = s.user_data })
+    finally(function() client:close() end)
+    local files = 0
+    local INT = "spec.lua:1: interrupted!"
+    local ok, e = pcall(client.archive_recordings, client, {
+      start_time = now - 7200, end_time = now, dir = dir, concurrency = 8,
+      on_file = function() files = files + 1 if files == 3 then error(INT, 0) end end,
+    })
+    assert.is_false(ok)
+    assert.equal(INT, e)
+    assert.equal(3, files)
+    local lk = assert(core.lock_file(dir .. "/.clicktocall.lock"))
+    lk:unlock()
+    assert.same({}, temp_files(dir))
+    s:options { recording_latency_ms = 0 }
+    local summary = assert(client:archive_recordings { start_time = now - 7200, end_time = now, dir = dir })
+    assert.same({}, summary.failed)
+    assert.equal(36, summary.downloaded + summary.skipped) -- ids divisible by 10 have no recording
   end)
 end)

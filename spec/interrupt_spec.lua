@@ -275,43 +275,6 @@ describe("an interrupt in batch.run", function()
   end)
 end)
 
-describe("an archive over the multi (the simulator) interrupted in on_file #noasan", function()
-  local sim = require "spec.helpers.sim"
-  local clicktocall = require "clicktocall"
-  local s
-
-  lazy_setup(function()
-    s = assert(sim.start())
-  end)
-
-  lazy_teardown(function()
-    if s then s:stop() end
-  end)
-
-  it("stops with the interrupt, the lock released, no temporary file from the transfers in flight", function()
-    local dir = j.mkdtemp()
-    finally(function() j.rmtree(dir) end)
-    local now = os.time()
-    s:seed { count = 40, start_time = now - 3600, end_time = now - 60 }
-    s:options { recording_latency_ms = 100 }
-    finally(function() s:options { recording_latency_ms = 0 } end)
-    local client = assert(clicktocall.new { base_url = s.base_url, app_secret = s.secret, user_data = s.user_data })
-    local files = 0
-    raises_interrupt(client.archive_recordings, client, {
-      start_time = now - 7200, end_time = now, dir = dir, concurrency = 8,
-      on_file = function() files = files + 1 if files == 3 then error(INT, 0) end end,
-    })
-    assert.equal(3, files)
-    lock_free(dir .. "/.clicktocall.lock")
-    no_temp(dir)
-    local summary = assert(client:archive_recordings { start_time = now - 7200, end_time = now, dir = dir })
-    assert.same({}, summary.failed)
-    assert.equal(36, summary.downloaded + summary.skipped) -- ids divisible by 10 have no recording
-    client:close()
-  end)
-end)
-
-
 describe("cli.main and an interrupt", function()
   local cli = require "clicktocall.cli"
   local mock = require "clicktocall.mock"
