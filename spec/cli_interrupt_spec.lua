@@ -102,6 +102,22 @@ describe("Ctrl-C on the command #noasan", function()
     assert.is_true(tonumber(skipped) >= 1)
   end)
 
+  it("archive: a real Ctrl-C in a terminal (tmux) leaves the bar's line and says so on a line of its own", function()
+    local now = os.time()
+    s:seed { count = 20, start_time = now - 3600, end_time = now - 60 }
+    s:options { recording_latency_ms = 300 }
+    local t = cli.tmux({ "archive", "--from", "2h", "--dir", cli.tmpdir(), "--concurrency", "1" }, { env = env })
+    finally(function() t:kill() end)
+    local mid, seen = t:wait_for("%] %d+/18 recordings", 30)
+    assert.truthy(mid, seen)
+    assert(os.execute("tmux -L " .. t.sock .. " send-keys C-c")) -- SIGINT to the terminal's foreground group
+    local done, text = t:wait_for("__EXIT__%d+", 30)
+    assert.truthy(done, text)
+    assert.matches("__EXIT__130", done)
+    assert.matches("/18 recordings[^\n]*\nclicktocall archive: interrupted%.\n__EXIT__", done)
+    assert.is_nil(done:find(".lua", 1, true))
+  end)
+
   it("archive: exits 130 while it lists the recordings before the first download", function()
     local now = os.time()
     s:seed { count = 250, start_time = now - 3600, end_time = now - 60 }
