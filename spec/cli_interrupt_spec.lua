@@ -146,15 +146,18 @@ describe("Ctrl-C on the command #noasan", function()
     assert.same({}, temp_files(dir))
   end)
 
-  it("records (one page after another): exits 130 with one line", function()
+  it("records, one page after another and in slices (--concurrency 4): exits 130 with one line", function()
     local now = os.time()
     s:seed { count = 250, start_time = now - 3600, end_time = now - 60 }
     s:options { latency_ms = 300 }
-    local r = interrupt(cli.spawn({ "-v", "records", "--from", "2h", "--format", "jsonl" }, { env = env }),
-                        "the first page answered", function(_, err)
-      return err:find("clicktocall: response POST", 1, true) ~= nil
-    end)
-    says_interrupted(r, "records")
+    for _, extra in ipairs { {}, { "--concurrency", "4" } } do
+      local args = { "-v", "records", "--from", "2h", "--format", "jsonl" }
+      for _, a in ipairs(extra) do args[#args + 1] = a end
+      local r = interrupt(cli.spawn(args, { env = env }), "the first page answered", function(_, err)
+        return err:find("clicktocall: response POST", 1, true) ~= nil
+      end)
+      says_interrupted(r, "records")
+    end
   end)
 
   it("the library over the multi: an interrupt in on_file stops the run, lock released, no file from the "

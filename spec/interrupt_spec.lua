@@ -275,6 +275,46 @@ describe("an interrupt in batch.run", function()
   end)
 end)
 
+describe("an interrupt in records{ concurrency } over the multi", function()
+  it("reaches the caller as the interrupt, the scheduler closed with its transfers", function()
+    local clicktocall = require "clicktocall"
+    local mock = require "clicktocall.mock"
+    local provider = mock.new {}
+    provider:seed_records(400)
+    local saved = core.curl_multi
+    local closed, waits = false, 0
+    -- answers from the mock, one transfer per wait; the third wait is where Ctrl-C lands
+    core.curl_multi = function()
+      local queue = {}
+      return {
+        add = function(_, token, request) queue[#queue + 1] = { token, request } return true end,
+        wait = function()
+          waits = waits + 1
+          if waits == 3 then error(INT, 0) end
+          local p = table.remove(queue, 1)
+          if not p then return {} end
+          return { { p[1], provider.transport(p[2]) } }
+        end,
+        count = function() return #queue end,
+        close = function() closed = true end,
+      }
+    end
+    finally(function() core.curl_multi = saved end)
+    local client = assert(clicktocall.new { base_url = "http://mock", app_secret = "TEST", user_data = j.USER_DATA })
+    finally(function() client:close() end)
+    if batch.backend { transport_kind = "curl", handle = {} } ~= "curl" then
+      return -- plain Lua 5.1: slice after slice through the network, no scheduler
+    end
+    local now = os.time()
+    local it, state, ctl = client:records { start_time = now - 86400 * 30, end_time = now, concurrency = 4 }
+    raises_interrupt(function()
+      for _ in it, state, ctl do end -- no 5.4 closing value here: the iterator closes the scheduler itself
+    end)
+    assert.equal(3, waits)
+    assert.is_true(closed)
+  end)
+end)
+
 describe("cli.main and an interrupt", function()
   local cli = require "clicktocall.cli"
   local mock = require "clicktocall.mock"
