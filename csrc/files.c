@@ -254,6 +254,30 @@ static int l_getpid(lua_State *L)
     return 1;
 }
 
+/*
+ * core.getcwd() -> the working directory | nil, message (the jobs make a
+ * relative path absolute with it). The buffer is a userdata, so an error
+ * while pushing the result cannot leak it; it doubles until the path fits.
+ */
+static int l_getcwd(lua_State *L)
+{
+    size_t size = 256;
+    for (;;) {
+        char *buf = ctc_newuserdata(L, size);
+        if (getcwd(buf, size) != NULL) {
+            lua_pushstring(L, buf);
+            return 1;
+        }
+        if (errno != ERANGE || size >= ((size_t)1 << 24)) {
+            int err = errno;
+            lua_pushnil(L);
+            lua_pushfstring(L, "could not read the working directory: %s", strerror(err));
+            return 2;
+        }
+        lua_pop(L, 1);
+        size *= 2;
+    }
+}
 
 /*
  * The jobs (archive, sync): a lock held for one run, the directory listing
@@ -680,6 +704,8 @@ void ctc_open_files(lua_State *L)
     lua_setfield(L, -2, "append_sync");
     lua_pushcfunction(L, l_getpid);
     lua_setfield(L, -2, "getpid");
+    lua_pushcfunction(L, l_getcwd);
+    lua_setfield(L, -2, "getcwd");
     lua_pushcfunction(L, l_file_kind);
     lua_setfield(L, -2, "file_kind");
     lua_pushcfunction(L, l_fsync);

@@ -34,6 +34,7 @@ local jobs = require "clicktocall.jobfiles"
 local type = type
 local pairs = pairs
 local pcall = pcall
+local error = error
 local tostring = tostring
 local tonumber = tonumber
 local os_time = os.time
@@ -172,6 +173,12 @@ local function check(st, args)
   if type(dir) ~= "string" or dir == "" then
     return jobs.argument(st, FNAME, "dir must be the path of an existing, writable directory", "dir")
   end
+  local adir, cwd_why = jobs.absolute(dir) -- entry.path is absolute whatever dir was, and stays right after a chdir
+  if not adir then
+    return jobs.argument(st, FNAME, "field 'dir' is relative and the working directory is unknown: "
+                         .. tostring(cwd_why))
+  end
+  dir = adir
   local wok, why = core.dir_writable(dir)
   if not wok then
     return jobs.argument(st, FNAME, "dir: " .. tostring(why), "dir")
@@ -194,6 +201,7 @@ local function check(st, args)
   elseif type(manifest) ~= "string" or manifest == "" or core.file_kind(manifest) == "directory" then
     return jobs.argument(st, FNAME, "manifest must be a file path", "manifest")
   else
+    manifest = jobs.absolute(manifest) or manifest
     local mok, mwhy = core.dir_writable(jobs.parent(manifest))
     if not mok then
       return jobs.argument(st, FNAME, "manifest: " .. tostring(mwhy), "manifest")
@@ -350,6 +358,7 @@ local function call_on_file(job, item, entry)
   end
   local hok, r1, r2 = pcall(job.on_file, hook)
   if not hok then
+    errors.pass_interrupt(r1) -- Ctrl-C in the hook stops the run (run() lets go of the lock first)
     return nil, jobs.callback_error(job.st, "on_file", "raised an error", r1)
   elseif r1 == nil and r2 ~= nil then
     return nil, jobs.callback_error(job.st, "on_file", "returned an error", r2)
@@ -389,7 +398,9 @@ local function archive_one(job, item, io)
   end
   local synced, serr
   if job.defer then
+    job.unplaced[info.tmp] = true
     synced, serr = batch.commit(io, job.files, { tmp = info.tmp, path = item.path })
+    job.unplaced[info.tmp] = nil
     if not synced then
       os_remove(info.tmp) -- whatever the flush got to: the name is ours alone (gone once renamed)
     end
@@ -445,9 +456,18 @@ function _M.run(st, args)
     return nil, err
   end
   job.lease = job.lock_url and lock or nil
+  job.unplaced = {} -- temporary name -> true: whole files not renamed into place yet (the multi's group commits)
   local ok, summary, serr = pcall(_M.locked, st, args, job)
   lock:unlock()
   if not ok then
+    if errors.is_interrupt(summary) then
+      -- Ctrl-C: the transfers in flight were dropped with their files (batch.run); so go the whole ones
+      -- still waiting for their turn's commit, and the interrupt goes on to the caller
+      for tmp in pairs(job.unplaced) do
+        os_remove(tmp)
+      end
+      error(summary, 0)
+    end
     return nil, errors.new("protocol", "archive_recordings failed: " .. exchange.describe(summary),
                            { sent = true, retryable = false })
   end

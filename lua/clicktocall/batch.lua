@@ -35,6 +35,7 @@ local exchange = require "clicktocall.exchange"
 local type = type
 local pairs = pairs
 local pcall = pcall
+local error = error
 local rawget = rawget
 local select = select
 local setmetatable = setmetatable
@@ -99,6 +100,12 @@ local function standin_multi(st)
       ok, res, err = pcall(st.handle.perform, st.handle, p[2])
     end
     if not ok then
+      if errors.is_interrupt(res) then
+        if p[3] then
+          os.remove(p[3])
+        end
+        error(res, 0)
+      end
       return { { p[1], nil, { kind = "protocol", message = exchange.describe(res), sent = true } } }
     end
     return { { p[1], res, err } }
@@ -165,6 +172,7 @@ local function curl_scheduler(st, n)
     by_token = {},  -- token -> task, a transfer in flight
     timers = {},    -- { at =, task = }
     parked = {},    -- task -> true
+    files = {},     -- token -> the temporary file of its download, until its task is resumed with the result
     commits = {},   -- { group =, { task =, value = }... } per group committed to in this turn, in order
     commit_of = {}, -- group -> its entry in commits
     running = 0, token = 0, now = st.now or core.now,
@@ -216,6 +224,12 @@ local function resume(self, task, ...)
   local ok, tag, op, a, b = co_resume(task.co, ...)
   self.running_task = nil
   if not ok then
+    if errors.is_interrupt(tag) then
+      -- Ctrl-C inside a task (LuaJIT's hook is global) stops the whole run, not just this item
+      task.done = true
+      self.running = self.running - 1
+      error(tag, 0)
+    end
     return finish(self, task, false, tag)
   end
   if co_status(task.co) == "dead" then
@@ -239,6 +253,9 @@ local function resume(self, task, ...)
       self.ready[#self.ready + 1] = { task, nil, aerr }
     else
       self.by_token[token] = task
+      if op == "download" then
+        self.files[token] = b
+      end
     end
   elseif op == "sleep" then
     self.timers[#self.timers + 1] = { at = self.now() + (type(a) == "number" and a or 0), task = task }
@@ -281,7 +298,7 @@ end
 
 -- flush(values) -> errs, never raising: a flush that raises fails every value it was given
 local function run_flush(group, values)
-  local ok, errs = pcall(group.flush, values)
+  local ok, errs = errors.pcall(group.flush, values)
   if ok then
     return errs or {}
   end
@@ -324,6 +341,9 @@ local function step(self)
     self.ready = {}
     for i = 1, #ready do
       local r = ready[i]
+      if r.token then
+        self.files[r.token] = nil -- the task owns its file from here
+      end
       resume(self, r[1], r[2], r[3])
     end
     return true
@@ -347,7 +367,7 @@ local function step(self)
     local task = self.by_token[d[1]]
     if task then
       self.by_token[d[1]] = nil
-      self.ready[#self.ready + 1] = { task, d[2], d[3] }
+      self.ready[#self.ready + 1] = { task, d[2], d[3], token = d[1] }
     end
   end
   return true
@@ -381,9 +401,13 @@ function sched_mt:close()
     return self:ngx_close()
   end
   -- tasks still suspended are dropped; on 5.4 their to-be-closed values run now
+  local interrupt
   if co_close then
     for _, task in pairs(self.by_token) do
-      pcall(co_close, task.co)
+      local ok, e = pcall(co_close, task.co)
+      if not ok and errors.is_interrupt(e) then
+        interrupt = e -- raised once the transfers and their files are gone
+      end
     end
   end
   self.by_token, self.ready, self.waiting, self.timers, self.parked = {}, {}, {}, {}, {}
@@ -391,6 +415,12 @@ function sched_mt:close()
   if self.m.close then
     self.m:close()
   end
+  -- a download the multi finished whose task never saw it (Ctrl-C between the two) is whole and nobody's
+  for _, file in pairs(self.files) do
+    os.remove(file)
+  end
+  self.files = {}
+  errors.pass_interrupt(interrupt)
 end
 
 --------------------------------------------------------------------------
@@ -544,7 +574,7 @@ function _M.run(st, n, items, fn)
   local sched = _M.scheduler(st, n)
   if not sched then
     for i = 1, #items do
-      local ok, v = pcall(fn, items[i], st)
+      local ok, v = errors.pcall(fn, items[i], st)
       if not ok then
         failures[i] = raised(v)
       end
@@ -555,8 +585,11 @@ function _M.run(st, n, items, fn)
   for i = 1, #items do
     tasks[i] = sched:spawn(fn, items[i], sched.io)
   end
-  sched:drive(nil)
-  sched:close()
+  local ok, e = pcall(sched.drive, sched, nil)
+  sched:close() -- whatever happened: the transfers in flight are dropped and their unfinished files removed
+  if not ok then
+    error(e, 0) -- only an interrupt (Ctrl-C) or a bug of ours gets here
+  end
   for i = 1, #tasks do
     if tasks[i].err then
       failures[i] = tasks[i].err

@@ -20,7 +20,7 @@ local doctor = require "clicktocall.cli.doctor"
 local errors = require "clicktocall.errors"
 
 local type = type
-local pcall = pcall
+local pcall = require("clicktocall.errors").pcall -- never swallows Ctrl-C: main() makes it exit 130
 local tostring = tostring
 local tonumber = tonumber
 local format = string.format
@@ -1182,13 +1182,21 @@ function M.main(argv, env)
     args[i] = argv[i]
   end
   local shared = {}
-  local ok, code = pcall(run, args, env, shared)
+  local ok, code = _G.pcall(run, args, env, shared) -- the one pcall that catches an interrupt
   if ok then
     return code
   end
   local stderr = env.stderr or io.stderr
   if M.exit_code(code) == 130 then
-    stderr:write("clicktocall: interrupted.\n")
+    -- Ctrl-C: the library let go of its locks and removed its temporary files before passing it on; a
+    -- collection finalizes what an interrupted step still held (a file sink removes its file), since
+    -- os.exit does not. Then one line naming the command: no path, no traceback.
+    collectgarbage()
+    local cmd = command_in(args)
+    if (env.isatty or default_isatty)(stderr) then
+      stderr:write("\n") -- off the progress bar's line, or the ^C the terminal echoed
+    end
+    stderr:write(sentence(format("clicktocall%s: interrupted", cmd and (" " .. cmd) or "")), "\n")
     return 130
   end
   -- a bug of ours: one sentence, never the secret, exit 1

@@ -25,6 +25,8 @@ local errors = require "clicktocall.errors"
 local exchange = require "clicktocall.exchange"
 
 local type = type
+local pcall = pcall
+local error = error
 local tonumber = tonumber
 local tostring = tostring
 local find = string.find
@@ -203,10 +205,14 @@ local function open_sink(st, dir)
   return nil, fail(st, "io", tostring(msg), { sent = false, retryable = false })
 end
 
--- One request whose body goes to the sink -> res, err, the sink's write error
+-- One request whose body goes to the sink -> res, err, the sink's write error.
+-- A transport may stream the body to request.sink or return it whole as res.body (the transport contract
+-- never required the sink): a 2xx body that never went through the sink is written to it here, so the
+-- length check and the whole-or-nothing rename treat both alike.
 local function send_to_sink(st, request, sink)
-  local werr
+  local werr, streamed
   request.sink = function(chunk)
+    streamed = true
     local ok, e = sink:write(chunk)
     if not ok then
       werr = e
@@ -214,8 +220,19 @@ local function send_to_sink(st, request, sink)
     end
     return true
   end
-  local res, err = exchange.send(st, request)
+  local ok, res, err = pcall(exchange.send, st, request)
   request.sink = nil
+  if not ok then
+    sink:abort() -- only an interrupt gets here (exchange.send returns every other failure): no file is left
+    error(res, 0)
+  end
+  if res and not streamed and not werr and res.status >= 200 and res.status <= 299
+    and type(res.body) == "string" and res.body ~= "" then
+    local wok, e = sink:write(res.body)
+    if not wok then
+      werr = e
+    end
+  end
   return res, err, werr
 end
 
@@ -305,6 +322,7 @@ local function fetch_curl(st, request, dir)
   local ok, res, terr = pcall(st.download, request, tmp)
   if not ok then
     os_remove(tmp)
+    errors.pass_interrupt(res) -- Ctrl-C: the caller stops too, with no file left
     return nil, fail(st, "protocol", "the download raised an error: " .. exchange.describe(res), { sent = true })
   end
   if not res then

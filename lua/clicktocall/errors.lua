@@ -10,8 +10,11 @@ local setmetatable = setmetatable
 local getmetatable = getmetatable
 local tostring = tostring
 local type = type
+local error = error
+local pcall = pcall
 local format = string.format
 local match = string.match
+local find = string.find
 
 local _M = { _VERSION = require("clicktocall.core")._VERSION }
 
@@ -114,6 +117,34 @@ end
 
 function _M.is_error(v)
   return type(v) == "table" and getmetatable(v) == mt
+end
+
+--- is_interrupt(v) -> whether v is what Ctrl-C raises: the standalone interpreters (lua, luajit) turn SIGINT
+-- into the error "interrupted!", with the position luaL_error puts before it ("x.lua:344: interrupted!").
+-- The library passes it on: it is never made an error value, a failed recording or a failed run.
+local function is_interrupt(v)
+  return type(v) == "string" and (v == "interrupted!" or find(v, ":%d+: interrupted!$") ~= nil)
+end
+_M.is_interrupt = is_interrupt
+
+--- pass_interrupt(v): raises v again, as it is, when it is an interrupt; returns otherwise.
+-- For a pcall that has something to clean up first (a lock, a temporary file).
+function _M.pass_interrupt(v)
+  if is_interrupt(v) then
+    error(v, 0)
+  end
+end
+
+local function passed(ok, ...)
+  if not ok and is_interrupt((...)) then
+    error((...), 0)
+  end
+  return ok, ...
+end
+
+--- pcall(f, ...) -> as the standard pcall, except that an interrupt is raised again, never returned
+function _M.pcall(f, ...)
+  return passed(pcall(f, ...))
 end
 
 --- Turns what a transport returned as its error into an error value.

@@ -12,6 +12,8 @@ local tonumber = tonumber
 local floor = math.floor
 local format = string.format
 local match = string.match
+local gsub = string.gsub
+local sub = string.sub
 local math_type = math.type -- nil before 5.3
 
 local _M = { _VERSION = core._VERSION }
@@ -60,6 +62,28 @@ function _M.parent(path)
     return "."
   end
   return dir == "" and "/" or dir
+end
+
+--- absolute(path) -> path made absolute against the working directory now | nil, why (no working directory)
+-- An absolute path is kept as given. A relative one is prefixed with getcwd(), which has no symlink in it;
+-- its own "..", symlinks and "." segments are kept (only a leading "./" goes): dropping "a/.." by text
+-- would name another directory when a is a symlink, and resolving symlinks would hand out a path the
+-- caller never named. Either way the result names the file the relative path named at the call's start.
+function _M.absolute(path)
+  if sub(path, 1, 1) == "/" then
+    return path
+  end
+  local cwd, why = core.getcwd()
+  if not cwd then
+    return nil, why
+  end
+  while sub(path, 1, 2) == "./" do
+    path = gsub(sub(path, 3), "^/+", "")
+  end
+  if path == "" or path == "." then
+    return cwd
+  end
+  return (cwd == "/" and "" or cwd) .. "/" .. path
 end
 
 --- lock(st, path, what [, url, user_data]) -> lock | nil, err (kind "busy" when another run holds it)

@@ -75,14 +75,14 @@
 -- Misuse of the mock's own methods (an unknown option, fault or op) raises at the caller, so a typo can
 -- never leave a test passing for the wrong reason. The transport itself never raises: like a real one it
 -- returns a response or nil, err with err = { kind = "network"|"timeout"|"protocol"|"argument",
--- message =, sent = }.
+-- message =, sent = }; only Ctrl-C's interrupt, raised in a fault function or a sink, is passed on.
 
 local cjson = require("cjson").new()
 
 local type = type
 local pairs = pairs
 local ipairs = ipairs
-local pcall = pcall
+local pcall = require("clicktocall.errors").pcall -- Ctrl-C in a sink or a fault function is passed on
 local error = error
 local tostring = tostring
 local tonumber = tonumber

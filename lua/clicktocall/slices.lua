@@ -15,6 +15,7 @@ local batch = require "clicktocall.batch"
 local jobs = require "clicktocall.jobfiles"
 
 local error = error
+local pcall = pcall
 local pairs = pairs
 local setmetatable = setmetatable
 local floor = math.floor
@@ -132,9 +133,13 @@ function _M.iterate(st, page_args, n, limit)
   local function take(slice)
     if #slice.queue == 0 and not slice.done then
       if sched then
-        sched:drive(function()
+        local ok, raised = pcall(sched.drive, sched, function()
           return #slice.queue > 0 or slice.done
         end)
+        if not ok then
+          stop() -- Ctrl-C (or a bug): the transfers in flight go before the error goes on, as it is
+          error(raised, 0)
+        end
       else
         page_once(st, st, slice)
       end

@@ -64,6 +64,7 @@ local function check(st, args)
   if core.file_kind(state) == "directory" then
     return jobs.argument(st, FNAME, "field 'state': " .. state .. " is a directory")
   end
+  state = jobs.absolute(state) or state -- summary.state is absolute, as archive's entry.path
   local dir = jobs.parent(state)
   local ok, why = core.dir_writable(dir)
   if not ok then
@@ -184,6 +185,7 @@ local function write_state(st, job, s)
   if not sink then
     return nil, exchange.fail(st, "io", tostring(why), { sent = false, retryable = false })
   end
+  job.tmp = tmp -- removed by run() if a raise (Ctrl-C) comes before the rename
   local ok, werr = sink:write(text)
   local bytes
   if ok then
@@ -194,6 +196,7 @@ local function write_state(st, job, s)
     return nil, jobs.io_error(st, "could not write the state: " .. tostring(werr))
   end
   local rok, rerr = os_rename(tmp, job.state)
+  job.tmp = nil
   if not rok then
     os_remove(tmp)
     return nil, jobs.io_error(st, "could not replace the state: " .. tostring(rerr))
@@ -281,7 +284,7 @@ local function locked(st, job)
       if done[key] then
         summary.skipped = summary.skipped + 1
       else
-        local hok, r1, r2 = pcall(job.on_record, rec)
+        local hok, r1, r2 = jobs.errors.pcall(job.on_record, rec) -- Ctrl-C in it is passed on
         if not hok then
           return nil, jobs.callback_error(st, "on_record", "raised an error", r1)
         elseif r1 == nil and r2 ~= nil then
@@ -346,6 +349,10 @@ function _M.run(st, args)
   local ok, summary, serr = pcall(locked, st, job)
   lock:unlock()
   if not ok then
+    if job.tmp then
+      os_remove(job.tmp) -- a state write cut short (Ctrl-C after its fsync): the whole temporary file goes
+    end
+    jobs.errors.pass_interrupt(summary) -- Ctrl-C goes on to the caller, once the lock is let go
     return nil, exchange.fail(st, "protocol", "sync failed: " .. exchange.describe(summary),
                               { sent = true, retryable = false })
   end

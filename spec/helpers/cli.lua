@@ -104,7 +104,10 @@ end
 
 --- spawn(args [, opts]) -> job: as run(), in the background, for a spec that
 -- plays the server itself. job:done() -> true once it exited; job:result()
--- -> { code, stdout, stderr } (nil while it runs).
+-- -> { code, stdout, stderr } (nil while it runs); job.output() -> stdout, stderr
+-- so far; job.signal(name) sends SIGname to the command's own process (the
+-- interpreter: sh and env exec into it). A signal the command does not handle
+-- shows as code 128 + its number, as in a shell.
 function M.spawn(args, opts)
   opts = opts or {}
   local home = opts.home or M.tmpdir()
@@ -118,8 +121,9 @@ function M.spawn(args, opts)
   for i, a in ipairs(args) do
     argv[i] = q(a)
   end
-  local cmd = ("cd %s && (env -i %s %s %s %s </dev/null >%s/out 2>%s/err; echo $? >%s/rc.tmp; mv %s/rc.tmp %s/rc) &")
-    :format(q(M.ROOT), table.concat(env, " "), opts.lua or M.lua(), q(M.BIN), table.concat(argv, " "),
+  local cmd = ("cd %s && (sh -c 'echo $$ >\"$0\"; exec \"$@\"' %s/pid env -i %s %s %s %s </dev/null >%s/out 2>%s/err; "
+    .. "echo $? >%s/rc.tmp; mv %s/rc.tmp %s/rc) &")
+    :format(q(M.ROOT), q(dir), table.concat(env, " "), opts.lua or M.lua(), q(M.BIN), table.concat(argv, " "),
       q(dir), q(dir), q(dir), q(dir), q(dir))
   assert(os.execute(cmd))
   local job = {}
@@ -132,6 +136,14 @@ function M.spawn(args, opts)
       return nil
     end
     return { code = tonumber(rc), stdout = M.read(dir .. "/out") or "", stderr = M.read(dir .. "/err") or "" }
+  end
+  function job.output()
+    return M.read(dir .. "/out") or "", M.read(dir .. "/err") or ""
+  end
+  function job.signal(name)
+    local pid = tonumber(M.read(dir .. "/pid") or "")
+    assert(pid, "the command's process id is not known yet")
+    return os.execute(("kill -%s %d"):format(name, pid))
   end
   return job
 end
