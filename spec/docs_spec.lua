@@ -267,7 +267,7 @@ describe("every markdown file of the repository", function()
         -- `<close>` is Lua 5.4's: elsewhere such a block is not this interpreter's to judge
         if _VERSION == "Lua 5.4" or not block:find("<close>", 1, true) then
           n = n + 1
-          local ok, err = load(block, "=" .. doc)
+          local ok, err = (loadstring or load)(block, "=" .. doc) -- 5.1's load takes a function
           if not ok then
             bad[#bad + 1] = err
           end
