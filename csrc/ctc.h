@@ -50,6 +50,8 @@ int ctc_l_format_time(lua_State *L);
 int ctc_l_parse_time(lua_State *L);
 
 /* cursor.c: ids and sizes between C and Lua */
+/* 2^53: a double holds every integer up to it exactly, and not every one past it */
+#define CTC_EXACT_DOUBLE_MAX 9007199254740992.0
 #define CTC_I64_LEN 24  /* "-9223372036854775808" and its NUL, with room */
 /* v in decimal, written at the end of buf[CTC_I64_LEN]; returns where it starts.
  * For messages: lua_pushfstring has no 64-bit format on every Lua version. */

@@ -345,7 +345,7 @@ void ctc_exchange_prepare(lua_State *L, ctc_exchange *x, int req, int download)
         lua_Number v = lua_tonumber(L, -1);
         if (v != v)
             x->max_body = CTC_DEFAULT_MAX_BODY;
-        else if (v < 0 || v >= 9007199254740992.0)
+        else if (v < 0 || v >= CTC_EXACT_DOUBLE_MAX)
             x->max_body = -1; /* no limit */
         else
             x->max_body = (curl_off_t)v;

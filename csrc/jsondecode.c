@@ -32,8 +32,6 @@
 #include "parsers.h"
 #include "jsonchar.h"
 
-#define TWO53 9007199254740992.0
-
 enum { M_PLAIN, M_TOP, M_RECORD };
 
 #define KEYS 32 /* record keys kept for reuse (by member position) */
@@ -463,7 +461,7 @@ static int push_number(dctx *c, int field)
             return 0;
         }
         d = number_value(c, s, &t);
-        if (d == floor(d) && fabs(d) < TWO53)
+        if (d == floor(d) && fabs(d) < CTC_EXACT_DOUBLE_MAX)
             lua_pushinteger(c->L, (lua_Integer)d);
         else
             lua_pushnumber(c->L, d);

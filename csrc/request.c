@@ -109,7 +109,7 @@ static const char *to_epoch(lua_State *L, int idx, int64_t *epoch)
         lua_Number v = lua_tonumber(L, idx);
         if (v != v || v == HUGE_VAL || v == -HUGE_VAL)
             return "must be a finite number of Unix seconds";
-        if (v < 0 || v > 253402271999.0 - 8 * 3600)
+        if (v < 0 || v > (lua_Number)CTC_TIME_MAX_EPOCH)
             return "is out of range (Unix seconds from 1970 to 9999)";
         *epoch = (int64_t)floor(v);
         return NULL;
@@ -172,13 +172,10 @@ static void add_time_member(luaL_Buffer *b, const char *name, int64_t epoch)
 
 static void add_int_member(luaL_Buffer *b, const char *name, int64_t v)
 {
-    char digits[24];
-    char *p = digits + sizeof digits;
-    uint64_t u = (uint64_t)v; /* cursors are never negative */
-    do { *--p = (char)('0' + u % 10); u /= 10; } while (u != 0);
+    char digits[CTC_I64_LEN];
     add_json_string(b, name, strlen(name));
     luaL_addchar(b, ':');
-    luaL_addlstring(b, p, (size_t)(digits + sizeof digits - p));
+    luaL_addstring(b, ctc_i64_str(digits, v));
 }
 
 /* ---- the request table ---- */

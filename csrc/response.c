@@ -261,7 +261,7 @@ static int l_response(lua_State *L)
 #if CTC_HAS_INTEGERS
         {
             lua_Number v = lua_tonumber(L, data);
-            if (v == floor(v) && fabs(v) < 9007199254740992.0)
+            if (v == floor(v) && fabs(v) < CTC_EXACT_DOUBLE_MAX)
                 lua_pushinteger(L, (lua_Integer)v);
         }
 #endif
