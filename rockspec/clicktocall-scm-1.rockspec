@@ -60,7 +60,7 @@ build = {
     ["clicktocall.core"] = {
       sources = {
         "csrc/base64.c", "csrc/buf.c", "csrc/core.c", "csrc/curl.c", "csrc/exchange.c",
-        "csrc/cursor.c", "csrc/files.c", "csrc/jsondecode.c", "csrc/jsonscan.c", "csrc/multi.c",
+        "csrc/cursor.c", "csrc/files.c", "csrc/jsondecode.c", "csrc/multi.c",
         "csrc/phone.c",
         "csrc/push.c", "csrc/request.c", "csrc/response.c", "csrc/sha256.c",
         "csrc/timefmt.c",

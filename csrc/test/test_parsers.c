@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "../parsers.h"
+#include "oracle/jsonscan.h"
 
 static int passed;
 static int failed;

@@ -13,8 +13,8 @@
  * cjson.null fields, with integer ids rising above the cursor that are the scanner's ids
  * wherever it reads one, and next is the last id of a full page (else nil). Cursor 0 gives
  * what no cursor gives; on a page, a cursor just below the first id (as a string of digits)
- * gives the same page, and the first id itself is refused. core.page_last_id names the
- * reader's last id and count on every page the reader accepts. Differential: the same page
+ * gives the same page, and the first id itself is refused. The scanner's page_last names
+ * the reader's last id and count on every page the reader accepts. Differential: the same page
  * with one more record whose id no double holds (2^53 + 1 or 2^63 - 1, a number or a
  * string) gives the same records plus that one, or the same refusal, so no answer depends on
  * whether some id of a page fits a double. Differential against the old reader
@@ -35,7 +35,7 @@
 #include <lualib.h>
 
 #include "fuzz.h"
-#include "../../parsers.h"
+#include "../oracle/jsonscan.h"
 
 #ifndef CTC_FUZZ_CPATH
 #define CTC_FUZZ_CPATH "/usr/lib/x86_64-linux-gnu/lua/5.4/?.so"
@@ -52,7 +52,7 @@ static const char SECRET[] = "Zk4Qm9Tx2Lp7Wr5N";
 static const char SECRET2[] = "Q2xpY2tUb0NhbGw";
 
 static lua_State *L;
-static int ref_response, ref_old, ref_secrets, ref_null, ref_page_last, ref_count;
+static int ref_response, ref_old, ref_secrets, ref_null, ref_count;
 static size_t baseline_kb;
 static unsigned long inputs, diffs, accepted_diffs, old_calls, old_accepted;
 
@@ -83,7 +83,7 @@ static void setup(void)
     lua_setfield(L, -2, "clicktocall.core");
     lua_pop(L, 2);
     if (luaL_dostring(L, "local core = require('clicktocall.core') "
-                         "return core.page_last_id, core.response, require('cjson').null")
+                         "return core.response, require('cjson').null")
         != 0) {
         fprintf(stderr, "fuzz: cannot load the core: %s\n", lua_tostring(L, -1));
         REQUIRE(0);
@@ -97,7 +97,6 @@ static void setup(void)
     lua_pop(L, 1);
     ref_null = luaL_ref(L, LUA_REGISTRYINDEX);
     ref_response = luaL_ref(L, LUA_REGISTRYINDEX);
-    ref_page_last = luaL_ref(L, LUA_REGISTRYINDEX);
     /* the number of records a plain cjson (its own depth limit, 1000) finds in a body, or -1:
      * the differential check's judge of which bodies are pages at all */
     if (luaL_dostring(L, "local cjson = require('cjson').new() "
@@ -350,22 +349,19 @@ static void cross_check(const input *in, int t, size_t n)
     free(s.ids);
 }
 
-/* core.page_last_id(body), read before a page is decoded to ask for the next one, on a page
- * the reader accepted with n records, the last of id `last`: that id (none for no records)
- * and n, so the next page asked early is the one the reader's cursor names. */
+/* the oracle's ctc_json_page_last on a page the reader accepted with n records, the last of
+ * id `last`: that id (when there are records) and n */
 static void check_page_last(const input *in, size_t n, lua_Integer last)
 {
-    int top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref_page_last);
-    lua_pushlstring(L, in->body, in->len);
-    REQUIRE(lua_pcall(L, 1, 2, 0) == LUA_OK);
-    if (!(lua_isinteger(L, -1) && lua_tointeger(L, -1) == (lua_Integer)n
-          && (n == 0 ? lua_isnil(L, -2) : (lua_isinteger(L, -2) && lua_tointeger(L, -2) == last)))) {
-        fprintf(stderr, "fuzz: page_last_id says a %s and %lld; the reader read %zu records, the last id %lld\n",
-                luaL_typename(L, -2), (long long)lua_tointeger(L, -1), n, (long long)last);
+    int kind = CTC_ID_MISSING;
+    int64_t id = 0;
+    size_t count = 0;
+    int rc = ctc_json_page_last(in->body, in->len, &kind, &id, &count);
+    if (count != n || (n > 0 && (rc != 0 || kind != CTC_ID_INT || id != (int64_t)last))) {
+        fprintf(stderr, "fuzz: page_last says rc %d kind %d id %lld count %zu; the reader read %zu records, "
+                "the last id %lld\n", rc, kind, (long long)id, count, n, (long long)last);
         REQUIRE(0);
     }
-    lua_settop(L, top);
 }
 
 /* a page at base+1 (records) and base+2 (next: nil, or the last id of a full page);

@@ -17,7 +17,7 @@
 #include <math.h>
 #include <string.h>
 #include "../../ctc.h"
-#include "../../parsers.h"
+#include "../oracle/jsonscan.h"
 
 
 #define UV_DECODE lua_upvalueindex(1)
