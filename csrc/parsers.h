@@ -71,8 +71,9 @@ typedef struct ctc_json_page {
 struct lua_State;
 /* Decodes body[0..len), which must be a Lua string's bytes (body[len] is NUL), in one pass:
  * pushes the value lua-cjson 2.1.0 gives (decode_invalid_numbers off, decode_max_depth
- * CTC_JSON_MAX_DEPTH: null is a NULL lightuserdata, numbers are doubles) and returns 0, or pushes
- * cjson's message ("Expected value but found invalid token at character 1") and returns -1. The
+ * CTC_JSON_MAX_DEPTH: null is a NULL lightuserdata, numbers are doubles) and returns 0, or refuses
+ * what cjson refuses: pushes what is wrong and where ("expected a value at byte offset 0"),
+ * returns -1. The
  * elements of the last top-level "data" array that are objects are records: their null members
  * are absent, their whole numbers below 2^53 integers (5.3+), their "id" when it is a
  * CTC_ID_INT one exact (ctc_push_id). Never raises (a memory error is a -1 with its message). */

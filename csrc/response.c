@@ -4,10 +4,10 @@
  * cursor. Returns the call's value(s), or nil, { kind = "http" | "api" | "protocol", message,
  * sent = true }.
  *
- * The decoder gives what lua-cjson 2.1.0 gave this reader (and refuses what it refused, in its
- * words), and finishes the records of the page as it goes: null fields absent, whole numbers
- * integers on 5.3+, and every record id read from its own bytes by one rule (plain digits, as a
- * JSON integer or a string, up to 2^63-1), so a cursor past 2^53 is exact. One pass; no cjson.
+ * The decoder gives the values lua-cjson 2.1.0 gives (and refuses what it refuses, saying what and
+ * at which byte), and finishes the records of the page as it goes: null fields absent, whole
+ * numbers integers on 5.3+, and every record id read from its own bytes by one rule (plain digits,
+ * as a JSON integer or a string, up to 2^63-1), so a cursor past 2^53 is exact.
  */
 #include <math.h>
 #include <string.h>
