@@ -143,9 +143,7 @@ static int l_new(lua_State *L)
     luaL_getmetatable(L, CURL_MT);
     lua_setmetatable(L, -2);
     if (ctc_curl_opts_read(L, 1, &t->opts) != 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "could not start libcurl: out of memory");
-        return 2;
+        return ctc_push_fail(L, "network", 0, "could not start libcurl: out of memory");
     }
     return 1;
 }

@@ -52,24 +52,30 @@ static int l_file_kind(lua_State *L)
     return 1;
 }
 
-/* core.fsync(path) -> true | nil, message; works for files and directories */
+/* nil, { kind = "io", message = "could not <what> <path>: <errno's words>", sent = false [, code] }:
+ * code names a condition the caller tells apart ("exists", "busy") */
+static int push_fail(lua_State *L, const char *what, const char *path, int err, const char *code)
+{
+    ctc_push_fail(L, "io", 0, "could not %s %s: %s", what, path, strerror(err));
+    if (code != NULL) {
+        lua_pushstring(L, code);
+        lua_setfield(L, -2, "code");
+    }
+    return 2;
+}
+
+/* core.fsync(path) -> true | nil, err; works for files and directories */
 static int l_fsync(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     int fd = open(path, O_RDONLY | O_CLOEXEC), rc, err;
-    if (fd < 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "could not open %s: %s", path, strerror(errno));
-        return 2;
-    }
+    if (fd < 0)
+        return push_fail(L, "open", path, errno, NULL);
     rc = fsync(fd);
     err = rc != 0 ? errno : 0; /* before close can change errno */
     close(fd);
-    if (rc != 0 && err != EINVAL) { /* some filesystems cannot sync a directory */
-        lua_pushnil(L);
-        lua_pushfstring(L, "could not sync %s: %s", path, strerror(err));
-        return 2;
-    }
+    if (rc != 0 && err != EINVAL) /* some filesystems cannot sync a directory */
+        return push_fail(L, "sync", path, err, NULL);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -103,13 +109,6 @@ static int l_sha_hex(lua_State *L)
     return 1;
 }
 
-static int push_fail(lua_State *L, const char *what, const char *path, int err)
-{
-    lua_pushnil(L);
-    lua_pushfstring(L, "could not %s %s: %s", what, path, strerror(err));
-    return 2;
-}
-
 /* Closes and unlinks an unfinished file; safe to call more than once. */
 static void sink_discard(file_sink *k)
 {
@@ -124,7 +123,7 @@ static void sink_discard(file_sink *k)
 }
 
 /*
- * core.file_sink(path) -> sink | nil, message, "exists" | "io"
+ * core.file_sink(path) -> sink | nil, err (err.code "exists": the file is there)
  * Creates path exclusively (O_EXCL: never another process's file, never a
  * stale one). Mode 0666 less the umask, as the libcurl download and any other
  * file the process makes: the temporary name is hidden and the final file
@@ -151,9 +150,7 @@ static int l_file_sink(lua_State *L)
     while (k->fd < 0 && errno == EINTR);
     if (k->fd < 0) {
         int err = errno;
-        push_fail(L, "create", path, err);
-        lua_pushstring(L, err == EEXIST ? "exists" : "io");
-        return 3;
+        return push_fail(L, "create", path, err, err == EEXIST ? "exists" : NULL);
     }
     k->state = SINK_OPEN;
     return 1;
@@ -164,17 +161,15 @@ static file_sink *check_sink(lua_State *L)
     return luaL_checkudata(L, 1, SINK_MT);
 }
 
-/* sink:write(s) -> true | nil, message; short writes are looped, EINTR retried */
+/* sink:write(s) -> true | nil, err; short writes are looped, EINTR retried */
 static int l_sink_write(lua_State *L)
 {
     file_sink *k = check_sink(L);
     size_t n, done = 0;
     const char *s = luaL_checklstring(L, 2, &n);
     if (k->state != SINK_OPEN) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "could not write %s: %s", k->path,
-                        k->state == SINK_FAILED ? strerror(k->err) : "the file is closed");
-        return 2;
+        return ctc_push_fail(L, "io", 0, "could not write %s: %s", k->path,
+                             k->state == SINK_FAILED ? strerror(k->err) : "the file is closed");
     }
     while (done < n) {
         ssize_t w = write(k->fd, s + done, n - done);
@@ -183,7 +178,7 @@ static int l_sink_write(lua_State *L)
         if (w <= 0) {
             k->err = w < 0 ? errno : EIO;
             k->state = SINK_FAILED;
-            return push_fail(L, "write", k->path, k->err);
+            return push_fail(L, "write", k->path, k->err, NULL);
         }
         done += (size_t)w;
     }
@@ -193,16 +188,15 @@ static int l_sink_write(lua_State *L)
     return 1;
 }
 
-/* sink:finish() -> bytes, sha256hex | nil, message (fsync and close; on failure the file is removed) */
+/* sink:finish() -> bytes, sha256hex | nil, err (fsync and close; on failure the file is removed) */
 static int l_sink_finish(lua_State *L)
 {
     file_sink *k = check_sink(L);
     unsigned char digest[32];
     int rc, err;
     if (k->state != SINK_OPEN) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "could not finish %s: %s", k->path,
-                        k->state == SINK_FAILED ? strerror(k->err) : "the file is closed");
+        ctc_push_fail(L, "io", 0, "could not finish %s: %s", k->path,
+                      k->state == SINK_FAILED ? strerror(k->err) : "the file is closed");
         sink_discard(k);
         return 2;
     }
@@ -215,7 +209,7 @@ static int l_sink_finish(lua_State *L)
     k->fd = -1;
     if (rc != 0) {
         sink_discard(k);
-        return push_fail(L, "write", k->path, err);
+        return push_fail(L, "write", k->path, err, NULL);
     }
     k->state = SINK_FINISHED;
     lua_pushnumber(L, (lua_Number)k->bytes);
@@ -274,7 +268,7 @@ static void lock_release(file_lock *k)
 }
 
 /*
- * core.lock_file(path) -> lock | nil, message, "busy" | "io"
+ * core.lock_file(path) -> lock | nil, err (err.code "busy": another holds it)
  * Creates path if needed (mode 0666 less the umask) and takes an exclusive,
  * non-blocking flock on it. The file itself stays: removing it would let a
  * third run lock a new inode while the second still holds the old one.
@@ -296,9 +290,7 @@ static int l_lock_file(lua_State *L)
     while (k->fd < 0 && errno == EINTR);
     if (k->fd < 0) {
         int err = errno;
-        push_fail(L, "open", path, err);
-        lua_pushliteral(L, "io");
-        return 3;
+        return push_fail(L, "open", path, err, NULL);
     }
     do
         rc = flock(k->fd, LOCK_EX | LOCK_NB);
@@ -306,12 +298,7 @@ static int l_lock_file(lua_State *L)
     if (rc != 0) {
         int err = errno;
         lock_release(k);
-        push_fail(L, "lock", path, err);
-        if (err == EWOULDBLOCK)
-            lua_pushliteral(L, "busy");
-        else
-            lua_pushliteral(L, "io");
-        return 3;
+        return push_fail(L, "lock", path, err, err == EWOULDBLOCK ? "busy" : NULL);
     }
     return 1;
 }
@@ -344,7 +331,7 @@ static int l_dir_gc(lua_State *L)
     return 0;
 }
 
-/* core.list_dir(path) -> { name, ... } (without "." and "..") | nil, message */
+/* core.list_dir(path) -> { name, ... } (without "." and "..") | nil, err */
 static int l_list_dir(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -360,7 +347,7 @@ static int l_list_dir(lua_State *L)
     lua_setmetatable(L, -2);
     *d = opendir(path);
     if (!*d)
-        return push_fail(L, "open", path, errno);
+        return push_fail(L, "open", path, errno, NULL);
     lua_newtable(L);
     while ((e = readdir(*d)) != NULL) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
@@ -386,27 +373,27 @@ static int l_pid_alive(lua_State *L)
     return 1;
 }
 
-/* core.dir_writable(path) -> true | nil, message: a directory we may create files in */
+/* core.dir_writable(path) -> true | nil, err: a directory we may create files in */
 static int l_dir_writable(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
     if (stat(path, &st) != 0)
-        return push_fail(L, "use directory", path, errno);
+        return push_fail(L, "use directory", path, errno, NULL);
     if (!S_ISDIR(st.st_mode))
-        return push_fail(L, "use directory", path, ENOTDIR);
+        return push_fail(L, "use directory", path, ENOTDIR, NULL);
     if (access(path, W_OK | X_OK) != 0)
-        return push_fail(L, "write in directory", path, errno);
+        return push_fail(L, "write in directory", path, errno, NULL);
     lua_pushboolean(L, 1);
     return 1;
 }
 
-/* core.mkdir(path) -> true | nil, message (mode 0777 less the umask; an existing directory is fine) */
+/* core.mkdir(path) -> true | nil, err (mode 0777 less the umask; an existing directory is fine) */
 static int l_mkdir(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     if (mkdir(path, 0777) != 0 && errno != EEXIST)
-        return push_fail(L, "create directory", path, errno);
+        return push_fail(L, "create directory", path, errno, NULL);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -429,7 +416,7 @@ static int write_all(int fd, const char *s, size_t n)
 }
 
 /*
- * core.append_sync(path, s) -> true | nil, message
+ * core.append_sync(path, s) -> true | nil, err
  * Appends s to path (created if missing) and fsyncs it. On any failure the
  * file is cut back to its old length, so a full disk never leaves a torn
  * line that the next line would be glued to.
@@ -445,21 +432,21 @@ static int l_append_sync(lua_State *L)
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
     while (fd < 0 && errno == EINTR);
     if (fd < 0)
-        return push_fail(L, "open", path, errno);
+        return push_fail(L, "open", path, errno, NULL);
     if (fstat(fd, &st) != 0) {
         err = errno;
         close(fd);
-        return push_fail(L, "read the size of", path, err);
+        return push_fail(L, "read the size of", path, err, NULL);
     }
     if (write_all(fd, s, n) != 0 || fsync(fd) != 0) {
         err = errno;
         if (ftruncate(fd, st.st_size) == 0)
             (void)fsync(fd);
         close(fd);
-        return push_fail(L, "write", path, err);
+        return push_fail(L, "write", path, err, NULL);
     }
     if (close(fd) != 0)
-        return push_fail(L, "write", path, errno);
+        return push_fail(L, "write", path, errno, NULL);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -549,9 +549,7 @@ static int l_new(lua_State *L)
     lua_newtable(L);
     set_tokens(L, -2);
     if (ctc_curl_opts_read(L, 1, &m->opts) != 0 || (m->multi = curl_multi_init()) == NULL) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "could not start libcurl: out of memory");
-        return 2;
+        return ctc_push_fail(L, "network", 0, "could not start libcurl: out of memory");
     }
     if (maxc > 0) {
         /* more transfers than connections wait inside libcurl for one to free */

@@ -2,7 +2,9 @@
  * clicktocall parsers: pure functions over bytes for phone numbers and times, and the JSON
  * decoder's contract. No Lua, no libcurl, no allocation, no globals that change (thread-safe),
  * never abort(). Inputs are (pointer, length) and need not be NUL-terminated; they may hold
- * NUL bytes. Error sentences (*why) are static strings, valid for the life of the process.
+ * NUL bytes. The time parsers' *why are static sentences, valid for the life of the process;
+ * the phone parser gives a reason code and the offending byte (the sentence is written once, by
+ * the Lua binding).
  * The Lua bindings live elsewhere; the libFuzzer harnesses in csrc/test/fuzz/ call these.
  */
 #ifndef CTC_PARSERS_H
@@ -15,13 +17,29 @@
 
 #define CTC_PHONE_MAX 24   /* "+", up to 15 digits of E.164, NUL: room to spare */
 
+/* Why a phone number was refused: a reason, and its detail where the sentence has one (the
+ * offending byte for CTC_PHONE_CHAR, the number of digits for CTC_PHONE_DIGITS; else the byte
+ * or 0). ctc_phone_sentences[reason] is the sentence, a format for that detail. */
+enum {
+    CTC_PHONE_EMPTY = 1, CTC_PHONE_NO_DIGITS, CTC_PHONE_TOO_MANY, CTC_PHONE_PLUS, CTC_PHONE_NUL,
+    CTC_PHONE_CTRL, CTC_PHONE_FULLWIDTH, CTC_PHONE_NONASCII, CTC_PHONE_CHAR, CTC_PHONE_INTL_EMPTY,
+    CTC_PHONE_CC_ZERO, CTC_PHONE_86_EMPTY, CTC_PHONE_DIGITS, CTC_PHONE_MOBILE_PREFIX, CTC_PHONE_AREA,
+    CTC_PHONE_SERVICE, CTC_PHONE_LAND_SHORT, CTC_PHONE_SUB_LEN, CTC_PHONE_SUB_FIRST,
+    CTC_PHONE_NO_TRUNK, CTC_PHONE_86_REST, CTC_PHONE_SHORT, CTC_PHONE_LONG, CTC_PHONE_DEFAULT_CC,
+    CTC_PHONE_OUTSZ, CTC_PHONE_REASONS
+};
+typedef struct ctc_phone_why {
+    int reason;
+    int detail;
+} ctc_phone_why;
+extern const char *const ctc_phone_sentences[CTC_PHONE_REASONS];
+
 /* Normalizes a phone number to E.164 "+<cc><national number>".
  * cc/cclen: the default country code digits ("86"; a leading '+' is accepted) used when the
  * number has no international prefix. Returns 0 and writes a NUL-terminated string to out
- * (outsz >= CTC_PHONE_MAX), or -1 and points *why at a static sentence saying what
- * is wrong (e.g. "phone number has 9 digits; a Chinese mobile number has 11"). */
+ * (outsz >= CTC_PHONE_MAX), or -1 and sets *why (why may be NULL). */
 int ctc_phone_normalize(const char *s, size_t len, const char *cc, size_t cclen,
-                        char *out, size_t outsz, const char **why);
+                        char *out, size_t outsz, ctc_phone_why *why);
 
 /* Parses exactly "yyyy-MM-dd HH:mm:ss" as a time in UTC+8 (the provider's clock)
  * into Unix seconds. Validates every field (month 1-12, days in month with leap
@@ -36,6 +54,9 @@ int ctc_time_parse(const char *s, size_t len, int64_t *epoch, const char **why);
 #define CTC_TIME_LEN 19    /* strlen("yyyy-MM-dd HH:mm:ss") */
 #define CTC_TIME_MAX_EPOCH ((int64_t)253402271999)
 int ctc_time_format(int64_t epoch, char *out, size_t outsz, const char **why);
+/* Whether a *why of the two above is about the time as a whole ("time is too short; ...") rather
+ * than a part of it ("month must be 01-12"): the first needs no subject in front. */
+int ctc_time_why_whole(const char *why);
 
 /* Parses an HTTP date (RFC 9110 section 5.6.7): the preferred IMF-fixdate
  * "Sun, 06 Nov 1994 08:49:37 GMT" and the obsolete RFC 850 ("Sunday, 06-Nov-94 08:49:37 GMT";

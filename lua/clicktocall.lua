@@ -411,7 +411,7 @@ end
 function _M.normalize_phone(s, cc)
   local phone, why = core.normalize_phone(s, cc)
   if not phone then
-    return nil, errors.argument(why)
+    return nil, errors.argument(why.message)
   end
   return phone
 end
@@ -420,7 +420,7 @@ end
 function _M.format_time(v)
   local s, why = core.format_time(v)
   if not s then
-    return nil, errors.argument(why)
+    return nil, errors.argument(why.message)
   end
   return s
 end

@@ -52,7 +52,7 @@ local function check(st, args)
   local dir = jobs.parent(state)
   local ok, why = core.dir_writable(dir)
   if not ok then
-    return jobs.argument(st, FNAME, "field 'state' must be in an existing, writable directory: " .. tostring(why))
+    return jobs.argument(st, FNAME, "field 'state' must be in an existing, writable directory: " .. why.message)
   end
   if type(args.on_record) ~= "function" then
     return jobs.argument(st, FNAME, "field 'on_record' must be a function")
@@ -67,7 +67,7 @@ local function check(st, args)
   if since ~= nil then
     local s, swhy = core.format_time(since)
     if not s then
-      return jobs.argument(st, FNAME, "field 'since' " .. tostring(swhy))
+      return jobs.argument(st, FNAME, "field 'since' " .. swhy.message)
     end
     since = jobs.unix(s)
   end
@@ -128,7 +128,7 @@ local function write_state(st, job, s)
     end
   end
   if not sink then
-    return nil, exchange.fail(st, "io", tostring(why), { sent = false, retryable = false })
+    return nil, exchange.fail(st, "io", why.message, { sent = false, retryable = false })
   end
   local ok, werr = sink:write(text)
   local bytes
@@ -137,7 +137,7 @@ local function write_state(st, job, s)
   end
   if not ok or not bytes then
     sink:abort()
-    return nil, jobs.io_error(st, "could not write the state: " .. tostring(werr))
+    return nil, jobs.io_error(st, "could not write the state: " .. werr.message)
   end
   local rok, rerr = os_rename(tmp, job.state)
   if not rok then
