@@ -91,7 +91,8 @@ __attribute__((visibility("default"))) int luaopen_clicktocall_core(lua_State *L
     ctc_open_response(L);
     ctc_open_curl(L);
     ctc_open_multi(L);
-    ctc_open_files(L);
+    ctc_open_sink(L);
+    ctc_open_fsys(L);
     lua_pushliteral(L, CTC_VERSION);
     lua_setfield(L, -2, "_VERSION");
     lua_pushinteger(L, CTC_PAGE_SIZE);

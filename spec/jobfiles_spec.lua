@@ -1,4 +1,4 @@
--- The C helpers the jobs stand on (csrc/files.c): the lock, the listing, the liveness of a pid, the
+-- The C helpers the jobs stand on (csrc/fsys.c): the lock, the listing, the liveness of a pid, the
 -- durable append, and the flat JSON of the jobs' own files.
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
