@@ -67,7 +67,9 @@ static const char E_UNTERMINATED[] = "unterminated string";
 static const char E_ESCAPE[] = "invalid escape in a string";
 static const char E_UNICODE[] = "invalid \\u escape (4 hex digits, surrogates paired)";
 static const char E_NUMBER[] = "invalid number";
-static const char E_DEPTH[] = "nesting deeper than 64";
+#define STR_(x) #x
+#define STR(x) STR_(x)
+static const char E_DEPTH[] = "nesting deeper than " STR(CTC_JSON_MAX_DEPTH);
 static const char E_UTF16[] = "UTF-16 or UTF-32 (a NUL byte)";
 
 /* bytes that end the plain run of a string: '"', '\\', NUL */
