@@ -106,7 +106,7 @@ parsers-test: | deps
 	@mkdir -p build/test
 	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -g -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
 	  -fno-omit-frame-pointer -Icsrc csrc/test/test_parsers.c csrc/phone.c csrc/timefmt.c \
-	  csrc/jsonscan.c -o build/test/test_parsers
+	  csrc/test/oracle/jsonscan.c -o build/test/test_parsers
 	build/test/test_parsers
 
 # SHA-256 (FIPS 180-4) and base64 (RFC 4648) known answers; base64.c holds a

@@ -7,8 +7,8 @@
 --   perform    the single transport, one page after another (what records{} does today)
 --   multi1     core.curl_multi, one transfer at a time
 --   multi8     core.curl_multi, 8 transfers in flight (independent pages, as concurrent slices are)
---   prefetch   core.curl_multi, one after another, but page N+1 is asked for (maxId from
---              core.page_last_id) before page N is decoded
+--   prefetch   core.curl_multi, one after another, but page N+1 is asked for (maxId from the
+--              cursor core.response gives) as soon as page N is decoded
 --   records    client:records{} with libcurl (it keeps the next page in flight the same way)
 --   records_fn client:records{} through a function transport over a libcurl handle (no prefetch)
 -- Prints the median records/s of each over ROUNDS rounds (contenders alternate within a round; a first,
@@ -133,15 +133,12 @@ function contenders.prefetch()
   assert(m:add(asked, request(asked)))
   for p = 1, PAGES do
     local body = one(m, early).body
-    local last, k = core.page_last_id(body)
-    local ahead = p < PAGES and last and k >= core.PAGE_SIZE
-    early = nil
-    if ahead then
-      assert(m:add(last, request(last)))
-      early = m:wait(0) -- on the wire while this page decodes (on loopback it may even be back)
-    end
     local n, cursor = decode(body, asked)
-    assert(not ahead or cursor == last)
+    early = nil
+    if p < PAGES and cursor then
+      assert(m:add(cursor, request(cursor)))
+      early = m:wait(0) -- on the wire while this page's records are used
+    end
     count = count + n
     asked = cursor
   end

@@ -51,26 +51,6 @@ static int l_http_date(lua_State *L)
     return 1;
 }
 
-/* core.page_last_id(body) -> id | nil, count
- * The last record's exact id of a raw records page and the number of records,
- * read fast and without validation: a hint to ask for the next page (maxId =
- * that id) while this one is decoded. nil when the page has no such id; the
- * full read of the page (core.response) stays the judge. */
-static int l_page_last_id(lua_State *L)
-{
-    size_t n;
-    const char *body = luaL_checklstring(L, 1, &n);
-    int kind;
-    int64_t id;
-    size_t count;
-    if (ctc_json_page_last(body, n, &kind, &id, &count) != 0 || kind != CTC_ID_INT)
-        lua_pushnil(L);
-    else
-        ctc_push_id(L, id);
-    lua_pushinteger(L, (lua_Integer)count);
-    return 2;
-}
-
 /* milliseconds as seconds: an integer when whole */
 static void push_seconds(lua_State *L, long ms)
 {
@@ -101,7 +81,6 @@ static const luaL_Reg core_functions[] = {
     { "sleep", l_sleep },
     { "now", l_now },
     { "http_date", l_http_date },
-    { "page_last_id", l_page_last_id },
     { NULL, NULL },
 };
 
@@ -112,7 +91,8 @@ __attribute__((visibility("default"))) int luaopen_clicktocall_core(lua_State *L
     ctc_open_response(L);
     ctc_open_curl(L);
     ctc_open_multi(L);
-    ctc_open_files(L);
+    ctc_open_sink(L);
+    ctc_open_fsys(L);
     lua_pushliteral(L, CTC_VERSION);
     lua_setfield(L, -2, "_VERSION");
     lua_pushinteger(L, CTC_PAGE_SIZE);

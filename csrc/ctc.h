@@ -50,6 +50,8 @@ int ctc_l_format_time(lua_State *L);
 int ctc_l_parse_time(lua_State *L);
 
 /* cursor.c: ids and sizes between C and Lua */
+/* 2^53: a double holds every integer up to it exactly, and not every one past it */
+#define CTC_EXACT_DOUBLE_MAX 9007199254740992.0
 #define CTC_I64_LEN 24  /* "-9223372036854775808" and its NUL, with room */
 /* v in decimal, written at the end of buf[CTC_I64_LEN]; returns where it starts.
  * For messages: lua_pushfstring has no 64-bit format on every Lua version. */
@@ -67,8 +69,16 @@ void ctc_open_curl(lua_State *L);       /* sets core.curl_transport */
 /* multi.c: the batch transport over libcurl's multi interface */
 void ctc_open_multi(lua_State *L);      /* sets core.curl_multi */
 
-/* sha256.c, files.c: recording downloads */
-void ctc_open_files(lua_State *L);
+/* sink.c: core.file_sink (a download's file and its SHA-256, for a transport in Lua), core.sha256 */
+void ctc_open_sink(lua_State *L);
+/* fsys.c: the file-system helpers (lock, listing, mkdir, durable append, fsync_all) */
+void ctc_open_fsys(lua_State *L);
+/* open(2) with O_CLOEXEC, retried on EINTR: a descriptor, or -1 with errno */
+int ctc_open_retry(const char *path, int flags, int mode);
+/* all n bytes, short writes looped and EINTR retried: 0, or -1 with errno (EIO for a write of 0) */
+int ctc_write_all(int fd, const void *s, size_t n);
+/* nil, { kind = "io", message = "could not <what> <path>: <strerror(err)>", sent = false [, code] } */
+int ctc_push_io_fail(lua_State *L, const char *what, const char *path, int err, const char *code);
 
 #pragma GCC visibility pop
 

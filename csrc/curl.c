@@ -1,22 +1,22 @@
 /*
  * The libcurl transport: one easy handle per client, reused so connections
  * stay alive. perform(request) -> response | nil, err; download(request, path)
- * streams a body to a new file. The handle and the request's buffers are an
- * exchange (exchange.c), shared with the batch transport (multi.c); this file
- * is the Lua object around one of them.
+ * streams a body to a new file. The handle and the request's buffers are a
+ * ctc_easy (easy.c), as in the batch transport (multi.c); this file is the
+ * Lua object around one of them.
  *
- * While curl_easy_perform runs, the callbacks touch only the exchange's C
+ * While curl_easy_perform runs, the callbacks touch only the ctc_easy's C
  * memory; results and errors are pushed after it returns.
  */
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include "exchange.h"
+#include "easy.h"
 
 #define CURL_MT "clicktocall.curl"
 
 typedef struct transport {
-    ctc_exchange x;
+    ctc_easy x;
     int closed;
     ctc_curl_opts opts;    /* copies of the options: the handle is made on first use */
 } transport;
@@ -28,7 +28,7 @@ static CURLcode ensure_handle(lua_State *L, transport *t)
     CURLcode rc;
     if (t->x.easy != NULL)
         return CURLE_OK;
-    rc = ctc_exchange_open(L, &t->x, &t->opts);
+    rc = ctc_easy_open(L, &t->x, &t->opts);
     /* one kept-alive connection, so the one CURLINFO_ACTIVESOCKET names is all
      * there is to check before the next transfer (see drop_poisoned) */
     if (rc == CURLE_OK)
@@ -40,7 +40,7 @@ static CURLcode ensure_handle(lua_State *L, transport *t)
  * answer nobody asked for (or the server's close): the next request must not
  * read it as its own. Dropping the handle closes that connection; the next
  * one is made fresh. */
-static void drop_poisoned(ctc_exchange *x)
+static void drop_poisoned(ctc_easy *x)
 {
     struct pollfd p;
     if (x->easy == NULL || x->last_sock == CURL_SOCKET_BAD)
@@ -56,7 +56,7 @@ static void drop_poisoned(ctc_exchange *x)
 }
 
 /* After a transfer: the connection libcurl keeps for the next one, if any. */
-static void note_connection(ctc_exchange *x)
+static void note_connection(ctc_easy *x)
 {
     curl_socket_t sock = CURL_SOCKET_BAD;
     if (curl_easy_getinfo(x->easy, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK)
@@ -80,11 +80,11 @@ static int l_perform(lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     drop_poisoned(&t->x);
     if ((rc = ensure_handle(L, t)) != CURLE_OK)
-        return ctc_exchange_push_start_error(L, rc);
-    ctc_exchange_prepare(L, &t->x, 2, 0);
+        return ctc_easy_push_start_error(L, rc);
+    ctc_easy_prepare(L, &t->x, 2, 0);
     rc = curl_easy_perform(t->x.easy);
     note_connection(&t->x);
-    return ctc_exchange_push_result(L, &t->x, rc);
+    return ctc_easy_push_result(L, &t->x, rc);
 }
 
 /*
@@ -101,13 +101,13 @@ static int l_download(lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     drop_poisoned(&t->x);
     if ((rc = ensure_handle(L, t)) != CURLE_OK)
-        return ctc_exchange_push_start_error(L, rc);
-    ctc_exchange_prepare(L, &t->x, 2, 1);
-    if (ctc_exchange_create_file(L, &t->x, tmp) != 0)
+        return ctc_easy_push_start_error(L, rc);
+    ctc_easy_prepare(L, &t->x, 2, 1);
+    if (ctc_easy_create_file(L, &t->x, tmp) != 0)
         return 2;
     rc = curl_easy_perform(t->x.easy);
     note_connection(&t->x);
-    return ctc_exchange_finish_download(L, &t->x, rc);
+    return ctc_easy_finish_download(L, &t->x, rc);
 }
 
 /* One idempotent closer for close(), __gc and __close. */
@@ -115,7 +115,7 @@ static int l_close(lua_State *L)
 {
     transport *t = luaL_checkudata(L, 1, CURL_MT);
     if (!t->closed) {
-        ctc_exchange_release(&t->x);
+        ctc_easy_release(&t->x);
         t->closed = 1;
     }
     ctc_curl_opts_free(&t->opts);
@@ -139,13 +139,11 @@ static int l_new(lua_State *L)
     /* consistent before anything can fail; the easy handle comes on first use */
     t = ctc_newuserdata(L, sizeof *t);
     memset(t, 0, sizeof *t);
-    ctc_exchange_clear(&t->x);
+    ctc_easy_clear(&t->x);
     luaL_getmetatable(L, CURL_MT);
     lua_setmetatable(L, -2);
     if (ctc_curl_opts_read(L, 1, &t->opts) != 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "could not start libcurl: out of memory");
-        return 2;
+        return ctc_push_fail(L, "network", 0, "could not start libcurl: out of memory");
     }
     return 1;
 }

@@ -24,8 +24,8 @@ void ctc_push_id(lua_State *L, int64_t id)
 #if CTC_HAS_INTEGERS
     lua_pushinteger(L, (lua_Integer)id);
 #else
-    /* a double holds every integer up to 2^53 exactly; past it, keep digits */
-    if (id <= ((int64_t)1 << 53) && id >= -((int64_t)1 << 53)) {
+    /* past CTC_EXACT_DOUBLE_MAX, keep the digits */
+    if (id <= (int64_t)CTC_EXACT_DOUBLE_MAX && id >= -(int64_t)CTC_EXACT_DOUBLE_MAX) {
         lua_pushnumber(L, (lua_Number)id);
     } else {
         char digits[CTC_I64_LEN];
@@ -52,7 +52,7 @@ const char *ctc_to_id(lua_State *L, int idx, int64_t *id)
                 return "must be an integer";
             if (v < 0)
                 return "must not be negative";
-            if (v > 9007199254740992.0)
+            if (v > CTC_EXACT_DOUBLE_MAX)
                 return "is too large for a number; pass it as a string of digits";
             *id = (int64_t)v;
             return NULL;

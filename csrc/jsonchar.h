@@ -1,5 +1,5 @@
-/* The JSON readers' shared byte classes (jsonscan.c validates and scans, jsondecode.c
- * decodes): one definition of whitespace, digits and \u hex, so the two never disagree. */
+/* The JSON byte classes the decoder (jsondecode.c) and the test oracle (test/oracle/jsonscan.c)
+ * share: one definition of whitespace, digits and \u hex, so the two never disagree. */
 #ifndef CTC_JSONCHAR_H
 #define CTC_JSONCHAR_H
 #include <stddef.h>

@@ -1,20 +1,19 @@
 /*
  * A direct JSON decoder for the provider's answers (see ctc_json_decode in parsers.h). One pass
- * over the body pushes the Lua value lua-cjson 2.1.0 gave the reader (decode_invalid_numbers off,
- * decode_max_depth 64), and refuses what it refused with its message; the elements of the
- * top-level "data" array that are objects (records) are finished on the way: null fields absent,
- * whole numbers integers on 5.3+, the id read from its own bytes by the id rule. So the reader
- * no longer decodes, walks every record and then scans every id again.
+ * over the body pushes the Lua value lua-cjson 2.1.0 gives (decode_invalid_numbers off,
+ * decode_max_depth 64), and refuses what it refuses, saying what is wrong and at which byte; the
+ * elements of the top-level "data" array that are objects (records) are finished on the way: null
+ * fields absent, whole numbers integers on 5.3+, the id read from its own bytes by the id rule.
  *
  * What cjson does, and so what this does: whitespace is space, tab, LF, CR; a NUL byte outside a
- * string ends the input (a Lua string may hold more); inside a string a NUL is "unexpected end
- * of string", any other byte (control characters, invalid UTF-8) is taken as it is; \u escapes
+ * string ends the input (a Lua string may hold more); inside a string a NUL ends it unterminated,
+ * any other byte (control characters, invalid UTF-8) is taken as it is; \u escapes
  * become UTF-8, a surrogate pair one 4-byte sequence, a lone or reversed surrogate is refused;
  * numbers are what strtod reads from a '-' or a digit (so "5.", "-.5", "1.e3" are numbers), except
  * a leading zero before a digit, hex, inf and nan; duplicate keys: the last wins.
  * Where it is not cjson (none of it visible in a value or a decision): no copy of the body per
- * call (cjson mallocs one as long as the body), offsets as size_t (cjson's "at character N" is an
- * int), and a record's keys are taken from the record before when the bytes are the same.
+ * call (cjson mallocs one as long as the body), its own messages (a reason and a 0-based byte
+ * offset), and a record's keys are taken from the record before when the bytes are the same.
  * Speed: tables pre-sized (a record as large as the one before, the data array a full page),
  * strings without escapes pushed straight from the body, integers of up to 15 digits and short
  * decimals computed exactly without strtod.
@@ -31,8 +30,6 @@
 #include "ctc.h"
 #include "parsers.h"
 #include "jsonchar.h"
-
-#define TWO53 9007199254740992.0
 
 enum { M_PLAIN, M_TOP, M_RECORD };
 
@@ -56,19 +53,24 @@ typedef struct {
     size_t klen[KEYS];
     ctc_json_page *page;
     int64_t prev;           /* the page's last id so far (or the cursor asked) */
-    /* the failure, in cjson's words */
-    const char *expected;
-    const char *found;
-    size_t at;              /* 0-based offset of the token (or of the fault in a string) */
-    int nested;             /* > 0: too deep, at this depth */
+    const char *why;        /* the failure: what, and where (0-based byte offset) */
+    size_t at;
 } dctx;
 
-static const char T_STRING[] = "T_STRING";
-static const char E_END_OF_STRING[] = "unexpected end of string";
-static const char E_ESCAPE[] = "invalid escape code";
-static const char E_UNICODE[] = "invalid unicode escape code";
+static const char E_VALUE[] = "expected a value";
+static const char E_KEY[] = "expected a string as object key";
+static const char E_COLON[] = "expected ':' after an object key";
+static const char E_OBJECT[] = "expected ',' or '}' in an object";
+static const char E_ARRAY[] = "expected ',' or ']' in an array";
+static const char E_END[] = "expected the end after the value";
+static const char E_UNTERMINATED[] = "unterminated string";
+static const char E_ESCAPE[] = "invalid escape in a string";
+static const char E_UNICODE[] = "invalid \\u escape (4 hex digits, surrogates paired)";
 static const char E_NUMBER[] = "invalid number";
-static const char E_TOKEN[] = "invalid token";
+#define STR_(x) #x
+#define STR(x) STR_(x)
+static const char E_DEPTH[] = "nesting deeper than " STR(CTC_JSON_MAX_DEPTH);
+static const char E_UTF16[] = "UTF-16 or UTF-32 (a NUL byte)";
 
 /* bytes that end the plain run of a string: '"', '\\', NUL */
 static const unsigned char STR_STOP[256] = { [0] = 1, ['"'] = 1, ['\\'] = 1 };
@@ -80,57 +82,11 @@ static size_t skip_ws(const unsigned char *b, size_t p)
     return p;
 }
 
-static int fail_token(dctx *c, const char *expected, const char *found, size_t at)
+static int fail_at(dctx *c, const char *why, size_t at)
 {
-    c->expected = expected;
-    c->found = found;
+    c->why = why;
     c->at = at;
     return -1;
-}
-
-/* ---- the tokenizer's view of a string or number, for error messages only ---- */
-
-/* The fault of the string at b[q] == '"', as cjson reads it, or NULL if it is a good string;
- * *at: where. */
-static const char *string_fault(const unsigned char *b, size_t q, size_t *at)
-{
-    for (q++;; q++) {
-        unsigned char ch = b[q];
-        if (ch == '"')
-            return NULL;
-        if (ch == 0) {
-            *at = q;
-            return E_END_OF_STRING;
-        }
-        if (ch != '\\')
-            continue;
-        ch = b[q + 1];
-        if (ch == 'u') {
-            long cp = ctc_json_hex4(b, q + 2);
-            if (cp < 0)
-                goto bad_u;
-            if ((cp & 0xF800) == 0xD800) {
-                long lo;
-                if ((cp & 0x400) || b[q + 6] != '\\' || b[q + 7] != 'u')
-                    goto bad_u;
-                lo = ctc_json_hex4(b, q + 8);
-                if (lo < 0 || (lo & 0xFC00) != 0xDC00)
-                    goto bad_u;
-                q += 6;
-            }
-            q += 5;
-            continue;
-        bad_u:
-            *at = q;
-            return E_UNICODE;
-        }
-        if (ch != '"' && ch != '\\' && ch != '/' && ch != 'b' && ch != 'f' && ch != 'n'
-            && ch != 'r' && ch != 't') {
-            *at = q;
-            return E_ESCAPE;
-        }
-        q++;
-    }
 }
 
 typedef struct {
@@ -198,48 +154,6 @@ static int lex_number(const unsigned char *b, size_t s, numtok *t)
     return 0;
 }
 
-/* The found token at b[p] (blanks skipped) for "Expected X but found Y at character N". */
-static int unexpected(dctx *c, const char *expected, size_t p)
-{
-    const unsigned char *b = c->b;
-    const char *found;
-    size_t at;
-    numtok t;
-
-    p = skip_ws(b, p);
-    at = p;
-    switch (b[p]) {
-    case '{': found = "T_OBJ_BEGIN"; break;
-    case '}': found = "T_OBJ_END"; break;
-    case '[': found = "T_ARR_BEGIN"; break;
-    case ']': found = "T_ARR_END"; break;
-    case ',': found = "T_COMMA"; break;
-    case ':': found = "T_COLON"; break;
-    case 0: found = "T_END"; break;
-    case '"':
-        found = string_fault(b, p, &at);
-        if (found == NULL)
-            found = T_STRING;
-        break;
-    case 't':
-        found = strncmp((const char *)b + p, "true", 4) == 0 ? "T_BOOLEAN" : E_TOKEN;
-        break;
-    case 'f':
-        found = strncmp((const char *)b + p, "false", 5) == 0 ? "T_BOOLEAN" : E_TOKEN;
-        break;
-    case 'n':
-        found = strncmp((const char *)b + p, "null", 4) == 0 ? "T_NULL" : E_TOKEN;
-        break;
-    default:
-        if (b[p] == '-' || ctc_json_is_digit(b[p]))
-            found = lex_number(b, p, &t) == 0 ? "T_NUMBER" : E_NUMBER;
-        else
-            found = E_TOKEN;
-        break;
-    }
-    return fail_token(c, expected, found, at);
-}
-
 /* ---- values ---- */
 
 /* the scratch buffer, at least need bytes (its old contents are not kept) */
@@ -282,8 +196,7 @@ static size_t put_utf8(unsigned char *o, long cp)
 
 /* The rest of a string from its first backslash at q (contents start at s): decoded into the
  * scratch buffer, pushed; *sp, *sn: the decoded bytes (valid until the scratch is used again). */
-static int push_escaped(dctx *c, size_t s, size_t q, const char *expected, const char **sp,
-                        size_t *sn)
+static int push_escaped(dctx *c, size_t s, size_t q, const char **sp, size_t *sn)
 {
     const unsigned char *b = c->b;
     size_t e = q, k;
@@ -300,7 +213,7 @@ static int push_escaped(dctx *c, size_t s, size_t q, const char *expected, const
         if (ch == '"')
             break;
         if (ch == 0)
-            return fail_token(c, expected, E_END_OF_STRING, q);
+            return fail_at(c, E_UNTERMINATED, q);
         if (ch != '\\') {
             o[k++] = ch;
             q++;
@@ -318,15 +231,15 @@ static int push_escaped(dctx *c, size_t s, size_t q, const char *expected, const
         case 'u': {
             long cp = ctc_json_hex4(b, q + 2);
             if (cp < 0)
-                return fail_token(c, expected, E_UNICODE, q);
+                return fail_at(c, E_UNICODE, q);
             if ((cp & 0xF800) == 0xD800) {
                 long lo;
                 /* a low surrogate first, or a high one not followed by \u and a low one */
                 if ((cp & 0x400) || b[q + 6] != '\\' || b[q + 7] != 'u')
-                    return fail_token(c, expected, E_UNICODE, q);
+                    return fail_at(c, E_UNICODE, q);
                 lo = ctc_json_hex4(b, q + 8);
                 if (lo < 0 || (lo & 0xFC00) != 0xDC00)
-                    return fail_token(c, expected, E_UNICODE, q);
+                    return fail_at(c, E_UNICODE, q);
                 cp = ((((cp & 0x3FF) << 10) | (lo & 0x3FF)) + 0x10000);
                 q += 6;
             }
@@ -335,7 +248,7 @@ static int push_escaped(dctx *c, size_t s, size_t q, const char *expected, const
             continue;
         }
         default:
-            return fail_token(c, expected, E_ESCAPE, q);
+            return fail_at(c, E_ESCAPE, q);
         }
         q += 2;
     }
@@ -347,7 +260,7 @@ static int push_escaped(dctx *c, size_t s, size_t q, const char *expected, const
 }
 
 /* c->p at '"': pushes the string; *sp, *sn its bytes (in the body, or the scratch buffer) */
-static int push_string(dctx *c, const char *expected, const char **sp, size_t *sn)
+static int push_string(dctx *c, const char **sp, size_t *sn)
 {
     const unsigned char *b = c->b;
     size_t s = c->p + 1, q = s;
@@ -362,8 +275,8 @@ static int push_string(dctx *c, const char *expected, const char **sp, size_t *s
         return 0;
     }
     if (b[q] == 0)
-        return fail_token(c, expected, E_END_OF_STRING, q);
-    return push_escaped(c, s, q, expected, sp, sn);
+        return fail_at(c, E_UNTERMINATED, q);
+    return push_escaped(c, s, q, sp, sn);
 }
 
 /* A record's key at c->p ('"'), member i: the string the record before had there when the
@@ -374,7 +287,7 @@ static int push_record_key(dctx *c, int i, const char **sp, size_t *sn)
     size_t s = c->p + 1, q = s;
 
     if (i >= KEYS)
-        return push_string(c, "object key string", sp, sn);
+        return push_string(c, sp, sn);
     if (c->koff[i] != 0) {
         /* the kept key holds no '"', '\\' or NUL: the same bytes then '"' are the same key
          * (and the comparison stops at the body's NUL at the latest) */
@@ -393,7 +306,7 @@ static int push_record_key(dctx *c, int i, const char **sp, size_t *sn)
     while (!STR_STOP[b[q]])
         q++;
     if (b[q] != '"')
-        return push_string(c, "object key string", sp, sn);
+        return push_string(c, sp, sn);
     lua_pushlstring(c->L, (const char *)b + s, q - s);
     lua_pushvalue(c->L, -1);
     lua_replace(c->L, c->keys + i);
@@ -453,7 +366,7 @@ static int push_number(dctx *c, int field)
     size_t s = c->p;
 
     if (lex_number(c->b, s, &t) != 0)
-        return fail_token(c, "value", E_NUMBER, s);
+        return fail_at(c, E_NUMBER, s);
     c->p = t.end;
 #if CTC_HAS_INTEGERS
     if (field) {
@@ -463,7 +376,7 @@ static int push_number(dctx *c, int field)
             return 0;
         }
         d = number_value(c, s, &t);
-        if (d == floor(d) && fabs(d) < TWO53)
+        if (d == floor(d) && fabs(d) < CTC_EXACT_DOUBLE_MAX)
             lua_pushinteger(c->L, (lua_Integer)d);
         else
             lua_pushnumber(c->L, d);
@@ -486,7 +399,7 @@ static int push_id(dctx *c, int64_t *id)
     if (ctc_json_is_digit(b[s])) {
         numtok t;
         if (lex_number(b, s, &t) != 0)
-            return fail_token(c, "value", E_NUMBER, s);
+            return fail_at(c, E_NUMBER, s);
         if (t.plain && t.digits <= 19 && t.mant <= (uint64_t)INT64_MAX) {
             c->p = t.end;
             *id = (int64_t)t.mant;
@@ -499,7 +412,7 @@ static int push_id(dctx *c, int64_t *id)
         const char *sp;
         size_t sn, i;
         uint64_t v = 0;
-        if (push_string(c, "value", &sp, &sn) != 0)
+        if (push_string(c, &sp, &sn) != 0)
             return -1;
         if (sn == 0 || sn > 19)
             return CTC_ID_OTHER;
@@ -522,11 +435,8 @@ static int push_id(dctx *c, int64_t *id)
 
 static int descend(dctx *c, size_t bracket)
 {
-    if (++c->depth > CTC_JSON_MAX_DEPTH) {
-        c->nested = c->depth;
-        c->at = bracket + 1;
-        return -1;
-    }
+    if (++c->depth > CTC_JSON_MAX_DEPTH)
+        return fail_at(c, E_DEPTH, bracket);
     return 0;
 }
 
@@ -574,13 +484,13 @@ static int object(dctx *c, int mode)
         const char *k;
         size_t kn;
         if (b[c->p] != '"')
-            return unexpected(c, "object key string", c->p);
+            return fail_at(c, E_KEY, c->p);
         if (mode == M_RECORD ? push_record_key(c, members, &k, &kn) != 0
-                             : push_string(c, "object key string", &k, &kn) != 0)
+                             : push_string(c, &k, &kn) != 0)
             return -1;
         c->p = skip_ws(b, c->p);
         if (b[c->p] != ':')
-            return unexpected(c, "colon", c->p);
+            return fail_at(c, E_COLON, c->p);
         c->p = skip_ws(b, c->p + 1);
         members++;
         if (mode == M_RECORD) {
@@ -625,7 +535,7 @@ static int object(dctx *c, int mode)
             continue;
         }
         if (b[c->p] != '}')
-            return unexpected(c, "comma or object end", c->p);
+            return fail_at(c, E_OBJECT, c->p);
         c->p++;
         break;
     }
@@ -675,7 +585,7 @@ static int array(dctx *c, int records)
             continue;
         }
         if (b[c->p] != ']')
-            return unexpected(c, "comma or array end", c->p);
+            return fail_at(c, E_ARRAY, c->p);
         c->p++;
         break;
     }
@@ -696,7 +606,7 @@ static int value(dctx *c, int mode)
     case '[':
         return array(c, 0);
     case '"':
-        return push_string(c, "value", &sp, &sn);
+        return push_string(c, &sp, &sn);
     case '-': case '0': case '1': case '2': case '3': case '4':
     case '5': case '6': case '7': case '8': case '9':
         return push_number(c, 0);
@@ -721,7 +631,7 @@ static int value(dctx *c, int mode)
     default:
         break;
     }
-    return unexpected(c, "value", c->p);
+    return fail_at(c, E_VALUE, c->p);
 }
 
 typedef struct {
@@ -748,25 +658,19 @@ static int decode_protected(lua_State *L)
     c.keys = lua_gettop(L) - KEYS - 1 + 1;
     c.slot = lua_gettop(L);
     if (c.len >= 2 && (c.b[0] == 0 || c.b[1] == 0)) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "JSON parser does not support UTF-16 or UTF-32");
-        return 2;
-    }
-    c.p = skip_ws(c.b, 0);
-    if (value(&c, M_TOP) == 0) {
-        c.p = skip_ws(c.b, c.p);
-        if (c.b[c.p] == 0)
-            return 1;
-        unexpected(&c, "the end", c.p);
+        fail_at(&c, E_UTF16, c.b[0] == 0 ? 0 : 1);
+    } else {
+        c.p = skip_ws(c.b, 0);
+        if (value(&c, M_TOP) == 0) {
+            c.p = skip_ws(c.b, c.p);
+            if (c.b[c.p] == 0)
+                return 1;
+            fail_at(&c, E_END, c.p);
+        }
     }
     lua_settop(L, c.slot);
     lua_pushnil(L);
-    if (c.nested > 0)
-        lua_pushfstring(L, "Found too many nested data structures (%d) at character %s", c.nested,
-                        ctc_i64_str(at, (int64_t)c.at));
-    else
-        lua_pushfstring(L, "Expected %s but found %s at character %s", c.expected, c.found,
-                        ctc_i64_str(at, (int64_t)c.at + 1));
+    lua_pushfstring(L, "%s at byte offset %s", c.why, ctc_i64_str(at, (int64_t)c.at));
     return 2;
 }
 

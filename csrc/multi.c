@@ -1,6 +1,6 @@
 /*
  * The batch transport over libcurl's multi interface: many requests in flight
- * at once, each one the same exchange (exchange.c) the single transport
+ * at once, each one the same ctc_easy (easy.c) the single transport
  * performs, so each keeps its timeouts, max_body, http/https only, TLS rules
  * and the never-re-send rule for dials.
  *
@@ -47,14 +47,14 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include "exchange.h"
+#include "easy.h"
 
 #define MULTI_MT "clicktocall.curl_multi"
 
 struct multi;
 
 typedef struct slot {
-    ctc_exchange x;        /* first: the callbacks' data is &slot->x */
+    ctc_easy x;        /* first: the callbacks' data is &slot->x */
     struct multi *m;
     int index;             /* 1-based: the token's key in the user value */
     int busy;              /* in the multi */
@@ -179,7 +179,7 @@ static int is_connection(curl_socket_t s, const char *local_ip, int local_port, 
 
 /* The pre-request check (see the file header): non-zero stops the request
  * before it is written when its connection is readable. */
-static int check_connection(ctc_exchange *x, const char *local_ip, int local_port, const char *peer_ip,
+static int check_connection(ctc_easy *x, const char *local_ip, int local_port, const char *peer_ip,
                             int peer_port)
 {
     slot *s = x->owner;
@@ -225,7 +225,7 @@ static slot *free_slot(lua_State *L, multi *m)
     if (s == NULL)
         luaL_error(L, "out of memory");
     memset(s, 0, sizeof *s);
-    ctc_exchange_clear(&s->x);
+    ctc_easy_clear(&s->x);
     s->m = m;
     s->index = m->nslots + 1;
     s->x.owner = s;
@@ -239,7 +239,7 @@ static CURLcode open_slot(lua_State *L, multi *m, slot *s)
     CURLcode rc;
     if (s->x.easy != NULL)
         return CURLE_OK;
-    rc = ctc_exchange_open(L, &s->x, &m->opts);
+    rc = ctc_easy_open(L, &s->x, &m->opts);
     if (rc != CURLE_OK)
         return rc;
 #define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(s->x.easy, opt, val)
@@ -293,18 +293,18 @@ static int l_add(lua_State *L)
     lua_settop(L, 4);
     s = free_slot(L, m);
     if ((rc = open_slot(L, m, s)) != CURLE_OK)
-        return ctc_exchange_push_start_error(L, rc);
-    ctc_exchange_prepare(L, &s->x, 3, tmp != NULL); /* misuse raises: the slot stays free */
+        return ctc_easy_push_start_error(L, rc);
+    ctc_easy_prepare(L, &s->x, 3, tmp != NULL); /* misuse raises: the slot stays free */
     get_tokens(L, 1);
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, s->index);
-    if (tmp != NULL && ctc_exchange_create_file(L, &s->x, tmp) != 0)
+    if (tmp != NULL && ctc_easy_create_file(L, &s->x, tmp) != 0)
         goto undo_token; /* nil, err on top */
     s->download = tmp != NULL;
     s->restarts = s->poisoned = 0;
     mc = curl_multi_add_handle(m->multi, s->x.easy);
     if (mc != CURLM_OK) {
-        ctc_exchange_abandon_file(&s->x);
+        ctc_easy_abandon_file(&s->x);
         ctc_push_fail(L, "network", 0, "could not start libcurl: %s", curl_multi_strerror(mc));
         goto undo_token;
     }
@@ -329,7 +329,7 @@ static int restart(lua_State *L, multi *m, slot *s)
                       "the request was not sent");
         goto refused;
     }
-    if (ctc_exchange_restart(&s->x) != 0) {
+    if (ctc_easy_restart(&s->x) != 0) {
         ctc_push_fail(L, "io", 0, "could not empty the file to start the download again");
         goto refused;
     }
@@ -342,7 +342,7 @@ static int restart(lua_State *L, multi *m, slot *s)
     m->in_flight++;
     return 0;
 refused:
-    ctc_exchange_abandon_file(&s->x);
+    ctc_easy_abandon_file(&s->x);
     lua_pushinteger(L, (lua_Integer)CURLE_ABORTED_BY_CALLBACK);
     lua_setfield(L, -2, "code");
     lua_pushliteral(L, "CURLE_ABORTED_BY_CALLBACK");
@@ -396,9 +396,9 @@ static int collect(lua_State *L, multi *m, int out, int n)
         /* out of the multi before anything can raise: the slot is consistent */
         retire(m, s);
         if (s->download)
-            values = ctc_exchange_finish_download(L, &s->x, rc);
+            values = ctc_easy_finish_download(L, &s->x, rc);
         else
-            values = ctc_exchange_push_result(L, &s->x, rc);
+            values = ctc_easy_push_result(L, &s->x, rc);
         push_done(L, out, &n, s, values);
     }
     return n;
@@ -491,7 +491,7 @@ static int l_close(lua_State *L)
         slot *s = m->slots[i];
         if (s->busy) {
             retire(m, s);
-            ctc_exchange_abandon_file(&s->x);
+            ctc_easy_abandon_file(&s->x);
         }
     }
     /* closes the cached connections through on_close_socket: m is still whole */
@@ -499,7 +499,7 @@ static int l_close(lua_State *L)
         curl_multi_cleanup(m->multi);
     m->multi = NULL;
     for (i = 0; i < m->nslots; i++) {
-        ctc_exchange_release(&m->slots[i]->x);
+        ctc_easy_release(&m->slots[i]->x);
         free(m->slots[i]);
     }
     free(m->slots);
@@ -549,9 +549,7 @@ static int l_new(lua_State *L)
     lua_newtable(L);
     set_tokens(L, -2);
     if (ctc_curl_opts_read(L, 1, &m->opts) != 0 || (m->multi = curl_multi_init()) == NULL) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "could not start libcurl: out of memory");
-        return 2;
+        return ctc_push_fail(L, "network", 0, "could not start libcurl: out of memory");
     }
     if (maxc > 0) {
         /* more transfers than connections wait inside libcurl for one to free */

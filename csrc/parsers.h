@@ -1,8 +1,10 @@
 /*
- * clicktocall parsers: pure functions over bytes for phone numbers, provider times and
- * JSON record pages. No Lua, no libcurl, no allocation, no globals that change (thread-safe),
+ * clicktocall parsers: pure functions over bytes for phone numbers and times, and the JSON
+ * decoder's contract. No Lua, no libcurl, no allocation, no globals that change (thread-safe),
  * never abort(). Inputs are (pointer, length) and need not be NUL-terminated; they may hold
- * NUL bytes. Error sentences (*why) are static strings, valid for the life of the process.
+ * NUL bytes. The time parsers' *why are static sentences, valid for the life of the process;
+ * the phone parser gives a reason code and the offending byte (the sentence is written once, by
+ * the Lua binding).
  * The Lua bindings live elsewhere; the libFuzzer harnesses in csrc/test/fuzz/ call these.
  */
 #ifndef CTC_PARSERS_H
@@ -15,13 +17,29 @@
 
 #define CTC_PHONE_MAX 24   /* "+", up to 15 digits of E.164, NUL: room to spare */
 
+/* Why a phone number was refused: a reason, and its detail where the sentence has one (the
+ * offending byte for CTC_PHONE_CHAR, the number of digits for CTC_PHONE_DIGITS; else the byte
+ * or 0). ctc_phone_sentences[reason] is the sentence, a format for that detail. */
+enum {
+    CTC_PHONE_EMPTY = 1, CTC_PHONE_NO_DIGITS, CTC_PHONE_TOO_MANY, CTC_PHONE_PLUS, CTC_PHONE_NUL,
+    CTC_PHONE_CTRL, CTC_PHONE_FULLWIDTH, CTC_PHONE_NONASCII, CTC_PHONE_CHAR, CTC_PHONE_INTL_EMPTY,
+    CTC_PHONE_CC_ZERO, CTC_PHONE_86_EMPTY, CTC_PHONE_DIGITS, CTC_PHONE_MOBILE_PREFIX, CTC_PHONE_AREA,
+    CTC_PHONE_SERVICE, CTC_PHONE_LAND_SHORT, CTC_PHONE_SUB_LEN, CTC_PHONE_SUB_FIRST,
+    CTC_PHONE_NO_TRUNK, CTC_PHONE_86_REST, CTC_PHONE_SHORT, CTC_PHONE_LONG, CTC_PHONE_DEFAULT_CC,
+    CTC_PHONE_OUTSZ, CTC_PHONE_REASONS
+};
+typedef struct ctc_phone_why {
+    int reason;
+    int detail;
+} ctc_phone_why;
+extern const char *const ctc_phone_sentences[CTC_PHONE_REASONS];
+
 /* Normalizes a phone number to E.164 "+<cc><national number>".
  * cc/cclen: the default country code digits ("86"; a leading '+' is accepted) used when the
  * number has no international prefix. Returns 0 and writes a NUL-terminated string to out
- * (outsz >= CTC_PHONE_MAX), or -1 and points *why at a static sentence saying what
- * is wrong (e.g. "phone number has 9 digits; a Chinese mobile number has 11"). */
+ * (outsz >= CTC_PHONE_MAX), or -1 and sets *why (why may be NULL). */
 int ctc_phone_normalize(const char *s, size_t len, const char *cc, size_t cclen,
-                        char *out, size_t outsz, const char **why);
+                        char *out, size_t outsz, ctc_phone_why *why);
 
 /* Parses exactly "yyyy-MM-dd HH:mm:ss" as a time in UTC+8 (the provider's clock)
  * into Unix seconds. Validates every field (month 1-12, days in month with leap
@@ -36,6 +54,9 @@ int ctc_time_parse(const char *s, size_t len, int64_t *epoch, const char **why);
 #define CTC_TIME_LEN 19    /* strlen("yyyy-MM-dd HH:mm:ss") */
 #define CTC_TIME_MAX_EPOCH ((int64_t)253402271999)
 int ctc_time_format(int64_t epoch, char *out, size_t outsz, const char **why);
+/* Whether a *why of the two above is about the time as a whole ("time is too short; ...") rather
+ * than a part of it ("month must be 01-12"): the first needs no subject in front. */
+int ctc_time_why_whole(const char *why);
 
 /* Parses an HTTP date (RFC 9110 section 5.6.7): the preferred IMF-fixdate
  * "Sun, 06 Nov 1994 08:49:37 GMT" and the obsolete RFC 850 ("Sunday, 06-Nov-94 08:49:37 GMT";
@@ -45,51 +66,14 @@ int ctc_time_format(int64_t epoch, char *out, size_t outsz, const char **why);
  * next second. 0, or -1 with *why. */
 int ctc_http_date_parse(const char *s, size_t len, int64_t *epoch, const char **why);
 
-/* JSON page scanner. Validates that body[0..len) is one well-formed JSON value
- * (RFC 8259: objects, arrays, strings with all escapes incl. \u and four hex digits, numbers,
- * true/false/null; whitespace; nesting depth limit CTC_JSON_MAX_DEPTH, beyond which it is
- * an error), and, when the top-level value is an object with a member "data" whose value is
- * an array, calls on_record once per element of that array, in order, with:
- *   index (0-based), and kind:
- *     CTC_ID_INT     the element is an object with member "id" whose value is a JSON
- *                    integer in plain digits (0 or [1-9][0-9]*: no sign, fraction or exponent,
- *                    so 5.0, 5e0, -0 are not) or a string of 1-19 decimal digits, at most
- *                    INT64_MAX -> id set
- *     CTC_ID_MISSING the element is an object without "id" (or not an object); id is 0
- *     CTC_ID_OTHER   "id" exists but is something else (float, overflow, bool, ...); id is 0
- * The whole document is validated first: on_record is never called for malformed JSON.
- * If on_record returns non-zero the scan stops and ctc_json_scan_page returns that value
- * (then *count is the number of records delivered, that one included). on_record may be NULL.
- * Returns 0 on success, CTC_JSON_NO_DATA_ARRAY (1) when the document is valid but there is no
- * top-level "data" array (then *count = 0), or -1 for malformed JSON with *why set to a static
- * sentence ("invalid JSON: unterminated string") and *err_offset to the byte offset of the
- * problem (len for an unexpected end). why and err_offset may be NULL.
- * *count receives the number of elements of the data array. Duplicate keys: the last
- * "id"/"data" wins (like cjson). Member names are compared after decoding escapes
- * ("\u0069d" is "id"). Strings are not checked for valid UTF-8 (like cjson), but \u escapes
- * must pair surrogates correctly. Iterative, O(len), no allocation. */
+/* JSON: nesting deeper than this is an error. A record's "id" is read by one rule (the decoder,
+ * jsondecode.c, and the test oracle, csrc/test/oracle/jsonscan.c):
+ *   CTC_ID_INT     a JSON integer in plain digits (0 or [1-9][0-9]*: no sign, fraction or exponent,
+ *                  so 5.0, 5e0, -0 are not) or a string of 1-19 decimal digits, at most INT64_MAX
+ *   CTC_ID_MISSING the element is an object without "id" (or not an object)
+ *   CTC_ID_OTHER   "id" exists but is something else (float, overflow, bool, ...) */
 #define CTC_JSON_MAX_DEPTH 64
-#define CTC_JSON_NO_DATA_ARRAY 1
 enum { CTC_ID_INT = 0, CTC_ID_MISSING = 1, CTC_ID_OTHER = 2 };
-typedef int (*ctc_record_cb)(void *ud, size_t index, int kind, int64_t id);
-int ctc_json_scan_page(const char *body, size_t len, ctc_record_cb on_record, void *ud,
-                       size_t *count, const char **why, size_t *err_offset);
-/* The last record of a page, fast: the id of the last element of the top-level "data" array
- * (*kind as for on_record) and the number of elements (*count), WITHOUT validating the JSON.
- * For a document ctc_json_scan_page accepts, the answer is the one its last on_record call
- * would give; for any other input it is some answer, read within len (a hint, e.g. to ask for
- * the next page early, which the full read of the page then confirms or throws away).
- * Returns 0, or CTC_JSON_NO_DATA_ARRAY when no top-level "data" array was found. */
-int ctc_json_page_last(const char *body, size_t len, int *kind, int64_t *id, size_t *count);
-/* Every element of the top-level "data" array, as ctc_json_scan_page's on_record sees them,
- * WITHOUT validating the JSON: for a body a JSON decoder has already accepted (the old
- * records reader, kept in csrc/test/fuzz/response_ref.c, read ids so after lua-cjson). For a document ctc_json_scan_page accepts, the calls, the result and *count are its
- * own; on any other input, some answer read within len. For well-formed JSON,
- * ctc_json_page_last's id and count are this walk's last call and *count (the two share the
- * search for the array and the reading of an element). Returns 0, CTC_JSON_NO_DATA_ARRAY (no top-level "data" array;
- * *count = 0), or on_record's non-zero value (then *count counts that record). */
-int ctc_json_page_ids(const char *body, size_t len, ctc_record_cb on_record, void *ud,
-                      size_t *count);
 
 /* ---- the one Lua-facing decoder (csrc/jsondecode.c): not pure, it pushes Lua values ---- */
 
@@ -108,8 +92,9 @@ typedef struct ctc_json_page {
 struct lua_State;
 /* Decodes body[0..len), which must be a Lua string's bytes (body[len] is NUL), in one pass:
  * pushes the value lua-cjson 2.1.0 gives (decode_invalid_numbers off, decode_max_depth
- * CTC_JSON_MAX_DEPTH: null is a NULL lightuserdata, numbers are doubles) and returns 0, or pushes
- * cjson's message ("Expected value but found invalid token at character 1") and returns -1. The
+ * CTC_JSON_MAX_DEPTH: null is a NULL lightuserdata, numbers are doubles) and returns 0, or refuses
+ * what cjson refuses: pushes what is wrong and where ("expected a value at byte offset 0"),
+ * returns -1. The
  * elements of the last top-level "data" array that are objects are records: their null members
  * are absent, their whole numbers below 2^53 integers (5.3+), their "id" when it is a
  * CTC_ID_INT one exact (ctc_push_id). Never raises (a memory error is a -1 with its message). */

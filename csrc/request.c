@@ -1,11 +1,12 @@
 /*
  * Request building: turns one of the provider's four calls and its arguments
  * into { method, url, headers, body }. Every argument is validated here, before
- * anything could be sent; a bad one returns nil and a sentence naming the field.
+ * anything could be sent; a bad one returns nil and an "argument" error naming the field.
  * The body is compact JSON with the provider's own field names and spellings
  * ("setingNbr", "starTime"), in the order of the provider's examples.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <string.h>
 #include "ctc.h"
 #include "parsers.h"
@@ -27,8 +28,27 @@ static int is_space(unsigned char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* NULL when s[0..n) is well-formed UTF-8 with no control character */
-static const char *check_text(const unsigned char *s, size_t n)
+/* nil, { kind = "argument", message, field } (field NULL: none); the message from fmt. Phrases
+ * read on from the field's name ("caller is missing"), a parser's sentence follows a colon
+ * ("caller: phone number has 5 digits; ..."): each caller knows which it has. */
+static int arg_fail(lua_State *L, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    ctc_push_fail_top(L, "argument", 0);
+    if (field != NULL) {
+        lua_pushstring(L, field);
+        lua_setfield(L, -2, "field");
+    }
+    return 2;
+}
+
+enum { TEXT_OK, TEXT_CONTROL, TEXT_UTF8 };
+
+/* TEXT_OK when s[0..n) is well-formed UTF-8 with no control character */
+static int check_text(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -36,7 +56,7 @@ static const char *check_text(const unsigned char *s, size_t n)
         size_t need, k;
         unsigned min, cp;
         if (c < 0x20 || c == 0x7f)
-            return "holds a control character";
+            return TEXT_CONTROL;
         if (c < 0x80) {
             i++;
             continue;
@@ -44,94 +64,127 @@ static const char *check_text(const unsigned char *s, size_t n)
         if (c >= 0xc2 && c <= 0xdf) { need = 1; min = 0x80; cp = c & 0x1f; }
         else if (c >= 0xe0 && c <= 0xef) { need = 2; min = 0x800; cp = c & 0x0f; }
         else if (c >= 0xf0 && c <= 0xf4) { need = 3; min = 0x10000; cp = c & 0x07; }
-        else return "is not valid UTF-8";
+        else return TEXT_UTF8;
         if (n - i <= need)
-            return "is not valid UTF-8";
+            return TEXT_UTF8;
         for (k = 1; k <= need; k++) {
             if ((s[i + k] & 0xc0) != 0x80)
-                return "is not valid UTF-8";
+                return TEXT_UTF8;
             cp = cp << 6 | (s[i + k] & 0x3f);
         }
         if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return "is not valid UTF-8";
+            return TEXT_UTF8;
         i += need + 1;
     }
-    return NULL;
+    return TEXT_OK;
 }
 
-/* A required, trimmed, non-empty text field. Leaves nothing on the stack;
- * the string stays alive because the argument table holds it. */
-static const char *get_text(lua_State *L, int t, const char *name, text *out)
+/* A required, trimmed, non-empty string field: 0, or 2 (the failure pushed). missing: the phrase
+ * for an absent field. Leaves nothing else on the stack; the string stays alive because the
+ * argument table holds it. */
+static int get_string(lua_State *L, int t, const char *name, const char *missing, text *out)
 {
     const char *s;
     size_t n;
     lua_getfield(L, t, name);
     if (lua_type(L, -1) != LUA_TSTRING) {
-        int missing = lua_isnil(L, -1);
+        int absent = lua_isnil(L, -1);
         lua_pop(L, 1);
-        return missing ? "is missing" : "must be a string";
+        return arg_fail(L, name, "%s %s", name, absent ? missing : "must be a string");
     }
     s = lua_tolstring(L, -1, &n);
     lua_pop(L, 1);
     while (n > 0 && is_space((unsigned char)*s)) { s++; n--; }
     while (n > 0 && is_space((unsigned char)s[n - 1])) n--;
     if (n == 0)
-        return "is empty";
+        return arg_fail(L, name, "%s is empty", name);
     out->s = s;
     out->len = n;
-    return check_text((const unsigned char *)s, n);
+    return 0;
 }
 
-static const char *get_phone(lua_State *L, int t, const char *name, text cc,
-                             char out[CTC_PHONE_MAX])
+static int text_fail(lua_State *L, const char *name, int bad)
+{
+    return arg_fail(L, name, "%s %s", name,
+                    bad == TEXT_CONTROL ? "holds a control character" : "is not valid UTF-8");
+}
+
+/* a text field (get_string) of valid UTF-8 without control characters */
+static int get_text(lua_State *L, int t, const char *name, const char *missing, text *out)
+{
+    int bad, rc = get_string(L, t, name, missing, out);
+    if (rc != 0)
+        return rc;
+    bad = check_text((const unsigned char *)out->s, out->len);
+    return bad == TEXT_OK ? 0 : text_fail(L, name, bad);
+}
+
+/* the sentence of a phone parser's refusal, pushed */
+static const char *push_phone_why(lua_State *L, const ctc_phone_why *w)
+{
+    if (w->reason == CTC_PHONE_DIGITS && w->detail == 1)
+        return lua_pushfstring(L, "phone number has 1 digit; a Chinese mobile number has 11");
+    return lua_pushfstring(L, ctc_phone_sentences[w->reason], w->detail);
+}
+
+static int get_phone(lua_State *L, int t, const char *name, text cc, char out[CTC_PHONE_MAX])
 {
     text raw;
-    const char *why = NULL;
+    ctc_phone_why w;
+    int bad, rc;
     lua_getfield(L, t, name);
     if (lua_type(L, -1) == LUA_TNUMBER) {
         lua_pop(L, 1);
-        return "must be a string (a number loses a leading 0 or +)";
+        return arg_fail(L, name, "%s must be a string (a number loses a leading 0 or +)", name);
     }
     lua_pop(L, 1);
-    why = get_text(L, t, name, &raw);
-    if (why != NULL && strcmp(why, "holds a control character") != 0)
-        return why;
-    if (ctc_phone_normalize(raw.s, raw.len, cc.s, cc.len, out, CTC_PHONE_MAX, &why) != 0)
-        return why;
-    return NULL;
+    if ((rc = get_string(L, t, name, "is missing", &raw)) != 0)
+        return rc;
+    /* a control character is the phone rules' to name */
+    bad = check_text((const unsigned char *)raw.s, raw.len);
+    if (bad == TEXT_UTF8)
+        return text_fail(L, name, bad);
+    if (ctc_phone_normalize(raw.s, raw.len, cc.s, cc.len, out, CTC_PHONE_MAX, &w) != 0)
+        return arg_fail(L, name, "%s: %s", name, push_phone_why(L, &w));
+    return 0;
 }
 
-/* A time is "yyyy-MM-dd HH:mm:ss" (provider clock, UTC+8) or Unix seconds. */
-static const char *to_epoch(lua_State *L, int idx, int64_t *epoch)
+/* A time is "yyyy-MM-dd HH:mm:ss" (provider clock, UTC+8) or Unix seconds: 0, or 2 with the
+ * failure about subject (a field, or "time" for the bindings, field NULL) pushed. */
+static int to_epoch(lua_State *L, int idx, const char *subject, const char *field, int64_t *epoch)
 {
     const char *why = NULL;
     if (lua_type(L, idx) == LUA_TNUMBER) {
         lua_Number v = lua_tonumber(L, idx);
         if (v != v || v == HUGE_VAL || v == -HUGE_VAL)
-            return "must be a finite number of Unix seconds";
-        if (v < 0 || v > 253402271999.0 - 8 * 3600)
-            return "is out of range (Unix seconds from 1970 to 9999)";
+            return arg_fail(L, field, "%s must be a finite number of Unix seconds", subject);
+        if (v < 0 || v > (lua_Number)CTC_TIME_MAX_EPOCH)
+            return arg_fail(L, field, "%s is out of range (Unix seconds from 1970 to 9999)", subject);
         *epoch = (int64_t)floor(v);
-        return NULL;
+        return 0;
     }
     if (lua_type(L, idx) == LUA_TSTRING) {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
-        if (ctc_time_parse(s, n, epoch, &why) != 0)
-            return why;
-        return NULL;
+        if (ctc_time_parse(s, n, epoch, &why) == 0)
+            return 0;
+        /* "time is too short" needs no "time: " in front */
+        if (field == NULL && ctc_time_why_whole(why))
+            return arg_fail(L, NULL, "%s", why);
+        return arg_fail(L, field, "%s: %s", subject, why);
     }
-    return lua_isnil(L, idx) ? "is missing"
-                             : "must be a \"yyyy-MM-dd HH:mm:ss\" string or Unix seconds";
+    return arg_fail(L, field, lua_isnil(L, idx) ? "%s is missing"
+                              : "%s must be a \"yyyy-MM-dd HH:mm:ss\" string or Unix seconds", subject);
 }
 
-static const char *get_time(lua_State *L, int t, const char *name, int64_t *epoch)
+static int get_time(lua_State *L, int t, const char *name, int64_t *epoch)
 {
-    const char *why;
+    int rc;
     lua_getfield(L, t, name);
-    why = to_epoch(L, -1, epoch);
-    lua_pop(L, 1);
-    return why;
+    rc = to_epoch(L, lua_gettop(L), name, name, epoch);
+    if (rc == 0)
+        lua_pop(L, 1);
+    return rc;
 }
 
 /* ---- JSON body writing (values were validated: no control characters) ---- */
@@ -172,13 +225,10 @@ static void add_time_member(luaL_Buffer *b, const char *name, int64_t epoch)
 
 static void add_int_member(luaL_Buffer *b, const char *name, int64_t v)
 {
-    char digits[24];
-    char *p = digits + sizeof digits;
-    uint64_t u = (uint64_t)v; /* cursors are never negative */
-    do { *--p = (char)('0' + u % 10); u /= 10; } while (u != 0);
+    char digits[CTC_I64_LEN];
     add_json_string(b, name, strlen(name));
     luaL_addchar(b, ':');
-    luaL_addlstring(b, p, (size_t)(digits + sizeof digits - p));
+    luaL_addstring(b, ctc_i64_str(digits, v));
 }
 
 /* ---- the request table ---- */
@@ -213,21 +263,6 @@ static void push_request(lua_State *L, int cfg, int op)
     lua_setfield(L, -2, "resend_safe");
 }
 
-/* The failure names the field twice: in the sentence, and as err.field for a program (a web form
- * marks that input); the caller in Lua puts the call's name in front ("dial: caller is missing"). */
-static int arg_fail(lua_State *L, const char *field, const char *why)
-{
-    /* "is missing" reads on from the field name; a parser's sentence follows a colon */
-    int phrase = strncmp(why, "is ", 3) == 0 || strncmp(why, "must ", 5) == 0 ||
-                 strncmp(why, "holds ", 6) == 0;
-    if (strcmp(field, "user_data") == 0 && strcmp(why, "is missing") == 0)
-        why = "is missing (give it to clicktocall.new{} or to the call)";
-    ctc_push_fail(L, "argument", 0, phrase ? "%s %s" : "%s: %s", field, why);
-    lua_pushstring(L, field);
-    lua_setfield(L, -2, "field");
-    return 2;
-}
-
 /*
  * core.request(op, config, args) -> request, asked, parts | nil, err
  * err: { kind = "argument", message = "caller: phone number ...", field = "caller", sent = false }
@@ -243,6 +278,7 @@ int ctc_l_request(lua_State *L)
     char phone_a[CTC_PHONE_MAX], phone_b[CTC_PHONE_MAX];
     int64_t t0 = 0, t1 = 0, max_id = 0;
     const char *why;
+    int rc;
     luaL_Buffer b;
 
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -254,38 +290,34 @@ int ctc_l_request(lua_State *L)
 
     /* a call's own user_data wins over the client's */
     lua_getfield(L, 3, "user_data");
-    why = get_text(L, lua_isnil(L, -1) ? 2 : 3, "user_data", &user_data);
+    rc = get_text(L, lua_isnil(L, -1) ? 2 : 3, "user_data",
+                  "is missing (give it to clicktocall.new{} or to the call)", &user_data);
+    if (rc != 0)
+        return rc;
     lua_pop(L, 1);
-    if (why != NULL)
-        return arg_fail(L, "user_data", why);
 
     switch (op) {
     case CTC_OP_BIND_SEAT:
-        if ((why = get_text(L, 3, "seat", &seat)) != NULL)
-            return arg_fail(L, "seat", why);
-        if ((why = get_phone(L, 3, "phone", cc, phone_a)) != NULL)
-            return arg_fail(L, "phone", why);
+        if ((rc = get_text(L, 3, "seat", "is missing", &seat)) != 0
+            || (rc = get_phone(L, 3, "phone", cc, phone_a)) != 0)
+            return rc;
         break;
     case CTC_OP_DIAL:
-        if ((why = get_phone(L, 3, "caller", cc, phone_a)) != NULL)
-            return arg_fail(L, "caller", why);
-        if ((why = get_phone(L, 3, "callee", cc, phone_b)) != NULL)
-            return arg_fail(L, "callee", why);
-        if ((why = get_text(L, 3, "seat", &seat)) != NULL)
-            return arg_fail(L, "seat", why);
+        if ((rc = get_phone(L, 3, "caller", cc, phone_a)) != 0
+            || (rc = get_phone(L, 3, "callee", cc, phone_b)) != 0
+            || (rc = get_text(L, 3, "seat", "is missing", &seat)) != 0)
+            return rc;
         break;
     case CTC_OP_RECORDS_PAGE:
-        if ((why = get_time(L, 3, "start_time", &t0)) != NULL)
-            return arg_fail(L, "start_time", why);
-        if ((why = get_time(L, 3, "end_time", &t1)) != NULL)
-            return arg_fail(L, "end_time", why);
+        if ((rc = get_time(L, 3, "start_time", &t0)) != 0 || (rc = get_time(L, 3, "end_time", &t1)) != 0)
+            return rc;
         if (t0 > t1)
-            return arg_fail(L, "start_time", "is after end_time");
+            return arg_fail(L, "start_time", "start_time is after end_time");
         lua_getfield(L, 3, "max_id");
         why = lua_isnil(L, -1) ? NULL : ctc_to_id(L, -1, &max_id);
-        lua_pop(L, 1);
         if (why != NULL)
-            return arg_fail(L, "max_id", why);
+            return arg_fail(L, "max_id", "max_id %s", why);
+        lua_pop(L, 1);
         break;
     default:
         break;
@@ -338,75 +370,53 @@ int ctc_l_request(lua_State *L)
     return 1;
 }
 
-/* core.normalize_phone(s [, country_code]) -> "+86..." | nil, message */
+/* core.normalize_phone(s [, country_code]) -> "+86..." | nil, err (kind "argument") */
 int ctc_l_normalize_phone(lua_State *L)
 {
     size_t n, ccn = 2;
-    const char *s, *cc = "86", *why = NULL;
+    const char *s, *cc = "86";
+    ctc_phone_why w;
     char out[CTC_PHONE_MAX];
-    if (lua_type(L, 1) != LUA_TSTRING) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "phone number must be a string, got %s", luaL_typename(L, 1));
-        return 2;
-    }
+    if (lua_type(L, 1) != LUA_TSTRING)
+        return arg_fail(L, NULL, "phone number must be a string, got %s", luaL_typename(L, 1));
     s = lua_tolstring(L, 1, &n);
     if (!lua_isnoneornil(L, 2)) {
-        if (lua_type(L, 2) != LUA_TSTRING) {
-            lua_pushnil(L);
-            lua_pushstring(L, "country code must be a string of digits");
-            return 2;
-        }
+        if (lua_type(L, 2) != LUA_TSTRING)
+            return arg_fail(L, NULL, "country code must be a string of digits");
         cc = lua_tolstring(L, 2, &ccn);
     }
-    if (ctc_phone_normalize(s, n, cc, ccn, out, sizeof out, &why) != 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, why);
-        return 2;
-    }
+    if (ctc_phone_normalize(s, n, cc, ccn, out, sizeof out, &w) != 0)
+        return arg_fail(L, NULL, "%s", push_phone_why(L, &w));
     lua_pushstring(L, out);
     return 1;
 }
 
-/* nil and a sentence about a time: the parser's own may begin with "time" already ("time is too short")
- * or name a part of it ("month must be 01-12") */
-static int time_fail(lua_State *L, const char *why)
-{
-    lua_pushnil(L);
-    if (strncmp(why, "time ", 5) == 0)
-        lua_pushstring(L, why);
-    else if (strncmp(why, "is ", 3) == 0 || strncmp(why, "must ", 5) == 0)
-        lua_pushfstring(L, "time %s", why);
-    else
-        lua_pushfstring(L, "time: %s", why);
-    return 2;
-}
-
-/* core.format_time(string | unix seconds) -> "yyyy-MM-dd HH:mm:ss" (UTC+8) | nil, message */
+/* core.format_time(string | unix seconds) -> "yyyy-MM-dd HH:mm:ss" (UTC+8) | nil, err */
 int ctc_l_format_time(lua_State *L)
 {
     int64_t epoch;
     char out[32];
-    const char *why = to_epoch(L, 1, &epoch);
-    if (why == NULL && ctc_time_format(epoch, out, sizeof out, &why) == 0) {
-        lua_pushstring(L, out);
-        return 1;
-    }
-    return time_fail(L, why);
+    const char *why;
+    int rc = to_epoch(L, 1, "time", NULL, &epoch);
+    if (rc != 0)
+        return rc;
+    if (ctc_time_format(epoch, out, sizeof out, &why) != 0)
+        return arg_fail(L, NULL, "%s", why); /* not reached: to_epoch keeps to the range */
+    lua_pushstring(L, out);
+    return 1;
 }
 
-/* core.parse_time("yyyy-MM-dd HH:mm:ss") -> Unix seconds (the string read in UTC+8) | nil, message.
+/* core.parse_time("yyyy-MM-dd HH:mm:ss") -> Unix seconds (the string read in UTC+8) | nil, err.
  * The Lua side (jobs, the command line) has no date arithmetic of its own: it asks here. */
 int ctc_l_parse_time(lua_State *L)
 {
     int64_t epoch;
-    const char *why = "must be a \"yyyy-MM-dd HH:mm:ss\" string";
-    if (lua_type(L, 1) == LUA_TSTRING) {
-        size_t n;
-        const char *s = lua_tolstring(L, 1, &n);
-        if (ctc_time_parse(s, n, &epoch, &why) == 0) {
-            lua_pushinteger(L, (lua_Integer)epoch);
-            return 1;
-        }
-    }
-    return time_fail(L, why);
+    int rc;
+    if (lua_type(L, 1) != LUA_TSTRING)
+        return arg_fail(L, NULL, "time must be a \"yyyy-MM-dd HH:mm:ss\" string");
+    rc = to_epoch(L, 1, "time", NULL, &epoch);
+    if (rc != 0)
+        return rc;
+    lua_pushinteger(L, (lua_Integer)epoch);
+    return 1;
 }

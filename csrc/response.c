@@ -4,10 +4,10 @@
  * cursor. Returns the call's value(s), or nil, { kind = "http" | "api" | "protocol", message,
  * sent = true }.
  *
- * The decoder gives what lua-cjson 2.1.0 gave this reader (and refuses what it refused, in its
- * words), and finishes the records of the page as it goes: null fields absent, whole numbers
- * integers on 5.3+, and every record id read from its own bytes by one rule (plain digits, as a
- * JSON integer or a string, up to 2^63-1), so a cursor past 2^53 is exact. One pass; no cjson.
+ * The decoder gives the values lua-cjson 2.1.0 gives (and refuses what it refuses, saying what and
+ * at which byte), and finishes the records of the page as it goes: null fields absent, whole
+ * numbers integers on 5.3+, and every record id read from its own bytes by one rule (plain digits,
+ * as a JSON integer or a string, up to 2^63-1), so a cursor past 2^53 is exact.
  */
 #include <math.h>
 #include <string.h>
@@ -41,10 +41,14 @@ static size_t find(const char *hay, size_t hn, size_t from, const char *needle, 
     return hn;
 }
 
+/* Not static: the fuzz harness's old reader uses these two (csrc/test/fuzz/response_redact.h);
+ * hidden all the same, whatever the build's flags. */
+#pragma GCC visibility push(hidden)
+
 /* Pushes s[0..n) with every occurrence of each string of the secrets array
  * (argument 5) replaced by "***". Done on whole text, before any excerpt is
  * cut, so a secret that straddles the cut cannot survive in part. */
-static void push_redacted(lua_State *L, const char *s, size_t n)
+void ctc_push_redacted(lua_State *L, const char *s, size_t n)
 {
     size_t i, count;
     lua_pushlstring(L, s, n);
@@ -79,12 +83,12 @@ static void push_redacted(lua_State *L, const char *s, size_t n)
 
 /* A short, printable excerpt of a body for an error message, secrets
  * redacted first. */
-static void push_excerpt(lua_State *L, const char *body, size_t len)
+void ctc_push_excerpt(lua_State *L, const char *body, size_t len)
 {
     char out[64];
     size_t i, k = 0, n;
     const char *s;
-    push_redacted(L, body, len);
+    ctc_push_redacted(L, body, len);
     s = lua_tolstring(L, -1, &n);
     for (i = 0; i < n && k < sizeof out - 4; i++)
         out[k++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '.';
@@ -92,6 +96,7 @@ static void push_excerpt(lua_State *L, const char *body, size_t len)
     lua_pop(L, 1);
     lua_pushlstring(L, out, k);
 }
+#pragma GCC visibility pop
 
 /* Decodes the body (arg 3); leaves the value or the decoder's message on top. */
 static int decode(lua_State *L, const char *body, size_t n, ctc_json_page *pg)
@@ -120,7 +125,7 @@ static int http_error(lua_State *L, int status, const char *body, size_t n)
                 size_t mn;
                 const char *m = lua_tolstring(L, -1, &mn);
                 lua_pushfstring(L, "the server answered HTTP %d: ", status);
-                push_redacted(L, m, mn);
+                ctc_push_redacted(L, m, mn);
                 lua_concat(L, 2);
                 return fail_top(L, "http");
             }
@@ -130,7 +135,7 @@ static int http_error(lua_State *L, int status, const char *body, size_t n)
     if (n == 0)
         lua_pushfstring(L, "the server answered HTTP %d with an empty body", status);
     else {
-        push_excerpt(L, body, n);
+        ctc_push_excerpt(L, body, n);
         lua_pushfstring(L, "the server answered HTTP %d (body: \"%s\")", status, lua_tostring(L, -1));
     }
     return fail_top(L, "http");
@@ -219,8 +224,8 @@ static int l_response(lua_State *L)
     if (!decode(L, body, n, &pg)) {
         size_t en;
         const char *e = lua_tolstring(L, -1, &en);
-        push_redacted(L, e ? e : "?", e ? en : 1); /* the decoder's reason, in case it quotes the body */
-        push_excerpt(L, body, n);
+        ctc_push_redacted(L, e ? e : "?", e ? en : 1); /* the decoder's reason, in case it quotes the body */
+        ctc_push_excerpt(L, body, n);
         lua_pushfstring(L, "response body is not JSON (%s): \"%s\"",
                         lua_tostring(L, -2), lua_tostring(L, -1));
         return fail_top(L, "protocol");
@@ -240,7 +245,7 @@ static int l_response(lua_State *L)
         if (lua_type(L, -1) == LUA_TSTRING && ctc_rawlen(L, -1) > 0) {
             size_t mn;
             const char *m = lua_tolstring(L, -1, &mn);
-            push_redacted(L, m, mn); /* pushed by length: a NUL survives */
+            ctc_push_redacted(L, m, mn); /* pushed by length: a NUL survives */
             return fail_top(L, "api");
         }
         return fail(L, "api", "the provider refused the call and gave no message");
@@ -261,7 +266,7 @@ static int l_response(lua_State *L)
 #if CTC_HAS_INTEGERS
         {
             lua_Number v = lua_tonumber(L, data);
-            if (v == floor(v) && fabs(v) < 9007199254740992.0)
+            if (v == floor(v) && fabs(v) < CTC_EXACT_DOUBLE_MAX)
                 lua_pushinteger(L, (lua_Integer)v);
         }
 #endif

@@ -22,6 +22,11 @@ static const char WHY_RANGE[] = "time must be 0 .. 253402271999 (1970-01-01 08:0
                                 "9999-12-31 23:59:59 in UTC+8)";
 static const char WHY_OUTSZ[] = "output buffer too small for a time (20 bytes needed)";
 
+int ctc_time_why_whole(const char *why)
+{
+    return why == WHY_SHAPE || why == WHY_SHORT || why == WHY_TRAIL || why == WHY_RANGE;
+}
+
 static int is_leap(int64_t y)
 {
     return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;

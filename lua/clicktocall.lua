@@ -183,12 +183,12 @@ local function copy(t)
   return c
 end
 
--- The next records page kept in flight while the current one decodes (libcurl only): the next maxId
--- is the last id of the raw page (core.page_last_id), known before the page is decoded, so that page
--- is added to a multi (one per client, st.page_multi) at once. Returns st seen through a send that
--- hands back the early answer, but only for a request byte-identical to the one asked early (a page
--- whose decoded cursor differs, a retry, anything else goes through st.send as before); an early
--- answer nobody takes is dropped. consumed() -> records handed out so far; limit as records{}.
+-- The next records page kept in flight while the caller reads the current one (libcurl only): as soon
+-- as a page is decoded, ask_ahead(cursor, k) adds the next page to a multi (one per client,
+-- st.page_multi). Returns st seen through a send that hands back the early answer, but only for a
+-- request byte-identical to the one asked early (a retry, anything else goes through st.send as
+-- before), and ask_ahead; an early answer nobody takes is dropped. consumed() -> records handed out
+-- so far; limit as records{}.
 local function prefetching(st, page_args, consumed, limit)
   if st.transport_kind ~= "curl" or not st.handle or not core.curl_multi then
     return st
@@ -215,8 +215,7 @@ local function prefetching(st, page_args, consumed, limit)
     ahead = nil
     return a.result
   end
-  local function ask_ahead(body)
-    local last, k = core.page_last_id(body)
+  local function ask_ahead(last, k)
     if last == nil or k < core.PAGE_SIZE or (limit and consumed() + k >= limit) then
       return -- no next page, or the caller stops within this one
     end
@@ -242,18 +241,12 @@ local function prefetching(st, page_args, consumed, limit)
   return setmetatable({
     send = function(request)
       local early = take(request)
-      local res, err
       if early then
-        res, err = early[1], early[2]
-      else
-        res, err = st.send(request)
+        return early[1], early[2]
       end
-      if res and res.status == 200 and type(res.body) == "string" then
-        ask_ahead(res.body)
-      end
-      return res, err
+      return st.send(request)
     end,
-  }, { __index = st })
+  }, { __index = st }), ask_ahead
 end
 
 --- for rec in client:records{ start_time=, end_time= [, max_id=] [, limit=] [, user_data=] } do ... end
@@ -285,7 +278,10 @@ function client_mt:records(args)
   end
   local page, n, i, cursor = nil, 0, 0, nil
   local count, done = 0, false
-  local io = not pending and prefetching(st, page_args, function() return count end, limit) or st
+  local io, ask_ahead = st, nil
+  if not pending then
+    io, ask_ahead = prefetching(st, page_args, function() return count end, limit)
+  end
 
   -- Page 2 and later: the same window, only the cursor moves; the table was checked once.
   local function next_page()
@@ -328,6 +324,9 @@ function client_mt:records(args)
         error(nxt)
       end
       page, n, i, cursor = recs, #recs, 0, nxt
+      if ask_ahead then
+        ask_ahead(cursor, n)
+      end
       if n == 0 then
         done, page = true, nil
         return nil
@@ -425,7 +424,7 @@ end
 function _M.normalize_phone(s, cc)
   local phone, why = core.normalize_phone(s, cc)
   if not phone then
-    return nil, errors.argument(why)
+    return nil, errors.argument(why.message)
   end
   return phone
 end
@@ -434,7 +433,7 @@ end
 function _M.format_time(v)
   local s, why = core.format_time(v)
   if not s then
-    return nil, errors.argument(why)
+    return nil, errors.argument(why.message)
   end
   return s
 end

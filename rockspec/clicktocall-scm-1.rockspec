@@ -62,10 +62,10 @@ build = {
     ["clicktocall.transport.ngx"] = "lua/clicktocall/transport/ngx.lua",
     ["clicktocall.core"] = {
       sources = {
-        "csrc/base64.c", "csrc/buf.c", "csrc/core.c", "csrc/curl.c", "csrc/exchange.c",
-        "csrc/cursor.c", "csrc/files.c", "csrc/jsondecode.c", "csrc/jsonscan.c", "csrc/multi.c",
+        "csrc/base64.c", "csrc/buf.c", "csrc/core.c", "csrc/curl.c", "csrc/easy.c",
+        "csrc/cursor.c", "csrc/fsys.c", "csrc/jsondecode.c", "csrc/multi.c",
         "csrc/phone.c",
-        "csrc/push.c", "csrc/request.c", "csrc/response.c", "csrc/sha256.c",
+        "csrc/push.c", "csrc/request.c", "csrc/response.c", "csrc/sha256.c", "csrc/sink.c",
         "csrc/timefmt.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },

@@ -41,3 +41,62 @@ describe("core.OPS", function()
     end
   end)
 end)
+
+describe("the core's failures", function()
+  local dir
+  before_each(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(core.mkdir(dir))
+  end)
+  after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
+
+  -- nil and { kind, message, sent = false [, code] }: one shape from every C entry point
+  local function refused(kind, v, err)
+    assert.is_nil(v)
+    assert.is_table(err)
+    assert.equal(kind, err.kind)
+    assert.is_string(err.message)
+    assert.is_false(err.sent)
+    return err
+  end
+
+  it("come as nil and an error table, whichever entry point fails", function()
+    local missing = dir .. "/no/such"
+    refused("io", core.fsync(missing))
+    refused("io", core.list_dir(missing))
+    refused("io", core.dir_writable(missing))
+    refused("io", core.mkdir(missing .. "/x"))
+    refused("io", core.append_sync(missing, "x"))
+    refused("io", core.file_sink(missing))
+    refused("io", core.lock_file(missing))
+    local sink = assert(core.file_sink(dir .. "/s"))
+    sink:abort()
+    refused("io", sink:write("x"))
+    refused("io", sink:finish())
+    refused("argument", core.normalize_phone("12345"))
+    refused("argument", core.normalize_phone(42))
+    refused("argument", core.format_time("soon"))
+    refused("argument", core.parse_time("2026-13-01 00:00:00"))
+  end)
+
+  it("tell the conditions Lua branches on by err.code, not by their words", function()
+    io.open(dir .. "/taken", "wb"):close()
+    assert.equal("exists", refused("io", core.file_sink(dir .. "/taken")).code)
+    assert.is_nil(refused("io", core.file_sink(dir .. "/no/such")).code)
+    local held = assert(core.lock_file(dir .. "/l"))
+    assert.equal("busy", refused("io", core.lock_file(dir .. "/l")).code)
+    held:unlock()
+  end)
+
+  it("a phone number's refusal names the offending character, once for every character", function()
+    for _, c in ipairs { "a", "Z", "#", "*", "'", "~" } do
+      local err = refused("argument", core.normalize_phone("135" .. c .. "00000002"))
+      assert.equal("phone number contains '" .. c .. "'", err.message)
+    end
+    assert.equal("phone number has 1 digit; a Chinese mobile number has 11",
+                 refused("argument", core.normalize_phone("1")).message)
+    assert.equal("phone number has 12 digits; a Chinese mobile number has 11",
+                 refused("argument", core.normalize_phone("135000000021")).message)
+  end)
+end)

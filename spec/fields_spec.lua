@@ -206,7 +206,8 @@ describe("argument errors", function()
     assert.equal("time: month must be 01-12", e.message)
     _, e = clicktocall.format_time({})
     assert.equal("time must be a \"yyyy-MM-dd HH:mm:ss\" string or Unix seconds", e.message)
-    assert.equal("time: month must be 01-12", select(2, require("clicktocall.core").parse_time("2026-13-01 00:00:00")))
+    assert.equal("time: month must be 01-12",
+                 select(2, require("clicktocall.core").parse_time("2026-13-01 00:00:00")).message)
   end)
 
   it("the jobs' older wording (\"field 'x' ...\") is read for its field and said the newer way", function()

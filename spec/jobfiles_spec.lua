@@ -1,4 +1,4 @@
--- The C helpers the jobs stand on (csrc/files.c): the lock, the listing, the liveness of a pid, the
+-- The C helpers the jobs stand on (csrc/fsys.c): the lock, the listing, the liveness of a pid, the
 -- durable append, and the flat JSON of the jobs' own files.
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
@@ -11,10 +11,11 @@ describe("core.lock_file", function()
 
   it("is exclusive: a second holder is busy until unlock, and unlock twice is harmless", function()
     local a = assert(core.lock_file(dir .. "/l"))
-    local b, msg, why = core.lock_file(dir .. "/l")
+    local b, err = core.lock_file(dir .. "/l")
     assert.is_nil(b)
-    assert.equal("busy", why)
-    assert.matches(dir .. "/l", msg, 1, true)
+    assert.equal("busy", err.code)
+    assert.equal("io", err.kind)
+    assert.matches(dir .. "/l", err.message, 1, true)
     assert.is_true(a:unlock())
     assert.is_true(a:unlock())
     assert(core.lock_file(dir .. "/l")):unlock()
@@ -38,9 +39,9 @@ while true do core.sleep(0.05) end
 ]]):format(dir .. "/l", dir .. "/held"))
     local pid = tonumber(j.shell(("%s '%s' >/dev/null 2>&1 & echo $!"):format(j.LUA, script)):match("%d+"))
     assert.is_true(j.wait_until(function() return core.file_kind(dir .. "/held") == "file" end, 10))
-    local _, _, why = core.lock_file(dir .. "/l")
+    local _, err = core.lock_file(dir .. "/l")
     j.shell("kill -9 " .. pid)
-    assert.equal("busy", why)
+    assert.equal("busy", err.code)
     assert.is_true(j.wait_until(function()
       local l = core.lock_file(dir .. "/l")
       if l then l:unlock() return true end
@@ -49,10 +50,11 @@ while true do core.sleep(0.05) end
   end)
 
   it("is an io failure in a directory that does not exist", function()
-    local l, msg, why = core.lock_file(dir .. "/no/l")
+    local l, err = core.lock_file(dir .. "/no/l")
     assert.is_nil(l)
-    assert.equal("io", why)
-    assert.matches("No such file", msg)
+    assert.equal("io", err.kind)
+    assert.is_nil(err.code)
+    assert.matches("No such file", err.message)
   end)
 end)
 
@@ -65,20 +67,20 @@ describe("core.append_sync, list_dir, pid_alive, dir_writable, mkdir", function(
     assert.is_true(core.append_sync(dir .. "/m", "a\n"))
     assert.is_true(core.append_sync(dir .. "/m", "b\n"))
     assert.equal("a\nb\n", j.read(dir .. "/m"))
-    local ok, msg = core.append_sync(dir, "x")
+    local ok, err = core.append_sync(dir, "x")
     assert.is_nil(ok)
-    assert.is_string(msg)
+    assert.is_string(err.message)
   end)
 
-  it("list_dir names every entry but . and .., hidden ones too; a missing one is nil, message", function()
+  it("list_dir names every entry but . and .., hidden ones too; a missing one is nil, err", function()
     j.write(dir .. "/.h", "")
     j.write(dir .. "/v", "")
     local names = assert(core.list_dir(dir))
     table.sort(names)
     assert.same({ ".h", "v" }, names)
-    local none, msg = core.list_dir(dir .. "/missing")
+    local none, err = core.list_dir(dir .. "/missing")
     assert.is_nil(none)
-    assert.matches("missing", msg)
+    assert.matches("missing", err.message)
   end)
 
   it("pid_alive: ours is, a finished one is not, nonsense is not", function()
@@ -94,9 +96,9 @@ describe("core.append_sync, list_dir, pid_alive, dir_writable, mkdir", function(
   it("dir_writable: a directory yes; a file or a missing path no, with a message", function()
     assert.is_true(core.dir_writable(dir))
     j.write(dir .. "/f", "")
-    local ok, msg = core.dir_writable(dir .. "/f")
+    local ok, err = core.dir_writable(dir .. "/f")
     assert.is_nil(ok)
-    assert.matches("Not a directory", msg)
+    assert.matches("Not a directory", err.message)
     assert.is_nil((core.dir_writable(dir .. "/missing")))
   end)
 

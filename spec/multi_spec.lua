@@ -1,5 +1,5 @@
--- The batch transport (core.curl_multi) against a real nginx on loopback, and
--- core.page_last_id, the hint that lets the next records page go out early.
+-- The batch transport (core.curl_multi) against a real nginx on loopback, and the next records
+-- page kept in flight by records{}.
 local h = require "spec.helpers"
 local nginx = require "spec.helpers.nginx"
 local core = require "clicktocall.core"
@@ -532,90 +532,6 @@ describe("core.curl_multi against a hostile server", function()
     f:close()
     os.remove(file)
     m:close()
-  end)
-end)
-
-describe("core.page_last_id", function()
-  local function page(ids, extra)
-    local recs = {}
-    for i, id in ipairs(ids) do recs[i] = '{"id":' .. id .. ',"callerNbr":"+86135","x":[1,{"id":0}]}' end
-    return '{"meta":{"success":true,"message":"ok"},' .. (extra or "") .. '"data":[' .. table.concat(recs, ",") .. ']}'
-  end
-
-  it("gives the last record's exact id and the record count", function()
-    local id, n = core.page_last_id(page { 1, 2, 3 })
-    assert.equal(3, id)
-    assert.equal(3, n)
-    id = core.page_last_id(page { 5, '"9223372036854775807"' })
-    if math.type then
-      assert.equal(math.maxinteger, id)
-    else
-      assert.equal("9223372036854775807", id) -- past 2^53: digits, as the iterator gives them
-    end
-    assert.equal(9, (core.page_last_id('{"data":[{"i\\u0064":9}]}')))
-    assert.equal(4, (core.page_last_id('{"data":[{"id":1}],"data":[{"id":4}]}'))) -- the last "data" wins
-    assert.equal(2, (core.page_last_id('{"data":[{"id":1,"id":2}]}')))             -- so does the last "id"
-  end)
-
-  it("is nil when there is no usable last id", function()
-    for _, body in ipairs { '{"data":[]}', '{"data":null}', '{"meta":{}}', "[]", "", "not json",
-                            '{"data":[{"id":1},{"id":2.5}]}', '{"data":[{"id":1},{"x":1}]}',
-                            '{"data":[{"id":1},{"id":-3}]}' } do
-      assert.is_nil((core.page_last_id(body)), body)
-    end
-    assert.equal(0, select(2, core.page_last_id('{"data":[]}')))
-  end)
-
-  it("agrees with core.response's next cursor on full pages", function()
-    local ids = {}
-    for i = 1, core.PAGE_SIZE do ids[i] = 1000 + 7 * i end
-    local body = page(ids)
-    local recs, cursor = core.response("records_page", 200, body, 0)
-    assert.equal(core.PAGE_SIZE, #recs)
-    local id, n = core.page_last_id(body)
-    assert.equal(cursor, id)
-    assert.equal(core.PAGE_SIZE, n)
-  end)
-
-  it("agrees with the validating read on random valid pages (strings with quotes, brackets, escapes)", function()
-    local pieces = { [["a\\"]], [["\\\""]], '"]}[{,"', [["x\u0022y"]], "[1,[2,{}]]", '{"id":[0]}', "null", "-1.5e3",
-                     [[" \\\\"]], "{}", "[]", "true" }
-    math.randomseed(12)
-    for round = 1, 300 do
-      local n = round % 7 == 0 and core.PAGE_SIZE or math.random(0, 6)
-      local recs, id = {}, 0
-      for i = 1, n do
-        id = id + math.random(1, 1000)
-        local fields = { '"id":' .. (math.random(2) == 1 and id or ('"' .. id .. '"')) }
-        for k = 1, math.random(0, 4) do
-          fields[#fields + 1] = '"f' .. k .. '" : ' .. pieces[math.random(#pieces)]
-        end
-        if math.random(2) == 1 then table.insert(fields, 1, table.remove(fields)) end -- id not always first
-        recs[i] = " {" .. table.concat(fields, ",\n") .. "} "
-      end
-      local meta = '"meta":{"success":true,"message":' .. pieces[math.random(#pieces)] .. '}'
-      local data = '"data" :[' .. table.concat(recs, ",") .. ']'
-      local body = math.random(2) == 1 and ("{" .. meta .. "," .. data .. "}")
-                   or (" {" .. data .. " , " .. meta .. "}\n")
-      local got, cursor = core.response("records_page", 200, body, 0)
-      assert(got, body)
-      local last, count = core.page_last_id(body)
-      assert.equal(#got, count, body)
-      if #got > 0 then
-        assert.equal(tostring(got[#got].id), tostring(last), body)
-      else
-        assert.is_nil(last)
-      end
-      if cursor then assert.equal(tostring(cursor), tostring(last)) end
-    end
-  end)
-
-  it("reads no byte past the body, whatever it is (cut at every length)", function()
-    local body = page({ 1, 22, 333 }, '"pad":"a\\"b\\\\",')
-    for k = 0, #body do
-      core.page_last_id(body:sub(1, k))
-    end
-    assert.equal(333, (core.page_last_id(body)))
   end)
 end)
 

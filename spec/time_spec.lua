@@ -66,6 +66,18 @@ describe("time arguments", function()
     assert.equal(0, provider:count())
   end)
 
+  it("accept up to 9999-12-31 23:59:59 in UTC+8, number or string; one second more is refused", function()
+    local last = 253402300799 - 8 * 3600 -- 9999-12-31 23:59:59 UTC+8
+    assert.equal("9999-12-31 23:59:59", clicktocall.format_time(last))
+    local body = body_of { start_time = last, end_time = "9999-12-31 23:59:59" }
+    assert.equal("9999-12-31 23:59:59", body.starTime)
+    assert.equal("9999-12-31 23:59:59", body.endTime)
+    local none, err, provider = body_of { start_time = 0, end_time = last + 1 }
+    assert.is_nil(none)
+    assert.equal("end_time", err.field)
+    assert.equal(0, provider:count())
+  end)
+
   it("refuse start after end, and accept start equal to end", function()
     local body, err, provider = body_of { start_time = 100, end_time = 99 }
     assert.is_nil(body)

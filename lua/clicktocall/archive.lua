@@ -181,7 +181,7 @@ local function check(st, args)
   dir = adir
   local wok, why = core.dir_writable(dir)
   if not wok then
-    return jobs.argument(st, FNAME, "dir: " .. tostring(why), "dir")
+    return jobs.argument(st, FNAME, "dir: " .. why.message, "dir")
   end
   local n = args.concurrency
   if n == nil then
@@ -204,7 +204,7 @@ local function check(st, args)
     manifest = jobs.absolute(manifest) or manifest
     local mok, mwhy = core.dir_writable(jobs.parent(manifest))
     if not mok then
-      return jobs.argument(st, FNAME, "manifest: " .. tostring(mwhy), "manifest")
+      return jobs.argument(st, FNAME, "manifest: " .. mwhy.message, "manifest")
     end
   end
   if args.on_file ~= nil and type(args.on_file) ~= "function" then
@@ -312,7 +312,7 @@ local function append_lines(job, lines)
     return {}
   end
   if #lines == 1 then
-    return { io_fail(job.st, "the recording is on disk but the manifest could not be written: " .. tostring(why)) }
+    return { io_fail(job.st, "the recording is on disk but the manifest could not be written: " .. why.message) }
   end
   local errs = {}
   for i = 1, #lines do
@@ -345,7 +345,7 @@ local function ensure_subdir(job, io, subdir)
   end
   local ok, why = core.mkdir(subdir)
   if not ok and core.file_kind(subdir) ~= "directory" then
-    return nil, exchange.fail(job.st, "io", tostring(why), { sent = false, retryable = false })
+    return nil, exchange.fail(job.st, "io", why.message, { sent = false, retryable = false })
   end
   return batch.commit(io, job.dirs, job.dir)
 end

@@ -126,7 +126,7 @@ local function new_multi(st)
     if m then
       return m
     end
-    return nil, err
+    return nil, exchange.fail(st, err.kind, err.message, { sent = false, retryable = false })
   end
   return standin_multi(st)
 end

@@ -340,7 +340,7 @@ file_guard = function(dir, window, opts)
   end
   local ok, err = mkdir_p(dir)
   if not ok then
-    return nil, "the file dial guard could not make its directory: " .. tostring(err)
+    return nil, "the file dial guard could not make its directory: " .. tostring(err.message)
   end
   -- opts.now and opts.sleep: the clock and the wait, for specs
   return setmetatable({ dir = dir, window = window, hold = hold, sleep = opts.sleep or core.sleep,
@@ -354,12 +354,12 @@ local function file_lock(self, key)
   local path = self.dir .. "/" .. sub(h:hex(), 1, 32)
   local waited = 0
   while true do
-    local lk, msg, why = core.lock_file(path)
+    local lk, err = core.lock_file(path)
     if lk then
       return lk, path
     end
-    if why ~= "busy" then
-      return nil, "the dial guard could not use its file, so the dial was not sent: " .. tostring(msg), "io"
+    if err.code ~= "busy" then
+      return nil, "the dial guard could not use its file, so the dial was not sent: " .. tostring(err.message), "io"
     end
     if waited >= LOCK_WAIT then
       return nil, "the dial guard's file " .. path .. " stayed locked by another process for " .. LOCK_WAIT ..

@@ -190,19 +190,19 @@ end
 -- A new file sink under a fresh name; a name taken by anyone (a stale file of
 -- ours after a crash, say) only makes us draw another.
 local function open_sink(st, dir)
-  local msg
+  local err
   for _ = 1, 8 do
     local tmp = _M.temp_name(dir)
-    local sink, m, why = core.file_sink(tmp)
+    local sink
+    sink, err = core.file_sink(tmp)
     if sink then
       return sink, tmp
     end
-    msg = m
-    if why ~= "exists" then
+    if err.code ~= "exists" then
       break
     end
   end
-  return nil, fail(st, "io", tostring(msg), { sent = false, retryable = false })
+  return nil, fail(st, "io", err.message, { sent = false, retryable = false })
 end
 
 -- One request whose body goes to the sink -> res, err, the sink's write error.
@@ -215,8 +215,8 @@ local function send_to_sink(st, request, sink)
     streamed = true
     local ok, e = sink:write(chunk)
     if not ok then
-      werr = e
-      return nil, { kind = "io", message = e }
+      werr = e.message
+      return nil, e
     end
     return true
   end
@@ -263,7 +263,7 @@ local function keep_body(st, sink, res, err, werr)
   end
   local bytes, sha = sink:finish()
   if not bytes then
-    return nil, io_error(st, sha)
+    return nil, io_error(st, sha.message)
   end
   return { status = res.status, headers = res.headers, bytes = bytes, sha256 = sha }
 end

@@ -92,15 +92,15 @@ function _M.lock(st, path, what, url, user_data)
   if url ~= nil then
     return require("clicktocall.lease").acquire(st, url, what, user_data)
   end
-  local lk, msg, why = core.lock_file(path)
+  local lk, why = core.lock_file(path)
   if lk then
     return lk
   end
-  if why == "busy" then
+  if why.code == "busy" then
     return nil, exchange.fail(st, "busy", format("another %s holds %s; nothing was done", what, path),
                               { sent = false, retryable = true })
   end
-  return nil, exchange.fail(st, "io", tostring(msg), { sent = false, retryable = false })
+  return nil, exchange.fail(st, "io", why.message, { sent = false, retryable = false })
 end
 
 --- check_lock(st, fname, args) -> true | nil, err: args.lock is nil or a "redis://host:port[/db]" address

@@ -202,7 +202,7 @@ local function setup_transport(st, o)
   if t == nil or t == "curl" then
     local handle, herr = core.curl_transport { ca_file = o.ca_file, insecure = o.insecure, proxy = o.proxy }
     if not handle then
-      return herr
+      return herr.message
     end
     st.handle = handle
     st.send = function(request)

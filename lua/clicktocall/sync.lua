@@ -68,7 +68,7 @@ local function check(st, args)
   local dir = jobs.parent(state)
   local ok, why = core.dir_writable(dir)
   if not ok then
-    return jobs.argument(st, FNAME, "field 'state' must be in an existing, writable directory: " .. tostring(why))
+    return jobs.argument(st, FNAME, "field 'state' must be in an existing, writable directory: " .. why.message)
   end
   if type(args.on_record) ~= "function" then
     return jobs.argument(st, FNAME, "field 'on_record' must be a function")
@@ -83,7 +83,7 @@ local function check(st, args)
   if since ~= nil then
     local s, swhy = core.format_time(since)
     if not s then
-      return jobs.argument(st, FNAME, "field 'since' " .. tostring(swhy))
+      return jobs.argument(st, FNAME, "field 'since' " .. swhy.message)
     end
     since = jobs.unix(s)
   end
@@ -183,7 +183,7 @@ local function write_state(st, job, s)
     end
   end
   if not sink then
-    return nil, exchange.fail(st, "io", tostring(why), { sent = false, retryable = false })
+    return nil, exchange.fail(st, "io", why.message, { sent = false, retryable = false })
   end
   job.tmp = tmp -- removed by run() if a raise (Ctrl-C) comes before the rename
   local ok, werr = sink:write(text)
@@ -193,7 +193,7 @@ local function write_state(st, job, s)
   end
   if not ok or not bytes then
     sink:abort()
-    return nil, jobs.io_error(st, "could not write the state: " .. tostring(werr))
+    return nil, jobs.io_error(st, "could not write the state: " .. werr.message)
   end
   local rok, rerr = os_rename(tmp, job.state)
   job.tmp = nil

@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness for ctc_json_scan_page (csrc/jsonscan.c), the record page scanner, and
+ * libFuzzer harness for ctc_json_scan_page (csrc/test/oracle/jsonscan.c), the record page scanner, and
  * the readers without validation beside it.
  * Input: a response body. Checks: a malformed body never reaches the callback, counts 0,
  * and has an error offset inside the body; otherwise the callback sees indexes 0, 1, ... in
@@ -11,7 +11,7 @@
  * agree with the scan on every document it accepts.
  */
 #include "fuzz.h"
-#include "../../parsers.h"
+#include "../oracle/jsonscan.h"
 
 typedef struct {
     size_t n;

@@ -14,12 +14,14 @@ static void check_phone(const char *s, size_t len, const char *cc, size_t cclen)
 {
     char out[CTC_PHONE_MAX + 8];
     char again[CTC_PHONE_MAX + 8];
-    const char *why = NULL;
+    ctc_phone_why why = { 0, 0 };
     size_t n, i;
 
     memset(out, 'Z', sizeof out);
     if (ctc_phone_normalize(s, len, cc, cclen, out, CTC_PHONE_MAX, &why) != 0) {
-        REQUIRE(why != NULL && why[0] != '\0');
+        /* a reason that has a sentence, and for a byte, a printable one */
+        REQUIRE(why.reason > 0 && why.reason < CTC_PHONE_REASONS && ctc_phone_sentences[why.reason] != NULL);
+        REQUIRE(why.reason != CTC_PHONE_CHAR || (why.detail > 0x20 && why.detail < 0x7f));
         REQUIRE(out[CTC_PHONE_MAX] == 'Z');
         return;
     }
@@ -38,9 +40,9 @@ static void check_phone(const char *s, size_t len, const char *cc, size_t cclen)
     REQUIRE(ctc_phone_normalize(s, len, cc, cclen, again, n + 1, &why) == 0);
     REQUIRE(strcmp(out, again) == 0 && again[n + 1] == 'Z');
     memset(again, 'Z', sizeof again);
-    why = NULL;
+    why.reason = 0;
     REQUIRE(ctc_phone_normalize(s, len, cc, cclen, again, n, &why) == -1);
-    REQUIRE(why != NULL && again[n] == 'Z');
+    REQUIRE(why.reason == CTC_PHONE_OUTSZ && again[n] == 'Z');
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

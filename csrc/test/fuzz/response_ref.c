@@ -17,7 +17,8 @@
 #include <math.h>
 #include <string.h>
 #include "../../ctc.h"
-#include "../../parsers.h"
+#include "../oracle/jsonscan.h"
+#include "response_redact.h"
 
 
 #define UV_DECODE lua_upvalueindex(1)
@@ -35,70 +36,6 @@ static int fail(lua_State *L, const char *kind, const char *message)
 static int fail_top(lua_State *L, const char *kind)
 {
     return ctc_push_fail_top(L, kind, 1);
-}
-
-/* offset of the first needle in hay at or after from, or hn */
-static size_t find(const char *hay, size_t hn, size_t from, const char *needle, size_t nn)
-{
-    size_t i;
-    if (nn == 0 || hn < nn)
-        return hn;
-    for (i = from; i + nn <= hn; i++)
-        if (hay[i] == needle[0] && memcmp(hay + i, needle, nn) == 0)
-            return i;
-    return hn;
-}
-
-/* Pushes s[0..n) with every occurrence of each string of the secrets array
- * (argument 5) replaced by "***". Done on whole text, before any excerpt is
- * cut, so a secret that straddles the cut cannot survive in part. */
-static void push_redacted(lua_State *L, const char *s, size_t n)
-{
-    size_t i, count;
-    lua_pushlstring(L, s, n);
-    if (!lua_istable(L, ARG_SECRETS))
-        return;
-    count = ctc_rawlen(L, ARG_SECRETS);
-    for (i = 1; i <= count; i++) {
-        size_t sn, cn, at, start = 0;
-        const char *sec, *cur;
-        luaL_Buffer b;
-        lua_rawgeti(L, ARG_SECRETS, (int)i);
-        if (lua_type(L, -1) != LUA_TSTRING) {
-            lua_pop(L, 1);
-            continue;
-        }
-        sec = lua_tolstring(L, -1, &sn);
-        lua_pop(L, 1); /* the secrets table keeps the string alive */
-        cur = lua_tolstring(L, -1, &cn);
-        if ((at = find(cur, cn, 0, sec, sn)) == cn)
-            continue;
-        luaL_buffinit(L, &b);
-        do {
-            luaL_addlstring(&b, cur + start, at - start);
-            luaL_addlstring(&b, "***", 3);
-            start = at + sn;
-        } while ((at = find(cur, cn, start, sec, sn)) != cn);
-        luaL_addlstring(&b, cur + start, cn - start);
-        luaL_pushresult(&b);
-        lua_remove(L, -2);
-    }
-}
-
-/* A short, printable excerpt of a body for an error message, secrets
- * redacted first. */
-static void push_excerpt(lua_State *L, const char *body, size_t len)
-{
-    char out[64];
-    size_t i, k = 0, n;
-    const char *s;
-    push_redacted(L, body, len);
-    s = lua_tolstring(L, -1, &n);
-    for (i = 0; i < n && k < sizeof out - 4; i++)
-        out[k++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '.';
-    if (i < n) { out[k++] = '.'; out[k++] = '.'; out[k++] = '.'; }
-    lua_pop(L, 1);
-    lua_pushlstring(L, out, k);
 }
 
 /* Decodes arg 3 with the private cjson; leaves the value or the error on top. */
@@ -126,7 +63,7 @@ static int http_error(lua_State *L, int status, const char *body, size_t n)
                 size_t mn;
                 const char *m = lua_tolstring(L, -1, &mn);
                 lua_pushfstring(L, "the server answered HTTP %d: ", status);
-                push_redacted(L, m, mn);
+                ctc_push_redacted(L, m, mn);
                 lua_concat(L, 2);
                 return fail_top(L, "http");
             }
@@ -136,7 +73,7 @@ static int http_error(lua_State *L, int status, const char *body, size_t n)
     if (n == 0)
         lua_pushfstring(L, "the server answered HTTP %d with an empty body", status);
     else {
-        push_excerpt(L, body, n);
+        ctc_push_excerpt(L, body, n);
         lua_pushfstring(L, "the server answered HTTP %d (body: \"%s\")", status, lua_tostring(L, -1));
     }
     return fail_top(L, "http");
@@ -302,8 +239,8 @@ static int l_response(lua_State *L)
     if (!decode(L)) {
         size_t en;
         const char *e = lua_tolstring(L, -1, &en);
-        push_redacted(L, e ? e : "?", e ? en : 1); /* cjson's reason, in case it quotes the body */
-        push_excerpt(L, body, n);
+        ctc_push_redacted(L, e ? e : "?", e ? en : 1); /* cjson's reason, in case it quotes the body */
+        ctc_push_excerpt(L, body, n);
         lua_pushfstring(L, "response body is not JSON (%s): \"%s\"",
                         lua_tostring(L, -2), lua_tostring(L, -1));
         return fail_top(L, "protocol");
@@ -323,7 +260,7 @@ static int l_response(lua_State *L)
         if (lua_type(L, -1) == LUA_TSTRING && ctc_rawlen(L, -1) > 0) {
             size_t mn;
             const char *m = lua_tolstring(L, -1, &mn);
-            push_redacted(L, m, mn); /* pushed by length: a NUL survives */
+            ctc_push_redacted(L, m, mn); /* pushed by length: a NUL survives */
             return fail_top(L, "api");
         }
         return fail(L, "api", "the provider refused the call and gave no message");

@@ -1,5 +1,5 @@
 /*
- * The exchange (exchange.h): one easy handle and the C memory of the request
+ * ctc_easy (easy.h): one libcurl easy handle and the C memory of the request
  * it carries, shared by the single transport (curl.c) and the batch one
  * (multi.c).
  *
@@ -19,9 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "exchange.h"
+#include "easy.h"
 
-#define ERROR_BODY_MAX 4096 /* what a failed download keeps of its error page */
 #define HEAD_MAX (256 * 1024) /* all header lines of one response */
 /* What an easy handle costs outside Lua's heap (measured: curl_easy_init plus its
  * first transfer, with libcurl 7.88), told to the collector when one is made. */
@@ -35,7 +34,7 @@
 static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
                      int conn_primary_port, int conn_local_port)
 {
-    ctc_exchange *x = ud;
+    ctc_easy *x = ud;
     if (++x->prereq_calls > 1 && !x->resend_safe) {
         x->resend_refused = 1;
         return CURL_PREREQFUNC_ABORT;
@@ -52,7 +51,7 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
  * CURLE_SEND_FAIL_REWIND instead of re-sending (at the cost of two writes). */
 static size_t on_read(char *dst, size_t size, size_t nitems, void *ud)
 {
-    ctc_exchange *x = ud;
+    ctc_easy *x = ud;
     size_t n = size * nitems, left = x->req_body.len - x->req_pos;
     if (n > left)
         n = left;
@@ -72,7 +71,7 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
 
 static size_t on_header(char *p, size_t size, size_t nitems, void *ud)
 {
-    ctc_exchange *x = ud;
+    ctc_easy *x = ud;
     size_t n = size * nitems;
     if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         ctc_buf_reset(&x->head); /* a new response (1xx, redirect): keep the last */
@@ -89,7 +88,7 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *ud)
     return n;
 }
 
-static int is_success(ctc_exchange *x)
+static int is_success(ctc_easy *x)
 {
     long status = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -98,28 +97,17 @@ static int is_success(ctc_exchange *x)
 
 static size_t on_write(char *p, size_t size, size_t nitems, void *ud)
 {
-    ctc_exchange *x = ud;
+    ctc_easy *x = ud;
     size_t n = size * nitems;
-    if (x->fd >= 0 && is_success(x)) {
-        size_t done = 0;
-        while (done < n) {
-            ssize_t w = write(x->fd, p + done, n - done);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                x->write_failed = w < 0 ? errno : EIO;
-                return 0;
-            }
-            done += (size_t)w;
+    if (x->fd >= 0) {
+        if (!is_success(x))
+            return n; /* a download's error page: its status says it all */
+        if (ctc_write_all(x->fd, p, n) != 0) {
+            x->write_failed = errno;
+            return 0;
         }
         ctc_sha256_update(&x->sha, p, n);
         x->bytes += n;
-        return n;
-    }
-    if (x->fd >= 0) { /* an error page: keep its start for the message */
-        size_t room = x->body.len < ERROR_BODY_MAX ? ERROR_BODY_MAX - x->body.len : 0;
-        if (ctc_buf_append(&x->body, p, n < room ? n : room) != 0)
-            return 0;
         return n;
     }
     if (x->max_body >= 0 && (curl_off_t)(x->body.len + n) > x->max_body) {
@@ -165,14 +153,14 @@ void ctc_curl_opts_free(ctc_curl_opts *o)
     o->ca_file = o->proxy = NULL;
 }
 
-void ctc_exchange_clear(ctc_exchange *x)
+void ctc_easy_clear(ctc_easy *x)
 {
     memset(x, 0, sizeof *x);
     x->fd = -1;
     x->last_sock = CURL_SOCKET_BAD;
 }
 
-void ctc_exchange_release(ctc_exchange *x)
+void ctc_easy_release(ctc_easy *x)
 {
     if (x->easy != NULL) {
         curl_easy_cleanup(x->easy);
@@ -194,7 +182,7 @@ void ctc_exchange_release(ctc_exchange *x)
 }
 
 /* Options that never change for a handle. CURLE_OK or a curl code. */
-static CURLcode set_fixed(ctc_exchange *x, const ctc_curl_opts *o)
+static CURLcode set_fixed(ctc_easy *x, const ctc_curl_opts *o)
 {
     CURLcode rc = CURLE_OK;
 #define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(x->easy, opt, val)
@@ -231,7 +219,7 @@ static CURLcode set_fixed(ctc_exchange *x, const ctc_curl_opts *o)
     return rc;
 }
 
-CURLcode ctc_exchange_open(lua_State *L, ctc_exchange *x, const ctc_curl_opts *o)
+CURLcode ctc_easy_open(lua_State *L, ctc_easy *x, const ctc_curl_opts *o)
 {
     CURLcode rc;
     x->easy = curl_easy_init();
@@ -267,22 +255,28 @@ static long ms_field(lua_State *L, int req, const char *name, long dflt)
     return v < 1 ? 1 : (long)v;
 }
 
+/* What one attempt of a transfer leaves behind, forgotten. */
+static void reset_transfer(ctc_easy *x)
+{
+    ctc_buf_reset(&x->head);
+    ctc_buf_reset(&x->body);
+    x->req_pos = 0;
+    x->prereq_calls = x->resend_refused = x->too_large = x->write_failed = 0;
+    x->head_done = x->head_too_large = 0;
+    x->bytes = 0;
+    x->errbuf[0] = '\0';
+}
+
 /* Misuse (not the caller's data, which the Lua layer checked) raises. */
-void ctc_exchange_prepare(lua_State *L, ctc_exchange *x, int req, int download)
+void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int download)
 {
     const char *method;
     size_t n;
     const char *s;
     struct curl_slist *list = NULL;
 
-    ctc_buf_reset(&x->head);
-    ctc_buf_reset(&x->body);
+    reset_transfer(x);
     ctc_buf_reset(&x->req_body);
-    x->req_pos = 0;
-    x->prereq_calls = x->resend_refused = x->too_large = x->write_failed = 0;
-    x->head_done = x->head_too_large = 0;
-    x->bytes = 0;
-    x->errbuf[0] = '\0';
     ctc_buf_reset(&x->hdr_next);
 
     lua_getfield(L, req, "url");
@@ -345,7 +339,7 @@ void ctc_exchange_prepare(lua_State *L, ctc_exchange *x, int req, int download)
         lua_Number v = lua_tonumber(L, -1);
         if (v != v)
             x->max_body = CTC_DEFAULT_MAX_BODY;
-        else if (v < 0 || v >= 9007199254740992.0)
+        else if (v < 0 || v >= CTC_EXACT_DOUBLE_MAX)
             x->max_body = -1; /* no limit */
         else
             x->max_body = (curl_off_t)v;
@@ -448,7 +442,7 @@ static void push_headers(lua_State *L, const ctc_buf *head)
     }
 }
 
-static void push_response(lua_State *L, ctc_exchange *x, int headers)
+static void push_response(lua_State *L, ctc_easy *x, int headers)
 {
     long status = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -494,7 +488,7 @@ static const char *code_name(CURLcode rc)
 /* Could any request byte have reached the server? Only "no" when the
  * failure is one that happens before a request is written, libcurl counted
  * no request bytes and the body was never handed out. */
-static int may_have_sent(ctc_exchange *x, CURLcode rc)
+static int may_have_sent(ctc_easy *x, CURLcode rc)
 {
     curl_off_t req_size = 0;
     long size = 0;
@@ -534,7 +528,7 @@ static int add_code(lua_State *L, CURLcode rc)
     return 2;
 }
 
-static int push_error(lua_State *L, ctc_exchange *x, CURLcode rc)
+static int push_error(lua_State *L, ctc_easy *x, CURLcode rc)
 {
     const char *kind = "network";
     const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
@@ -566,7 +560,7 @@ static int push_error(lua_State *L, ctc_exchange *x, CURLcode rc)
 }
 
 /* nil, err: the easy handle could not be made; nothing was sent */
-int ctc_exchange_push_start_error(lua_State *L, CURLcode rc)
+int ctc_easy_push_start_error(lua_State *L, CURLcode rc)
 {
     ctc_push_fail(L, "network", 0, "could not start libcurl: %s", curl_easy_strerror(rc));
     return add_code(L, rc);
@@ -574,7 +568,7 @@ int ctc_exchange_push_start_error(lua_State *L, CURLcode rc)
 
 /* ================= what perform and download return ================= */
 
-int ctc_exchange_push_result(lua_State *L, ctc_exchange *x, CURLcode rc)
+int ctc_easy_push_result(lua_State *L, ctc_easy *x, CURLcode rc)
 {
     if (rc != CURLE_OK)
         return push_error(L, x, rc);
@@ -583,15 +577,9 @@ int ctc_exchange_push_result(lua_State *L, ctc_exchange *x, CURLcode rc)
     return 1;
 }
 
-int ctc_exchange_restart(ctc_exchange *x)
+int ctc_easy_restart(ctc_easy *x)
 {
-    ctc_buf_reset(&x->head);
-    ctc_buf_reset(&x->body);
-    x->req_pos = 0;
-    x->prereq_calls = x->resend_refused = x->too_large = x->write_failed = 0;
-    x->head_done = x->head_too_large = 0;
-    x->bytes = 0;
-    x->errbuf[0] = '\0';
+    reset_transfer(x);
     if (x->fd >= 0) {
         ctc_sha256_init(&x->sha);
         if (ftruncate(x->fd, 0) != 0 || lseek(x->fd, 0, SEEK_SET) != 0)
@@ -600,11 +588,11 @@ int ctc_exchange_restart(ctc_exchange *x)
     return 0;
 }
 
-int ctc_exchange_create_file(lua_State *L, ctc_exchange *x, const char *path)
+int ctc_easy_create_file(lua_State *L, ctc_easy *x, const char *path)
 {
     if (ctc_buf_set(&x->path, path, strlen(path)) != 0)
         luaL_error(L, "out of memory");
-    x->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    x->fd = ctc_open_retry(path, O_WRONLY | O_CREAT | O_EXCL, 0666);
     if (x->fd < 0) {
         lua_pushfstring(L, "could not create %s: %s", path, strerror(errno));
         return ctc_push_fail_top(L, "argument", 0);
@@ -613,7 +601,7 @@ int ctc_exchange_create_file(lua_State *L, ctc_exchange *x, const char *path)
     return 0;
 }
 
-void ctc_exchange_abandon_file(ctc_exchange *x)
+void ctc_easy_abandon_file(ctc_easy *x)
 {
     if (x->fd >= 0) {
         close(x->fd);
@@ -626,7 +614,7 @@ void ctc_exchange_abandon_file(ctc_exchange *x)
 /* The body went to x->fd as it came (on_write); a whole 2xx one is kept,
  * fsynced here unless the caller makes it durable itself (x->sync == 0: the
  * file is then whole but maybe only in the page cache; see archive.lua). */
-int ctc_exchange_finish_download(lua_State *L, ctc_exchange *x, CURLcode rc)
+int ctc_easy_finish_download(lua_State *L, ctc_easy *x, CURLcode rc)
 {
     curl_off_t expected = -1;
     int ok;

@@ -1,12 +1,12 @@
 /*
- * An exchange: one libcurl easy handle and the C buffers of the request it
+ * ctc_easy: one libcurl easy handle and the C buffers of the request it
  * carries. The single transport (curl.c) owns one; the batch transport
  * (multi.c) owns a pool of them. Preparing a request reads Lua (and may raise
  * on misuse); the callbacks touch only this C memory; results are pushed to
  * Lua after libcurl returns, in exactly one shape for both owners.
  */
-#ifndef CTC_EXCHANGE_H
-#define CTC_EXCHANGE_H
+#ifndef CTC_EASY_H
+#define CTC_EASY_H
 #include <curl/curl.h>
 #include "buf.h"
 #include "ctc.h"
@@ -17,7 +17,7 @@
 
 #define CTC_CURL_GE(a, b, c) (LIBCURL_VERSION_NUM >= ((a) << 16 | (b) << 8 | (c)))
 
-typedef struct ctc_exchange {
+typedef struct ctc_easy {
     CURL *easy;
     struct curl_slist *headers;
     ctc_buf hdr_key;       /* "name: value\n" lines x->headers was built from */
@@ -34,7 +34,7 @@ typedef struct ctc_exchange {
     int head_done;         /* the blank line after a final response's headers came */
     int head_too_large;    /* the headers passed the limit: the transfer was stopped */
     curl_socket_t last_sock; /* the kept-alive connection after the last transfer */
-    ctc_buf body;          /* response body (or a failed download's error page) */
+    ctc_buf body;          /* response body (empty for a download) */
     curl_off_t max_body;   /* < 0: no limit */
     int too_large;
     int fd;                /* download target, or -1 */
@@ -43,11 +43,11 @@ typedef struct ctc_exchange {
     uint64_t bytes;        /* bytes written to fd */
     ctc_sha256 sha;
     /* the batch transport's own: a check before each send (see multi.c) */
-    int (*before_send)(struct ctc_exchange *x, const char *local_ip, int local_port,
+    int (*before_send)(struct ctc_easy *x, const char *local_ip, int local_port,
                        const char *peer_ip, int peer_port);
     void *owner;
     char errbuf[CURL_ERROR_SIZE];
-} ctc_exchange;
+} ctc_easy;
 
 /* What every easy handle of one transport is made with (copies owned by it). */
 typedef struct ctc_curl_opts {
@@ -60,32 +60,32 @@ typedef struct ctc_curl_opts {
 int ctc_curl_opts_read(lua_State *L, int opts, ctc_curl_opts *o);
 void ctc_curl_opts_free(ctc_curl_opts *o);
 
-/* A zeroed exchange, ready for ctc_exchange_open. */
-void ctc_exchange_clear(ctc_exchange *x);
+/* A zeroed ctc_easy, ready for ctc_easy_open. */
+void ctc_easy_clear(ctc_easy *x);
 /* Makes the easy handle with the options that never change; tells the collector
  * what it costs. CURLE_OK, or a code (then x->easy is NULL). */
-CURLcode ctc_exchange_open(lua_State *L, ctc_exchange *x, const ctc_curl_opts *o);
+CURLcode ctc_easy_open(lua_State *L, ctc_easy *x, const ctc_curl_opts *o);
 /* Frees the handle and buffers; closes (never removes) an open download file. */
-void ctc_exchange_release(ctc_exchange *x);
-/* Copies the request table at req into the exchange and the handle. Misuse
- * raises; the exchange stays consistent, owned by its owner. */
-void ctc_exchange_prepare(lua_State *L, ctc_exchange *x, int req, int download);
+void ctc_easy_release(ctc_easy *x);
+/* Copies the request table at req into x and its handle. Misuse raises; x
+ * stays consistent, owned by its owner. */
+void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int download);
 /* Forgets what one attempt of the transfer left (nothing was sent: the batch
  * transport stopped it before the request went out) so it can start again;
  * a download's file is emptied. 0, or -1 when the file could not be. */
-int ctc_exchange_restart(ctc_exchange *x);
+int ctc_easy_restart(ctc_easy *x);
 /* Creates the download file (O_EXCL) at path and starts its checksum.
  * 0, or pushes nil, err (kind argument) and returns 2. */
-int ctc_exchange_create_file(lua_State *L, ctc_exchange *x, const char *path);
+int ctc_easy_create_file(lua_State *L, ctc_easy *x, const char *path);
 /* Closes and removes an unfinished download's file (a transfer abandoned). */
-void ctc_exchange_abandon_file(ctc_exchange *x);
+void ctc_easy_abandon_file(ctc_easy *x);
 /* Pushes what perform returns for a finished transfer: res, or nil, err. */
-int ctc_exchange_push_result(lua_State *L, ctc_exchange *x, CURLcode rc);
+int ctc_easy_push_result(lua_State *L, ctc_easy *x, CURLcode rc);
 /* Finishes a download (fsync unless the request said sync = false, close,
  * remove unless whole) and pushes what download returns: res, or nil, err. */
-int ctc_exchange_finish_download(lua_State *L, ctc_exchange *x, CURLcode rc);
+int ctc_easy_finish_download(lua_State *L, ctc_easy *x, CURLcode rc);
 /* nil, err: an easy handle could not be made; nothing was sent */
-int ctc_exchange_push_start_error(lua_State *L, CURLcode rc);
+int ctc_easy_push_start_error(lua_State *L, CURLcode rc);
 #pragma GCC visibility pop
 
 #endif

@@ -1,8 +1,7 @@
 /*
- * File helpers for recording downloads through a transport written in Lua
- * (OpenResty, a function): plain Lua has no exclusive create, stat, fsync or
- * streaming hash. The libcurl transport does the same work in C (curl.c).
- * Also the jobs' helpers (below): a lock, a listing, a durable append, and
+ * The file-system helpers the library stands on: one open that retries EINTR, one write-all, the
+ * "io" failure they return; and for the jobs (archive, sync) a lock held for one run, the
+ * directory listing that finds stale temporary files of ours, a manifest line made durable, and
  * core.fsync_all, the one place the core starts threads.
  */
 #include <dirent.h>
@@ -18,23 +17,47 @@
 #include <sys/types.h>
 #include <unistd.h>
 #include "ctc.h"
-#include "sha256.h"
 
-#define SHA_MT "clicktocall.sha256"
-#define SINK_MT "clicktocall.file_sink"
 #define LOCK_MT "clicktocall.file_lock"
 
-enum { SINK_OPEN, SINK_FAILED, SINK_FINISHED, SINK_ABORTED };
-
-/* A file being written: owned by its userdata, unlinked unless finished. */
-typedef struct file_sink {
+int ctc_open_retry(const char *path, int flags, int mode)
+{
     int fd;
-    int state;
-    int err;           /* errno of the first failed write */
-    uint64_t bytes;
-    ctc_sha256 sha;
-    char path[1];      /* the rest of the userdata holds the path */
-} file_sink;
+    do
+        fd = open(path, flags | O_CLOEXEC, mode);
+    while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+int ctc_write_all(int fd, const void *s, size_t n)
+{
+    const char *p = s;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, p + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+/* nil, { kind = "io", message = "could not <what> <path>: <errno's words>", sent = false [, code] }:
+ * code names a condition the caller tells apart ("exists", "busy") */
+int ctc_push_io_fail(lua_State *L, const char *what, const char *path, int err, const char *code)
+{
+    ctc_push_fail(L, "io", 0, "could not %s %s: %s", what, path, strerror(err));
+    if (code != NULL) {
+        lua_pushstring(L, code);
+        lua_setfield(L, -2, "code");
+    }
+    return 2;
+}
 
 /* core.file_kind(path) -> "file" | "directory" | "other" | "missing" */
 static int l_file_kind(lua_State *L)
@@ -52,198 +75,19 @@ static int l_file_kind(lua_State *L)
     return 1;
 }
 
-/* core.fsync(path) -> true | nil, message; works for files and directories */
+/* core.fsync(path) -> true | nil, err; works for files and directories */
 static int l_fsync(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    int fd = open(path, O_RDONLY | O_CLOEXEC), rc, err;
-    if (fd < 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "could not open %s: %s", path, strerror(errno));
-        return 2;
-    }
+    int fd = ctc_open_retry(path, O_RDONLY, 0), rc, err;
+    if (fd < 0)
+        return ctc_push_io_fail(L, "open", path, errno, NULL);
     rc = fsync(fd);
     err = rc != 0 ? errno : 0; /* before close can change errno */
     close(fd);
-    if (rc != 0 && err != EINVAL) { /* some filesystems cannot sync a directory */
-        lua_pushnil(L);
-        lua_pushfstring(L, "could not sync %s: %s", path, strerror(err));
-        return 2;
-    }
+    if (rc != 0 && err != EINVAL) /* some filesystems cannot sync a directory */
+        return ctc_push_io_fail(L, "sync", path, err, NULL);
     lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* core.sha256() -> hasher with :update(s) and :hex() */
-static int l_sha_new(lua_State *L)
-{
-    ctc_sha256 *c = ctc_newuserdata(L, sizeof *c);
-    ctc_sha256_init(c);
-    luaL_getmetatable(L, SHA_MT);
-    lua_setmetatable(L, -2);
-    return 1;
-}
-
-static int l_sha_update(lua_State *L)
-{
-    ctc_sha256 *c = luaL_checkudata(L, 1, SHA_MT);
-    size_t n;
-    const char *s = luaL_checklstring(L, 2, &n);
-    ctc_sha256_update(c, s, n);
-    lua_settop(L, 1);
-    return 1;
-}
-
-static int l_sha_hex(lua_State *L)
-{
-    ctc_sha256 copy = *(ctc_sha256 *)luaL_checkudata(L, 1, SHA_MT);
-    unsigned char d[32];
-    ctc_sha256_final(&copy, d); /* on a copy: hex() can be asked again */
-    ctc_push_hex(L, d, sizeof d);
-    return 1;
-}
-
-static int push_fail(lua_State *L, const char *what, const char *path, int err)
-{
-    lua_pushnil(L);
-    lua_pushfstring(L, "could not %s %s: %s", what, path, strerror(err));
-    return 2;
-}
-
-/* Closes and unlinks an unfinished file; safe to call more than once. */
-static void sink_discard(file_sink *k)
-{
-    if (k->fd >= 0) {
-        close(k->fd);
-        k->fd = -1;
-    }
-    if (k->state == SINK_OPEN || k->state == SINK_FAILED)
-        unlink(k->path);
-    if (k->state != SINK_FINISHED)
-        k->state = SINK_ABORTED;
-}
-
-/*
- * core.file_sink(path) -> sink | nil, message, "exists" | "io"
- * Creates path exclusively (O_EXCL: never another process's file, never a
- * stale one). Mode 0666 less the umask, as the libcurl download and any other
- * file the process makes: the temporary name is hidden and the final file
- * gets what the caller's umask says, with no racy umask() read.
- */
-static int l_file_sink(lua_State *L)
-{
-    size_t n;
-    const char *path = luaL_checklstring(L, 1, &n);
-    file_sink *k;
-    if (strlen(path) != n)
-        return luaL_argerror(L, 1, "path contains a NUL byte");
-    k = ctc_newuserdata(L, sizeof *k + n);
-    k->fd = -1;
-    k->state = SINK_ABORTED; /* nothing to unlink until the file exists */
-    k->err = 0;
-    k->bytes = 0;
-    memcpy(k->path, path, n + 1);
-    ctc_sha256_init(&k->sha);
-    luaL_getmetatable(L, SINK_MT);
-    lua_setmetatable(L, -2);
-    do
-        k->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    while (k->fd < 0 && errno == EINTR);
-    if (k->fd < 0) {
-        int err = errno;
-        push_fail(L, "create", path, err);
-        lua_pushstring(L, err == EEXIST ? "exists" : "io");
-        return 3;
-    }
-    k->state = SINK_OPEN;
-    return 1;
-}
-
-static file_sink *check_sink(lua_State *L)
-{
-    return luaL_checkudata(L, 1, SINK_MT);
-}
-
-/* sink:write(s) -> true | nil, message; short writes are looped, EINTR retried */
-static int l_sink_write(lua_State *L)
-{
-    file_sink *k = check_sink(L);
-    size_t n, done = 0;
-    const char *s = luaL_checklstring(L, 2, &n);
-    if (k->state != SINK_OPEN) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "could not write %s: %s", k->path,
-                        k->state == SINK_FAILED ? strerror(k->err) : "the file is closed");
-        return 2;
-    }
-    while (done < n) {
-        ssize_t w = write(k->fd, s + done, n - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            k->err = w < 0 ? errno : EIO;
-            k->state = SINK_FAILED;
-            return push_fail(L, "write", k->path, k->err);
-        }
-        done += (size_t)w;
-    }
-    ctc_sha256_update(&k->sha, s, n);
-    k->bytes += n;
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* sink:finish() -> bytes, sha256hex | nil, message (fsync and close; on failure the file is removed) */
-static int l_sink_finish(lua_State *L)
-{
-    file_sink *k = check_sink(L);
-    unsigned char digest[32];
-    int rc, err;
-    if (k->state != SINK_OPEN) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "could not finish %s: %s", k->path,
-                        k->state == SINK_FAILED ? strerror(k->err) : "the file is closed");
-        sink_discard(k);
-        return 2;
-    }
-    rc = fsync(k->fd);
-    err = errno;
-    if (close(k->fd) != 0 && rc == 0) {
-        rc = -1;
-        err = errno;
-    }
-    k->fd = -1;
-    if (rc != 0) {
-        sink_discard(k);
-        return push_fail(L, "write", k->path, err);
-    }
-    k->state = SINK_FINISHED;
-    lua_pushnumber(L, (lua_Number)k->bytes);
-    ctc_sha256_final(&k->sha, digest);
-    ctc_push_hex(L, digest, sizeof digest);
-    return 2;
-}
-
-/* sink:abort() -> true: closes and removes an unfinished file; also __gc and __close */
-static int l_sink_abort(lua_State *L)
-{
-    sink_discard(check_sink(L));
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* sink:bytes() -> bytes written so far */
-static int l_sink_bytes(lua_State *L)
-{
-    lua_pushnumber(L, (lua_Number)check_sink(L)->bytes);
-    return 1;
-}
-
-static int l_sink_tostring(lua_State *L)
-{
-    file_sink *k = check_sink(L);
-    static const char *const names[] = { "open", "failed", "finished", "aborted" };
-    lua_pushfstring(L, "clicktocall.file_sink (%s)", names[k->state]);
     return 1;
 }
 
@@ -255,7 +99,7 @@ static int l_getpid(lua_State *L)
 }
 
 /*
- * core.getcwd() -> the working directory | nil, message (the jobs make a
+ * core.getcwd() -> the working directory | nil, err (the jobs make a
  * relative path absolute with it). The buffer is a userdata, so an error
  * while pushing the result cannot leak it; it doubles until the path fits.
  */
@@ -269,20 +113,12 @@ static int l_getcwd(lua_State *L)
             return 1;
         }
         if (errno != ERANGE || size >= ((size_t)1 << 24)) {
-            int err = errno;
-            lua_pushnil(L);
-            lua_pushfstring(L, "could not read the working directory: %s", strerror(err));
-            return 2;
+            return ctc_push_io_fail(L, "read", "the working directory", errno, NULL);
         }
         lua_pop(L, 1);
         size *= 2;
     }
 }
-
-/*
- * The jobs (archive, sync): a lock held for one run, the directory listing
- * that finds stale temporary files of ours, and a manifest line made durable.
- */
 
 /* A held flock: the descriptor is the lock; closing it releases it (and the kernel does on a crash). */
 typedef struct file_lock {
@@ -298,7 +134,7 @@ static void lock_release(file_lock *k)
 }
 
 /*
- * core.lock_file(path) -> lock | nil, message, "busy" | "io"
+ * core.lock_file(path) -> lock | nil, err (err.code "busy": another holds it)
  * Creates path if needed (mode 0666 less the umask) and takes an exclusive,
  * non-blocking flock on it. The file itself stays: removing it would let a
  * third run lock a new inode while the second still holds the old one.
@@ -315,27 +151,16 @@ static int l_lock_file(lua_State *L)
     k->fd = -1;
     luaL_getmetatable(L, LOCK_MT);
     lua_setmetatable(L, -2);
-    do
-        k->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    while (k->fd < 0 && errno == EINTR);
-    if (k->fd < 0) {
-        int err = errno;
-        push_fail(L, "open", path, err);
-        lua_pushliteral(L, "io");
-        return 3;
-    }
+    k->fd = ctc_open_retry(path, O_RDWR | O_CREAT, 0666);
+    if (k->fd < 0)
+        return ctc_push_io_fail(L, "open", path, errno, NULL);
     do
         rc = flock(k->fd, LOCK_EX | LOCK_NB);
     while (rc != 0 && errno == EINTR);
     if (rc != 0) {
         int err = errno;
         lock_release(k);
-        push_fail(L, "lock", path, err);
-        if (err == EWOULDBLOCK)
-            lua_pushliteral(L, "busy");
-        else
-            lua_pushliteral(L, "io");
-        return 3;
+        return ctc_push_io_fail(L, "lock", path, err, err == EWOULDBLOCK ? "busy" : NULL);
     }
     return 1;
 }
@@ -368,7 +193,7 @@ static int l_dir_gc(lua_State *L)
     return 0;
 }
 
-/* core.list_dir(path) -> { name, ... } (without "." and "..") | nil, message */
+/* core.list_dir(path) -> { name, ... } (without "." and "..") | nil, err */
 static int l_list_dir(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -384,7 +209,7 @@ static int l_list_dir(lua_State *L)
     lua_setmetatable(L, -2);
     *d = opendir(path);
     if (!*d)
-        return push_fail(L, "open", path, errno);
+        return ctc_push_io_fail(L, "open", path, errno, NULL);
     lua_newtable(L);
     while ((e = readdir(*d)) != NULL) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
@@ -410,23 +235,23 @@ static int l_pid_alive(lua_State *L)
     return 1;
 }
 
-/* core.dir_writable(path) -> true | nil, message: a directory we may create files in */
+/* core.dir_writable(path) -> true | nil, err: a directory we may create files in */
 static int l_dir_writable(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
     if (stat(path, &st) != 0)
-        return push_fail(L, "use directory", path, errno);
+        return ctc_push_io_fail(L, "use directory", path, errno, NULL);
     if (!S_ISDIR(st.st_mode))
-        return push_fail(L, "use directory", path, ENOTDIR);
+        return ctc_push_io_fail(L, "use directory", path, ENOTDIR, NULL);
     if (access(path, W_OK | X_OK) != 0)
-        return push_fail(L, "write in directory", path, errno);
+        return ctc_push_io_fail(L, "write in directory", path, errno, NULL);
     lua_pushboolean(L, 1);
     return 1;
 }
 
 /*
- * core.mkdir(path [, mode]) -> true | nil, message (mode 0777 by default, less the umask; an existing
+ * core.mkdir(path [, mode]) -> true | nil, err (mode 0777 by default, less the umask; an existing
  * directory is fine and keeps its mode). A private directory (the dial guard's claims) passes 0700 (448).
  */
 static int l_mkdir(lua_State *L)
@@ -435,30 +260,13 @@ static int l_mkdir(lua_State *L)
     lua_Integer mode = luaL_optinteger(L, 2, 0777);
     luaL_argcheck(L, mode >= 0 && mode <= 07777, 2, "mode must be from 0 to 07777");
     if (mkdir(path, (mode_t)mode) != 0 && errno != EEXIST)
-        return push_fail(L, "create directory", path, errno);
+        return ctc_push_io_fail(L, "create directory", path, errno, NULL);
     lua_pushboolean(L, 1);
     return 1;
 }
 
-static int write_all(int fd, const char *s, size_t n)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, s + done, n - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            if (w == 0)
-                errno = EIO;
-            return -1;
-        }
-        done += (size_t)w;
-    }
-    return 0;
-}
-
 /*
- * core.append_sync(path, s) -> true | nil, message
+ * core.append_sync(path, s) -> true | nil, err
  * Appends s to path (created if missing) and fsyncs it. On any failure the
  * file is cut back to its old length, so a full disk never leaves a torn
  * line that the next line would be glued to.
@@ -470,25 +278,23 @@ static int l_append_sync(lua_State *L)
     const char *s = luaL_checklstring(L, 2, &n);
     struct stat st;
     int fd, err;
-    do
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
-    while (fd < 0 && errno == EINTR);
+    fd = ctc_open_retry(path, O_WRONLY | O_APPEND | O_CREAT, 0666);
     if (fd < 0)
-        return push_fail(L, "open", path, errno);
+        return ctc_push_io_fail(L, "open", path, errno, NULL);
     if (fstat(fd, &st) != 0) {
         err = errno;
         close(fd);
-        return push_fail(L, "read the size of", path, err);
+        return ctc_push_io_fail(L, "read the size of", path, err, NULL);
     }
-    if (write_all(fd, s, n) != 0 || fsync(fd) != 0) {
+    if (ctc_write_all(fd, s, n) != 0 || fsync(fd) != 0) {
         err = errno;
         if (ftruncate(fd, st.st_size) == 0)
             (void)fsync(fd);
         close(fd);
-        return push_fail(L, "write", path, err);
+        return ctc_push_io_fail(L, "write", path, err, NULL);
     }
     if (close(fd) != 0)
-        return push_fail(L, "write", path, errno);
+        return ctc_push_io_fail(L, "write", path, errno, NULL);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -524,21 +330,12 @@ typedef struct fsync_share {
     int started;
 } fsync_share;
 
-static int open_retry(const char *path, int flags)
-{
-    int fd;
-    do
-        fd = open(path, flags | O_CLOEXEC);
-    while (fd < 0 && errno == EINTR);
-    return fd;
-}
-
 static void fsync_one(fsync_job *j)
 {
-    int fd = open_retry(j->path, O_RDONLY);
+    int fd = ctc_open_retry(j->path, O_RDONLY, 0);
     if (fd < 0 && errno == EACCES) {
         /* a file its owner may write but not read (a umask like 0466): any descriptor syncs it */
-        fd = open_retry(j->path, O_WRONLY);
+        fd = ctc_open_retry(j->path, O_WRONLY, 0);
         if (fd < 0)
             errno = EACCES; /* the first answer is the one that says why */
     }
@@ -642,40 +439,8 @@ static const luaL_Reg lock_methods[] = {
     { NULL, NULL },
 };
 
-static const luaL_Reg sink_methods[] = {
-    { "write", l_sink_write },
-    { "finish", l_sink_finish },
-    { "abort", l_sink_abort },
-    { "bytes", l_sink_bytes },
-    { NULL, NULL },
-};
-
-static const luaL_Reg sha_methods[] = {
-    { "update", l_sha_update },
-    { "hex", l_sha_hex },
-    { NULL, NULL },
-};
-
-void ctc_open_files(lua_State *L)
+void ctc_open_fsys(lua_State *L)
 {
-    if (luaL_newmetatable(L, SHA_MT)) {
-        lua_newtable(L);
-        ctc_setfuncs(L, sha_methods);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
-    if (luaL_newmetatable(L, SINK_MT)) {
-        lua_newtable(L);
-        ctc_setfuncs(L, sink_methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_sink_abort);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_sink_abort);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_sink_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
-    lua_pop(L, 1);
     if (luaL_newmetatable(L, LOCK_MT)) {
         lua_newtable(L);
         ctc_setfuncs(L, lock_methods);
@@ -688,8 +453,6 @@ void ctc_open_files(lua_State *L)
         lua_setfield(L, -2, "__tostring");
     }
     lua_pop(L, 1);
-    lua_pushcfunction(L, l_file_sink);
-    lua_setfield(L, -2, "file_sink");
     lua_pushcfunction(L, l_lock_file);
     lua_setfield(L, -2, "lock_file");
     lua_pushcfunction(L, l_list_dir);
@@ -712,6 +475,4 @@ void ctc_open_files(lua_State *L)
     lua_setfield(L, -2, "fsync");
     lua_pushcfunction(L, l_fsync_all);
     lua_setfield(L, -2, "fsync_all");
-    lua_pushcfunction(L, l_sha_new);
-    lua_setfield(L, -2, "sha256");
 }

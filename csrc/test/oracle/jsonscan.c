@@ -5,13 +5,12 @@
  * is known to be valid by then, and reports each element's "id" once the element is complete,
  * so the last of duplicate "id" members wins, as with cjson. Both passes are O(len), allocate
  * nothing and never read past len. The records reader (response.c) reads pages with the direct
- * decoder (jsondecode.c), which applies the same id rule as it decodes; this scanner is the
- * reference the parser tests and fuzzers hold it to, and pass 2 alone (ctc_json_page_last)
- * names a page's last id before the page is read.
+ * decoder (jsondecode.c), which applies the same id rule as it decodes; this scanner, test-only,
+ * is the reference the parser tests and fuzzers hold it to.
  */
 #include <string.h>
-#include "parsers.h"
-#include "jsonchar.h"
+#include "jsonscan.h"
+#include "../../jsonchar.h"
 
 #define NONE ((size_t)-1)
 
