@@ -48,7 +48,7 @@ describe("jobs against the simulator", function()
     local recs = assert(c:records_page { start_time = now - DAY, end_time = now })
     local function path_of(rec) return rec.recordFileDownloadUrl:match("^https?://[^/]+(/.*)$") end
     s:fault { path = path_of(recs[5]), kind = "status", status = 404, count = 10 }
-    s:fault { path = path_of(recs[9]), kind = "short_recording", count = 10 }
+    s:fault { path = path_of(recs[9]), kind = "cut", count = 10 }
     local summary = assert(c:archive_recordings { start_time = now - DAY, end_time = now, dir = dir })
     assert.equal(28, summary.downloaded)
     assert.equal(2, #summary.failed)
