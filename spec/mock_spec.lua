@@ -576,6 +576,26 @@ describe("clicktocall.mock", function()
       assert.equal(150, #all(c, DAY_BEFORE))
     end)
 
+    it("truncated, no_meta, wrong_data: the simulator's faults by the same names, each a protocol error", function()
+      local p = provider()
+      p:fail("balance", "truncated"):fail("balance", "no_meta"):fail("balance", "wrong_data")
+      local req = { method = "POST", url = "http://mock/management/customer/isallow",
+                    headers = { Authorization = core.base64("TEST") },
+                    body = '{"userData":"' .. UD .. '"}' }
+      local res = p.transport(req)
+      assert.equal('{"meta":{"success":true,"m', res.body)
+      assert.equal(tostring(#res.body), res.headers["content-length"])
+      assert.equal('{"success":true,"data":"ok","timestamp":1700000000000}', p.transport(req).body)
+      assert.equal('{"meta":{"success":true,"message":"ok"},"data":"6152"}', p.transport(req).body)
+      local c = client_of(p, { retries = 0 })
+      for _, kind in ipairs { "truncated", "no_meta", "wrong_data" } do
+        p:fail("records_page", kind)
+        local _, err = c:records_page(DAY_BEFORE)
+        assert.equal("protocol", err.kind, kind)
+      end
+      raises(function() p:fail("download", "no_meta") end)
+    end)
+
     it("queues faults of one op in order, and leaves other ops alone", function()
       local p = provider()
       p:fail("balance", 500):fail("balance", "bad_json")

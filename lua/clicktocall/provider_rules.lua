@@ -231,10 +231,10 @@ function M.key_incr(k)
   return sub(k, 1, i - 1) .. char(byte(k, i) + 1) .. rep("0", #k - i)
 end
 
---- rules.key_number(k) -> the key as a Lua number when that is exact (up to 2^53), else nil
+--- rules.key_number(k) -> the key as a Lua number when that is exact (a double up to 2^53), else nil
 function M.key_number(k)
   local n = tonumber(k)
-  if n and (#k < 16 or n <= 2 ^ 53) then
+  if n and (#k < 16 or M.id_key(n) == k) then
     return n
   end
   return nil
@@ -252,6 +252,10 @@ function M.max_id_key(req, raw, null)
     return sub(digits, 1, 1) == "-" and "0" or M.id_key(digits)
   end
   if type(v) == "string" then
+    local key = M.id_key(v) -- digits in a string: exact too
+    if key then
+      return key
+    end
     v = tonumber(v)
   end
   if type(v) ~= "number" or v ~= v or v == huge or v == -huge then
