@@ -57,6 +57,7 @@ build = {
     ["clicktocall.lease"] = "lua/clicktocall/lease.lua",
     ["clicktocall.mock"] = "lua/clicktocall/mock.lua",
     ["clicktocall.options"] = "lua/clicktocall/options.lua",
+    ["clicktocall.provider_rules"] = "lua/clicktocall/provider_rules.lua",
     ["clicktocall.redis"] = "lua/clicktocall/redis.lua",
     ["clicktocall.slices"] = "lua/clicktocall/slices.lua",
     ["clicktocall.sync"] = "lua/clicktocall/sync.lua",
