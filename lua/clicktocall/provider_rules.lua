@@ -36,8 +36,20 @@ local char = string.char
 local byte = string.byte
 local concat = table.concat
 local ipairs = ipairs
+local pcall = pcall
+local require = require
 
 local M = {}
+
+-- The library's version, for the version spec: clicktocall.version's once that exists, else the C core's where
+-- it is built. Nothing here needs either (the simulator runs this module inside nginx without them).
+for _, name in ipairs { "clicktocall.version", "clicktocall.core" } do
+  local ok, v = pcall(require, name)
+  if ok and (type(v) == "string" or type(v) == "table") then
+    M._VERSION = type(v) == "string" and v or v._VERSION
+    break
+  end
+end
 
 M.PAGE = 100                      -- records per page
 M.CST = 8 * 3600                  -- the provider's clock is UTC+8
