@@ -30,6 +30,7 @@ local math_type = math.type -- nil before 5.3
 local format = string.format
 local match = string.match
 local gsub = string.gsub
+local find = string.find
 local sub = string.sub
 local rep = string.rep
 local char = string.char
@@ -114,6 +115,9 @@ local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["
               ["\t"] = "\\t" }
 
 local function json_string(s)
+  if not find(s, '[%c"\\]') then
+    return '"' .. s .. '"' -- nothing to escape: the common case, and the hot path of paging
+  end
   return '"' .. gsub(s, '[%c"\\]', function(c)
     return ESC[c] or format("\\u%04x", byte(c))
   end) .. '"'
