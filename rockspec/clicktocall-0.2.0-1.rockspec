@@ -51,7 +51,7 @@ build = {
     ["clicktocall.download"] = "lua/clicktocall/download.lua",
     ["clicktocall.errors"] = "lua/clicktocall/errors.lua",
     ["clicktocall.exchange"] = "lua/clicktocall/exchange.lua",
-    ["clicktocall.flatjson"] = "lua/clicktocall/flatjson.lua",
+    ["clicktocall.json"] = "lua/clicktocall/json.lua",
     ["clicktocall.http1"] = "lua/clicktocall/http1.lua",
     ["clicktocall.jobfiles"] = "lua/clicktocall/jobfiles.lua",
     ["clicktocall.lease"] = "lua/clicktocall/lease.lua",
@@ -62,6 +62,7 @@ build = {
     ["clicktocall.slices"] = "lua/clicktocall/slices.lua",
     ["clicktocall.sync"] = "lua/clicktocall/sync.lua",
     ["clicktocall.transport.ngx"] = "lua/clicktocall/transport/ngx.lua",
+    ["clicktocall.version"] = "lua/clicktocall/version.lua",
     ["clicktocall.core"] = {
       sources = {
         "csrc/base64.c", "csrc/buf.c", "csrc/core.c", "csrc/curl.c", "csrc/exchange.c",

@@ -5,7 +5,7 @@ local sim = require "spec.helpers.sim"
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
 local clicktocall = require "clicktocall"
-local flatjson = require "clicktocall.flatjson"
+local json = require "clicktocall.json"
 
 local DAY = 86400
 
@@ -103,7 +103,7 @@ c:archive_recordings { start_time = %d, end_time = %d, dir = %q, concurrency = 4
     -- every line whole and every file there with its size
     local n = 0
     for _, line in ipairs(j.lines(manifest)) do
-      local e = flatjson.decode(line)
+      local e = json.decode(line)
       if e then
         n = n + 1
         local f = assert(io.open(dir .. "/out/" .. e.file, "rb"))
