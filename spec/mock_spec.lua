@@ -83,6 +83,30 @@ describe("clicktocall.mock", function()
     tmp_paths = {}
   end)
 
+  it("needs neither lua-cjson nor the C core: its rules and JSON are pure Lua", function()
+    local names = { "clicktocall.core", "cjson", "cjson.safe", "clicktocall.mock", "clicktocall.provider_rules",
+                    "clicktocall.json" }
+    local saved = {}
+    for _, name in ipairs(names) do
+      saved[name] = { package.loaded[name], package.preload[name] }
+      package.loaded[name] = nil
+      if not name:find("^clicktocall%.[mpj]") then -- those three load afresh, the others cannot load
+        package.preload[name] = function() error("not here: " .. name) end
+      end
+    end
+    local ok, res = pcall(function()
+      local m = require "clicktocall.mock"
+      local p = m.new { user_data = UD, secret = "TEST" }
+      return p.transport { method = "POST", url = "http://mock/management/customer/isallow",
+                           headers = { Authorization = "VEVTVA==" }, body = '{"userData":"' .. UD .. '"}' }
+    end)
+    for _, name in ipairs(names) do
+      package.loaded[name], package.preload[name] = saved[name][1], saved[name][2]
+    end
+    assert(ok, res)
+    assert.equal('{"meta":{"success":true,"message":"ok"},"data":6152}', res.body)
+  end)
+
   describe("the four calls", function()
     it("answers balance, bind_seat, dial and records_page with the provider's data", function()
       local p = provider()

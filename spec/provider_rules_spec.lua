@@ -1,4 +1,5 @@
--- clicktocall.provider_rules on its own: pure Lua, the rules the mock and the simulator share
+-- clicktocall.provider_rules on its own: pure Lua (clicktocall.json writes its JSON), the rules the mock and the
+-- simulator share
 -- (spec/integration/conformance_spec.lua runs them through both).
 local rules = require "clicktocall.provider_rules"
 local core = require "clicktocall.core"
@@ -6,7 +7,7 @@ local core = require "clicktocall.core"
 describe("clicktocall.provider_rules", function()
   it("works without the C core or a JSON library (as inside the simulator's nginx)", function()
     local saved = {}
-    local names = { "clicktocall.core", "clicktocall.version", "cjson", "cjson.safe", "clicktocall.provider_rules" }
+    local names = { "clicktocall.core", "cjson", "cjson.safe", "clicktocall.provider_rules" }
     for _, name in ipairs(names) do
       saved[name] = { package.loaded[name], package.preload[name] }
       package.loaded[name] = nil
@@ -18,7 +19,7 @@ describe("clicktocall.provider_rules", function()
       package.loaded[name], package.preload[name] = saved[name][1], saved[name][2]
     end
     assert(ok, fresh)
-    assert.is_nil(fresh._VERSION)
+    assert.equal(require "clicktocall.version", fresh._VERSION)
     assert.equal("2023-11-15 06:13:20", fresh.format_time(1700000000))
     assert.equal(fresh.err_body(fresh.MSG.unknown_customer), fresh.answer("balance",
       { body = { userData = "X" }, raw = "" }, { known = function() return false end }))
@@ -91,8 +92,6 @@ describe("clicktocall.provider_rules", function()
 
   it("writes JSON strings as the provider does: \"/\" as is, control characters escaped", function()
     assert.equal('"a/b \\"q\\" \\\\ \\n\\u0001 中"', rules.json_string('a/b "q" \\ \n\1 中'))
-    assert.equal("6152", rules.json_number(6152.0))
-    assert.equal("0.5", rules.json_number(0.5))
   end)
 
   it("keeps a recording 7 days after the call, then it is gone", function()

@@ -1,6 +1,6 @@
 --- clicktocall.mock: an in-memory click-to-call provider behind a transport function, for tests.
 --
--- Pure Lua (Lua 5.1-5.4, LuaJIT; needs lua-cjson to read request bodies). It answers the provider's four
+-- Pure Lua (Lua 5.1-5.4, LuaJIT; no C core, no lua-cjson). It answers the provider's four
 -- calls with the provider's own rules and messages, from clicktocall.provider_rules (which the bundled nginx
 -- simulator, sim/, uses too; spec/integration/conformance_spec.lua holds the two to the same answers):
 -- Authorization checked when a secret is given, userData must be a known customer, a seat must be bound
@@ -78,7 +78,7 @@
 -- returns a response or nil, err with err = { kind = "network"|"timeout"|"protocol"|"argument",
 -- message =, sent = }.
 
-local cjson = require("cjson").new()
+local json = require "clicktocall.json"
 
 local type = type
 local pairs = pairs
@@ -92,7 +92,6 @@ local floor = math.floor
 local ceil = math.ceil
 local huge = math.huge
 local math_type = math.type       -- nil before 5.3
-local tointeger = math.tointeger  -- nil before 5.3
 local concat = table.concat
 local sort = table.sort
 local char = string.char
@@ -108,12 +107,12 @@ local os_time = os.time
 
 local rules = require "clicktocall.provider_rules"
 
-local _M = { _VERSION = require("clicktocall.core")._VERSION }
+local _M = { _VERSION = require "clicktocall.version" }
 
 local PAGE = rules.PAGE
 local fmt_time, parse_time = rules.format_time, rules.parse_time
 local id_key, key_less, key_incr = rules.id_key, rules.key_less, rules.key_incr
-local json_string, json_number = rules.json_string, rules.json_number
+local json_string = json.encode
 
 local DEFAULTS = {
   user_data = "4e2239c5-a6e6-4201-a072-8342e29c3ae3",
@@ -160,42 +159,20 @@ local function is_whole(v, min)
   return type(v) == "number" and v == v and v >= min and v < huge and floor(v) == v
 end
 
--- a JSON scalar (records and envelopes hold nothing else)
+-- a record field's JSON (nil and mock.null: null)
 local function json_value(v)
-  local t = type(v)
-  if t == "string" then
-    return json_string(v)
-  elseif t == "number" then
-    return json_number(v)
-  elseif t == "boolean" then
-    return tostring(v)
-  elseif t == "table" then
-    return (gsub(cjson.encode(v), "\\/", "/"))
+  if v == nil then
+    return "null"
   end
-  return "null" -- nil and mock.null
+  return json.encode(v)
 end
 
--- integral floats become integers on 5.3+, so a logged body compares as the sender wrote it
-local function tidy(v)
-  if type(v) == "table" then
-    for k, x in pairs(v) do
-      v[k] = tidy(x)
-    end
-  elseif type(v) == "number" and tointeger then
-    return tointeger(v) or v
-  end
-  return v
-end
-
+-- a request body: the decoded object or array, or nil
 local function decode(s)
   if type(s) ~= "string" or s == "" then
     return nil
   end
-  local ok, v = pcall(cjson.decode, s)
-  if not ok then
-    return nil
-  end
-  return tidy(v)
+  return (json.decode(s))
 end
 
 local to_epoch = rules.to_epoch
@@ -598,7 +575,7 @@ local function serve(self, call, fault)
   end
   local body = rules.answer(call.op, {
     authorization = header(call.headers, "authorization"), auth = self._auth, body = decode(call.raw),
-    raw = call.raw, null = cjson.null, stuck = fault ~= nil and fault.kind == "stuck_ids",
+    raw = call.raw, null = json.null, stuck = fault ~= nil and fault.kind == "stuck_ids",
   }, self._store)
   return 200, { ["content-type"] = JSON_CT }, body
 end
@@ -1164,7 +1141,7 @@ end
 _M.format_time = fmt_time
 _M.parse_time = parse_time
 _M.PAGE_SIZE = PAGE
-_M.null = cjson.null -- a record field seeded with it is sent as JSON null
+_M.null = json.null -- a record field seeded with it is sent as JSON null
 _M.RECORDING_TTL = rules.RECORDING_TTL
 
 return _M

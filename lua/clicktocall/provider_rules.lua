@@ -1,6 +1,7 @@
 --- clicktocall.provider_rules: the provider's rules, written once for clicktocall.mock and the simulator (sim/).
 --
--- Pure Lua (5.1-5.4, LuaJIT; no C core, no JSON library), so that it also runs inside nginx. The callers
+-- Pure Lua (5.1-5.4, LuaJIT; no C core, no lua-cjson: JSON text by clicktocall.json), so that it also runs
+-- inside nginx. The callers
 -- keep their own storage and transport; this module holds what the provider decides:
 --   the request checks (Authorization, a JSON object, required strings, phones, a known customer) and their
 --   bilingual messages, in the provider's order; the answer envelope; the paging rule (100 a page, ids above
@@ -29,28 +30,16 @@ local huge = math.huge
 local math_type = math.type -- nil before 5.3
 local format = string.format
 local match = string.match
-local gsub = string.gsub
-local find = string.find
 local sub = string.sub
 local rep = string.rep
 local char = string.char
 local byte = string.byte
 local concat = table.concat
 local ipairs = ipairs
-local pcall = pcall
-local require = require
 
-local M = {}
+local json = require "clicktocall.json"
 
--- The library's version, for the version spec: clicktocall.version's once that exists, else the C core's where
--- it is built. Nothing here needs either (the simulator runs this module inside nginx without them).
-for _, name in ipairs { "clicktocall.version", "clicktocall.core" } do
-  local ok, v = pcall(require, name)
-  if ok and (type(v) == "string" or type(v) == "table") then
-    M._VERSION = type(v) == "string" and v or v._VERSION
-    break
-  end
-end
+local M = { _VERSION = require "clicktocall.version" }
 
 M.PAGE = 100                      -- records per page
 M.CST = 8 * 3600                  -- the provider's clock is UTC+8
@@ -108,32 +97,11 @@ function M.msg_unbound(seat)
 end
 
 --------------------------------------------------------------------------
--- JSON text (the provider's: "/" unescaped, no other library needed)
+-- JSON text (the provider's: "/" unescaped)
 --------------------------------------------------------------------------
 
-local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r",
-              ["\t"] = "\\t" }
-
-local function json_string(s)
-  if not find(s, '[%c"\\]') then
-    return '"' .. s .. '"' -- nothing to escape: the common case, and the hot path of paging
-  end
-  return '"' .. gsub(s, '[%c"\\]', function(c)
-    return ESC[c] or format("\\u%04x", byte(c))
-  end) .. '"'
-end
+local json_string = json.encode
 M.json_string = json_string
-
---- a number as JSON: integers in plain digits
-function M.json_number(n)
-  if math_type and math_type(n) == "integer" then
-    return tostring(n)
-  end
-  if n == floor(n) and n > -1e17 and n < 1e17 then
-    return format("%.0f", n)
-  end
-  return format("%.17g", n)
-end
 
 function M.ok_body(data_json)
   return '{"meta":{"success":true,"message":"ok"},"data":' .. data_json .. "}"
@@ -456,7 +424,7 @@ function calls.dial(req, _, store)
 end
 
 function calls.balance(req, _, store)
-  return M.ok_body(M.json_number(store.balance(req.userData)))
+  return M.ok_body(json.encode(store.balance(req.userData)))
 end
 
 function calls.records_page(req, call, store)
