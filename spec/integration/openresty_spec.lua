@@ -143,8 +143,8 @@ describe("clicktocall inside nginx (transport \"ngx\") #integration #openresty",
       { { path = "/management/customer/isallow", kind = "wrong_data" }, "op=balance", "protocol" },
       { { path = "/call/record/voice", kind = "no_meta" }, "op=records", "protocol" },
       { { path = "/management/customer/isallow", kind = "latency", ms = 2500, count = 3 }, "op=balance", "timeout" },
-      { { path = "/rest/voiceCall/api", kind = "reset_after_send" }, "op=dial&seat=PP1&caller=13500000002&callee=13918000777",
-        "network" },
+      { { path = "/rest/voiceCall/api", kind = "reset_after_send" },
+        "op=dial&seat=PP1&caller=13500000002&callee=13918000777", "network" },
     }
     for _, c in ipairs(cases) do
       s:post("/_sim/fault/clear")
