@@ -105,11 +105,11 @@ local API_FAULTS = {
   { 4, "status429", { kind = "status", status = 429, retry_after = 1 } },
   { 3, "status503", { kind = "status", status = 503, retry_after = 2 } },
   { 2, "status500", { kind = "status", status = 500 } },
-  { 3, "drop", { kind = "drop" } },               -- reset after the request was sent
+  { 3, "reset_after_send", { kind = "reset_after_send" } },               -- reset after the request was sent
   { 3, "refused", "refused" },                    -- reset before anything was sent
   { 1, "stall", { kind = "latency", ms = 1300 } },   -- longer than the client's timeout
   { 2, "latency", { kind = "latency", ms = 50 } },
-  { 3, "not_json", { kind = "not_json" } },
+  { 3, "bad_json", { kind = "bad_json" } },
   { 2, "truncated", { kind = "truncated" } },
   { 1, "huge", { kind = "huge", bytes = 2 * MIB } },  -- above max_body
   { 2, "no_meta", { kind = "no_meta" } },
@@ -120,12 +120,12 @@ local API_FAULTS = {
 }
 local RECORDS_FAULTS = { { 4, "stuck_ids", { kind = "stuck_ids" } } }
 local RECORDING_FAULTS = {
-  { 3, "short_recording", { kind = "short_recording" } },   -- cut recording, Content-Length whole
+  { 3, "cut", { kind = "cut" } },   -- cut recording, Content-Length whole
   { 2, "truncated_recording", { kind = "truncated" } },
   { 1, "slow_recording", { kind = "slow_recording", rate = 4000 } },  -- 2 s for 8 KB: past download_timeout
   { 2, "status503", { kind = "status", status = 503, retry_after = 1 } },
   { 1, "status404", { kind = "status", status = 404 } },
-  { 2, "drop", { kind = "drop" } },
+  { 2, "reset_after_send", { kind = "reset_after_send" } },
   { 1, "stall", { kind = "latency", ms = 1300 } },
   { 1, "close_after", { kind = "close_after" } },
 }
@@ -498,7 +498,7 @@ local function storm(o)
     -- the simulator received, and those it processed (no fault, or a fault that answers after processing).
     -- An entry is written as its request starts; reading again from 200 entries back (deduplicated by seq)
     -- covers an entry whose seq was taken but not yet written at the last read.
-    local PROCESSED = { latency = true, drop = true, truncated = true, close_after = true }
+    local PROCESSED = { latency = true, reset_after_send = true, truncated = true, close_after = true }
     local seen, last_seq, logged, logged_processed, log_lost, first_seq = {}, 0, 0, 0, false, nil
     local function read_log()
       local res = s.http:perform { method = "GET", max_body = 256 * MIB,
@@ -545,13 +545,13 @@ local function storm(o)
     local fmt = function(t) return sh(os.date("!%Y-%m-%d %H:%M:%S", t + 8 * 3600)) end
     local cli_runs = {
       { "balance", { path = API.balance, kind = "status", status = 503, retry_after = 1 } },
-      { "balance", { path = API.balance, kind = "not_json", count = 3 } },
+      { "balance", { path = API.balance, kind = "bad_json", count = 3 } },
       { "records --format jsonl --from " .. fmt(from) .. " --to " .. fmt(to),
-        { path = API.records, kind = "drop" } },
+        { path = API.records, kind = "reset_after_send" } },
       { "records --format jsonl --from " .. fmt(from) .. " --to " .. fmt(to),
         { path = API.records, kind = "stuck_ids" } },
       { "archive --from " .. fmt(from) .. " --to " .. fmt(to) .. " --dir " .. sh(work .. "/cli-archive"),
-        { path = "/recordings/*", kind = "short_recording", count = 5 } },
+        { path = "/recordings/*", kind = "cut", count = 5 } },
     }
     os.execute("mkdir -p " .. sh(work .. "/cli-archive"))
     local cli_codes = {}

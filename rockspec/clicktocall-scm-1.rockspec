@@ -22,8 +22,8 @@ supported_platforms = { "unix" }
 -- clicktocall-cli rock.
 dependencies = {
   "lua >= 5.1",
-  -- clicktocall.mock (the fake provider for your tests); the library itself reads JSON in C
-  "lua-cjson",
+  -- no lua-cjson: the core reads the provider's JSON itself (csrc/jsondecode.c) and clicktocall.json
+  -- writes and reads the few small files the library writes (manifest, sync state, the mock's bodies)
   -- the Redis dial guard and job leases outside nginx (inside nginx they use cosockets)
   "luasocket",
 }
@@ -50,16 +50,18 @@ build = {
     ["clicktocall.download"] = "lua/clicktocall/download.lua",
     ["clicktocall.errors"] = "lua/clicktocall/errors.lua",
     ["clicktocall.exchange"] = "lua/clicktocall/exchange.lua",
-    ["clicktocall.flatjson"] = "lua/clicktocall/flatjson.lua",
+    ["clicktocall.json"] = "lua/clicktocall/json.lua",
     ["clicktocall.http1"] = "lua/clicktocall/http1.lua",
     ["clicktocall.jobfiles"] = "lua/clicktocall/jobfiles.lua",
     ["clicktocall.lease"] = "lua/clicktocall/lease.lua",
     ["clicktocall.mock"] = "lua/clicktocall/mock.lua",
     ["clicktocall.options"] = "lua/clicktocall/options.lua",
+    ["clicktocall.provider_rules"] = "lua/clicktocall/provider_rules.lua",
     ["clicktocall.redis"] = "lua/clicktocall/redis.lua",
     ["clicktocall.slices"] = "lua/clicktocall/slices.lua",
     ["clicktocall.sync"] = "lua/clicktocall/sync.lua",
     ["clicktocall.transport.ngx"] = "lua/clicktocall/transport/ngx.lua",
+    ["clicktocall.version"] = "lua/clicktocall/version.lua",
     ["clicktocall.core"] = {
       sources = {
         "csrc/base64.c", "csrc/buf.c", "csrc/core.c", "csrc/curl.c", "csrc/easy.c",

@@ -3,7 +3,7 @@
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
 local mock = require "clicktocall.mock"
-local flatjson = require "clicktocall.flatjson"
+local json = require "clicktocall.json"
 
 local HOUR, DAY = 3600, 86400
 
@@ -15,7 +15,7 @@ end
 local function manifest(dir, torn)
   local out, bad = {}, 0
   for _, line in ipairs(j.lines(dir .. "/manifest.jsonl")) do
-    local e = flatjson.decode(line)
+    local e = json.decode(line)
     if e then
       out[#out + 1] = e
     else
@@ -441,7 +441,7 @@ describe("archive_recordings on a full disk (EFBIG under ulimit -f, SIGXFSZ igno
     core.mkdir(dir .. "/out")
     local script = j.script(dir, "probe.lua", ([[
 local j = require "spec.helpers.jobs"
-local flat = require "clicktocall.flatjson"
+local flat = require "clicktocall.json"
 local now = os.time()
 local client, provider = j.client()
 -- 8 KiB, then one of 64 KiB that cannot fit under the 48 KiB limit, then 8 KiB again
@@ -463,7 +463,7 @@ io.write(s.downloaded, "|", #s.failed, "|", s.failed[1] and s.failed[1].err.kind
     assert.equal("io", kind)
     assert.matches("File too large", message)
     assert.equal(2, #m)
-    for _, line in ipairs(m) do assert.truthy(flatjson.decode(line), line) end
+    for _, line in ipairs(m) do assert.truthy(json.decode(line), line) end
     for _, name in ipairs(listing) do
       assert.is_nil(name:match("%.part$"), name)
     end

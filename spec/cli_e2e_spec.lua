@@ -361,7 +361,7 @@ describe("clicktocall command #noasan", function()
 
     it("a dial cut off after sending: exit 4, sent once, and the user told it may have been placed", function()
       assert.equal(0, run({ "bind", "PP1", "13918337711" }).code)
-      s:post("/_sim/fault", { path = "/rest/voiceCall/api", kind = "drop" })
+      s:post("/_sim/fault", { path = "/rest/voiceCall/api", kind = "reset_after_send" })
       local r = run({ "dial", "13918337711", "13500000002", "--seat", "PP1", "--force" })
       assert.equal(4, r.code)
       assert.equal("", r.stdout)
@@ -408,7 +408,7 @@ describe("clicktocall command #noasan", function()
       local home = cli.tmpdir()
       cli.write(home .. "/config", "dial_guard_hold = 120\n", "600")
       local dial = { "--config", home .. "/config", "dial", "13918337711", "13500000002", "--seat", "PP1" }
-      s:post("/_sim/fault", { path = "/rest/voiceCall/api", kind = "drop" })
+      s:post("/_sim/fault", { path = "/rest/voiceCall/api", kind = "reset_after_send" })
       local r = run(dial, { home = home })
       assert.equal(4, r.code)
       assert.matches("%(network error%); the call MAY have been placed and the agent's phone may be ringing now: " ..

@@ -152,7 +152,11 @@ describe("version", function()
     assert.is_true(#names >= 7, "found only " .. #names .. " modules")
     for _, name in ipairs(names) do
       local mod = require(name)
-      assert.equal(v, mod._VERSION, name .. "._VERSION")
+      if name == "clicktocall.version" then -- the pure Lua modules' copy
+        assert.equal(v, mod, name)
+      else
+        assert.equal(v, mod._VERSION, name .. "._VERSION")
+      end
     end
   end)
 end)

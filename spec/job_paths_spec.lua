@@ -5,7 +5,7 @@
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
 local jobs = require "clicktocall.jobfiles"
-local flatjson = require "clicktocall.flatjson"
+local flatjson = require("clicktocall.json").flat
 
 -- "../../.." up to "/" from the working directory, then the absolute dir without its leading "/"
 local function relative_to_cwd(abs)

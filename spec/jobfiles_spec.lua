@@ -1,8 +1,7 @@
 -- The C helpers the jobs stand on (csrc/fsys.c): the lock, the listing, the liveness of a pid, the
--- durable append, and the flat JSON of the jobs' own files.
+-- durable append.
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
-local flatjson = require "clicktocall.flatjson"
 
 describe("core.lock_file", function()
   local dir
@@ -107,31 +106,5 @@ describe("core.append_sync, list_dir, pid_alive, dir_writable, mkdir", function(
     assert.is_true(core.mkdir(dir .. "/d"))
     assert.equal("directory", core.file_kind(dir .. "/d"))
     assert.is_nil((core.mkdir(dir .. "/no/d")))
-  end)
-end)
-
-describe("clicktocall.flatjson", function()
-  it("round-trips flat objects: escapes, control characters, UTF-8, booleans, big ids", function()
-    local t = { id = "123456789012345678901", s = 'q"b\\s\1\n\té', n = 42, f = 1.5, b = true, neg = -7 }
-    local text = flatjson.encode({ "id", "s", "n", "f", "b", "neg", "absent" }, t)
-    assert.equal('{"id":123456789012345678901,"s":"q\\"b\\\\s\\u0001\\n\\té","n":42,"f":1.5,"b":true,"neg":-7}',
-                 text)
-    local back = assert(flatjson.decode(text))
-    assert.equal("123456789012345678901", back.id)
-    assert.equal(t.s, back.s)
-    assert.equal(42, back.n)
-    assert.equal(1.5, back.f)
-    assert.is_true(back.b)
-    assert.equal(-7, back.neg)
-    assert.equal("é", flatjson.decode('{"x":"\\u00e9"}').x)
-  end)
-
-  it("refuses what is not one flat object", function()
-    for _, s in ipairs { "", "[]", "{", '{"a":1,}', '{"a":1} x', '{"a":{"b":1}}', '{"a":"x\1"}', '{a:1}',
-                         '{"a":tru}', '{"a":1,"b"}' } do
-      assert.is_nil(flatjson.decode(s), s)
-    end
-    assert.same({}, flatjson.decode(" { } "))
-    assert.is_nil(flatjson.decode({}))
   end)
 end)

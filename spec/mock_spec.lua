@@ -84,6 +84,30 @@ describe("clicktocall.mock", function()
     tmp_paths = {}
   end)
 
+  it("needs neither lua-cjson nor the C core: its rules and JSON are pure Lua", function()
+    local names = { "clicktocall.core", "cjson", "cjson.safe", "clicktocall.mock", "clicktocall.provider_rules",
+                    "clicktocall.json" }
+    local saved = {}
+    for _, name in ipairs(names) do
+      saved[name] = { package.loaded[name], package.preload[name] }
+      package.loaded[name] = nil
+      if not name:find("^clicktocall%.[mpj]") then -- those three load afresh, the others cannot load
+        package.preload[name] = function() error("not here: " .. name) end
+      end
+    end
+    local ok, res = pcall(function()
+      local m = require "clicktocall.mock"
+      local p = m.new { user_data = UD, secret = "TEST" }
+      return p.transport { method = "POST", url = "http://mock/management/customer/isallow",
+                           headers = { Authorization = "VEVTVA==" }, body = '{"userData":"' .. UD .. '"}' }
+    end)
+    for _, name in ipairs(names) do
+      package.loaded[name], package.preload[name] = saved[name][1], saved[name][2]
+    end
+    assert(ok, res)
+    assert.equal('{"meta":{"success":true,"message":"ok"},"data":6152}', res.body)
+  end)
+
   describe("the four calls", function()
     it("answers balance, bind_seat, dial and records_page with the provider's data", function()
       local p = provider()
@@ -575,6 +599,26 @@ describe("clicktocall.mock", function()
       assert.equal(1, p:count("records_page"))
       -- once used up, paging works again
       assert.equal(150, #all(c, DAY_BEFORE))
+    end)
+
+    it("truncated, no_meta, wrong_data: the simulator's faults by the same names, each a protocol error", function()
+      local p = provider()
+      p:fail("balance", "truncated"):fail("balance", "no_meta"):fail("balance", "wrong_data")
+      local req = { method = "POST", url = "http://mock/management/customer/isallow",
+                    headers = { Authorization = core.base64("TEST") },
+                    body = '{"userData":"' .. UD .. '"}' }
+      local res = p.transport(req)
+      assert.equal('{"meta":{"success":true,"m', res.body)
+      assert.equal(tostring(#res.body), res.headers["content-length"])
+      assert.equal('{"success":true,"data":"ok","timestamp":1700000000000}', p.transport(req).body)
+      assert.equal('{"meta":{"success":true,"message":"ok"},"data":"6152"}', p.transport(req).body)
+      local c = client_of(p, { retries = 0 })
+      for _, kind in ipairs { "truncated", "no_meta", "wrong_data" } do
+        p:fail("records_page", kind)
+        local _, err = c:records_page(DAY_BEFORE)
+        assert.equal("protocol", err.kind, kind)
+      end
+      raises(function() p:fail("download", "no_meta") end)
     end)
 
     it("queues faults of one op in order, and leaves other ops alone", function()

@@ -2,12 +2,12 @@
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
 local mock = require "clicktocall.mock"
-local flatjson = require "clicktocall.flatjson"
+local json = require "clicktocall.json"
 
 local DAY = 86400
 
 local function state_of(path)
-  return assert(flatjson.decode(assert(j.read(path))))
+  return assert(json.decode(assert(j.read(path))))
 end
 
 describe("sync", function()
@@ -479,7 +479,7 @@ end }
       os.execute("kill -9 " .. pid)
       assert.is_true(j.wait_until(function() return not core.pid_alive(pid) end, 10))
       assert.is_nil((j.read(dir .. "/out") or ""):find("not killed", 1, true))
-      local state = flatjson.decode(assert(j.read(dir .. "/state.json")))
+      local state = json.decode(assert(j.read(dir .. "/state.json")))
       assert.equal(2, state.version)
       assert.equal(100, #state.ids) -- the first page, written whole; through not moved
       assert.equal(state.from, state.through)

@@ -6,7 +6,7 @@ local j = require "spec.helpers.jobs"
 local clicktocall = require "clicktocall"
 local mock = require "clicktocall.mock"
 local core = require "clicktocall.core"
-local flatjson = require "clicktocall.flatjson"
+local flatjson = require("clicktocall.json").flat
 
 local HOST = "http://rec.example.com"
 

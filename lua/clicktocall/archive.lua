@@ -28,7 +28,7 @@ local errors = require "clicktocall.errors"
 local exchange = require "clicktocall.exchange"
 local download = require "clicktocall.download"
 local batch = require "clicktocall.batch"
-local flatjson = require "clicktocall.flatjson"
+local flatjson = require("clicktocall.json").flat
 local jobs = require "clicktocall.jobfiles"
 
 local type = type

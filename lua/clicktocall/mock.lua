@@ -1,7 +1,8 @@
 --- clicktocall.mock: an in-memory click-to-call provider behind a transport function, for tests.
 --
--- Pure Lua (Lua 5.1-5.4, LuaJIT; needs only lua-cjson). It answers the provider's four calls with the
--- provider's own rules and messages (those of the bundled nginx simulator, sim/lua/ctcsim_*.lua):
+-- Pure Lua (Lua 5.1-5.4, LuaJIT; no C core, no lua-cjson). It answers the provider's four
+-- calls with the provider's own rules and messages, from clicktocall.provider_rules (which the bundled nginx
+-- simulator, sim/, uses too; spec/integration/conformance_spec.lua holds the two to the same answers):
 -- Authorization checked when a secret is given, userData must be a known customer, a seat must be bound
 -- before it dials and only with its bound phone, the balance goes down by each call's talk time, each
 -- dial adds a call record, records come 100 a page by maxId within the starTime/endTime window, and
@@ -77,7 +78,7 @@
 -- returns a response or nil, err with err = { kind = "network"|"timeout"|"protocol"|"argument",
 -- message =, sent = }; only Ctrl-C's interrupt, raised in a fault function or a sink, is passed on.
 
-local cjson = require("cjson").new()
+local json = require "clicktocall.json"
 
 local type = type
 local pairs = pairs
@@ -91,7 +92,6 @@ local floor = math.floor
 local ceil = math.ceil
 local huge = math.huge
 local math_type = math.type       -- nil before 5.3
-local tointeger = math.tointeger  -- nil before 5.3
 local concat = table.concat
 local sort = table.sort
 local char = string.char
@@ -105,12 +105,14 @@ local match = string.match
 local lower = string.lower
 local os_time = os.time
 
-local _M = { _VERSION = require("clicktocall.core")._VERSION }
+local rules = require "clicktocall.provider_rules"
 
-local PAGE = 100                      -- records per page
-local CST = 8 * 3600                  -- the provider's clock is UTC+8
-local RECORDING_TTL = 7 * 86400       -- a recording is kept 7 days after the call ended
-local SESSION_BASE = 300000000
+local _M = { _VERSION = require "clicktocall.version" }
+
+local PAGE = rules.PAGE
+local fmt_time, parse_time = rules.format_time, rules.parse_time
+local id_key, key_less, key_incr = rules.id_key, rules.key_less, rules.key_incr
+local json_string = json.encode
 
 local DEFAULTS = {
   user_data = "4e2239c5-a6e6-4201-a072-8342e29c3ae3",
@@ -129,33 +131,17 @@ local KNOWN_OPTIONS = {
   listing_delay = true,
 }
 
--- the wire paths and the client method each one serves
-local PATHS = {
-  ["/management/add/setingphone"] = "bind_seat",
-  ["/rest/voiceCall/api"] = "dial",
-  ["/management/customer/isallow"] = "balance",
-  ["/call/record/voice"] = "records_page",
-}
-
 local OPS = { bind_seat = true, dial = true, balance = true, records_page = true, download = true }
+local API_OPS = { bind_seat = true, dial = true, balance = true, records_page = true }
 
--- fault name -> the ops it makes sense for (nil: every op)
-local FAULTS = {
-  timeout = false, reset_after_send = false, refused = false,
-  bad_json = { bind_seat = true, dial = true, balance = true, records_page = true },
-  api_error = { bind_seat = true, dial = true, balance = true, records_page = true },
-  stuck_ids = { records_page = true },
-  cut = { download = true },
-}
+-- fault name -> the ops it makes sense for (false: every op): the shared ones of rules.FAULTS, and two
+-- that only a transport function can give (a timeout at once, a connection refused)
+local FAULTS = { timeout = false, refused = false }
+for name, ops in pairs(rules.FAULTS) do
+  FAULTS[name] = ops ~= true and (ops == "api" and API_OPS or { [ops] = true })
+end
 
-local JSON_CT = "application/json;charset=UTF-8"
-local HTML_CT = "text/html;charset=UTF-8"
-
-local STATUS_TEXT = {
-  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
-  [429] = "Too Many Requests", [500] = "Internal Server Error", [502] = "Bad Gateway",
-  [503] = "Service Temporarily Unavailable", [504] = "Gateway Time-out",
-}
+local JSON_CT, HTML_CT = rules.JSON_CT, rules.HTML_CT
 
 local mt = {}
 mt.__index = mt
@@ -173,162 +159,23 @@ local function is_whole(v, min)
   return type(v) == "number" and v == v and v >= min and v < huge and floor(v) == v
 end
 
--- cjson writes "/" as "\/"; the provider does not, and URLs read better without it
-local function json_string(s)
-  if not find(s, '[%c"\\]') then
-    return '"' .. s .. '"' -- nothing to escape: the common case, and the hot path of paging
-  end
-  return (gsub(cjson.encode(s), "\\/", "/"))
-end
-
-local function json_number(n)
-  if math_type and math_type(n) == "integer" then
-    return tostring(n)
-  end
-  if n == floor(n) and n > -1e17 and n < 1e17 then
-    return format("%.0f", n)
-  end
-  return format("%.17g", n)
-end
-
--- a JSON scalar (records and envelopes hold nothing else)
+-- a record field's JSON (nil and mock.null: null)
 local function json_value(v)
-  local t = type(v)
-  if t == "string" then
-    return json_string(v)
-  elseif t == "number" then
-    return json_number(v)
-  elseif t == "boolean" then
-    return tostring(v)
-  elseif t == "table" then
-    return (gsub(cjson.encode(v), "\\/", "/"))
+  if v == nil then
+    return "null"
   end
-  return "null" -- nil and mock.null
+  return json.encode(v)
 end
 
-local function ok_body(data_json)
-  return '{"meta":{"success":true,"message":"ok"},"data":' .. data_json .. "}"
-end
-
-local function err_body(message)
-  return '{"meta":{"success":false,"message":' .. json_string(message) .. '},"data":""}'
-end
-
--- integral floats become integers on 5.3+, so a logged body compares as the sender wrote it
-local function tidy(v)
-  if type(v) == "table" then
-    for k, x in pairs(v) do
-      v[k] = tidy(x)
-    end
-  elseif type(v) == "number" and tointeger then
-    return tointeger(v) or v
-  end
-  return v
-end
-
+-- a request body: the decoded object or array, or nil
 local function decode(s)
   if type(s) ~= "string" or s == "" then
     return nil
   end
-  local ok, v = pcall(cjson.decode, s)
-  if not ok then
-    return nil
-  end
-  return tidy(v)
+  return (json.decode(s))
 end
 
-local function days_from_civil(y, m, d)
-  if m <= 2 then
-    y = y - 1
-  end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local doy = floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
-local MDAYS = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
-
--- "yyyy-MM-dd HH:mm:ss" in UTC+8 -> Unix seconds, or nil
-local function parse_time(s)
-  if type(s) ~= "string" then
-    return nil
-  end
-  local y, mo, d, hh, mi, ss = match(s, "^(%d%d%d%d)%-(%d%d)%-(%d%d) (%d%d):(%d%d):(%d%d)$")
-  if not y then
-    return nil
-  end
-  y, mo, d, hh, mi, ss = tonumber(y), tonumber(mo), tonumber(d), tonumber(hh), tonumber(mi), tonumber(ss)
-  if y < 1900 or mo < 1 or mo > 12 or d < 1 or hh > 23 or mi > 59 or ss > 59 then
-    return nil
-  end
-  local md = MDAYS[mo]
-  if mo == 2 and ((y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0) then
-    md = 29
-  end
-  if d > md then
-    return nil
-  end
-  return days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - CST
-end
-
--- Unix seconds -> "yyyy-MM-dd HH:mm:ss" in UTC+8 (arithmetic only: os.date depends on the machine's zone)
-local function fmt_time(t)
-  t = floor(t) + CST
-  local days = floor(t / 86400)
-  local secs = t - days * 86400
-  local z = days + 719468
-  local era = floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
-  local mp = floor((5 * doy + 2) / 153)
-  local d = doy - floor((153 * mp + 2) / 5) + 1
-  local m = mp < 10 and mp + 3 or mp - 9
-  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
-  return format("%04d-%02d-%02d %02d:%02d:%02d", y, m, d, floor(secs / 3600), floor(secs % 3600 / 60), secs % 60)
-end
-
-local function to_epoch(v)
-  if type(v) == "number" and v == v and v > -huge and v < huge then
-    return floor(v)
-  end
-  return parse_time(v)
-end
-
--- Ids are compared as strings of digits, so an id past 2^53 stays exact on Lua 5.1 and LuaJIT.
-local function id_key(v)
-  if type(v) == "string" then
-    local digits = match(v, "^0*(%d+)$")
-    return digits
-  end
-  if type(v) ~= "number" or v ~= v or v < 0 or v >= huge then
-    return nil
-  end
-  if math_type and math_type(v) == "integer" then
-    return tostring(v)
-  end
-  return format("%.0f", floor(v))
-end
-
-local function key_less(a, b)
-  if #a ~= #b then
-    return #a < #b
-  end
-  return a < b
-end
-
-local function key_incr(k)
-  local i = #k
-  while i > 0 and sub(k, i, i) == "9" do
-    i = i - 1
-  end
-  if i == 0 then
-    return "1" .. rep("0", #k)
-  end
-  return sub(k, 1, i - 1) .. char(byte(k, i) + 1) .. rep("0", #k - i)
-end
+local to_epoch = rules.to_epoch
 
 -- the id as a Lua value: a number while exact, else the digit string (as the client gives it back)
 local function key_value(k)
@@ -510,12 +357,6 @@ local function delay_of(self, entry)
   return entry.delay or self._opts.listing_delay
 end
 
--- whether an entry is listed at `now` (a delay of 0 lists a record whatever the clock, as before the option)
-local function listed(self, entry, now)
-  local d = delay_of(self, entry)
-  return d == 0 or now >= entry.t_end + d
-end
-
 -- ids = "at_hangup": the records now due get their ids, in the order they are listed (ties: as added)
 local function settle(self)
   local pending = self._pending
@@ -565,25 +406,14 @@ end
 
 -- a new record's fields, all derived from its id and end time
 local function make_record(key, sid, ud, t_end, dur, recorded)
-  local n = key_small(key)
-  return {
-    sessionId = sid,
-    userData = ud,
-    setingNbr = format("PP%010d", 7568000000 + n % 1000),
-    direction = "0",
-    callerNum = format("+86138%08d", n % 100000000),
-    calleeNum = format("+86139%08d", (n * 7) % 100000000),
-    callOutAnswerTime = fmt_time(t_end - dur - 8),
-    fwdAnswerTime = fmt_time(t_end - dur),
-    callEndTime = fmt_time(t_end),
-    duration = tostring(dur),
-    callmin = ceil(dur / 60),
-    recordFlag = recorded and "1" or "0",
-  }
+  local rec = rules.record_fields(key_small(key), t_end, dur)
+  rec.sessionId, rec.userData, rec.recordFlag = sid, ud, recorded and "1" or "0"
+  return rec
 end
 
-local function session_id(key, salt)
-  local n = #key < 9 and tostring(SESSION_BASE + tonumber(key)) or key
+-- waiting: the number is a provisional one (ids = "at_hangup"), as the simulator's
+local function session_id(key, salt, waiting)
+  local n = #key < 9 and tostring(rules.session_number(tonumber(key), waiting)) or key
   return uuid_from(seed_of(salt .. key)) .. "_" .. n
 end
 
@@ -612,195 +442,68 @@ end
 -- the provider's four calls (messages as the provider, and the simulator, write them)
 --------------------------------------------------------------------------
 
-local MSG_NOT_OBJECT = "请求参数格式错误，需为JSON对象 (request body must be a JSON object)"
-
-local function check_auth(self, headers, optional)
-  local want = self._auth
-  if not want then
-    return true
-  end
-  local v = header(headers, "authorization")
-  if v == nil or v == "" then
-    if optional then
-      return true
-    end
-    return nil, "Authorization 不能为空 (missing Authorization header)"
-  end
-  if v ~= want then
-    return nil, "Authorization 验证失败 (wrong Authorization)"
-  end
-  return true
-end
-
-local function parse(body)
-  local v = decode(body)
-  if type(v) ~= "table" or v[1] ~= nil then
-    return nil, MSG_NOT_OBJECT
-  end
-  return v
-end
-
-local function need_strings(req, names)
-  for _, name in ipairs(names) do
-    local v = req[name]
-    if v == nil or v == cjson.null or v == "" then
-      return nil, name .. " 不能为空 (" .. name .. " is required)"
-    end
-    if type(v) ~= "string" then
-      return nil, name .. " 必须为字符串 (" .. name .. " must be a string)"
-    end
-  end
-  return true
-end
-
-local function valid_phone(s)
-  return match(s, "^%+%d%d%d%d%d%d%d+$") ~= nil and #s <= 20
-end
-
--- a request's common checks; returns the decoded body or nil, message
-local function checked(self, call, names)
-  local ok, msg = check_auth(self, call.headers, call.op == "dial")
-  if not ok then
-    return nil, msg
-  end
-  local req
-  req, msg = parse(call.raw)
-  if not req then
-    return nil, msg
-  end
-  ok, msg = need_strings(req, names)
-  if not ok then
-    return nil, msg
-  end
-  if call.op ~= "records_page" and not self._customers[req.userData] then
-    return nil, "客户标识不存在 (unknown userData)"
-  end
-  return req
-end
-
-local handlers = {}
-
-function handlers.bind_seat(self, call)
-  local req, msg = checked(self, call, { "userData", "setingNbr", "userPhone" })
-  if not req then
-    return err_body(msg)
-  end
-  if not valid_phone(req.userPhone) then
-    return err_body("绑定号码格式错误，应为国家码+号码，如+8613500000002 (bad userPhone format)")
-  end
-  self._customers[req.userData].seats[req.setingNbr] = req.userPhone
-  return ok_body(json_string("绑定成功"))
-end
-
-function handlers.dial(self, call)
-  local req, msg = checked(self, call, { "callerNbr", "calleeNbr", "userData", "setingNbr" })
-  if not req then
-    return err_body(msg)
-  end
-  if not valid_phone(req.calleeNbr) then
-    return err_body("被叫号码格式错误 (bad calleeNbr format)")
-  end
-  local cust = self._customers[req.userData]
-  local bound = cust.seats[req.setingNbr]
-  if not bound then
-    return err_body("座席未绑定主叫号码 (seat " .. req.setingNbr .. " is not bound)")
-  end
-  if bound ~= req.callerNbr then
-    return err_body("主叫号码与座席绑定号码不一致 (callerNbr is not the seat's bound phone)")
-  end
-  if cust.balance <= 0 then
-    return err_body("余额不足，无法呼叫 (balance used up)")
+-- places a call (the checks of rules.answer passed): its record, the balance charged
+local function place_call(self, ud, seat, caller, callee)
+  local cust = self._customers[ud]
+  local refusal = rules.refuse_dial(cust.balance)
+  if refusal then
+    return nil, refusal
   end
   local key = new_key(self)
-  local dur = self._opts.call_duration or (10 + (key_small(key) * 7) % 50)
-  -- the agent answers after 3 s, the customer after 8 s, then they talk for `dur`
+  local hangup = self._opts.ids == "at_hangup"
+  local dur = self._opts.call_duration or rules.dial_duration(key_small(key))
   local now = self:now()
-  local t_end = now + 8 + dur
-  local sid = session_id(key, self._opts.ids == "at_hangup" and "hangup:" or "dial:")
-  local rec = make_record(key, sid, req.userData, t_end, dur, self._opts.recorded)
-  rec.setingNbr, rec.callerNum, rec.calleeNum = req.setingNbr, req.callerNbr, req.calleeNbr
-  rec.callOutAnswerTime, rec.fwdAnswerTime = fmt_time(now + 3), fmt_time(now + 8)
-  place(self, { key = key, rec = rec, t_end = t_end, ud = req.userData })
-  cust.balance = cust.balance - dur
-  if cust.balance < 0 then
-    cust.balance = 0
-  end
+  local t_agent, t_customer, t_end = rules.dial_times(now, dur)
+  local sid = session_id(key, hangup and "hangup:" or "dial:", hangup)
+  local rec = make_record(key, sid, ud, t_end, dur, self._opts.recorded)
+  rec.setingNbr, rec.callerNum, rec.calleeNum = seat, caller, callee
+  rec.callOutAnswerTime, rec.fwdAnswerTime = fmt_time(t_agent), fmt_time(t_customer)
+  place(self, { key = key, rec = rec, t_end = t_end, ud = ud })
+  cust.balance = rules.charge(cust.balance, dur)
   self.dials = self.dials + 1
-  return ok_body(json_string(sid))
+  return sid
 end
 
-function handlers.balance(self, call)
-  local req, msg = checked(self, call, { "userData" })
-  if not req then
-    return err_body(msg)
+-- the provider's store (see clicktocall.provider_rules) over the mock's tables
+local function new_store(self)
+  local store = {}
+  function store.known(ud)
+    return self._customers[ud] ~= nil
   end
-  return ok_body(json_number(self._customers[req.userData].balance))
-end
-
--- maxId read from the raw text, so that an id past 2^53 stays exact; nil, message when it is not an integer
-local function max_id_key(req, raw)
-  local v = req.maxId
-  if v == nil or v == cjson.null then
-    return "0"
+  function store.bind(ud, seat, phone)
+    self._customers[ud].seats[seat] = phone
+    return true
   end
-  local digits = match(raw, '"maxId"%s*:%s*(%-?%d+)%s*[,}]')
-  if digits then
-    return sub(digits, 1, 1) == "-" and "0" or id_key(digits)
+  function store.bound_phone(ud, seat)
+    return self._customers[ud].seats[seat]
   end
-  if type(v) == "string" then
-    v = tonumber(v)
+  function store.balance(ud)
+    return self._customers[ud].balance
   end
-  if type(v) ~= "number" or v ~= v or v == huge or v == -huge then
-    return nil, "maxId 必须为整数 (maxId must be an integer)"
+  function store.dial(ud, seat, caller, callee)
+    return place_call(self, ud, seat, caller, callee)
   end
-  return v < 0 and "0" or id_key(v)
-end
-
-function handlers.records_page(self, call, stuck)
-  local req, msg = checked(self, call, { "starTime", "endTime", "userData" })
-  if not req then
-    return err_body(msg)
-  end
-  local max_key
-  max_key, msg = max_id_key(req, call.raw)
-  if not max_key then
-    return err_body(msg)
-  end
-  local t0 = parse_time(req.starTime)
-  if not t0 then
-    return err_body("starTime 格式错误，应为 yyyy-MM-dd HH:mm:ss (bad starTime)")
-  end
-  local t1 = parse_time(req.endTime)
-  if not t1 then
-    return err_body("endTime 格式错误，应为 yyyy-MM-dd HH:mm:ss (bad endTime)")
-  end
-  if not self._customers[req.userData] then
-    return err_body("客户标识不存在 (unknown userData)")
-  end
-  local out = {}
-  if stuck then
-    -- a full page whose ids never pass maxId: a client that trusts it pages forever
-    local m = tonumber(max_key)
-    local now = self:now()
-    for i = 1, PAGE do
-      local key = id_key(m >= PAGE and m - PAGE + i or m)
-      local rec = make_record(key, session_id(key, "stuck:"), req.userData, now, 30, false)
-      out[i] = record_json({ key = key, rec = rec })
-    end
-  else
-    local recs = self._recs
-    local now = self:now()
-    for i = first_after(recs, max_key), #recs do
+  function store.page(ud, after, t0, t1, limit, now)
+    local recs, out = self._recs, {}
+    for i = first_after(recs, after), #recs do
       local e = recs[i]
-      if e.ud == req.userData and e.t_end >= t0 and e.t_end <= t1 and listed(self, e, now) then
+      if e.ud == ud and e.t_end >= t0 and e.t_end <= t1 and rules.listed(e.t_end, delay_of(self, e), now) then
         out[#out + 1] = record_json(e)
-        if #out >= PAGE then
+        if #out >= limit then
           break
         end
       end
     end
+    return out
   end
-  return ok_body("[" .. concat(out, ",") .. "]")
+  function store.stuck_record(key, ud, now)
+    local rec = make_record(key, session_id(key, "stuck:"), ud, now, rules.seed_duration(key_small(key)), false)
+    return record_json({ key = key, rec = rec })
+  end
+  function store.now()
+    return self:now()
+  end
+  return store
 end
 
 --------------------------------------------------------------------------
@@ -837,28 +540,20 @@ local function respond(self, request, status, headers, body, deliver)
   return { status = status, headers = headers, body = "" }
 end
 
-local function html_status(status)
-  local text = STATUS_TEXT[status] or "Error"
-  return "<html><head><title>" .. status .. " " .. text .. "</title></head><body><center><h1>" .. status .. " "
-    .. text .. "</h1></center><hr><center>nginx</center></body></html>\n"
-end
-
 local function not_found(self, path)
-  return 404, { ["content-type"] = JSON_CT }, '{"timestamp":' .. json_string(fmt_time(self:now()))
-    .. ',"status":404,"error":"Not Found","path":' .. json_string(path) .. "}"
+  return 404, { ["content-type"] = JSON_CT }, rules.not_found_body(path, self:now())
 end
 
 local function serve_download(self, call, fault)
   if call.method ~= "GET" then
-    return 405, { ["content-type"] = JSON_CT }, '{"status":405,"error":"Method Not Allowed"}'
+    return 405, { ["content-type"] = JSON_CT }, rules.METHOD_NOT_ALLOWED
   end
   local entry = self._by_url[call.bare_url]
   if not entry or entry.rec.recordFlag ~= "1" then
     return not_found(self, call.path)
   end
-  if self:now() > entry.t_end + RECORDING_TTL then
-    return 410, { ["content-type"] = JSON_CT }, '{"status":410,"error":"Gone","message":'
-      .. json_string("录音文件已过期 (the recording expired 7 days after the call)") .. "}"
+  if rules.expired(entry.t_end, self:now()) then
+    return 410, { ["content-type"] = JSON_CT }, rules.gone_body(call.path, self:now())
   end
   local body = recording_bytes(entry, entry.size or self._opts.recording_size)
   local deliver
@@ -876,9 +571,12 @@ local function serve(self, call, fault)
     return not_found(self, call.path)
   end
   if call.method ~= "POST" then
-    return 405, { ["content-type"] = JSON_CT }, err_body("Request method '" .. call.method .. "' not supported")
+    return 405, { ["content-type"] = JSON_CT }, rules.wrong_method_body(call.method)
   end
-  local body = handlers[call.op](self, call, fault and fault.kind == "stuck_ids")
+  local body = rules.answer(call.op, {
+    authorization = header(call.headers, "authorization"), auth = self._auth, body = decode(call.raw),
+    raw = call.raw, null = json.null, stuck = fault ~= nil and fault.kind == "stuck_ids",
+  }, self._store)
   return 200, { ["content-type"] = JSON_CT }, body
 end
 
@@ -911,7 +609,7 @@ local function handle(self, request)
   if self._by_url[bare] or sub(bare, 1, #base + 1) == base .. "/" then
     op = "download"
   else
-    for p, name in pairs(PATHS) do
+    for p, name in pairs(rules.PATHS) do
       if sub(path, -#p) == p then
         op = name
         break
@@ -941,7 +639,7 @@ local function handle(self, request)
         headers[lower(k)] = nil
         headers[k] = v
       end
-      return respond(self, request, fault.status, headers, fault.body or html_status(fault.status))
+      return respond(self, request, fault.status, headers, fault.body or rules.status_page(fault.status))
     elseif kind == "custom" then
       -- the test's own answer; serve() gives the provider's real one (and does what it does: places a dial)
       local served = {}
@@ -968,13 +666,20 @@ local function handle(self, request)
       end
       return res, err
     elseif kind == "bad_json" then
-      return respond(self, request, 200, { ["content-type"] = HTML_CT },
-        "<html><head><title>Welcome</title></head><body><h1>It works!</h1><p>This is not JSON.</p></body></html>\n")
+      return respond(self, request, 200, { ["content-type"] = HTML_CT }, rules.BAD_JSON_BODY)
     elseif kind == "api_error" then
-      return respond(self, request, 200, { ["content-type"] = JSON_CT }, err_body(fault.message))
+      return respond(self, request, 200, { ["content-type"] = JSON_CT }, rules.err_body(fault.message))
+    elseif kind == "no_meta" then
+      return respond(self, request, 200, { ["content-type"] = JSON_CT }, rules.NO_META_BODY)
+    elseif kind == "wrong_data" then
+      return respond(self, request, 200, { ["content-type"] = JSON_CT }, rules.wrong_data_body(op))
     end
   end
   local status, headers, body, deliver = serve(self, call, fault)
+  if fault and fault.kind == "truncated" then
+    body = rules.truncate(body)
+    headers["content-length"] = tostring(#body)
+  end
   if fault and fault.kind == "timeout" then
     return nil, terr("timeout", true, "the request timed out after it was sent (injected fault)")
   elseif fault and fault.kind == "reset_after_send" then
@@ -1000,7 +705,7 @@ local function check_phone(fname, seat, phone)
   if type(seat) ~= "string" or seat == "" then
     misuse(fname, "a seat must be a non-empty string", 1)
   end
-  if type(phone) ~= "string" or not valid_phone(phone) then
+  if type(phone) ~= "string" or not rules.valid_phone(phone) then
     misuse(fname, "the phone of seat " .. seat .. " must be in the provider's form, such as \"+8613500000002\"", 1)
   end
 end
@@ -1087,6 +792,7 @@ function _M.new(o)
 
   local self = setmetatable({ requests = {}, slept = {}, _opts = opts }, mt)
   self._auth = opts.secret and base64(opts.secret)
+  self._store = new_store(self)
   init_state(self)
   -- closures, so that they can be passed around as plain functions
   self.transport = function(request)
@@ -1131,8 +837,11 @@ end
 --   "timeout" / "reset_after_send" (the request is served, a dial IS placed, but the caller gets a
 --   timeout / network error with sent = true), "refused" (nothing reaches the provider, sent = false),
 --   "bad_json" (200 with an HTML page), "api_error" or { api_error = message } (meta.success false),
---   "stuck_ids" (records_page: a full page whose ids do not pass maxId), "cut" (download: fewer bytes
---   than Content-Length). Status, bad_json and api_error answer without serving the request.
+--   "no_meta" (200, a JSON object without the envelope), "wrong_data" (meta.success true, data of the
+--   wrong type), "truncated" (the answer cut to half, Content-Length saying so), "stuck_ids" (records_page:
+--   a full page whose ids do not pass maxId), "cut" (download: fewer bytes than Content-Length). Status,
+--   bad_json, api_error, no_meta and wrong_data answer without serving the request. The names are the
+--   simulator's too (POST /_sim/fault {kind =}).
 --   Any other answer: { status =, body =, headers = } (that exact response, header names as written), or
 --   function(request, serve) -> response | nil, err, whose return is the answer; serve() returns the
 --   provider's real answer (serving the request, so a dial is placed), to pass on, change or drop.
@@ -1172,10 +881,11 @@ function mt:fail(op, fault, times)
   elseif type(fault) == "table" and fault.api_error ~= nil then
     f = { kind = "api_error", message = tostring(fault.api_error) }
   elseif type(fault) == "string" and FAULTS[fault] ~= nil then
-    f = { kind = fault, message = "系统繁忙，请稍后再试" }
+    f = { kind = fault, message = rules.MSG.busy }
   else
     misuse("fail", "unknown fault " .. tostring(fault) .. " (a status number, \"timeout\", \"reset_after_send\", "
-      .. "\"refused\", \"bad_json\", \"api_error\", \"stuck_ids\", \"cut\")")
+      .. "\"refused\", \"bad_json\", \"truncated\", \"no_meta\", \"wrong_data\", \"api_error\", \"stuck_ids\", "
+      .. "\"cut\")")
   end
   local only = FAULTS[f.kind]
   if only and not only[op] then
@@ -1267,8 +977,9 @@ function mt:seed_records(what, opts)
       if type(recorded) == "function" then
         rec_on = recorded(i)
       end
-      local dur = 10 + (key_small(key) * 7919) % 290
-      local rec = make_record(key, session_id(key, hangup and "hangup-seed:" or "seed:"), ud, t_end, dur, rec_on)
+      local dur = rules.seed_duration(key_small(key))
+      local sid = session_id(key, hangup and "hangup-seed:" or "seed:", hangup)
+      local rec = make_record(key, sid, ud, t_end, dur, rec_on)
       out[i] = place(self, { key = key, rec = rec, t_end = t_end, ud = ud, size = size, delay = delay }).rec
     end
     settle(self)
@@ -1307,8 +1018,8 @@ function mt:seed_records(what, opts)
     if not self._customers[ud] then
       self:add_customer(ud)
     end
-    local dur = tonumber(given.duration) or 10 + (key_small(key) * 7919) % 290
-    local rec = make_record(key, given.sessionId or session_id(key, hangup and "hangup-seed:" or "seed:"), ud,
+    local dur = tonumber(given.duration) or rules.seed_duration(key_small(key))
+    local rec = make_record(key, given.sessionId or session_id(key, hangup and "hangup-seed:" or "seed:", hangup), ud,
                             t_end, dur, given.recordFlag == nil or given.recordFlag == "1")
     for k, v in pairs(given) do
       if k ~= "id" and k ~= "callEndTime" then
@@ -1430,7 +1141,7 @@ end
 _M.format_time = fmt_time
 _M.parse_time = parse_time
 _M.PAGE_SIZE = PAGE
-_M.null = cjson.null -- a record field seeded with it is sent as JSON null
-_M.RECORDING_TTL = RECORDING_TTL
+_M.null = json.null -- a record field seeded with it is sent as JSON null
+_M.RECORDING_TTL = rules.RECORDING_TTL
 
 return _M

@@ -23,7 +23,7 @@
 local core = require "clicktocall.core"
 local exchange = require "clicktocall.exchange"
 local download = require "clicktocall.download"
-local flatjson = require "clicktocall.flatjson"
+local flatjson = require("clicktocall.json").flat
 local jobs = require "clicktocall.jobfiles"
 
 local type = type

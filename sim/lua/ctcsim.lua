@@ -14,6 +14,7 @@ local recording_body = require "ctcsim_recording"
 local ngx = ngx
 local floor, min = math.floor, math.min
 local dict = util.dict
+local rules = util.rules
 
 local M = {}
 
@@ -24,23 +25,21 @@ function M.init()
   store.init()
 end
 
-local HTML_CT = "text/html;charset=UTF-8"
+local HTML_CT = rules.HTML_CT
 
 local function not_found(uri)
-  return util.send(404, util.encode({ timestamp = util.fmt_time(util.now()), status = 404,
-    error = "Not Found", path = uri }), util.JSON_CT)
+  return util.send(404, rules.not_found_body(uri, util.now()), util.JSON_CT)
 end
 
 local function gone(uri)
-  return util.send(410, util.encode({ timestamp = util.fmt_time(util.now()), status = 410, error = "Gone",
-    message = "录音文件已过期 (the recording expired 7 days after the call)", path = uri }), util.JSON_CT)
+  return util.send(410, rules.gone_body(uri, util.now()), util.JSON_CT)
 end
 
 -- GET /recordings/<sessionId>.wav
 local function recording(uri, fault)
   local method = ngx.req.get_method()
   if method ~= "GET" and method ~= "HEAD" then
-    return util.send(405, util.encode({ status = 405, error = "Method Not Allowed" }), util.JSON_CT)
+    return util.send(405, rules.METHOD_NOT_ALLOWED, util.JSON_CT)
   end
   local sid, bytes = recording_body.find(uri:match("^/recordings/([^/]+)%.wav$"))
   if not sid then
@@ -48,11 +47,11 @@ local function recording(uri, fault)
     return not_found(uri)
   end
   local kind = fault and fault.kind
-  if kind == "drop" then return ngx.exit(444) end
+  if kind == "reset_after_send" then return ngx.exit(444) end
   local src = recording_body.source(sid, bytes)
   local size = src.size
   local content_length, limit = size, size
-  if kind == "short_recording" then
+  if kind == "cut" then
     limit = min(fault.bytes or floor(size / 2), size)
   elseif kind == "truncated" then
     limit = floor(size / 2)
@@ -67,13 +66,13 @@ local function recording(uri, fault)
   return ngx.exit(ngx.OK)
 end
 
--- answer a provider path, with the faults that need the real processing (drop, truncated, stuck_ids)
+-- answer a provider path, with the faults that need the real processing (reset_after_send, truncated, stuck_ids)
 local function serve(uri, method, body, fault)
   if uri:sub(1, 12) == "/recordings/" then return recording(uri, fault) end
   local h = provider.routes[uri]
   if not h then return not_found(uri) end
   if method ~= "POST" then
-    return util.send(405, util.err_body("Request method '" .. method .. "' not supported"), util.JSON_CT)
+    return util.send(405, rules.wrong_method_body(method), util.JSON_CT)
   end
   local kind = fault and fault.kind
   -- recording URLs: on this server, or where the recording_base option says (another host, https, ...)
@@ -83,8 +82,8 @@ local function serve(uri, method, body, fault)
     ngx.log(ngx.ERR, "handler error on ", uri, ": ", tostring(out))
     out = util.err_body("系统内部错误 (simulator error)")
   end
-  if kind == "drop" then return ngx.exit(444) end
-  if kind == "truncated" then out = out:sub(1, floor(#out / 2)) end
+  if kind == "reset_after_send" then return ngx.exit(444) end
+  if kind == "truncated" then out = rules.truncate(out) end
   return util.send(200, out, util.JSON_CT)
 end
 
@@ -114,25 +113,18 @@ local function huge_body(bytes)
   return ngx.exit(ngx.OK)
 end
 
-local STATUS_TEXT = { [429] = "Too Many Requests", [500] = "Internal Server Error", [502] = "Bad Gateway",
-  [503] = "Service Temporarily Unavailable", [504] = "Gateway Time-out" }
-
 local function apply_replacing_fault(uri, fault)
   local kind = fault.kind
   if kind == "status" then
-    local st = fault.status
-    local text = STATUS_TEXT[st] or "Error"
     local headers = fault.retry_after and { ["Retry-After"] = fault.retry_after } or nil
-    return true, util.send(st, "<html><head><title>" .. st .. " " .. text .. "</title></head><body><center><h1>"
-      .. st .. " " .. text .. "</h1></center><hr><center>nginx</center></body></html>\n", HTML_CT, headers)
-  elseif kind == "not_json" then
-    return true, util.send(200, "<html><head><title>Welcome</title></head><body><h1>It works!</h1>"
-      .. "<p>This is not JSON.</p></body></html>\n", HTML_CT)
+    return true, util.send(fault.status, rules.status_page(fault.status), HTML_CT, headers)
+  elseif kind == "bad_json" then
+    return true, util.send(200, rules.BAD_JSON_BODY, HTML_CT)
   elseif kind == "no_meta" then
-    return true, util.send(200, '{"success":true,"data":"ok","timestamp":1700000000000}', util.JSON_CT)
+    return true, util.send(200, rules.NO_META_BODY, util.JSON_CT)
   elseif kind == "wrong_data" then
-    local b = provider.wrong_data[uri]
-    if b then return true, util.send(200, b, util.JSON_CT) end
+    local op = rules.PATHS[uri]
+    if op then return true, util.send(200, rules.wrong_data_body(op), util.JSON_CT) end
   elseif kind == "api_error" then
     return true, util.send(200, util.err_body(fault.message), util.JSON_CT)
   elseif kind == "redirect" then

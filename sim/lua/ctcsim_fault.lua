@@ -7,11 +7,12 @@ local type, tostring, tonumber = type, tostring, tonumber
 
 local M = {}
 
+-- the faults shared with clicktocall.mock (by the same names: clicktocall.provider_rules.FAULTS), and those
+-- of a real server only
 M.KINDS = {
-  status = true, latency = true, drop = true, not_json = true, truncated = true, no_meta = true,
-  wrong_data = true, huge = true, api_error = true, short_recording = true, stuck_ids = true,
-  close_after = true, redirect = true, slow_recording = true,
+  status = true, latency = true, huge = true, close_after = true, redirect = true, slow_recording = true,
 }
+for name in pairs(util.rules.FAULTS) do M.KINDS[name] = true end
 
 local LOG_MAX = 10000
 local LOG_BODY_MAX = 65536
@@ -39,8 +40,8 @@ function M.add(spec)
   local path, kind = spec.path, spec.kind
   if type(path) ~= "string" or path == "" then return nil, "path (string) is required" end
   if type(kind) ~= "string" or not M.KINDS[kind] then
-    return nil, "kind must be one of: status, latency, drop, not_json, truncated, no_meta, wrong_data, "
-      .. "huge, api_error, short_recording, stuck_ids, close_after, redirect, slow_recording"
+    return nil, "kind must be one of: status, latency, reset_after_send, bad_json, truncated, no_meta, "
+      .. "wrong_data, huge, api_error, cut, stuck_ids, close_after, redirect, slow_recording"
   end
   local count = 1
   if spec.count ~= nil then
@@ -65,13 +66,13 @@ function M.add(spec)
   elseif kind == "slow_recording" then
     f.rate = util.to_int(spec.rate or 65536, 1, 1e12)
     if not f.rate then return nil, "rate must be an integer number of bytes per second (>= 1)" end
-  elseif kind == "short_recording" then
+  elseif kind == "cut" then
     if spec.bytes ~= nil then
       f.bytes = util.to_int(spec.bytes, 0, 1e15)
       if not f.bytes then return nil, "bytes must be an integer >= 0" end
     end
   elseif kind == "api_error" then
-    f.message = spec.message ~= nil and tostring(spec.message) or "系统繁忙，请稍后再试"
+    f.message = spec.message ~= nil and tostring(spec.message) or util.rules.MSG.busy
   elseif kind == "redirect" then
     f.status = util.to_int(spec.status or 302, 300, 399)
     if not f.status then return nil, "status must be a redirect status (300..399)" end

@@ -17,6 +17,7 @@
 --   "pend:<seq>" (its record's JSON, no id) and the list "pending" ("<due>|<seq>|<end>|<delay>|<rbytes>" each
 --   line); settle() gives each one that is due an id, in the order they are due, as a dialled call's segment.
 local util = require "ctcsim_util"
+local rules = util.rules
 
 local ngx = ngx
 local dict = util.dict
@@ -27,7 +28,7 @@ local md5 = ngx.md5
 
 local M = {}
 
-local SESSION_BASE = 300000000   -- sessionId suffix = SESSION_BASE + id (so the id can be read back)
+local SESSION_BASE = rules.SESSION_BASE   -- sessionId suffix = SESSION_BASE + id (so the id can be read back)
 
 -- customers and balances ------------------------------------------------------
 
@@ -206,13 +207,11 @@ local function uuid_from(h)
   return h:sub(1, 8) .. "-" .. h:sub(9, 12) .. "-4" .. h:sub(14, 16) .. "-a" .. h:sub(18, 20) .. "-" .. h:sub(21, 32)
 end
 
-function M.session_id(uuid, id)
-  return uuid .. "_" .. tostring(SESSION_BASE + id)
-end
-
 -- a record waiting for its id (at_hangup) has a sessionId of its own number, far above the ids' range;
 -- once it has an id, "sidmap:<sessionId>" leads to it
-local PENDING_BASE = 900000000
+function M.session_id(uuid, n, waiting)
+  return uuid .. "_" .. tostring(rules.session_number(n, waiting))
+end
 
 function M.id_from_session(sid)
   local digits = type(sid) == "string" and sid:match("^[%x%-]+_(%d+)$")
@@ -237,7 +236,7 @@ end
 -- the fields of seeded record `id` (all derived from the id and its segment)
 local function seeded_fields(seg, id)
   local tend = seg_time(seg, id - seg.first)
-  local dur = 10 + (id * 7919) % 290
+  local dur = rules.seed_duration(id)
   local recorded
   if seg.rec == "a" then recorded = (id % 10 ~= 0) else recorded = (seg.rec == "1") end
   local sid
@@ -257,24 +256,13 @@ end
 
 local function seeded_record(seg, id)
   local tend, dur, recorded, sid = seeded_fields(seg, id)
-  return {
-    id = id,
-    sessionId = sid,
-    userData = seg.ud,
-    setingNbr = fmt("PP%010d", 7568000000 + id % 1000),
-    direction = "0",
-    callerNum = fmt("+86138%08d", id % 100000000),
-    calleeNum = fmt("+86139%08d", (id * 7) % 100000000),
-    callOutAnswerTime = util.fmt_time(tend - dur - 8),
-    fwdAnswerTime = util.fmt_time(tend - dur),
-    callEndTime = util.fmt_time(tend),
-    duration = tostring(dur),
-    callmin = ceil(dur / 60),
-    recordFlag = recorded and "1" or "0",
-  }, tend
+  local rec = rules.record_fields(id, tend, dur)
+  rec.id, rec.sessionId, rec.userData, rec.recordFlag = id, sid, seg.ud, recorded and "1" or "0"
+  return rec, tend
 end
 
--- the same record as JSON text, built directly (the hot path of paging); ud_json is the encoded userData
+-- the same record as JSON text, built directly (the hot path of paging: the fields of rules.record_fields,
+-- in the order of rules.RECORD_FIELDS); ud_json is the encoded userData
 local SEEDED_FMT = '{"id":%d,"sessionId":"%s","userData":%s,"setingNbr":"PP%010d","direction":"0",'
   .. '"callerNum":"+86138%08d","calleeNum":"+86139%08d","callEndTime":"%s","callOutAnswerTime":"%s",'
   .. '"fwdAnswerTime":"%s","recordFlag":"%s",%s"duration":"%d","callmin":%d}'
@@ -339,7 +327,7 @@ end
 
 -- records of user `ud` with id > max_id and end time in [t_start, t_end], ascending, at most `limit`,
 -- as a list of JSON texts
-function M.query(ud, max_id, t_start, t_end, limit, base)
+function M.query(ud, max_id, t_start, t_end, limit, base, now)
   local out = {}
   if t_start > t_end then return out end
   local ud_json = util.encode(ud)
@@ -348,7 +336,6 @@ function M.query(ud, max_id, t_start, t_end, limit, base)
   local k = find_seg(max_id + 1)
   local from_id = max_id + 1
   local n = 0
-  local now = floor(util.now())
   while k <= nseg and n < limit do
     local seg = get_seg(k)
     if not seg then break end
@@ -379,10 +366,9 @@ function M.query(ud, max_id, t_start, t_end, limit, base)
   return out
 end
 
--- synthetic records (used by the "stuck_ids" fault), as JSON text
-function M.synthetic_record(id, ud, base)
-  local t = floor(util.now())
-  local seg = { kind = "s", first = id, last = id, count = 1, t0 = t, t1 = t, rec = "1", ud = ud }
+-- synthetic records (used by the "stuck_ids" fault: not recorded, ending now), as JSON text
+function M.synthetic_record(id, ud, base, now)
+  local seg = { kind = "s", first = id, last = id, count = 1, t0 = now, t1 = now, rec = "0", ud = ud }
   return seeded_json(seg, id, util.encode(ud), json_inner(base))
 end
 
@@ -506,17 +492,12 @@ function M.seed_pending(times, ud, recorded, delay, rbytes)
     for i = 1, #times do
       local seq = (dict:get("pend_seq") or 0) + 1
       local tend = times[i]
-      local dur = 10 + (seq * 7919) % 290
+      local dur = rules.seed_duration(seq)
       local on
       if recorded == nil then on = seq % 10 ~= 0 else on = recorded end
-      local rec = {
-        sessionId = M.session_id(uuid_from(md5("ctcsim-pend:" .. seq)), PENDING_BASE + seq),
-        userData = ud, setingNbr = fmt("PP%010d", 7568000000 + seq % 1000), direction = "0",
-        callerNum = fmt("+86138%08d", seq % 100000000), calleeNum = fmt("+86139%08d", (seq * 7) % 100000000),
-        callOutAnswerTime = util.fmt_time(tend - dur - 8), fwdAnswerTime = util.fmt_time(tend - dur),
-        callEndTime = util.fmt_time(tend), duration = tostring(dur), callmin = ceil(dur / 60),
-        recordFlag = on and "1" or "0",
-      }
+      local rec = rules.record_fields(seq, tend, dur)
+      rec.sessionId = M.session_id(uuid_from(md5("ctcsim-pend:" .. seq)), seq, true)
+      rec.userData, rec.recordFlag = ud, on and "1" or "0"
       local ok, err = add_pending(rec, tend, delay, rbytes)
       if not ok then return nil, "state full: " .. tostring(err) end
     end
@@ -529,16 +510,15 @@ end
 function M.dial(ud, seat, caller, callee)
   return util.with_lock(function()
     local bal = M.balance(ud)
-    if bal <= 0 then return nil, "余额不足，无法呼叫 (balance used up)" end
+    local refusal = rules.refuse_dial(bal)
+    if refusal then return nil, refusal end
     local hangup = M.ids_mode() == "at_hangup"
     local id = hangup and (dict:get("pend_seq") or 0) + 1 or (dict:get("next_id") or 0) + 1
-    local dur = tonumber(dict:get("opt:dial_duration")) or (10 + (id * 7) % 50)
-    local now = floor(util.now())
-    local t_caller, t_callee = now + 3, now + 8   -- caller answers, then the callee; the talk lasts dur
-    local tend = t_callee + dur
+    local dur = tonumber(dict:get("opt:dial_duration")) or rules.dial_duration(id)
+    local t_caller, t_callee, tend = rules.dial_times(floor(util.now()), dur)
     local uuid = uuid_from(md5(fmt("ctcsim-dial:%d:%s:%d:%s", id, tostring(ngx.now()), ngx.worker.pid(),
                                    tostring(math.random()))))
-    local sid = M.session_id(uuid, hangup and PENDING_BASE + id or id)
+    local sid = M.session_id(uuid, id, hangup)
     local recorded = M.dial_recorded()
     local rec = {
       id = not hangup and id or nil,
@@ -571,7 +551,7 @@ function M.dial(ud, seat, caller, callee)
       dict:set("next_id", id)
       dict:incr("rec_count", 1, 0)
     end
-    dict:set("bal:" .. ud, max(0, bal - dur))
+    dict:set("bal:" .. ud, rules.charge(bal, dur))
     return sid
   end)
 end

@@ -1,19 +1,21 @@
 -- ctcsim_util: shared helpers of the click-to-call provider simulator.
--- No state lives here: all mutable state is in the lua_shared_dict "ctcsim".
+-- No state lives here: all mutable state is in the lua_shared_dict "ctcsim". The provider's rules (envelope,
+-- calendar, constants) are the library's clicktocall.provider_rules, shared with clicktocall.mock.
 local cjson = require "cjson.safe"
+local rules = require "clicktocall.provider_rules"
 
 local ngx = ngx
-local type, tonumber, tostring, pcall, error = type, tonumber, tostring, pcall, error
+local type, tonumber, pcall, error = type, tonumber, pcall, error
 local floor, huge = math.floor, math.huge
 local concat = table.concat
 
 local M = {}
 
 M.dict = ngx.shared.ctcsim
-M.CST = 8 * 3600                 -- the provider's clock is UTC+8
-M.PAGE = 100                     -- records per page
-M.RECORDING_TTL = 7 * 86400      -- recordings are kept 7 days after the call's end
-M.JSON_CT = "application/json;charset=UTF-8"
+M.rules = rules
+M.PAGE = rules.PAGE
+M.RECORDING_TTL = rules.RECORDING_TTL
+M.JSON_CT = rules.JSON_CT
 
 cjson.encode_number_precision(14)
 cjson.decode_max_depth(64)
@@ -47,69 +49,8 @@ function M.encode_array(list)
   return "[" .. concat(parts, ",") .. "]"
 end
 
--- the provider's envelope
-function M.ok_body(data_json)
-  return '{"meta":{"success":true,"message":"ok"},"data":' .. data_json .. '}'
-end
-
-function M.err_body(message)
-  return '{"meta":{"success":false,"message":' .. M.encode(tostring(message)) .. '},"data":""}'
-end
-
--- time ----------------------------------------------------------------------
-
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
-local MDAYS = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
-
--- "yyyy-MM-dd HH:mm:ss" in UTC+8 -> Unix seconds, or nil
-function M.parse_time(s)
-  if type(s) ~= "string" then return nil end
-  local Y, Mo, D, h, mi, se = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d) (%d%d):(%d%d):(%d%d)$")
-  if not Y then return nil end
-  Y, Mo, D, h, mi, se = tonumber(Y), tonumber(Mo), tonumber(D), tonumber(h), tonumber(mi), tonumber(se)
-  if Y < 1900 or Mo < 1 or Mo > 12 or D < 1 or h > 23 or mi > 59 or se > 59 then return nil end
-  local md = MDAYS[Mo]
-  if Mo == 2 and ((Y % 4 == 0 and Y % 100 ~= 0) or Y % 400 == 0) then md = 29 end
-  if D > md then return nil end
-  return days_from_civil(Y, Mo, D) * 86400 + h * 3600 + mi * 60 + se - M.CST
-end
-
--- accepts a provider time string or a number of Unix seconds
-function M.to_epoch(v)
-  if type(v) == "number" then
-    if v ~= v or v == huge or v == -huge or v < -2208988800 or v > 253402300799 then return nil end
-    return floor(v)
-  end
-  return M.parse_time(v)
-end
-
--- Unix seconds -> "yyyy-MM-dd HH:mm:ss" in UTC+8 (pure arithmetic: JIT-friendly, unlike os.date)
-local fmt = string.format
-function M.fmt_time(t)
-  t = floor(t) + M.CST
-  local days = floor(t / 86400)
-  local secs = t - days * 86400
-  local z = days + 719468
-  local era = floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
-  local y = yoe + era * 400
-  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
-  local mp = floor((5 * doy + 2) / 153)
-  local d = doy - floor((153 * mp + 2) / 5) + 1
-  local m = mp < 10 and mp + 3 or mp - 9
-  if m <= 2 then y = y + 1 end
-  return fmt("%04d-%02d-%02d %02d:%02d:%02d", y, m, d, floor(secs / 3600), floor(secs % 3600 / 60), secs % 60)
-end
+M.ok_body, M.err_body = rules.ok_body, rules.err_body
+M.parse_time, M.fmt_time, M.to_epoch = rules.parse_time, rules.format_time, rules.to_epoch
 
 -- the simulator's clock: real time + the offset set through /_sim/clock
 function M.now()

@@ -8,7 +8,7 @@
 --   s:seed { count = 250, start_time = ..., end_time = ... }   -- -> { first_id =, last_id = }
 --   s:seed { times = { "2024-01-01 00:00:00", 1704038400 }, recording_bytes = 1048576 }
 --   s:options { latency_ms = 30, recording_bytes = 262144 }    -- -> every option's value now
---   s:fault { path = "/rest/voiceCall/api", kind = "drop" }
+--   s:fault { path = "/rest/voiceCall/api", kind = "reset_after_send" }
 --   s:requests()                           -- the simulator's request log (entries have started/finished)
 --   s:stats()                              -- { in_flight, max_in_flight, requests, api = {..}, recordings = {..} }
 --   s:stats_clear()

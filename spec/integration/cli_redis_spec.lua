@@ -64,7 +64,7 @@ describe("clicktocall with Redis from its config file #integration #redis #noasa
     assert.is_true(ttl > 0 and ttl <= 10000, tostring(ttl)) -- placed: the window
     assert.equal(1, redis:cmd("DEL", KEY))
     -- cut off after sending: the claim stays for the hold (90 s on machine one)
-    s:post("/_sim/fault", { path = "/rest/voiceCall/api", kind = "drop" })
+    s:post("/_sim/fault", { path = "/rest/voiceCall/api", kind = "reset_after_send" })
     r = one(DIAL)
     assert.equal(4, r.code)
     assert.matches("the dial guard refuses the same dial for the next 90 s", r.stderr)

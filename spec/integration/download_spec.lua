@@ -87,7 +87,7 @@ describe("download_recording #integration", function()
   it("a recording cut short leaves nothing at path, and an existing file untouched", function()
     local path = dir .. "/keep.wav"
     write(path, "old contents")
-    s:fault { path = "/recordings/*", kind = "short_recording", count = 10 }
+    s:fault { path = "/recordings/*", kind = "cut", count = 10 }
     local ok, err = client:download_recording(rec, path)
     assert.is_nil(ok)
     assert.equal("network", err.kind)
@@ -97,7 +97,7 @@ describe("download_recording #integration", function()
   end)
 
   it("a cut-short recording with no file before leaves no file at all", function()
-    s:fault { path = "/recordings/*", kind = "short_recording", count = 10 }
+    s:fault { path = "/recordings/*", kind = "cut", count = 10 }
     local ok = client:download_recording(rec, dir .. "/new.wav")
     assert.is_nil(ok)
     assert.same({}, entries(dir))

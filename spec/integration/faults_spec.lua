@@ -86,7 +86,7 @@ describe("faults over the real wire #integration", function()
 
   it("a dropped dial (read, then closed): network error, sent, exactly one dial placed", function()
     assert(client:balance()) -- the dial then goes over a reused keep-alive connection
-    s:fault { path = DIAL_PATH, kind = "drop", count = 5 }
+    s:fault { path = DIAL_PATH, kind = "reset_after_send", count = 5 }
     local sid, err = client:dial(DIAL)
     assert.is_nil(sid)
     assert.equal("network", err.kind)
@@ -97,7 +97,7 @@ describe("faults over the real wire #integration", function()
   end)
 
   it("a dropped dial on a fresh connection: still exactly one", function()
-    s:fault { path = DIAL_PATH, kind = "drop", count = 5 }
+    s:fault { path = DIAL_PATH, kind = "reset_after_send", count = 5 }
     local sid, err = client:dial(DIAL)
     assert.is_nil(sid)
     assert.is_true(err.sent)
@@ -115,7 +115,7 @@ describe("faults over the real wire #integration", function()
     assert.equal(1, #s:requests(DIAL_PATH))
   end)
 
-  for _, kind in ipairs { "not_json", "truncated", "no_meta", "wrong_data", "huge", "api_error" } do
+  for _, kind in ipairs { "bad_json", "truncated", "no_meta", "wrong_data", "huge", "api_error" } do
     it("a dial answered with " .. kind .. " fails and is sent exactly once", function()
       s:fault { path = DIAL_PATH, kind = kind, count = 5, bytes = 10 * 1024 * 1024, message = "x" }
       local sid, err = client:dial(DIAL)
@@ -127,13 +127,13 @@ describe("faults over the real wire #integration", function()
   end
 
   it("a dropped balance is retried on a new connection", function()
-    s:fault { path = BALANCE_PATH, kind = "drop", count = 1 }
+    s:fault { path = BALANCE_PATH, kind = "reset_after_send", count = 1 }
     assert.is_number(client:balance())
     assert.equal(2, #s:requests(BALANCE_PATH))
   end)
 
   local protocol_faults = {
-    { "not_json", "not JSON" }, { "truncated", "not JSON" }, { "no_meta", "no meta" },
+    { "bad_json", "not JSON" }, { "truncated", "not JSON" }, { "no_meta", "no meta" },
     { "wrong_data", "not a number" },
   }
   for _, f in ipairs(protocol_faults) do

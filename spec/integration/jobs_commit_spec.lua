@@ -7,7 +7,7 @@ local sim = require "spec.helpers.sim"
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
 local clicktocall = require "clicktocall"
-local flatjson = require "clicktocall.flatjson"
+local json = require "clicktocall.json"
 
 local DAY = 86400
 
@@ -260,7 +260,7 @@ describe("archive_recordings' group commit (strace) #integration", function()
     assert.equal(11, #lines)
     local listed = {}
     for _, line in ipairs(lines) do
-      local m = flatjson.decode(line)
+      local m = json.decode(line)
       assert.truthy(names[m.file], m.file)
       listed[tostring(m.id)] = true
     end
@@ -372,7 +372,7 @@ io.write(ok and ("%%d"):format(info.bytes) or tostring(info))
     local lines = j.lines(dir .. "/out/manifest.jsonl")
     assert.equal(1 + downloaded, #lines)
     for i = 2, #lines do
-      assert.truthy(flatjson.decode(lines[i]), lines[i])
+      assert.truthy(json.decode(lines[i]), lines[i])
     end
     assert.equal("\n", text:sub(-1))
   end)

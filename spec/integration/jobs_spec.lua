@@ -5,7 +5,7 @@ local sim = require "spec.helpers.sim"
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
 local clicktocall = require "clicktocall"
-local flatjson = require "clicktocall.flatjson"
+local json = require "clicktocall.json"
 
 local DAY = 86400
 
@@ -48,7 +48,7 @@ describe("jobs against the simulator", function()
     local recs = assert(c:records_page { start_time = now - DAY, end_time = now })
     local function path_of(rec) return rec.recordFileDownloadUrl:match("^https?://[^/]+(/.*)$") end
     s:fault { path = path_of(recs[5]), kind = "status", status = 404, count = 10 }
-    s:fault { path = path_of(recs[9]), kind = "short_recording", count = 10 }
+    s:fault { path = path_of(recs[9]), kind = "cut", count = 10 }
     local summary = assert(c:archive_recordings { start_time = now - DAY, end_time = now, dir = dir })
     assert.equal(28, summary.downloaded)
     assert.equal(2, #summary.failed)
@@ -103,7 +103,7 @@ c:archive_recordings { start_time = %d, end_time = %d, dir = %q, concurrency = 4
     -- every line whole and every file there with its size
     local n = 0
     for _, line in ipairs(j.lines(manifest)) do
-      local e = flatjson.decode(line)
+      local e = json.decode(line)
       if e then
         n = n + 1
         local f = assert(io.open(dir .. "/out/" .. e.file, "rb"))

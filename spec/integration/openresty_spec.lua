@@ -139,12 +139,12 @@ describe("clicktocall inside nginx (transport \"ngx\") #integration #openresty",
     local cases = {
       { { path = "/management/customer/isallow", kind = "status", status = 404 }, "op=balance", "http" },
       { { path = "/management/customer/isallow", kind = "api_error", message = "x" }, "op=balance", "api" },
-      { { path = "/management/customer/isallow", kind = "not_json" }, "op=balance", "protocol" },
+      { { path = "/management/customer/isallow", kind = "bad_json" }, "op=balance", "protocol" },
       { { path = "/management/customer/isallow", kind = "wrong_data" }, "op=balance", "protocol" },
       { { path = "/call/record/voice", kind = "no_meta" }, "op=records", "protocol" },
       { { path = "/management/customer/isallow", kind = "latency", ms = 2500, count = 3 }, "op=balance", "timeout" },
-      { { path = "/rest/voiceCall/api", kind = "drop" }, "op=dial&seat=PP1&caller=13500000002&callee=13918000777",
-        "network" },
+      { { path = "/rest/voiceCall/api", kind = "reset_after_send" },
+        "op=dial&seat=PP1&caller=13500000002&callee=13918000777", "network" },
     }
     for _, c in ipairs(cases) do
       s:post("/_sim/fault/clear")
@@ -216,7 +216,7 @@ describe("clicktocall inside nginx (transport \"ngx\") #integration #openresty",
     if not have_core then return pending("make LUA_VERSION=luajit first") end
     with_dir(function(dir)
       local url = recording_url("13918000202")
-      s:fault { path = "/recordings/*", kind = "short_recording", count = 100 }
+      s:fault { path = "/recordings/*", kind = "cut", count = 100 }
       local r = download(url, dir .. "/cut.wav")
       assert.is_false(r.ok)
       assert.equal("network", r.kind)

@@ -243,17 +243,17 @@ describe("simulator #integration", function()
       assert.is_true(socket_time() - t0 >= 0.4)
     end)
 
-    it("short_recording: Content-Length of the chosen size, half of it (or `bytes`) sent, then closed",
+    it("cut: Content-Length of the chosen size, half of it (or `bytes`) sent, then closed",
       function()
         local size = 5 * 65536 + 7
         s:options { recording_bytes = size }
         local rec = recorded_of(s, { times = { os.time() - 60 }, recorded = true })[1]
-        s:fault { path = "/recordings/*", kind = "short_recording", count = 2 }
+        s:fault { path = "/recordings/*", kind = "cut", count = 2 }
         local res, err = fetch(s, rec.recordFileDownloadUrl)
         assert.is_nil(res)
         assert.equal("network", err.kind)
         assert.same({ math.floor(size / 2), false }, { curl_bytes(rec.recordFileDownloadUrl) })
-        s:fault { path = "/recordings/*", kind = "short_recording", bytes = 100 }
+        s:fault { path = "/recordings/*", kind = "cut", bytes = 100 }
         assert.same({ 100, false }, { curl_bytes(rec.recordFileDownloadUrl) })
         local n
         res, err, n = fetch(s, rec.recordFileDownloadUrl)

@@ -7,7 +7,7 @@ local sim = require "spec.helpers.sim"
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
 local clicktocall = require "clicktocall"
-local flatjson = require "clicktocall.flatjson"
+local json = require "clicktocall.json"
 
 local SEAT, PHONE = "PP7568032251", "13918337711"
 
@@ -144,7 +144,7 @@ end }
       end, 60), j.read(dir .. "/out"))
       os.execute("kill -9 " .. pid)
       assert.is_true(j.wait_until(function() return not core.pid_alive(pid) end, 10))
-      local st = flatjson.decode(assert(j.read(state)))
+      local st = json.decode(assert(j.read(state)))
       assert.equal(100, #st.ids)
       assert.equal(st.from, st.through)
       local before = {}

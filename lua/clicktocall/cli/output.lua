@@ -4,16 +4,14 @@
 -- w = output.rows(format, fh, columns); w:row(t); w:finish()   (any rows)
 -- output.object(format, fh, t, columns)                        (one result)
 local type = type
-local pairs = pairs
 local tostring = tostring
-local format = string.format
 local gsub = string.gsub
 local byte = string.byte
-local floor = math.floor
 local concat = table.concat
-local sort = table.sort
 
-local M = { _VERSION = require("clicktocall.core")._VERSION }
+local json = require "clicktocall.json"
+
+local M = { _VERSION = require "clicktocall.version" }
 
 -- The provider's record fields, in the order a person reads them; JSON lines
 -- put these first, CSV has exactly these columns.
@@ -22,87 +20,14 @@ M.FIELDS = {
   "callOutAnswerTime", "fwdAnswerTime", "callEndTime", "duration", "callmin",
   "recordFlag", "recordFileDownloadUrl",
 }
-local KNOWN = {}
-for i, k in ipairs(M.FIELDS) do
-  KNOWN[k] = i
-end
 
-------------------------------------------------------------------------
--- JSON: our own encoder, because lua-cjson prints integers past 2^53 with
--- 14 significant digits (a record id would change) and escapes "/".
-------------------------------------------------------------------------
-
-local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
-              ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-
-local function json_string(s)
-  return '"' .. gsub(s, '[%c"\\]', function(c)
-    return ESC[c] or format("\\u%04x", byte(c))
-  end) .. '"'
-end
-
-local math_type = math.type or function(v)
-  return (v == floor(v) and v > -2 ^ 53 and v < 2 ^ 53) and "integer" or "float"
-end
-
-local function json_value(v)
-  local t = type(v)
-  if t == "string" then
-    return json_string(v)
-  elseif t == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then
-      return "null"
-    elseif math_type(v) == "integer" then
-      return format("%d", v)
-    elseif v == floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then
-      return format("%.0f", v)
-    end
-    return format("%.17g", v)
-  elseif t == "boolean" then
-    return tostring(v)
-  elseif t == "table" then
-    local n = #v
-    if n > 0 or next(v) == nil then
-      local parts = {}
-      for i = 1, n do
-        parts[i] = json_value(v[i])
-      end
-      return "[" .. concat(parts, ",") .. "]"
-    end
-    return M.json_object(v)
-  end
-  return "null"
-end
+local IDS = { id = true }
+local RECORD = { order = M.FIELDS, ids = IDS }
+local json_value = json.encode
 
 --- json_object(t) -> a JSON object with the provider's fields first, then the rest by name
 function M.json_object(t)
-  local keys = {}
-  for k in pairs(t) do
-    keys[#keys + 1] = tostring(k)
-  end
-  sort(keys, function(a, b)
-    local ia, ib = KNOWN[a], KNOWN[b]
-    if ia and ib then
-      return ia < ib
-    elseif ia or ib then
-      return ia ~= nil
-    end
-    return a < b
-  end)
-  local parts = {}
-  for i, k in ipairs(keys) do
-    local v = t[k]
-    if v == nil then
-      v = t[tonumber(k)]
-    end
-    -- on Lua 5.1 and LuaJIT an id past 2^53 is a string of digits: still a number in JSON
-    if k == "id" and type(v) == "string" and v:match("^%d+$") then
-      parts[i] = '"id":' .. v
-    else
-      parts[i] = json_string(k) .. ":" .. json_value(v)
-    end
-  end
-  return "{" .. concat(parts, ",") .. "}"
+  return json_value(t, RECORD)
 end
 
 ------------------------------------------------------------------------
@@ -308,13 +233,7 @@ end
 
 --- json_fields(t, keys) -> a JSON object with those keys, in that order (nil ones left out)
 function M.json_fields(t, keys)
-  local parts = {}
-  for _, k in ipairs(keys) do
-    if t[k] ~= nil then
-      parts[#parts + 1] = json_string(k) .. ":" .. json_value(t[k])
-    end
-  end
-  return "{" .. concat(parts, ",") .. "}"
+  return json_value(t, { order = keys, only = true, ids = IDS })
 end
 
 local function plain_cell(t, key)
