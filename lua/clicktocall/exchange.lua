@@ -13,6 +13,7 @@ local type = type
 local pairs = pairs
 local ipairs = ipairs
 local pcall = errors.pcall -- Ctrl-C in a transport, a hook or a sleep is passed on, never made an error value
+local raw_pcall = _G.pcall
 local tostring = tostring
 local tonumber = tonumber
 local random = math.random
@@ -133,8 +134,9 @@ _M.header = header
 -- not retryable (a raise is a bug, not a transient failure). What comes back is
 -- checked to be a response: a status from 100 to 599, headers a table or nil.
 local function send(st, t, request)
-  local ok, res, terr = pcall(t.send, t, request)
+  local ok, res, terr = raw_pcall(t.send, t, request) -- the plain pcall: no vararg pass on the dial path
   if not ok then
+    errors.pass_interrupt(res)
     return nil, fail(st, "protocol", t.name .. " raised an error: " .. describe(res),
                      { sent = true, retryable = false })
   end
