@@ -1,27 +1,15 @@
 --- clicktocall.archive: client:archive_recordings{}, every recording of a window kept on disk before
--- the provider drops it (7 days after the call ended).
---
--- A run: check everything (nothing written on a bad argument), lock dir (dir/.clicktocall.lock, an
--- flock: released on return, on close and by the kernel on a crash), remove temporary files of ours
--- left by a dead process, read the manifest, page the window's records (their URLs are fresh: a
--- manifest's URL is never used), then download what is missing, oldest callEndTime first, through
--- clicktocall.batch (each through download.fetch: whole or not at all). For each file: on_file(entry),
--- then one manifest line (append, fsync). on_file goes first so that an upload that failed is tried
--- again by the next run: the recording is not in the manifest yet.
+-- the provider drops it (7 days after the call ended). A run (jobs.run_locked: dir/.clicktocall.lock or a
+-- Redis lease) removes temporary files of dead runs, reads the manifest, pages the window (fresh URLs: a
+-- manifest's URL is never used), then downloads what is missing, oldest callEndTime first.
 --
 -- The order that makes a crash harmless, for each recording: its file is whole and fsynced (under a
 -- temporary name), renamed into place, its directory fsynced, then on_file, then its manifest line
--- written and fsynced. So a manifest line always names a durable, whole file; a crash leaves at most
+-- written and fsynced. A manifest line thus always names a durable, whole file; a crash leaves at most
 -- temporary files of ours (removed by the next run) or a file without its line (fetched again).
--- The disk work is group commits (batch.commit): the recordings that finish in one turn of the
--- scheduler share it, so the loop that drives the transfers waits for the disk a few times per turn,
--- not four times per recording. With the libcurl multi (sched.turns) a download ends whole
--- but not fsynced under its temporary name, and the turn's first flush (place_files) fsyncs all the
--- turn's temporary files at once in threads (core.fsync_all: a journaling file system commits them
--- together), renames each one whose fsync succeeded (a failed one is removed and fails only its
--- recording), then fsyncs each directory renamed into once. The next flush writes the turn's lines
--- in one append and one fsync. Each line thus still follows its own file's fsync, rename and
--- directory fsync. Other backends (one at a time, ngx.thread) fsync each file as download does.
+-- The disk work is group commits (batch.commit): on the libcurl multi (sched.turns) a turn's files are
+-- fsynced at once in threads (core.fsync_all), renamed, their directories fsynced once, and their lines
+-- written with one append and one fsync; elsewhere each file is fsynced as download does.
 
 local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"

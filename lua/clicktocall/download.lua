@@ -1,24 +1,9 @@
---- clicktocall.download: the one download policy, for every transport.
---
--- A recording is written whole at `path` or not at all: the body goes to a
--- temporary file of our own in the same directory, which is renamed into place
--- once its length is right and it is on disk, then the directory is synced
--- (or, with fetch's sync_dir = false, left to the caller: archive_recordings
--- syncs a directory once for all the files a turn of its batch renamed into it).
--- With fetch's sync = false the file is left whole under its temporary name,
--- and with libcurl not even fsynced: the caller makes it durable, renames it
--- and syncs the directory (archive_recordings fsyncs a turn's files at once,
--- in threads: core.fsync_all), and removes it when it gives up.
---
--- With a transport that downloads by itself (t:download, libcurl's: C does the redirects, length and fsync)
--- the body goes to the temporary name given here; with one that only sends ("ngx" or a function),
--- the body goes to a C file sink (core.file_sink: exclusive create,
--- running SHA-256, fsync on finish, unlinked when not finished) and the
--- redirects and checks are done here. Either way the path checks, the
--- temporary name, the status check, the rename and the messages are this file's.
---
--- Nothing here is global per download: fetch(st, rec, path, opts, t) takes the client's state and the
--- transport (a scheduler's task transport in a batch), so many downloads can share one client.
+--- clicktocall.download: the one download policy, for every transport: a recording is written whole at
+-- `path` or not at all. The body goes to a temporary file of ours in the same directory (through the
+-- transport's own t:download, or else a C file sink: exclusive create, running SHA-256, fsync, unlinked
+-- unless finished), renamed into place once its status and length are right, then the directory synced.
+-- fetch's opts let archive_recordings take over the directory sync, or the fsync and rename too, to group
+-- them per turn of its scheduler. The path checks, redirects of a sink transfer and messages are here.
 
 local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"
