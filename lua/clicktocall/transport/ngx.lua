@@ -664,8 +664,12 @@ end
 
 T.now = _now
 
---- scheduler(n) -> n ngx.threads at most (cosockets yield by themselves: a task sends through this object)
+--- scheduler(n) -> n ngx.threads at most (cosockets yield by themselves: a task sends through this object);
+-- nil in a phase without cosockets, where send says so itself
 function T:scheduler(n)
+  if not COSOCKET_PHASES[ngx.get_phase()] then
+    return nil
+  end
   return require("clicktocall.batch").ngx_scheduler(self, n)
 end
 
