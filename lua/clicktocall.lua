@@ -2,8 +2,10 @@
 --
 -- Where things are:
 --   clicktocall.core (C)      builds each request, reads each answer, the libcurl transport
---   clicktocall.options       the options of new{}, their checks, the transport set-up
+--   clicktocall.options       the options of new{}, their checks, the client's state and its transport
+--   clicktocall.transport.*   the transport objects: curl (libcurl), ngx (cosockets), func (yours)
 --   clicktocall.exchange      send, read, retry with backoff, events, redaction of the secret
+--   clicktocall.pager         a window's records page by page (records, slices, the jobs)
 --   clicktocall.download      download_recording for every transport
 --   clicktocall.batch         many requests at once (records{ concurrency }, the archive)
 --   clicktocall.archive       archive_recordings;  clicktocall.sync: sync
@@ -183,77 +185,11 @@ local function copy(t)
   return c
 end
 
--- The next records page kept in flight while the caller reads the current one (libcurl only): as soon
--- as a page is decoded, ask_ahead(cursor, k) adds the next page to a multi (one per client,
--- st.page_multi). Returns st seen through a send that hands back the early answer, but only for a
--- request byte-identical to the one asked early (a retry, anything else goes through st.send as
--- before), and ask_ahead; an early answer nobody takes is dropped. consumed() -> records handed out
--- so far; limit as records{}.
-local function prefetching(st, page_args, consumed, limit)
-  if st.transport_kind ~= "curl" or not st.handle or not core.curl_multi then
-    return st
-  end
-  local ahead -- { url =, body =, token =, result = { res, err } once back }
-  local function absorb(done)
-    for k = 1, #done do
-      local d = done[k]
-      if ahead and d[1] == ahead.token then
-        ahead.result = { d[2], d[3] }
-      end
-    end
-  end
-  local function take(request)
-    local a = ahead
-    ahead = nil
-    if not a or a.url ~= request.url or a.body ~= request.body then
-      return nil
-    end
-    ahead = a -- absorb() fills it in
-    while not a.result and st.page_multi:count() > 0 do
-      absorb(st.page_multi:wait(1))
-    end
-    ahead = nil
-    return a.result
-  end
-  local function ask_ahead(last, k)
-    if last == nil or k < core.PAGE_SIZE or (limit and consumed() + k >= limit) then
-      return -- no next page, or the caller stops within this one
-    end
-    page_args.max_id = last
-    local req = core.request("records_page", st.cfg, page_args)
-    if not req then
-      return
-    end
-    req.timeout, req.connect_timeout, req.max_body = st.timeout, st.connect_timeout, st.max_body
-    req.want_headers = false -- as exchange.api sets them
-    if not st.page_multi then
-      st.page_multi = core.curl_multi(st.transport_options or {})
-      if not st.page_multi then
-        return
-      end
-    end
-    local token = {}
-    if st.page_multi:add(token, req) then
-      ahead = { url = req.url, body = req.body, token = token }
-      absorb(st.page_multi:wait(0)) -- on the wire now
-    end
-  end
-  return setmetatable({
-    send = function(request)
-      local early = take(request)
-      if early then
-        return early[1], early[2]
-      end
-      return st.send(request)
-    end,
-  }, { __index = st }), ask_ahead
-end
-
 --- for rec in client:records{ start_time=, end_time= [, max_id=] [, limit=] [, user_data=] } do ... end
 -- Raises an error object on any failure (never ends a failed sync silently).
 function client_mt:records(args)
   local pending -- an error to raise on the first step
-  local st, request, asked = prepare(self, "records", "records_page", args)
+  local st, request = prepare(self, "records", "records_page", args)
   local limit = type(args) == "table" and args.limit or nil
   if not st then
     pending = request
@@ -276,24 +212,18 @@ function client_mt:records(args)
   if not pending and concurrency and concurrency > 1 then
     return job("slices").iterate(st, page_args, concurrency, limit)
   end
-  local page, n, i, cursor = nil, 0, 0, nil
+  local page, n, i = nil, 0, 0
   local count, done = 0, false
-  local io, ask_ahead = st, nil
+  local next_page, close_pages
   if not pending then
-    io, ask_ahead = prefetching(st, page_args, function() return count end, limit)
+    next_page, close_pages = job("pager").new(st, "records", page_args, { ahead = true, limit = limit })
   end
 
-  -- Page 2 and later: the same window, only the cursor moves; the table was checked once.
-  local function next_page()
-    if page == nil then
-      return exchange.api(io, "records_page", request, asked)
+  local function stop()
+    done, page = true, nil
+    if close_pages then
+      close_pages()
     end
-    page_args.max_id = cursor
-    local req, asked2 = core.request("records_page", st.cfg, page_args)
-    if not req then
-      return nil, argument_error(st, "records", asked2.message, asked2.field)
-    end
-    return exchange.api(io, "records_page", req, asked2)
   end
 
   local function step()
@@ -303,34 +233,27 @@ function client_mt:records(args)
     end
     if pending then
       local e = pending
-      pending, done = nil, true
+      pending = nil
+      stop()
       error(e)
     end
     if done then
       return nil
     end
     if limit and count >= limit then
-      done, page = true, nil
+      stop()
       return nil
     end
     if i >= n then
-      if page ~= nil and cursor == nil then
-        done, page = true, nil
+      local recs, err = next_page()
+      if not recs or #recs == 0 then
+        stop()
+        if err then
+          error(err)
+        end
         return nil
       end
-      local recs, nxt = next_page()
-      if not recs then
-        done, page = true, nil
-        error(nxt)
-      end
-      page, n, i, cursor = recs, #recs, 0, nxt
-      if ask_ahead then
-        ask_ahead(cursor, n)
-      end
-      if n == 0 then
-        done, page = true, nil
-        return nil
-      end
+      page, n, i = recs, #recs, 0
     end
     i = i + 1
     local rec = page[i]
@@ -340,9 +263,7 @@ function client_mt:records(args)
   end
 
   -- the 5.4 closing value: breaking out of the loop drops the page at once
-  local closer = setmetatable({}, { __close = function()
-    done, page = true, nil
-  end })
+  local closer = setmetatable({}, { __close = stop })
   return step, nil, nil, closer
 end
 
@@ -382,12 +303,7 @@ function client_mt:close()
   local st = private[self]
   if st and not st.closed then
     st.closed = true
-    if st.handle then
-      st.handle:close()
-    end
-    if st.page_multi then
-      st.page_multi:close() -- drops a records page asked for early
-    end
+    st.transport:close()
   end
   return true
 end

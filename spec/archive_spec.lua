@@ -333,6 +333,36 @@ describe("archive_recordings", function()
     assert.equal(2, again.skipped)
   end)
 
+  it("calls on_plan once with the number of recordings it will download, before any download, paging once",
+     function()
+    local client, provider = j.client()
+    local now = os.time()
+    provider:seed_records(4, { start_time = now - DAY, end_time = now - 60 })
+    local args = { start_time = now - DAY, end_time = now, dir = dir, layout = "flat" }
+    assert.equal(4, assert(client:archive_recordings(args)).downloaded)
+    local m = manifest(dir)
+    os.remove(dir .. "/" .. m[3].file) -- fetched again: in the plan; the three kept are not
+    provider:seed_records(2, { start_time = now - DAY, end_time = now - 60 })
+    local plans, downloads_at_plan = {}, nil
+    args.on_plan = function(total)
+      plans[#plans + 1] = total
+      downloads_at_plan = j.count(provider, "download")
+    end
+    local pages, dl = j.count(provider, "records_page"), j.count(provider, "download")
+    local summary = assert(client:archive_recordings(args))
+    assert.same({ 3 }, plans)
+    assert.equal(dl, downloads_at_plan)
+    assert.equal(3, summary.downloaded)
+    assert.equal(pages + 1, j.count(provider, "records_page")) -- the window is listed once
+    local _, err = client:archive_recordings { start_time = now - DAY, end_time = now, dir = dir, on_plan = 1 }
+    assert.equal("argument", err.kind)
+    assert.equal("on_plan", err.field)
+    args.on_plan = function() error("no bar") end
+    _, err = client:archive_recordings(args)
+    assert.equal("callback", err.kind)
+    assert.matches("on_plan raised an error: .*no bar", err.message)
+  end)
+
   it("on_file returning nil, err is a failure of kind callback too", function()
     local client, provider = j.client()
     local now = os.time()

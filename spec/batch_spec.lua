@@ -1,6 +1,6 @@
 -- clicktocall.batch (the scheduler behind the jobs) and records{ concurrency = N }.
 -- The libcurl backend is driven here through a fake core.curl_multi that answers from the mock provider,
--- out of order, counting what is in flight; and through the built-in stand-in (no curl_multi).
+-- out of order, counting what is in flight.
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
 local batch = require "clicktocall.batch"
@@ -44,20 +44,22 @@ local function with_multi(multi, fn)
   if not ok then error(err, 0) end
 end
 
--- a state that batch takes for the libcurl transport (its handle is never used with a fake multi)
-local function curl_state(handle)
-  return { transport_kind = "curl", handle = handle or {}, sleep = core.sleep, now = core.now,
-           transport_options = { ca_file = "/ca.pem", insecure = false } }
+-- the libcurl transport object with the TLS settings a multi is made with (its handle is never used with a
+-- fake multi); nil on plain Lua 5.1, where it has no scheduler (sequential by design)
+local function curl_t()
+  local t = assert(require("clicktocall.transport.curl").new {})
+  t.tls = { ca_file = "/ca.pem", insecure = false }
+  return t
 end
 
 describe("batch.run", function()
-  it("with a transport function runs the items one after another with io = st; a raise is that item's failure",
-     function()
-    local st = { transport_kind = "function", send = function() end }
-    assert.equal("sequential", batch.backend(st))
+  it("with a transport function runs the items one after another with io = the transport; a raise is that item's "
+     .. "failure", function()
+    local t = require("clicktocall.transport.func").new(function() end)
+    assert.is_nil(t:scheduler(4))
     local order = {}
-    local failures = batch.run(st, 4, { 1, 2, 3 }, function(item, io)
-      assert.equal(st, io)
+    local failures = batch.run(t:scheduler(4), t, { 1, 2, 3 }, function(item, io)
+      assert.equal(t, io)
       order[#order + 1] = item
       if item == 2 then error("boom") end
     end)
@@ -72,13 +74,14 @@ describe("batch.run", function()
     local stats = {}
     with_multi(fake_multi(function(request) return { status = 200, headers = {}, body = request.url } end, stats),
                function()
-      local st = curl_state()
-      if batch.backend(st) ~= "curl" then return end -- plain Lua 5.1: sequential by design
+      local t = curl_t()
+      local sched = t:scheduler(4)
+      if not sched then return end -- plain Lua 5.1: sequential by design
       local items, got = {}, {}
       for i = 1, 20 do items[i] = i end
-      local failures = batch.run(st, 4, items, function(item, io)
+      local failures = batch.run(sched, t, items, function(item, io)
         for k = 1, 3 do
-          local res = assert(io.send { method = "GET", url = "http://x/" .. item .. "/" .. k })
+          local res = assert(io:send { method = "GET", url = "http://x/" .. item .. "/" .. k })
           assert.equal("http://x/" .. item .. "/" .. k, res.body)
         end
         got[#got + 1] = item
@@ -98,18 +101,19 @@ describe("batch.run", function()
       log[#log + 1] = request.url
       return { status = 200, headers = {}, bytes = 1, sha256 = "x", tmp = tmp }
     end, stats), function()
-      local st = curl_state()
-      if batch.backend(st) ~= "curl" then return end
+      local t = curl_t()
+      local sched = t:scheduler(2)
+      if not sched then return end
       local t0 = core.now()
       local woke
-      batch.run(st, 2, { "sleeper", "worker" }, function(item, io)
+      batch.run(sched, t, { "sleeper", "worker" }, function(item, io)
         if item == "sleeper" then
-          io.sleep(0.3)
+          io:sleep(0.3)
           woke = core.now() - t0
           log[#log + 1] = "woke"
         else
           for k = 1, 5 do
-            local res = assert(io.download({ method = "GET", url = "http://x/" .. k }, "/tmp/t" .. k))
+            local res = assert(io:download({ method = "GET", url = "http://x/" .. k }, "/tmp/t" .. k))
             assert.equal("/tmp/t" .. k, res.tmp)
           end
         end
@@ -121,42 +125,18 @@ describe("batch.run", function()
 
   it("with libcurl turns a raising task into its failure and finishes the others", function()
     with_multi(fake_multi(function() return { status = 200, headers = {}, body = "" } end, {}), function()
-      local st = curl_state()
-      if batch.backend(st) ~= "curl" then return end
+      local t = curl_t()
+      local sched = t:scheduler(3)
+      if not sched then return end
       local done = {}
-      local failures = batch.run(st, 3, { 1, 2, 3, 4 }, function(item, io)
-        io.send { method = "GET", url = "http://x/" }
+      local failures = batch.run(sched, t, { 1, 2, 3, 4 }, function(item, io)
+        io:send { method = "GET", url = "http://x/" }
         if item == 3 then error({ odd = true }) end
         done[#done + 1] = item
       end)
       table.sort(done)
       assert.same({ 1, 2, 4 }, done)
       assert.equal("protocol", failures[3].kind)
-    end)
-  end)
-
-  it("without core.curl_multi performs each request through the client's handle (the stand-in)", function()
-    local calls = {}
-    local handle = {
-      perform = function(_, request)
-        calls[#calls + 1] = request.url
-        return { status = 200, headers = {}, body = "p" }
-      end,
-      download = function(_, _, tmp)
-        calls[#calls + 1] = tmp
-        return { status = 200, headers = {}, bytes = 0 }
-      end,
-    }
-    with_multi(nil, function()
-      local st = curl_state(handle)
-      if batch.backend(st) ~= "curl" then return end
-      local failures = batch.run(st, 8, { 1, 2, 3 }, function(item, io)
-        assert.equal("p", io.send { method = "GET", url = "u" .. item }.body)
-        io.download({ method = "GET", url = "d" }, "t" .. item)
-      end)
-      assert.same({}, failures)
-      table.sort(calls)
-      assert.same({ "t1", "t2", "t3", "u1", "u2", "u3" }, calls)
     end)
   end)
 end)
@@ -235,7 +215,7 @@ describe("records{ concurrency = N }", function()
     with_multi(fake_multi(function(request) return provider.transport(request) end, stats), function()
       local client = assert(clicktocall.new { base_url = "http://mock", app_secret = "TEST",
                                               user_data = j.USER_DATA })
-      if batch.backend { transport_kind = "curl", handle = {} } ~= "curl" then
+      if not require("clicktocall.transport.curl").new({}):scheduler(1) then
         return -- plain Lua 5.1: the built-in transport pages slice after slice, through the network
       end
       -- the sequential answer, through the mock directly

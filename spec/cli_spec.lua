@@ -350,6 +350,7 @@ describe("cli commands in process", function()
   local function fake_archive(seen)
     return function(_, args)
       seen.args = args
+      args.on_plan(5) -- the job's own count of what it will download
       for i = 1, 3 do
         args.on_file({ id = i, sessionId = "s" .. i, file = "2026-11-30/s" .. i .. ".wav", bytes = 1000,
                        path = args.dir .. "/2026-11-30/s" .. i .. ".wav" })
@@ -374,7 +375,7 @@ describe("cli commands in process", function()
     assert.equal(8, seen.args.concurrency)
     assert.equal("flat", seen.args.layout)
     local e = err:text()
-    -- the total comes from a listing: 5 records, all recorded, none archived yet
+    -- the total comes from the job (on_plan): the window is paged once
     assert.matches("archived 1/5 2026%-11%-30/s1%.wav %(1000 bytes%)\n", e)
     assert.matches("archived 3/5 ", e)
     assert.matches("1 recording failed; run the same command again to retry them%.\n$", e)
@@ -386,6 +387,7 @@ describe("cli commands in process", function()
 
   it("archive: draws a bar on a terminal and exits 0 when nothing failed", function()
     mt.archive_recordings = function(_, args)
+      args.on_plan(5)
       args.on_file({ id = 1, sessionId = "s1", file = "s1.wav", bytes = 2048 })
       return { downloaded = 1, skipped = 0, no_recording = 0, bytes = 2048, failed = {}, expiring = {} }
     end

@@ -218,9 +218,9 @@ end)
 
 describe("an interrupt in batch.run", function()
   it("one after another: stops the run, never one item's failure", function()
-    local st = { transport_kind = "function", send = function() end }
+    local t = require("clicktocall.transport.func").new(function() end)
     local done = {}
-    raises_interrupt(batch.run, st, 4, { 1, 2, 3 }, function(item)
+    raises_interrupt(batch.run, nil, t, { 1, 2, 3 }, function(item)
       if item == 2 then error(INT, 0) end
       done[#done + 1] = item
     end)
@@ -255,18 +255,19 @@ describe("an interrupt in batch.run", function()
       }
     end
     finally(function() core.curl_multi = saved end)
-    local st = { transport_kind = "curl", handle = {}, sleep = core.sleep, now = core.now }
-    if batch.backend(st) ~= "curl" then
+    local t = assert(require("clicktocall.transport.curl").new {})
+    local sched = t:scheduler(2)
+    if not sched then
       return -- plain Lua 5.1: one after another, covered above
     end
     local tmp = dir .. "/.ctc-1-2-3.part"
     local after = {}
-    raises_interrupt(batch.run, st, 2, { "sender", "downloader" }, function(item, io)
+    raises_interrupt(batch.run, sched, t, { "sender", "downloader" }, function(item, io)
       if item == "sender" then
-        assert(io.send { method = "GET", url = "http://x/" })
+        assert(io:send { method = "GET", url = "http://x/" })
         error(INT, 0) -- resumed before the downloader in the same turn
       end
-      assert(io.download({ method = "GET", url = "http://x/1.wav" }, tmp))
+      assert(io:download({ method = "GET", url = "http://x/1.wav" }, tmp))
       after[#after + 1] = item
     end)
     assert.is_true(closed)
@@ -302,7 +303,7 @@ describe("an interrupt in records{ concurrency } over the multi", function()
     finally(function() core.curl_multi = saved end)
     local client = assert(clicktocall.new { base_url = "http://mock", app_secret = "TEST", user_data = j.USER_DATA })
     finally(function() client:close() end)
-    if batch.backend { transport_kind = "curl", handle = {} } ~= "curl" then
+    if not require("clicktocall.transport.curl").new({}):scheduler(1) then
       return -- plain Lua 5.1: slice after slice through the network, no scheduler
     end
     local now = os.time()

@@ -213,7 +213,7 @@ describe("ngx transport in nginx #openresty", function()
 
   it("new() refuses bad options with a sentence", function()
     for _, opts in ipairs{ { pool_size = 0 }, { pool_size = 1.5 }, { keepalive_timeout = -1 },
-                           { ssl_verify = "yes" }, { ca_file = 1 } } do
+                           { ssl_verify = "yes" }, { sleep = 1 } } do
       local r = drive({ method = "GET", url = UP .. "/json" }, { opts = opts })
       assert.is_string(r.new_err)
     end

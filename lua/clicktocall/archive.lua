@@ -1,27 +1,15 @@
 --- clicktocall.archive: client:archive_recordings{}, every recording of a window kept on disk before
--- the provider drops it (7 days after the call ended).
---
--- A run: check everything (nothing written on a bad argument), lock dir (dir/.clicktocall.lock, an
--- flock: released on return, on close and by the kernel on a crash), remove temporary files of ours
--- left by a dead process, read the manifest, page the window's records (their URLs are fresh: a
--- manifest's URL is never used), then download what is missing, oldest callEndTime first, through
--- clicktocall.batch (each through download.fetch: whole or not at all). For each file: on_file(entry),
--- then one manifest line (append, fsync). on_file goes first so that an upload that failed is tried
--- again by the next run: the recording is not in the manifest yet.
+-- the provider drops it (7 days after the call ended). A run (jobs.run_locked: dir/.clicktocall.lock or a
+-- Redis lease) removes temporary files of dead runs, reads the manifest, pages the window (fresh URLs: a
+-- manifest's URL is never used), then downloads what is missing, oldest callEndTime first.
 --
 -- The order that makes a crash harmless, for each recording: its file is whole and fsynced (under a
 -- temporary name), renamed into place, its directory fsynced, then on_file, then its manifest line
--- written and fsynced. So a manifest line always names a durable, whole file; a crash leaves at most
+-- written and fsynced. A manifest line thus always names a durable, whole file; a crash leaves at most
 -- temporary files of ours (removed by the next run) or a file without its line (fetched again).
--- The disk work is group commits (batch.commit): the recordings that finish in one turn of the
--- scheduler share it, so the loop that drives the transfers waits for the disk a few times per turn,
--- not four times per recording. With the libcurl multi (batch backend "curl") a download ends whole
--- but not fsynced under its temporary name, and the turn's first flush (place_files) fsyncs all the
--- turn's temporary files at once in threads (core.fsync_all: a journaling file system commits them
--- together), renames each one whose fsync succeeded (a failed one is removed and fails only its
--- recording), then fsyncs each directory renamed into once. The next flush writes the turn's lines
--- in one append and one fsync. Each line thus still follows its own file's fsync, rename and
--- directory fsync. Other backends (one at a time, ngx.thread) fsync each file as download does.
+-- The disk work is group commits (batch.commit): on the libcurl multi (sched.turns) a turn's files are
+-- fsynced at once in threads (core.fsync_all), renamed, their directories fsynced once, and their lines
+-- written with one append and one fsync; elsewhere each file is fsynced as download does.
 
 local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"
@@ -32,9 +20,9 @@ local flatjson = require("clicktocall.json").flat
 local jobs = require "clicktocall.jobfiles"
 
 local type = type
+local ipairs = ipairs
 local pairs = pairs
 local pcall = pcall
-local error = error
 local tostring = tostring
 local tonumber = tonumber
 local os_time = os.time
@@ -60,7 +48,7 @@ local MAX_NAME = 200 -- bytes of the sanitized sessionId: every file system take
 
 local KNOWN = {
   start_time = true, end_time = true, dir = true, concurrency = true, layout = true,
-  manifest = true, on_file = true, user_data = true, lock = true,
+  manifest = true, on_file = true, on_plan = true, user_data = true, lock = true,
 }
 
 local ENTRY_KEYS = { "id", "sessionId", "file", "bytes", "sha256", "callEndTime", "archived_at" }
@@ -207,8 +195,10 @@ local function check(st, args)
       return jobs.argument(st, FNAME, "manifest: " .. mwhy.message, "manifest")
     end
   end
-  if args.on_file ~= nil and type(args.on_file) ~= "function" then
-    return jobs.argument(st, FNAME, "on_file must be a function", "on_file")
+  for _, hook in ipairs { "on_file", "on_plan" } do
+    if args[hook] ~= nil and type(args[hook]) ~= "function" then
+      return jobs.argument(st, FNAME, hook .. " must be a function", hook)
+    end
   end
   local ok, err = jobs.check_window(st, FNAME, args)
   if not ok then
@@ -219,7 +209,8 @@ local function check(st, args)
     return nil, err
   end
   return { dir = gsub(dir, "(.)/+$", "%1"), n = n, layout = layout, manifest = manifest, on_file = args.on_file,
-           lock_url = args.lock, user_data = args.user_data or st.cfg.user_data }
+           on_plan = args.on_plan, lock_url = args.lock, user_data = args.user_data or st.cfg.user_data,
+           args = args, fname = FNAME }
 end
 
 --------------------------------------------------------------------------
@@ -392,7 +383,7 @@ local function archive_one(job, item, io)
       return nil, serr
     end
   end
-  local ok, info = download.fetch(io, rec, item.path, job.defer and NO_SYNC or NO_DIR_SYNC)
+  local ok, info = download.fetch(job.st, rec, item.path, job.defer and NO_SYNC or NO_DIR_SYNC, io)
   if not ok then
     return nil, tls_hint(info)
   end
@@ -450,31 +441,18 @@ function _M.run(st, args)
     return nil, err
   end
   job.st = st
-  local lock
-  lock, err = jobs.lock(st, job.dir .. "/" .. LOCK_NAME, "archive", job.lock_url, job.user_data)
-  if not lock then
-    return nil, err
-  end
-  job.lease = job.lock_url and lock or nil
   job.unplaced = {} -- temporary name -> true: whole files not renamed into place yet (the multi's group commits)
-  local ok, summary, serr = pcall(_M.locked, st, args, job)
-  lock:unlock()
-  if not ok then
-    if errors.is_interrupt(summary) then
-      -- Ctrl-C: the transfers in flight were dropped with their files (batch.run); so go the whole ones
-      -- still waiting for their turn's commit, and the interrupt goes on to the caller
-      for tmp in pairs(job.unplaced) do
-        os_remove(tmp)
-      end
-      error(summary, 0)
+  -- a raise (Ctrl-C): the transfers in flight were dropped with their files (batch.run); so go the whole
+  -- ones still waiting for their turn's commit
+  job.cleanup = function()
+    for tmp in pairs(job.unplaced) do
+      os_remove(tmp)
     end
-    return nil, errors.new("protocol", "archive_recordings failed: " .. exchange.describe(summary),
-                           { sent = true, retryable = false })
   end
-  return summary, serr
+  return jobs.run_locked(st, job, "archive", job.dir .. "/" .. LOCK_NAME, _M.locked)
 end
 
-function _M.locked(st, args, job)
+function _M.locked(st, job)
   clean_tree(job.dir, job.layout)
   local manifest, whole = read_manifest(job.manifest)
   job.torn = not whole
@@ -484,12 +462,14 @@ function _M.locked(st, args, job)
   for key, e in pairs(manifest) do
     claimed[e.file] = key
   end
-  local ok, err = jobs.page_all(st, FNAME, args, function(recs)
-    if job.lease then
-      local lok, lerr = job.lease:renew()
-      if not lok then
-        return nil, lerr
+  local next_page = jobs.pages(st, job, FNAME, job.args)
+  while true do
+    local recs, err = next_page()
+    if not recs then
+      if err then
+        return nil, err
       end
+      break
     end
     for i = 1, #recs do
       local rec = recs[i]
@@ -527,16 +507,20 @@ function _M.locked(st, args, job)
         end
       end
     end
-    return true
-  end)
-  if not ok then
-    return nil, err
   end
   sort(todo, older)
+  if job.on_plan then
+    -- the number of recordings this run will download (the CLI's progress bar)
+    local hok, herr = errors.pcall(job.on_plan, #todo)
+    if not hok then
+      return nil, jobs.callback_error(st, "on_plan", "raised an error", herr)
+    end
+  end
+  local sched = st.transport:scheduler(job.n)
   -- only the multi's turns gather files to fsync together; elsewhere each file is fsynced alone anyway
-  job.defer = batch.backend(st) == "curl"
+  job.defer = sched ~= nil and sched.turns == true
   commit_groups(job)
-  local failures = batch.run(st, job.n, todo, function(item, io)
+  local failures = batch.run(sched, st.transport, todo, function(item, io)
     item.bytes, item.err = archive_one(job, item, io)
   end)
   local now = os_time()

@@ -1,32 +1,34 @@
---- clicktocall.batch: many requests in flight at once, at most n at a time.
+--- clicktocall.batch: many requests in flight at once, at most n at a time: the two schedulers a transport
+-- object hands out (t:scheduler(n)), and what runs on them.
 --
---   batch.run(st, n, items, fn) -> failures
---     runs fn(item, io) for every item, at most n at once, and returns when all are done.
---     `io` is a view of the client state st whose send/download/sleep let other items run while one
---     waits, so exchange.api(io, ...) and download.fetch(io, ...) run unchanged (retries, redirects).
---     `failures[i]` is the error value of an fn that raised (an fn never raises out of run).
+--   batch.run(sched, t, items, fn) -> failures
+--     runs fn(item, io) for every item, at most n at once (one after another through t when sched is nil),
+--     and returns when all are done. `io` is the transport a task sends through (sched.io): its
+--     send/download/sleep let other items run while one waits, so exchange.api(st, ..., io) and
+--     download.fetch(st, ..., io) run unchanged (retries, redirects). `failures[i]` is the error value of
+--     an fn that raised (an fn never raises out of run).
 --
---   batch.scheduler(st, n) -> sched   the same machinery, driven step by step (records{ concurrency }):
+--   sched (batch.curl_scheduler(t, n), batch.ngx_scheduler(t, n)), driven step by step:
 --     sched:spawn(fn, ...)            a task; it starts when fewer than n run
---     sched:drive(pred)               runs the tasks until pred() is true or none is left
+--     sched:kick()                    starts what may start and puts its requests on the wire, not waiting
+--     sched:drive(pred)               runs the tasks until pred() is true or none can move
 --     sched:park(task)                (inside that task) waits until sched:wake(task) is called
+--     sched:notify()                  (inside a task) it made something drive's pred may be waiting for
 --     sched:wake(task), sched:close() (drops what is left; a transfer in flight is abandoned)
 --
 --   batch.group(flush) -> group; batch.commit(io, group, value) -> true | nil, err   (group commit)
 --     flush(values) -> errs does at once what each value would need alone (one fsync of a directory for
 --     many renames into it, one write and one fsync for many manifest lines); errs[i] is values[i]'s
---     error, nil once it is committed. With "curl" the task parks, and the values its turn committed
+--     error, nil once it is committed. On the multi the task parks, and the values its turn committed
 --     are flushed together when the turn ends, before the scheduler waits for the network again: the
---     disk is waited for once per turn, not once per item. Elsewhere flush({ value }) runs at once.
+--     disk is waited for once per turn, not once per item (sched.turns). Elsewhere flush({ value }) runs
+--     at once.
 --
--- Backends, chosen by batch.backend(st):
---   "sequential"  a transport function (it may yield for its own scheduler, so it is never run inside
---                 ours), or plain Lua 5.1 (no yield across pcall): one item after another, io = st.
---   "ngx"         OpenResty: n ngx.thread workers; cosockets yield by themselves, io = st.
---   "curl"        the built-in transport: each item in a coroutine; io.send, io.download and io.sleep
---                 yield { op = "send" | "download" | "sleep" } to the scheduler, which drives a
---                 core.curl_multi object (or, until the C side has one, a stand-in that performs each
---                 request in turn through st.handle: correct, not concurrent).
+-- The schedulers:
+--   curl   each task in a coroutine; its io (a task transport) yields { op = "send" | "download" |
+--          "sleep" | "commit" } to the scheduler, which drives a core.curl_multi object.
+--   ngx    each task in an ngx.thread; cosockets yield by themselves, so io is the ngx transport itself;
+--          the driver and parked tasks wait on ngx.semaphore.
 
 local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"
@@ -36,7 +38,6 @@ local type = type
 local pairs = pairs
 local pcall = pcall
 local error = error
-local rawget = rawget
 local select = select
 local setmetatable = setmetatable
 local co_create = coroutine.create
@@ -52,19 +53,6 @@ local _M = { _VERSION = core._VERSION }
 -- marks a yield of ours, so that a yield from anywhere else is never mistaken for a request
 local TAG = {}
 
-local function backend(st)
-  if st.transport_kind == "ngx" and type(ngx) == "table" and ngx.thread then -- luacheck: ignore 113
-    return "ngx"
-  end
-  -- plain Lua 5.1 cannot yield across pcall, which exchange.send needs
-  local can_yield = _VERSION ~= "Lua 5.1" or type(jit) == "table" -- luacheck: ignore 113
-  if st.transport_kind == "curl" and st.handle and can_yield then
-    return "curl"
-  end
-  return "sequential"
-end
-_M.backend = backend
-
 local function raised(v)
   if errors.is_error(v) then
     return v
@@ -73,100 +61,53 @@ local function raised(v)
                     { sent = true, retryable = false })
 end
 
---------------------------------------------------------------------------
--- the multi object: core.curl_multi when the C side has it, else a stand-in
---------------------------------------------------------------------------
-
--- Performs one request at a time through the client's easy handle, in the order added.
-local function standin_multi(st)
-  local queue = {}
-  local m = {}
-  function m.add(_, token, request, tmp)
-    queue[#queue + 1] = { token, request, tmp }
-    return true
+-- A task's body with its arguments bound
+local function bind(fn, ...)
+  local args, nargs = { ... }, select("#", ...)
+  return function()
+    return fn(unpack(args, 1, nargs))
   end
-  function m.wait(_, max_seconds)
-    local p = remove(queue, 1)
-    if not p then
-      if max_seconds and max_seconds > 0 then
-        core.sleep(max_seconds)
-      end
-      return {}
-    end
-    local ok, res, err
-    if p[3] then
-      ok, res, err = pcall(st.handle.download, st.handle, p[2], p[3])
-    else
-      ok, res, err = pcall(st.handle.perform, st.handle, p[2])
-    end
-    if not ok then
-      if errors.is_interrupt(res) then
-        if p[3] then
-          os.remove(p[3])
-        end
-        error(res, 0)
-      end
-      return { { p[1], nil, { kind = "protocol", message = exchange.describe(res), sent = true } } }
-    end
-    return { { p[1], res, err } }
-  end
-  function m.count()
-    return #queue
-  end
-  function m.close()
-    queue = {}
-  end
-  return m
-end
-
-local function new_multi(st)
-  if core.curl_multi then
-    local o = st.transport_options or {}
-    local m, err = core.curl_multi { ca_file = o.ca_file, insecure = o.insecure, proxy = o.proxy }
-    if m then
-      return m
-    end
-    return nil, exchange.fail(st, err.kind, err.message, { sent = false, retryable = false })
-  end
-  return standin_multi(st)
 end
 
 --------------------------------------------------------------------------
--- the coroutine scheduler ("curl")
+-- the coroutine scheduler over a libcurl multi
 --------------------------------------------------------------------------
+
+-- The transport a task of the curl scheduler sends through: each capability yields to the scheduler.
+local Task = { now = core.now }
+Task.__index = Task
+
+function Task.send(_, request)
+  return co_yield(TAG, "send", request)
+end
+
+function Task.download(_, request, tmp)
+  return co_yield(TAG, "download", request, tmp)
+end
+
+function Task:sleep(seconds)
+  if self.user_sleep then
+    return self.user_sleep(seconds) -- a caller's sleep (a test clock) is called as is
+  end
+  return co_yield(TAG, "sleep", seconds)
+end
+
+function Task.commit(_, group, value)
+  return co_yield(TAG, "commit", group, value)
+end
 
 local sched_mt = {}
 sched_mt.__index = sched_mt
 
-local function make_io(st, sched)
-  local user_sleep = st.sleep ~= core.sleep and st.sleep -- a caller's sleep (a test clock) is called as is
-  return setmetatable({
-    send = function(request)
-      return co_yield(TAG, "send", request)
-    end,
-    download = function(request, tmp)
-      return co_yield(TAG, "download", request, tmp)
-    end,
-    sleep = function(seconds)
-      if user_sleep then
-        return user_sleep(seconds)
-      end
-      return co_yield(TAG, "sleep", seconds)
-    end,
-    commit = function(group, value)
-      return co_yield(TAG, "commit", group, value)
-    end,
-    batch = sched,
-  }, { __index = st })
-end
-
-local function curl_scheduler(st, n)
-  local m, err = new_multi(st)
+--- curl_scheduler(t, n) -> sched | nil, err: a multi with t's TLS and proxy settings
+function _M.curl_scheduler(t, n)
+  local m, err = core.curl_multi(t.tls)
   if not m then
     return nil, err
   end
-  local sched = setmetatable({
-    st = st, n = n, m = m,
+  return setmetatable({
+    n = n, m = m, turns = true,
+    io = setmetatable({ name = t.name, user_sleep = t.user_sleep }, Task),
     waiting = {},   -- tasks not started yet
     ready = {},     -- { task, values... } to resume
     by_token = {},  -- token -> task, a transfer in flight
@@ -175,39 +116,30 @@ local function curl_scheduler(st, n)
     files = {},     -- token -> the temporary file of its download, until its task is resumed with the result
     commits = {},   -- { group =, { task =, value = }... } per group committed to in this turn, in order
     commit_of = {}, -- group -> its entry in commits
-    running = 0, token = 0, now = st.now or core.now,
+    running = 0, token = 0,
   }, sched_mt)
-  sched.io = make_io(st, sched)
-  return sched
 end
 
 --- spawn(fn, ...) -> task; fn(...) runs in its own coroutine, io is sched.io
 function sched_mt:spawn(fn, ...)
-  local args, nargs = { ... }, select("#", ...)
-  local task = { done = false }
-  task.co = co_create(function()
-    return fn(unpack(args, 1, nargs))
-  end)
+  local task = { done = false, co = co_create(bind(fn, ...)) }
   self.waiting[#self.waiting + 1] = task
   return task
 end
 
 --- park(task): inside that task, wait until wake(task)
-function sched_mt:park(task)
-  if self.ngx then
-    return self:ngx_park(task)
-  end
+function sched_mt.park()
   return co_yield(TAG, "park")
 end
 
 function sched_mt:wake(task)
-  if self.ngx then
-    return self:ngx_wake(task)
-  end
   if self.parked[task] then
     self.parked[task] = nil
     self.ready[#self.ready + 1] = { task }
   end
+end
+
+function sched_mt.notify()
 end
 
 local function finish(self, task, ok, v)
@@ -258,7 +190,7 @@ local function resume(self, task, ...)
       end
     end
   elseif op == "sleep" then
-    self.timers[#self.timers + 1] = { at = self.now() + (type(a) == "number" and a or 0), task = task }
+    self.timers[#self.timers + 1] = { at = core.now() + (type(a) == "number" and a or 0), task = task }
   elseif op == "park" then
     self.parked[task] = true
   elseif op == "commit" then
@@ -281,7 +213,7 @@ local function start_waiting(self)
 end
 
 local function fire_timers(self)
-  local now, soonest = self.now(), nil
+  local now, soonest = core.now(), nil
   local i = 1
   while i <= #self.timers do
     local t = self.timers[i]
@@ -332,6 +264,18 @@ local function flush_commits(self)
   return true
 end
 
+-- The transfers the multi finished: their tasks are ready with the results
+local function absorb(self, done)
+  for i = 1, #done do
+    local d = done[i]
+    local task = self.by_token[d[1]]
+    if task then
+      self.by_token[d[1]] = nil
+      self.ready[#self.ready + 1] = { task, d[2], d[3], token = d[1] }
+    end
+  end
+end
+
 -- One step: start tasks, resume the ready ones, else wait for a transfer or a timer.
 -- Returns false when nothing can move any more.
 local function step(self)
@@ -361,16 +305,14 @@ local function step(self)
     core.sleep(delay)
     return true
   end
-  local done = self.m:wait(delay or 1)
-  for i = 1, #done do
-    local d = done[i]
-    local task = self.by_token[d[1]]
-    if task then
-      self.by_token[d[1]] = nil
-      self.ready[#self.ready + 1] = { task, d[2], d[3], token = d[1] }
-    end
-  end
+  absorb(self, self.m:wait(delay or 1))
   return true
+end
+
+--- kick(): starts the tasks that may start and puts their requests on the wire, without waiting
+function sched_mt:kick()
+  start_waiting(self)
+  absorb(self, self.m:wait(0))
 end
 
 -- One turn: a step, then the group commits of the tasks it resumed (so nothing committed ever waits
@@ -382,9 +324,6 @@ end
 
 --- drive(pred): run until pred() is true or nothing can move
 function sched_mt:drive(pred)
-  if self.ngx then
-    return self:ngx_drive(pred)
-  end
   while not (pred and pred()) do
     if not turn(self) then
       return
@@ -397,9 +336,6 @@ function sched_mt:close()
     return
   end
   self.closed = true
-  if self.ngx then
-    return self:ngx_close()
-  end
   -- tasks still suspended are dropped; on 5.4 their to-be-closed values run now
   local interrupt
   if co_close then
@@ -412,9 +348,7 @@ function sched_mt:close()
   end
   self.by_token, self.ready, self.waiting, self.timers, self.parked = {}, {}, {}, {}, {}
   self.commits, self.commit_of = {}, {}
-  if self.m.close then
-    self.m:close()
-  end
+  self.m:close()
   -- a download the multi finished whose task never saw it (Ctrl-C between the two) is whole and nobody's
   for _, file in pairs(self.files) do
     os.remove(file)
@@ -427,65 +361,85 @@ end
 -- ngx.thread
 --------------------------------------------------------------------------
 
-local function ngx_scheduler(st, n)
-  local ngx = ngx -- luacheck: ignore 113
-  local sched = setmetatable({ st = st, n = n, ngx = ngx, io = st, threads = {}, waiting = {},
-                               running = 0, by_thread = {} }, sched_mt)
-  return sched
+local ngx_mt = {}
+ngx_mt.__index = ngx_mt
+
+local WAIT = 3600 -- seconds a semaphore wait lasts before it is simply waited on again
+
+--- ngx_scheduler(t, n) -> sched: at most n ngx.threads, each task sending through t
+function _M.ngx_scheduler(t, n)
+  local semaphore = require "ngx.semaphore"
+  return setmetatable({ n = n, io = t, waiting = {}, tasks = {}, running = 0, parked = 0,
+                        new_sema = semaphore.new, sema = semaphore.new() }, ngx_mt)
 end
 
-function sched_mt:ngx_start()
-  local ngx = self.ngx
-  while self.running < self.n and #self.waiting > 0 do
+-- Tasks start at once (a thread runs until its first cosocket wait: its request is on the wire).
+function ngx_mt:spawn(fn, ...)
+  local task = { done = false, fn = bind(fn, ...) }
+  self.waiting[#self.waiting + 1] = task
+  self:kick()
+  return task
+end
+
+function ngx_mt:kick()
+  while self.running < self.n and #self.waiting > 0 and not self.closed do
     local task = remove(self.waiting, 1)
     self.running = self.running + 1
-    local co = self
-    task.thread = ngx.thread.spawn(function()
-      local ok, v = pcall(task.fn)
+    self.tasks[#self.tasks + 1] = task
+    task.thread = ngx.thread.spawn(function() -- luacheck: ignore 113
+      local ok, v = errors.pcall(task.fn)
       task.done = true
-      co.running = co.running - 1
+      self.running = self.running - 1
       if not ok then
         task.err = raised(v)
       end
+      self.sema:post(1)
     end)
-    self.by_thread[#self.by_thread + 1] = task
   end
 end
 
--- In ngx a task is a plain function run by its thread; parking polls (a page is ~100 ms of network).
-function sched_mt:ngx_park(task)
+function ngx_mt:park(task)
   task.parked = true
+  task.sema = task.sema or self.new_sema()
+  self.parked = self.parked + 1
+  self.sema:post(1)
   while task.parked and not self.closed do
-    self.ngx.sleep(0.001)
+    task.sema:wait(WAIT)
   end
 end
 
-function sched_mt.ngx_wake(_, task)
-  task.parked = false
+function ngx_mt:wake(task)
+  if task.parked then
+    task.parked = false
+    self.parked = self.parked - 1
+    task.sema:post(1)
+  end
 end
 
-function sched_mt:ngx_drive(pred)
+function ngx_mt:notify()
+  self.sema:post(1)
+end
+
+-- Waits on the semaphore each task posts when it ends, parks or notifies: no polling.
+function ngx_mt:drive(pred)
   while not (pred and pred()) do
-    self:ngx_start()
-    local alive = false
-    for i = 1, #self.by_thread do
-      if not self.by_thread[i].done then
-        alive = true
-        break
-      end
+    self:kick()
+    if self.running == self.parked and #self.waiting == 0 then
+      return -- every task left is parked (or none is left)
     end
-    if not alive and #self.waiting == 0 then
-      return
-    end
-    self.ngx.sleep(0.001)
+    self.sema:wait(WAIT)
   end
 end
 
-function sched_mt:ngx_close()
-  for i = 1, #self.by_thread do
-    local t = self.by_thread[i]
-    if not t.done and t.thread then
-      pcall(self.ngx.thread.kill, t.thread)
+function ngx_mt:close()
+  if self.closed then
+    return
+  end
+  self.closed = true
+  for i = 1, #self.tasks do
+    local task = self.tasks[i]
+    if not task.done and task.thread then
+      pcall(ngx.thread.kill, task.thread) -- luacheck: ignore 113
     end
   end
 end
@@ -501,9 +455,8 @@ end
 
 --- commit(io, group, value) -> true | nil, err: value committed by group.flush, alone or with the turn's
 function _M.commit(io, group, value)
-  local commit = rawget(io, "commit") -- only the coroutine scheduler's io has one
-  if commit then
-    return commit(group, value)
+  if io.commit then -- only the curl scheduler's task transport has one
+    return io:commit(group, value)
   end
   local err = run_flush(group, { value })[1]
   if err ~= nil then
@@ -512,69 +465,12 @@ function _M.commit(io, group, value)
   return true
 end
 
---- scheduler(st, n) -> sched | nil, err   (nil, "sequential" when the backend runs one at a time)
-function _M.scheduler(st, n)
-  local b = backend(st)
-  if b == "curl" then
-    return curl_scheduler(st, n)
-  elseif b == "ngx" then
-    local sched = ngx_scheduler(st, n)
-    -- in ngx a task's body is kept as fn for its thread
-    local spawn = function(self_, fn, ...)
-      local args, nargs = { ... }, select("#", ...)
-      local task = { done = false }
-      task.fn = function() return fn(unpack(args, 1, nargs)) end
-      self_.waiting[#self_.waiting + 1] = task
-      return task
-    end
-    sched.spawn = spawn
-    return sched
-  end
-  return nil, "sequential"
-end
-
--- ngx: n light threads drain the items; the caller's thread waits on each (no polling).
-local function run_ngx(st, n, items, fn, failures)
-  local ngx = ngx -- luacheck: ignore 113
-  local next_i = 0
-  local function worker()
-    while true do
-      next_i = next_i + 1
-      local i = next_i
-      if i > #items then
-        return
-      end
-      local ok, v = pcall(fn, items[i], st)
-      if not ok then
-        failures[i] = raised(v)
-      end
-    end
-  end
-  local threads = {}
-  for _ = 1, (n < #items and n or #items) do
-    local ok, t = pcall(ngx.thread.spawn, worker)
-    if ok and t then
-      threads[#threads + 1] = t
-    else
-      worker() -- no thread to be had: this share is done in the caller's thread
-    end
-  end
-  for k = 1, #threads do
-    ngx.thread.wait(threads[k])
-  end
-  return failures
-end
-
---- run(st, n, items, fn) -> failures ({ [i] = err } for each fn that raised)
-function _M.run(st, n, items, fn)
+--- run(sched, t, items, fn) -> failures ({ [i] = err } for each fn that raised)
+function _M.run(sched, t, items, fn)
   local failures = {}
-  if backend(st) == "ngx" then
-    return run_ngx(st, n, items, fn, failures)
-  end
-  local sched = _M.scheduler(st, n)
   if not sched then
     for i = 1, #items do
-      local ok, v = errors.pcall(fn, items[i], st)
+      local ok, v = errors.pcall(fn, items[i], t)
       if not ok then
         failures[i] = raised(v)
       end

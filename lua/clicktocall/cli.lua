@@ -584,47 +584,6 @@ local function no_job(ctx, name)
   return 1
 end
 
--- the ids the manifest says are on disk whole: those the job will skip
-local function archived_ids(dir)
-  local ids = {}
-  local f = io.open(dir .. "/manifest.jsonl", "rb")
-  if not f then
-    return ids
-  end
-  for line in f:lines() do
-    local id = match(line, '"id"%s*:%s*"?(%d+)')
-    local file = match(line, '"file"%s*:%s*"(.-)"')
-    local bytes = tonumber(match(line, '"bytes"%s*:%s*(%d+)'))
-    if id and file then
-      local h = io.open(dir .. "/" .. gsub(file, "\\/", "/"), "rb")
-      if h then
-        if h:seek("end") == bytes then
-          ids[id] = true
-        end
-        h:close()
-      end
-    end
-  end
-  f:close()
-  return ids
-end
-
--- how many recordings the job will download: listed once before it starts,
--- because on_file tells what is done but nothing tells the total
-local function count_recordings(client, from, to, dir)
-  local skip = archived_ids(dir)
-  local n = 0
-  local ok = pcall(function()
-    for rec in client:records { start_time = from, end_time = to } do
-      if (rec.recordFlag == "1" or rec.recordFlag == 1) and rec.recordFileDownloadUrl and
-         rec.recordFileDownloadUrl ~= "" and not skip[output.json_value(rec.id)] then
-        n = n + 1
-      end
-    end
-  end)
-  return ok and n or nil
-end
-
 local function expiry(entry)
   if type(entry.expires_at) == "number" then
     return clicktocall.format_time(entry.expires_at) .. " (UTC+8)"
@@ -653,9 +612,8 @@ function commands.archive(ctx, a)
   local bar = progress.new { fh = ctx.quiet and NULL_FH or ctx.err, tty = tty, clock = ctx.clock,
                              columns = tty and (ctx.columns or progress.columns)(ctx.getenv) or nil }
   if tty then
-    ctx.err:write("listing the recordings...\r")
+    ctx.err:write("listing the recordings...\r") -- until on_plan gives the total
   end
-  bar:set_total(count_recordings(ctx.client, from, to, a.dir))
   -- failures so far: downloads whose last answer was an error and that are
   -- not being tried again (the job's summary is what counts at the end)
   local failing, nfailing = {}, 0
@@ -679,6 +637,9 @@ function commands.archive(ctx, a)
     lock = ctx.settings.lock, -- the config file's lock = "redis://...": one run across machines
     on_file = function(entry)
       pcall(bar.file, bar, entry) -- a display problem must not fail a recording
+    end,
+    on_plan = function(total)
+      pcall(bar.set_total, bar, total) -- the job's own count: the window is paged once
     end,
   }
   bar:set_failed(summary and #(summary.failed or {}) or nfailing)

@@ -1,24 +1,9 @@
---- clicktocall.download: the one download policy, for every transport.
---
--- A recording is written whole at `path` or not at all: the body goes to a
--- temporary file of our own in the same directory, which is renamed into place
--- once its length is right and it is on disk, then the directory is synced
--- (or, with fetch's sync_dir = false, left to the caller: archive_recordings
--- syncs a directory once for all the files a turn of its batch renamed into it).
--- With fetch's sync = false the file is left whole under its temporary name,
--- and with libcurl not even fsynced: the caller makes it durable, renames it
--- and syncs the directory (archive_recordings fsyncs a turn's files at once,
--- in threads: core.fsync_all), and removes it when it gives up.
---
--- With the libcurl transport, C does the fetch (redirects, length, fsync) into
--- the temporary name given here; with a transport written in Lua ("ngx" or a
--- function), the body goes to a C file sink (core.file_sink: exclusive create,
--- running SHA-256, fsync on finish, unlinked when not finished) and the
--- redirects and checks are done here. Either way the path checks, the
--- temporary name, the status check, the rename and the messages are this file's.
---
--- Nothing here is global per download: fetch(st, rec, path) takes the client's
--- state, so many downloads (a batch, later) can share one client.
+--- clicktocall.download: the one download policy, for every transport: a recording is written whole at
+-- `path` or not at all. The body goes to a temporary file of ours in the same directory (through the
+-- transport's own t:download, or else a C file sink: exclusive create, running SHA-256, fsync, unlinked
+-- unless finished), renamed into place once its status and length are right, then the directory synced.
+-- fetch's opts let archive_recordings take over the directory sync, or the fsync and rename too, to group
+-- them per turn of its scheduler. The path checks, redirects of a sink transfer and messages are here.
 
 local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"
@@ -209,7 +194,7 @@ end
 -- A transport may stream the body to request.sink or return it whole as res.body (the transport contract
 -- never required the sink): a 2xx body that never went through the sink is written to it here, so the
 -- length check and the whole-or-nothing rename treat both alike.
-local function send_to_sink(st, request, sink)
+local function send_to_sink(st, t, request, sink)
   local werr, streamed
   request.sink = function(chunk)
     streamed = true
@@ -220,7 +205,7 @@ local function send_to_sink(st, request, sink)
     end
     return true
   end
-  local ok, res, err = pcall(exchange.send, st, request)
+  local ok, res, err = pcall(exchange.send, st, t, request)
   request.sink = nil
   if not ok then
     sink:abort() -- only an interrupt gets here (exchange.send returns every other failure): no file is left
@@ -281,7 +266,7 @@ end
 
 -- Through a transport written in Lua: redirects, status and length here, the
 -- body into a file sink (a new one per hop, so a 3xx body is never kept).
-local function fetch_lua(st, request, dir)
+local function fetch_lua(st, t, request, dir)
   local url = request.url
   for _ = 0, MAX_REDIRECTS do
     local sink, tmp = open_sink(st, dir)
@@ -289,7 +274,7 @@ local function fetch_lua(st, request, dir)
       return nil, tmp
     end
     request.url = url
-    local res, err, werr = send_to_sink(st, request, sink)
+    local res, err, werr = send_to_sink(st, t, request, sink)
     local location = not werr and redirect_of(res)
     if not location then
       local result, kerr = keep_body(st, sink, res, err, werr)
@@ -308,8 +293,9 @@ local function fetch_lua(st, request, dir)
   return nil, fail(st, "protocol", "recording redirected more than " .. MAX_REDIRECTS .. " times")
 end
 
--- Through libcurl: C follows redirects and checks the length (same limit, same messages).
-local function fetch_curl(st, request, dir)
+-- Through the transport's own download (libcurl: C follows redirects and checks the length, same limit,
+-- same messages).
+local function fetch_own(st, t, request, dir)
   -- C creates the file with O_EXCL, so it never writes into another's file; a name
   -- already taken (a stale file of ours) is skipped here, before C sees it
   local tmp
@@ -319,7 +305,7 @@ local function fetch_curl(st, request, dir)
       break
     end
   end
-  local ok, res, terr = pcall(st.download, request, tmp)
+  local ok, res, terr = pcall(t.download, t, request, tmp)
   if not ok then
     os_remove(tmp)
     errors.pass_interrupt(res) -- Ctrl-C: the caller stops too, with no file left
@@ -339,10 +325,10 @@ end
 
 -- One attempt: fetch into a temporary file, then rename it into place (and sync dir when asked);
 -- place == false: leave it whole at its temporary name (result.tmp) for the caller.
-local function attempt(st, request, dir, path, sync_dir, place)
-  local fetch = st.download and fetch_curl or fetch_lua
+local function attempt(st, t, request, dir, path, sync_dir, place)
+  local fetch = t.download and fetch_own or fetch_lua
   local start = request.url
-  local res, tmp, eres = fetch(st, request, dir)
+  local res, tmp, eres = fetch(st, t, request, dir)
   request.url = start -- a retry starts over from the first URL
   if not res then
     return nil, tmp, eres
@@ -362,25 +348,26 @@ local function attempt(st, request, dir, path, sync_dir, place)
 end
 
 -- exchange.with_retries passes two values on: one `once` per choice of directory sync
-local function once_synced(st, request, dir, path)
-  return attempt(st, request, dir, path, true)
+local function once_synced(st, t, request, dir, path)
+  return attempt(st, t, request, dir, path, true)
 end
 
-local function once_unsynced(st, request, dir, path)
-  return attempt(st, request, dir, path, false)
+local function once_unsynced(st, t, request, dir, path)
+  return attempt(st, t, request, dir, path, false)
 end
 
-local function once_unplaced(st, request, dir, path)
-  return attempt(st, request, dir, path, false, false)
+local function once_unplaced(st, t, request, dir, path)
+  return attempt(st, t, request, dir, path, false, false)
 end
 
---- fetch(st, rec_or_url, path [, opts]) -> true, { bytes =, sha256 = [, tmp =] } | nil, err
+--- fetch(st, rec_or_url, path [, opts [, t]]) -> true, { bytes =, sha256 = [, tmp =] } | nil, err
 -- opts.sync_dir = false: the caller fsyncs path's directory itself before it relies on the rename
 -- (archive_recordings does it once for all the files of a turn); by default fetch does.
 -- opts.sync = false: the file is whole (size and status checked) at result.tmp, in path's directory,
 -- but neither renamed nor (with libcurl) fsynced: the caller fsyncs it, renames it to path, fsyncs
 -- the directory, and removes result.tmp if it does not get that far.
-function _M.fetch(st, rec, path, opts)
+function _M.fetch(st, rec, path, opts, t)
+  t = t or st.transport
   local url, dir = check(st, rec, path)
   if not url then
     return nil, dir
@@ -393,14 +380,14 @@ function _M.fetch(st, rec, path, opts)
   }
   local once = once_synced
   if opts and opts.sync == false then
-    if st.download then
+    if t.download then
       request.sync = false -- libcurl's finish leaves the fsync to the caller (a Lua sink still does it)
     end
     once = once_unplaced
   elseif opts and opts.sync_dir == false then
     once = once_unsynced
   end
-  local result, err = exchange.with_retries(st, "download", true, request, once, dir, path)
+  local result, err = exchange.with_retries(st, t, "download", true, request, once, dir, path)
   if not result then
     return nil, err
   end

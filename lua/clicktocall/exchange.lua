@@ -1,9 +1,10 @@
 --- clicktocall.exchange: one request through the transport, its answer read by
 -- the core, retried with backoff and Retry-After; events; redaction of the secret.
 --
--- Everything here works on `st`, a client's private state (see options.lua):
--- st.send, st.transport_name, st.sleep, st.now, st.on_event, st.secrets, st.retries, st.backoff_base,
--- st.backoff_max, st.retry_after_max, st.timeout, st.connect_timeout, st.max_body.
+-- Everything here works on `st`, a client's private state (see options.lua): st.on_event, st.secrets,
+-- st.retries, st.backoff_base, st.backoff_max, st.retry_after_max, st.timeout, st.connect_timeout,
+-- st.max_body; and on a transport object `t` (st.transport, or a scheduler's task transport): t:send,
+-- t:sleep, t:now, t.name.
 
 local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"
@@ -12,6 +13,7 @@ local type = type
 local pairs = pairs
 local ipairs = ipairs
 local pcall = errors.pcall -- Ctrl-C in a transport, a hook or a sleep is passed on, never made an error value
+local raw_pcall = _G.pcall
 local tostring = tostring
 local tonumber = tonumber
 local random = math.random
@@ -125,16 +127,17 @@ local function header(headers, name)
 end
 _M.header = header
 
---- send(st, request) -> res | nil, err
+--- send(st, t, request) -> res | nil, err
 -- The transport may be the caller's function, and so may raise. A raise is kind
 -- "protocol" (the transport broke its contract: it is no fact about the network),
 -- sent = true (we cannot know how far it got, and a dial must never go twice), and
 -- not retryable (a raise is a bug, not a transient failure). What comes back is
 -- checked to be a response: a status from 100 to 599, headers a table or nil.
-local function send(st, request)
-  local ok, res, terr = pcall(st.send, request)
+local function send(st, t, request)
+  local ok, res, terr = raw_pcall(t.send, t, request) -- the plain pcall: no vararg pass on the dial path
   if not ok then
-    return nil, fail(st, "protocol", st.transport_name .. " raised an error: " .. describe(res),
+    errors.pass_interrupt(res)
+    return nil, fail(st, "protocol", t.name .. " raised an error: " .. describe(res),
                      { sent = true, retryable = false })
   end
   if res == nil then
@@ -204,11 +207,11 @@ local function retry_delay(st, err, attempt, idempotent, res)
   return delay
 end
 
---- with_retries(st, op, idempotent, request, once, a, b) -> v1, v2 | nil, err
--- Runs once(st, request, a, b) -> v1, v2, res | nil, err, res until it succeeds or
+--- with_retries(st, t, op, idempotent, request, once, a, b) -> v1, v2 | nil, err
+-- Runs once(st, t, request, a, b) -> v1, v2, res | nil, err, res until it succeeds or
 -- must stop. Events (and their tables and clock reads) are made only when there
 -- is an on_event hook; each names its call, op ("dial", "records_page", "download").
-local function with_retries(st, op, idempotent, request, once, a, b)
+local function with_retries(st, t, op, idempotent, request, once, a, b)
   local attempt = 0
   local on_event = st.on_event
   while true do
@@ -216,10 +219,10 @@ local function with_retries(st, op, idempotent, request, once, a, b)
     local t0
     if on_event then
       emit(st, { type = "request", op = op, method = request.method, url = request.url, attempt = attempt })
-      t0 = st.now()
+      t0 = t:now()
     end
-    local v1, v2, res = once(st, request, a, b)
-    local elapsed = on_event and st.now() - t0
+    local v1, v2, res = once(st, t, request, a, b)
+    local elapsed = on_event and t:now() - t0
     if v1 ~= nil then
       if on_event then
         emit(st, { type = "response", op = op, method = request.method, url = request.url, attempt = attempt,
@@ -240,7 +243,7 @@ local function with_retries(st, op, idempotent, request, once, a, b)
       emit(st, { type = "retry", op = op, method = request.method, url = request.url, attempt = attempt,
                  status = err.status, elapsed = elapsed, error = tostring(err), delay = delay })
     end
-    local ok, serr = pcall(st.sleep, delay)
+    local ok, serr = pcall(t.sleep, t, delay)
     if not ok then
       -- the caller's sleep failed: stop here with the error we had, never raise
       err.message = redact(st, err.message .. " (not retried: the sleep function raised: " .. describe(serr) .. ")")
@@ -267,8 +270,8 @@ local function refused_credentials(kind, status, message)
   return nil
 end
 
-local function api_once(st, request, op, asked)
-  local res, e = send(st, request)
+local function api_once(st, t, request, op, asked)
+  local res, e = send(st, t, request)
   if not res then
     return nil, e
   end
@@ -285,14 +288,14 @@ local function api_once(st, request, op, asked)
   return v1, v2, res
 end
 
---- api(st, op, request [, asked]) -> v1, v2 | nil, err
-function _M.api(st, op, request, asked)
+--- api(st, op, request [, asked [, t]]) -> v1, v2 | nil, err   (t: st.transport unless a task's)
+function _M.api(st, op, request, asked, t)
   request.timeout = st.timeout
   request.connect_timeout = st.connect_timeout
   request.max_body = st.max_body
   -- the headers of a 2xx answer are never read here (Retry-After matters only on failures)
   request.want_headers = false
-  return with_retries(st, op, op ~= "dial", request, api_once, op, asked)
+  return with_retries(st, t or st.transport, op, op ~= "dial", request, api_once, op, asked)
 end
 
 return _M

@@ -1,5 +1,5 @@
 --- clicktocall.jobfiles: what the jobs (archive, sync) share: checks of their arguments, the lock,
--- the provider's clock, record ids as keys, and the records of a window paged to the end.
+-- the provider's clock, record ids as keys, a window's pages (clicktocall.pager), and the locked run.
 
 local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"
@@ -155,31 +155,36 @@ function _M.unix(s)
   return (core.parse_time(date .. " " .. time))
 end
 
---- records(st, fname, args) -> { rec, ... } | nil, err: every record of the window, paged to the end
--- args: start_time, end_time, user_data, max_id (optional)
-function _M.page_all(st, fname, args, on_page)
-  local page_args = { start_time = args.start_time, end_time = args.end_time, user_data = args.user_data,
-                      max_id = args.max_id }
-  local pages = 0
-  while true do
-    local request, asked = core.request("records_page", st.cfg, page_args)
-    if not request then
-      return _M.argument(st, fname, asked.message, asked.field)
-    end
-    local recs, nxt = exchange.api(st, "records_page", request, asked)
-    if not recs then
-      return nil, nxt
-    end
-    pages = pages + 1
-    local ok, err = on_page(recs, pages)
-    if not ok then
-      return nil, err
-    end
-    if nxt == nil or #recs == 0 then
-      return true
-    end
-    page_args.max_id = nxt
+--- pages(st, job, fname, args) -> next_page, close (clicktocall.pager): the window's records, the next page
+-- in flight while one is worked on, the job's lease renewed before each page is handed out
+function _M.pages(st, job, fname, args)
+  local lease = job.lease
+  return require("clicktocall.pager").new(st, fname, args, { ahead = true, on_page = lease and function()
+    return lease:renew()
+  end })
+end
+
+--- run_locked(st, job, what, lock_path, body) -> body(st, job)'s results | nil, err
+-- The jobs' run: the lock (or the Redis lease of job.lock_url) taken, body run protected, the lock let go
+-- whatever happened, job.cleanup() (temporary files) on a raise; Ctrl-C goes on to the caller as it is,
+-- anything else raised becomes one error of kind "protocol" ("<job.fname> failed: ...").
+function _M.run_locked(st, job, what, lock_path, body)
+  local lock, err = _M.lock(st, lock_path, what, job.lock_url, job.user_data)
+  if not lock then
+    return nil, err
   end
+  job.lease = job.lock_url and lock or nil
+  local ok, summary, serr = pcall(body, st, job)
+  lock:unlock()
+  if not ok then
+    if job.cleanup then
+      job.cleanup()
+    end
+    errors.pass_interrupt(summary)
+    return nil, exchange.fail(st, "protocol", job.fname .. " failed: " .. exchange.describe(summary),
+                              { sent = true, retryable = false })
+  end
+  return summary, serr
 end
 
 --- check_window(st, fname, args) -> true | nil, err: start_time, end_time and user_data, as core.request

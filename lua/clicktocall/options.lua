@@ -1,5 +1,5 @@
 --- clicktocall.options: the options of clicktocall.new{}, their defaults and
--- checks, and the client state they make (transport, sleep, clock, guard).
+-- checks, and the client state they make (its configuration, one transport object, the guard).
 --
 --   base_url, app_secret (required); user_data; timeout = 10; connect_timeout = 3;
 --   retries = 2; max_body = 8 MiB; transport = nil | "curl" | "ngx" | function;
@@ -196,53 +196,24 @@ local function check(o)
 end
 _M.check = check
 
--- st.send, st.sleep, st.now (and st.handle, st.download with libcurl)
+-- st.transport: one object per client (transport/curl.lua, transport/ngx.lua, transport/func.lua)
 local function setup_transport(st, o)
   local t = o.transport
-  if t == nil or t == "curl" then
-    local handle, herr = core.curl_transport { ca_file = o.ca_file, insecure = o.insecure, proxy = o.proxy }
-    if not handle then
-      return herr.message
-    end
-    st.handle = handle
-    st.send = function(request)
-      return handle:perform(request)
-    end
-    st.download = function(request, tmp)
-      return handle:download(request, tmp)
-    end
-    st.sleep = o.sleep or core.sleep
-    st.now = core.now
-    st.transport_name = "the libcurl transport"
-    st.transport_kind = "curl"
-    -- a batch (clicktocall.batch) makes its multi object with the same TLS and proxy settings
-    -- (a table only when one is set: thousands of short-lived clients should not pay for it)
-    if o.ca_file ~= nil or o.insecure ~= nil or o.proxy ~= nil then
-      st.transport_options = { ca_file = o.ca_file, insecure = o.insecure, proxy = o.proxy }
-    end
-  elseif t == "ngx" then
-    local ok, ngx_transport = pcall(require, "clicktocall.transport.ngx")
-    if not ok then
-      return "transport \"ngx\" needs OpenResty/ngx_lua: " .. tostring(ngx_transport), "transport"
-    end
-    local ngx_send, terr = ngx_transport.new {
-      pool_size = o.pool_size, keepalive_timeout = o.keepalive_timeout,
-      ssl_verify = not o.insecure,
-    }
-    if not ngx_send then
-      return terr, "transport"
-    end
-    st.send = ngx_send
-    st.sleep = o.sleep or ngx_transport.sleep
-    st.now = ngx_transport.now
-    st.transport_name = "the ngx transport"
-    st.transport_kind = "ngx"
-  else
-    st.send = t
-    st.sleep = o.sleep or core.sleep
-    st.now = core.now
-    st.transport_name = "the transport function"
-    st.transport_kind = "function"
+  if type(t) == "function" then
+    st.transport = require("clicktocall.transport.func").new(t, o.sleep)
+    return nil
+  end
+  local name = t == "ngx" and "ngx" or "curl"
+  local ok, mod = pcall(require, "clicktocall.transport." .. name)
+  if not ok then
+    return "transport \"ngx\" needs OpenResty/ngx_lua: " .. tostring(mod), "transport"
+  end
+  local err
+  st.transport, err = mod.new(name == "ngx" and { pool_size = o.pool_size, keepalive_timeout = o.keepalive_timeout,
+                                                  ssl_verify = not o.insecure, sleep = o.sleep } or o)
+  if not st.transport then
+    -- the core's constructor fails with an error table, the ngx transport with a sentence
+    return type(err) == "table" and err.message or err, name == "ngx" and "transport" or nil
   end
   return nil
 end
@@ -304,8 +275,8 @@ function _M.state(o, version)
     err, field = setup_guard(st, o)
   end
   if err then
-    if st.handle then
-      st.handle:close()
+    if st.transport then
+      st.transport:close()
     end
     return nil, exchange.redact(st, err), field
   end

@@ -2,7 +2,7 @@
 --
 -- The window [t0, t1] (Unix seconds) is cut into N equal slices that touch at their edges
 -- ([e0, e1], [e1, e2], ...: the provider's window is inclusive at both ends). Each slice pages by
--- maxId in its own task of a clicktocall.batch scheduler, its pages queued (at most QUEUE of them:
+-- maxId (clicktocall.pager) in its own task of the transport's scheduler, its pages queued (at most QUEUE of them:
 -- a slice ahead of the consumer waits, so memory stays bounded); the records go to the caller slice
 -- by slice, in time order, by id within a slice. A record on a shared edge comes in both slices: the
 -- later copy is dropped (by id, among the earlier slice's records at its end edge).
@@ -11,7 +11,7 @@
 local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"
 local exchange = require "clicktocall.exchange"
-local batch = require "clicktocall.batch"
+local pager = require "clicktocall.pager"
 local jobs = require "clicktocall.jobfiles"
 
 local error = error
@@ -21,7 +21,7 @@ local setmetatable = setmetatable
 local floor = math.floor
 local remove = table.remove
 
-local _M = { _VERSION = core._VERSION, MAX = 16 }
+local _M = { _VERSION = core._VERSION }
 
 -- Pages a slice may hold ahead of the consumer. Enough that a fast consumer never waits on a slice's
 -- network while an earlier slice is read (a slice of 10,000 records / 8 is 13 pages).
@@ -51,39 +51,24 @@ local function edges(t0, t1, n)
 end
 _M.edges = edges
 
--- One page of a slice -> recs, nxt | nil, err (through io: the scheduler's view of st, or st itself)
-local function fetch(st, io, slice)
-  local request, asked = core.request("records_page", st.cfg, slice.args)
-  if not request then
-    return nil, errors.call_argument("records", exchange.redact(st, asked.message), asked.field)
-  end
-  return exchange.api(io, "records_page", request, asked)
-end
-
 -- One page of a slice into its queue; marks the slice done at its end or on a failure.
-local function page_once(st, io, slice)
-  local recs, nxt = fetch(st, io, slice)
-  if not recs then
-    slice.err, slice.done = nxt, true
-    return
-  end
-  if #recs > 0 then
+local function page_once(slice)
+  local recs, err = slice.next_page()
+  if recs and #recs > 0 then
     slice.queue[#slice.queue + 1] = recs
-  end
-  if nxt == nil or #recs == 0 then
-    slice.done = true
-  else
-    slice.args.max_id = nxt
+  elseif not recs then
+    slice.err, slice.done = err, true
   end
 end
 
 -- A slice's task: page until the end, parking while its queue is full.
-local function pager(st, sched, slice)
+local function pager_task(sched, slice)
   while not slice.done do
     while #slice.queue >= QUEUE do
       sched:park(slice.task)
     end
-    page_once(st, sched.io, slice)
+    page_once(slice)
+    sched:notify()
   end
 end
 
@@ -105,11 +90,12 @@ function _M.iterate(st, page_args, n, limit)
     a.start_time, a.end_time = e[k], e[k + 1]
     list[k] = { args = a, queue = {}, done = false, edge = e[k + 1] }
   end
-  local sched = not pending and batch.scheduler(st, #list) or nil
-  if sched then
-    for k = 1, #list do
-      local slice = list[k]
-      slice.task = sched:spawn(pager, st, sched, slice)
+  local sched = not pending and st.transport:scheduler(#list) or nil
+  for k = 1, #list do
+    local slice = list[k]
+    slice.next_page = pager.new(st, "records", slice.args, { io = sched and sched.io })
+    if sched then
+      slice.task = sched:spawn(pager_task, sched, slice)
     end
   end
 
@@ -141,7 +127,9 @@ function _M.iterate(st, page_args, n, limit)
           error(raised, 0)
         end
       else
-        page_once(st, st, slice)
+        repeat
+          page_once(slice)
+        until #slice.queue > 0 or slice.done
       end
     end
     for k = 1, #list do

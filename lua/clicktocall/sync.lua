@@ -28,7 +28,6 @@ local jobs = require "clicktocall.jobfiles"
 
 local type = type
 local select = select
-local pcall = pcall
 local tostring = tostring
 local io_open = io.open
 local os_rename = os.rename
@@ -97,7 +96,7 @@ local function check(st, args)
     return nil, why
   end
   return { state = state, dir = dir, on_record = args.on_record, lookback = floor(lookback), since = since,
-           user_data = user_data, lock_url = args.lock }
+           user_data = user_data, lock_url = args.lock, fname = FNAME }
 end
 
 local function corrupt(st, path, why)
@@ -268,15 +267,9 @@ local function locked(st, job)
     unsaved = false
     return write_state(st, job, s)
   end
-  local ok
-  ok, err = jobs.page_all(st, FNAME, { start_time = start, end_time = now, user_data = job.user_data,
-                                       max_id = 0 }, function(recs)
-    if job.lease then
-      local lok, lerr = job.lease:renew()
-      if not lok then
-        return nil, lerr
-      end
-    end
+  local next_page, close_pages = jobs.pages(st, job, FNAME, { start_time = start, end_time = now,
+                                                               user_data = job.user_data, max_id = 0 })
+  local function page(recs)
     for i = 1, #recs do
       local rec = recs[i]
       local key = jobs.key(rec.id)
@@ -304,7 +297,18 @@ local function locked(st, job)
       return save()
     end
     return true
-  end)
+  end
+  local ok = true
+  while ok do
+    local recs
+    recs, err = next_page()
+    if not recs then
+      ok = err == nil
+      break
+    end
+    ok, err = page(recs)
+  end
+  close_pages()
   if not ok then
     -- cut short: keep what this run delivered (through stays), so the next run does not deliver it again
     if unsaved then
@@ -340,23 +344,12 @@ function _M.run(st, args)
   if not job then
     return nil, err
   end
-  local lock
-  lock, err = jobs.lock(st, job.state .. ".lock", "sync", job.lock_url, job.user_data)
-  if not lock then
-    return nil, err
-  end
-  job.lease = job.lock_url and lock or nil
-  local ok, summary, serr = pcall(locked, st, job)
-  lock:unlock()
-  if not ok then
+  job.cleanup = function()
     if job.tmp then
       os_remove(job.tmp) -- a state write cut short (Ctrl-C after its fsync): the whole temporary file goes
     end
-    jobs.errors.pass_interrupt(summary) -- Ctrl-C goes on to the caller, once the lock is let go
-    return nil, exchange.fail(st, "protocol", "sync failed: " .. exchange.describe(summary),
-                              { sent = true, retryable = false })
   end
-  return summary, serr
+  return jobs.run_locked(st, job, "sync", job.state .. ".lock", locked)
 end
 
 return _M

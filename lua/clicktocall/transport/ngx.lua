@@ -17,11 +17,11 @@
 --     pool_size         = 30,    -- connections kept per pool (per worker), default 30
 --     keepalive_timeout = 60,    -- seconds a pooled connection may stay idle; 0 turns pooling off
 --     ssl_verify        = true,  -- verify the server's certificate (false only for the client's `insecure`)
---     ca_file           = nil,   -- informational: cosockets trust what lua_ssl_trusted_certificate names
---                                 --   (clicktocall.new refuses ca_file and proxy with transport = "ngx")
---   }
---   local res, err = transport{ method = "POST", url = "https://host/path", headers = {...}, body = "...",
---                               timeout = 10, connect_timeout = 3, max_body = 8388608, sink = nil }
+--     sleep             = nil,   -- the client's `sleep` option (else ngx.sleep)
+--   }                             -- (cosockets trust only lua_ssl_trusted_certificate: no ca_file, no proxy)
+--   local res, err = transport:send{ method = "POST", url = "https://host/path", headers = {...}, body = "...",
+--                                    timeout = 10, connect_timeout = 3, max_body = 8388608, sink = nil }
+--   transport:sleep(s), transport:now(), transport:scheduler(n) (ngx.thread, clicktocall.batch), transport:close()
 --
 -- res = { status = 200, headers = { ["content-type"] = "..." }, body = "..." }
 -- err = an error value of clicktocall.errors: kind = "network"|"timeout"|"protocol"|"argument", message,
@@ -54,6 +54,7 @@ local ngx = ngx
 local type = type
 local pcall = pcall
 local tostring = tostring
+local setmetatable = setmetatable
 local tonumber = tonumber
 local concat = table.concat
 local str_find = string.find
@@ -100,15 +101,6 @@ local has_token = http1.has_token
 local function _now()
   ngx.update_time()
   return ngx.now()
-end
-
---- Helpers the client uses for backoff and elapsed time inside nginx.
-function _M.sleep(seconds)
-  return ngx.sleep(seconds)
-end
-
-function _M.now()
-  return _now()
 end
 
 -- A per-request clock: the whole request must finish by `deadline`; each operation gets the time left.
@@ -661,7 +653,30 @@ local function _request(self, req)
   return res
 end
 
---- Create a transport: a function(request) -> response | nil, err. Returns nil, err_string on bad options.
+local T = { name = "the ngx transport" }
+T.__index = T
+
+T.send = _request
+
+function T:sleep(seconds)
+  return (self.user_sleep or ngx.sleep)(seconds)
+end
+
+T.now = _now
+
+--- scheduler(n) -> n ngx.threads at most (cosockets yield by themselves: a task sends through this object);
+-- nil in a phase without cosockets, where send says so itself
+function T:scheduler(n)
+  if not COSOCKET_PHASES[ngx.get_phase()] then
+    return nil
+  end
+  return require("clicktocall.batch").ngx_scheduler(self, n)
+end
+
+function T.close()
+end
+
+--- new(opts) -> transport | nil, sentence (bad options, or no ngx_lua here)
 function _M.new(opts)
   if opts ~= nil and type(opts) ~= "table" then
     return nil, "ngx transport options must be a table"
@@ -688,21 +703,18 @@ function _M.new(opts)
   elseif type(ssl_verify) ~= "boolean" then
     return nil, "ssl_verify must be a boolean"
   end
-  if opts.ca_file ~= nil and type(opts.ca_file) ~= "string" then
-    return nil, "ca_file must be a string"
+  if opts.sleep ~= nil and type(opts.sleep) ~= "function" then
+    return nil, "sleep must be a function"
   end
-  local self = {
+  return setmetatable({
     pool_size = pool_size,
     keepalive_ms = math_floor(keepalive_timeout * 1000),
     ssl_verify = ssl_verify,
-    ca_file = opts.ca_file,
+    user_sleep = opts.sleep,
     url_cache = {},   -- url -> parsed parts (see _url)
     url_count = 0,
     hdr_cache = nil,  -- the last request's header block (see http1.header_block)
-  }
-  return function(req)
-    return _request(self, req)
-  end
+  }, T)
 end
 
 return _M
