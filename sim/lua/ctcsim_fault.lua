@@ -211,10 +211,10 @@ function M.begin(class)
   dict:incr("nreq:" .. class, 1, 0)      -- all = api + recordings
 end
 
--- the log phase: the request is over (seq: its log entry)
+-- the log phase: the request is over (seq: its log entry). The finish time and the bytes sent are written
+-- before the counts go down, "inflight:all" last: a client that waits until nothing is in flight (another
+-- worker answers it meanwhile) then finds every finished request's numbers written.
 function M.finish(class, seq)
-  dict:incr("inflight:all", -1, 0)
-  dict:incr("inflight:" .. class, -1, 0)
   if class == "recordings" then
     local body_bytes = tonumber(ngx.var.body_bytes_sent)
     if body_bytes and body_bytes > 0 then dict:incr("sent:recordings", body_bytes, 0) end
@@ -223,6 +223,8 @@ function M.finish(class, seq)
     ngx.update_time()
     dict:safe_set("logf:" .. seq, ngx.now())
   end
+  dict:incr("inflight:" .. class, -1, 0)
+  dict:incr("inflight:all", -1, 0)
 end
 
 local function max_of(class, in_flight)
