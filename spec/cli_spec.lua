@@ -12,6 +12,14 @@ local progress = require "clicktocall.cli.progress"
 local helper = require "spec.helpers.cli"
 
 local UD = "4e2239c5-a6e6-4201-a072-8342e29c3ae3"
+
+-- The local dial guard's claims live under XDG_RUNTIME_DIR (else ~/.cache: /nonexistent is writable by root),
+-- in a directory of this run's own, so no other run's dial is taken for a repeat.
+local GUARD_DIR
+local function guard_dir()
+  GUARD_DIR = GUARD_DIR or helper.tmpdir()
+  return GUARD_DIR
+end
 local SECRET = "CANARY-s3cr3t-XYZ"
 
 -- an in-memory file handle
@@ -468,7 +476,7 @@ describe("cli commands in process", function()
   local function run_with(args, envt)
     local o, e = sink(), sink()
     local base = { CLICKTOCALL_BASE_URL = "http://mock", CLICKTOCALL_APP_SECRET = SECRET,
-                   CLICKTOCALL_USER_DATA = UD, HOME = "/nonexistent" }
+                   CLICKTOCALL_USER_DATA = UD, HOME = "/nonexistent", XDG_RUNTIME_DIR = guard_dir() }
     for k, v in pairs(envt or {}) do base[k] = v end
     local code = cli.main(args, {
       stdout = o, stderr = e, isatty = function() return false end,
@@ -747,7 +755,7 @@ describe("cli in process: output, quiet, completion, help, messages (issue 19)",
   local function run(args, extra, tty)
     out, err = sink(), sink()
     local e = { CLICKTOCALL_BASE_URL = "http://mock", CLICKTOCALL_APP_SECRET = SECRET, CLICKTOCALL_USER_DATA = UD,
-                HOME = "/nonexistent", CLICKTOCALL_SYSTEM_CONFIG = "" }
+                HOME = "/nonexistent", CLICKTOCALL_SYSTEM_CONFIG = "", XDG_RUNTIME_DIR = guard_dir() }
     for k, v in pairs(extra or {}) do
       e[k] = v ~= false and v or nil
     end

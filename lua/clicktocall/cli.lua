@@ -28,7 +28,7 @@ local gsub = string.gsub
 local find = string.find
 local match = string.match
 
-local M = { _VERSION = require("clicktocall.core")._VERSION }
+local M = { _VERSION = require "clicktocall.version" }
 
 M.EXIT = { ok = 0, api = 1, unexpected = 1, usage = 2, below_min = 3, network = 4, failed = 5, busy = 6,
            auth = 7, duplicate = 8 }

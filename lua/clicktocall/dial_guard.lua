@@ -54,9 +54,10 @@ local os_time = os.time
 
 local redis_mod = require "clicktocall.redis"
 
--- The guard works without the C core (a bare nginx may use it alone); with it, it carries the core's version.
+-- The shared-dict and Redis guards work without the C core (a bare nginx may use them alone); the file guard
+-- needs it.
 local has_core, core = pcall(require, "clicktocall.core")
-local _M = { _VERSION = has_core and core._VERSION or nil }
+local _M = { _VERSION = require "clicktocall.version" }
 
 local mt = { __index = _M }
 

@@ -13,7 +13,7 @@ local type = type
 local format = string.format
 local match = string.match
 
-local _M = { _VERSION = require("clicktocall.core")._VERSION }
+local _M = { _VERSION = require "clicktocall.version" }
 
 local KINDS = {
   argument = true, network = true, timeout = true, http = true,

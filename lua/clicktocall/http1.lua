@@ -29,7 +29,7 @@ local str_lower = string.lower
 local str_match = string.match
 local str_gsub = string.gsub
 
-local _M = { _VERSION = require("clicktocall.core")._VERSION }
+local _M = { _VERSION = require "clicktocall.version" }
 
 -- HTTP's optional white space, and the rest of C's isspace (a header line may end in stray CR/VT/FF).
 local function is_space(b)

@@ -38,9 +38,7 @@ local floor = math.floor
 
 local ngx = rawget(_G, "ngx") -- nil outside nginx
 
--- Works without the C core (a bare nginx may use the guard alone); with it, it carries the core's version.
-local has_core, core = pcall(require, "clicktocall.core")
-local _M = { _VERSION = has_core and core._VERSION or nil }
+local _M = { _VERSION = require "clicktocall.version" } -- pure Lua: a bare nginx may use the guard alone
 
 local MAX_BULK = 1024 * 1024 -- our values are short tokens; a larger bulk is not an answer of ours
 local MAX_ITEMS = 1024

@@ -10,7 +10,7 @@ local format = string.format
 local match = string.match
 local gsub = string.gsub
 
-local M = { _VERSION = require("clicktocall.core")._VERSION }
+local M = { _VERSION = require "clicktocall.version" }
 
 -- key -> kind; the global options' names with "_" for "-", plus the two that
 -- are never flags

@@ -13,7 +13,7 @@ local match = string.match
 local lower = string.lower
 local gsub = string.gsub
 
-local M = { _VERSION = require("clicktocall.core")._VERSION }
+local M = { _VERSION = require "clicktocall.version" }
 
 M.CLOCK_TOLERANCE = 60 -- seconds the machine may differ from the server
 

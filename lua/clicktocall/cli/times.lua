@@ -10,7 +10,7 @@ local format = string.format
 
 local core = require "clicktocall.core"
 
-local M = { _VERSION = core._VERSION }
+local M = { _VERSION = require "clicktocall.version" }
 
 M.OFFSET = 8 * 3600 -- the provider's clock: UTC+8
 
