@@ -64,8 +64,8 @@ end
 M.shell_quote = shell_quote
 
 --- permissions(path) -> "rw-r--r--" (owner, group, others) | nil, message
--- Lua has no stat(); `ls -ldL` prints the mode the same way on every POSIX
--- system (GNU, BSD, macOS, busybox), unlike `stat -c` / `stat -f`.
+-- The core's stat() gives a file's kind, not its mode; `ls -ldL` prints the mode the same way on every
+-- POSIX system (GNU, BSD, macOS, busybox), unlike `stat -c` / `stat -f`.
 function M.permissions(path)
   local p = io.popen("LC_ALL=C ls -ldL -- " .. shell_quote(path) .. " 2>/dev/null")
   if not p then
