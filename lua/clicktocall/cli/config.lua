@@ -187,6 +187,7 @@ function M.read(path, profile)
   return M.parse(text, path, profile)
 end
 
+--- readable(path) -> whether the file (or directory) can be opened
 local function exists(path)
   local f = io.open(path, "rb")
   if f then
@@ -195,6 +196,7 @@ local function exists(path)
   end
   return false
 end
+M.readable = exists
 
 -- a file's text | nil, why, absent (true when there is no such file)
 local function slurp(path)

@@ -28,14 +28,7 @@ local DEFAULT_BUNDLES = {
   "/etc/ssl/cert.pem",                  -- macOS, BSD
 }
 
-local function readable(path)
-  local f = io.open(path, "rb")
-  if f then
-    f:close()
-    return true
-  end
-  return false
-end
+local readable = config.readable
 
 -- http1's reading -> { scheme, host, port }, the host as it is connected to (an IPv6 literal without brackets)
 local function parse(s, opts)
