@@ -10,14 +10,6 @@ local cli = require "spec.helpers.cli"
 local CANARY = "CANARY-s3cr3t-XYZ"
 local CANARY_B64 = require("clicktocall.core").base64(CANARY)
 
-local HAS_ARCHIVE, HAS_SYNC
-do
-  local c = assert(clicktocall.new { base_url = "http://x", app_secret = "x" })
-  HAS_ARCHIVE = type(c.archive_recordings) == "function"
-  HAS_SYNC = type(c.sync) == "function"
-  c:close()
-end
-
 describe("clicktocall command #noasan", function()
   local s, env
   local outputs = {} -- every stdout and stderr, searched for the canary at the end
@@ -271,7 +263,8 @@ describe("clicktocall command #noasan", function()
       assert.matches("FAIL  DNS +nonexistent%.invalid cannot be resolved", r.stdout)
       r = run({ "doctor" }, { env = cli.sim_env(s, { CLICKTOCALL_BASE_URL = "ftp://x" }) })
       assert.equal(2, r.code)
-      assert.matches("FAIL  base URL +'ftp://x' %(CLICKTOCALL_BASE_URL%) cannot be used: its scheme is ftp", r.stdout)
+      assert.matches("FAIL  base URL +'ftp://x' %(CLICKTOCALL_BASE_URL%) cannot be used: only http and https URLs " ..
+                     "are allowed, not ftp", r.stdout)
     end)
 
     it("doctor: https to a server that speaks http fails at TLS, naming the CA bundle", function()
@@ -487,95 +480,75 @@ describe("clicktocall command #noasan", function()
   end)
 
   describe("jobs", function()
-    if not HAS_ARCHIVE then
-      it("archive says in one sentence that the library has no archive_recordings, exit 1", function()
-        local r = run({ "archive", "--from", "1d", "--dir", cli.tmpdir() })
-        assert.equal(1, r.code)
-        assert.matches("^clicktocall archive: this clicktocall library .* has no client:archive_recordings; .*%.\n$",
-          r.stderr)
-      end)
-      pending("archive end to end and its progress bar in tmux: client:archive_recordings is not built yet " ..
-              "(the jobs issue); these run once it is")
-    else
-      it("archive: a day of recordings on disk, plain progress lines, a summary, exit 0", function()
-        s:post("/_sim/seed", { count = 30, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
-        local dir = cli.tmpdir()
-        local r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir })
-        assert.equal(0, r.code, r.stderr)
-        -- seeded ids divisible by 10 have no recording
-        assert.matches("^archived 27, skipped 0 %(already there%), 3 without a recording, 0 failed", r.stdout)
-        assert.matches("archived 27/27 ", r.stderr)
-        assert.is_nil(r.stderr:find("\r", 1, true))
-        r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir })
-        assert.matches("^archived 0, skipped 27", r.stdout)
-      end)
+    it("archive: a day of recordings on disk, plain progress lines, a summary, exit 0", function()
+      s:post("/_sim/seed", { count = 30, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+      local dir = cli.tmpdir()
+      local r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir })
+      assert.equal(0, r.code, r.stderr)
+      -- seeded ids divisible by 10 have no recording
+      assert.matches("^archived 27, skipped 0 %(already there%), 3 without a recording, 0 failed", r.stdout)
+      assert.matches("archived 27/27 ", r.stderr)
+      assert.is_nil(r.stderr:find("\r", 1, true))
+      r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir })
+      assert.matches("^archived 0, skipped 27", r.stdout)
+    end)
 
-      it("archive: exit 5 naming the failed recordings", function()
-        s:post("/_sim/seed", { count = 5, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
-        s:post("/_sim/fault", { path = "/recordings/*", kind = "status", status = 404, count = 100 })
-        local r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", cli.tmpdir() })
-        assert.equal(5, r.code)
-        assert.matches("failed: id %d+, session ", r.stdout) -- ids go on across the spec's seeds
-      end)
+    it("archive: exit 5 naming the failed recordings", function()
+      s:post("/_sim/seed", { count = 5, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+      s:post("/_sim/fault", { path = "/recordings/*", kind = "status", status = 404, count = 100 })
+      local r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", cli.tmpdir() })
+      assert.equal(5, r.code)
+      assert.matches("failed: id %d+, session ", r.stdout) -- ids go on across the spec's seeds
+    end)
 
-      it("archive: the progress bar in a real terminal (tmux) while a slow simulator serves", function()
-        s:post("/_sim/seed", { count = 20, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
-        s:post("/_sim/fault", { path = "/recordings/*", kind = "latency", ms = 300, count = 100 })
-        local t = cli.tmux({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", cli.tmpdir(),
-                             "--concurrency", "1" }, { env = env })
-        finally(function() t:kill() end)
-        local mid, seen = t:wait_for("%] %d+/18 recordings", 30)
-        assert.truthy(mid, seen)
-        assert.matches("%[[#.]+%] %d+/18 recordings  [%d.]+ %a+  [%d.]+ %a+/s  [%d:-]+ left  %d+ failed", mid)
-        local done, text = t:wait_for("__EXIT__%d+", 60)
-        assert.truthy(done, text)
-        assert.matches("18/18 recordings", done)
-        assert.matches("__EXIT__0", done)
-      end)
-    end
+    it("archive: the progress bar in a real terminal (tmux) while a slow simulator serves", function()
+      s:post("/_sim/seed", { count = 20, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+      s:post("/_sim/fault", { path = "/recordings/*", kind = "latency", ms = 300, count = 100 })
+      local t = cli.tmux({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", cli.tmpdir(),
+                           "--concurrency", "1" }, { env = env })
+      finally(function() t:kill() end)
+      local mid, seen = t:wait_for("%] %d+/18 recordings", 30)
+      assert.truthy(mid, seen)
+      assert.matches("%[[#.]+%] %d+/18 recordings  [%d.]+ %a+  [%d.]+ %a+/s  [%d:-]+ left  %d+ failed", mid)
+      local done, text = t:wait_for("__EXIT__%d+", 60)
+      assert.truthy(done, text)
+      assert.matches("18/18 recordings", done)
+      assert.matches("__EXIT__0", done)
+    end)
 
-    if not HAS_SYNC then
-      it("sync says in one sentence that the library has no sync, exit 1", function()
-        local r = run({ "sync", "--state", cli.tmpdir() .. "/state.json" })
-        assert.equal(1, r.code)
-        assert.matches("has no client:sync; ", r.stderr)
-      end)
-      pending("sync end to end: client:sync is not built yet (the jobs issue); it runs once it is")
-    else
-      it("sync: each new record on stdout, the next run only the new ones, busy is 6", function()
-        s:post("/_sim/seed", { count = 150, start_time = os.time() - 3600, end_time = os.time() - 60 })
-        local state = cli.tmpdir() .. "/state.json"
-        local r = run({ "sync", "--state", state, "--since", "2h" })
-        assert.equal(0, r.code, r.stderr)
-        assert.equal(150, #lines(r.stdout))
-        assert.equal("number", type(cjson.decode(lines(r.stdout)[1]).id))
-        s:post("/_sim/seed", { count = 2, start_time = os.time() - 30, end_time = os.time() - 10 })
-        r = run({ "sync", "--state", state })
-        assert.equal(0, r.code, r.stderr)
-        assert.equal(2, #lines(r.stdout))
-      end)
+    it("sync: each new record on stdout, the next run only the new ones, busy is 6", function()
+      s:post("/_sim/seed", { count = 150, start_time = os.time() - 3600, end_time = os.time() - 60 })
+      local state = cli.tmpdir() .. "/state.json"
+      local r = run({ "sync", "--state", state, "--since", "2h" })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(150, #lines(r.stdout))
+      assert.equal("number", type(cjson.decode(lines(r.stdout)[1]).id))
+      s:post("/_sim/seed", { count = 2, start_time = os.time() - 30, end_time = os.time() - 10 })
+      r = run({ "sync", "--state", state })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(2, #lines(r.stdout))
+    end)
 
-      it("sync --lookback: the summary names skipped and through; the state's window follows the lookback",
-         function()
-        local now = os.time()
-        s:post("/_sim/seed", { count = 10, start_time = now - 1800, end_time = now - 60 })
-        local state = cli.tmpdir() .. "/state.json"
-        local r = run({ "sync", "--state", state, "--since", "1h", "--lookback", "600" })
-        assert.equal(0, r.code, r.stderr)
-        assert.equal(10, #lines(r.stdout))
-        assert.matches("^clicktocall sync: 10 new records, 0 skipped, in 1 page; through %d%d%d%d%-%d%d%-%d%d "
-          .. "%d%d:%d%d:%d%d %(UTC%+8%) in ", r.stderr)
-        -- the next run re-reads the last 600 s: the records that ended there are skipped, none delivered again
-        r = run({ "sync", "--state", state, "--lookback", "600" })
-        assert.equal(0, r.code, r.stderr)
-        assert.equal(0, #lines(r.stdout))
-        local skipped = tonumber(r.stderr:match(", (%d+) skipped,"))
-        assert.is_true(skipped >= 3 and skipped <= 4, r.stderr)
-        r = run({ "sync", "--state", state, "--lookback", "1h" })
-        assert.equal(2, r.code)
-        assert.matches("%-%-lookback", r.stderr)
-      end)
-    end
+    it("sync --lookback: the summary names skipped and through; the state's window follows the lookback",
+       function()
+      local now = os.time()
+      s:post("/_sim/seed", { count = 10, start_time = now - 1800, end_time = now - 60 })
+      local state = cli.tmpdir() .. "/state.json"
+      local r = run({ "sync", "--state", state, "--since", "1h", "--lookback", "600" })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(10, #lines(r.stdout))
+      assert.matches("^clicktocall sync: 10 new records, 0 skipped, in 1 page; through %d%d%d%d%-%d%d%-%d%d "
+        .. "%d%d:%d%d:%d%d %(UTC%+8%) in ", r.stderr)
+      -- the next run re-reads the last 600 s: the records that ended there are skipped, none delivered again
+      r = run({ "sync", "--state", state, "--lookback", "600" })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(0, #lines(r.stdout))
+      local skipped = tonumber(r.stderr:match(", (%d+) skipped,"))
+      assert.is_true(skipped >= 3 and skipped <= 4, r.stderr)
+      r = run({ "sync", "--state", state, "--lookback", "1h" })
+      assert.equal(2, r.code)
+      assert.matches("%-%-lookback", r.stderr)
+    end)
   end)
 
   describe("in a real terminal", function()
@@ -834,25 +807,23 @@ describe("clicktocall command #noasan", function()
       end
     end)
 
-    if HAS_ARCHIVE then
-      it("archive: -q prints no progress; -o json gives the summary with the failures", function()
-        s:post("/_sim/seed", { count = 5, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
-        local dir = cli.tmpdir()
-        local r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir, "-q" })
-        assert.equal(0, r.code, r.stderr)
-        assert.equal("", r.stderr)
-        assert.matches("^archived 4, ", r.stdout)
-        s:post("/_sim/seed", { count = 2, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
-        s:post("/_sim/fault", { path = "/recordings/*", kind = "status", status = 404, count = 100 })
-        r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir, "-o", "json", "-q" })
-        assert.equal(5, r.code)
-        local summary = cjson.decode(r.stdout)
-        assert.same({ 0, 4, 2 }, { summary.downloaded, summary.skipped, summary.failed })
-        assert.equal(2, #summary.failures)
-        assert.matches("404", summary.failures[1].error)
-        assert.matches("^clicktocall archive: 2 recordings failed", r.stderr) -- an error: kept by -q
-      end)
-    end
+    it("archive: -q prints no progress; -o json gives the summary with the failures", function()
+      s:post("/_sim/seed", { count = 5, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+      local dir = cli.tmpdir()
+      local r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir, "-q" })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("", r.stderr)
+      assert.matches("^archived 4, ", r.stdout)
+      s:post("/_sim/seed", { count = 2, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+      s:post("/_sim/fault", { path = "/recordings/*", kind = "status", status = 404, count = 100 })
+      r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir, "-o", "json", "-q" })
+      assert.equal(5, r.code)
+      local summary = cjson.decode(r.stdout)
+      assert.same({ 0, 4, 2 }, { summary.downloaded, summary.skipped, summary.failed })
+      assert.equal(2, #summary.failures)
+      assert.matches("404", summary.failures[1].error)
+      assert.matches("^clicktocall archive: 2 recordings failed", r.stderr) -- an error: kept by -q
+    end)
   end)
 
   describe("the man page and the completion scripts, generated (issue 19)", function()

@@ -159,6 +159,25 @@ describe("version", function()
       end
     end
   end)
+
+  it("is read by the pure Lua modules from clicktocall.version, without loading the C core", function()
+    local pure = { "clicktocall.version", "clicktocall.json", "clicktocall.http1", "clicktocall.errors",
+                   "clicktocall.redis", "clicktocall.dial_guard", "clicktocall.cli.output", "clicktocall.cli.progress",
+                   "clicktocall.cli.config" }
+    local lua = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+    local script = [[package.path = "./lua/?.lua;" .. package.path
+package.preload["clicktocall.core"] = function() error("the C core was loaded") end
+for name in ("NAMES"):gmatch("%S+") do
+  local ok, m = pcall(require, name)
+  io.write(name, " ", ok and tostring(type(m) == "table" and m._VERSION or m) or m, "\n")
+end]]
+    script = script:gsub("NAMES", table.concat(pure, " "))
+    local out = require("spec.helpers.util").sh(("%s -e '%s'"):format(lua, script))
+    local v = require("clicktocall.core")._VERSION
+    for _, name in ipairs(pure) do
+      assert.truthy(out:find(name .. " " .. v .. "\n", 1, true), out)
+    end
+  end)
 end)
 
 describe("a call's table", function()

@@ -45,6 +45,33 @@ describe("http1.parse_url", function()
   end)
 end)
 
+describe("http1.parse_url's options: the one URL reader (ngx, doctor, Redis)", function()
+  it("takes other schemes with their default ports, or none, and user information when asked", function()
+    local redis = { ports = { redis = false } }
+    assert.same({ scheme = "redis", host = "r.local", connect_host = "r.local", port = 6379, path = "/2",
+                  host_header = "r.local:6379" }, http1.parse_url("redis://r.local:6379/2", redis))
+    local _, err = http1.parse_url("redis://r.local/2", redis)
+    assert.matches("bad port", err, 1, true)
+    _, err = http1.parse_url("https://h", redis)
+    assert.matches("only redis URLs", err, 1, true)
+    local proxy = { ports = { http = 1080, socks5 = 1080 }, userinfo = true }
+    assert.equal(1080, http1.parse_url("socks5://u:p@px", proxy).port)
+    assert.equal("px", http1.parse_url("socks5://u:p@px", proxy).host)
+    _, err = http1.parse_url("ftp://px", proxy)
+    assert.matches("only http and socks5 URLs", err, 1, true)
+  end)
+
+  it("refuses a host that is no host name or address, and what is not a string", function()
+    for _, url in ipairs { "http://-h/", "http://.h/", "http://h x/", "http://[zz]/" } do
+      local u, err = http1.parse_url(url)
+      assert.is_nil(u, url)
+      assert.is_string(err)
+    end
+    assert.is_nil(http1.parse_url(nil))
+    assert.truthy(http1.parse_url("http://my_host-1.example/"))
+  end)
+end)
+
 describe("http1.header_block and http1.request", function()
   it("serializes the caller's headers in byte order and adds Host, Connection and Content-Length", function()
     local holder = {}

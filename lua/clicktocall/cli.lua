@@ -18,6 +18,9 @@ local output = require "clicktocall.cli.output"
 local progress = require "clicktocall.cli.progress"
 local doctor = require "clicktocall.cli.doctor"
 local errors = require "clicktocall.errors"
+local exchange = require "clicktocall.exchange"
+local core = require "clicktocall.core"
+local DEFAULTS = require("clicktocall.options").DEFAULTS
 
 local type = type
 local pcall = require("clicktocall.errors").pcall -- never swallows Ctrl-C: main() makes it exit 130
@@ -28,7 +31,7 @@ local gsub = string.gsub
 local find = string.find
 local match = string.match
 
-local M = { _VERSION = require("clicktocall.core")._VERSION }
+local M = { _VERSION = require "clicktocall.version" }
 
 M.EXIT = { ok = 0, api = 1, unexpected = 1, usage = 2, below_min = 3, network = 4, failed = 5, busy = 6,
            auth = 7, duplicate = 8 }
@@ -63,34 +66,13 @@ local function without_call(msg)
   return msg
 end
 
-local function base64(s)
-  local ok, core = pcall(require, "clicktocall.core")
-  if ok and type(core.base64) == "function" then
-    return core.base64(s)
-  end
-  return nil
-end
-
---- redact(s, secret) -> s with the secret and its base64 form replaced by "***"
+--- redact(s, secret) -> s with the secret in every form the library knows (exchange.secret_forms: raw,
+-- base64, URL-safe, unpadded) replaced by "***"
 function M.redact(s, secret)
-  s = tostring(s)
   if type(secret) ~= "string" or secret == "" then
-    return s
+    return tostring(s)
   end
-  for _, needle in ipairs({ secret, base64(secret) }) do
-    if needle and needle ~= "" then
-      local from = 1
-      while true do
-        local a, b = find(s, needle, from, true)
-        if not a then
-          break
-        end
-        s = s:sub(1, a - 1) .. "***" .. s:sub(b + 1)
-        from = a + 3
-      end
-    end
-  end
-  return s
+  return exchange.redact({ secrets = exchange.secret_forms(secret) }, tostring(s))
 end
 
 -- one sentence on one line: no newlines, one final full stop
@@ -325,7 +307,7 @@ local function build_parser()
   p:option("--base-url", "The provider's base URL (https://...)."):argname("URL")
   p:option("--user-data", "Your customer id (userData)."):argname("S")
   p:option("--config", "Config file (default ~/.config/clicktocall/config)."):argname("FILE")
-  p:option("--timeout", "Seconds for a whole request (default 10)."):argname("S")
+  p:option("--timeout", "Seconds for a whole request (default " .. DEFAULTS.timeout .. ")."):argname("S")
   p:option("--ca-file", "CA bundle to verify the provider's certificate."):argname("F")
   p:flag("--insecure", "Do not verify TLS certificates (tests only).")
   p:option("--proxy", "HTTP proxy, http://host:port (default: the environment's http_proxy, " ..
@@ -378,7 +360,7 @@ local function build_parser()
 
   c = p:command("normalize", "Print each phone number as the provider wants it (+86...).")
   c:argument("phone", "Phone numbers."):args("+")
-  c:option("--country-code", "For numbers given without one (default 86)."):argname("CC")
+  c:option("--country-code", "For numbers given without one (default " .. DEFAULTS.country_code .. ")."):argname("CC")
 
   p:command("doctor", "Check configuration, proxy, DNS, TCP, TLS and CA bundle, clock and credentials.")
 
@@ -578,10 +560,6 @@ function commands.records(ctx, a)
   return 0
 end
 
-local function no_job(ctx, name)
-  ctx.err:write(format("clicktocall %s: this clicktocall library (%s) has no client:%s; " ..
-    "it needs a version with the jobs (0.2.0 or later).\n", ctx.command, tostring(clicktocall._VERSION), name))
-  return 1
 end
 
 local function expiry(entry)
@@ -592,9 +570,6 @@ local function expiry(entry)
 end
 
 function commands.archive(ctx, a)
-  if type(ctx.client.archive_recordings) ~= "function" then
-    return no_job(ctx, "archive_recordings")
-  end
   local from, to = time_window(ctx, a)
   if not from then
     return ctx:usage(to)
@@ -674,9 +649,6 @@ function commands.archive(ctx, a)
 end
 
 function commands.sync(ctx, a)
-  if type(ctx.client.sync) ~= "function" then
-    return no_job(ctx, "sync")
-  end
   local since
   if a.since then
     local s, serr = times.parse(a.since, ctx.now(), false)
@@ -932,7 +904,7 @@ local function dial_guard(ctx, settings, sources, force)
     return false, format("dial_guard in %s must be local, off or redis://host:port[/db], not '%s'",
       tostring(sources.dial_guard), v)
   end
-  ctx.dial_guard = { hold = settings.dial_guard_hold or require("clicktocall.options").DEFAULTS.dial_guard_hold }
+  ctx.dial_guard = { hold = settings.dial_guard_hold or DEFAULTS.dial_guard_hold }
   return url
 end
 
@@ -1012,13 +984,10 @@ local function run(argv, env, shared)
     client_options = env.client_options or {}, columns = env.columns,
   }, ctx_mt)
   shared.secret = ctx.getenv("CLICKTOCALL_APP_SECRET")
-  ctx.redact = function(s)
+  ctx.redact = function(s) -- the secret may come from the config file later
     return M.redact(s, shared.secret)
   end
-  if not ctx.clock then
-    local ok, core = pcall(require, "clicktocall.core")
-    ctx.clock = ok and core.now or os.time
-  end
+  ctx.clock = ctx.clock or core.now
 
   -- a secret on the command line is refused before anything else reads it
   for _, a in ipairs(argv) do

@@ -54,9 +54,10 @@ local os_time = os.time
 
 local redis_mod = require "clicktocall.redis"
 
--- The guard works without the C core (a bare nginx may use it alone); with it, it carries the core's version.
+-- The shared-dict and Redis guards work without the C core (a bare nginx may use them alone); the file guard
+-- needs it.
 local has_core, core = pcall(require, "clicktocall.core")
-local _M = { _VERSION = has_core and core._VERSION or nil }
+local _M = { _VERSION = require "clicktocall.version" }
 
 local mt = { __index = _M }
 
@@ -105,7 +106,8 @@ local redis_guard, file_guard -- below: the same guard with its claims in Redis,
 
 --- new(dict_name | "redis://host:port[/db]" | "file:/dir", window_seconds [, opts]) -> guard | nil, err_string
 -- opts: hold = window (seconds a claim lasts until its dial's outcome is known);
--- Redis only: fail_open = false (Redis unreachable: let the dial go), timeout = 3 (seconds per command).
+-- Redis only: fail_open = false (Redis unreachable: let the dial go), timeout = seconds per command (the client
+-- passes its connect_timeout; without one, core.DEFAULTS.connect_timeout, so it is needed without the core).
 function _M.new(dict_name, window, opts)
   opts = opts or {}
   if type(dict_name) == "string" and sub(dict_name, 1, 8) == "redis://" then
@@ -217,8 +219,8 @@ end
 -- A refusal reads the claim's time to live: longer than a window, the claim is still at its hold (outcome
 -- unknown, held for hold - ago); otherwise it was settled (or made with no hold), window - left ago.
 
-local Redis = {}
-local redis_mt = { __index = Redis }
+local RedisGuard = {} -- the guard's methods (redis.lua's connection is redis_mod)
+local redis_mt = { __index = RedisGuard }
 
 redis_guard = function(url, window, opts)
   local werr = check_window(window)
@@ -229,8 +231,7 @@ redis_guard = function(url, window, opts)
   if not hold then
     return nil, herr
   end
-  local timeout = opts.timeout or 3
-  local r, err = redis_mod.new(url, timeout)
+  local r, err = redis_mod.new(url, opts.timeout or has_core and core.DEFAULTS.connect_timeout)
   if not r then
     return nil, err
   end
@@ -239,7 +240,7 @@ redis_guard = function(url, window, opts)
                         fail_open = opts.fail_open == true }, redis_mt)
 end
 
-function Redis.check(self, caller, callee, seat, user_data)
+function RedisGuard.check(self, caller, callee, seat, user_data)
   local key = _key(caller, callee, seat, user_data)
   local token = redis_mod.token()
   local ok, err = self.redis:set_nx(key, token, self.hold_ms)
@@ -262,7 +263,7 @@ function Redis.check(self, caller, callee, seat, user_data)
   return nil, refusal(caller, callee, seat, ago), "duplicate"
 end
 
-function Redis.release(self, caller, callee, seat, user_data, claim)
+function RedisGuard.release(self, caller, callee, seat, user_data, claim)
   local key = _key(caller, callee, seat, user_data)
   if type(claim) == "string" then
     -- a failure here leaves the claim to expire by itself at the end of the hold
@@ -271,7 +272,7 @@ function Redis.release(self, caller, callee, seat, user_data, claim)
   return true
 end
 
-function Redis.settle(self, caller, callee, seat, user_data, claim)
+function RedisGuard.settle(self, caller, callee, seat, user_data, claim)
   local key = _key(caller, callee, seat, user_data)
   if type(claim) == "string" and self.hold_ms ~= self.ms then
     -- a failure here leaves the claim to the hold: a longer guard, never a shorter one

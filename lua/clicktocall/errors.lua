@@ -16,7 +16,7 @@ local format = string.format
 local match = string.match
 local find = string.find
 
-local _M = { _VERSION = require("clicktocall.core")._VERSION }
+local _M = { _VERSION = require "clicktocall.version" }
 
 local KINDS = {
   argument = true, network = true, timeout = true, http = true,

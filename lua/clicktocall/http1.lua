@@ -5,7 +5,7 @@
 -- buffer and the bounds of one line (first, last: CR/LF excluded, last < first for an empty line), so reading
 -- a response allocates no string per line.
 --
---   parse_url(url)                          -> { scheme, host, connect_host, port, path, host_header } | nil, msg
+--   parse_url(url [, opts])                 -> { scheme, host, connect_host, port, path, host_header } | nil, msg
 --   header_block(holder, headers)           -> entry | nil, msg   (serialized caller headers, cached in holder)
 --   request(method, path, host_line, entry, body, keepalive)
 --                                           -> bytes (or { head, body } for a large body), wants_close
@@ -29,7 +29,7 @@ local str_lower = string.lower
 local str_match = string.match
 local str_gsub = string.gsub
 
-local _M = { _VERSION = require("clicktocall.core")._VERSION }
+local _M = { _VERSION = require "clicktocall.version" }
 
 -- HTTP's optional white space, and the rest of C's isspace (a header line may end in stray CR/VT/FF).
 local function is_space(b)
@@ -48,32 +48,55 @@ local function trim(buf, i, j)
 end
 _M.trim = trim
 
+local WEB = { http = 80, https = 443 }
+
+local function scheme_list(ports)
+  local names = {}
+  for k in pairs(ports) do
+    names[#names + 1] = k
+  end
+  sort(names)
+  local last = names[#names]
+  names[#names] = nil
+  return #names > 0 and concat(names, ", ") .. " and " .. last or last
+end
+
 --- Split "http(s)://host[:port]/path?query#frag" into its parts; nil, message when it is not one.
-function _M.parse_url(url)
+-- The library's one URL reader (the ngx transport, doctor, Redis addresses). opts.ports: the schemes allowed,
+-- each with its default port (false: the URL must give one), http and https when absent; opts.userinfo: a
+-- "user:password@" is allowed (and left out of the parts), else refused.
+function _M.parse_url(url, opts)
+  if type(url) ~= "string" then
+    return nil, "the URL must be a string, not " .. type(url)
+  end
+  local ports = opts and opts.ports or WEB
   local scheme, rest = str_match(url, "^(%a[%w+.-]*)://(.*)$")
   if not scheme then
     return nil, "the URL " .. url .. " has no scheme://host part"
   end
   scheme = str_lower(scheme)
-  if scheme ~= "http" and scheme ~= "https" then
-    return nil, "only http and https URLs are allowed, not " .. scheme .. "://"
+  if ports[scheme] == nil then
+    return nil, "only " .. scheme_list(ports) .. " URLs are allowed, not " .. scheme .. "://"
   end
   local authority, path = str_match(rest, "^([^/?#]*)(.*)$")
   if str_find(authority, "@", 1, true) then
-    return nil, "the URL must not carry user information (user@host)"
+    if not (opts and opts.userinfo) then
+      return nil, "the URL must not carry user information (user@host)"
+    end
+    authority = str_gsub(authority, "^.*@", "")
   end
   local host, port
   if str_sub(authority, 1, 1) == "[" then
     host, port = str_match(authority, "^(%[[%x:.]+%])(.*)$")
   else
-    host, port = str_match(authority, "^([^:]*)(.*)$")
+    host, port = str_match(authority, "^([%w_][%w_.-]*)(.*)$")
   end
-  if not host or host == "" then
-    return nil, "the URL " .. url .. " has no host"
+  if not host then
+    return nil, "the URL " .. url .. " has no host name or address"
   end
-  local default_port = scheme == "https" and 443 or 80
+  local default_port = ports[scheme]
   local port_num = default_port
-  if port ~= "" then
+  if port ~= "" or not default_port then
     local digits = str_match(port, "^:(%d+)$")
     port_num = digits and tonumber(digits)
     if not port_num or port_num < 1 or port_num > 65535 then

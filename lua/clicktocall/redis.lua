@@ -38,9 +38,8 @@ local floor = math.floor
 
 local ngx = rawget(_G, "ngx") -- nil outside nginx
 
--- Works without the C core (a bare nginx may use the guard alone); with it, it carries the core's version.
-local has_core, core = pcall(require, "clicktocall.core")
-local _M = { _VERSION = has_core and core._VERSION or nil }
+local _M = { _VERSION = require "clicktocall.version" } -- pure Lua: a bare nginx may use the guard alone
+local http1 = require "clicktocall.http1"
 
 local MAX_BULK = 1024 * 1024 -- our values are short tokens; a larger bulk is not an answer of ours
 local MAX_ITEMS = 1024
@@ -61,20 +60,16 @@ local KEEPALIVE_MS = 60000
 
 local URL_FORM = "a URL such as \"redis://127.0.0.1:6379\" or \"redis://10.0.0.5:6379/2\""
 
+local REDIS_URL = { ports = { redis = false } } -- the port is not optional
+
 --- parse_url(url) -> { host =, port =, db = } | nil, sentence
 -- Strictly "redis://host:port[/db]": no user or password, no query, no IPv6 literal, port 1-65535.
 function _M.parse_url(url)
-  if type(url) ~= "string" then
-    return nil, "the Redis address must be " .. URL_FORM
+  local u, why = http1.parse_url(url, REDIS_URL)
+  if not u or sub(u.host, 1, 1) == "[" then
+    return nil, "the Redis address must be " .. URL_FORM .. " (" .. (why or "no IPv6 literal") .. ")"
   end
-  local host, port, rest = match(url, "^redis://([%w%.%-]+):(%d+)(.*)$")
-  if not host or #port > 5 or sub(host, 1, 1) == "-" or sub(host, 1, 1) == "." or sub(host, -1) == "-" then
-    return nil, "the Redis address must be " .. URL_FORM .. " (no user, password or query)"
-  end
-  port = tonumber(port)
-  if port < 1 or port > 65535 then
-    return nil, "the Redis port must be from 1 to 65535"
-  end
+  local rest = match(url, "^%a+://[^/?#]*(.*)$")
   local db = 0
   if rest ~= "" then
     local d = match(rest, "^/(%d+)$")
@@ -83,7 +78,7 @@ function _M.parse_url(url)
     end
     db = tonumber(d)
   end
-  return { host = host, port = port, db = db }
+  return { host = u.connect_host, port = u.port, db = db }
 end
 
 --------------------------------------------------------------------------
@@ -289,8 +284,8 @@ local function open(self)
   return sock, false
 end
 
-local Redis = {}
-Redis.__index = Redis
+local Conn = {} -- one Redis connection (dial_guard.lua's RedisGuard is the guard over it)
+Conn.__index = Conn
 
 --- new(url, timeout_seconds) -> r | nil, sentence (no I/O)
 function _M.new(url, timeout)
@@ -302,7 +297,7 @@ function _M.new(url, timeout)
     return nil, "the Redis timeout must be a positive number of seconds"
   end
   local where = cfg.host .. ":" .. cfg.port .. (cfg.db ~= 0 and "/" .. cfg.db or "")
-  return setmetatable({ cfg = cfg, timeout = timeout, where = where, pool = "ctc-redis:" .. where }, Redis)
+  return setmetatable({ cfg = cfg, timeout = timeout, where = where, pool = "ctc-redis:" .. where }, Conn)
 end
 
 --- r:command(name, ...) -> reply | nil, sentence, class ("redis", "io", "protocol")
@@ -332,7 +327,7 @@ local function exchange(self, payload)
   return v, err, class
 end
 
-function Redis:command(...)
+function Conn:command(...)
   local payload = _M.encode { ... }
   local v, err, class, stale = exchange(self, payload)
   if v == nil and stale then
@@ -351,7 +346,7 @@ local function expect(v, err, what)
 end
 
 --- r:set_nx(key, value, ms) -> true | false | nil, sentence
-function Redis:set_nx(key, value, ms)
+function Conn:set_nx(key, value, ms)
   local v, err = self:command("SET", key, value, "NX", "PX", ms)
   if v == "OK" then
     return true
@@ -367,7 +362,7 @@ local PEXPIRE_IF = "if redis.call('get', KEYS[1]) == ARGV[1] then " ..
                    "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 
 --- r:delete_if(key, value) -> true | false | nil, sentence: deletes the key only while it holds value
-function Redis:delete_if(key, value)
+function Conn:delete_if(key, value)
   local v, err = self:command("EVAL", DELETE_IF, 1, key, value)
   if type(v) == "number" then
     return v == 1
@@ -376,7 +371,7 @@ function Redis:delete_if(key, value)
 end
 
 --- r:pexpire_if(key, value, ms) -> true | false | nil, sentence: renews the key only while it holds value
-function Redis:pexpire_if(key, value, ms)
+function Conn:pexpire_if(key, value, ms)
   local v, err = self:command("EVAL", PEXPIRE_IF, 1, key, value, ms)
   if type(v) == "number" then
     return v == 1
@@ -385,7 +380,7 @@ function Redis:pexpire_if(key, value, ms)
 end
 
 --- r:pttl(key) -> milliseconds | nil, sentence
-function Redis:pttl(key)
+function Conn:pttl(key)
   local v, err = self:command("PTTL", key)
   if type(v) == "number" then
     return v

@@ -12,9 +12,8 @@ local M = {}
 M.ROOT = nginx.repo_root()
 M.BIN = M.ROOT .. "/bin/clicktocall"
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local util = require "spec.helpers.util"
+local q = util.quote
 M.quote = q
 
 --- the interpreter running this spec, as a command name
@@ -25,15 +24,7 @@ function M.lua()
   return "lua" .. _VERSION:match("(%d+%.%d+)")
 end
 
-function M.read(path)
-  local f = io.open(path, "rb")
-  if not f then
-    return nil
-  end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+M.read = util.read_file
 
 function M.write(path, data, mode)
   local f = assert(io.open(path, "wb"))

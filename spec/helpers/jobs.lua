@@ -9,12 +9,8 @@ M.USER_DATA = "4e2239c5-a6e6-4201-a072-8342e29c3ae3"
 M.LUA = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
 M.BUILD = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
 
-function M.shell(cmd)
-  local p = assert(io.popen("unset LD_PRELOAD; " .. cmd))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
+local util = require "spec.helpers.util"
+M.shell = util.sh
 
 function M.mkdtemp()
   return (M.shell("mktemp -d"):gsub("%s+$", ""))
@@ -35,13 +31,7 @@ function M.tree(dir)
   return names
 end
 
-function M.read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+M.read = util.read_file
 
 function M.write(path, s)
   local f = assert(io.open(path, "wb"))

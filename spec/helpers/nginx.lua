@@ -63,9 +63,7 @@ end)()
 local MODULES = "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n" ..
                 "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\n"
 
-local function sh_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local sh_quote = require("spec.helpers.util").quote
 
 -- cmd's output and exit status: ok, output, code. The status is echoed by the shell, because what
 -- file:close() says of a popen differs (Lua 5.1 and LuaJIT without 5.2 compatibility always say true).

@@ -20,11 +20,8 @@ local _M = {}
 
 _M.SERVER = os.getenv("CTC_REDIS_SERVER") or "/usr/bin/redis-server"
 
-local function sh_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local read_file = require("spec.helpers.util").read_file
+local util = require "spec.helpers.util"
+local sh_quote, read_file = util.quote, util.read_file
 
 -- One command on a fresh LuaSocket connection: the reply | nil, err.
 local function cmd(port, ...)

@@ -9,6 +9,7 @@
 --   s:seed { times = { "2024-01-01 00:00:00", 1704038400 }, recording_bytes = 1048576 }
 --   s:options { latency_ms = 30, recording_bytes = 262144 }    -- -> every option's value now
 --   s:fault { path = "/rest/voiceCall/api", kind = "reset_after_send" }
+--   s:client { timeout = 2 }               -- a client over it (clicktocall.new; opts override)
 --   s:requests()                           -- the simulator's request log (entries have started/finished)
 --   s:stats()                              -- { in_flight, max_in_flight, requests, api = {..}, recordings = {..} }
 --   s:stats_clear()
@@ -25,15 +26,8 @@ M.USER_DATA = "4e2239c5-a6e6-4201-a072-8342e29c3ae3"
 local sim_mt = {}
 sim_mt.__index = sim_mt
 
-local function sh_quote(v)
-  return "'" .. tostring(v):gsub("'", "'\\''") .. "'"
-end
-
--- ok, output (see spec/helpers/nginx.lua's run: the exit status is read the same way on every Lua)
-local function shell(cmd)
-  local ok, out = nginx.run(cmd)
-  return ok, out
-end
+local sh_quote = require("spec.helpers.util").quote
+local shell = nginx.run -- ok, output: the exit status is read the same way on every Lua
 
 -- A port found free may be taken by another process before the simulator binds it (several test runs share
 -- the machine): start again on a new port when nginx says "Address already in use".
@@ -87,6 +81,17 @@ function sim_mt:get(path)
   local res, err = self.http:perform { method = "GET", url = self.base_url .. path, max_body = 64 * 1024 * 1024 }
   assert(res, err and err.message)
   return cjson.decode(res.body)
+end
+
+--- s:client(opts) -> a client over this simulator (its secret and user_data, no sleep between retries);
+-- opts override or add options
+function sim_mt:client(opts)
+  local o = { base_url = self.base_url, app_secret = self.secret, user_data = self.user_data,
+              sleep = function() end }
+  for k, v in pairs(opts or {}) do
+    o[k] = v
+  end
+  return assert(require("clicktocall").new(o))
 end
 
 function sim_mt:reset() return self:post("/_sim/reset") end

@@ -3,7 +3,12 @@
 --   util.read_file(path)  -> the file's bytes, or nil when it cannot be opened
 --   util.sh(cmd)          -> what cmd printed (stdout and stderr); children never inherit a sanitizer
 --                            runtime preloaded into the spec runner
+--   util.quote(s)         -> s as one word for the shell
 local M = {}
+
+function M.quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
 
 function M.read_file(path)
   local f = io.open(path, "rb")

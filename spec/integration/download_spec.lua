@@ -1,14 +1,6 @@
 -- download_recording: streamed to a temporary file beside the path, renamed only when whole.
 local sim = require "spec.helpers.sim"
-local clicktocall = require "clicktocall"
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = require("spec.helpers.util").read_file
 
 local function write(path, s)
   local f = assert(io.open(path, "wb"))
@@ -36,8 +28,7 @@ describe("download_recording #integration", function()
 
   setup(function()
     s = assert(sim.start())
-    client = assert(clicktocall.new { base_url = s.base_url, app_secret = s.secret, user_data = s.user_data,
-                                      sleep = function() end })
+    client = s:client()
   end)
 
   teardown(function()

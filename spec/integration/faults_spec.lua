@@ -1,6 +1,5 @@
 -- Every fault the simulator can inject, mapped to the right error; retries and dials counted server-side.
 local sim = require "spec.helpers.sim"
-local clicktocall = require "clicktocall"
 
 local DIAL_PATH = "/rest/voiceCall/api"
 local BALANCE_PATH = "/management/customer/isallow"
@@ -12,10 +11,9 @@ describe("faults over the real wire #integration", function()
   local s, client, sleeps
 
   local function new_client(extra)
-    local o = { base_url = s.base_url, app_secret = s.secret, user_data = s.user_data, timeout = 2,
-                sleep = function(d) sleeps[#sleeps + 1] = d end }
+    local o = { timeout = 2, sleep = function(d) sleeps[#sleeps + 1] = d end }
     for k, v in pairs(extra or {}) do o[k] = v end
-    return assert(clicktocall.new(o))
+    return s:client(o)
   end
 
   setup(function()

@@ -6,7 +6,6 @@
 local sim = require "spec.helpers.sim"
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
-local clicktocall = require "clicktocall"
 local json = require "clicktocall.json"
 
 local DAY = 86400
@@ -234,7 +233,7 @@ describe("archive_recordings' group commit (strace) #integration", function()
       end
       return errs, failed
     end
-    local c = assert(clicktocall.new { base_url = s.base_url, app_secret = s.secret, user_data = s.user_data })
+    local c = s:client()
     local ok, summary, err = pcall(c.archive_recordings, c, { start_time = now - DAY, end_time = now,
                                                              dir = dir .. "/out", concurrency = 8,
                                                              layout = "flat" })

@@ -4,7 +4,6 @@
 local sim = require "spec.helpers.sim"
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
-local clicktocall = require "clicktocall"
 local json = require "clicktocall.json"
 
 local DAY = 86400
@@ -34,17 +33,11 @@ describe("jobs against the simulator", function()
   end)
   after_each(function() j.rmtree(dir) end)
 
-  local function client(opts)
-    local o = { base_url = s.base_url, app_secret = s.secret, user_data = s.user_data }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return assert(clicktocall.new(o))
-  end
-
   it("archives every recording, lists a cut-short and a 404 one as failed, and a re-run downloads nothing",
      function()
     local now = os.time()
     s:post("/_sim/seed", { count = 30, start_time = now - DAY, end_time = now - 60, recorded = true })
-    local c = client { retries = 0 }
+    local c = s:client { retries = 0 }
     local recs = assert(c:records_page { start_time = now - DAY, end_time = now })
     local function path_of(rec) return rec.recordFileDownloadUrl:match("^https?://[^/]+(/.*)$") end
     s:fault { path = path_of(recs[5]), kind = "status", status = 404, count = 10 }
@@ -93,7 +86,7 @@ c:archive_recordings { start_time = %d, end_time = %d, dir = %q, concurrency = 4
     local done_before = #j.lines(manifest)
     assert.is_true(done_before < 40, "the child finished before it was killed")
     s:post("/_sim/fault/clear")
-    local c = client()
+    local c = s:client()
     local summary = assert(c:archive_recordings { start_time = now - DAY, end_time = now, dir = dir .. "/out" })
     assert.same({}, summary.failed)
     assert.equal(40, summary.downloaded + summary.skipped)
@@ -129,7 +122,7 @@ a:unlock() b:unlock()
     core.mkdir(dir .. "/out")
     local pid = tonumber(j.shell(("%s '%s' >/dev/null 2>&1 & echo $!"):format(j.LUA, script)):match("%d+"))
     local locked = j.wait_until(function() return core.file_kind(dir .. "/locked") == "file" end, 10)
-    local c = client()
+    local c = s:client()
     local a_sum, a_err = c:archive_recordings { start_time = now - DAY, end_time = now, dir = dir .. "/out" }
     local s_sum, s_err = c:sync { state = dir .. "/state.json", on_record = function() end }
     j.write(dir .. "/release", "")
@@ -152,7 +145,7 @@ a:unlock() b:unlock()
     local t0 = os.time() - 2 * DAY
     -- one record a second over 1600 s: every slice edge for 4, 8 and 16 holds one
     s:post("/_sim/seed", { count = 1601, start_time = t0, end_time = t0 + 1600 })
-    local c = client()
+    local c = s:client()
     local seq = {}
     for rec in c:records { start_time = t0, end_time = t0 + 1600 } do seq[#seq + 1] = rec.id end
     assert.equal(1601, #seq)
@@ -180,7 +173,7 @@ a:unlock() b:unlock()
     assert.matches("exit=0", out2)
     assert.matches("sync: 0 new records in 1 page %(%d+ skipped%), 230 rows", out2)
     -- row by row against what the provider serves
-    local c = client()
+    local c = s:client()
     local want = {}
     for rec in c:records { start_time = now - DAY, end_time = now } do want[#want + 1] = rec end
     local luasql = require "luasql.sqlite3"

@@ -7,8 +7,7 @@ describe("against the simulator #integration", function()
 
   setup(function()
     s = assert(sim.start())
-    client = assert(clicktocall.new { base_url = s.base_url, app_secret = s.secret, user_data = s.user_data,
-                                      sleep = function() end })
+    client = s:client()
   end)
 
   teardown(function()
@@ -74,8 +73,7 @@ describe("against the simulator #integration", function()
   end)
 
   it("a wrong secret is refused by the provider (api), and the secret is not in the error", function()
-    local other = assert(clicktocall.new { base_url = s.base_url, app_secret = "WRONG-secret",
-                                           user_data = s.user_data })
+    local other = s:client { app_secret = "WRONG-secret" }
     local v, err = other:balance()
     assert.is_nil(v)
     assert.equal("api", err.kind)

@@ -6,7 +6,6 @@
 local sim = require "spec.helpers.sim"
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
-local clicktocall = require "clicktocall"
 local json = require "clicktocall.json"
 
 local SEAT, PHONE = "PP7568032251", "13918337711"
@@ -28,7 +27,7 @@ for _, mode in ipairs { "at_dial", "at_hangup" } do
         if d ~= nil then return real_time(d) end
         return real_time() + offset
       end
-      c = assert(clicktocall.new { base_url = s.base_url, app_secret = s.secret, user_data = s.user_data })
+      c = s:client()
     end)
     after_each(function()
       os.time = real_time -- luacheck: ignore 122

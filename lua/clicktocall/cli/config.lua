@@ -10,7 +10,7 @@ local format = string.format
 local match = string.match
 local gsub = string.gsub
 
-local M = { _VERSION = require("clicktocall.core")._VERSION }
+local M = { _VERSION = require "clicktocall.version" }
 
 -- key -> kind; the global options' names with "_" for "-", plus the two that
 -- are never flags
@@ -64,8 +64,8 @@ end
 M.shell_quote = shell_quote
 
 --- permissions(path) -> "rw-r--r--" (owner, group, others) | nil, message
--- Lua has no stat(); `ls -ldL` prints the mode the same way on every POSIX
--- system (GNU, BSD, macOS, busybox), unlike `stat -c` / `stat -f`.
+-- The core's stat() gives a file's kind, not its mode; `ls -ldL` prints the mode the same way on every
+-- POSIX system (GNU, BSD, macOS, busybox), unlike `stat -c` / `stat -f`.
 function M.permissions(path)
   local p = io.popen("LC_ALL=C ls -ldL -- " .. shell_quote(path) .. " 2>/dev/null")
   if not p then
@@ -187,6 +187,7 @@ function M.read(path, profile)
   return M.parse(text, path, profile)
 end
 
+--- readable(path) -> whether the file (or directory) can be opened
 local function exists(path)
   local f = io.open(path, "rb")
   if f then
@@ -195,6 +196,7 @@ local function exists(path)
   end
   return false
 end
+M.readable = exists
 
 -- a file's text | nil, why, absent (true when there is no such file)
 local function slurp(path)

@@ -5,15 +5,18 @@
 -- libcurl (the core's transport), the very code that the calls use. The
 -- proxy is the one libcurl takes: the `proxy` setting, else the environment's
 -- http_proxy / https_proxy / all_proxy, and none for a host no_proxy names.
+local core = require "clicktocall.core"
+local http1 = require "clicktocall.http1"
 local config = require "clicktocall.cli.config"
 local times = require "clicktocall.cli.times"
+local DEFAULTS = require("clicktocall.options").DEFAULTS
 
 local format = string.format
 local match = string.match
 local lower = string.lower
 local gsub = string.gsub
 
-local M = { _VERSION = require("clicktocall.core")._VERSION }
+local M = { _VERSION = require "clicktocall.version" }
 
 M.CLOCK_TOLERANCE = 60 -- seconds the machine may differ from the server
 
@@ -25,44 +28,20 @@ local DEFAULT_BUNDLES = {
   "/etc/ssl/cert.pem",                  -- macOS, BSD
 }
 
-local function readable(path)
-  local f = io.open(path, "rb")
-  if f then
-    f:close()
-    return true
+local readable = config.readable
+
+-- http1's reading -> { scheme, host, port }, the host as it is connected to (an IPv6 literal without brackets)
+local function parse(s, opts)
+  local u, why = http1.parse_url(s, opts)
+  if not u then
+    return nil, why
   end
-  return false
+  return { scheme = u.scheme, host = u.connect_host, port = u.port }
 end
 
---- parse_url(s) -> { scheme, host, port } | nil, why
+--- parse_url(s) -> { scheme, host, port } | nil, why: the base URL
 function M.parse_url(s)
-  if type(s) ~= "string" or s == "" then
-    return nil, "it is empty"
-  end
-  local scheme, rest = match(s, "^(%a[%w+.-]*)://(.*)$")
-  if not scheme then
-    return nil, "it has no scheme (http:// or https://)"
-  end
-  scheme = lower(scheme)
-  if scheme ~= "http" and scheme ~= "https" then
-    return nil, "its scheme is " .. scheme .. ", not http or https"
-  end
-  local authority = match(rest, "^([^/?#]*)")
-  if authority:find("@", 1, true) then
-    return nil, "it holds a user name or password"
-  end
-  local host, port = match(authority, "^%[([%x:.]+)%]:?(%d*)$")
-  if not host then
-    host, port = match(authority, "^([%w.-]+):?(%d*)$")
-  end
-  if not host or host == "" then
-    return nil, "its host '" .. authority .. "' is not a host name or address"
-  end
-  port = port ~= "" and tonumber(port) or (scheme == "https" and 443 or 80)
-  if port < 1 or port > 65535 then
-    return nil, "its port is out of range"
-  end
-  return { scheme = scheme, host = host, port = port }
+  return parse(s)
 end
 
 local function is_address(host)
@@ -162,35 +141,16 @@ function M.proxy_for(url, setting, setting_source, getenv)
   return { url = v, from = name .. " (the environment, which libcurl reads)" }
 end
 
-local PROXY_SCHEMES = { http = 1080, https = 443, socks4 = 1080, socks4a = 1080, socks5 = 1080, socks5h = 1080 }
+local PROXY_URL = { userinfo = true,
+  ports = { http = 1080, https = 443, socks4 = 1080, socks4a = 1080, socks5 = 1080, socks5h = 1080 } }
 
 --- parse_proxy(s) -> { scheme, host, port } | nil, why: as libcurl reads a proxy
--- (no scheme means http; no port means 1080, or 443 for https)
+-- (no scheme means http; no port means 1080, or 443 for https; a user:password is not ours to check)
 function M.parse_proxy(s)
-  if type(s) ~= "string" or s == "" then
-    return nil, "it is empty"
-  end
-  if not match(s, "^%a[%w+.-]*://") then
+  if type(s) == "string" and not match(s, "^%a[%w+.-]*://") then
     s = "http://" .. s
   end
-  local scheme, rest = match(s, "^(%a[%w+.-]*)://(.*)$")
-  scheme = lower(scheme)
-  if not PROXY_SCHEMES[scheme] then
-    return nil, "its scheme is " .. scheme .. ", not http, https or socks"
-  end
-  local authority = gsub(match(rest, "^([^/?#]*)"), "^.*@", "") -- a user:password is not ours to check
-  local host, port = match(authority, "^%[([%x:.]+)%]:?(%d*)$")
-  if not host then
-    host, port = match(authority, "^([%w.-]+):?(%d*)$")
-  end
-  if not host or host == "" then
-    return nil, "its host '" .. authority .. "' is not a host name or address"
-  end
-  port = port ~= "" and tonumber(port) or PROXY_SCHEMES[scheme]
-  if port < 1 or port > 65535 then
-    return nil, "its port is out of range"
-  end
-  return { scheme = scheme, host = host, port = port }
+  return parse(s, PROXY_URL)
 end
 
 -- a proxy URL as shown: any user:password hidden
@@ -320,7 +280,7 @@ function M.run(o)
       ok("DNS", format("%s%s -> %s", target.host, via, addr))
     end
     local tcp = socket.tcp()
-    tcp:settimeout(math.min(o.timeout or 10, 5))
+    tcp:settimeout(math.min(o.timeout or DEFAULTS.timeout, 5))
     local t0 = socket.gettime()
     local cok, cerr = tcp:connect(ip, target.port)
     local ms = (socket.gettime() - t0) * 1000
@@ -335,11 +295,8 @@ function M.run(o)
   end
 
   -- 6. TLS (and the Date header for 7.), through libcurl as the calls go
-  local has_core, core = pcall(require, "clicktocall.core")
   local date
-  if not has_core or type(core.curl_transport) ~= "function" then
-    skip("TLS", "the core's libcurl transport is not available")
-  else
+  do
     local bundle
     if s.ca_file then
       bundle = s.ca_file .. " (ca_file from " .. o.sources.ca_file .. ")"
@@ -358,7 +315,8 @@ function M.run(o)
     end
     local t = core.curl_transport { ca_file = s.ca_file, insecure = s.insecure, proxy = s.proxy }
     local res, err = t:perform { method = "GET", url = s.base_url, want_headers = true,
-                                 timeout = o.timeout or 10, connect_timeout = 3, max_body = 1024 * 1024 }
+                                 timeout = o.timeout or DEFAULTS.timeout, connect_timeout = DEFAULTS.connect_timeout,
+                                 max_body = 1024 * 1024 }
     t:close()
     if not res then
       local msg = type(err) == "table" and err.message or tostring(err)

@@ -4,7 +4,7 @@ local floor = math.floor
 local format = string.format
 local rep = string.rep
 
-local M = { _VERSION = require("clicktocall.core")._VERSION }
+local M = { _VERSION = require "clicktocall.version" }
 
 --- bytes(n) -> "8.0 KiB"
 function M.bytes(n)

@@ -10,9 +10,10 @@ local format = string.format
 
 local core = require "clicktocall.core"
 
-local M = { _VERSION = core._VERSION }
+local M = { _VERSION = require "clicktocall.version" }
 
-M.OFFSET = 8 * 3600 -- the provider's clock: UTC+8
+-- seconds the provider's clock is ahead of UTC, as the core reads its times (UTC+8)
+local OFFSET = -core.parse_time("1970-01-01 00:00:00")
 
 local UNIT = { s = 1, m = 60, h = 3600, d = 86400, w = 7 * 86400 }
 
@@ -81,7 +82,7 @@ function M.parse(s, now, end_of_day)
     local off = zone_offset(zone)
     local v = off and civil(y, mo, d, h, mi, sec)
     if v then
-      return v + M.OFFSET - off
+      return v + OFFSET - off
     end
     return nil, format("'%s' is not a real date and time with a zone (such as 2026-12-05T02:00:00Z or " ..
       "2026-12-05T10:00:00+08:00)", s)
