@@ -560,8 +560,6 @@ function commands.records(ctx, a)
   return 0
 end
 
-end
-
 local function expiry(entry)
   if type(entry.expires_at) == "number" then
     return clicktocall.format_time(entry.expires_at) .. " (UTC+8)"
