@@ -14,7 +14,7 @@
 --
 -- Options: fields (a table of constant string, number or boolean fields added to each line), also (another
 -- on_event hook called after the line is written, e.g. clicktocall.metrics' m.on_event), now (function() ->
--- Unix seconds, maybe fractional; default ngx.now inside nginx, else os.time).
+-- Unix seconds, maybe fractional; default ngx.now inside nginx, else LuaSocket's gettime, else os.time).
 
 local type = type
 local pairs = pairs
@@ -83,6 +83,18 @@ local function timestamp(t)
     secs, ms = secs + 1, ms - 1000
   end
   return os_date("!%Y-%m-%dT%H:%M:%S", secs) .. format(".%03dZ", ms)
+end
+
+-- Unix seconds with milliseconds where there is such a clock: nginx's, else LuaSocket's (when installed)
+local function wall_clock()
+  if type(ngx) == "table" and ngx.now then -- luacheck: ignore 113
+    return ngx.now -- luacheck: ignore 113
+  end
+  local ok, socket = pcall(require, "socket")
+  if ok and type(socket) == "table" and type(socket.gettime) == "function" then
+    return socket.gettime
+  end
+  return os_time
 end
 
 --- line(event [, fields [, t]]) -> the JSON text of one event, without "\n"
@@ -158,7 +170,7 @@ function _M.json(sink, opts)
   if opts.also ~= nil and type(opts.also) ~= "function" then
     return nil, errors.new("argument", "clicktocall.log.json: also must be a function", { field = "also" })
   end
-  local now = opts.now or (type(ngx) == "table" and ngx.now) or os_time -- luacheck: ignore 113
+  local now = opts.now or wall_clock()
   local fields, also = opts.fields, opts.also
   return function(event)
     if type(event) == "table" then

@@ -1,7 +1,7 @@
 -- clicktocall.metrics inside nginx: four workers count into one lua_shared_dict, and a `location = /metrics`
 -- served by any of them shows every worker's counts. N requests spread over the workers, each making calls
 -- through an instrumented client on clicktocall.mock (a function transport): the scraped counts add up to
--- exactly what the N requests did, and promtool finds the exposition clean.
+-- exactly what the N requests did, and promtool finds the exposition clean. clicktocall.log.json there too.
 local nginx = require "spec.helpers.nginx"
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
@@ -41,6 +41,19 @@ server {
         app.client:dial { caller = "135", callee = "13918000010", seat = "PP1" } -- argument: nothing sent
       end
       ngx.say(ngx.worker.pid(), " ", tostring(left), " ", sid and "dialled" or err.kind)
+    }
+  }
+  location = /log {
+    content_by_lua_block {
+      local lines = {}
+      local app = package.loaded["app"]
+      local client = assert(require("clicktocall").new {
+        base_url = "http://mock", app_secret = "TEST", user_data = "4e2239c5-a6e6-4201-a072-8342e29c3ae3",
+        transport = app.provider.transport, sleep = function() end,
+        on_event = require("clicktocall.log").json(function(line) lines[#lines + 1] = line end) })
+      app.provider:fail("balance", 503)
+      client:balance()
+      ngx.print(table.concat(lines, "\n"), "\n")
     }
   }
   location = /metrics {
@@ -138,5 +151,23 @@ describe("clicktocall.metrics inside nginx (4 workers, one shared dict) #integra
       assert.equal("exit=0\n", j.shell(("promtool check metrics < '%s/m.prom' 2>&1; echo \"exit=$?\""):format(dir)))
     end
     assert.equal("", app:error_log():gsub("[^\n]*signal process started[^\n]*\n?", ""))
+  end)
+
+  it("clicktocall.log.json inside nginx: a line an event, the time from ngx.now", function()
+    if not have_core then
+      pending("build/luajit/clicktocall/core.so is not built (make LUA_VERSION=luajit)")
+      return
+    end
+    local res = assert(http:perform { method = "GET", url = app:url("/log") })
+    assert.equal(200, res.status)
+    local cjson = require "cjson"
+    local types = {}
+    for line in res.body:gmatch("[^\n]+") do
+      local e = cjson.decode(line)
+      types[#types + 1] = e.event
+      assert.equal("balance", e.op)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", e.ts)
+    end
+    assert.same({ "request", "response", "retry", "request", "response" }, types)
   end)
 end)
