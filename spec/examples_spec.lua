@@ -70,6 +70,8 @@ describe("the examples under an empty environment", function()
     { file = "archive_recordings.lua", needs = ACCOUNT, dir_arg = true },
     { file = "sync_sqlite.lua", needs = ACCOUNT,
       args = function(d) return { d .. "/calls.db", d .. "/state.json" } end },
+    { file = "sync_postgres.lua", needs = { ACCOUNT[1], ACCOUNT[2], ACCOUNT[3], "CLICKTOCALL_POSTGRES" },
+      args = function(d) return { d .. "/state.json" } end },
     { file = "quickstart.lua", args = function() return {} end,
       needs = { ACCOUNT[1], ACCOUNT[2], ACCOUNT[3], "CLICKTOCALL_SEAT", "CLICKTOCALL_AGENT_PHONE",
                 "CLICKTOCALL_CUSTOMER_PHONE" } },

@@ -241,9 +241,9 @@ zone, on the provider's clock (UTC+8).]]
 
 local COMMAND_EPILOG = [[
 Global options (--profile, --base-url, --user-data, --config, --timeout,
---ca-file, --insecure, --proxy, -o, -q, -v) may come before or after the
-command; see `clicktocall --help` for them, the configuration and the exit
-codes.]]
+--ca-file, --insecure, --proxy, -o, -q, -v, --log-format, --metrics-file)
+may come before or after the command; see `clicktocall --help` for them,
+the configuration and the exit codes.]]
 
 -- examples for each command's --help (and the man page)
 local EXAMPLES = {
@@ -312,7 +312,11 @@ local function build_parser()
   p:flag("--insecure", "Do not verify TLS certificates (tests only).")
   p:option("--proxy", "HTTP proxy, http://host:port (default: the environment's http_proxy, " ..
     "https_proxy, no_proxy, as libcurl reads them)."):argname("URL")
-  p:flag("-v --verbose", "Log each request, answer and retry to stderr.")
+  p:flag("-v --verbose", "Log each request, answer and retry to stderr, with its time.")
+  p:option("--log-format", "text (default) or json: one JSON line an event on stderr (turns the log on)."
+    ):argname("F"):choices { "text", "json" }
+  p:option("--metrics-file", "Write Prometheus metrics of the run there at its end, atomically (for " ..
+    "node_exporter's textfile collector)."):argname("PATH")
   p:option("--profile", "The config file's [NAME] section to use (default: its top lines)."):argname("NAME")
   p:option("-o --output", "table, csv, json or jsonl (see Output below)."):argname("F"):choices(output.FORMATS)
   p:flag("-q --quiet", "Print only errors on stderr: no progress, counts or summaries.")
@@ -1057,6 +1061,11 @@ local function run(argv, env, shared)
         ", or --user-data")
     end
     local verbose = a.verbose
+    -- --metrics-file: every call and job through an instrumented client, written when the command ends
+    local metrics = a.metrics_file and assert(require("clicktocall.metrics").new())
+    local jsonlog = a.log_format == "json" and assert(require("clicktocall.log").json(function(line)
+      ctx.err:write(ctx.redact(line), "\n")
+    end))
     local guard_url, gerr
     if a.command == "dial" then
       guard_url, gerr = dial_guard(ctx, settings, sources, a.force)
@@ -1072,11 +1081,18 @@ local function run(argv, env, shared)
       proxy = settings.proxy, user_agent = "cli",
       transport = ctx.client_options.transport, sleep = ctx.client_options.sleep,
       on_event = function(ev)
-        if verbose then
-          ctx.err:write(ctx.redact(format("clicktocall: %s %s %s%s%s%s\n", ev.type, tostring(ev.method),
+        if metrics then
+          metrics.on_event(ev)
+        end
+        if jsonlog then
+          jsonlog(ev)
+        elseif verbose then
+          ctx.err:write(ctx.redact(format("clicktocall: %s %s %s%s%s%s%s%s\n", ev.type, tostring(ev.method),
             tostring(ev.url), ev.status and (" " .. ev.status) or "",
             ev.attempt and (" attempt " .. ev.attempt) or "",
-            ev.error and (": " .. tostring(type(ev.error) == "table" and ev.error.message or ev.error)) or "")))
+            type(ev.elapsed) == "number" and format(" (%.3f s)", ev.elapsed) or "",
+            ev.error and (": " .. tostring(type(ev.error) == "table" and ev.error.message or ev.error)) or "",
+            type(ev.delay) == "number" and format("; again in %.3f s", ev.delay) or "")))
         end
         if ctx.on_event then
           ctx.on_event(ev)
@@ -1093,9 +1109,16 @@ local function run(argv, env, shared)
       end
       return ctx:fail(err)
     end
-    ctx.client = client
+    ctx.client = metrics and metrics:instrument(client) or client
     local code = commands[a.command](ctx, a)
     client:close()
+    if metrics then
+      local wrote, merr = metrics:write_textfile(a.metrics_file)
+      if not wrote then
+        ctx.err:write(sentence(ctx.redact(format("clicktocall %s: %s", a.command, merr.message))), "\n")
+        return code ~= 0 and code or 1
+      end
+    end
     return code
   end
   return ctx:usage("unknown command")
