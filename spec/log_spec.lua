@@ -70,8 +70,8 @@ describe("clicktocall.log.json", function()
     end
   end)
 
-  it("a line: ts, event, op, method, url, attempt, status, elapsed, error, delay, then the rest sorted, then "
-     .. "the caller's fields", function()
+  it("a line: ts, event, op, method, url, attempt, status, elapsed, error, delay, then the rest and the "
+     .. "caller's fields sorted by name (clicktocall.json's order)", function()
     local lines = {}
     local calls = 0
     local on_event = assert(log.json(function(line) lines[#lines + 1] = line end, {
@@ -84,7 +84,7 @@ describe("clicktocall.log.json", function()
     assert.equal(1, calls)
     assert.equal('{"ts":"2026-12-05T02:00:00.250Z","event":"retry","op":"balance","method":"POST",'
       .. '"url":"http://x/y","attempt":1,"status":503,"elapsed":0.012346,"error":"[http] HTTP 503: \\"busy\\"\\n",'
-      .. '"delay":0.4,"kind":"http","host":"a1","job":"archive"}', lines[1])
+      .. '"delay":0.4,"host":"a1","job":"archive","kind":"http"}', lines[1])
   end)
 
   it("a file gets the line and a newline; a closed file or a failing function never raises", function()

@@ -6,7 +6,8 @@
 --   on_event = log.json(io.stderr, { fields = { job = "archive" }, also = m.on_event })
 --
 -- A line: {"ts":"2026-12-06T03:26:09.120Z","event":"response","op":"balance","method":"POST","url":"https://…",
--- "attempt":1,"status":200,"elapsed":0.0123} (then error, delay, and any other field an event has, sorted),
+-- "attempt":1,"status":200,"elapsed":0.0123} (then error, delay, and the event's other fields and the caller's
+-- constant ones, sorted by name),
 -- ts in UTC. The events come redacted from the library: the secret is never in them, in any of its forms; the
 -- logger adds nothing but the time and the caller's constant fields, and never a header or a body.
 -- A file gets the line and "\n", flushed at once; a function gets the line without "\n". A failing write
@@ -18,62 +19,36 @@
 
 local type = type
 local pairs = pairs
-local ipairs = ipairs
 local pcall = pcall
 local tostring = tostring
 local floor = math.floor
 local format = string.format
-local gsub = string.gsub
-local byte = string.byte
-local concat = table.concat
-local sort = table.sort
 local os_time = os.time
 local os_date = os.date
 
 local errors = require "clicktocall.errors"
-local core_ok, core = pcall(require, "clicktocall.core")
+local json = require "clicktocall.json"
 
-local _M = { _VERSION = core_ok and core._VERSION or nil }
+local _M = { _VERSION = require "clicktocall.version" }
 
--- the fields every line has first, in this order (the event's type is named "event")
-local ORDER = { "op", "method", "url", "attempt", "status", "elapsed", "error", "delay" }
-local FIRST = { type = true }
-for _, k in ipairs(ORDER) do
-  FIRST[k] = true
-end
+-- the fields every line has first, in this order (the event's type is named "event"); the others follow by name
+local LINE = { order = { "ts", "event", "op", "method", "url", "attempt", "status", "elapsed", "error", "delay" } }
 
-local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-
-local function str(s)
-  return '"' .. gsub(s, '[%c"\\]', function(c)
-    return ESC[c] or format("\\u%04x", byte(c))
-  end) .. '"'
-end
-
-local function num(v)
-  if v ~= v or v == math.huge or v == -math.huge then
-    return "null" -- JSON has no NaN or infinity
-  end
-  if floor(v) == v and v > -2 ^ 53 and v < 2 ^ 53 then
-    return format("%d", v)
-  end
-  -- seconds to the microsecond: enough for timings, short enough to read
-  local s = gsub(format("%.6f", v), "0+$", "")
-  return s
-end
-
+-- a field's value as logged: strings, booleans, numbers (seconds to the microsecond: enough for timings,
+-- short enough to read), an error object as its sentence; functions, other tables and userdata not at all
 local function value(v)
   local t = type(v)
-  if t == "string" then
-    return str(v)
+  if t == "string" or t == "boolean" then
+    return v
   elseif t == "number" then
-    return num(v)
-  elseif t == "boolean" then
-    return v and "true" or "false"
+    if v ~= v or v == math.huge or v == -math.huge or floor(v) == v then
+      return v -- json writes NaN and infinities as null
+    end
+    return tonumber(format("%.6f", v))
   elseif t == "table" and errors.is_error(v) then
-    return str(tostring(v))
+    return tostring(v)
   end
-  return nil -- functions, tables, userdata: not logged
+  return nil
 end
 
 local function timestamp(t)
@@ -99,42 +74,19 @@ end
 
 --- line(event [, fields [, t]]) -> the JSON text of one event, without "\n"
 function _M.line(event, fields, t)
-  local out = { '"ts":' .. str(timestamp(t or os_time())), '"event":' .. (value(event.type) or "null") }
-  for _, k in ipairs(ORDER) do
-    local v = event[k] ~= nil and value(event[k]) or nil
-    if v then
-      out[#out + 1] = str(k) .. ":" .. v
+  local out = {}
+  for k, v in pairs(fields or {}) do
+    if type(k) == "string" then
+      out[k] = value(v)
     end
   end
-  local rest = {}
-  for k in pairs(event) do
-    if type(k) == "string" and not FIRST[k] then
-      rest[#rest + 1] = k
+  for k, v in pairs(event) do
+    if type(k) == "string" and k ~= "type" then
+      out[k] = value(v)
     end
   end
-  sort(rest)
-  for _, k in ipairs(rest) do
-    local v = value(event[k])
-    if v then
-      out[#out + 1] = str(k) .. ":" .. v
-    end
-  end
-  if fields then
-    local keys = {}
-    for k in pairs(fields) do
-      if type(k) == "string" and event[k] == nil and k ~= "ts" and k ~= "event" then
-        keys[#keys + 1] = k
-      end
-    end
-    sort(keys)
-    for _, k in ipairs(keys) do
-      local v = value(fields[k])
-      if v then
-        out[#out + 1] = str(k) .. ":" .. v
-      end
-    end
-  end
-  return "{" .. concat(out, ",") .. "}"
+  out.ts, out.event = timestamp(t or os_time()), value(event.type) or json.null
+  return json.encode(out, LINE)
 end
 
 --- json(file_or_fn [, opts]) -> on_event function | nil, err (kind "argument")

@@ -49,7 +49,7 @@ if not core_ok then
   core = {}
 end
 
-local _M = { _VERSION = core._VERSION }
+local _M = { _VERSION = require "clicktocall.version" }
 
 local mt = {}
 mt.__index = mt
@@ -597,7 +597,8 @@ function mt:write_textfile(path)
   end
   local text = self:render()
   local function fail(message)
-    return nil, errors.new("io", "could not write the metrics to " .. path .. ": " .. tostring(message),
+    return nil, errors.new("io", "could not write the metrics to " .. path .. ": " ..
+                           (type(message) == "table" and tostring(message.message) or tostring(message)),
                            { sent = false, retryable = false })
   end
   local tmp, ok, why
