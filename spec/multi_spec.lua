@@ -590,7 +590,13 @@ server {
 
   local WINDOW = { start_time = "2023-01-01 00:00:00", end_time = "2023-01-02 00:00:00" }
 
+  -- plain Lua 5.1 cannot yield across pcall, so its libcurl transport has no scheduler: one page at a time
+  local SEQUENTIAL = _VERSION == "Lua 5.1" and not rawget(_G, "jit")
+
   it("page 2 is asked for while the caller is still at record 1 of page 1; every record once, in order", function()
+    if SEQUENTIAL then
+      return pending("plain Lua 5.1: one page at a time")
+    end
     local c = client()
     local ids = {}
     for rec in c:records(WINDOW) do
@@ -618,6 +624,9 @@ server {
   end)
 
   it("an early page nobody takes (the loop left) is dropped with the client", function()
+    if SEQUENTIAL then
+      return pending("plain Lua 5.1: one page at a time")
+    end
     local c = client()
     for _ in c:records(WINDOW) do break end -- luacheck: ignore 512
     assert.is_truthy(nginx.wait_for(function() return pages() == 2 end, 5))
