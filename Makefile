@@ -109,13 +109,14 @@ parsers-test: | deps
 	  csrc/test/oracle/jsonscan.c -o build/test/test_parsers
 	build/test/test_parsers
 
-# SHA-256 (FIPS 180-4) and base64 (RFC 4648) known answers; base64.c holds a
+# SHA-256 (FIPS 180-4), base64 (RFC 4648), HMAC-SHA256 (RFC 4231) and SigV4 (AWS's examples)
+# known answers; base64.c holds a
 # Lua binding too, hence liblua for this test program only.
 crypto-test: | deps
 	@mkdir -p build/test
 	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -g -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
 	  -fno-omit-frame-pointer $(LUA_CFLAGS) -Icsrc csrc/test/test_crypto.c csrc/sha256.c \
-	  csrc/base64.c -o build/test/test_crypto $$(pkg-config --libs $(LUA_PC))
+	  csrc/base64.c csrc/sigv4.c csrc/buf.c -o build/test/test_crypto $$(pkg-config --libs $(LUA_PC))
 	build/test/test_crypto
 
 # Each libFuzzer harness (csrc/test/fuzz/) replays its corpus and regressions,

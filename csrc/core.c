@@ -8,6 +8,7 @@
 #include <math.h>
 #include <time.h>
 #include "ctc.h"
+#include "sigv4.h"
 #include "parsers.h"
 
 const char *const ctc_op_names[CTC_OP_COUNT + 1] = { "bind_seat", "dial", "balance", "records_page", NULL };
@@ -93,6 +94,7 @@ __attribute__((visibility("default"))) int luaopen_clicktocall_core(lua_State *L
     ctc_open_multi(L);
     ctc_open_sink(L);
     ctc_open_fsys(L);
+    ctc_open_sigv4(L);
     lua_pushliteral(L, CTC_VERSION);
     lua_setfield(L, -2, "_VERSION");
     lua_pushinteger(L, CTC_PAGE_SIZE);

@@ -78,6 +78,8 @@ describe("the core's failures", function()
     refused("argument", core.normalize_phone(42))
     refused("argument", core.format_time("soon"))
     refused("argument", core.parse_time("2026-13-01 00:00:00"))
+    refused("argument", core.sigv4_sign {})
+    refused("argument", core.s3_url {})
   end)
 
   it("tell the conditions Lua branches on by err.code, not by their words", function()
