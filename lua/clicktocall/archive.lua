@@ -16,7 +16,7 @@ local errors = require "clicktocall.errors"
 local exchange = require "clicktocall.exchange"
 local download = require "clicktocall.download"
 local batch = require "clicktocall.batch"
-local flatjson = require("clicktocall.json").flat
+local json = require "clicktocall.json"
 local jobs = require "clicktocall.jobfiles"
 
 local type = type
@@ -52,6 +52,8 @@ local KNOWN = {
 }
 
 local ENTRY_KEYS = { "id", "sessionId", "file", "bytes", "sha256", "callEndTime", "archived_at" }
+-- a manifest line: these keys in this order, an id past 2^53 written as the number it is
+local MANIFEST = { order = ENTRY_KEYS, only = true, ids = { id = true } }
 local NO_DIR_SYNC = { sync_dir = false } -- the directory fsync is this file's group commit
 local NO_SYNC = { sync = false } -- and with the multi, the file's fsync and rename too (place_files)
 
@@ -115,7 +117,7 @@ local function read_manifest(path)
   local data = f:read("*a") or ""
   f:close()
   for line in gsub(data, "\r", ""):gmatch("[^\n]+") do
-    local e = flatjson.decode(line)
+    local e = json.decode(line)
     if e and e.id ~= nil and type(e.file) == "string" then
       entries[jobs.key(e.id)] = e
     end
@@ -358,14 +360,7 @@ local function call_on_file(job, item, entry)
 end
 
 local function manifest_line(entry)
-  local line = flatjson.encode(ENTRY_KEYS, entry)
-  if type(entry.sessionId) == "string" then
-    -- keep a sessionId of digits a string
-    line = gsub(line, '"sessionId":[^,]*,', function()
-      return '"sessionId":' .. flatjson.encode_string(entry.sessionId) .. ","
-    end, 1)
-  end
-  return line
+  return json.encode(entry, MANIFEST)
 end
 
 -- The recording of item.rec into item.path, in the order of the file header -> bytes | nil, err

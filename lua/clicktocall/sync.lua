@@ -23,7 +23,7 @@
 local core = require "clicktocall.core"
 local exchange = require "clicktocall.exchange"
 local download = require "clicktocall.download"
-local flatjson = require("clicktocall.json").flat
+local json = require "clicktocall.json"
 local jobs = require "clicktocall.jobfiles"
 
 local type = type
@@ -43,6 +43,8 @@ local _M = { _VERSION = core._VERSION }
 local FNAME = "sync"
 local KNOWN = { state = true, on_record = true, since = true, lookback = true, user_data = true, lock = true }
 local STATE_KEYS = { "version", "through", "from", "user_data", "ids" }
+-- the state file: these keys in this order, ids past 2^53 written as the numbers they are
+local STATE = { order = STATE_KEYS, only = true, ids = { ids = true } }
 local DEFAULT_LOOKBACK = 3600
 -- A record listed more than 30 days after its call ended is not one a lookback should wait for; a larger
 -- window only makes every run read more.
@@ -155,7 +157,7 @@ local function read_state(st, job)
   end
   local data = f:read("*a")
   f:close()
-  local s = flatjson.decode(data or "")
+  local s = json.decode(data or "")
   if not s then
     return false, corrupt(st, job.state, "is not a clicktocall sync state (not JSON)")
   end
@@ -172,7 +174,7 @@ end
 
 -- write, fsync, rename, fsync the directory
 local function write_state(st, job, s)
-  local text = flatjson.encode(STATE_KEYS, s) .. "\n"
+  local text = json.encode(s, STATE) .. "\n"
   local sink, tmp, why
   for _ = 1, 8 do
     tmp = download.temp_name(job.dir)
