@@ -48,7 +48,7 @@ local MAX_NAME = 200 -- bytes of the sanitized sessionId: every file system take
 
 local KNOWN = {
   start_time = true, end_time = true, dir = true, concurrency = true, layout = true,
-  manifest = true, on_file = true, on_plan = true, user_data = true, lock = true,
+  manifest = true, on_file = true, on_plan = true, user_data = true, lock = true, dry_run = true,
 }
 
 local ENTRY_KEYS = { "id", "sessionId", "file", "bytes", "sha256", "callEndTime", "archived_at" }
@@ -210,9 +210,12 @@ local function check(st, args)
   if not ok then
     return nil, err
   end
+  if args.dry_run ~= nil and type(args.dry_run) ~= "boolean" then
+    return jobs.argument(st, FNAME, "dry_run must be a boolean", "dry_run")
+  end
   return { dir = gsub(dir, "(.)/+$", "%1"), n = n, layout = layout, manifest = manifest, on_file = args.on_file,
            on_plan = args.on_plan, lock_url = args.lock, user_data = args.user_data or st.cfg.user_data,
-           args = args, fname = FNAME }
+           args = args, fname = FNAME, dry_run = args.dry_run == true }
 end
 
 --------------------------------------------------------------------------
@@ -447,11 +450,12 @@ function _M.run(st, args)
   return jobs.run_locked(st, job, "archive", job.dir .. "/" .. LOCK_NAME, _M.locked)
 end
 
-function _M.locked(st, job)
-  clean_tree(job.dir, job.layout)
+-- The window paged against the manifest (read only) -> todo (oldest first), summary, pages | nil, err
+local function plan(st, job)
   local manifest, whole = read_manifest(job.manifest)
   job.torn = not whole
   local summary = { downloaded = 0, skipped = 0, no_recording = 0, bytes = 0, failed = {}, expiring = {} }
+  local pages = 0
   local todo, names, order = {}, {}, 0
   local claimed = {} -- file -> the id whose recording it holds, from the manifest
   for key, e in pairs(manifest) do
@@ -466,6 +470,7 @@ function _M.locked(st, job)
       end
       break
     end
+    pages = pages + 1
     for i = 1, #recs do
       local rec = recs[i]
       local url = rec.recordFileDownloadUrl
@@ -504,6 +509,37 @@ function _M.locked(st, job)
     end
   end
   sort(todo, older)
+  return todo, summary, pages
+end
+
+-- What a run would do, doing none of it (dry_run): no file, folder, manifest line or hook
+local function dry(st, job)
+  local todo, summary, pages = plan(st, job)
+  if not todo then
+    return nil, summary
+  end
+  local now = os_time()
+  local out = { dry_run = true, to_download = #todo, bytes = 0, bytes_unknown = #todo, skipped = summary.skipped,
+                no_recording = summary.no_recording, pages = pages, expiring = {} }
+  for i = 1, #todo do
+    local item = todo[i]
+    if item.expires_at and item.expires_at - now <= EXPIRING then
+      out.expiring[#out.expiring + 1] = { id = item.rec.id, sessionId = item.rec.sessionId, file = item.file,
+                                          expires_at = item.expires_at }
+    end
+  end
+  return out
+end
+
+function _M.locked(st, job)
+  if job.dry_run then
+    return dry(st, job)
+  end
+  clean_tree(job.dir, job.layout)
+  local todo, summary = plan(st, job)
+  if not todo then
+    return nil, summary
+  end
   if job.on_plan then
     -- the number of recordings this run will download (the CLI's progress bar)
     local hok, herr = errors.pcall(job.on_plan, #todo)
