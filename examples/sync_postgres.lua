@@ -10,8 +10,9 @@
 --   24 h ago)
 --
 -- Needs lua-sql-postgres (Debian: apt install lua-sql-postgres). The table and its indexes are created on the
--- first run. Each record is stored by id with an upsert (INSERT ... ON CONFLICT (id) DO UPDATE): delivery is
--- at least once (a run cut short delivers its last page again), so storing twice must be harmless. Every run
+-- first run. Each record is stored by id with an upsert (INSERT ... ON CONFLICT (id) DO UPDATE), a page's
+-- records in one transaction: delivery is at least once (a run cut short delivers its last page again), so
+-- storing twice must be harmless. Every run
 -- prints one line; it exits 0 on success, 6 when another run holds the state, 2 on a usage or setting error
 -- (nothing was done), 1 else.
 
@@ -110,14 +111,20 @@ end
 local since = os.getenv("CLICKTOCALL_SINCE")
 if since and since:match("^%d+$") then since = tonumber(since) end
 
--- Each upsert is a transaction of its own (autocommit): sync writes its state after each page, so rows held
--- in a transaction across a page could be lost in a crash after the state had moved past them. A run cut
--- short leaves every row it reported stored, and the next run stores the rest.
--- on_record failing stops the run; the state keeps what was stored.
+-- A transaction a page: BEGIN at the page's first record, COMMIT in on_page, which sync calls after the page's
+-- records and before it writes the page into its state. A crash or a failure before the COMMIT leaves neither
+-- the rows nor the state (PostgreSQL rolls back a transaction whose connection goes), so the next run
+-- delivers the page again; one after it delivers the page again too, and the upsert makes that harmless.
+local in_page = false
 local summary, err = client:sync {
   state = state_path,
   since = since,
   on_record = function(rec)
+    if not in_page then
+      local ok, e = con:execute("BEGIN")
+      if not ok then return nil, e end
+      in_page = true
+    end
     local ok, e = con:execute(("INSERT INTO call_records (id, session_id, caller, callee, call_end_time, duration,"
       .. " recording_url) VALUES (%s, %s, %s, %s, %s, %s, %s)"
       .. " ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, caller = excluded.caller,"
@@ -126,6 +133,13 @@ local summary, err = client:sync {
       :format(q(id_text(rec.id)), q(rec.sessionId), q(rec.callerNum), q(rec.calleeNum), end_time(rec.callEndTime),
               tonumber(rec.duration) and ("%d"):format(tonumber(rec.duration)) or "NULL",
               q(rec.recordFileDownloadUrl)))
+    if not ok then return nil, e end
+    return true
+  end,
+  on_page = function()
+    if not in_page then return true end -- every record of the page was stored before: nothing to commit
+    in_page = false
+    local ok, e = con:execute("COMMIT")
     if not ok then return nil, e end
     return true
   end,

@@ -75,6 +75,38 @@ describe("archive_recordings", function()
     end
   end)
 
+  it("reads a manifest the earlier writer left, and writes its lines byte for byte as it did", function()
+    local client, provider = j.client()
+    local now = os.time()
+    -- an id past 2^53 and a sessionId of digits: the id a number, the sessionId a string, as before
+    local recs = provider:seed_records {
+      { id = "9007199254740993", sessionId = "12345678901234567890", callEndTime = now - HOUR },
+      { id = "9007199254740995", sessionId = "777", callEndTime = now - 2 * HOUR },
+    }
+    local from, to = window(now)
+    assert(client:archive_recordings { start_time = from, end_time = to, dir = dir, layout = "flat" })
+    local lines = j.lines(dir .. "/manifest.jsonl")
+    assert.equal(2, #lines)
+    local ids = { ["12345678901234567890"] = "9007199254740993", ["777"] = "9007199254740995" }
+    local by_sid = {}
+    for _, line in ipairs(lines) do
+      local m = json.decode(line)
+      local rec = m.sessionId == "777" and recs[2] or recs[1]
+      assert.equal(('{"id":%s,"sessionId":"%s","file":"%s.wav","bytes":32768,"sha256":"%s","callEndTime":"%s",'
+                    .. '"archived_at":%d}'):format(ids[rec.sessionId], rec.sessionId, rec.sessionId, m.sha256,
+                                                   rec.callEndTime, m.archived_at), line)
+      by_sid[m.sessionId] = line
+    end
+    -- the first recording's line as the earlier writer wrote it (its own bytes): a re-run skips it
+    local old = ('{"id":9007199254740995,"sessionId":"777","file":"777.wav","bytes":32768,"sha256":"%s",'
+                 .. '"callEndTime":"%s","archived_at":1700000000}\n'):format(json.decode(by_sid["777"]).sha256,
+                                                                           recs[2].callEndTime)
+    j.write(dir .. "/manifest.jsonl", old .. by_sid["12345678901234567890"] .. "\n")
+    local again = assert(client:archive_recordings { start_time = from, end_time = to, dir = dir, layout = "flat" })
+    assert.equal(0, again.downloaded)
+    assert.equal(2, again.skipped)
+  end)
+
   it("a re-run downloads nothing and skips each recording; a missing file is fetched again", function()
     local client, provider = j.client()
     local now = os.time()

@@ -493,6 +493,31 @@ describe("clicktocall command #noasan", function()
       assert.matches("^archived 0, skipped 27", r.stdout)
     end)
 
+    it("archive --dry-run: the plan in words and as JSON, the directory as it was, no download", function()
+      s:post("/_sim/seed", { count = 30, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
+      local dir = cli.tmpdir()
+      local r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir, "--dry-run" })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("^dry run: would download 27 %(size unknown%), skip 0 %(already there%), 3 without a "
+        .. "recording; 1 page listed; nothing written to ", r.stdout)
+      assert.equal(0, #require("spec.helpers.jobs").tree(dir))
+      r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir, "--dry-run", "-o", "json" })
+      assert.equal(0, r.code, r.stderr)
+      local plan = cjson.decode(r.stdout)
+      assert.is_true(plan.dry_run)
+      assert.equal(27, plan.to_download)
+      assert.equal(3, plan.no_recording)
+      -- a past day's recordings: those within 24 h of their 7 days are listed with their expiry
+      for _, e in ipairs(plan.expiring) do
+        assert.equal("number", type(e.id))
+        assert.is_true(e.expires_at - os.time() <= 86400)
+      end
+      assert.equal(0, #require("spec.helpers.jobs").tree(dir))
+      -- the real run downloads what the plan said
+      r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir })
+      assert.matches("^archived 27, skipped 0", r.stdout)
+    end)
+
     it("archive: exit 5 naming the failed recordings", function()
       s:post("/_sim/seed", { count = 5, start_time = "2026-11-30 00:00:00", end_time = "2026-11-30 23:00:00" })
       s:post("/_sim/fault", { path = "/recordings/*", kind = "status", status = 404, count = 100 })
@@ -527,6 +552,23 @@ describe("clicktocall command #noasan", function()
       r = run({ "sync", "--state", state })
       assert.equal(0, r.code, r.stderr)
       assert.equal(2, #lines(r.stdout))
+    end)
+
+    it("sync --dry-run: what a run would write, no record on stdout, no state file", function()
+      -- 20: later tests count on ids going on by tens (an id divisible by 10 has no recording)
+      s:post("/_sim/seed", { count = 20, start_time = os.time() - 3600, end_time = os.time() - 60 })
+      local state = cli.tmpdir() .. "/state.json"
+      local r = run({ "sync", "--state", state, "--since", "2h", "--dry-run" })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("^dry run: would write 20 new records, skip 0 %(already delivered%), in 1 page; through would "
+        .. "move to %d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d %(UTC%+8%); .* not written\n$", r.stdout)
+      r = run({ "sync", "--state", state, "--since", "2h", "--dry-run", "-o", "json" })
+      local plan = cjson.decode(r.stdout)
+      assert.equal(20, plan.new)
+      assert.equal(0, plan.skipped)
+      assert.equal("missing", require("clicktocall.core").file_kind(state))
+      r = run({ "sync", "--state", state, "--since", "2h" })
+      assert.equal(20, #lines(r.stdout))
     end)
 
     it("sync --lookback: the summary names skipped and through; the state's window follows the lookback",

@@ -5,7 +5,7 @@
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
 local jobs = require "clicktocall.jobfiles"
-local flatjson = require("clicktocall.json").flat
+local json = require "clicktocall.json"
 
 -- "../../.." up to "/" from the working directory, then the absolute dir without its leading "/"
 local function relative_to_cwd(abs)
@@ -66,7 +66,7 @@ describe("archive_recordings with a relative dir", function()
       end
       local files = {}
       for _, line in ipairs(j.lines(dir .. "/manifest.jsonl")) do
-        local e = assert(flatjson.decode(line))
+        local e = assert(json.decode(line))
         files[#files + 1] = e.file
         assert.is_nil(e.file:find("^/"))
         assert.is_nil(e.path)

@@ -115,6 +115,95 @@ describe("sync", function()
     assert.equal(recs[250].id, second[101])
   end)
 
+  it("on_page: once a page, after its on_record calls and before its state is written", function()
+    local client, provider = j.client()
+    local now = os.time()
+    provider:seed_records(250, { start_time = now - 20 * 3600, end_time = now - 60 })
+    local events, seen = {}, {}
+    local summary = assert(client:sync {
+      state = state,
+      on_record = function() events[#events + 1] = "r" end,
+      on_page = function(so_far)
+        -- the state file as on_page sees it: the previous page's, not this one's
+        local text = j.read(state)
+        seen[#seen + 1] = { delivered = so_far.delivered, pages = so_far.pages, records = #events,
+                            ids = text and #state_of(state).ids or -1 }
+        events[#events + 1] = "p"
+        return true
+      end,
+    })
+    assert.equal(250, summary.delivered)
+    assert.same({ { delivered = 100, pages = 1, records = 100, ids = -1 },
+                  { delivered = 200, pages = 2, records = 201, ids = 100 },
+                  { delivered = 250, pages = 3, records = 252, ids = 200 } }, seen)
+    assert.equal("p", events[101])
+    assert.equal("p", events[#events])
+    -- a run that delivers nothing still calls it once a page (a transaction with no rows commits fine)
+    local n = 0
+    assert(client:sync { state = state, on_record = function() end, on_page = function() n = n + 1 end })
+    assert.equal(1, n)
+  end)
+
+  for _, how in ipairs { "returning nil, err", "raising" } do
+    it("on_page " .. how .. ": kind callback, and its page's state is not written, so the page comes again",
+       function()
+      local client, provider = j.client()
+      local now = os.time()
+      local recs = provider:seed_records(250, { start_time = now - 20 * 3600, end_time = now - 60 })
+      local pages = 0
+      local summary, err = client:sync {
+        state = state, on_record = function() end,
+        on_page = function()
+          pages = pages + 1
+          if pages == 2 then
+            if how == "raising" then error({ why = "commit failed" }) end
+            return nil, "commit failed"
+          end
+          return true
+        end,
+      }
+      assert.is_nil(summary)
+      assert.equal("callback", err.kind)
+      assert.matches("on_page", err.message)
+      if how == "raising" then
+        assert.same({ why = "commit failed" }, err.cause)
+      else
+        assert.equal("commit failed", err.cause)
+      end
+      local s = state_of(state)
+      assert.equal(100, #s.ids) -- the first page's only
+      assert.equal(s.from, s.through)
+      local got = {}
+      local again = assert(client:sync { state = state, on_record = function(r) got[#got + 1] = r.id end })
+      assert.equal(150, again.delivered)
+      assert.equal(100, again.skipped)
+      assert.equal(recs[101].id, got[1])
+    end)
+  end
+
+  it("with on_page, on_record failing mid-page records none of that page: its rows were not committed",
+     function()
+    local client, provider = j.client()
+    local now = os.time()
+    local recs = provider:seed_records(250, { start_time = now - 20 * 3600, end_time = now - 60 })
+    local summary, err = client:sync { state = state, on_page = function() return true end,
+      on_record = function(r) if r.id == recs[150].id then return nil, "db down" end end }
+    assert.is_nil(summary)
+    assert.equal("callback", err.kind)
+    assert.equal(100, #state_of(state).ids)
+    local again = assert(client:sync { state = state, on_record = function() end })
+    assert.equal(150, again.delivered)
+  end)
+
+  it("refuses an on_page that is not a function, sending nothing", function()
+    local client, provider = j.client()
+    local s, err = client:sync { state = state, on_record = function() end, on_page = true }
+    assert.is_nil(s)
+    assert.equal("argument", err.kind)
+    assert.matches("on_page", err.message)
+    assert.equal(0, #provider.requests)
+  end)
+
   it("on_record returning nil, err stops the run with kind callback and err.cause", function()
     local client, provider = j.client()
     local now = os.time()

@@ -6,7 +6,7 @@ local j = require "spec.helpers.jobs"
 local clicktocall = require "clicktocall"
 local mock = require "clicktocall.mock"
 local core = require "clicktocall.core"
-local flatjson = require("clicktocall.json").flat
+local json = require "clicktocall.json"
 
 local HOST = "http://rec.example.com"
 
@@ -120,7 +120,7 @@ describe("a transport that returns the body whole (ignores request.sink)", funct
     local lines = j.lines(dir .. "/manifest.jsonl")
     assert.equal(3, #lines)
     for _, line in ipairs(lines) do
-      local e = assert(flatjson.decode(line))
+      local e = assert(json.decode(line))
       local data = j.read(dir .. "/" .. e.file)
       assert.equal(provider:recording(e.sessionId), data)
       assert.equal(sha256_of(data), e.sha256)

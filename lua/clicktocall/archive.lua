@@ -16,7 +16,7 @@ local errors = require "clicktocall.errors"
 local exchange = require "clicktocall.exchange"
 local download = require "clicktocall.download"
 local batch = require "clicktocall.batch"
-local flatjson = require("clicktocall.json").flat
+local json = require "clicktocall.json"
 local jobs = require "clicktocall.jobfiles"
 
 local type = type
@@ -48,10 +48,12 @@ local MAX_NAME = 200 -- bytes of the sanitized sessionId: every file system take
 
 local KNOWN = {
   start_time = true, end_time = true, dir = true, concurrency = true, layout = true,
-  manifest = true, on_file = true, on_plan = true, user_data = true, lock = true,
+  manifest = true, on_file = true, on_plan = true, user_data = true, lock = true, dry_run = true,
 }
 
 local ENTRY_KEYS = { "id", "sessionId", "file", "bytes", "sha256", "callEndTime", "archived_at" }
+-- a manifest line: these keys in this order, an id past 2^53 written as the number it is
+local MANIFEST = { order = ENTRY_KEYS, only = true, ids = { id = true } }
 local NO_DIR_SYNC = { sync_dir = false } -- the directory fsync is this file's group commit
 local NO_SYNC = { sync = false } -- and with the multi, the file's fsync and rename too (place_files)
 
@@ -115,7 +117,7 @@ local function read_manifest(path)
   local data = f:read("*a") or ""
   f:close()
   for line in gsub(data, "\r", ""):gmatch("[^\n]+") do
-    local e = flatjson.decode(line)
+    local e = json.decode(line)
     if e and e.id ~= nil and type(e.file) == "string" then
       entries[jobs.key(e.id)] = e
     end
@@ -208,9 +210,12 @@ local function check(st, args)
   if not ok then
     return nil, err
   end
+  if args.dry_run ~= nil and type(args.dry_run) ~= "boolean" then
+    return jobs.argument(st, FNAME, "dry_run must be a boolean", "dry_run")
+  end
   return { dir = gsub(dir, "(.)/+$", "%1"), n = n, layout = layout, manifest = manifest, on_file = args.on_file,
            on_plan = args.on_plan, lock_url = args.lock, user_data = args.user_data or st.cfg.user_data,
-           args = args, fname = FNAME }
+           args = args, fname = FNAME, dry_run = args.dry_run == true }
 end
 
 --------------------------------------------------------------------------
@@ -358,14 +363,7 @@ local function call_on_file(job, item, entry)
 end
 
 local function manifest_line(entry)
-  local line = flatjson.encode(ENTRY_KEYS, entry)
-  if type(entry.sessionId) == "string" then
-    -- keep a sessionId of digits a string
-    line = gsub(line, '"sessionId":[^,]*,', function()
-      return '"sessionId":' .. flatjson.encode_string(entry.sessionId) .. ","
-    end, 1)
-  end
-  return line
+  return json.encode(entry, MANIFEST)
 end
 
 -- The recording of item.rec into item.path, in the order of the file header -> bytes | nil, err
@@ -452,11 +450,12 @@ function _M.run(st, args)
   return jobs.run_locked(st, job, "archive", job.dir .. "/" .. LOCK_NAME, _M.locked)
 end
 
-function _M.locked(st, job)
-  clean_tree(job.dir, job.layout)
+-- The window paged against the manifest (read only) -> todo (oldest first), summary, pages | nil, err
+local function plan(st, job)
   local manifest, whole = read_manifest(job.manifest)
   job.torn = not whole
   local summary = { downloaded = 0, skipped = 0, no_recording = 0, bytes = 0, failed = {}, expiring = {} }
+  local pages = 0
   local todo, names, order = {}, {}, 0
   local claimed = {} -- file -> the id whose recording it holds, from the manifest
   for key, e in pairs(manifest) do
@@ -471,6 +470,7 @@ function _M.locked(st, job)
       end
       break
     end
+    pages = pages + 1
     for i = 1, #recs do
       local rec = recs[i]
       local url = rec.recordFileDownloadUrl
@@ -509,6 +509,37 @@ function _M.locked(st, job)
     end
   end
   sort(todo, older)
+  return todo, summary, pages
+end
+
+-- What a run would do, doing none of it (dry_run): no file, folder, manifest line or hook
+local function dry(st, job)
+  local todo, summary, pages = plan(st, job)
+  if not todo then
+    return nil, summary
+  end
+  local now = os_time()
+  local out = { dry_run = true, to_download = #todo, bytes = 0, bytes_unknown = #todo, skipped = summary.skipped,
+                no_recording = summary.no_recording, pages = pages, expiring = {} }
+  for i = 1, #todo do
+    local item = todo[i]
+    if item.expires_at and item.expires_at - now <= EXPIRING then
+      out.expiring[#out.expiring + 1] = { id = item.rec.id, sessionId = item.rec.sessionId, file = item.file,
+                                          expires_at = item.expires_at }
+    end
+  end
+  return out
+end
+
+function _M.locked(st, job)
+  if job.dry_run then
+    return dry(st, job)
+  end
+  clean_tree(job.dir, job.layout)
+  local todo, summary = plan(st, job)
+  if not todo then
+    return nil, summary
+  end
   if job.on_plan then
     -- the number of recordings this run will download (the CLI's progress bar)
     local hok, herr = errors.pcall(job.on_plan, #todo)

@@ -354,6 +354,8 @@ local function build_parser()
   c:option("--concurrency", "Recordings downloaded at once, 1..32 (default 4)."):argname("N")
   c:option("--layout", "date: DIR/yyyy-MM-dd/NAME (default); flat: DIR/NAME."):argname("L")
     :choices({ "date", "flat" })
+  c:flag("--dry-run", "Page the window and print what a run would download, skip and lose within 24 h; "
+    .. "write nothing, take no lock.")
 
   c = p:command("sync", "Write each record new since the last run to stdout; the cursor lives in FILE.")
   c:option("--state", "The cursor file (created on the first run)."):argname("FILE"):count(1)
@@ -361,6 +363,8 @@ local function build_parser()
   c:option("--lookback", "How late after its end a record may reach the provider, 0..2592000 (default 3600)."
     .. " Each run re-reads that much."):argname("S")
   c:option("--format", "The same as -o (default jsonl)."):argname("F"):choices(output.FORMATS)
+  c:flag("--dry-run", "Print how many records a run would write and skip, and where the cursor would go; "
+    .. "write no record, no state, take no lock.")
 
   c = p:command("normalize", "Print each phone number as the provider wants it (+86...).")
   c:argument("phone", "Phone numbers."):args("+")
@@ -425,6 +429,12 @@ local NORMALIZE_COLUMNS = { { "INPUT", "input" }, { "OUTPUT", "output" }, { "ERR
 local DOCTOR_COLUMNS = { { "CHECK", "check" }, { "STATUS", "status" }, { "DETAIL", "detail" } }
 local ARCHIVE_COLUMNS = { { "DOWNLOADED", "downloaded" }, { "SKIPPED", "skipped" },
   { "NO_RECORDING", "no_recording" }, { "FAILED", "failed" }, { "BYTES", "bytes" }, { "DIR", "dir" } }
+
+local ARCHIVE_PLAN_COLUMNS = { { "TO_DOWNLOAD", "to_download" }, { "BYTES", "bytes" },
+  { "BYTES_UNKNOWN", "bytes_unknown" }, { "SKIPPED", "skipped" }, { "NO_RECORDING", "no_recording" },
+  { "EXPIRING", "expiring" }, { "PAGES", "pages" }, { "DIR", "dir" } }
+local SYNC_PLAN_COLUMNS = { { "NEW", "new" }, { "SKIPPED", "skipped" }, { "PAGES", "pages" },
+  { "THROUGH", "through" }, { "STATE", "state" } }
 
 local function normalized(phone)
   return clicktocall.normalize_phone(phone) or phone
@@ -571,6 +581,41 @@ local function expiry(entry)
   return "unknown"
 end
 
+-- archive --dry-run: the plan, on stdout in the format asked
+local function archive_plan(ctx, fmt, args, dir)
+  args.dry_run = true
+  local plan, err = ctx.client:archive_recordings(args)
+  if not plan then
+    return ctx:fail(err)
+  end
+  local expiring = {}
+  for i, e in ipairs(plan.expiring or {}) do
+    expiring[i] = { id = e.id, sessionId = e.sessionId, file = e.file, expires_at = e.expires_at,
+                    expires = type(e.expires_at) == "number" and clicktocall.format_time(e.expires_at) or nil }
+  end
+  local row = { dry_run = true, to_download = plan.to_download, bytes = plan.bytes, bytes_unknown = plan.bytes_unknown,
+                skipped = plan.skipped, no_recording = plan.no_recording, pages = plan.pages, dir = dir }
+  if fmt == "json" or fmt == "jsonl" then
+    row.expiring = expiring
+    ctx.out:write(output.json_fields(row, { "dry_run", "to_download", "bytes", "bytes_unknown", "skipped",
+                                            "no_recording", "pages", "dir", "expiring" }), "\n")
+  elseif fmt and fmt ~= "table" then
+    row.expiring = #expiring
+    output.object(fmt, ctx.out, row, ARCHIVE_PLAN_COLUMNS)
+  else
+    local size = plan.bytes_unknown == plan.to_download and "size unknown"
+      or progress.bytes(plan.bytes or 0) .. (plan.bytes_unknown > 0 and " where known" or "")
+    ctx.out:write(format("dry run: would download %d (%s), skip %d (already there), %d without a recording; "
+      .. "%d page%s listed; nothing written to %s\n", plan.to_download, size, plan.skipped, plan.no_recording,
+      plan.pages, plan.pages == 1 and "" or "s", dir))
+    for _, e in ipairs(expiring) do
+      ctx.out:write(format("EXPIRING within 24 h: id %s, session %s, expires %s: not archived yet\n",
+        output.json_value(e.id), tostring(e.sessionId), expiry(e)))
+    end
+  end
+  return 0
+end
+
 function commands.archive(ctx, a)
   local from, to = time_window(ctx, a)
   if not from then
@@ -584,6 +629,10 @@ function commands.archive(ctx, a)
   local fmt, ferr = ctx:format_of(a)
   if ferr then
     return ctx:usage(ferr)
+  end
+  if a.dry_run then
+    return archive_plan(ctx, fmt, { start_time = from, end_time = to, dir = a.dir, concurrency = conc,
+                                    layout = a.layout }, a.dir)
   end
   local tty = not ctx.quiet and ctx.isatty(ctx.err)
   local bar = progress.new { fh = ctx.quiet and NULL_FH or ctx.err, tty = tty, clock = ctx.clock,
@@ -669,6 +718,26 @@ function commands.sync(ctx, a)
   local fmt, ferr = ctx:format_of(a)
   if ferr then
     return ctx:usage(ferr)
+  end
+  if a.dry_run then
+    local plan, err = ctx.client:sync { state = a.state, since = since, lookback = lookback, dry_run = true }
+    if not plan then
+      return ctx:fail(err)
+    end
+    local row = { dry_run = true, new = plan.new, skipped = plan.skipped, pages = plan.pages,
+                  through = plan.through, through_time = clicktocall.format_time(plan.through),
+                  state = plan.state }
+    if fmt == "json" or fmt == "jsonl" then
+      ctx.out:write(output.json_fields(row, { "dry_run", "new", "skipped", "pages", "through", "through_time",
+                                              "state" }), "\n")
+    elseif fmt and fmt ~= "table" then
+      output.object(fmt, ctx.out, row, SYNC_PLAN_COLUMNS)
+    else
+      ctx.out:write(format("dry run: would write %d new record%s, skip %d (already delivered), in %d page%s; "
+        .. "through would move to %s (UTC+8); %s not written\n", plan.new, plan.new == 1 and "" or "s", plan.skipped,
+        plan.pages, plan.pages == 1 and "" or "s", row.through_time, tostring(plan.state)))
+    end
+    return 0
   end
   local w = output.new(fmt or "jsonl", ctx.out)
   local summary, err = ctx.client:sync {

@@ -164,12 +164,17 @@ function _M.pages(st, job, fname, args)
   end })
 end
 
+local NO_LOCK = { unlock = function() end }
+
 --- run_locked(st, job, what, lock_path, body) -> body(st, job)'s results | nil, err
--- The jobs' run: the lock (or the Redis lease of job.lock_url) taken, body run protected, the lock let go
--- whatever happened, job.cleanup() (temporary files) on a raise; Ctrl-C goes on to the caller as it is,
--- anything else raised becomes one error of kind "protocol" ("<job.fname> failed: ...").
+-- The jobs' run: the lock (or the Redis lease of job.lock_url; none for job.dry_run) taken, body run
+-- protected, the lock let go whatever happened, job.cleanup() (temporary files) on a raise; Ctrl-C goes on
+-- to the caller as it is, anything else raised becomes one error of kind "protocol" ("<job.fname> failed: ...").
 function _M.run_locked(st, job, what, lock_path, body)
-  local lock, err = _M.lock(st, lock_path, what, job.lock_url, job.user_data)
+  local lock, err = NO_LOCK, nil
+  if not job.dry_run then -- a dry run writes nothing, so it takes no lock: it works beside a real run
+    lock, err = _M.lock(st, lock_path, what, job.lock_url, job.user_data)
+  end
   if not lock then
     return nil, err
   end

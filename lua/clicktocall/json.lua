@@ -338,15 +338,4 @@ function _M.decode(s)
   return v
 end
 
--- flatjson's calls, for archive.lua and sync.lua until they pass encode a schema; the ids stay numbers and a
--- sessionId of digits a string
-local FLAT_IDS = { id = true, ids = true }
-_M.flat = {
-  decode = _M.decode,
-  encode_string = string_json,
-  encode = function(keys, t)
-    return object_json(t, { order = keys, only = true, ids = FLAT_IDS })
-  end,
-}
-
 return _M

@@ -23,7 +23,7 @@
 local core = require "clicktocall.core"
 local exchange = require "clicktocall.exchange"
 local download = require "clicktocall.download"
-local flatjson = require("clicktocall.json").flat
+local json = require "clicktocall.json"
 local jobs = require "clicktocall.jobfiles"
 
 local type = type
@@ -41,8 +41,11 @@ local sort = table.sort
 local _M = { _VERSION = core._VERSION }
 
 local FNAME = "sync"
-local KNOWN = { state = true, on_record = true, since = true, lookback = true, user_data = true, lock = true }
+local KNOWN = { state = true, on_record = true, on_page = true, since = true, lookback = true, user_data = true,
+                lock = true, dry_run = true }
 local STATE_KEYS = { "version", "through", "from", "user_data", "ids" }
+-- the state file: these keys in this order, ids past 2^53 written as the numbers they are
+local STATE = { order = STATE_KEYS, only = true, ids = { ids = true } }
 local DEFAULT_LOOKBACK = 3600
 -- A record listed more than 30 days after its call ended is not one a lookback should wait for; a larger
 -- window only makes every run read more.
@@ -69,8 +72,15 @@ local function check(st, args)
   if not ok then
     return jobs.argument(st, FNAME, "field 'state' must be in an existing, writable directory: " .. why.message)
   end
-  if type(args.on_record) ~= "function" then
+  if args.dry_run ~= nil and type(args.dry_run) ~= "boolean" then
+    return jobs.argument(st, FNAME, "field 'dry_run' must be a boolean")
+  end
+  -- a dry run calls no hook: it may go without them
+  if type(args.on_record) ~= "function" and not (args.dry_run and args.on_record == nil) then
     return jobs.argument(st, FNAME, "field 'on_record' must be a function")
+  end
+  if args.on_page ~= nil and type(args.on_page) ~= "function" then
+    return jobs.argument(st, FNAME, "field 'on_page' must be a function")
   end
   local lookback = args.lookback
   if lookback == nil then
@@ -95,7 +105,8 @@ local function check(st, args)
   if not ok then
     return nil, why
   end
-  return { state = state, dir = dir, on_record = args.on_record, lookback = floor(lookback), since = since,
+  return { state = state, dir = dir, on_record = args.on_record, on_page = args.on_page, dry_run = args.dry_run == true,
+           lookback = floor(lookback), since = since,
            user_data = user_data, lock_url = args.lock, fname = FNAME }
 end
 
@@ -155,7 +166,7 @@ local function read_state(st, job)
   end
   local data = f:read("*a")
   f:close()
-  local s = flatjson.decode(data or "")
+  local s = json.decode(data or "")
   if not s then
     return false, corrupt(st, job.state, "is not a clicktocall sync state (not JSON)")
   end
@@ -172,7 +183,7 @@ end
 
 -- write, fsync, rename, fsync the directory
 local function write_state(st, job, s)
-  local text = flatjson.encode(STATE_KEYS, s) .. "\n"
+  local text = json.encode(s, STATE) .. "\n"
   local sink, tmp, why
   for _ = 1, 8 do
     tmp = download.temp_name(job.dir)
@@ -232,8 +243,21 @@ local function id_above(a, b)
   return key_less(jobs.key(b), jobs.key(a))
 end
 
+-- a hook called protected -> true | nil, err (kind "callback"); Ctrl-C in it is passed on
+local function hook(st, name, fn, arg)
+  local hok, r1, r2 = jobs.errors.pcall(fn, arg)
+  if not hok then
+    return nil, jobs.callback_error(st, name, "raised an error", r1)
+  elseif r1 == nil and r2 ~= nil then
+    return nil, jobs.callback_error(st, name, "returned an error", r2)
+  end
+  return true
+end
+
 local function locked(st, job)
-  jobs.clean_stale(job.dir) -- a state write cut short by a crash
+  if not job.dry_run then
+    jobs.clean_stale(job.dir) -- a state write cut short by a crash
+  end
   local s, err = read_state(st, job)
   if s == false then
     return nil, err
@@ -265,6 +289,9 @@ local function locked(st, job)
   local unsaved = false -- records delivered since the state was last written
   local function save()
     unsaved = false
+    if job.dry_run then
+      return true
+    end
     return write_state(st, job, s)
   end
   local next_page, close_pages = jobs.pages(st, job, FNAME, { start_time = start, end_time = now,
@@ -277,11 +304,11 @@ local function locked(st, job)
       if done[key] then
         summary.skipped = summary.skipped + 1
       else
-        local hok, r1, r2 = jobs.errors.pcall(job.on_record, rec) -- Ctrl-C in it is passed on
-        if not hok then
-          return nil, jobs.callback_error(st, "on_record", "raised an error", r1)
-        elseif r1 == nil and r2 ~= nil then
-          return nil, jobs.callback_error(st, "on_record", "returned an error", r2)
+        if not job.dry_run then
+          local ok, herr = hook(st, "on_record", job.on_record, rec)
+          if not ok then
+            return nil, herr
+          end
         end
         done[key] = rec.id
         s.ids[#s.ids + 1] = rec.id -- in the order delivered until the run ends (sorting each page costs)
@@ -293,6 +320,15 @@ local function locked(st, job)
       end
     end
     summary.pages = summary.pages + 1
+    if job.on_page and not job.dry_run then
+      -- the page's on_record calls are done and its state is not written yet: a failure here leaves the
+      -- state where it was (unsaved is dropped), so the whole page comes again
+      local ok, herr = hook(st, "on_page", job.on_page, summary)
+      if not ok then
+        unsaved = false
+        return nil, herr
+      end
+    end
     if unsaved then
       return save()
     end
@@ -310,8 +346,10 @@ local function locked(st, job)
   end
   close_pages()
   if not ok then
-    -- cut short: keep what this run delivered (through stays), so the next run does not deliver it again
-    if unsaved then
+    -- cut short: keep what this run delivered (through stays), so the next run does not deliver it again;
+    -- with on_page, a page counts only once its on_page said yes (its records may be in a transaction the
+    -- failure rolled back)
+    if unsaved and not job.on_page then
       save()
     end
     return nil, err
@@ -330,11 +368,16 @@ local function locked(st, job)
     end
   end
   s.ids = sorted_ids(keep)
+  summary.through = s.through
+  if job.dry_run then
+    -- what a run would do: the records it would deliver, and the through it would move to
+    summary.new, summary.delivered, summary.dry_run = summary.delivered, 0, true
+    return summary
+  end
   ok, err = save()
   if not ok then
     return nil, err
   end
-  summary.through = s.through
   return summary
 end
 

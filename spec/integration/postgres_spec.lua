@@ -43,7 +43,7 @@ describe("examples/sync_postgres.lua with a real PostgreSQL #integration", funct
   end
 
   -- the table as the provider serves the records, row by row
-  local function same_as_provider(since)
+  local function same_as_provider(since, n)
     local c = assert(clicktocall.new { base_url = s.base_url, app_secret = s.secret, user_data = s.user_data })
     local want = {}
     for rec in c:records { start_time = since, end_time = os.time() } do want[#want + 1] = rec end
@@ -51,7 +51,7 @@ describe("examples/sync_postgres.lua with a real PostgreSQL #integration", funct
     local got = assert(pg:query("SELECT id, session_id, caller, callee, "
       .. "to_char(call_end_time AT TIME ZONE 'UTC' + interval '8 hours', 'YYYY-MM-DD HH24:MI:SS'), duration, "
       .. "recording_url FROM call_records ORDER BY id"))
-    assert.equal(N, #want)
+    assert.equal(n or N, #want)
     assert.equal(#want, #got)
     for i, rec in ipairs(want) do
       local row = got[i]
@@ -115,6 +115,38 @@ describe("examples/sync_postgres.lua with a real PostgreSQL #integration", funct
     assert.matches("exit=0", out4)
     assert.matches("sync: 450 new records in 5 pages %(0 skipped%), 450 rows in call_records", out4)
     same_as_provider(since)
+  end)
+
+  it("a page is one transaction: an upsert failing mid-page leaves none of that page's rows, nor its state",
+     function()
+    s:reset()
+    local state = dir .. "/tx.json"
+    -- an empty window: the table made (it may hold an earlier test's rows), then emptied
+    assert.matches("exit=0", j.shell(command(state, "CLICKTOCALL_SINCE=" .. os.time()) .. " 2>&1; echo \"exit=$?\""))
+    os.remove(state)
+    assert(pg:query("TRUNCATE call_records"))
+    local now = os.time()
+    local since = now - 6 * 3600
+    s:seed { count = 250, start_time = now - 5 * 3600, end_time = now - 60 }
+    local c = assert(clicktocall.new { base_url = s.base_url, app_secret = s.secret, user_data = s.user_data })
+    local ids = {}
+    for rec in c:records { start_time = since, end_time = now } do ids[#ids + 1] = rec.id end
+    c:close()
+    assert.equal(250, #ids)
+    -- the 150th record (the second page's 50th) cannot be stored
+    assert(pg:query(("ALTER TABLE call_records ADD CONSTRAINT not_this_one CHECK (id <> %d)"):format(ids[150])))
+    local out = j.shell(command(state, "CLICKTOCALL_SINCE=" .. since) .. " 2>&1; echo \"exit=$?\"")
+    assert.matches("not_this_one", out)
+    assert.matches("exit=1", out)
+    -- the first page committed; of the second, none of the 49 stored before the failure
+    assert.equal(100, rows())
+    local st = assert(require("clicktocall.json").decode(assert(j.read(state))))
+    assert.equal(100, #st.ids)
+    assert(pg:query("ALTER TABLE call_records DROP CONSTRAINT not_this_one"))
+    local again = j.shell(command(state) .. " 2>&1; echo \"exit=$?\"")
+    assert.matches("exit=0", again)
+    assert.matches("sync: 150 new records in 3 pages %(100 skipped%), 250 rows in call_records", again)
+    same_as_provider(since, 250)
   end)
 
   it("a database it cannot reach: one line naming the setting, exit 1, the state untouched", function()
