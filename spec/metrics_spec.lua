@@ -112,6 +112,16 @@ describe("clicktocall.metrics", function()
     clean(text)
   end)
 
+  it("a dry run's plan counts as no run of its job", function()
+    local m = metrics.new()
+    m:job("sync", { dry_run = true, new = 3, delivered = 0, skipped = 1, pages = 1, through = 1796436000 })
+    m:job("archive", { dry_run = true, to_download = 2, expiring = { {}, {} } })
+    local text = m:render()
+    assert.is_nil(text:find('clicktocall_job_runs_total{', 1, true), text)
+    assert.is_nil(text:find("\nclicktocall_sync_through_timestamp_seconds ", 1, true), text)
+    clean(text)
+  end)
+
   describe("an instrumented client (clicktocall.mock)", function()
     local dir, m, client, provider, raw
 

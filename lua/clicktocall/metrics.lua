@@ -372,8 +372,12 @@ local function count(v)
 end
 
 --- m:job(name, summary [, err [, seconds]]): a job's run ("archive" or "sync"; another name counts its
--- runs only). summary is what the job returned, nil when it failed with err.
+-- runs only). summary is what the job returned, nil when it failed with err. A dry run's plan counts
+-- nothing: it did none of the work the metrics describe.
 function mt:job(name, summary, err, seconds)
+  if type(summary) == "table" and summary.dry_run then
+    return
+  end
   name = tostring(name)
   local store = self.store
   local jl = labels("job", name)
