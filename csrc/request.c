@@ -242,7 +242,8 @@ static void set_string(lua_State *L, const char *k, const char *v)
 /* Pushes { method, url, headers, body } with the body on top of the stack. */
 static void push_request(lua_State *L, int cfg, int op)
 {
-    lua_createtable(L, 0, 5);
+    /* room for the five set here and the four exchange.lua adds (timeouts, max_body, want_headers) */
+    lua_createtable(L, 0, 9);
     lua_insert(L, -2);             /* request table below the body */
     lua_setfield(L, -2, "body");
     set_string(L, "method", "POST");
