@@ -223,6 +223,7 @@ CURLcode ctc_easy_open(lua_State *L, ctc_easy *x, const ctc_curl_opts *o)
 {
     CURLcode rc;
     x->easy = curl_easy_init();
+    x->opts_set = 0; /* a new handle (a poisoned connection's is dropped) has none of them */
     if (x->easy == NULL)
         return CURLE_FAILED_INIT;
     rc = set_fixed(x, o);
@@ -255,6 +256,26 @@ static long ms_field(lua_State *L, int req, const char *name, long dflt)
     return v < 1 ? 1 : (long)v;
 }
 
+/* The options that vary between requests, given to libcurl only when they differ from the last. */
+static void set_changed(ctc_easy *x, long timeout, long connect_timeout, long follow, curl_off_t maxfile)
+{
+    if (!x->opts_set || timeout != x->set_timeout)
+        curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, timeout);
+    if (!x->opts_set || connect_timeout != x->set_connect_timeout)
+        curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout);
+    if (!x->opts_set || follow != x->set_follow)
+        curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION, follow);
+    if (!x->opts_set || maxfile != x->set_maxfile)
+        curl_easy_setopt(x->easy, CURLOPT_MAXFILESIZE_LARGE, maxfile);
+    if (!x->opts_set)
+        curl_easy_setopt(x->easy, CURLOPT_MAXREDIRS, (long)CTC_MAX_REDIRECTS);
+    x->set_timeout = timeout;
+    x->set_connect_timeout = connect_timeout;
+    x->set_follow = follow;
+    x->set_maxfile = maxfile;
+    x->opts_set = 1;
+}
+
 /* What one attempt of a transfer leaves behind, forgotten. */
 static void reset_transfer(ctc_easy *x)
 {
@@ -281,8 +302,12 @@ void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int download)
 
     lua_getfield(L, req, "url");
     s = luaL_checklstring(L, -1, &n);
-    if (ctc_buf_set(&x->url, s, n) != 0)
-        luaL_error(L, "out of memory");
+    if (!x->opts_set || n != x->url.len || memcmp(s, x->url.data, n) != 0) {
+        x->opts_set = 0; /* until every option below was given again */
+        if (ctc_buf_set(&x->url, s, n) != 0)
+            luaL_error(L, "out of memory");
+        curl_easy_setopt(x->easy, CURLOPT_URL, x->url.data);
+    }
     lua_pop(L, 1);
     lua_getfield(L, req, "method");
     method = luaL_optstring(L, -1, "GET");
@@ -348,16 +373,11 @@ void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int download)
     }
     lua_pop(L, 1);
 
-    curl_easy_setopt(x->easy, CURLOPT_URL, x->url.data);
     curl_easy_setopt(x->easy, CURLOPT_FRESH_CONNECT, 0L); /* a batch may have set it for the last one */
     curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
-    curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, ms_field(L, req, "timeout", CTC_DEFAULT_TIMEOUT_MS));
-    curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     ms_field(L, req, "connect_timeout", CTC_DEFAULT_CONNECT_TIMEOUT_MS));
-    curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION, download ? 1L : 0L);
-    curl_easy_setopt(x->easy, CURLOPT_MAXREDIRS, (long)CTC_MAX_REDIRECTS);
-    curl_easy_setopt(x->easy, CURLOPT_MAXFILESIZE_LARGE,
-                     (curl_off_t)(download || x->max_body < 0 ? 0 : x->max_body));
+    set_changed(x, ms_field(L, req, "timeout", CTC_DEFAULT_TIMEOUT_MS),
+                ms_field(L, req, "connect_timeout", CTC_DEFAULT_CONNECT_TIMEOUT_MS), download ? 1L : 0L,
+                (curl_off_t)(download || x->max_body < 0 ? 0 : x->max_body));
     lua_getfield(L, req, "want_headers");
     x->want_headers = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);

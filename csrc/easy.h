@@ -23,6 +23,12 @@ typedef struct ctc_easy {
     ctc_buf hdr_key;       /* "name: value\n" lines x->headers was built from */
     ctc_buf hdr_next;      /* the same for the request being prepared */
     ctc_buf url;
+    /* the per-request options last given to libcurl (valid once opts_set): a
+     * handle's requests mostly repeat them, and each setopt of a URL copies it */
+    int opts_set;
+    long set_timeout, set_connect_timeout;
+    curl_off_t set_maxfile;
+    long set_follow;
     ctc_buf req_body;
     ctc_buf path;          /* a download's temporary file (removed unless whole) */
     int resend_safe;       /* the request may go again on a fresh connection */

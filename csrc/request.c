@@ -242,7 +242,8 @@ static void set_string(lua_State *L, const char *k, const char *v)
 /* Pushes { method, url, headers, body } with the body on top of the stack. */
 static void push_request(lua_State *L, int cfg, int op)
 {
-    lua_createtable(L, 0, 5);
+    /* room for the five set here and the four exchange.lua adds (timeouts, max_body, want_headers) */
+    lua_createtable(L, 0, 9);
     lua_insert(L, -2);             /* request table below the body */
     lua_setfield(L, -2, "body");
     set_string(L, "method", "POST");
@@ -264,10 +265,10 @@ static void push_request(lua_State *L, int cfg, int op)
 }
 
 /*
- * core.request(op, config, args) -> request, asked, parts | nil, err
+ * core.request(op, config, args) -> request, asked [, caller, callee, seat] | nil, err
  * err: { kind = "argument", message = "caller: phone number ...", field = "caller", sent = false }
- * asked: the cursor asked for (records_page), else nil; parts (dial only):
- * { caller, callee, seat } as sent (normalized numbers, trimmed seat).
+ * asked: the cursor asked for (records_page), else nil; dial only: caller,
+ * callee, seat as sent (normalized numbers, trimmed seat), as values (no table).
  * config: { base_url, authorization, user_agent, country_code, user_data }
  * (checked when the client was made); args: the call's own table.
  */
@@ -358,14 +359,10 @@ int ctc_l_request(lua_State *L)
     }
     if (op == CTC_OP_DIAL) {
         lua_pushnil(L); /* no cursor */
-        lua_createtable(L, 0, 3);
         lua_pushstring(L, phone_a);
-        lua_setfield(L, -2, "caller");
         lua_pushstring(L, phone_b);
-        lua_setfield(L, -2, "callee");
         lua_pushlstring(L, seat.s, seat.len);
-        lua_setfield(L, -2, "seat");
-        return 3;
+        return 5;
     }
     return 1;
 }

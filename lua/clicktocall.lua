@@ -87,7 +87,7 @@ local function state_of(self, fname)
   return st
 end
 
---- prepare(self, fname, op, args) -> st, request, asked, parts | nil, err
+--- prepare(self, fname, op, args) -> st, request, asked [, caller, callee, seat] | nil, err
 local function prepare(self, fname, op, args)
   local st, err = state_of(self, fname)
   if not st then
@@ -105,19 +105,19 @@ local function prepare(self, fname, op, args)
       return nil, argument_error(st, fname, "unknown field '" .. tostring(k) .. "'", tostring(k))
     end
   end
-  local request, asked, parts = core.request(op, st.cfg, args)
+  local request, asked, caller, callee, seat = core.request(op, st.cfg, args)
   if not request then
     -- the core fails with an error table: { message = "caller: ...", field = "caller" }
     return nil, argument_error(st, fname, asked.message, asked.field)
   end
-  return st, request, asked, parts
+  return st, request, asked, caller, callee, seat
 end
 
 --------------------------------------------------------------------------
 -- the four calls
 --------------------------------------------------------------------------
 
--- Each call runs as run(st, op, args, request, asked, parts) -> v1, v2 | nil, err.
+-- Each call runs as run(st, op, args, request, asked, caller, callee, seat) -> v1, v2 | nil, err.
 
 local function plain(st, op, _, request, asked)
   return exchange.api(st, op, request, asked)
@@ -128,13 +128,12 @@ end
 -- outcome is known (a session id, or an error that rang nobody), released when the dial provably never
 -- left, and kept whole when the dial may have rung (errors.may_have_rung): its record appears only when
 -- the call ends, so nothing can tell sooner that it was placed.
-local function guarded_dial(st, op, args, request, _, parts)
+local function guarded_dial(st, op, args, request, _, caller, callee, seat)
   local guard = st.guard
   if not guard or args.force then
     return exchange.api(st, op, request)
   end
-  -- the normalized values C wrote into the body (core.request's third result)
-  local caller, callee, seat = parts.caller, parts.callee, parts.seat
+  -- caller, callee, seat: the normalized values C wrote into the body (core.request's last results)
   local user_data = args.user_data or st.cfg.user_data
   local claim, why, kind = guard:check(caller, callee, seat, user_data)
   if not claim then
@@ -158,10 +157,10 @@ local SPECIAL = { dial = guarded_dial }
 for _, op in ipairs(core.OPS) do
   local run = SPECIAL[op] or plain
   client_mt[op] = function(self, args)
-    local st, request, asked, parts = prepare(self, op, op, args)
+    local st, request, asked, caller, callee, seat = prepare(self, op, op, args)
     local v1, v2
     if st then
-      v1, v2 = run(st, op, args, request, asked, parts)
+      v1, v2 = run(st, op, args, request, asked, caller, callee, seat)
     else
       v2 = request
     end

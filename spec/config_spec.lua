@@ -163,7 +163,7 @@ describe("version", function()
   it("is read by the pure Lua modules from clicktocall.version, without loading the C core", function()
     local pure = { "clicktocall.version", "clicktocall.json", "clicktocall.http1", "clicktocall.errors",
                    "clicktocall.redis", "clicktocall.dial_guard", "clicktocall.cli.output", "clicktocall.cli.progress",
-                   "clicktocall.cli.config" }
+                   "clicktocall.cli.config", "clicktocall.transport.ngx" }
     local lua = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
     local script = [[package.path = "./lua/?.lua;" .. package.path
 package.preload["clicktocall.core"] = function() error("the C core was loaded") end

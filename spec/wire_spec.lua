@@ -148,12 +148,12 @@ describe("core.request", function()
     end
   end)
 
-  it("returns a dial's normalized parts as a third result", function()
-    local req, asked, parts = core.request("dial", cfg,
+  it("returns a dial's normalized caller, callee and seat after the cursor (values, no table)", function()
+    local req, asked, caller, callee, seat = core.request("dial", cfg,
                                            { caller = " 135 0000 0002", callee = "0755-28000123", seat = "  PP1 \t" })
     assert.is_table(req)
     assert.is_nil(asked)
-    assert.same({ caller = "+8613500000002", callee = "+8675528000123", seat = "PP1" }, parts)
+    assert.same({ "+8613500000002", "+8675528000123", "PP1" }, { caller, callee, seat })
     local _, asked2, parts2 = core.request("records_page", cfg, { start_time = 0, end_time = 1, max_id = 7 })
     assert.equal(7, asked2)
     assert.is_nil(parts2)

@@ -66,7 +66,7 @@ local math_floor = math.floor
 local math_max = math.max
 local math_min = math.min
 
-local _M = { _VERSION = require("clicktocall.core")._VERSION }
+local _M = { _VERSION = require "clicktocall.version" }
 
 local DEFAULT_POOL_SIZE = 30
 local DEFAULT_KEEPALIVE_TIMEOUT = 60   -- seconds
