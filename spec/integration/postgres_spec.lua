@@ -73,8 +73,10 @@ describe("examples/sync_postgres.lua with a real PostgreSQL #integration", funct
     -- the first page at once, the second held by the simulator until the run is killed
     s:fault { path = "/call/record/voice", kind = "latency", ms = 1, count = 1 }
     s:fault { path = "/call/record/voice", kind = "latency", ms = 600000, count = 1 }
-    j.shell(("(sh -c 'echo $$ > %s/pid; exec %s' >%s/out1 2>&1; echo $? >%s/rc1) >/dev/null 2>&1 &")
-      :format(dir, command(state, "CLICKTOCALL_SINCE=" .. since):gsub("'", "'\\''"), dir, dir))
+    j.shell(("(sh -c 'echo $$ > %s/pid; exec %s' >%s/out1 2>&1; echo $? >%s/rc1.tmp; mv %s/rc1.tmp %s/rc1)"
+             .. " >/dev/null 2>&1 &")
+      :format(dir, command(state, "CLICKTOCALL_SINCE=" .. since):gsub("'", "'\\''"), dir, dir, dir, dir))
+    -- (rc1 appears whole: written aside, then renamed, so the wait below never reads it half-written)
     -- halfway: the first page stored, the second asked for and not answered
     assert(nginx.wait_for(function()
       local pending = 0
