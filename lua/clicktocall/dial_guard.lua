@@ -110,7 +110,7 @@ local redis_guard, file_guard -- below: the same guard with its claims in Redis,
 -- passes its connect_timeout; without one, core.DEFAULTS.connect_timeout, so it is needed without the core).
 function _M.new(dict_name, window, opts)
   opts = opts or {}
-  if type(dict_name) == "string" and sub(dict_name, 1, 8) == "redis://" then
+  if type(dict_name) == "string" and (sub(dict_name, 1, 8) == "redis://" or sub(dict_name, 1, 9) == "rediss://") then
     return redis_guard(dict_name, window, opts)
   end
   if type(dict_name) == "string" and sub(dict_name, 1, 5) == "file:" then
