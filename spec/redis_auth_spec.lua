@@ -4,7 +4,6 @@ local redis = require "clicktocall.redis"
 local dial_guard = require "clicktocall.dial_guard"
 local lease = require "clicktocall.lease"
 local helper = require "spec.helpers.redis"
-local nginx = require "spec.helpers.nginx"
 local socket = require "socket"
 
 local CANARY = "Canary-pw-7f3e9a"
@@ -149,46 +148,8 @@ describe("redis over TLS (LuaSec) #redis", function()
 end)
 
 describe("a Redis that answers slowly or drops the connection", function()
-  local lua = arg and arg[-1] or "lua5.4"
-  local function fake(mode)
-    local port = nginx.free_port()
-    local dir = os.tmpname()
-    local script = dir .. ".lua"
-    local f = assert(io.open(script, "w"))
-    f:write([[
-local socket = require "socket"
-local s = assert(socket.bind("127.0.0.1", ]] .. port .. [[))
-while true do
-  local c = s:accept()
-  c:settimeout(5)
-  if c:receive("*l") then -- not the probe that waited for the port
-    if "]] .. mode .. [[" == "slow" then
-      socket.sleep(1); c:send("$2\r\n"); socket.sleep(1); c:send("OK\r\n")
-    else
-      c:send("$10\r\nabc")
-    end
-  end
-  c:close()
-end
-]])
-    f:close()
-    local _, out = nginx.run(lua .. " " .. script .. " >/dev/null 2>&1 & echo $!")
-    local pid = tonumber(out:match("%d+"))
-    assert(nginx.wait_for(function()
-      local c = socket.tcp()
-      local ok = c:connect("127.0.0.1", port)
-      c:close()
-      return ok
-    end, 10, "the fake Redis to listen"))
-    return port, function()
-      nginx.run("kill " .. pid)
-      os.remove(script)
-      os.remove(dir)
-    end
-  end
-
   it("each part of the reply within the timeout, the whole past it: the guard refuses at the timeout", function()
-    local port, stop = fake("slow")
+    local port, stop = helper.fake("slow")
     local g = assert(dial_guard.new("redis://127.0.0.1:" .. port, 60, { timeout = 1.5 }))
     local t0 = socket.gettime()
     local claim, err, kind = g:check("1", "2", "s", "ud")
@@ -200,7 +161,7 @@ end
   end)
 
   it("closed half-way through a reply: refused at once", function()
-    local port, stop = fake("drop")
+    local port, stop = helper.fake("drop")
     local g = assert(dial_guard.new("redis://127.0.0.1:" .. port, 60, { timeout = 2 }))
     local t0 = socket.gettime()
     local claim, err, kind = g:check("1", "2", "s", "ud")

@@ -235,7 +235,7 @@ redis_guard = function(url, window, opts)
   if not r then
     return nil, err
   end
-  return setmetatable({ redis = r, url = url, window = window, ms = math_floor(window * 1000 + 0.5),
+  return setmetatable({ redis = r, where = r.where, window = window, ms = math_floor(window * 1000 + 0.5),
                         hold = hold, hold_ms = math_floor(hold * 1000 + 0.5),
                         fail_open = opts.fail_open == true }, redis_mt)
 end

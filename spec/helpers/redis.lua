@@ -182,4 +182,43 @@ function _M.start(opts)
   return nil, err
 end
 
+--- fake(mode) -> port, stop: a Redis impostor (a LuaSocket server in a child process) on a free port that
+-- reads a command's first line and then, mode "slow": answers "$2\r\n" after 1 s and "OK\r\n" 1 s later (each
+-- part inside a 1.5 s per-call timeout, the whole past it); mode "drop": sends half a bulk and closes.
+-- One connection at a time; stop() kills the child.
+function _M.fake(mode)
+  local port = nginx.free_port()
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write([[
+local socket = require "socket"
+local s = assert(socket.bind("127.0.0.1", ]] .. port .. [[))
+while true do
+  local c = s:accept()
+  c:settimeout(5)
+  if c:receive("*l") then -- not the probe that waited for the port
+    if "]] .. mode .. [[" == "slow" then
+      socket.sleep(1); c:send("$2\r\n"); socket.sleep(1); c:send("OK\r\n")
+    else
+      c:send("$10\r\nabc")
+    end
+  end
+  c:close()
+end
+]])
+  f:close()
+  local _, out = nginx.run("lua5.4 " .. sh_quote(script) .. " >/dev/null 2>&1 & echo $!")
+  local pid = tonumber(out:match("%d+"))
+  assert(nginx.wait_for(function()
+    local c = socket.tcp()
+    local ok = c:connect("127.0.0.1", port)
+    c:close()
+    return ok
+  end, 10, "the fake Redis to listen"))
+  return port, function()
+    nginx.run("kill " .. pid)
+    os.remove(script)
+  end
+end
+
 return _M

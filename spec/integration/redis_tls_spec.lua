@@ -17,7 +17,7 @@ init_worker_by_lua_block {
   local clicktocall = require "clicktocall"
   local function make(guard)
     return assert(clicktocall.new { base_url = "${sim}", app_secret = "TEST", user_data = "${user_data}",
-      transport = "ngx", dial_guard = guard, dial_guard_window = 120, timeout = 5, connect_timeout = 1 })
+      transport = "ngx", dial_guard = guard, dial_guard_window = 120, timeout = 5, connect_timeout = ${timeout} })
   end
   package.loaded["app.good"] = make("${good}")
   package.loaded["app.wrong"] = make("${wrong}")
@@ -41,11 +41,12 @@ describe("a rediss:// dial guard with a password inside nginx #integration #open
   local s, redis, srv
   local have_core = io.open("build/luajit/clicktocall/core.so") ~= nil
 
-  local function start(ca)
+  local function start(ca, good)
     local base = "127.0.0.1:" .. redis.tls_port .. "/3"
     local n, err = nginx.start { http = APP, workers = 2,
-      vars = { sim = s.base_url, user_data = s.user_data, ca = ca,
-               good = "rediss://:" .. CANARY .. "@" .. base, wrong = "rediss://:wrong-" .. CANARY .. "@" .. base },
+      vars = { sim = s.base_url, user_data = s.user_data, ca = ca, timeout = good and 1.5 or 1,
+               good = good or "rediss://:" .. CANARY .. "@" .. base,
+               wrong = "rediss://:wrong-" .. CANARY .. "@" .. base },
       lua_cpath = nginx.repo_root() .. "/build/luajit/?.so;" }
     assert(n, err)
     return n
@@ -112,6 +113,23 @@ describe("a rediss:// dial guard with a password inside nginx #integration #open
     assert.is_false(a.sent)
     assert.truthy(a.message:find("TLS", 1, true), a.message)
     assert.is_nil(a.message:find(CANARY, 1, true))
+    assert.equal(before, dials_seen())
+  end)
+
+  it("a Redis answering in parts, each within the timeout, refuses at the timeout, nothing sent", function()
+    if not have_core then return pending("build/luajit/clicktocall/core.so is not built") end
+    local port, stop = redis_helper.fake("slow")
+    if srv then srv:stop() end
+    srv = start(redis.ca_file, "redis://127.0.0.1:" .. port)
+    local before = dials_seen()
+    local t0 = require("socket").gettime()
+    local a = get("/dial?guard=good&callee=13900000004")
+    local took = require("socket").gettime() - t0
+    stop()
+    assert.is_false(a.ok)
+    assert.equal("network", a.kind, a.message)
+    assert.is_false(a.sent)
+    assert.is_true(took < 1.9, "took " .. took)
     assert.equal(before, dials_seen())
   end)
 end)
