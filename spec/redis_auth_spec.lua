@@ -39,6 +39,18 @@ describe("redis URL with credentials and TLS", function()
   end)
 end)
 
+describe("redis TLS names", function()
+  it("a certificate must name the host: exactly, or by a one-label wildcard, never a wildcard for an IP", function()
+    assert.is_true(redis.cert_names_match({ "127.0.0.1" }, "127.0.0.1"))
+    assert.is_true(redis.cert_names_match({ "x", "Redis.Example" }, "redis.example"))
+    assert.is_true(redis.cert_names_match({ "*.example" }, "redis.example"))
+    assert.is_false(redis.cert_names_match({ "*.example" }, "a.redis.example"))
+    assert.is_false(redis.cert_names_match({ "*.0.0.1" }, "127.0.0.1"))
+    assert.is_false(redis.cert_names_match({ "other.example" }, "redis.example"))
+    assert.is_false(redis.cert_names_match({}, "redis.example"))
+  end)
+end)
+
 describe("redis AUTH and database #redis", function()
   local srv
   setup(function()

@@ -369,6 +369,53 @@ local function handshake(self, wire)
   return true
 end
 
+--- cert_names_match(names, host) -> boolean: host is one of the certificate's names ("*.example.com" stands
+-- for one left-most label, never for a bare IP address)
+function _M.cert_names_match(names, host)
+  host = host:lower()
+  local ip = match(host, "^[%d.]+$") ~= nil
+  for i = 1, #names do
+    local n = tostring(names[i]):lower()
+    if n == host then
+      return true
+    end
+    if not ip and sub(n, 1, 2) == "*." then
+      local rest = match(host, "^[^.]+(%..+)$")
+      if rest and rest == sub(n, 2) then
+        return true
+      end
+    end
+  end
+  return false
+end
+
+-- The names a LuaSec connection's peer certificate holds: its subjectAltName DNS names and IP addresses, or,
+-- without those, its subject's common names
+local function cert_names(tsock)
+  local cert = tsock:getpeercertificate()
+  local names = {}
+  if not cert then
+    return names
+  end
+  local ok, ext = pcall(cert.extensions, cert)
+  local san = ok and type(ext) == "table" and ext["2.5.29.17"]
+  if type(san) == "table" then
+    for _, field in ipairs { "dNSName", "iPAddress" } do
+      for _, n in ipairs(san[field] or {}) do
+        names[#names + 1] = n
+      end
+    end
+  end
+  if #names == 0 then
+    for _, e in ipairs(cert:subject() or {}) do
+      if e.name == "commonName" or e.short_name == "CN" then
+        names[#names + 1] = e.value
+      end
+    end
+  end
+  return names
+end
+
 -- A connected socket wrapped with the deadline (authenticated, its database selected): wire, pooled |
 -- nil, sentence, class
 local function open(self, deadline)
@@ -452,6 +499,10 @@ local function open(self, deadline)
       end
       hs, herr = tsock:dohandshake()
     until hs or (herr ~= "wantread" and herr ~= "wantwrite")
+    if hs and not _M.cert_names_match(cert_names(tsock), cfg.host) then
+      -- LuaSec checks the chain, not the name: without this, any certificate the CA signed would do
+      hs, herr = nil, "the certificate does not name " .. cfg.host
+    end
     if not hs then
       tsock:close()
       return nil, "TLS with Redis at " .. self.where .. " failed: " .. tostring(herr), "io"
