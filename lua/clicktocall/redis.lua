@@ -2,6 +2,7 @@
 --
 --   local redis = require "clicktocall.redis"
 --   local r, err = redis.new("redis://127.0.0.1:6379/0", 3)    -- URL, timeout in seconds (no I/O yet)
+--   -- "redis://[user:]password@host:port[/db]", "rediss://...[?ca_file=/path/ca.pem]" (TLS)
 --   r:set_nx(key, value, ms)        -> true (claimed) | false (held by someone) | nil, sentence
 --   r:delete_if(key, value)         -> true (deleted ours) | false (not ours, or gone) | nil, sentence
 --   r:pexpire_if(key, value, ms)    -> true (renewed ours) | false (not ours, or gone) | nil, sentence
@@ -12,7 +13,13 @@
 -- Why not a Redis client library: Debian's lua-nginx-redis (lua-resty-redis) pulls in another nginx flavour,
 -- and we need four commands. Inside nginx the socket is an ngx_lua cosocket (never blocks the worker) and
 -- goes back to a per-worker pool after a clean exchange; outside nginx it is LuaSocket (Debian lua-socket, an
--- optional dependency: only a redis:// URL needs it), one connection per command.
+-- optional dependency: only a redis:// URL needs it), one connection per command; rediss:// is LuaSec there
+-- (Debian lua-sec: the chain checked against ?ca_file= or the system's CAs, then the name), sslhandshake with
+-- verification inside nginx (the CA from lua_ssl_trusted_certificate). A new connection sends AUTH (with the
+-- ACL user when the URL names one) and SELECT; the nginx pool is per address, database, user and password
+-- (hashed), so a pooled connection is already authenticated as the same user. The password is in no sentence,
+-- nor in `where` or the pool's name. Each command (connect, TLS, AUTH, SELECT, the reply) has one deadline:
+-- the timeout.
 --
 -- Compare-and-delete (and compare-and-renew) is one EVAL of a three-line script: Redis runs a script
 -- atomically, so "the value is ours, delete it" cannot interleave with another host's SET, in one round trip.
