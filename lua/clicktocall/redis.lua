@@ -565,7 +565,7 @@ local function exchange(self, payload, deadline)
     sock:close()
     return nil, err, class, reused and class == "io" and (find(err, "closed", 1, true) or find(err, "reset", 1, true))
   end
-  if pooled then
+  if pooled and sock.buf == "" then -- bytes past the reply would be read as the next user's answer
     sock.sock:setkeepalive(KEEPALIVE_MS, POOL_SIZE)
   else
     sock:close()
