@@ -34,16 +34,17 @@ end
 
 describe("redis URL", function()
   it("takes redis://host:port and redis://host:port/db", function()
-    assert.same({ host = "127.0.0.1", port = 6379, db = 0 }, redis.parse_url("redis://127.0.0.1:6379"))
-    assert.same({ host = "redis.internal", port = 1, db = 15 }, redis.parse_url("redis://redis.internal:1/15"))
-    assert.same({ host = "h", port = 65535, db = 0 }, redis.parse_url("redis://h:65535/0"))
+    assert.same({ host = "127.0.0.1", port = 6379, db = 0, tls = false }, redis.parse_url("redis://127.0.0.1:6379"))
+    assert.same({ host = "redis.internal", port = 1, db = 15, tls = false },
+                redis.parse_url("redis://redis.internal:1/15"))
+    assert.same({ host = "h", port = 65535, db = 0, tls = false }, redis.parse_url("redis://h:65535/0"))
   end)
 
   it("refuses anything else with a sentence", function()
     for _, url in ipairs {
       "redis://h", "redis://h:", "redis://:6379", "redis://h:0", "redis://h:65536", "redis://h:123456",
       "redis://h:6379/", "redis://h:6379/x", "redis://h:6379/1/2", "redis://h:6379/123456",
-      "redis://user:pw@h:6379", "redis://h:6379?db=1", "rediss://h:6379", "http://h:6379", "redis://[::1]:6379",
+      "redis://user:@h:6379", "redis://h:6379?db=1", "rediss://h:6379?db=1", "http://h:6379", "redis://[::1]:6379",
       "redis://-h:6379", "redis://.h:6379", "redis://h :6379", " redis://h:6379", "redis://h:6379 ",
       "redis://h:6379\n", "", 6379, true,
     } do

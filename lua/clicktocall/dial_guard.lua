@@ -30,10 +30,10 @@
 -- and logs nothing: refusing every dial because a dict is too small would stop all calls, whereas the guard
 -- only protects against a double click. Size the dict generously (1m holds several thousand claims).
 --
--- Several machines: new("redis://host:port[/db]", window, { fail_open =, timeout =, hold = }) keeps the same
--- claims in Redis (see the section near the end); check() then returns the claim's token, which release() and
--- settle() take as their fifth argument so that they touch only that claim. It works outside nginx too
--- (LuaSocket).
+-- Several machines: new("redis[s]://[[user:]password@]host:port[/db]", window, { fail_open =, timeout =,
+-- hold = }) keeps the same claims in Redis (see the section near the end); check() then returns the claim's
+-- token, which release() and settle() take as their fifth argument so that they touch only that claim. It
+-- works outside nginx too (LuaSocket; LuaSec for rediss://).
 --
 -- One machine without nginx (the command line, scripts): new("file:/a/directory", window, { hold = }) keeps
 -- each claim in a small file of that directory, read and written under an flock, so every process of the
@@ -104,13 +104,14 @@ end
 
 local redis_guard, file_guard -- below: the same guard with its claims in Redis, or in files
 
---- new(dict_name | "redis://host:port[/db]" | "file:/dir", window_seconds [, opts]) -> guard | nil, err_string
+--- new(dict_name | "redis[s]://[[user:]password@]host:port[/db]" | "file:/dir", window_seconds [, opts])
+--   -> guard | nil, err_string
 -- opts: hold = window (seconds a claim lasts until its dial's outcome is known);
 -- Redis only: fail_open = false (Redis unreachable: let the dial go), timeout = seconds per command (the client
 -- passes its connect_timeout; without one, core.DEFAULTS.connect_timeout, so it is needed without the core).
 function _M.new(dict_name, window, opts)
   opts = opts or {}
-  if type(dict_name) == "string" and sub(dict_name, 1, 8) == "redis://" then
+  if type(dict_name) == "string" and (sub(dict_name, 1, 8) == "redis://" or sub(dict_name, 1, 9) == "rediss://") then
     return redis_guard(dict_name, window, opts)
   end
   if type(dict_name) == "string" and sub(dict_name, 1, 5) == "file:" then
@@ -235,7 +236,7 @@ redis_guard = function(url, window, opts)
   if not r then
     return nil, err
   end
-  return setmetatable({ redis = r, url = url, window = window, ms = math_floor(window * 1000 + 0.5),
+  return setmetatable({ redis = r, where = r.where, window = window, ms = math_floor(window * 1000 + 0.5),
                         hold = hold, hold_ms = math_floor(hold * 1000 + 0.5),
                         fail_open = opts.fail_open == true }, redis_mt)
 end

@@ -23,8 +23,8 @@ _M.SERVER = os.getenv("CTC_REDIS_SERVER") or "/usr/bin/redis-server"
 local util = require "spec.helpers.util"
 local sh_quote, read_file = util.quote, util.read_file
 
--- One command on a fresh LuaSocket connection: the reply | nil, err.
-local function cmd(port, ...)
+-- One command on a fresh LuaSocket connection (after AUTH password when given): the reply | nil, err.
+local function cmd(port, password, ...)
   local c = socket.tcp()
   c:settimeout(2)
   local ok, err = c:connect("127.0.0.1", port)
@@ -32,18 +32,22 @@ local function cmd(port, ...)
     c:close()
     return nil, err
   end
+  if password then
+    c:send(resp.encode { "AUTH", password })
+    resp.read_reply(c)
+  end
   c:send(resp.encode { ... })
   local v, rerr = resp.read_reply(c)
   c:close()
   return v, rerr
 end
-_M.cmd = cmd
+_M.cmd = function(port, ...) return cmd(port, nil, ...) end
 
 local Server = {}
 Server.__index = Server
 
 function Server:cmd(...)
-  return cmd(self.port, ...)
+  return cmd(self.port, self.password, ...)
 end
 
 function Server:pid()
@@ -62,11 +66,21 @@ end
 -- Runs the server (daemonized, pid file in its dir) and waits for PING: true | nil, err, port_in_use
 function Server:launch()
   os.remove(self.dir .. "/redis.log")
-  local ok, out = nginx.run(table.concat({
+  local args = {
     _M.SERVER, "--port", self.port, "--bind", "127.0.0.1", "--dir", sh_quote(self.dir),
     "--pidfile", sh_quote(self.dir .. "/redis.pid"), "--logfile", sh_quote(self.dir .. "/redis.log"),
     "--save", "''", "--appendonly", "no", "--daemonize", "yes", "--protected-mode", "yes",
-  }, " "))
+  }
+  if self.password then
+    args[#args + 1] = "--requirepass " .. sh_quote(self.password)
+  end
+  if self.tls_port then
+    local d = self.dir
+    args[#args + 1] = table.concat({ "--tls-port", self.tls_port, "--tls-cert-file", sh_quote(d .. "/cert.pem"),
+      "--tls-key-file", sh_quote(d .. "/key.pem"), "--tls-ca-cert-file", sh_quote(d .. "/cert.pem"),
+      "--tls-auth-clients no" }, " ")
+  end
+  local ok, out = nginx.run(table.concat(args, " "))
   if not ok then
     return nil, "redis-server did not start: " .. out
   end
@@ -95,7 +109,7 @@ function Server:stop()
   end
   self.running = false
   local pid = self:pid()
-  cmd(self.port, "SHUTDOWN", "NOSAVE") -- the connection closes without a reply
+  cmd(self.port, self.password, "SHUTDOWN", "NOSAVE") -- the connection closes without a reply
   if pid then
     if not nginx.wait_for(function() return not alive(pid) end, 5, "redis-server to exit") then
       nginx.run("kill -KILL " .. pid)
@@ -119,14 +133,39 @@ function Server:destroy()
   nginx.run("rm -rf " .. sh_quote(self.dir))
 end
 
-function _M.start()
+-- A self-signed certificate for 127.0.0.1 (its own CA) as <dir>/<name>.pem and <dir>/<name>-key.pem
+local function make_cert(dir, cert, key)
+  return nginx.run(table.concat({ "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1",
+    "-addext", sh_quote("subjectAltName=IP:127.0.0.1,DNS:127.0.0.1,DNS:localhost"),
+    "-keyout", sh_quote(dir .. "/" .. key), "-out", sh_quote(dir .. "/" .. cert), "2>&1" }, " "))
+end
+
+--- start([opts]) -> server | nil, err. opts.password: --requirepass; opts.user = { name, password }: an ACL
+-- user with every right; opts.tls: a TLS port too (r.tls_port, r.ca_file: the server's self-signed certificate,
+-- r.other_ca: another one that did not sign it).
+function _M.start(opts)
+  opts = opts or {}
   local err
   for _ = 1, 6 do
     local _, out = nginx.run("mktemp -d /tmp/ctc-redis.XXXXXX")
     local dir = out:gsub("%s+$", "")
     local port = nginx.free_port()
-    local srv = setmetatable({ dir = dir, port = port, url = "redis://127.0.0.1:" .. port }, Server)
+    local srv = setmetatable({ dir = dir, port = port, url = "redis://127.0.0.1:" .. port,
+                               password = opts.password }, Server)
+    if opts.tls then
+      assert(make_cert(dir, "cert.pem", "key.pem"))
+      assert(make_cert(dir, "other.pem", "other-key.pem"))
+      srv.tls_port, srv.ca_file, srv.other_ca = nginx.free_port(), dir .. "/cert.pem", dir .. "/other.pem"
+      nginx.run("chmod a+r " .. sh_quote(dir) .. "/*.pem") -- nginx workers may run as another user
+    end
     local ok, lerr, in_use = srv:launch()
+    if ok and opts.user then
+      local set = srv:cmd("ACL", "SETUSER", opts.user[1], "on", ">" .. opts.user[2], "~*", "+@all")
+      if set ~= "OK" then
+        ok, lerr, in_use = nil, "ACL SETUSER failed: " .. tostring(set), false
+        srv:stop()
+      end
+    end
     if ok then
       return srv
     end
@@ -141,6 +180,45 @@ function _M.start()
     end
   end
   return nil, err
+end
+
+--- fake(mode) -> port, stop: a Redis impostor (a LuaSocket server in a child process) on a free port that
+-- reads a command's first line and then, mode "slow": answers "$2\r\n" after 1 s and "OK\r\n" 1 s later (each
+-- part inside a 1.5 s per-call timeout, the whole past it); mode "drop": sends half a bulk and closes.
+-- One connection at a time; stop() kills the child.
+function _M.fake(mode)
+  local port = nginx.free_port()
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write([[
+local socket = require "socket"
+local s = assert(socket.bind("127.0.0.1", ]] .. port .. [[))
+while true do
+  local c = s:accept()
+  c:settimeout(5)
+  if c:receive("*l") then -- not the probe that waited for the port
+    if "]] .. mode .. [[" == "slow" then
+      socket.sleep(1); c:send("$2\r\n"); socket.sleep(1); c:send("OK\r\n")
+    else
+      c:send("$10\r\nabc")
+    end
+  end
+  c:close()
+end
+]])
+  f:close()
+  local _, out = nginx.run("lua5.4 " .. sh_quote(script) .. " >/dev/null 2>&1 & echo $!")
+  local pid = tonumber(out:match("%d+"))
+  assert(nginx.wait_for(function()
+    local c = socket.tcp()
+    local ok = c:connect("127.0.0.1", port)
+    c:close()
+    return ok
+  end, 10, "the fake Redis to listen"))
+  return port, function()
+    nginx.run("kill " .. pid)
+    os.remove(script)
+  end
 end
 
 return _M
