@@ -204,7 +204,7 @@ file ~/.config/clicktocall/config ($XDG_CONFIG_HOME/clicktocall/config when
 set; or --config FILE, or CLICKTOCALL_CONFIG); the system-wide config file
 /etc/clicktocall/config (CLICKTOCALL_SYSTEM_CONFIG). A config file holds
 `key = value` lines: base_url, app_secret, user_data, timeout, ca_file,
-insecure, proxy; dial_guard (local, off or redis://host:port[/db]),
+insecure, proxy; dial_guard (local, off or redis[s]://...:port[/db]),
 dial_guard_hold (seconds), lock (redis://..., for archive and sync); lines
 after `[NAME]` are the profile NAME (--profile NAME or CLICKTOCALL_PROFILE),
 those before any the default one. The secret is never a flag (flags show in
@@ -971,9 +971,10 @@ local function dial_guard(ctx, settings, sources, force)
         "dial_guard = off in the config file to dial unguarded"
     end
     url = "file:" .. dir
-  elseif v:sub(1, 8) ~= "redis://" then
-    return false, format("dial_guard in %s must be local, off or redis://host:port[/db], not '%s'",
-      tostring(sources.dial_guard), v)
+  elseif v:sub(1, 8) ~= "redis://" and v:sub(1, 9) ~= "rediss://" then
+    -- the value is not echoed: a mistyped Redis address may hold its password
+    return false, format("dial_guard in %s must be local, off or redis[s]://[user:password@]host:port[/db]",
+      tostring(sources.dial_guard))
   end
   ctx.dial_guard = { hold = settings.dial_guard_hold or DEFAULTS.dial_guard_hold }
   return url
