@@ -82,15 +82,12 @@ local function _key(caller, callee, seat, user_data)
 end
 _M._key = _key -- for specs outside nginx
 
-local function check_window(window)
-  if type(window) ~= "number" or window <= 0 or window ~= window or window == math.huge then
-    return "the dial guard window must be a positive number of seconds, not " .. tostring(window)
-  end
-  return nil
-end
-
--- opts.hold: nil (the window) or from the window to one day
+-- window: a positive number of seconds; opts.hold: nil (the window) or from the window to one day
+-- -> hold | nil, sentence
 local function hold_of(window, opts)
+  if type(window) ~= "number" or window <= 0 or window ~= window or window == math.huge then
+    return nil, "the dial guard window must be a positive number of seconds, not " .. tostring(window)
+  end
   local hold = opts.hold
   if hold == nil then
     return window
@@ -128,10 +125,6 @@ function _M.new(dict_name, window, opts)
   if not dict then
     return nil, "there is no lua_shared_dict named " .. dict_name ..
                 "; add \"lua_shared_dict " .. dict_name .. " 1m;\" to the http block of nginx.conf"
-  end
-  local werr = check_window(window)
-  if werr then
-    return nil, werr
   end
   local hold, herr = hold_of(window, opts)
   if not hold then
@@ -224,10 +217,6 @@ local RedisGuard = {} -- the guard's methods (redis.lua's connection is redis_mo
 local redis_mt = { __index = RedisGuard }
 
 redis_guard = function(url, window, opts)
-  local werr = check_window(window)
-  if werr then
-    return nil, werr
-  end
   local hold, herr = hold_of(window, opts)
   if not hold then
     return nil, herr
@@ -326,10 +315,6 @@ local function mkdir_p(dir)
 end
 
 file_guard = function(dir, window, opts)
-  local werr = check_window(window)
-  if werr then
-    return nil, werr
-  end
   local hold, herr = hold_of(window, opts)
   if not hold then
     return nil, herr
