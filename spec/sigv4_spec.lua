@@ -130,7 +130,8 @@ describe("core.sigv4_sign", function()
 end)
 
 describe("core.s3_url", function()
-  local key = "calls/2026/a b/\u{fc}n\u{ef}c\u{f6}d\u{e9} \u{4e2d}?#+%&=$.wav"
+  -- "ünïcödé 中" as decimal UTF-8 escapes: Lua 5.1 has no \u{...}
+  local key = "calls/2026/a b/\195\188n\195\175c\195\182d\195\169 \228\184\173?#+%&=$.wav"
   local encoded = "calls/2026/a%20b/%C3%BCn%C3%AFc%C3%B6d%C3%A9%20%E4%B8%AD%3F%23%2B%25%26%3D%24.wav"
 
   it("builds path-style and virtual-hosted URLs, each key segment encoded once", function()
