@@ -449,7 +449,16 @@ local function open(self, deadline)
           sock:close()
           return nil, "cannot reach Redis at " .. self.where .. ": timeout", "io"
         end
-        local hs, herr = sock:sslhandshake(nil, cfg.host, true)
+        -- Debian's lua-resty-core: a handshake that finishes at once is reported done even when the
+        -- certificate failed verification; only the session read that follows sees the failure, and it asserts.
+        -- So a session is asked for (nil, not false), the assert is caught as a refusal, and a nil session
+        -- without an error is a success (none to reuse). Nothing is sent before this says the peer is trusted.
+        local pok, hs, herr = pcall(sock.sslhandshake, sock, nil, cfg.host, true)
+        if not pok then
+          hs, herr = nil, "certificate verification failed"
+        elseif hs == nil and herr == nil then
+          hs = true
+        end
         if not hs then
           sock:close()
           return nil, "TLS with Redis at " .. self.where .. " failed: " .. tostring(herr), "io"
