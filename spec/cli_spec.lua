@@ -388,6 +388,21 @@ describe("cli commands in process", function()
     assert.matches("EXPIRING within 24 h: id 4, session s4", o)
   end)
 
+  it("archive --mode: an octal mode passed on as a number; anything else a usage error (2), nothing run", function()
+    local seen = {}
+    mt.archive_recordings = fake_archive(seen)
+    run({ "archive", "--from", "2026-11-30", "--dir", "/d", "--mode", "0600" })
+    assert.equal(384, seen.args.mode)
+    seen.args = nil
+    run({ "archive", "--from", "2026-11-30", "--dir", "/d" })
+    assert.is_nil(seen.args.mode) -- the library's default (0640)
+    for _, bad in ipairs { "0800", "1777", "rw-r-----", "-1", "" } do
+      seen.args = nil
+      assert.equal(2, run({ "archive", "--from", "2026-11-30", "--dir", "/d", "--mode", bad }))
+      assert.is_nil(seen.args)
+    end
+  end)
+
   it("archive: draws a bar on a terminal and exits 0 when nothing failed", function()
     mt.archive_recordings = function(_, args)
       args.on_plan(5)

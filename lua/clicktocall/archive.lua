@@ -48,14 +48,28 @@ local MAX_NAME = 200 -- bytes of the sanitized sessionId: every file system take
 
 local KNOWN = {
   start_time = true, end_time = true, dir = true, concurrency = true, layout = true,
-  manifest = true, on_file = true, on_plan = true, user_data = true, lock = true, dry_run = true,
+  manifest = true, on_file = true, on_plan = true, user_data = true, lock = true, dry_run = true, mode = true,
 }
+-- recordings are personal data: files and the manifest are made owner read-write, group read, never
+-- world-readable unless asked (the umask can only narrow a mode, never widen it)
+local DEFAULT_MODE = 416 -- 0640
 
 local ENTRY_KEYS = { "id", "sessionId", "file", "bytes", "sha256", "callEndTime", "archived_at" }
 -- a manifest line: these keys in this order, an id past 2^53 written as the number it is
 local MANIFEST = { order = ENTRY_KEYS, only = true, ids = { id = true } }
-local NO_DIR_SYNC = { sync_dir = false } -- the directory fsync is this file's group commit
-local NO_SYNC = { sync = false } -- and with the multi, the file's fsync and rename too (place_files)
+-- a dated folder's mode: the files' mode with x wherever it has r (0640 -> 0750), so whoever may read a
+-- file may reach it
+local function dir_mode(mode)
+  local out, unit = mode, 1
+  for _ = 1, 3 do
+    local class = math.floor(mode / unit) % 8
+    if class >= 4 and class % 2 == 0 then
+      out = out + unit
+    end
+    unit = unit * 8
+  end
+  return out
+end
 
 --------------------------------------------------------------------------
 -- names
@@ -213,9 +227,18 @@ local function check(st, args)
   if args.dry_run ~= nil and type(args.dry_run) ~= "boolean" then
     return jobs.argument(st, FNAME, "dry_run must be a boolean", "dry_run")
   end
+  local mode = args.mode
+  if mode == nil then
+    mode = DEFAULT_MODE
+  elseif type(mode) ~= "number" or mode ~= math.floor(mode) or mode < 0 or mode > 511 then
+    return jobs.argument(st, FNAME, "mode must be a whole number from 0 to 511 (0777)", "mode")
+  end
   return { dir = gsub(dir, "(.)/+$", "%1"), n = n, layout = layout, manifest = manifest, on_file = args.on_file,
            on_plan = args.on_plan, lock_url = args.lock, user_data = args.user_data or st.cfg.user_data,
-           args = args, fname = FNAME, dry_run = args.dry_run == true }
+           args = args, fname = FNAME, dry_run = args.dry_run == true, mode = mode, dir_mode = dir_mode(mode),
+           -- download.fetch's opts: the directory fsync is this file's group commit; with the multi, the
+           -- file's fsync and rename too (place_files)
+           no_dir_sync = { sync_dir = false, mode = mode }, no_sync = { sync = false, mode = mode } }
 end
 
 --------------------------------------------------------------------------
@@ -302,7 +325,7 @@ end
 -- back when it fails, so on a nearly full disk each line is then tried alone: those that fit stay.
 local function append_lines(job, lines)
   local prefix = job.torn and "\n" or "" -- end a torn last line (a crash) before ours
-  local ok, why = core.append_sync(job.manifest, prefix .. concat(lines, "\n") .. "\n")
+  local ok, why = core.append_sync(job.manifest, prefix .. concat(lines, "\n") .. "\n", job.mode)
   if ok then
     job.torn = false
     return {}
@@ -339,7 +362,7 @@ local function ensure_subdir(job, io, subdir)
   if core.file_kind(subdir) == "directory" then
     return true
   end
-  local ok, why = core.mkdir(subdir)
+  local ok, why = core.mkdir(subdir, job.dir_mode)
   if not ok and core.file_kind(subdir) ~= "directory" then
     return nil, exchange.fail(job.st, "io", why.message, { sent = false, retryable = false })
   end
@@ -381,7 +404,7 @@ local function archive_one(job, item, io)
       return nil, serr
     end
   end
-  local ok, info = download.fetch(job.st, rec, item.path, job.defer and NO_SYNC or NO_DIR_SYNC, io)
+  local ok, info = download.fetch(job.st, rec, item.path, job.defer and job.no_sync or job.no_dir_sync, io)
   if not ok then
     return nil, tls_hint(info)
   end

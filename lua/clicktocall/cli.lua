@@ -354,6 +354,8 @@ local function build_parser()
   c:option("--concurrency", "Recordings downloaded at once, 1..32 (default 4)."):argname("N")
   c:option("--layout", "date: DIR/yyyy-MM-dd/NAME (default); flat: DIR/NAME."):argname("L")
     :choices({ "date", "flat" })
+  c:option("--mode", "The recordings' and the manifest's mode, octal (default 0640; the umask only narrows it)."
+    ):argname("OCTAL")
   c:flag("--dry-run", "Page the window and print what a run would download, skip and lose within 24 h; "
     .. "write nothing, take no lock.")
 
@@ -616,10 +618,26 @@ local function archive_plan(ctx, fmt, args, dir)
   return 0
 end
 
+-- --mode 0640 -> 416 | nil, a usage message
+local function octal_mode(s)
+  if s == nil then
+    return nil
+  end
+  local n = s:match("^[0-7]+$") and tonumber(s, 8)
+  if not n or n > 511 then
+    return nil, "--mode must be an octal mode from 0 to 0777, such as 0640"
+  end
+  return n
+end
+
 function commands.archive(ctx, a)
   local from, to = time_window(ctx, a)
   if not from then
     return ctx:usage(to)
+  end
+  local mode, merr = octal_mode(a.mode)
+  if merr then
+    return ctx:usage(merr)
   end
   local conc, cerr = number_arg(a.concurrency, "--concurrency",
     { integer = true, min = 1, max = 32, what = "a whole number from 1 to 32" })
@@ -659,7 +677,7 @@ function commands.archive(ctx, a)
     end
   end
   local summary, err = ctx.client:archive_recordings {
-    start_time = from, end_time = to, dir = a.dir, concurrency = conc, layout = a.layout,
+    start_time = from, end_time = to, dir = a.dir, concurrency = conc, layout = a.layout, mode = mode,
     lock = ctx.settings.lock, -- the config file's lock = "redis://...": one run across machines
     on_file = function(entry)
       pcall(bar.file, bar, entry) -- a display problem must not fail a recording
@@ -984,7 +1002,7 @@ end
 local ARG_NAMES = {
   caller = "CALLER", callee = "CALLEE", phone = "PHONE", seat = "--seat", start_time = "--from",
   end_time = "--to", since = "--since", limit = "--limit", concurrency = "--concurrency", dir = "--dir",
-  layout = "--layout", state = "--state", country_code = "--country-code",
+  layout = "--layout", state = "--state", country_code = "--country-code", mode = "--mode",
 }
 local POSITIONAL = { caller = true, callee = true, phone = true }
 
