@@ -387,8 +387,8 @@ void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int download)
     lua_pop(L, 1);
     /* the file's mode at open(), so it never exists wider (the umask can only narrow it) */
     lua_getfield(L, req, "mode");
-    x->mode = lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 && lua_tointeger(L, -1) <= 0777
-        ? (int)lua_tointeger(L, -1) : 0666;
+    x->mode = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 0 && lua_tonumber(L, -1) <= 0777
+        ? (int)lua_tonumber(L, -1) : 0666;
     lua_pop(L, 1);
     /* absent means safe: only the core's dial says false */
     lua_getfield(L, req, "resend_safe");

@@ -355,4 +355,10 @@ end
 
 _M.is_error = errors.is_error
 
+--- clicktocall.verify_archive{ dir= [, manifest=] } -> report | nil, err: every file the manifest names,
+-- re-hashed (no network)
+function _M.verify_archive(args)
+  return job("archive").verify(args)
+end
+
 return _M
