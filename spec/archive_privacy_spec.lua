@@ -211,3 +211,21 @@ describe("archive_recordings keep_days", function()
     end
   end)
 end)
+
+describe("download_recording mode", function()
+  local dir
+  before_each(function() dir = j.mkdtemp() end)
+  after_each(function() j.rmtree(dir) end)
+
+  it("creates the file with the mode given and refuses a bad one (err.field mode), sending nothing", function()
+    local client, provider = j.client()
+    local rec = provider:seed_records { { callEndTime = os.time() - 3600 } }[1]
+    assert(client:download_recording(rec, dir .. "/a.wav", 384))
+    assert.same({ "600" }, modes { dir .. "/a.wav" })
+    local before = #provider.requests
+    local ok, err = client:download_recording(rec, dir .. "/b.wav", 1024)
+    assert.is_nil(ok)
+    assert.equal("mode", err.field)
+    assert.equal(before, #provider.requests)
+  end)
+end)
