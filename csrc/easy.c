@@ -385,6 +385,11 @@ void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int download)
     lua_getfield(L, req, "sync");
     x->sync = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
+    /* the file's mode at open(), so it never exists wider (the umask can only narrow it) */
+    lua_getfield(L, req, "mode");
+    x->mode = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 0 && lua_tonumber(L, -1) <= 0777
+        ? (int)lua_tonumber(L, -1) : 0666;
+    lua_pop(L, 1);
     /* absent means safe: only the core's dial says false */
     lua_getfield(L, req, "resend_safe");
     x->resend_safe = lua_isnil(L, -1) || lua_toboolean(L, -1);
@@ -612,7 +617,7 @@ int ctc_easy_create_file(lua_State *L, ctc_easy *x, const char *path)
 {
     if (ctc_buf_set(&x->path, path, strlen(path)) != 0)
         luaL_error(L, "out of memory");
-    x->fd = ctc_open_retry(path, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    x->fd = ctc_open_retry(path, O_WRONLY | O_CREAT | O_EXCL, (mode_t)x->mode);
     if (x->fd < 0) {
         lua_pushfstring(L, "could not create %s: %s", path, strerror(errno));
         return ctc_push_fail_top(L, "argument", 0);

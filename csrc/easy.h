@@ -45,6 +45,7 @@ typedef struct ctc_easy {
     int too_large;
     int fd;                /* download target, or -1 */
     int sync;              /* fsync the download's file when it is whole (request.sync ~= false) */
+    int mode;              /* the download file's mode at open() (request.mode, default 0666) */
     int write_failed;      /* errno of a failed write(2), or 0 */
     uint64_t bytes;        /* bytes written to fd */
     ctc_sha256 sha;

@@ -266,8 +266,9 @@ static int l_mkdir(lua_State *L)
 }
 
 /*
- * core.append_sync(path, s) -> true | nil, err
- * Appends s to path (created if missing) and fsyncs it. On any failure the
+ * core.append_sync(path, s [, mode]) -> true | nil, err
+ * Appends s to path (created if missing, with mode, default 0666, less the
+ * umask; an existing file keeps its mode) and fsyncs it. On any failure the
  * file is cut back to its old length, so a full disk never leaves a torn
  * line that the next line would be glued to.
  */
@@ -276,9 +277,11 @@ static int l_append_sync(lua_State *L)
     size_t n;
     const char *path = luaL_checkstring(L, 1);
     const char *s = luaL_checklstring(L, 2, &n);
+    lua_Integer mode = luaL_optinteger(L, 3, 0666);
     struct stat st;
     int fd, err;
-    fd = ctc_open_retry(path, O_WRONLY | O_APPEND | O_CREAT, 0666);
+    luaL_argcheck(L, mode >= 0 && mode <= 0777, 3, "mode must be from 0 to 0777");
+    fd = ctc_open_retry(path, O_WRONLY | O_APPEND | O_CREAT, (mode_t)mode);
     if (fd < 0)
         return ctc_push_io_fail(L, "open", path, errno, NULL);
     if (fstat(fd, &st) != 0) {

@@ -70,17 +70,19 @@ static void sink_discard(file_sink *k)
 }
 
 /*
- * core.file_sink(path) -> sink | nil, err (err.code "exists": the file is there)
+ * core.file_sink(path [, mode]) -> sink | nil, err (err.code "exists": the file is there)
  * Creates path exclusively (O_EXCL: never another process's file, never a
- * stale one). Mode 0666 less the umask, as the libcurl download and any other
- * file the process makes: the temporary name is hidden and the final file
- * gets what the caller's umask says, with no racy umask() read.
+ * stale one). Mode (default 0666) less the umask, as the libcurl download and
+ * any other file the process makes; given at open(), so the file never exists
+ * with a wider mode, and the umask can only narrow it, never widen it.
  */
 static int l_file_sink(lua_State *L)
 {
     size_t n;
     const char *path = luaL_checklstring(L, 1, &n);
+    lua_Integer mode = luaL_optinteger(L, 2, 0666);
     file_sink *k;
+    luaL_argcheck(L, mode >= 0 && mode <= 0777, 2, "mode must be from 0 to 0777");
     if (strlen(path) != n)
         return luaL_argerror(L, 1, "path contains a NUL byte");
     k = ctc_newuserdata(L, sizeof *k + n);
@@ -92,7 +94,7 @@ static int l_file_sink(lua_State *L)
     ctc_sha256_init(&k->sha);
     luaL_getmetatable(L, SINK_MT);
     lua_setmetatable(L, -2);
-    k->fd = ctc_open_retry(path, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    k->fd = ctc_open_retry(path, O_WRONLY | O_CREAT | O_EXCL, (mode_t)mode);
     if (k->fd < 0) {
         int err = errno;
         return ctc_push_io_fail(L, "create", path, err, err == EEXIST ? "exists" : NULL);

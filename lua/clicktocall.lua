@@ -271,12 +271,19 @@ end
 --------------------------------------------------------------------------
 
 --- client:download_recording(rec_or_url, path) -> true, { bytes=, sha256= } | nil, err
-function client_mt:download_recording(rec, path)
+function client_mt:download_recording(rec, path, mode)
   local st, err = state_of(self, "download_recording")
   if not st then
     return nil, err
   end
-  return download.fetch(st, rec, path)
+  if mode == nil then
+    return download.fetch(st, rec, path) -- 0666 less the umask, as before
+  end
+  if type(mode) ~= "number" or mode ~= floor(mode) or mode < 0 or mode > 511 then
+    return nil, errors.call_argument("download_recording", "mode must be a whole number from 0 to 511 (0777)",
+      "mode")
+  end
+  return download.fetch(st, rec, path, { mode = mode })
 end
 
 --- client:archive_recordings{ start_time=, end_time=, dir= [, concurrency=4] [, layout="date"]
@@ -354,5 +361,11 @@ function _M.format_time(v)
 end
 
 _M.is_error = errors.is_error
+
+--- clicktocall.verify_archive{ dir= [, manifest=] } -> report | nil, err: every file the manifest names,
+-- re-hashed (no network)
+function _M.verify_archive(args)
+  return job("archive").verify(args)
+end
 
 return _M

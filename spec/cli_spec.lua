@@ -388,6 +388,49 @@ describe("cli commands in process", function()
     assert.matches("EXPIRING within 24 h: id 4, session s4", o)
   end)
 
+  it("archive --mode: an octal mode passed on as a number; anything else a usage error (2), nothing run", function()
+    local seen = {}
+    mt.archive_recordings = fake_archive(seen)
+    run({ "archive", "--from", "2026-11-30", "--dir", "/d", "--mode", "0600" })
+    assert.equal(384, seen.args.mode)
+    seen.args = nil
+    run({ "archive", "--from", "2026-11-30", "--dir", "/d" })
+    assert.is_nil(seen.args.mode) -- the library's default (0640)
+    for _, bad in ipairs { "0800", "1777", "rw-r-----", "-1", "" } do
+      seen.args = nil
+      assert.equal(2, run({ "archive", "--from", "2026-11-30", "--dir", "/d", "--mode", bad }))
+      assert.is_nil(seen.args)
+    end
+  end)
+
+  it("archive --verify: no client or window needed; exit 0 all ok, 5 missing/changed/torn, a row each with -o",
+    function()
+    local d = os.tmpname()
+    os.remove(d)
+    os.execute("mkdir '" .. d .. "'")
+    local f = assert(io.open(d .. "/a.wav", "wb"))
+    f:write("hello")
+    f:close()
+    local sha = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    local m = assert(io.open(d .. "/manifest.jsonl", "wb"))
+    m:write('{"id":1,"sessionId":"s1","file":"a.wav","bytes":5,"sha256":"' .. sha .. '","archived_at":1}\n')
+    m:write('{"id":2,"sessionId":"s2","file":"b.wav","bytes":5,"sha256":"' .. sha .. '","archived_at":1,'
+      .. '"uploaded":{"key":"k","etag":"e","at":2}}\n')
+    m:close()
+    mt.archive_recordings = function() error("not a verify") end
+    assert.equal(0, run({ "archive", "--verify", "--dir", d }))
+    assert.matches("1 ok, 1 uploaded %(no local copy%), 0 missing, 0 changed, 0 torn lines", err:text())
+    m = assert(io.open(d .. "/manifest.jsonl", "ab"))
+    m:write('{"id":3,"sessionId":"s3","file":"c.wav","bytes":5,"sha256":"' .. sha .. '","archived_at":1}\n{"id":4,')
+    m:close()
+    assert.equal(5, run({ "archive", "--verify", "--dir", d, "-o", "jsonl" }))
+    local rows = {}
+    for line in out:text():gmatch("[^\n]+") do rows[#rows + 1] = require("clicktocall.json").decode(line).status end
+    assert.same({ "torn", "ok", "uploaded", "missing" }, rows)
+    assert.equal(2, run({ "archive", "--dir", d })) -- no --from, no --verify: a usage error
+    os.execute("rm -rf '" .. d .. "'")
+  end)
+
   it("archive: draws a bar on a terminal and exits 0 when nothing failed", function()
     mt.archive_recordings = function(_, args)
       args.on_plan(5)

@@ -48,14 +48,31 @@ local MAX_NAME = 200 -- bytes of the sanitized sessionId: every file system take
 
 local KNOWN = {
   start_time = true, end_time = true, dir = true, concurrency = true, layout = true,
-  manifest = true, on_file = true, on_plan = true, user_data = true, lock = true, dry_run = true,
+  manifest = true, on_file = true, on_plan = true, user_data = true, lock = true, dry_run = true, mode = true,
+  keep_days = true,
 }
+-- recordings are personal data: files and the manifest are made owner read-write, group read, never
+-- world-readable unless asked (the umask can only narrow a mode, never widen it)
+local DEFAULT_MODE = 416 -- 0640
 
 local ENTRY_KEYS = { "id", "sessionId", "file", "bytes", "sha256", "callEndTime", "archived_at" }
 -- a manifest line: these keys in this order, an id past 2^53 written as the number it is
 local MANIFEST = { order = ENTRY_KEYS, only = true, ids = { id = true } }
-local NO_DIR_SYNC = { sync_dir = false } -- the directory fsync is this file's group commit
-local NO_SYNC = { sync = false } -- and with the multi, the file's fsync and rename too (place_files)
+local prune -- keep_days, below
+
+-- a dated folder's mode: the files' mode with x wherever it has r (0640 -> 0750), so whoever may read a
+-- file may reach it
+local function dir_mode(mode)
+  local out, unit = mode, 1
+  for _ = 1, 3 do
+    local class = math.floor(mode / unit) % 8
+    if class >= 4 and class % 2 == 0 then
+      out = out + unit
+    end
+    unit = unit * 8
+  end
+  return out
+end
 
 --------------------------------------------------------------------------
 -- names
@@ -141,8 +158,12 @@ local function inside(file)
     and not find(file, "%c")
 end
 
---- kept(dir, entry) -> whether the manifest entry's file is in dir, whole (its size)
+--- kept(dir, entry) -> whether the manifest entry's file is in dir, whole (its size), or safely elsewhere
+-- (`uploaded`: keep_days may have removed the local copy, which is not fetched again)
 local function kept(dir, m)
+  if m and type(m.uploaded) == "table" and m.uploaded.key ~= nil then
+    return true
+  end
   local bytes = m and tonumber(m.bytes)
   return bytes ~= nil and inside(m.file) and file_size(dir .. "/" .. m.file) == bytes
 end
@@ -213,9 +234,23 @@ local function check(st, args)
   if args.dry_run ~= nil and type(args.dry_run) ~= "boolean" then
     return jobs.argument(st, FNAME, "dry_run must be a boolean", "dry_run")
   end
+  local keep = args.keep_days
+  if keep ~= nil and (type(keep) ~= "number" or keep ~= keep or keep < 0 or keep == math.huge) then
+    return jobs.argument(st, FNAME, "keep_days must be a number of days, 0 or more", "keep_days")
+  end
+  local mode = args.mode
+  if mode == nil then
+    mode = DEFAULT_MODE
+  elseif type(mode) ~= "number" or mode ~= math.floor(mode) or mode < 0 or mode > 511 then
+    return jobs.argument(st, FNAME, "mode must be a whole number from 0 to 511 (0777)", "mode")
+  end
   return { dir = gsub(dir, "(.)/+$", "%1"), n = n, layout = layout, manifest = manifest, on_file = args.on_file,
            on_plan = args.on_plan, lock_url = args.lock, user_data = args.user_data or st.cfg.user_data,
-           args = args, fname = FNAME, dry_run = args.dry_run == true }
+           args = args, fname = FNAME, dry_run = args.dry_run == true, mode = mode, dir_mode = dir_mode(mode),
+           keep_days = keep,
+           -- download.fetch's opts: the directory fsync is this file's group commit; with the multi, the
+           -- file's fsync and rename too (place_files)
+           no_dir_sync = { sync_dir = false, mode = mode }, no_sync = { sync = false, mode = mode } }
 end
 
 --------------------------------------------------------------------------
@@ -302,7 +337,7 @@ end
 -- back when it fails, so on a nearly full disk each line is then tried alone: those that fit stay.
 local function append_lines(job, lines)
   local prefix = job.torn and "\n" or "" -- end a torn last line (a crash) before ours
-  local ok, why = core.append_sync(job.manifest, prefix .. concat(lines, "\n") .. "\n")
+  local ok, why = core.append_sync(job.manifest, prefix .. concat(lines, "\n") .. "\n", job.mode)
   if ok then
     job.torn = false
     return {}
@@ -339,7 +374,7 @@ local function ensure_subdir(job, io, subdir)
   if core.file_kind(subdir) == "directory" then
     return true
   end
-  local ok, why = core.mkdir(subdir)
+  local ok, why = core.mkdir(subdir, job.dir_mode)
   if not ok and core.file_kind(subdir) ~= "directory" then
     return nil, exchange.fail(job.st, "io", why.message, { sent = false, retryable = false })
   end
@@ -381,7 +416,7 @@ local function archive_one(job, item, io)
       return nil, serr
     end
   end
-  local ok, info = download.fetch(job.st, rec, item.path, job.defer and NO_SYNC or NO_DIR_SYNC, io)
+  local ok, info = download.fetch(job.st, rec, item.path, job.defer and job.no_sync or job.no_dir_sync, io)
   if not ok then
     return nil, tls_hint(info)
   end
@@ -531,6 +566,22 @@ local function dry(st, job)
   return out
 end
 
+-- keep_days: local copies safely elsewhere (their manifest entry says `uploaded`) and archived more than
+-- keep_days ago are removed -> how many. A file without `uploaded` is never removed, however old.
+function prune(job, now)
+  local entries = read_manifest(job.manifest)
+  local cutoff, removed = now - job.keep_days * 86400, 0
+  for _, e in pairs(entries) do
+    local up = e.uploaded
+    local at = tonumber(e.archived_at)
+    if type(up) == "table" and up.key ~= nil and at and at < cutoff and inside(e.file)
+        and os_remove(job.dir .. "/" .. e.file) then
+      removed = removed + 1
+    end
+  end
+  return removed
+end
+
 function _M.locked(st, job)
   if job.dry_run then
     return dry(st, job)
@@ -572,7 +623,112 @@ function _M.locked(st, job)
       end
     end
   end
+  if job.keep_days then
+    summary.removed = prune(job, now)
+  end
   return summary
+end
+
+--------------------------------------------------------------------------
+-- verify: the manifest against the files
+--------------------------------------------------------------------------
+
+local CHUNK = 65536
+
+-- size and SHA-256 of path, read in chunks (a recording is never whole in memory) -> bytes, hex | nil
+local function hash_file(path)
+  local f = io_open(path, "rb")
+  if not f then
+    return nil
+  end
+  local h, bytes = core.sha256(), 0
+  while true do
+    local chunk = f:read(CHUNK)
+    if not chunk then
+      break
+    end
+    bytes = bytes + #chunk
+    h:update(chunk)
+  end
+  f:close()
+  return bytes, h:hex()
+end
+
+local VERIFY_KNOWN = { dir = true, manifest = true }
+
+--- verify(args) -> report | nil, err
+-- report = { rows = { { line =, id =, sessionId =, file =, status =, detail = }... }, ok =, missing =,
+-- changed =, uploaded =, torn = }. status: "ok", "missing", "changed", "uploaded" (no local file, the
+-- manifest says it is elsewhere: fine) or "torn" (a line that is not a manifest entry). The last line of an
+-- id wins, as for the archive itself.
+function _M.verify(args)
+  local name = "verify_archive"
+  if type(args) ~= "table" then
+    return nil, errors.call_argument(name, "expected a table of fields, got " .. type(args))
+  end
+  for k in pairs(args) do
+    if not VERIFY_KNOWN[k] then
+      return nil, errors.call_argument(name, "unknown field '" .. tostring(k) .. "'", tostring(k))
+    end
+  end
+  local dir = args.dir
+  if type(dir) ~= "string" or dir == "" or core.file_kind(dir) ~= "directory" then
+    return nil, errors.call_argument(name, "dir must be an existing directory", "dir")
+  end
+  dir = gsub(dir, "(.)/+$", "%1")
+  local manifest = args.manifest or (dir .. "/manifest.jsonl")
+  if type(manifest) ~= "string" or manifest == "" then
+    return nil, errors.call_argument(name, "manifest must be a file name", "manifest")
+  end
+  local f, ferr = io_open(manifest, "rb")
+  if not f then
+    return nil, errors.new("io", name .. ": could not read the manifest: " .. tostring(ferr),
+      { sent = false, retryable = false })
+  end
+  local report = { rows = {}, ok = 0, missing = 0, changed = 0, uploaded = 0, torn = 0, manifest = manifest }
+  local last, order, n = {}, {}, 0
+  for line in f:lines() do
+    n = n + 1
+    line = gsub(line, "\r$", "")
+    if line ~= "" then
+      local e = json.decode(line)
+      if type(e) ~= "table" or e.id == nil or type(e.file) ~= "string" then
+        report.rows[#report.rows + 1] = { line = n, status = "torn", detail = "not a manifest entry" }
+        report.torn = report.torn + 1
+      else
+        local k = jobs.key(e.id)
+        if not last[k] then
+          order[#order + 1] = k
+        end
+        last[k] = { line = n, e = e }
+      end
+    end
+  end
+  f:close()
+  for _, k in ipairs(order) do
+    local e, row = last[k].e, { line = last[k].line }
+    row.id, row.sessionId, row.file = e.id, e.sessionId, e.file
+    local bytes, hex
+    if inside(e.file) then
+      bytes, hex = hash_file(dir .. "/" .. e.file)
+    end
+    if not bytes then
+      if type(e.uploaded) == "table" then
+        row.status, row.detail = "uploaded", "no local copy; uploaded"
+      else
+        row.status, row.detail = "missing", "the file is not there"
+      end
+    elseif bytes ~= tonumber(e.bytes) then
+      row.status, row.detail = "changed", ("size %d, the manifest says %s"):format(bytes, tostring(e.bytes))
+    elseif hex ~= e.sha256 then
+      row.status, row.detail = "changed", "SHA-256 differs from the manifest's"
+    else
+      row.status = "ok"
+    end
+    report[row.status] = report[row.status] + 1
+    report.rows[#report.rows + 1] = row
+  end
+  return report
 end
 
 return _M

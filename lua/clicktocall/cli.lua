@@ -348,14 +348,19 @@ local function build_parser()
   c:option("--concurrency", "Page N slices of the window at once (1..16)."):argname("N")
 
   c = p:command("archive", "Download every recording in a window into DIR, with a manifest.")
-  c:option("--from", "Start of the window (see Times)."):argname("T"):count(1)
+  c:option("--from", "Start of the window (see Times); required but with --verify."):argname("T"):count("0-1")
   c:option("--to", "End of the window (default now)."):argname("T")
   c:option("--dir", "An existing, writable directory."):argname("DIR"):count(1)
   c:option("--concurrency", "Recordings downloaded at once, 1..32 (default 4)."):argname("N")
   c:option("--layout", "date: DIR/yyyy-MM-dd/NAME (default); flat: DIR/NAME."):argname("L")
     :choices({ "date", "flat" })
+  c:option("--mode", "The recordings' and the manifest's mode, octal (default 0640; the umask only narrows it)."
+    ):argname("OCTAL")
   c:flag("--dry-run", "Page the window and print what a run would download, skip and lose within 24 h; "
     .. "write nothing, take no lock.")
+  c:flag("--verify", "Re-hash every file the manifest in DIR names and report what is missing or changed "
+    .. "(exit 5); no network.")
+  c:option("--manifest", "With --verify: the manifest (default DIR/manifest.jsonl)."):argname("FILE")
 
   c = p:command("sync", "Write each record new since the last run to stdout; the cursor lives in FILE.")
   c:option("--state", "The cursor file (created on the first run)."):argname("FILE"):count(1)
@@ -493,6 +498,35 @@ function M.archive_result(ctx, fmt, summary, dir)
   output.object(fmt, ctx.out, row, ARCHIVE_COLUMNS)
 end
 
+local VERIFY_COLUMNS = { { "STATUS", "status" }, { "LINE", "line", right = true }, { "ID", "id" },
+  { "SESSION", "sessionId" }, { "FILE", "file" }, { "DETAIL", "detail" } }
+
+--- archive --verify: every file the manifest names, re-hashed; a row each (-o), a summary line -> exit code:
+-- 0 all there and unchanged (or uploaded), 5 something missing, changed or a torn line, 1 no manifest
+function M.archive_verify(ctx, a)
+  local fmt, ferr = ctx:format_of(a)
+  if ferr then
+    return ctx:usage(ferr)
+  end
+  local report, err = clicktocall.verify_archive { dir = a.dir, manifest = a.manifest }
+  if not report then
+    return ctx:fail(err)
+  end
+  local w = output.rows(fmt or "table", ctx.out, VERIFY_COLUMNS)
+  for _, row in ipairs(report.rows) do
+    -- the table shows only what needs a look; -o shows every row
+    if (fmt and fmt ~= "table") or row.status ~= "ok" then
+      w:row(row)
+    end
+  end
+  w:finish()
+  local bad = report.missing + report.changed + report.torn
+  ctx.err:write(format("clicktocall archive --verify: %d ok, %d uploaded (no local copy), %d missing, %d changed, "
+    .. "%d torn line%s in %s\n", report.ok, report.uploaded, report.missing, report.changed, report.torn,
+    report.torn == 1 and "" or "s", ctx.redact(report.manifest)))
+  return bad > 0 and 5 or 0
+end
+
 local commands = {}
 
 function commands.bind(ctx, a)
@@ -616,10 +650,29 @@ local function archive_plan(ctx, fmt, args, dir)
   return 0
 end
 
+-- --mode 0640 -> 416 | nil, a usage message
+local function octal_mode(s)
+  if s == nil then
+    return nil
+  end
+  local n = s:match("^[0-7]+$") and tonumber(s, 8)
+  if not n or n > 511 then
+    return nil, "--mode must be an octal mode from 0 to 0777, such as 0640"
+  end
+  return n
+end
+
 function commands.archive(ctx, a)
+  if a.from == nil then
+    return ctx:usage("archive needs --from (or --verify)")
+  end
   local from, to = time_window(ctx, a)
   if not from then
     return ctx:usage(to)
+  end
+  local mode, merr = octal_mode(a.mode)
+  if merr then
+    return ctx:usage(merr)
   end
   local conc, cerr = number_arg(a.concurrency, "--concurrency",
     { integer = true, min = 1, max = 32, what = "a whole number from 1 to 32" })
@@ -659,7 +712,7 @@ function commands.archive(ctx, a)
     end
   end
   local summary, err = ctx.client:archive_recordings {
-    start_time = from, end_time = to, dir = a.dir, concurrency = conc, layout = a.layout,
+    start_time = from, end_time = to, dir = a.dir, concurrency = conc, layout = a.layout, mode = mode,
     lock = ctx.settings.lock, -- the config file's lock = "redis://...": one run across machines
     on_file = function(entry)
       pcall(bar.file, bar, entry) -- a display problem must not fail a recording
@@ -984,7 +1037,7 @@ end
 local ARG_NAMES = {
   caller = "CALLER", callee = "CALLEE", phone = "PHONE", seat = "--seat", start_time = "--from",
   end_time = "--to", since = "--since", limit = "--limit", concurrency = "--concurrency", dir = "--dir",
-  layout = "--layout", state = "--state", country_code = "--country-code",
+  layout = "--layout", state = "--state", country_code = "--country-code", mode = "--mode",
 }
 local POSITIONAL = { caller = true, callee = true, phone = true }
 
@@ -1111,6 +1164,9 @@ local function run(argv, env, shared)
       out = ctx.out, timeout = settings and settings.timeout, getenv = ctx.getenv })
   end
 
+  if a.command == "archive" and a.verify then
+    return M.archive_verify(ctx, a) -- the files on disk only: no settings, no client, no network
+  end
   if not settings then
     ctx.err:write(ctx.redact(sources), "\n") -- already a sentence
     return 2

@@ -174,12 +174,12 @@ end
 
 -- A new file sink under a fresh name; a name taken by anyone (a stale file of
 -- ours after a crash, say) only makes us draw another.
-local function open_sink(st, dir)
+local function open_sink(st, dir, mode)
   local err
   for _ = 1, 8 do
     local tmp = _M.temp_name(dir)
     local sink
-    sink, err = core.file_sink(tmp)
+    sink, err = core.file_sink(tmp, mode)
     if sink then
       return sink, tmp
     end
@@ -269,7 +269,7 @@ end
 local function fetch_lua(st, t, request, dir)
   local url = request.url
   for _ = 0, MAX_REDIRECTS do
-    local sink, tmp = open_sink(st, dir)
+    local sink, tmp = open_sink(st, dir, request.mode)
     if not sink then
       return nil, tmp
     end
@@ -366,6 +366,7 @@ end
 -- opts.sync = false: the file is whole (size and status checked) at result.tmp, in path's directory,
 -- but neither renamed nor (with libcurl) fsynced: the caller fsyncs it, renames it to path, fsyncs
 -- the directory, and removes result.tmp if it does not get that far.
+-- opts.mode: the file's mode at creation (0..0777, less the umask); by default 0666 less the umask.
 function _M.fetch(st, rec, path, opts, t)
   t = t or st.transport
   local url, dir = check(st, rec, path)
@@ -377,6 +378,7 @@ function _M.fetch(st, rec, path, opts, t)
     method = "GET", url = url,
     headers = { ["User-Agent"] = st.cfg.user_agent },
     timeout = st.download_timeout, connect_timeout = st.connect_timeout,
+    mode = opts and opts.mode,
   }
   local once = once_synced
   if opts and opts.sync == false then

@@ -33,6 +33,19 @@ describe("jobs against the simulator", function()
   end)
   after_each(function() j.rmtree(dir) end)
 
+  it("gives every recording and the manifest the mode asked for over libcurl too (created with it)", function()
+    local now = os.time()
+    s:post("/_sim/seed", { count = 6, start_time = now - DAY, end_time = now - 60, recorded = true })
+    local c = s:client { retries = 0 }
+    assert.equal(6, assert(c:archive_recordings { start_time = now - DAY, end_time = now, dir = dir,
+                                                  mode = 384 }).downloaded)
+    c:close()
+    local modes = {}
+    local out = j.shell("cd '" .. dir .. "' && find . -type f ! -name '.*' -exec stat -c '%a' {} +")
+    for m in out:gmatch("%d+") do modes[m] = (modes[m] or 0) + 1 end
+    assert.same({ ["600"] = 7 }, modes) -- six recordings and the manifest
+  end)
+
   it("archives every recording, lists a cut-short and a 404 one as failed, and a re-run downloads nothing",
      function()
     local now = os.time()
