@@ -211,7 +211,7 @@ describe("argument errors", function()
   end)
 
   it("the jobs' older wording (\"field 'x' ...\") is read for its field and said the newer way", function()
-    local jobs = require "clicktocall.jobfiles"
+    local jobs = require "clicktocall.jobs"
     local st = { secrets = { h.SECRET } }
     local _, e = jobs.argument(st, "sync", "field 'state' must be a file path")
     assert.equal("sync: state must be a file path", e.message)

@@ -4,7 +4,7 @@
 -- start, its own ".." kept as given (it names the same directory).
 local j = require "spec.helpers.jobs"
 local core = require "clicktocall.core"
-local jobs = require "clicktocall.jobfiles"
+local jobs = require "clicktocall.jobs"
 local json = require "clicktocall.json"
 
 -- "../../.." up to "/" from the working directory, then the absolute dir without its leading "/"
@@ -14,7 +14,7 @@ local function relative_to_cwd(abs)
   return ("../"):rep(ups) .. abs:sub(2), cwd
 end
 
-describe("core.getcwd and jobfiles.absolute", function()
+describe("core.getcwd and jobs.absolute", function()
   it("getcwd is the working directory the shell started us in", function()
     local pwd = j.shell("pwd -P"):gsub("%s+$", "")
     assert.equal(pwd, core.getcwd())

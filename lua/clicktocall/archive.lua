@@ -17,7 +17,7 @@ local exchange = require "clicktocall.exchange"
 local download = require "clicktocall.download"
 local batch = require "clicktocall.batch"
 local json = require "clicktocall.json"
-local jobs = require "clicktocall.jobfiles"
+local jobs = require "clicktocall.jobs"
 
 local type = type
 local ipairs = ipairs

@@ -12,7 +12,7 @@ local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"
 local exchange = require "clicktocall.exchange"
 local pager = require "clicktocall.pager"
-local jobs = require "clicktocall.jobfiles"
+local jobs = require "clicktocall.jobs"
 
 local error = error
 local pcall = pcall

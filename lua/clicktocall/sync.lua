@@ -24,7 +24,7 @@ local core = require "clicktocall.core"
 local exchange = require "clicktocall.exchange"
 local download = require "clicktocall.download"
 local json = require "clicktocall.json"
-local jobs = require "clicktocall.jobfiles"
+local jobs = require "clicktocall.jobs"
 
 local type = type
 local select = select

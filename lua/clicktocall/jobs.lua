@@ -1,5 +1,5 @@
---- clicktocall.jobfiles: what the jobs (archive, sync) share: checks of their arguments, the lock,
--- the provider's clock, record ids as keys, a window's pages (clicktocall.pager), and the locked run.
+--- clicktocall.jobs: the jobs' shared runner (`run_locked`: lock or lease, protected run, unlock) and what
+-- archive and sync share: checks of their arguments, the provider's clock, record ids as keys, a window's pages.
 
 local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"
