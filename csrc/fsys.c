@@ -75,6 +75,17 @@ static int l_file_kind(lua_State *L)
     return 1;
 }
 
+/* core.file_mode(path) -> its permission bits (st_mode & 07777, a symlink followed) | nil, err */
+static int l_file_mode(lua_State *L)
+{
+    struct stat st;
+    const char *path = luaL_checkstring(L, 1);
+    if (stat(path, &st) != 0)
+        return ctc_push_io_fail(L, "read the mode of", path, errno, errno == ENOENT ? "missing" : NULL);
+    lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
+    return 1;
+}
+
 /* core.fsync(path) -> true | nil, err; works for files and directories */
 static int l_fsync(lua_State *L)
 {
@@ -474,6 +485,8 @@ void ctc_open_fsys(lua_State *L)
     lua_setfield(L, -2, "getcwd");
     lua_pushcfunction(L, l_file_kind);
     lua_setfield(L, -2, "file_kind");
+    lua_pushcfunction(L, l_file_mode);
+    lua_setfield(L, -2, "file_mode");
     lua_pushcfunction(L, l_fsync);
     lua_setfield(L, -2, "fsync");
     lua_pushcfunction(L, l_fsync_all);

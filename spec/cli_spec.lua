@@ -144,6 +144,22 @@ describe("cli config", function()
     assert.equal("rw-------", (function() helper.write(path, "", "600"); return config.permissions(path) end)())
   end)
 
+  it("reads a file's mode from the core, without running a command", function()
+    local dir = helper.tmpdir()
+    local path = dir .. "/c"
+    local popen = io.popen
+    io.popen = function() error("io.popen called") end -- luacheck: ignore 122
+    local ok, perms = pcall(function()
+      helper.write(path, "", "640")
+      local a = config.permissions(path)
+      helper.write(path, "", "4711")
+      return { a, config.permissions(path), select(2, config.permissions(dir .. "/none")) }
+    end)
+    io.popen = popen -- luacheck: ignore 122
+    assert(ok, perms)
+    assert.same({ "rw-r-----", "rwx--x--x", "could not read its permissions" }, perms)
+  end)
+
   it("says so when --config names a file that is not there", function()
     local s, err = config.resolve({ config = "/nonexistent/ctc" }, env {})
     assert.is_nil(s)

@@ -108,3 +108,24 @@ describe("core.append_sync, list_dir, pid_alive, dir_writable, mkdir", function(
     assert.is_nil((core.mkdir(dir .. "/no/d")))
   end)
 end)
+
+describe("core.file_mode", function()
+  local dir
+  before_each(function() dir = j.mkdtemp() end)
+  after_each(function() j.rmtree(dir) end)
+
+  it("gives a file's permission bits, through a symlink, and an io error with code missing", function()
+    local f = dir .. "/f"
+    assert(io.open(f, "w")):close()
+    assert(os.execute("chmod 640 '" .. f .. "' && ln -s f '" .. dir .. "/l'"))
+    assert.equal(tonumber("640", 8), core.file_mode(f))
+    assert.equal(tonumber("640", 8), core.file_mode(dir .. "/l"))
+    assert(os.execute("chmod 4755 '" .. f .. "'"))
+    assert.equal(tonumber("4755", 8), core.file_mode(f))
+    local m, err = core.file_mode(dir .. "/none")
+    assert.is_nil(m)
+    assert.equal("io", err.kind)
+    assert.equal("missing", err.code)
+    assert.matches(dir .. "/none", err.message, 1, true)
+  end)
+end)

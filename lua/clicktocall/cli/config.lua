@@ -9,6 +9,8 @@ local tonumber = tonumber
 local format = string.format
 local match = string.match
 local gsub = string.gsub
+local floor = math.floor
+local RWX = { "r", "w", "x" }
 
 local M = { _VERSION = require "clicktocall.version" }
 
@@ -64,21 +66,18 @@ end
 M.shell_quote = shell_quote
 
 --- permissions(path) -> "rw-r--r--" (owner, group, others) | nil, message
--- The core's stat() gives a file's kind, not its mode; `ls -ldL` prints the mode the same way on every
--- POSIX system (GNU, BSD, macOS, busybox), unlike `stat -c` / `stat -f`.
+-- The mode as `ls -l` writes it (the special bits left out: only r and w are checked), from the core's
+-- stat(); the core is loaded here, not at the top, so the module stays pure for the CLI's other users.
 function M.permissions(path)
-  local p = io.popen("LC_ALL=C ls -ldL -- " .. shell_quote(path) .. " 2>/dev/null")
-  if not p then
-    return nil, "could not run ls"
-  end
-  local line = p:read("*l") or ""
-  p:close()
-  local perms = match(line, "^[%-dlcbps]([rwxsStTl%-][rwxsStTl%-][rwxsStTl%-][rwxsStTl%-][rwxsStTl%-]" ..
-                                  "[rwxsStTl%-][rwxsStTl%-][rwxsStTl%-][rwxsStTl%-])")
-  if not perms then
+  local mode = require("clicktocall.core").file_mode(path)
+  if not mode then
     return nil, "could not read its permissions"
   end
-  return perms
+  local s = ""
+  for i = 0, 8 do
+    s = s .. (floor(mode / 2 ^ (8 - i)) % 2 == 1 and RWX[i % 3 + 1] or "-")
+  end
+  return s
 end
 
 --- check_private(path) -> true | nil, sentence
