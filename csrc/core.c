@@ -73,6 +73,24 @@ static void push_defaults(lua_State *L)
     lua_setfield(L, -2, "max_body");
 }
 
+/* core.LIMITS: the fixed limits the core enforces (lua/clicktocall/limits.lua says what each is) */
+static void push_limits(lua_State *L)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, CTC_HEADER_BYTES);
+    lua_setfield(L, -2, "header_bytes");
+    lua_pushinteger(L, CTC_HEADER_LINES);
+    lua_setfield(L, -2, "header_lines");
+    lua_pushinteger(L, CTC_PAGE_SIZE);
+    lua_setfield(L, -2, "page_size");
+    lua_pushinteger(L, CTC_MAX_REDIRECTS);
+    lua_setfield(L, -2, "redirects");
+    lua_pushnumber(L, (lua_Number)CTC_TIME_MAX_EPOCH); /* a double holds it exactly on every Lua */
+    lua_setfield(L, -2, "time_max");
+    lua_pushnumber(L, CTC_EXACT_DOUBLE_MAX);
+    lua_setfield(L, -2, "exact_double");
+}
+
 static const luaL_Reg core_functions[] = {
     { "request", ctc_l_request },
     { "normalize_phone", ctc_l_normalize_phone },
@@ -97,8 +115,6 @@ __attribute__((visibility("default"))) int luaopen_clicktocall_core(lua_State *L
     ctc_open_sigv4(L);
     lua_pushliteral(L, CTC_VERSION);
     lua_setfield(L, -2, "_VERSION");
-    lua_pushinteger(L, CTC_PAGE_SIZE);
-    lua_setfield(L, -2, "PAGE_SIZE");
     lua_createtable(L, CTC_OP_COUNT, 0);
     {
         int i;
@@ -110,7 +126,7 @@ __attribute__((visibility("default"))) int luaopen_clicktocall_core(lua_State *L
     lua_setfield(L, -2, "OPS");
     push_defaults(L);
     lua_setfield(L, -2, "DEFAULTS");
-    lua_pushinteger(L, CTC_MAX_REDIRECTS);
-    lua_setfield(L, -2, "MAX_REDIRECTS");
+    push_limits(L);
+    lua_setfield(L, -2, "LIMITS");
     return 1;
 }

@@ -17,12 +17,15 @@
  * come from it; spec/config_spec.lua checks the rockspecs and CHANGELOG.md against it. */
 #define CTC_VERSION "0.2.0"
 
-/* ---- defaults, in one place ---- */
+/* ---- defaults and limits, in one place (the limits are core.LIMITS; lua/clicktocall/limits.lua is
+ * the pure modules' copy, checked against it by spec/core_exports_spec.lua) ---- */
 #define CTC_PAGE_SIZE 100                       /* the provider's page size */
 #define CTC_DEFAULT_TIMEOUT_MS 10000L
 #define CTC_DEFAULT_CONNECT_TIMEOUT_MS 3000L
 #define CTC_DEFAULT_MAX_BODY (8L * 1024 * 1024)
 #define CTC_MAX_REDIRECTS 3                     /* recording downloads only */
+#define CTC_HEADER_BYTES 65536  /* one response's header lines together, status line and line ends not counted */
+#define CTC_HEADER_LINES 200    /* ... and their number */
 
 /* ---- the provider's four calls: names declared once (core.c), read by Lua as core.OPS ---- */
 enum { CTC_OP_BIND_SEAT, CTC_OP_DIAL, CTC_OP_BALANCE, CTC_OP_RECORDS_PAGE, CTC_OP_COUNT };

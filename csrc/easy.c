@@ -21,7 +21,6 @@
 #include <unistd.h>
 #include "easy.h"
 
-#define HEAD_MAX (256 * 1024) /* all header lines of one response */
 /* What an easy handle costs outside Lua's heap (measured: curl_easy_init plus its
  * first transfer, with libcurl 7.88), told to the collector when one is made. */
 #define HANDLE_KIB 18
@@ -69,6 +68,16 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
 }
 #endif
 
+/* a header line's length without its line end */
+static size_t line_len(const char *p, size_t n)
+{
+    if (n > 0 && p[n - 1] == '\n')
+        n--;
+    if (n > 0 && p[n - 1] == '\r')
+        n--;
+    return n;
+}
+
 static size_t on_header(char *p, size_t size, size_t nitems, void *ud)
 {
     ctc_easy *x = ud;
@@ -76,12 +85,17 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *ud)
     if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         ctc_buf_reset(&x->head); /* a new response (1xx, redirect): keep the last */
         x->head_done = 0;
-    } else if ((n == 2 && p[0] == '\r' && p[1] == '\n') || (n == 1 && p[0] == '\n')) {
+        x->head_lines = 0;
+        x->head_bytes = 0;
+    } else if (line_len(p, n) == 0) {
         x->head_done = 1;
-    }
-    if (x->head.len + n > HEAD_MAX) {
-        x->head_too_large = 1; /* reported after perform returns */
-        return 0;
+    } else {
+        /* the limits the ngx transport keeps too (core.LIMITS) */
+        x->head_bytes += line_len(p, n);
+        if (++x->head_lines > CTC_HEADER_LINES || x->head_bytes > CTC_HEADER_BYTES) {
+            x->head_too_large = 1; /* reported after perform returns */
+            return 0;
+        }
     }
     if (ctc_buf_append(&x->head, p, n) != 0)
         return 0;
@@ -283,7 +297,8 @@ static void reset_transfer(ctc_easy *x)
     ctc_buf_reset(&x->body);
     x->req_pos = 0;
     x->prereq_calls = x->resend_refused = x->too_large = x->write_failed = 0;
-    x->head_done = x->head_too_large = 0;
+    x->head_done = x->head_too_large = x->head_lines = 0;
+    x->head_bytes = 0;
     x->bytes = 0;
     x->errbuf[0] = '\0';
 }
@@ -564,8 +579,8 @@ static int push_error(lua_State *L, ctc_easy *x, CURLcode rc)
                       ctc_i64_str(n, (int64_t)x->max_body));
     } else if (x->head_too_large || (rc == CURLE_OUT_OF_MEMORY && !x->head_done)) {
         /* libcurl 7.88 refuses one header line over 100 KB as "out of memory" */
-        ctc_push_fail(L, "protocol", sent, "a response header was too large (the limit is %d KiB for "
-                      "all of them, and libcurl's 100 KiB for one)", HEAD_MAX / 1024);
+        ctc_push_fail(L, "protocol", sent, "the response headers exceed %d lines or %d bytes",
+                      CTC_HEADER_LINES, CTC_HEADER_BYTES);
     } else if (x->write_failed) {
         /* a local failure (a full disk): fetching again would fail the same way */
         ctc_push_fail(L, "io", 1, "could not write the file: %s", strerror(x->write_failed));

@@ -39,6 +39,8 @@ typedef struct ctc_easy {
     ctc_buf head;          /* raw header lines of the last response */
     int head_done;         /* the blank line after a final response's headers came */
     int head_too_large;    /* the headers passed the limit: the transfer was stopped */
+    int head_lines;        /* this response's header lines so far, and their bytes without line ends */
+    size_t head_bytes;
     curl_socket_t last_sock; /* the kept-alive connection after the last transfer */
     ctc_buf body;          /* response body (empty for a download) */
     curl_off_t max_body;   /* < 0: no limit */

@@ -36,7 +36,7 @@ local format = string.format
 
 local _M = {
   _VERSION = core._VERSION,
-  PAGE_SIZE = core.PAGE_SIZE,
+  PAGE_SIZE = require("clicktocall.limits").page_size,
 }
 
 -- Per-client state lives here, not in the client table, so that dumping a

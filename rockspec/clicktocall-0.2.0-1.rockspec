@@ -55,6 +55,7 @@ build = {
     ["clicktocall.http1"] = "lua/clicktocall/http1.lua",
     ["clicktocall.jobs"] = "lua/clicktocall/jobs.lua",
     ["clicktocall.lease"] = "lua/clicktocall/lease.lua",
+    ["clicktocall.limits"] = "lua/clicktocall/limits.lua",
     ["clicktocall.log"] = "lua/clicktocall/log.lua",
     ["clicktocall.metrics"] = "lua/clicktocall/metrics.lua",
     ["clicktocall.mock"] = "lua/clicktocall/mock.lua",

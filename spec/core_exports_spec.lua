@@ -3,13 +3,26 @@ require "spec.helpers"
 local core = require "clicktocall.core"
 
 describe("core exports", function()
-  it("DEFAULTS in seconds and bytes, and MAX_REDIRECTS", function()
+  it("DEFAULTS in seconds and bytes", function()
     assert.same({ timeout = 10, connect_timeout = 3, max_body = 8388608 }, core.DEFAULTS)
-    assert.equal(3, core.MAX_REDIRECTS)
     if math.type then
       assert.equal("integer", math.type(core.DEFAULTS.timeout))
       assert.equal("integer", math.type(core.DEFAULTS.max_body))
     end
+  end)
+
+  it("LIMITS, the same as clicktocall.limits (the pure modules' copy) wherever the core enforces one", function()
+    local limits = require "clicktocall.limits"
+    assert.same({ header_bytes = 65536, header_lines = 200, page_size = 100, redirects = 3,
+                  time_max = 253402271999, exact_double = 2 ^ 53 }, core.LIMITS)
+    for k, v in pairs(core.LIMITS) do
+      assert.equal(v, limits[k], k)
+    end
+    assert.equal(7 * 86400, limits.recording_ttl) -- Lua's own (the archive, the mock, the simulator)
+    assert.equal(limits.page_size, require("clicktocall").PAGE_SIZE)
+    -- the time range is the parser's: its last second reads, the next one does not
+    assert.equal("9999-12-31 23:59:59", core.format_time(limits.time_max))
+    assert.is_nil(core.format_time(limits.time_max + 1))
   end)
 
   it("http_date reads the three RFC 9110 forms into Unix seconds", function()

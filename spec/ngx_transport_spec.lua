@@ -117,6 +117,35 @@ describe("ngx transport in nginx #openresty", function()
     end
   end)
 
+  it("refuses the same oversized headers as the libcurl transport, with the same words", function()
+    local core = require "clicktocall.core"
+    local curl = core.curl_transport()
+    local TOO_LARGE = "the response headers exceed 200 lines or 65536 bytes"
+    local cases = { -- query, refused
+      { "k=1&b=70000", true },   -- one line past the bytes (below libcurl's own 100 KB for a line)
+      { "k=1&b=150000", true },  -- one line past libcurl's own limit too
+      { "k=40&b=1700", true },   -- the lines together past the bytes
+      { "k=210&b=10", true },    -- past the number of lines
+      { "k=1&b=60000", false },
+      { "k=150&b=10", false },
+    }
+    for _, c in ipairs(cases) do
+      local path = "/heads?" .. c[1]
+      local r = get(path)
+      local res, err = curl:perform{ method = "GET", url = UP .. path, timeout = 5 }
+      if c[2] then
+        assert.is_false(r.ok, path)
+        assert.is_nil(res, path)
+        assert.same({ "protocol", TOO_LARGE }, { r.err.kind, r.err.message }, path)
+        assert.same({ "protocol", TOO_LARGE }, { err.kind, err.message }, path)
+      else
+        assert.is_true(r.ok, path)
+        assert.equal("ok", res and res.body, path)
+      end
+    end
+    curl:close()
+  end)
+
   it("sends exactly the expected bytes for a POST", function()
     local body = '{"callerNbr":"+8613500000001","calleeNbr":"+8613500000002"}'
     local r = drive{ method = "POST", url = UP .. "/echo?x=1&y=2", body = body, timeout = 5,

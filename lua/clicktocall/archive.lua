@@ -41,7 +41,7 @@ local tointeger = math.tointeger -- nil before 5.3
 local _M = { _VERSION = core._VERSION }
 
 local FNAME = "archive_recordings"
-local TTL = 7 * 86400
+local TTL = require("clicktocall.limits").recording_ttl
 local EXPIRING = 86400
 local LOCK_NAME = ".clicktocall.lock"
 local MAX_NAME = 200 -- bytes of the sanitized sessionId: every file system takes 255

@@ -34,7 +34,7 @@ local header = exchange.header
 local _M = { _VERSION = core._VERSION }
 
 -- one limit for both paths: libcurl's CURLOPT_MAXREDIRS is set from the same constant
-local MAX_REDIRECTS = core.MAX_REDIRECTS
+local MAX_REDIRECTS = require("clicktocall.limits").redirects
 _M.MAX_REDIRECTS = MAX_REDIRECTS
 
 --------------------------------------------------------------------------

@@ -30,6 +30,7 @@ local concat = table.concat
 local sort = table.sort
 local floor = math.floor
 local huge = math.huge
+local EXACT = require("clicktocall.limits").exact_double -- 2^53
 local math_type = math.type     -- nil before 5.3
 local tointeger = math.tointeger -- nil before 5.3
 
@@ -240,7 +241,7 @@ local function read_number(s, i)
       if math_type(n) ~= "integer" and match(text, "^%d+$") then
         return text, ni -- past 2^63
       end
-    elseif n >= 2 ^ 53 then
+    elseif n >= EXACT then
       return text, ni
     end
   end

@@ -33,6 +33,7 @@ local setmetatable = setmetatable
 local rawset = rawset
 local floor = math.floor
 local huge = math.huge
+local EXACT = require("clicktocall.limits").exact_double -- 2^53
 local format = string.format
 local gsub = string.gsub
 local match = string.match
@@ -126,7 +127,7 @@ local function number(v)
     return "+Inf"
   elseif v == -huge then
     return "-Inf"
-  elseif floor(v) == v and v > -2 ^ 53 and v < 2 ^ 53 then
+  elseif floor(v) == v and v > -EXACT and v < EXACT then
     return format("%d", v)
   end
   local s = format("%.15g", v)

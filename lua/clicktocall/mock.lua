@@ -106,6 +106,7 @@ local lower = string.lower
 local os_time = os.time
 
 local rules = require "clicktocall.provider_rules"
+local EXACT = require("clicktocall.limits").exact_double -- 2^53
 
 local _M = { _VERSION = require "clicktocall.version" }
 
@@ -183,7 +184,7 @@ local function key_value(k)
   if math_type and math_type(n) == "integer" then
     return n
   end
-  if n <= 2 ^ 53 then
+  if n <= EXACT then
     return n
   end
   return k

@@ -39,11 +39,13 @@ local ipairs = ipairs
 
 local json = require "clicktocall.json"
 
+local LIMITS = require "clicktocall.limits"
+
 local M = { _VERSION = require "clicktocall.version" }
 
-M.PAGE = 100                      -- records per page
+M.PAGE = LIMITS.page_size         -- records per page
 M.CST = 8 * 3600                  -- the provider's clock is UTC+8
-M.RECORDING_TTL = 7 * 86400       -- a recording is kept 7 days after the call ended
+M.RECORDING_TTL = LIMITS.recording_ttl -- a recording is kept 7 days after the call ended
 M.SESSION_BASE = 300000000        -- a sessionId ends in SESSION_BASE + the record's number
 M.PENDING_BASE = 900000000        -- ... or, for a record still waiting for its id (ids = "at_hangup"), this + n
 M.JSON_CT = "application/json;charset=UTF-8"

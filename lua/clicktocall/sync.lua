@@ -115,8 +115,9 @@ local function corrupt(st, path, why)
                                                    .. "to start over)", path, why)))
 end
 
+local EXACT = require("clicktocall.limits").exact_double
 local function is_time(v)
-  return jobs.is_int(v, -2 ^ 53, 2 ^ 53)
+  return jobs.is_int(v, -EXACT, EXACT)
 end
 
 -- an id as the core gives one: a whole number >= 0, or (past 2^53 on 5.1/LuaJIT) a string of digits

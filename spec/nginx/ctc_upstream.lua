@@ -42,6 +42,16 @@ handlers["/json"] = function()
   ngx.print(out)
 end
 
+handlers["/heads"] = function()
+  -- k headers of b bytes each: past clicktocall.limits' header limits or within them
+  local k, b = tonumber(ngx.var.arg_k) or 1, tonumber(ngx.var.arg_b) or 10
+  for i = 1, k do
+    ngx.header["X-H" .. i] = string.rep("h", b)
+  end
+  ngx.header["Content-Length"] = 2
+  ngx.print("ok")
+end
+
 handlers["/close"] = function()
   ngx.header["X-Conn"] = ngx.var.connection
   ngx.header["Content-Length"] = 6

@@ -29,7 +29,7 @@ local HELP = 'use "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd", "now", an age such as 7d,
 -- Unix seconds before this (2000-01-01 UTC) are taken for a mistake: "7" is
 -- far likelier a forgotten unit than 1970-01-01 00:00:07
 M.UNIX_MIN = 946684800
-M.UNIX_MAX = 253402300799 -- 9999-12-31 23:59:59 UTC
+M.UNIX_MAX = require("clicktocall.limits").time_max -- 9999-12-31 23:59:59 on the provider's clock
 
 -- "Z", "+08:00", "+0800", "-05" -> seconds east of UTC | nil
 local function zone_offset(z)

@@ -73,8 +73,11 @@ local DEFAULT_KEEPALIVE_TIMEOUT = 60   -- seconds
 local DEFAULT_TIMEOUT = 10             -- seconds, whole request
 local DEFAULT_CONNECT_TIMEOUT = 3      -- seconds
 local CHUNK_SIZE = 65536               -- bytes read at a time
-local MAX_HEADER_LINES = 200
-local MAX_HEADER_BYTES = 65536
+local LIMITS = require "clicktocall.limits"
+local MAX_HEADER_LINES = LIMITS.header_lines     -- the libcurl transport's limits too
+local MAX_HEADER_BYTES = LIMITS.header_bytes
+local HEADERS_TOO_LARGE = str_format("the response headers exceed %d lines or %d bytes", MAX_HEADER_LINES,
+                                     MAX_HEADER_BYTES)
 local MIN_OP_MS = 1
 
 -- Phases in which ngx.socket.tcp may be used (ngx_lua 0.10.x).
@@ -186,7 +189,7 @@ local function _fill(st, what)
 end
 
 -- The next line as bounds in st.buf: first, last (a trailing CR excluded; last < first for an empty line).
-local function _next_line(st, what)
+local function _next_line(st, what, too_long)
   while true do
     local buf, pos = st.buf, st.pos
     local nl = str_find(buf, "\n", pos, true)
@@ -199,8 +202,8 @@ local function _next_line(st, what)
       return pos, last
     end
     if #buf - pos + 1 > MAX_HEADER_BYTES then
-      return nil, _err("protocol", true, str_format("a line of the response (%s) is longer than %d bytes",
-                                                    what, MAX_HEADER_BYTES))
+      return nil, _err("protocol", true, too_long or str_format("a line of the response (%s) is longer than %d bytes",
+                                                                what, MAX_HEADER_BYTES))
     end
     local data, ferr = _fill(st, what)
     if not data then
@@ -285,8 +288,8 @@ end
 -- Status line (skipping interim 1xx answers) and headers: status, headers, http11 | nil, err.
 local function _read_head(st)
   local status, headers, http11
-  local header_bytes, header_lines = 0, 0
   while true do
+    local header_bytes, header_lines = 0, 0 -- each answer's own, an interim 1xx too
     local s, e = _next_line(st, "the status line")
     if not s then
       return nil, e
@@ -298,7 +301,7 @@ local function _read_head(st)
     headers = {}
     local last
     while true do
-      s, e = _next_line(st, "the response headers")
+      s, e = _next_line(st, "the response headers", HEADERS_TOO_LARGE)
       if not s then
         return nil, e
       end
@@ -308,8 +311,7 @@ local function _read_head(st)
       header_lines = header_lines + 1
       header_bytes = header_bytes + (e - s + 1)
       if header_lines > MAX_HEADER_LINES or header_bytes > MAX_HEADER_BYTES then
-        return nil, _err("protocol", true, str_format("the response headers exceed %d lines or %d bytes",
-                                                      MAX_HEADER_LINES, MAX_HEADER_BYTES))
+        return nil, _err("protocol", true, HEADERS_TOO_LARGE)
       end
       last = header_line(st.buf, s, e, headers, last)
       if not last then
