@@ -204,6 +204,30 @@ describe("download_recording through a function transport", function()
     assert.same({}, entries(dir))
   end)
 
+  it("checks the recording URL and each redirect with http1.web_url: nothing sent, nothing written", function()
+    for _, bad in ipairs({ "ftp://rec.example.com/1.wav", "http://rec.example.com:0/1.wav",
+                           "http://rec.example.com:99999/1.wav", "http://rec.example.com/a b.wav", "http://" }) do
+      local client, provider = setup()
+      local ok, err = client:download_recording(bad, path)
+      assert.is_nil(ok, bad)
+      assert.same({ "argument", "rec_or_url", false }, { err.kind, err.field, err.sent }, bad)
+      assert.matches("the recording URL must be an http:// or https:// URL", err.message, 1, true)
+      assert.equal(0, provider:count(), bad)
+    end
+    local client, provider = setup()
+    provider:fail("download", { status = 302, body = "", headers = { location = "http://rec.example.com:x/2.wav" } })
+    local ok, err = client:download_recording(URL, path)
+    assert.is_nil(ok)
+    assert.equal("protocol", err.kind)
+    assert.equal("the recording was redirected to something other than an http:// or https:// URL", err.message)
+    assert.equal(1, provider:count())
+    assert.same({}, entries(dir))
+    -- user information is taken, as libcurl takes it
+    client, provider = setup(nil, "http://u:p@rec.example.com/calls/1.wav")
+    assert(client:download_recording("http://u:p@rec.example.com/calls/1.wav", path))
+    assert.equal(SIZE, #read(path))
+  end)
+
   it("a body cut short of its Content-Length is a retryable network error, no file", function()
     local client, provider = setup { retries = 1 }
     provider:fail("download", "cut", 2) -- half the bytes (1000 of 2001), then the whole recording if asked again

@@ -230,3 +230,23 @@ describe("argument errors", function()
     assert.equal("since", e.field)
   end)
 end)
+
+describe("base_url, read by http1.web_url", function()
+  it("takes what API.md promises (http:// or https://, user information as libcurl takes it) and refuses "
+     .. "a URL no transport can use with the one sentence", function()
+    for _, good in ipairs({ "https://api.example.com", "HTTP://API.example.com:8080/base/", "http://[::1]:8081",
+                            "https://u:p@api.example.com" }) do
+      local c, err = new_with("base_url", good)()
+      assert(c, good .. ": " .. tostring(err))
+      c:close()
+    end
+    for _, bad in ipairs({ "ftp://x", "https://", "https://h:0", "https://h:99999", "https://h:port",
+                           "https://ex!ample.com", "https://h/a b", "https://h?x=1", "https://h/#f", "//h" }) do
+      local c, err = new_with("base_url", bad)()
+      assert.is_nil(c, bad)
+      assert.equal("base_url", err.field, bad)
+      assert.equal("clicktocall.new: base_url must be an http:// or https:// URL without spaces, query or fragment",
+                   err.message, bad)
+    end
+  end)
+end)

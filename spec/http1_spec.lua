@@ -229,3 +229,22 @@ describe("http1 response lines", function()
     assert.is_true(j < i)
   end)
 end)
+
+describe("http1.web_url (base_url, a recording's URL, its redirects)", function()
+  it("takes http(s) URLs libcurl takes, user information too, and refuses the rest with a reason", function()
+    for _, good in ipairs({ "https://api.example.com", "HTTPS://API.example.com/base/", "http://h:8080/x?y=1",
+                            "https://u:p@rec.example.com/1.wav", "http://[::1]:8081/x", "https://h#frag" }) do
+      assert.truthy(http1.web_url(good), good)
+    end
+    for _, bad in ipairs({ { "ftp://h/x", "only http and https URLs" }, { "https://", "no host" },
+                           { "https://h:0/x", "bad port" }, { "https://h:99999", "bad port" },
+                           { "https://h:x/y", "bad port" }, { "https://ex!ample.com", "bad port" },
+                           { "https://h/a b", "spaces or control" }, { "https://u p@h/", "spaces or control" },
+                           { "https://h/\0", "spaces or control" }, { "h/x", "no scheme" },
+                           { 42, "must be a string" } }) do
+      local u, why = http1.web_url(bad[1])
+      assert.is_nil(u, tostring(bad[1]))
+      assert.matches(bad[2], why, 1, true)
+    end
+  end)
+end)

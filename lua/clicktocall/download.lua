@@ -8,6 +8,7 @@
 local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"
 local exchange = require "clicktocall.exchange"
+local http1 = require "clicktocall.http1"
 
 local type = type
 local pcall = pcall
@@ -17,7 +18,6 @@ local tostring = tostring
 local find = string.find
 local gsub = string.gsub
 local match = string.match
-local lower = string.lower
 local format = string.format
 local byte = string.byte
 local sub = string.sub
@@ -105,8 +105,8 @@ local function check(st, rec, path)
     return argument(st, "rec_or_url", "expected a record or a URL, got " .. type(rec))
   end
   url = match(url, "^%s*(.-)%s*$")
-  if not match(lower(url), "^https?://[^/%s]+") or find(url, "[%c%s]") then
-    return argument(st, "rec_or_url", "the recording URL must be http:// or https://")
+  if not http1.web_url(url) then
+    return argument(st, "rec_or_url", "the recording URL must be an http:// or https:// URL without spaces")
   end
   if type(path) ~= "string" or path == "" then
     return argument(st, "path", "path must be a file path, got " .. (path == "" and "\"\"" or type(path)))
@@ -258,8 +258,8 @@ local function next_url(st, url, location)
     return nil, fail(st, "protocol", "the recording server sent a redirect without a usable Location")
   end
   url = resolve_location(url, location)
-  if not match(lower(url), "^https?://[^/%s]+") or find(url, "[%c%s]") then
-    return nil, fail(st, "protocol", "recording redirected to a URL that is not http(s)")
+  if not http1.web_url(url) then
+    return nil, fail(st, "protocol", "the recording was redirected to something other than an http:// or https:// URL")
   end
   return url
 end

@@ -6,6 +6,7 @@
 -- a response allocates no string per line.
 --
 --   parse_url(url [, opts])                 -> { scheme, host, connect_host, port, path, host_header } | nil, msg
+--   web_url(url)                            -> parse_url's parts | nil, msg: an http(s) URL libcurl takes too
 --   header_block(holder, headers)           -> entry | nil, msg   (serialized caller headers, cached in holder)
 --   request(method, path, host_line, entry, body, keepalive)
 --                                           -> bytes (or { head, body } for a large body), wants_close
@@ -124,6 +125,18 @@ function _M.parse_url(url, opts)
     scheme = scheme, host = str_lower(host), connect_host = connect_host, port = port_num,
     path = path, host_header = host_header,
   }
+end
+
+local WEB_USERINFO = { ports = WEB, userinfo = true }
+
+--- web_url(url) -> parse_url's parts | nil, message: an http:// or https:// URL as the library takes one
+-- (base_url, a recording's URL and its redirects): a "user:password@" allowed, as libcurl takes it, and no
+-- space or control character anywhere (parse_url checks the path only).
+function _M.web_url(url)
+  if type(url) == "string" and str_find(url, "[%z\1-\32\127]") then
+    return nil, "the URL holds spaces or control characters"
+  end
+  return _M.parse_url(url, WEB_USERINFO)
 end
 
 local function check_header(name, value)

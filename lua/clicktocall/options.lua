@@ -14,6 +14,7 @@
 
 local core = require "clicktocall.core"
 local exchange = require "clicktocall.exchange"
+local http1 = require "clicktocall.http1"
 
 local type = type
 local pairs = pairs
@@ -25,7 +26,6 @@ local huge = math.huge
 local find = string.find
 local gsub = string.gsub
 local match = string.match
-local lower = string.lower
 local format = string.format
 
 local _M = { _VERSION = core._VERSION }
@@ -137,7 +137,7 @@ local function check(o)
   if type(url) ~= "string" then
     return "base_url must be a string such as \"https://api.example.com\"", "base_url"
   end
-  if find(url, "[%c%s]") or not match(lower(url), "^https?://[^/?#]+") or find(url, "[?#]") then
+  if not http1.web_url(url) or find(url, "[?#]") then
     return "base_url must be an http:// or https:// URL without spaces, query or fragment", "base_url"
   end
   if type(o.app_secret) ~= "string" or o.app_secret == "" or find(o.app_secret, "%c") then
