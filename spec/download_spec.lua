@@ -223,7 +223,7 @@ describe("download_recording through a function transport", function()
     assert.equal(1, provider:count())
     assert.same({}, entries(dir))
     -- user information is taken, as libcurl takes it
-    client, provider = setup(nil, "http://u:p@rec.example.com/calls/1.wav")
+    client = setup(nil, "http://u:p@rec.example.com/calls/1.wav")
     assert(client:download_recording("http://u:p@rec.example.com/calls/1.wav", path))
     assert.equal(SIZE, #read(path))
   end)
