@@ -2,9 +2,8 @@
  * clicktocall parsers: pure functions over bytes for phone numbers and times, and the JSON
  * decoder's contract. No Lua, no libcurl, no allocation, no globals that change (thread-safe),
  * never abort(). Inputs are (pointer, length) and need not be NUL-terminated; they may hold
- * NUL bytes. The time parsers' *why are static sentences, valid for the life of the process;
- * the phone parser gives a reason code and the offending byte (the sentence is written once, by
- * the Lua binding).
+ * NUL bytes. A refusal is a reason code and the offending byte where there is one; the
+ * sentence is written once, by the Lua binding (request.c), from the parser's table.
  * The Lua bindings live elsewhere; the libFuzzer harnesses in csrc/test/fuzz/ call these.
  */
 #ifndef CTC_PARSERS_H
@@ -41,11 +40,26 @@ extern const char *const ctc_phone_sentences[CTC_PHONE_REASONS];
 int ctc_phone_normalize(const char *s, size_t len, const char *cc, size_t cclen,
                         char *out, size_t outsz, ctc_phone_why *why);
 
+/* Why a time was refused: a reason, and for CTC_TIME_SHAPE the offending byte and its offset.
+ * The reasons before CTC_TIME_YEAR are about the time as a whole ("time is too short; ..."), the
+ * others about a part of it ("month must be 01-12"). ctc_time_sentences[reason] is the sentence. */
+enum {
+    CTC_TIME_SHORT = 1, CTC_TIME_SHAPE, CTC_TIME_TRAIL, CTC_TIME_RANGE, CTC_TIME_OUTSZ, CTC_TIME_HTTP_DATE,
+    CTC_TIME_YEAR, CTC_TIME_MONTH, CTC_TIME_DAY, CTC_TIME_FEB29, CTC_TIME_HOUR, CTC_TIME_MINUTE,
+    CTC_TIME_SECOND, CTC_TIME_REASONS
+};
+typedef struct ctc_time_why {
+    int reason;
+    size_t at;            /* CTC_TIME_SHAPE: the offset of the byte that does not fit, and the byte */
+    unsigned char byte;
+} ctc_time_why;
+extern const char *const ctc_time_sentences[CTC_TIME_REASONS];
+
 /* Parses exactly "yyyy-MM-dd HH:mm:ss" as a time in UTC+8 (the provider's clock)
  * into Unix seconds. Validates every field (month 1-12, days in month with leap
- * years, hour 0-23, minute/second 0-59), years 1970-9999. 0 or -1 with *why.
+ * years, hour 0-23, minute/second 0-59), years 1970-9999. 0 or -1 with *why (why may be NULL).
  * Note: 1970-01-01 00:00:00 .. 07:59:59 (UTC+8) parse to -28800 .. -1. */
-int ctc_time_parse(const char *s, size_t len, int64_t *epoch, const char **why);
+int ctc_time_parse(const char *s, size_t len, int64_t *epoch, ctc_time_why *why);
 
 /* Formats Unix seconds as "yyyy-MM-dd HH:mm:ss" in UTC+8 into out (NUL-terminated,
  * outsz >= 20). Range: 0 .. CTC_TIME_MAX_EPOCH = 253402271999, which is
@@ -53,10 +67,7 @@ int ctc_time_parse(const char *s, size_t len, int64_t *epoch, const char **why);
  * 0 or -1 with *why. Does not depend on TZ or any libc time function. */
 #define CTC_TIME_LEN 19    /* strlen("yyyy-MM-dd HH:mm:ss") */
 #define CTC_TIME_MAX_EPOCH ((int64_t)253402271999)
-int ctc_time_format(int64_t epoch, char *out, size_t outsz, const char **why);
-/* Whether a *why of the two above is about the time as a whole ("time is too short; ...") rather
- * than a part of it ("month must be 01-12"): the first needs no subject in front. */
-int ctc_time_why_whole(const char *why);
+int ctc_time_format(int64_t epoch, char *out, size_t outsz, ctc_time_why *why);
 
 /* Parses an HTTP date (RFC 9110 section 5.6.7): the preferred IMF-fixdate
  * "Sun, 06 Nov 1994 08:49:37 GMT" and the obsolete RFC 850 ("Sunday, 06-Nov-94 08:49:37 GMT";
@@ -64,7 +75,7 @@ int ctc_time_why_whole(const char *why);
  * forms, exactly (case-sensitive names, GMT only, no surrounding whitespace), into Unix
  * seconds. Years 1970-9999; every field is validated; a leap second (60) counts as the
  * next second. 0, or -1 with *why. */
-int ctc_http_date_parse(const char *s, size_t len, int64_t *epoch, const char **why);
+int ctc_http_date_parse(const char *s, size_t len, int64_t *epoch, ctc_time_why *why);
 
 /* JSON: nesting deeper than this is an error. A record's "id" is read by one rule (the decoder,
  * jsondecode.c, and the test oracle, csrc/test/oracle/jsonscan.c):

@@ -149,11 +149,22 @@ static int get_phone(lua_State *L, int t, const char *name, text cc, char out[CT
     return 0;
 }
 
+/* The sentence of a time parser's refusal: its reason's, and where the shape breaks, the byte. */
+static const char *push_time_why(lua_State *L, const ctc_time_why *w)
+{
+    const char *s = ctc_time_sentences[w->reason];
+    if (w->reason != CTC_TIME_SHAPE)
+        return lua_pushfstring(L, "%s", s);
+    if (w->byte >= 32 && w->byte < 127)
+        return lua_pushfstring(L, "%s ('%c' at character %d)", s, (int)w->byte, (int)w->at + 1);
+    return lua_pushfstring(L, "%s (a control or non-ASCII byte at character %d)", s, (int)w->at + 1);
+}
+
 /* A time is "yyyy-MM-dd HH:mm:ss" (provider clock, UTC+8) or Unix seconds: 0, or 2 with the
  * failure about subject (a field, or "time" for the bindings, field NULL) pushed. */
 static int to_epoch(lua_State *L, int idx, const char *subject, const char *field, int64_t *epoch)
 {
-    const char *why = NULL;
+    ctc_time_why w;
     if (lua_type(L, idx) == LUA_TNUMBER) {
         lua_Number v = lua_tonumber(L, idx);
         if (v != v || v == HUGE_VAL || v == -HUGE_VAL)
@@ -166,12 +177,12 @@ static int to_epoch(lua_State *L, int idx, const char *subject, const char *fiel
     if (lua_type(L, idx) == LUA_TSTRING) {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
-        if (ctc_time_parse(s, n, epoch, &why) == 0)
+        if (ctc_time_parse(s, n, epoch, &w) == 0)
             return 0;
         /* "time is too short" needs no "time: " in front */
-        if (field == NULL && ctc_time_why_whole(why))
-            return arg_fail(L, NULL, "%s", why);
-        return arg_fail(L, field, "%s: %s", subject, why);
+        if (field == NULL && w.reason < CTC_TIME_YEAR)
+            return arg_fail(L, NULL, "%s", push_time_why(L, &w));
+        return arg_fail(L, field, "%s: %s", subject, push_time_why(L, &w));
     }
     return arg_fail(L, field, lua_isnil(L, idx) ? "%s is missing"
                               : "%s must be a \"yyyy-MM-dd HH:mm:ss\" string or Unix seconds", subject);
@@ -216,9 +227,8 @@ static void add_member(luaL_Buffer *b, int first, const char *name, const char *
 static void add_time_member(luaL_Buffer *b, const char *name, int64_t epoch)
 {
     char when[32];
-    const char *why;
     /* to_epoch() only accepts epochs ctc_time_format can write */
-    if (ctc_time_format(epoch, when, sizeof when, &why) != 0)
+    if (ctc_time_format(epoch, when, sizeof when, NULL) != 0)
         when[0] = '\0';
     add_member(b, 0, name, when, strlen(when));
 }
@@ -393,12 +403,12 @@ int ctc_l_format_time(lua_State *L)
 {
     int64_t epoch;
     char out[32];
-    const char *why;
+    ctc_time_why w;
     int rc = to_epoch(L, 1, "time", NULL, &epoch);
     if (rc != 0)
         return rc;
-    if (ctc_time_format(epoch, out, sizeof out, &why) != 0)
-        return arg_fail(L, NULL, "%s", why); /* not reached: to_epoch keeps to the range */
+    if (ctc_time_format(epoch, out, sizeof out, &w) != 0)
+        return arg_fail(L, NULL, "%s", push_time_why(L, &w)); /* not reached: to_epoch keeps to the range */
     lua_pushstring(L, out);
     return 1;
 }

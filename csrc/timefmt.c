@@ -8,23 +8,32 @@
 
 #define UTC_OFFSET (8 * 3600)
 
-static const char WHY_SHAPE[] = "time must look like yyyy-MM-dd HH:mm:ss";
-static const char WHY_SHORT[] = "time is too short; it must look like yyyy-MM-dd HH:mm:ss";
-static const char WHY_TRAIL[] = "time has characters after yyyy-MM-dd HH:mm:ss";
-static const char WHY_YEAR[] = "year must be 1970-9999";
-static const char WHY_MONTH[] = "month must be 01-12";
-static const char WHY_DAY[] = "day is out of range for the month";
-static const char WHY_FEB29[] = "February 29 exists only in leap years";
-static const char WHY_HOUR[] = "hour must be 00-23";
-static const char WHY_MINUTE[] = "minute must be 00-59";
-static const char WHY_SECOND[] = "second must be 00-59";
-static const char WHY_RANGE[] = "time must be 0 .. 253402271999 (1970-01-01 08:00:00 .. "
-                                "9999-12-31 23:59:59 in UTC+8)";
-static const char WHY_OUTSZ[] = "output buffer too small for a time (20 bytes needed)";
+const char *const ctc_time_sentences[CTC_TIME_REASONS] = {
+    [CTC_TIME_SHORT] = "time is too short; it must look like yyyy-MM-dd HH:mm:ss",
+    [CTC_TIME_SHAPE] = "time must look like yyyy-MM-dd HH:mm:ss",
+    [CTC_TIME_TRAIL] = "time has characters after yyyy-MM-dd HH:mm:ss",
+    [CTC_TIME_RANGE] = "time must be Unix seconds from 1970 to 9999 (1970-01-01 08:00:00 .. "
+                       "9999-12-31 23:59:59 in UTC+8)",
+    [CTC_TIME_OUTSZ] = "output buffer too small for a time (20 bytes needed)",
+    [CTC_TIME_HTTP_DATE] = "not an HTTP date (IMF-fixdate, RFC 850 or asctime form)",
+    [CTC_TIME_YEAR] = "year must be 1970-9999",
+    [CTC_TIME_MONTH] = "month must be 01-12",
+    [CTC_TIME_DAY] = "day is out of range for the month",
+    [CTC_TIME_FEB29] = "February 29 exists only in leap years",
+    [CTC_TIME_HOUR] = "hour must be 00-23",
+    [CTC_TIME_MINUTE] = "minute must be 00-59",
+    [CTC_TIME_SECOND] = "second must be 00-59",
+};
 
-int ctc_time_why_whole(const char *why)
+/* a refusal: the reason (and the offending byte where there is one); why may be NULL */
+static int refuse(ctc_time_why *why, int reason, size_t at, unsigned char byte)
 {
-    return why == WHY_SHAPE || why == WHY_SHORT || why == WHY_TRAIL || why == WHY_RANGE;
+    if (why != NULL) {
+        why->reason = reason;
+        why->at = at;
+        why->byte = byte;
+    }
+    return -1;
 }
 
 static int is_leap(int64_t y)
@@ -88,54 +97,58 @@ static int digits(const char *s, int n, int *v)
     return 0;
 }
 
-int ctc_time_parse(const char *s, size_t len, int64_t *epoch, const char **why)
+/* n digits at s, known to be digits */
+static int num(const char *s, int n)
 {
-    const char *dummy;
-    int y, mo, d, h, mi, sec;
+    int v = 0;
+    while (n-- > 0)
+        v = v * 10 + (*s++ - '0');
+    return v;
+}
+
+/* the offset of the first byte of s[0..CTC_TIME_LEN) that does not fit yyyy-MM-dd HH:mm:ss, or -1 */
+static int misfit(const char *s)
+{
+    static const char shape[] = "0000-00-00 00:00:00";
+    int i;
+
+    for (i = 0; i < CTC_TIME_LEN; i++)
+        if (shape[i] == '0' ? s[i] < '0' || s[i] > '9' : s[i] != shape[i])
+            return i;
+    return -1;
+}
+
+int ctc_time_parse(const char *s, size_t len, int64_t *epoch, ctc_time_why *why)
+{
+    int y, mo, d, h, mi, sec, at;
     int64_t days;
 
-    if (why == NULL)
-        why = &dummy;
     if (s == NULL)
         len = 0;
-    if (len < CTC_TIME_LEN) {
-        *why = WHY_SHORT;
-        return -1;
-    }
-    if (digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-'
-        || digits(s + 8, 2, &d) || s[10] != ' ' || digits(s + 11, 2, &h) || s[13] != ':'
-        || digits(s + 14, 2, &mi) || s[16] != ':' || digits(s + 17, 2, &sec)) {
-        *why = WHY_SHAPE;
-        return -1;
-    }
-    if (len > CTC_TIME_LEN) {
-        *why = WHY_TRAIL;
-        return -1;
-    }
-    if (y < 1970) {
-        *why = WHY_YEAR;
-        return -1;
-    }
-    if (mo < 1 || mo > 12) {
-        *why = WHY_MONTH;
-        return -1;
-    }
-    if (d < 1 || d > days_in_month(y, mo)) {
-        *why = (mo == 2 && d == 29) ? WHY_FEB29 : WHY_DAY;
-        return -1;
-    }
-    if (h > 23) {
-        *why = WHY_HOUR;
-        return -1;
-    }
-    if (mi > 59) {
-        *why = WHY_MINUTE;
-        return -1;
-    }
-    if (sec > 59) {
-        *why = WHY_SECOND;
-        return -1;
-    }
+    if (len < CTC_TIME_LEN)
+        return refuse(why, CTC_TIME_SHORT, 0, 0);
+    if ((at = misfit(s)) >= 0)
+        return refuse(why, CTC_TIME_SHAPE, (size_t)at, (unsigned char)s[at]);
+    if (len > CTC_TIME_LEN)
+        return refuse(why, CTC_TIME_TRAIL, 0, 0);
+    y = num(s, 4);
+    mo = num(s + 5, 2);
+    d = num(s + 8, 2);
+    h = num(s + 11, 2);
+    mi = num(s + 14, 2);
+    sec = num(s + 17, 2);
+    if (y < 1970)
+        return refuse(why, CTC_TIME_YEAR, 0, 0);
+    if (mo < 1 || mo > 12)
+        return refuse(why, CTC_TIME_MONTH, 0, 0);
+    if (d < 1 || d > days_in_month(y, mo))
+        return refuse(why, mo == 2 && d == 29 ? CTC_TIME_FEB29 : CTC_TIME_DAY, 0, 0);
+    if (h > 23)
+        return refuse(why, CTC_TIME_HOUR, 0, 0);
+    if (mi > 59)
+        return refuse(why, CTC_TIME_MINUTE, 0, 0);
+    if (sec > 59)
+        return refuse(why, CTC_TIME_SECOND, 0, 0);
     days = days_from_civil(y, mo, d);
     if (epoch != NULL)
         *epoch = days * 86400 + (int64_t)h * 3600 + mi * 60 + sec - UTC_OFFSET;
@@ -152,27 +165,22 @@ static void put(char *out, int64_t v, int n)
     }
 }
 
-int ctc_time_format(int64_t epoch, char *out, size_t outsz, const char **why)
+int ctc_time_format(int64_t epoch, char *out, size_t outsz, ctc_time_why *why)
 {
-    const char *dummy;
     int64_t local;
     int64_t days;
     int64_t secs;
     int64_t y;
     int m, d;
 
-    if (why == NULL)
-        why = &dummy;
     if (out == NULL || outsz < CTC_TIME_LEN + 1) {
         if (out != NULL && outsz > 0)
             out[0] = '\0';
-        *why = WHY_OUTSZ;
-        return -1;
+        return refuse(why, CTC_TIME_OUTSZ, 0, 0);
     }
     if (epoch < 0 || epoch > CTC_TIME_MAX_EPOCH) {
         out[0] = '\0';
-        *why = WHY_RANGE;
-        return -1;
+        return refuse(why, CTC_TIME_RANGE, 0, 0);
     }
     local = epoch + UTC_OFFSET;
     days = local / 86400;
@@ -194,8 +202,6 @@ int ctc_time_format(int64_t epoch, char *out, size_t outsz, const char **why)
 }
 
 /* ---- HTTP dates (RFC 9110 section 5.6.7) ---- */
-
-static const char WHY_HTTP_DATE[] = "not an HTTP date (IMF-fixdate, RFC 850 or asctime form)";
 
 /* The month of a three-letter, case-sensitive name (RFC 9110: "Jan" .. "Dec"), or 0. */
 static int month_of(const char *s)
@@ -252,15 +258,12 @@ static int finish_date(int y, int mo, int d, int64_t tod, int64_t *epoch)
     return 0;
 }
 
-int ctc_http_date_parse(const char *s, size_t len, int64_t *epoch, const char **why)
+int ctc_http_date_parse(const char *s, size_t len, int64_t *epoch, ctc_time_why *why)
 {
-    const char *dummy;
     size_t comma = 0;
     int y, mo, d;
 
-    if (why == NULL)
-        why = &dummy;
-    *why = WHY_HTTP_DATE;
+    refuse(why, CTC_TIME_HTTP_DATE, 0, 0); /* what a -1 below means */
     if (s == NULL)
         return -1;
     while (comma < len && comma < 10 && s[comma] != ',' && s[comma] != ' ')

@@ -88,3 +88,32 @@ describe("time arguments", function()
     assert.equal(body.starTime, body.endTime)
   end)
 end)
+
+describe("a time's refusal (timefmt.c gives a reason and the offending byte; the binding words it)", function()
+  local core = require "clicktocall.core"
+  it("names the byte that breaks the shape, and where", function()
+    local BYTE = "time must look like yyyy-MM-dd HH:mm:ss (a control or non-ASCII byte at character "
+    local cases = {
+      { "2019-03-25T10:23:52", "time must look like yyyy-MM-dd HH:mm:ss ('T' at character 11)" },
+      { "2019-3-25 10:23:52x", "time must look like yyyy-MM-dd HH:mm:ss ('-' at character 7)" },
+      { "2019/03/25 10:23:52", "time must look like yyyy-MM-dd HH:mm:ss ('/' at character 5)" },
+      { "2019-03-25 10:23:5\0", BYTE .. "19)" },
+      { "2019-03-25 10:2３:52", BYTE .. "16)" },
+      { "2019-03-25", "time is too short; it must look like yyyy-MM-dd HH:mm:ss" },
+      { "2019-03-25 10:23:52 ", "time has characters after yyyy-MM-dd HH:mm:ss" },
+      { "2019-02-29 00:00:00", "time: February 29 exists only in leap years" },
+      { "2019-13-01 00:00:00", "time: month must be 01-12" },
+      { "1969-12-31 23:59:59", "time: year must be 1970-9999" },
+    }
+    for _, c in ipairs(cases) do
+      local v, err = core.parse_time(c[1])
+      assert.is_nil(v, c[1])
+      assert.same({ "argument", c[2] }, { err.kind, err.message }, c[1])
+    end
+    local client = require("spec.helpers.client").new()
+    local _, err = client:records_page { start_time = "2019-03-25T10:23:52", end_time = "2030-01-01 00:00:00" }
+    assert.equal("records_page: start_time: time must look like yyyy-MM-dd HH:mm:ss ('T' at character 11)",
+                 err.message)
+    assert.equal("start_time", err.field)
+  end)
+end)

@@ -294,11 +294,17 @@ static uint64_t rng(void)
     return x;
 }
 
+/* the sentence a time refusal starts with (the binding adds the byte to CTC_TIME_SHAPE's) */
+static const char *time_why(const ctc_time_why *w)
+{
+    return w->reason > 0 && w->reason < CTC_TIME_REASONS ? ctc_time_sentences[w->reason] : NULL;
+}
+
 static void test_time(void)
 {
     size_t i;
     char out[32];
-    const char *why;
+    ctc_time_why tw;
     int64_t e;
     int bad_rt = 0;
     int bad_gm = 0;
@@ -307,9 +313,11 @@ static void test_time(void)
         const time_case *t = &time_cases[i];
         size_t len = t->len ? t->len : strlen(t->in);
         int rc;
+        const char *why;
         e = 12345;
-        why = NULL;
-        rc = ctc_time_parse(t->in, len, &e, &why);
+        tw.reason = 0;
+        rc = ctc_time_parse(t->in, len, &e, &tw);
+        why = time_why(&tw);
         if (t->ok)
             CHECK(rc == 0 && e == t->epoch, "time parse [%s]: want %lld, got rc %d %lld (%s)",
                   t->in, (long long)t->epoch, rc, (long long)e, why ? why : "");
@@ -317,28 +325,33 @@ static void test_time(void)
             CHECK(rc == -1 && why && strstr(why, t->why), "time parse [%s]: want error \"%s\", got rc %d why \"%s\"",
                   t->in, t->why, rc, why ? why : "(null)");
     }
+    /* a shape refusal names the byte that does not fit, and where */
+    CHECK(ctc_time_parse("2026/11-30 00:00:00", 19, &e, &tw) == -1 && tw.reason == CTC_TIME_SHAPE
+          && tw.at == 4 && tw.byte == '/', "shape: the offending byte");
+    CHECK(ctc_time_parse("2026-11-30 00:00\x01:00", 19, &e, &tw) == -1 && tw.at == 16 && tw.byte == 1,
+          "shape: a control byte");
     printf("time: %zu parse cases\n", sizeof time_cases / sizeof time_cases[0]);
 
     /* format */
-    CHECK(ctc_time_format(0, out, sizeof out, &why) == 0 && strcmp(out, "1970-01-01 08:00:00") == 0,
+    CHECK(ctc_time_format(0, out, sizeof out, &tw) == 0 && strcmp(out, "1970-01-01 08:00:00") == 0,
           "format 0: %s", out);
-    CHECK(ctc_time_format(CTC_TIME_MAX_EPOCH, out, sizeof out, &why) == 0
+    CHECK(ctc_time_format(CTC_TIME_MAX_EPOCH, out, sizeof out, &tw) == 0
           && strcmp(out, "9999-12-31 23:59:59") == 0, "format max: %s", out);
-    CHECK(ctc_time_format(951796800, out, sizeof out, &why) == 0
+    CHECK(ctc_time_format(951796800, out, sizeof out, &tw) == 0
           && strcmp(out, "2000-02-29 12:00:00") == 0, "format 2000-02-29: %s", out);
-    CHECK(ctc_time_format(4107513599LL, out, sizeof out, &why) == 0
+    CHECK(ctc_time_format(4107513599LL, out, sizeof out, &tw) == 0
           && strcmp(out, "2100-02-28 23:59:59") == 0, "format 2100-02-28: %s", out);
-    CHECK(ctc_time_format(1709222399, out, sizeof out, &why) == 0
+    CHECK(ctc_time_format(1709222399, out, sizeof out, &tw) == 0
           && strcmp(out, "2024-02-29 23:59:59") == 0, "format 2024-02-29: %s", out);
-    CHECK(ctc_time_format(-1, out, sizeof out, &why) == -1 && why != NULL, "format -1");
-    CHECK(ctc_time_format(CTC_TIME_MAX_EPOCH + 1, out, sizeof out, &why) == -1, "format max+1");
-    CHECK(ctc_time_format(INT64_MIN, out, sizeof out, &why) == -1, "format INT64_MIN");
-    CHECK(ctc_time_format(INT64_MAX, out, sizeof out, &why) == -1, "format INT64_MAX");
+    CHECK(ctc_time_format(-1, out, sizeof out, &tw) == -1 && tw.reason == CTC_TIME_RANGE, "format -1");
+    CHECK(ctc_time_format(CTC_TIME_MAX_EPOCH + 1, out, sizeof out, &tw) == -1, "format max+1");
+    CHECK(ctc_time_format(INT64_MIN, out, sizeof out, &tw) == -1, "format INT64_MIN");
+    CHECK(ctc_time_format(INT64_MAX, out, sizeof out, &tw) == -1, "format INT64_MAX");
     memset(out, 'Z', sizeof out);
-    CHECK(ctc_time_format(0, out, 19, &why) == -1 && out[19] == 'Z', "format outsz 19");
+    CHECK(ctc_time_format(0, out, 19, &tw) == -1 && out[19] == 'Z', "format outsz 19");
     CHECK(ctc_time_format(0, out, 20, NULL) == 0 && out[19] == '\0' && out[20] == 'Z',
           "format outsz 20");
-    CHECK(ctc_time_format(0, NULL, 20, &why) == -1, "format NULL out");
+    CHECK(ctc_time_format(0, NULL, 20, &tw) == -1, "format NULL out");
     CHECK(ctc_time_parse("1970-01-01 08:00:00", 19, NULL, NULL) == 0, "parse NULL epoch");
 
     /* round trips over random epochs, checked against gmtime_r(epoch + 8h) as well */
@@ -348,8 +361,8 @@ static void test_time(void)
         struct tm tm;
         if (i < 1000)
             ep = (int64_t)(rng() % 5000000000ULL);   /* dense near the present too */
-        if (ctc_time_format(ep, out, sizeof out, &why) != 0
-            || ctc_time_parse(out, strlen(out), &e, &why) != 0 || e != ep) {
+        if (ctc_time_format(ep, out, sizeof out, &tw) != 0
+            || ctc_time_parse(out, strlen(out), &e, &tw) != 0 || e != ep) {
             if (bad_rt++ < 5)
                 printf("round trip %lld -> %s -> %lld\n", (long long)ep, out, (long long)e);
         }
@@ -374,8 +387,8 @@ static void test_time(void)
         for (day = 0; day * 86400 + 16 * 3600 + 1 <= CTC_TIME_MAX_EPOCH; day++) {
             int64_t ep = day * 86400 + 16 * 3600 + 1;   /* local midnight + 1 s */
             ndays++;
-            if (ctc_time_format(ep, out, sizeof out, &why) != 0
-                || ctc_time_parse(out, 19, &e, &why) != 0 || e != ep
+            if (ctc_time_format(ep, out, sizeof out, &tw) != 0
+                || ctc_time_parse(out, 19, &e, &tw) != 0 || e != ep
                 || strcmp(out + 11, "00:00:01") != 0 || strcmp(prev, out) >= 0) {
                 if (bad_day++ < 5)
                     printf("day %lld: %s\n", (long long)day, out);
@@ -936,15 +949,17 @@ static void test_http_date(void)
 {
     size_t i;
     int64_t e;
-    const char *why;
+    ctc_time_why tw;
 
     for (i = 0; i < sizeof http_date_cases / sizeof http_date_cases[0]; i++) {
         const time_case *t = &http_date_cases[i];
         size_t len = t->len ? t->len : strlen(t->in);
         int rc;
+        const char *why;
         e = 12345;
-        why = NULL;
-        rc = ctc_http_date_parse(t->in, len, &e, &why);
+        tw.reason = 0;
+        rc = ctc_http_date_parse(t->in, len, &e, &tw);
+        why = rc == 0 ? NULL : time_why(&tw);
         if (t->ok)
             CHECK(rc == 0 && e == t->epoch, "http date [%s]: want %lld, got rc %d %lld (%s)",
                   t->in, (long long)t->epoch, rc, (long long)e, why ? why : "");

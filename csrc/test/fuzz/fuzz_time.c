@@ -13,18 +13,19 @@
 static void check_parse(const char *s, size_t len)
 {
     int64_t e = 0, e2 = 0;
-    const char *why = NULL;
+    ctc_time_why why = { 0, 0, 0 };
     char out[CTC_TIME_LEN + 8];
 
     if (ctc_time_parse(s, len, &e, &why) != 0) {
-        REQUIRE(why != NULL && why[0] != '\0');
+        REQUIRE(why.reason > 0 && why.reason < CTC_TIME_REASONS);
+        REQUIRE(why.reason != CTC_TIME_SHAPE || (why.at < CTC_TIME_LEN && why.byte == (unsigned char)s[why.at]));
         return;
     }
     REQUIRE(len == CTC_TIME_LEN);
     REQUIRE(e >= -8 * 3600 && e <= CTC_TIME_MAX_EPOCH);
     if (e < 0) {
         /* before 1970-01-01 00:00 UTC: the formatter refuses it, by its documented range */
-        REQUIRE(ctc_time_format(e, out, sizeof out, &why) == -1 && why != NULL);
+        REQUIRE(ctc_time_format(e, out, sizeof out, &why) == -1 && why.reason == CTC_TIME_RANGE);
         return;
     }
     REQUIRE(ctc_time_format(e, out, sizeof out, &why) == 0);
@@ -37,7 +38,7 @@ static void check_format(const uint8_t *d, size_t len)
     uint64_t u = 0;
     int64_t e, e2 = 0;
     char out[CTC_TIME_LEN + 1 + 4];
-    const char *why = NULL;
+    ctc_time_why why = { 0, 0, 0 };
     size_t i;
 
     for (i = 0; i < 8 && i < len; i++)
@@ -45,7 +46,7 @@ static void check_format(const uint8_t *d, size_t len)
     e = (len > 8 && (d[8] & 1)) ? (int64_t)(u % (uint64_t)(CTC_TIME_MAX_EPOCH + 1)) : (int64_t)u;
     memset(out, 'Z', sizeof out);
     if (ctc_time_format(e, out, CTC_TIME_LEN + 1, &why) != 0) {
-        REQUIRE(why != NULL && (e < 0 || e > CTC_TIME_MAX_EPOCH));
+        REQUIRE(why.reason == CTC_TIME_RANGE && (e < 0 || e > CTC_TIME_MAX_EPOCH));
         REQUIRE(out[CTC_TIME_LEN + 1] == 'Z');
         return;
     }
