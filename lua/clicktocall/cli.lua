@@ -504,10 +504,7 @@ local VERIFY_COLUMNS = { { "STATUS", "status" }, { "LINE", "line", right = true 
 --- archive --verify: every file the manifest names, re-hashed; a row each (-o), a summary line -> exit code:
 -- 0 all there and unchanged (or uploaded), 5 something missing, changed or a torn line, 1 no manifest
 function M.archive_verify(ctx, a)
-  local fmt, ferr = ctx:format_of(a)
-  if ferr then
-    return ctx:usage(ferr)
-  end
+  local fmt = ctx.fmt
   local report, err = clicktocall.verify_archive { dir = a.dir, manifest = a.manifest }
   if not report then
     return ctx:fail(err)
@@ -582,10 +579,7 @@ function commands.records(ctx, a)
   if cerr then
     return ctx:usage(cerr)
   end
-  local fmt, ferr = ctx:format_of(a)
-  if ferr then
-    return ctx:usage(ferr)
-  end
+  local fmt = ctx.fmt
   fmt = fmt or (ctx.isatty(ctx.out) and "table" or "jsonl")
   local w = output.new(fmt, ctx.out)
   local args = { start_time = from, end_time = to, limit = limit, concurrency = conc }
@@ -679,10 +673,7 @@ function commands.archive(ctx, a)
   if cerr then
     return ctx:usage(cerr)
   end
-  local fmt, ferr = ctx:format_of(a)
-  if ferr then
-    return ctx:usage(ferr)
-  end
+  local fmt = ctx.fmt
   if a.dry_run then
     return archive_plan(ctx, fmt, { start_time = from, end_time = to, dir = a.dir, concurrency = conc,
                                     layout = a.layout }, a.dir)
@@ -768,10 +759,7 @@ function commands.sync(ctx, a)
       return ctx:usage("--lookback: a number of seconds from 0 to 2592000 expected, got " .. a.lookback)
     end
   end
-  local fmt, ferr = ctx:format_of(a)
-  if ferr then
-    return ctx:usage(ferr)
-  end
+  local fmt = ctx.fmt
   if a.dry_run then
     local plan, err = ctx.client:sync { state = a.state, since = since, lookback = lookback, dry_run = true }
     if not plan then
@@ -817,10 +805,7 @@ function commands.sync(ctx, a)
 end
 
 function commands.normalize(ctx, a)
-  local fmt, ferr = ctx:format_of(a)
-  if ferr then
-    return ctx:usage(ferr)
-  end
+  local fmt = ctx.fmt
   local code, nfailed = 0, 0
   local several = #a.phone > 1
   local w = fmt and fmt ~= "table" and output.rows(fmt, ctx.out, NORMALIZE_COLUMNS)
@@ -937,12 +922,9 @@ function M.config_init(ctx, a, flags)
   return ctx:emit("config_init", { path = path, profile = profile, keys = table.concat(written, " ") }, a)
 end
 
---- doctor(ctx, a, o) -> exit code: doctor's lines, or its checks as csv/json/jsonl rows
-function M.doctor(ctx, a, o)
-  local fmt, ferr = ctx:format_of(a)
-  if ferr then
-    return ctx:usage(ferr)
-  end
+--- doctor(ctx, o) -> exit code: doctor's lines, or its checks as csv/json/jsonl rows
+function M.doctor(ctx, o)
+  local fmt = ctx.fmt
   o.name_of = function(key)
     return ctx:setting_name(key)
   end
@@ -1063,21 +1045,11 @@ function ctx_mt:info(s)
   end
 end
 
---- ctx:format_of(a) -> the output format asked for (-o, or the command's --format, its older name) or nil
--- | nil, message when the two disagree
-function ctx_mt.format_of(_, a)
-  if a.output and a.format and a.output ~= a.format then
-    return nil, format("-o %s and --format %s disagree; --format is the old name of -o, give one", a.output,
-      a.format)
-  end
-  return a.output or a.format
-end
-
 --- ctx:emit(kind, value, args) -> 0: a command's one result, for people or as csv/json/jsonl
 function ctx_mt:emit(kind, value, a)
   local r = RESULTS[kind]
   local t = r.object(value, a)
-  local fmt = self:format_of(a)
+  local fmt = self.fmt
   if fmt == nil or fmt == "table" then
     self.out:write(r.human(t))
   else
@@ -1137,6 +1109,12 @@ local function run(argv, env, shared)
   if a.quiet and a.verbose then
     return ctx:usage("-q (--quiet) and -v (--verbose) cannot be used together")
   end
+  -- the output format asked for, for every command: -o, or --format (its older name)
+  if a.output and a.format and a.output ~= a.format then
+    return ctx:usage(format("-o %s and --format %s disagree; --format is the old name of -o, give one", a.output,
+      a.format))
+  end
+  ctx.fmt = a.output or a.format
 
   if a.command == "normalize" or a.command == "completion" then
     return commands[a.command](ctx, a)
@@ -1159,7 +1137,7 @@ local function run(argv, env, shared)
   end
 
   if a.command == "doctor" then
-    return M.doctor(ctx, a, { settings = settings, sources = sources,
+    return M.doctor(ctx, { settings = settings, sources = sources,
       resolve_err = settings == nil and ctx.redact(sources) or nil, clicktocall = clicktocall,
       out = ctx.out, timeout = settings and settings.timeout, getenv = ctx.getenv })
   end
