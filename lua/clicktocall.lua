@@ -61,7 +61,7 @@ local FIELDS = {
 }
 
 -- records{ concurrency }: at most this many slices (docs/API.md)
-local MAX_CONCURRENCY = 16
+local MAX_CONCURRENCY = require("clicktocall.limits").records_concurrency
 
 local NO_ARGS = setmetatable({}, { __newindex = function() error("read-only", 2) end })
 

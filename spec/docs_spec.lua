@@ -240,7 +240,8 @@ describe("docs/CLI.md", function()
     local source = read("lua/clicktocall/cli.lua")
     local n = 0
     for name, body in source:gmatch("\nfunction commands%.(%w+)(.-)\nend\n") do
-      local min, max = body:match('"%-%-concurrency",%s*{[^}]-min = (%d+), max = (%d+)')
+      local min, key = body:match('"%-%-concurrency",%s*{[^}]-min = (%d+), max = LIMITS%.([%w_]+)')
+      local max = key and require("clicktocall.limits")[key]
       if min then
         n = n + 1
         local text = doc:match("\n### " .. name .. "\n(.-)\n### ")

@@ -21,6 +21,7 @@ local errors = require "clicktocall.errors"
 local exchange = require "clicktocall.exchange"
 local core = require "clicktocall.core"
 local DEFAULTS = require("clicktocall.options").DEFAULTS
+local LIMITS = require "clicktocall.limits"
 
 local type = type
 local pcall = require("clicktocall.errors").pcall -- never swallows Ctrl-C: main() makes it exit 130
@@ -345,13 +346,15 @@ local function build_parser()
   c:option("--to", "End of the window (default now)."):argname("T")
   c:option("--format", "The same as -o (kept for old scripts)."):argname("F"):choices(output.FORMATS)
   c:option("--limit", "Stop after N records."):argname("N")
-  c:option("--concurrency", "Page N slices of the window at once (1..16)."):argname("N")
+  c:option("--concurrency", "Page N slices of the window at once (1.." .. LIMITS.records_concurrency .. ")."
+    ):argname("N")
 
   c = p:command("archive", "Download every recording in a window into DIR, with a manifest.")
   c:option("--from", "Start of the window (see Times); required but with --verify."):argname("T"):count("0-1")
   c:option("--to", "End of the window (default now)."):argname("T")
   c:option("--dir", "An existing, writable directory."):argname("DIR"):count(1)
-  c:option("--concurrency", "Recordings downloaded at once, 1..32 (default 4)."):argname("N")
+  c:option("--concurrency", "Recordings downloaded at once, 1.." .. LIMITS.archive_concurrency .. " (default 4)."
+    ):argname("N")
   c:option("--layout", "date: DIR/yyyy-MM-dd/NAME (default); flat: DIR/NAME."):argname("L")
     :choices({ "date", "flat" })
   c:option("--mode", "The recordings' and the manifest's mode, octal (default 0640; the umask only narrows it)."
@@ -365,7 +368,8 @@ local function build_parser()
   c = p:command("sync", "Write each record new since the last run to stdout; the cursor lives in FILE.")
   c:option("--state", "The cursor file (created on the first run)."):argname("FILE"):count(1)
   c:option("--since", "First run only: where to start (default 24h)."):argname("T")
-  c:option("--lookback", "How late after its end a record may reach the provider, 0..2592000 (default 3600)."
+  c:option("--lookback", "How late after its end a record may reach the provider, 0.." .. LIMITS.lookback_max
+    .. " (default 3600)."
     .. " Each run re-reads that much."):argname("S")
   c:option("--format", "The same as -o (default jsonl)."):argname("F"):choices(output.FORMATS)
   c:flag("--dry-run", "Print how many records a run would write and skip, and where the cursor would go; "
@@ -575,7 +579,8 @@ function commands.records(ctx, a)
     return ctx:usage(lerr)
   end
   local conc, cerr = number_arg(a.concurrency, "--concurrency",
-    { integer = true, min = 1, max = 16, what = "a whole number from 1 to 16" })
+    { integer = true, min = 1, max = LIMITS.records_concurrency,
+      what = "a whole number from 1 to " .. LIMITS.records_concurrency })
   if cerr then
     return ctx:usage(cerr)
   end
@@ -669,7 +674,8 @@ function commands.archive(ctx, a)
     return ctx:usage(merr)
   end
   local conc, cerr = number_arg(a.concurrency, "--concurrency",
-    { integer = true, min = 1, max = 32, what = "a whole number from 1 to 32" })
+    { integer = true, min = 1, max = LIMITS.archive_concurrency,
+      what = "a whole number from 1 to " .. LIMITS.archive_concurrency })
   if cerr then
     return ctx:usage(cerr)
   end
@@ -755,8 +761,9 @@ function commands.sync(ctx, a)
   local lookback
   if a.lookback then
     lookback = a.lookback:match("^%d+$") and tonumber(a.lookback)
-    if not lookback or lookback > 2592000 then
-      return ctx:usage("--lookback: a number of seconds from 0 to 2592000 expected, got " .. a.lookback)
+    if not lookback or lookback > LIMITS.lookback_max then
+      return ctx:usage("--lookback: a number of seconds from 0 to " .. LIMITS.lookback_max .. " expected, got "
+        .. a.lookback)
     end
   end
   local fmt = ctx.fmt

@@ -11,4 +11,7 @@ return {
   recording_ttl = 7 * 86400,  -- a recording is kept this many seconds after its call ended
   time_max = 253402271999,    -- the latest time, Unix seconds: 9999-12-31 23:59:59 on the provider's UTC+8
   exact_double = 2 ^ 53,      -- a double holds every integer up to it exactly, and not every one past it
+  records_concurrency = 16,   -- records{ concurrency }: slices of the window paged at once, at most
+  archive_concurrency = 32,   -- archive_recordings{ concurrency }: downloads at once, at most
+  lookback_max = 30 * 86400,  -- sync{ lookback }: a record listed later than this is not worth waiting for
 }

@@ -26,7 +26,6 @@ local _M = { _VERSION = core._VERSION }
 -- Pages a slice may hold ahead of the consumer. Enough that a fast consumer never waits on a slice's
 -- network while an earlier slice is read (a slice of 10,000 records / 8 is 13 pages).
 local QUEUE = 16
-_M.QUEUE = QUEUE
 
 local function copy(t)
   local c = {}

@@ -49,7 +49,7 @@ local STATE = { order = STATE_KEYS, only = true, ids = { ids = true } }
 local DEFAULT_LOOKBACK = 3600
 -- A record listed more than 30 days after its call ended is not one a lookback should wait for; a larger
 -- window only makes every run read more.
-local MAX_LOOKBACK = 30 * 86400
+local MAX_LOOKBACK = require("clicktocall.limits").lookback_max
 
 local function check(st, args)
   if type(args) ~= "table" then
