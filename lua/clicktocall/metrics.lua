@@ -489,28 +489,23 @@ end
 local function histogram_lines(name, samples, out)
   local by = {}
   local order = {}
+  local function entry_of(lab)
+    if not by[lab] then
+      by[lab] = { counts = {}, sum = 0 }
+      order[#order + 1] = lab
+    end
+    return by[lab]
+  end
   for _, s in ipairs(samples) do
     local key, v = s[1], s[2]
     local lab, le = match(key, "^" .. name .. "_bucket{(.-),?le=\"([^\"]*)\"}$")
-    local entry
     if lab then
-      entry = by[lab]
-      if not entry then
-        entry = { counts = {}, sum = 0 }
-        by[lab] = entry
-        order[#order + 1] = lab
-      end
+      local entry = entry_of(lab)
       entry.counts[le] = (entry.counts[le] or 0) + v
     else
       lab = match(key, "^" .. name .. "_sum{(.*)}$")
       if lab then
-        entry = by[lab]
-        if not entry then
-          entry = { counts = {}, sum = 0 }
-          by[lab] = entry
-          order[#order + 1] = lab
-        end
-        entry.sum = v
+        entry_of(lab).sum = v
       end
     end
   end
