@@ -213,6 +213,140 @@ c:archive_recordings { start_time = %d, end_time = %d, dir = %q, concurrency = 1
   end)
 end)
 
+describe("t:upload over libcurl against the S3 endpoint #integration", function()
+  local store, dir
+  local s3 = require "clicktocall.s3"
+  setup(function() store = assert(s3h.start { buckets = { "calls" } }) end)
+  teardown(function() if store then store:stop() end end)
+  before_each(function()
+    store:fault(nil)
+    store:clear_requests()
+    dir = j.mkdtemp()
+  end)
+  after_each(function() j.rmtree(dir) end)
+
+  local function cfg()
+    return assert(s3.config { url = "s3://calls/t/", endpoint = store.endpoint, region = store.region,
+                              access_key = store.access_key, secret_key = store.secret_key, path_style = true })
+  end
+
+  -- a file of n pseudo-random bytes -> path, its SHA-256
+  local function make_file(name, n)
+    local parts, x = {}, 12345
+    for i = 1, math.ceil(n / 4) do
+      x = (x * 1103515245 + 12345) % 2147483648
+      parts[i] = string.char(x % 256, math.floor(x / 256) % 256, math.floor(x / 65536) % 256,
+                               math.floor(x / 16777216) % 128)
+    end
+    local bytes = table.concat(parts):sub(1, n)
+    local path = dir .. "/" .. name
+    j.write(path, bytes)
+    return path, sha(bytes)
+  end
+
+  -- the process's open file descriptors
+  local function fds()
+    return #j.shell("ls /proc/" .. ("%d"):format(core.getpid()) .. "/fd"):gsub("[^\n]", "")
+  end
+
+  it("streams a file (3 MiB); a HEAD of the bucket and a POST on the same handle after it", function()
+    local c = cfg()
+    local path, hex = make_file("big.wav", 3 * 1024 * 1024 + 7)
+    local t = core.curl_transport()
+    local req = assert(s3.put_request(c, "t/big.wav", { file = path, size = 3 * 1024 * 1024 + 7, sha256 = hex }))
+    local res = assert(t:upload(req))
+    assert.equal(200, res.status)
+    assert.is_string(res.headers.etag)
+    assert.equal(hex, sha(assert(store:object("calls", "t/big.wav"))))
+    local head = assert(t:perform(assert(s3.head_bucket_request(c))))
+    assert.equal(200, head.status)
+    -- libcurl's upload and no-body flags do not stick: this POST goes out as a POST
+    local post = assert(t:perform { method = "POST", url = store.endpoint .. "/_s3/requests/clear", body = "{}",
+                                    headers = { ["Content-Type"] = "application/json" } })
+    assert.equal(200, post.status)
+    t:close()
+  end)
+
+  it("fails with kind io, nothing sent, for a missing or short file, and leaks no descriptor", function()
+    local c = cfg()
+    local path, hex = make_file("a.wav", 1000)
+    local t = core.curl_transport()
+    local before = fds()
+    for _, r in ipairs {
+      assert(s3.put_request(c, "t/x", { file = dir .. "/none.wav", size = 10, sha256 = hex })),
+      assert(s3.put_request(c, "t/x", { file = path, size = 1001, sha256 = hex })),
+      assert(s3.put_request(c, "t/x", { file = dir, size = 0, sha256 = hex })),
+    } do
+      local res, err = t:upload(r)
+      assert.is_nil(res)
+      assert.same({ "io", false }, { err.kind, err.sent })
+    end
+    assert.equal(0, #store:requests())
+    local res, err = t:upload { method = "PUT", url = store.endpoint .. "/calls/x" }
+    assert.is_nil(res)
+    assert.equal("argument", err.kind)
+    assert.equal(before, fds())
+    t:close()
+  end)
+
+  it("aborts a multi's upload whose file shrank after it started (kind io), and closes every file", function()
+    local c = cfg()
+    local before = fds()
+    local m = assert(core.curl_multi {})
+    local path, hex = make_file("shrinks.wav", 2 * 1024 * 1024)
+    assert(m:add(1, assert(s3.put_request(c, "t/s", { file = path, size = 2 * 1024 * 1024, sha256 = hex }))))
+    local other, ohex = make_file("whole.wav", 300000)
+    assert(m:add(2, assert(s3.put_request(c, "t/w", { file = other, size = 300000, sha256 = ohex }))))
+    j.shell("truncate -s 1000 '" .. path .. "'")
+    local done = {}
+    while m:count() > 0 do
+      for _, d in ipairs(m:wait(1)) do done[d[1]] = d end
+    end
+    assert.is_nil(done[1][2])
+    assert.equal("io", done[1][3].kind)
+    assert.matches("ended before body_size", done[1][3].message)
+    assert.equal(200, done[2][2].status)
+    assert.is_nil(store:object("calls", "t/s"))
+    -- a transfer still in flight when the multi closes: its file is closed too
+    local late, lhex = make_file("late.wav", 200000)
+    store:fault("slow", { ms = 2000 })
+    assert(m:add(3, assert(s3.put_request(c, "t/l", { file = late, size = 200000, sha256 = lhex }))))
+    m:wait(0.05)
+    m:close()
+    assert.equal(before, fds())
+  end)
+
+  it("maps the store's faults: 503 Retry-After retried, a cut connection network, a slow store timeout", function()
+    local now = os.time()
+    local s = assert(sim.start())
+    local ok, e = pcall(function()
+      s:post("/_sim/seed", { count = 1, start_time = now - DAY, end_time = now - 60, recorded = true })
+      local up = { url = "s3://calls/f/", endpoint = store.endpoint, region = store.region,
+                   access_key = store.access_key, secret_key = store.secret_key, path_style = true }
+      local args = { start_time = now - DAY, end_time = now, dir = dir, upload = up }
+      store:fault("retry_after", { seconds = 1, times = 1 })
+      local c = s:client { sleep = core.sleep }
+      local r = assert(c:archive_recordings(args))
+      assert.same({ 1, 0 }, { r.uploaded, #r.failed })
+      local d2 = dir .. "/cut"
+      core.mkdir(d2)
+      store:fault("cut", { after = 1000 })
+      args.dir = d2
+      r = assert(c:archive_recordings(args))
+      assert.equal(1, #r.failed)
+      assert.equal("network", r.failed[1].err.kind)
+      store:fault("slow", { ms = 3000 })
+      c = s:client { download_timeout = 1, retries = 0 }
+      r = assert(c:archive_recordings(args))
+      assert.equal(1, #r.failed)
+      assert.equal("timeout", r.failed[1].err.kind)
+      store:fault(nil)
+    end)
+    s:stop()
+    assert(ok, e)
+  end)
+end)
+
 local APP = [[
 init_worker_by_lua_block {
   package.loaded["app.client"] = assert(require("clicktocall").new {
