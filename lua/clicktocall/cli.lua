@@ -264,8 +264,10 @@ local EXAMPLES = {
   archive = [[
   clicktocall archive --from 2026-11-30 --to 2026-11-30 --dir /var/calls
   clicktocall archive --from 2d --dir /var/calls -q    # cron: errors only
-  clicktocall archive --from 2d --dir /var/calls --upload s3://call-recordings/ctc/ --region cn-hangzhou \
-      --endpoint https://oss-cn-hangzhou.aliyuncs.com   # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY set]],
+  clicktocall archive --from 2d --dir /var/calls --region cn-hangzhou \
+      --upload s3://call-recordings/ctc/ \
+      --endpoint https://oss-cn-hangzhou.aliyuncs.com
+      # the keys from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, never flags]],
   sync = [[
   clicktocall sync --state /var/lib/ctc/sync.json >> records.jsonl
   clicktocall sync --state /var/lib/ctc/sync.json --since 7d -o csv]],
@@ -275,7 +277,7 @@ local EXAMPLES = {
   clicktocall normalize 13918337711 12 -o csv    # input,output,error]],
   doctor = [[
   clicktocall doctor
-  clicktocall doctor --upload s3://call-recordings/ctc/ --region us-east-1    # the store too
+  clicktocall doctor --upload s3://call-recordings/ctc/ --region us-east-1
   clicktocall --profile acme doctor -o json]],
   completion = [[
   clicktocall completion bash > ~/.local/share/bash-completion/completions/clicktocall
@@ -290,16 +292,19 @@ EXAMPLES.init = EXAMPLES.config
 
 local TAKES_TIMES = { records = true, archive = true, sync = true }
 
---- upload_options(command): archive's and doctor's object-store flags. The keys are never flags (flags show in
--- `ps`): AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, as aws-cli reads them.
-function M.upload_options(c)
-  c:option("--upload", "Upload each recording to an S3-compatible store under this bucket and prefix; the "
-    .. "keys from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN)."):argname("s3://BUCKET/PREFIX/")
+--- upload_options(command, for_doctor): archive's and doctor's object-store flags. The keys are never flags (flags
+-- show in `ps`): AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, as aws-cli reads them.
+function M.upload_options(c, for_doctor)
+  c:option("--upload", (for_doctor and "Check this S3-compatible store too (a signed HEAD of the bucket)" or
+    "Upload each recording to an S3-compatible store under this bucket and prefix") .. "; the keys from "
+    .. "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN)."):argname("s3://BUCKET/PREFIX/")
   c:option("--endpoint", "The store's URL (default AWS_ENDPOINT_URL, else https://s3.REGION.amazonaws.com)."
     ):argname("URL")
   c:option("--region", "The store's region (default AWS_REGION)."):argname("R")
   c:flag("--path-style", "Address the bucket as ENDPOINT/BUCKET/KEY (MinIO), not BUCKET.ENDPOINT/KEY.")
-  c:flag("--no-keep-local", "Remove each local copy once its upload is recorded in the manifest.")
+  if not for_doctor then
+    c:flag("--no-keep-local", "Remove each local copy once its upload is recorded in the manifest.")
+  end
 end
 
 local UPLOAD_ONLY = { { "endpoint", "--endpoint" }, { "region", "--region" }, { "path_style", "--path-style" },
@@ -425,7 +430,7 @@ local function build_parser()
 
   c = p:command("doctor", "Check configuration, proxy, DNS, TCP, TLS and CA bundle, clock and credentials; "
     .. "with --upload, the object store too.")
-  M.upload_options(c)
+  M.upload_options(c, true)
 
   M.add_commands(p)
   for _, cmd in ipairs(p._commands) do
