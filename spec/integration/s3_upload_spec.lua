@@ -367,6 +367,21 @@ server {
         or { ok = false, kind = err.kind, message = err.message }))
     }
   }
+  location = /short {
+    content_by_lua_block {
+      local s3 = require "clicktocall.s3"
+      local t = assert(require("clicktocall.transport.ngx").new())
+      local a = ngx.req.get_uri_args()
+      local cfg = assert(s3.config { url = "s3://calls/ngx/", endpoint = "${endpoint}", region = "${region}",
+        access_key = "${access_key}", secret_key = "${secret_key}", path_style = true })
+      local req = assert(s3.put_request(cfg, "ngx/short.bin", { file = a.file, size = tonumber(a.size),
+                                                                 sha256 = s3.EMPTY_SHA256 }))
+      local res, err = t:upload(req)
+      local nores, noerr = t:upload { method = "PUT", url = req.url, headers = req.headers, body_file = a.file }
+      ngx.say(require("cjson").encode { status = res and res.status, kind = err and err.kind,
+        message = err and err.message, sent = err and err.sent, bad = noerr and noerr.kind, nores = nores })
+    }
+  }
 }
 ]]
 
@@ -416,5 +431,16 @@ describe("archive_recordings{ upload } inside nginx (transport \"ngx\") #integra
     res = assert(http:perform { method = "GET", url = app:url(q), timeout = 120 })
     r = cjson.decode(res.body)
     assert.same({ 0, 0, 6 }, { r.downloaded, r.uploaded, r.skipped })
+  end)
+
+  it("fails an upload whose file ends before body_size with kind io, and refuses one without body_size", function()
+    if not have_core then return pending("make LUA_VERSION=luajit first") end
+    j.write(dir .. "/short.bin", string.rep("x", 1000))
+    local res = assert(http:perform { method = "GET", timeout = 30,
+                                      url = app:url("/short?size=200000&file=" .. dir .. "/short.bin") })
+    local r = cjson.decode(res.body)
+    assert.same({ "io", true, "argument" }, { r.kind, r.sent, r.bad }, res.body)
+    assert.matches("ended before body_size", r.message)
+    assert.is_nil(store:object("calls", "ngx/short.bin"))
   end)
 end)
