@@ -1,11 +1,13 @@
 --- bench/storm.lua: a fault storm. Drives every call and job of the library against the simulator from several
 -- worker processes at once, with random injected faults, then checks what must hold whatever happens.
 --
---   lua5.4 bench/storm.lua [--calls 1000] [--workers 4] [--seed N]
+--   lua5.4 bench/storm.lua [--calls 1000] [--workers 4] [--seed N] [--upload 0]
 --
 -- Run from the repository root after `make`. The seed is printed first: the same seed replays the same
 -- choices (the timing of several processes against one simulator is not replayable, the choices are).
 -- Prints one summary block; exits 1 when a check fails. Internally it runs itself as `--worker I ...`.
+-- Half the archives also upload to the signature-checking S3 endpoint (spec/helpers/s3.lua) whose secret key
+-- is the same canary, with the store's own faults injected (--upload 0: no store).
 local ROOT = os.getenv("CTC_STORM_ROOT") or "."
 package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/?.lua;" .. package.path
 package.cpath = ROOT .. "/build/5.4/?.so;" .. package.cpath
@@ -130,6 +132,17 @@ local RECORDING_FAULTS = {
   { 1, "close_after", { kind = "close_after" } },
 }
 
+-- the object store's faults (spec/helpers/s3_endpoint.py), for archives that upload
+local STORE_FAULTS = {
+  { 2, "store_forbidden", { name = "forbidden" } },
+  { 2, "store_error500", { name = "error500" } },
+  { 2, "store_retry_after", { name = "retry_after", seconds = 1 } },
+  { 3, "store_cut", { name = "cut", after = 1000 } },
+  { 2, "store_accept_short", { name = "accept_short" } },
+  { 1, "store_slow", { name = "slow", ms = 2000 } },   -- past download_timeout
+  { 1, "store_no_bucket", { name = "no_bucket" } },
+}
+
 local function pick(list)
   local total = 0
   for _, e in ipairs(list) do total = total + e[1] end
@@ -163,7 +176,7 @@ local function worker(o)
   local R = {
     worker = id, seed = seed, calls = 0, results = {}, faults = {}, problems = {}, canary_hits = 0,
     events = 0, dial_ok = 0, dial_err_sent = 0, dial_err_unsent = 0, dial_dup_sessions = 0,
-    archive_failed_files = 0, downloaded = 0, synced = 0,
+    archive_failed_files = 0, downloaded = 0, synced = 0, uploaded = 0,
   }
   local function problem(msg)
     if #R.problems < 50 then R.problems[#R.problems + 1] = msg end
@@ -253,6 +266,19 @@ local function worker(o)
     return false
   end
 
+  -- the store: the same canary as its secret key (from the environment, as the provider's)
+  local upload = o.s3 and { url = "s3://storm/w" .. id .. "/", endpoint = o.s3, region = "us-east-1",
+                            access_key = o.s3_key, secret_key = secret, path_style = true }
+  local function store_fault()
+    local e = pick(STORE_FAULTS)
+    local f = { method = "PUT", times = math.random(1, 3) }
+    for k, v in pairs(e[3]) do f[k] = v end
+    local res, err = http:perform { method = "POST", url = o.s3 .. "/_s3/fault",
+      headers = { ["Content-Type"] = "application/json" }, body = cjson.encode(f) }
+    assert(res and res.status == 200, "/_s3/fault: " .. tostring(res and res.body or (err and err.message)))
+    count(R.faults, e[2])
+  end
+
   for k = 1, calls do
     local op = pick(ops)[2]
     local use_dead = false
@@ -315,8 +341,11 @@ local function worker(o)
     elseif op == "archive_recordings" then
       local a = math.random(from, to)
       local b = math.random(a, to)
+      local up = upload and math.random() < 0.5 and upload or nil
+      if up and math.random() < fault_p then store_fault() end
       res, err = c:archive_recordings { start_time = a, end_time = b, dir = arch_dir,
-                                         concurrency = math.random(1, 4) }
+                                         concurrency = math.random(1, 4), upload = up }
+      if res and up then R.uploaded = R.uploaded + (res.uploaded or 0) end
       if res then
         for _, f in ipairs(res.failed) do
           R.archive_failed_files = R.archive_failed_files + 1
@@ -452,6 +481,9 @@ local function storm(o)
   local sim = require "spec.helpers.sim"
   local nginx = require "spec.helpers.nginx"
   local s = assert(sim.start { secret = secret, balance = 1000000000, dict_size = "128m" })
+  -- the object store, its secret key the same canary
+  local store = o.upload ~= "0" and assert(require("spec.helpers.s3").start { buckets = { "storm" },
+    access_key = "AKIDSTORM", secret_key = secret })
   local refused_port, holder = nginx.refused_port()
   local work = os.tmpname()
   os.remove(work)
@@ -484,9 +516,11 @@ local function storm(o)
       local wdir = ("%s/w%d"):format(work, i)
       os.execute("mkdir -p " .. sh(wdir))
       cmd[#cmd + 1] = ("lua5.4 %s/bench/storm.lua --worker %d --seed %d --calls %d --base %s --refused %d "
-        .. "--dir %s --urls %s --from %d --to %d --user_data %s --out %s >%s 2>%s &")
+        .. "--dir %s --urls %s --from %d --to %d --user_data %s --out %s%s >%s 2>%s &")
         :format(ROOT, i, seed, per, sh(s.base_url), refused_port, sh(wdir), sh(work .. "/urls.txt"), from, to,
-                sh(s.user_data), sh(wdir .. "/result.json"), sh(wdir .. "/stdout.txt"), sh(wdir .. "/stderr.txt"))
+                sh(s.user_data), sh(wdir .. "/result.json"),
+                store and (" --s3 %s --s3_key %s"):format(sh(store.endpoint), sh(store.access_key)) or "",
+                sh(wdir .. "/stdout.txt"), sh(wdir .. "/stderr.txt"))
       if o.plant_leak and i == 1 then cmd[#cmd] = cmd[#cmd]:gsub(" >", " --plant_leak 1 >", 1) end
     end
     local done = work .. "/workers-done"
@@ -553,20 +587,53 @@ local function storm(o)
       { "archive --from " .. fmt(from) .. " --to " .. fmt(to) .. " --dir " .. sh(work .. "/cli-archive"),
         { path = "/recordings/*", kind = "cut", count = 5 } },
     }
+    if store then
+      -- archive --upload: the store's key in the environment (the canary), the store cutting bodies
+      cli_runs[#cli_runs + 1] = {
+        "archive --from " .. fmt(from) .. " --to " .. fmt(to) .. " --dir " .. sh(work .. "/cli-archive") ..
+          " --upload s3://storm/cli/ --endpoint " .. sh(store.endpoint) .. " --path-style",
+        { path = "/recordings/*", kind = "cut", count = 2 }, { name = "cut", after = 1000, times = 3 },
+        ("AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_REGION=us-east-1 "):format(sh(store.access_key),
+          sh(secret)) }
+    end
     os.execute("mkdir -p " .. sh(work .. "/cli-archive"))
     local cli_codes = {}
     for i, r in ipairs(cli_runs) do
       s:fault(r[2])
-      local rc = select(3, os.execute(cli_env .. ROOT .. "/bin/clicktocall " .. r[1] .. (" >%s 2>%s")
-        :format(sh(("%s/cli-%d.out"):format(work, i)), sh(("%s/cli-%d.err"):format(work, i)))))
+      if r[3] then store:fault(r[3].name, r[3]) end
+      local rc = select(3, os.execute(cli_env .. (r[4] or "") .. ROOT .. "/bin/clicktocall " .. r[1] ..
+        (" >%s 2>%s"):format(sh(("%s/cli-%d.out"):format(work, i)), sh(("%s/cli-%d.err"):format(work, i)))))
       cli_codes[#cli_codes + 1] = tostring(rc)
       s:post("/_sim/fault/clear", {})
+      if r[3] then store:fault(nil) end
+    end
+    -- the store's side: PUTs it received, and the objects it kept, each one a recording whole as some manifest
+    -- has it (a cut or shortened body never stored)
+    local store_puts, store_objects, store_bad = 0, 0, {}
+    if store then
+      for _, q in ipairs(store:requests()) do
+        if q.method == "PUT" then store_puts = store_puts + 1 end
+      end
+      local whole = {}
+      for i = 0, nworkers do
+        local m = read_all(i == 0 and (work .. "/cli-archive/manifest.jsonl")
+                           or ("%s/w%d/archive/manifest.jsonl"):format(work, i)) or ""
+        for line in m:gmatch("[^\n]+") do
+          local ok, e = pcall(cjson.decode, line)
+          if ok and type(e) == "table" and e.sha256 then whole[e.sha256] = true end
+        end
+      end
+      local objects = find_files(store.dir .. "/storm")
+      store_objects = #objects
+      for f, h in pairs(sha256_files(objects)) do
+        if not whole[h] then store_bad[#store_bad + 1] = f end
+      end
     end
 
     -- gather the workers' figures
     local T = { calls = 0, results = {}, faults = {}, problems = {}, canary_hits = 0, events = 0, dial_ok = 0,
                 dial_err_sent = 0, dial_err_unsent = 0, dial_dup_sessions = 0, dial_unknown_sessions = 0,
-                archive_failed_files = 0, downloaded = 0, synced = 0 }
+                archive_failed_files = 0, downloaded = 0, synced = 0, uploaded = 0 }
     local rss = {}
     for i = 1, nworkers do
       local wdir = ("%s/w%d"):format(work, i)
@@ -578,8 +645,8 @@ local function storm(o)
         local R = cjson.decode(raw)
         for _, k in ipairs { "calls", "canary_hits", "events", "dial_ok", "dial_err_sent", "dial_err_unsent",
                              "dial_dup_sessions", "dial_unknown_sessions", "archive_failed_files", "downloaded",
-                             "synced" } do
-          T[k] = T[k] + R[k]
+                             "synced", "uploaded" } do
+          T[k] = T[k] + (R[k] or 0)
         end
         for _, t in ipairs { "results", "faults" } do
           for k, v in pairs(R[t]) do T[t][k] = (T[t][k] or 0) + v end
@@ -639,6 +706,8 @@ local function storm(o)
       logged_processed) or "entries of the request log were lost before they were read: not counted there"))
     print(("  jobs            recordings downloaded by calls %d, archive files failed %d, manifest entries %d,"
       .. " records synced %d"):format(T.downloaded, T.archive_failed_files, arch.manifest_entries, T.synced))
+    print(("  uploads         %s"):format(store and ("%d by the workers; the store received %d PUTs and keeps %d "
+      .. "objects"):format(T.uploaded, store_puts, store_objects) or "none (--upload 0)"))
     print(("  events          %d on_event events checked"):format(T.events))
     print(("  RSS first/last  %s"):format(table.concat(rss_parts, ", ")))
     print(("  temp files left %d"):format(#arch.temp))
@@ -665,6 +734,10 @@ local function storm(o)
     check("no temporary file left", #arch.temp == 0, arch.temp[1])
     check("canary found nowhere", hits == 0, canary_files[1])
     check("canary search finds it where it belongs", detector, "the Authorization header in the simulator's log")
+    if store then
+      check("the store was reached (the canary is its secret key)", store_puts > 0, ("%d PUTs"):format(store_puts))
+      check("the store keeps only whole recordings", #store_bad == 0, store_bad[1])
+    end
     print("checks")
     for _, l in ipairs(checks) do print(l) end
     for i = 2, math.min(#T.problems, 10) do print("  problem: " .. T.problems[i]) end
@@ -675,6 +748,7 @@ local function storm(o)
   end
   holder:close()
   s:stop()
+  if store then store:stop() end
   if ok_all and not o.keep then
     os.execute("rm -rf " .. sh(work))
   else

@@ -81,7 +81,7 @@ static int l_perform(lua_State *L)
     drop_poisoned(&t->x);
     if ((rc = ensure_handle(L, t)) != CURLE_OK)
         return ctc_easy_push_start_error(L, rc);
-    ctc_easy_prepare(L, &t->x, 2, 0);
+    ctc_easy_prepare(L, &t->x, 2, CTC_EASY_SEND);
     rc = curl_easy_perform(t->x.easy);
     note_connection(&t->x);
     return ctc_easy_push_result(L, &t->x, rc);
@@ -102,12 +102,33 @@ static int l_download(lua_State *L)
     drop_poisoned(&t->x);
     if ((rc = ensure_handle(L, t)) != CURLE_OK)
         return ctc_easy_push_start_error(L, rc);
-    ctc_easy_prepare(L, &t->x, 2, 1);
+    ctc_easy_prepare(L, &t->x, 2, CTC_EASY_DOWNLOAD);
     if (ctc_easy_create_file(L, &t->x, tmp) != 0)
         return 2;
     rc = curl_easy_perform(t->x.easy);
     note_connection(&t->x);
     return ctc_easy_finish_download(L, &t->x, rc);
+}
+
+/*
+ * t:upload(request) -> { status, headers, body } | nil, err
+ * A PUT of request.body_size bytes of request.body_file, streamed (upload.c).
+ */
+static int l_upload(lua_State *L)
+{
+    transport *t = check_open(L);
+    CURLcode rc;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    drop_poisoned(&t->x);
+    if ((rc = ensure_handle(L, t)) != CURLE_OK)
+        return ctc_easy_push_start_error(L, rc);
+    ctc_easy_prepare(L, &t->x, 2, CTC_EASY_UPLOAD);
+    if (ctc_upload_open(L, &t->x, 2) != 0)
+        return 2;
+    rc = curl_easy_perform(t->x.easy);
+    note_connection(&t->x);
+    return ctc_upload_finish(L, &t->x, rc);
 }
 
 /* One idempotent closer for close(), __gc and __close. */
@@ -151,6 +172,7 @@ static int l_new(lua_State *L)
 static const luaL_Reg curl_methods[] = {
     { "perform", l_perform },
     { "download", l_download },
+    { "upload", l_upload },
     { "close", l_close },
     { NULL, NULL },
 };

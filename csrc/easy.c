@@ -52,6 +52,8 @@ static size_t on_read(char *dst, size_t size, size_t nitems, void *ud)
 {
     ctc_easy *x = ud;
     size_t n = size * nitems, left = x->req_body.len - x->req_pos;
+    if (x->up_fd >= 0)
+        return ctc_upload_read(dst, size, nitems, ud);
     if (n > left)
         n = left;
     if (n > 0) {
@@ -171,11 +173,13 @@ void ctc_easy_clear(ctc_easy *x)
 {
     memset(x, 0, sizeof *x);
     x->fd = -1;
+    x->up_fd = -1;
     x->last_sock = CURL_SOCKET_BAD;
 }
 
 void ctc_easy_release(ctc_easy *x)
 {
+    ctc_upload_close(x);
     if (x->easy != NULL) {
         curl_easy_cleanup(x->easy);
         x->easy = NULL;
@@ -304,8 +308,9 @@ static void reset_transfer(ctc_easy *x)
 }
 
 /* Misuse (not the caller's data, which the Lua layer checked) raises. */
-void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int download)
+void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int mode)
 {
+    int download = mode == CTC_EASY_DOWNLOAD;
     const char *method;
     size_t n;
     const char *s;
@@ -409,7 +414,7 @@ void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int download)
     lua_getfield(L, req, "resend_safe");
     x->resend_safe = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
-    if (strcmp(method, "POST") == 0) {
+    if (strcmp(method, "POST") == 0 && mode != CTC_EASY_UPLOAD) {
         curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
         curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req_body.len);
 #if CTC_CURL_GE(7, 80, 0)
@@ -419,8 +424,13 @@ void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int download)
         curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS,
                          x->resend_safe && x->req_body.len > 0 ? x->req_body.data : NULL);
 #endif
-    } else if (strcmp(method, "GET") == 0) {
+    } else if (strcmp(method, "GET") == 0 && mode != CTC_EASY_UPLOAD) {
         curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(method, "HEAD") == 0 && mode == CTC_EASY_SEND) {
+        curl_easy_setopt(x->easy, CURLOPT_UPLOAD, 0L); /* a PUT before it left libcurl's upload flag */
+        curl_easy_setopt(x->easy, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(method, "PUT") == 0 && mode == CTC_EASY_UPLOAD) {
+        /* ctc_upload_open gives libcurl the file */
     } else {
         luaL_error(L, "unsupported method '%s'", method);
     }
@@ -625,7 +635,7 @@ int ctc_easy_restart(ctc_easy *x)
         if (ftruncate(x->fd, 0) != 0 || lseek(x->fd, 0, SEEK_SET) != 0)
             return -1;
     }
-    return 0;
+    return x->up_fd >= 0 ? ctc_upload_rewind(x) : 0;
 }
 
 int ctc_easy_create_file(lua_State *L, ctc_easy *x, const char *path)
@@ -643,6 +653,7 @@ int ctc_easy_create_file(lua_State *L, ctc_easy *x, const char *path)
 
 void ctc_easy_abandon_file(ctc_easy *x)
 {
+    ctc_upload_close(x);
     if (x->fd >= 0) {
         close(x->fd);
         x->fd = -1;

@@ -50,6 +50,10 @@ typedef struct ctc_easy {
     int mode;              /* the download file's mode at open() (request.mode, default 0666) */
     int write_failed;      /* errno of a failed write(2), or 0 */
     uint64_t bytes;        /* bytes written to fd */
+    int up_fd;             /* an upload's source file (request.body_file), or -1: see upload.c */
+    uint64_t up_size;      /* the bytes to send from it (request.body_size) */
+    uint64_t up_sent;      /* the bytes handed to libcurl so far */
+    int up_errno;          /* a read(2) that failed, -1: the file ended before up_size; 0: none */
     ctc_sha256 sha;
     /* the batch transport's own: a check before each send (see multi.c) */
     int (*before_send)(struct ctc_easy *x, const char *local_ip, int local_port,
@@ -57,6 +61,11 @@ typedef struct ctc_easy {
     void *owner;
     char errbuf[CURL_ERROR_SIZE];
 } ctc_easy;
+
+/* What a transfer does with its handle (ctc_easy_prepare's mode) */
+#define CTC_EASY_SEND 0
+#define CTC_EASY_DOWNLOAD 1
+#define CTC_EASY_UPLOAD 2
 
 /* What every easy handle of one transport is made with (copies owned by it). */
 typedef struct ctc_curl_opts {
@@ -76,9 +85,9 @@ void ctc_easy_clear(ctc_easy *x);
 CURLcode ctc_easy_open(lua_State *L, ctc_easy *x, const ctc_curl_opts *o);
 /* Frees the handle and buffers; closes (never removes) an open download file. */
 void ctc_easy_release(ctc_easy *x);
-/* Copies the request table at req into x and its handle. Misuse raises; x
- * stays consistent, owned by its owner. */
-void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int download);
+/* Copies the request table at req into x and its handle (mode: CTC_EASY_*).
+ * Misuse raises; x stays consistent, owned by its owner. */
+void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int mode);
 /* Forgets what one attempt of the transfer left (nothing was sent: the batch
  * transport stopped it before the request went out) so it can start again;
  * a download's file is emptied. 0, or -1 when the file could not be. */
@@ -95,6 +104,19 @@ int ctc_easy_push_result(lua_State *L, ctc_easy *x, CURLcode rc);
 int ctc_easy_finish_download(lua_State *L, ctc_easy *x, CURLcode rc);
 /* nil, err: an easy handle could not be made; nothing was sent */
 int ctc_easy_push_start_error(lua_State *L, CURLcode rc);
+
+/* upload.c: a PUT whose body is streamed from a file (request.body_file, body_size). After
+ * ctc_easy_prepare(..., CTC_EASY_UPLOAD): opens the file and gives it to libcurl; 0, or pushes nil,
+ * err (kind argument or io, nothing sent) and returns 2. The descriptor is x's until closed. */
+int ctc_upload_open(lua_State *L, ctc_easy *x, int req);
+/* Back to the file's first byte (the transfer starts again); 0 or -1. */
+int ctc_upload_rewind(ctc_easy *x);
+/* Closes the file (idempotent; release and abandon call it). */
+void ctc_upload_close(ctc_easy *x);
+/* Closes the file and pushes what upload returns: res, or nil, err. */
+int ctc_upload_finish(lua_State *L, ctc_easy *x, CURLcode rc);
+/* The read callback, for the pre-7.80 build whose own read callback hands it uploads. */
+size_t ctc_upload_read(char *dst, size_t size, size_t nitems, void *ud);
 #pragma GCC visibility pop
 
 #endif

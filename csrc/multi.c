@@ -5,7 +5,8 @@
  * and the never-re-send rule for dials.
  *
  *   m = core.curl_multi{ ca_file =, insecure =, proxy =, max_connections = }
- *   m:add(token, request [, tmp_path]) -> true | nil, err   starts a transfer
+ *   m:add(token, request [, tmp_path]) -> true | nil, err   starts a transfer (a download with
+ *                                        tmp_path; an upload when request.body_file is set, upload.c)
  *   m:wait(max_seconds) -> { { token, res } | { token, nil, err }, ... }
  *   m:count(), m:close() (also __gc, __close)
  *
@@ -58,7 +59,7 @@ typedef struct slot {
     struct multi *m;
     int index;             /* 1-based: the token's key in the user value */
     int busy;              /* in the multi */
-    int download;
+    int mode;              /* CTC_EASY_SEND, _DOWNLOAD or _UPLOAD */
     int restarts;          /* starts again after a readable connection */
     int poisoned;          /* the pre-request check found one */
 } slot;
@@ -286,21 +287,27 @@ static int l_add(lua_State *L)
     slot *s;
     CURLcode rc;
     CURLMcode mc;
+    int mode;
 
     luaL_checkany(L, 2);
     luaL_checktype(L, 3, LUA_TTABLE);
     tmp = luaL_optstring(L, 4, NULL);
     lua_settop(L, 4);
+    lua_getfield(L, 3, "body_file");
+    mode = tmp != NULL ? CTC_EASY_DOWNLOAD : lua_isnil(L, -1) ? CTC_EASY_SEND : CTC_EASY_UPLOAD;
+    lua_pop(L, 1);
     s = free_slot(L, m);
     if ((rc = open_slot(L, m, s)) != CURLE_OK)
         return ctc_easy_push_start_error(L, rc);
-    ctc_easy_prepare(L, &s->x, 3, tmp != NULL); /* misuse raises: the slot stays free */
+    ctc_easy_prepare(L, &s->x, 3, mode); /* misuse raises: the slot stays free */
     get_tokens(L, 1);
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, s->index);
-    if (tmp != NULL && ctc_easy_create_file(L, &s->x, tmp) != 0)
+    if (mode == CTC_EASY_DOWNLOAD && ctc_easy_create_file(L, &s->x, tmp) != 0)
         goto undo_token; /* nil, err on top */
-    s->download = tmp != NULL;
+    if (mode == CTC_EASY_UPLOAD && ctc_upload_open(L, &s->x, 3) != 0)
+        goto undo_token;
+    s->mode = mode;
     s->restarts = s->poisoned = 0;
     mc = curl_multi_add_handle(m->multi, s->x.easy);
     if (mc != CURLM_OK) {
@@ -395,8 +402,10 @@ static int collect(lua_State *L, multi *m, int out, int n)
         }
         /* out of the multi before anything can raise: the slot is consistent */
         retire(m, s);
-        if (s->download)
+        if (s->mode == CTC_EASY_DOWNLOAD)
             values = ctc_easy_finish_download(L, &s->x, rc);
+        else if (s->mode == CTC_EASY_UPLOAD)
+            values = ctc_upload_finish(L, &s->x, rc);
         else
             values = ctc_easy_push_result(L, &s->x, rc);
         push_done(L, out, &n, s, values);

@@ -10,6 +10,13 @@
 -- The disk work is group commits (batch.commit): on the libcurl multi (sched.turns) a turn's files are
 -- fsynced at once in threads (core.fsync_all), renamed, their directories fsynced once, and their lines
 -- written with one append and one fsync; elsewhere each file is fsynced as download does.
+--
+-- With upload (an S3-compatible store, clicktocall.s3), after that manifest line: the file is PUT with its
+-- SHA-256 as the signed payload hash (the store refuses any other body), streamed by the transport
+-- (t:upload); after a 2xx a second line for the id, the same entry with `uploaded = { key, etag, at }`, is
+-- written and fsynced (the last line of an id wins); only then, with keep_local = false, is the file removed.
+-- A crash anywhere leaves either no line (downloaded again), a line without `uploaded` (uploaded again from
+-- the local copy: the same bytes overwrite the same key) or both lines.
 
 local core = require "clicktocall.core"
 local errors = require "clicktocall.errors"
@@ -18,11 +25,13 @@ local download = require "clicktocall.download"
 local batch = require "clicktocall.batch"
 local json = require "clicktocall.json"
 local jobs = require "clicktocall.jobs"
+local s3 = require "clicktocall.s3"
 
 local type = type
 local ipairs = ipairs
 local pairs = pairs
 local pcall = pcall
+local setmetatable = setmetatable
 local tostring = tostring
 local tonumber = tonumber
 local os_time = os.time
@@ -49,15 +58,18 @@ local MAX_NAME = 200 -- bytes of the sanitized sessionId: every file system take
 local KNOWN = {
   start_time = true, end_time = true, dir = true, concurrency = true, layout = true,
   manifest = true, on_file = true, on_plan = true, user_data = true, lock = true, dry_run = true, mode = true,
-  keep_days = true,
+  keep_days = true, upload = true,
 }
 -- recordings are personal data: files and the manifest are made owner read-write, group read, never
 -- world-readable unless asked (the umask can only narrow a mode, never widen it)
 local DEFAULT_MODE = 416 -- 0640
 
-local ENTRY_KEYS = { "id", "sessionId", "file", "bytes", "sha256", "callEndTime", "archived_at" }
+local ENTRY_KEYS = { "id", "sessionId", "file", "bytes", "sha256", "callEndTime", "archived_at", "uploaded",
+                     "key", "etag", "at" } -- the last three: uploaded's own, in this order
 -- a manifest line: these keys in this order, an id past 2^53 written as the number it is
 local MANIFEST = { order = ENTRY_KEYS, only = true, ids = { id = true } }
+-- an upload's answer is S3's error XML at most
+local UPLOAD_MAX_BODY = 65536
 local prune -- keep_days, below
 
 -- a dated folder's mode: the files' mode with x wherever it has r (0640 -> 0750), so whoever may read a
@@ -238,6 +250,17 @@ local function check(st, args)
   if keep ~= nil and (type(keep) ~= "number" or keep ~= keep or keep < 0 or keep == math.huge) then
     return jobs.argument(st, FNAME, "keep_days must be a number of days, 0 or more", "keep_days")
   end
+  local up
+  if args.upload ~= nil then
+    local uerr
+    up, uerr = s3.config(args.upload)
+    if not up then
+      return nil, uerr -- its sentences never hold the secret key
+    end
+    if not st.transport.upload then
+      return jobs.argument(st, FNAME, "upload needs a transport that can upload (t:upload)", "upload")
+    end
+  end
   local mode = args.mode
   if mode == nil then
     mode = DEFAULT_MODE
@@ -247,7 +270,7 @@ local function check(st, args)
   return { dir = gsub(dir, "(.)/+$", "%1"), n = n, layout = layout, manifest = manifest, on_file = args.on_file,
            on_plan = args.on_plan, lock_url = args.lock, user_data = args.user_data or st.cfg.user_data,
            args = args, fname = FNAME, dry_run = args.dry_run == true, mode = mode, dir_mode = dir_mode(mode),
-           keep_days = keep,
+           keep_days = keep, s3 = up,
            -- download.fetch's opts: the directory fsync is this file's group commit; with the multi, the
            -- file's fsync and rename too (place_files)
            no_dir_sync = { sync_dir = false, mode = mode }, no_sync = { sync = false, mode = mode } }
@@ -401,6 +424,102 @@ local function manifest_line(entry)
   return json.encode(entry, MANIFEST)
 end
 
+--------------------------------------------------------------------------
+-- the upload
+--------------------------------------------------------------------------
+
+-- The client's state with the store's secret key and session token among the secrets to redact, for
+-- everything an upload reports (errors, events)
+local function upload_state(st, cfg)
+  local secrets = {}
+  for i = 1, #st.secrets do
+    secrets[i] = st.secrets[i]
+  end
+  for _, v in ipairs { cfg.secret_key, cfg.session_token } do
+    local forms = exchange.secret_forms(v)
+    for i = 1, #forms do
+      secrets[#secrets + 1] = forms[i]
+    end
+  end
+  table.sort(secrets, function(a, b) return #a > #b end)
+  return setmetatable({ secrets = secrets }, { __index = st })
+end
+
+-- S3's error code from its XML answer ("SignatureDoesNotMatch"), if any
+local function s3_code(body)
+  return type(body) == "string" and match(body, "<Code>([%w%.%-_]+)</Code>") or nil
+end
+
+-- One PUT attempt, signed now (a retry after a wait gets a fresh x-amz-date) -> res | nil, err, res
+local function put_once(ust, t, request, put)
+  local signed, serr = s3.put_request(put.cfg, put.key, put.body, os_time())
+  if not signed then
+    return nil, serr
+  end
+  request.url, request.headers = signed.url, signed.headers
+  local ok, res, terr = pcall(t.upload, t, request)
+  if not ok then
+    errors.pass_interrupt(res)
+    return nil, exchange.fail(ust, "protocol", t.name .. " raised an error in upload: " .. exchange.describe(res),
+                              { sent = true, retryable = false })
+  end
+  if res == nil then
+    local e = errors.from_transport(terr)
+    e.message = exchange.redact(ust, e.message)
+    return nil, e
+  end
+  local status = type(res) == "table" and res.status
+  if type(status) ~= "number" or status < 100 or status > 599 then
+    return nil, exchange.fail(ust, "protocol", "the transport's upload returned something that is not a response",
+                              { sent = true })
+  end
+  if status < 200 or status > 299 then
+    local code = s3_code(res.body)
+    return nil, exchange.fail(ust, "http", ("the object store answered HTTP %d%s"):format(status,
+                              code and " (" .. code .. ")" or ""), { status = status, sent = true }), res
+  end
+  return res, nil, res
+end
+
+-- PUT entry's file (item.path) to the store, then the manifest line with `uploaded`, then (keep_local =
+-- false) the local copy removed -> true | nil, err
+local function upload_one(job, item, io, entry)
+  local cfg = job.s3
+  local key = s3.key(cfg, entry.file)
+  local bytes = tonumber(entry.bytes)
+  if not bytes or type(entry.sha256) ~= "string" then
+    return nil, jobs.io_error(job.st, "the manifest entry has no bytes or sha256 to upload with")
+  end
+  local put = { cfg = cfg, key = key, body = { file = item.path, size = bytes, sha256 = entry.sha256 } }
+  -- checked once before anything is sent: a key the signer refuses is the configuration's fault
+  local first, ferr = s3.put_request(cfg, key, put.body, os_time())
+  if not first then
+    return nil, ferr
+  end
+  local request = { method = "PUT", url = first.url, headers = first.headers, body_file = item.path,
+                    body_size = bytes, timeout = job.st.download_timeout, connect_timeout = job.st.connect_timeout,
+                    max_body = UPLOAD_MAX_BODY }
+  local res, err = exchange.with_retries(job.ust, io, "upload", true, request, put_once, put)
+  if not res then
+    return nil, err
+  end
+  local etag = exchange.header(res.headers, "etag")
+  etag = type(etag) == "string" and gsub(etag, '^"(.*)"$', "%1") or nil
+  local line = {}
+  for k, v in pairs(entry) do
+    line[k] = v
+  end
+  line.uploaded = { key = key, etag = etag, at = os_time() }
+  local written, werr = batch.commit(io, job.lines, manifest_line(line))
+  if not written then
+    return nil, werr
+  end
+  if not job.s3.keep_local then
+    os_remove(item.path)
+  end
+  return true
+end
+
 -- The recording of item.rec into item.path, in the order of the file header -> bytes | nil, err
 local function archive_one(job, item, io)
   local rec = item.rec
@@ -409,6 +528,15 @@ local function archive_one(job, item, io)
     if not lok then
       return nil, lerr
     end
+  end
+  if item.entry then
+    -- downloaded by an earlier run, not uploaded: from the local copy, no second download
+    local uok, uerr = upload_one(job, item, io, item.entry)
+    if not uok then
+      return nil, uerr
+    end
+    item.uploaded = true
+    return nil
   end
   if item.subdir then
     local sok, serr = ensure_subdir(job, io, item.subdir)
@@ -447,6 +575,14 @@ local function archive_one(job, item, io)
   local written, werr = batch.commit(io, job.lines, manifest_line(entry))
   if not written then
     return nil, werr
+  end
+  if job.s3 then
+    item.downloaded = info.bytes -- the download stands whatever the upload does
+    local uok, uerr = upload_one(job, item, io, entry)
+    if not uok then
+      return nil, uerr
+    end
+    item.uploaded = true
   end
   return info.bytes
 end
@@ -514,7 +650,15 @@ local function plan(st, job)
       else
         local key = jobs.key(rec.id)
         local m = manifest[key]
-        if kept(job.dir, m) then
+        if job.s3 and m and not (type(m.uploaded) == "table" and m.uploaded.key ~= nil) and kept(job.dir, m) then
+          -- downloaded, whole, not uploaded yet: uploaded from the local copy
+          names[m.file] = key
+          order = order + 1
+          local ends = jobs.unix(rec.callEndTime)
+          todo[#todo + 1] = { rec = { id = rec.id, sessionId = rec.sessionId }, entry = m, file = m.file,
+                              path = job.dir .. "/" .. m.file, order = order, ends = ends,
+                              expires_at = ends and ends + TTL }
+        elseif kept(job.dir, m) then
           -- the manifest's file is the truth for its id, whatever name or layout this run would give it
           names[m.file] = key
           summary.skipped = summary.skipped + 1
@@ -554,8 +698,19 @@ local function dry(st, job)
     return nil, summary
   end
   local now = os_time()
-  local out = { dry_run = true, to_download = #todo, bytes = 0, bytes_unknown = #todo, skipped = summary.skipped,
-                no_recording = summary.no_recording, pages = pages, expiring = {} }
+  local uploads = 0
+  for i = 1, #todo do
+    if todo[i].entry then
+      uploads = uploads + 1
+    end
+  end
+  local downloads = #todo - uploads
+  local out = { dry_run = true, to_download = downloads, bytes = 0, bytes_unknown = downloads,
+                skipped = summary.skipped, no_recording = summary.no_recording, pages = pages, expiring = {} }
+  if job.s3 then
+    -- every download is uploaded too, and so is what an earlier run downloaded but did not upload
+    out.to_upload = #todo
+  end
   for i = 1, #todo do
     local item = todo[i]
     if item.expires_at and item.expires_at - now <= EXPIRING then
@@ -598,6 +753,10 @@ function _M.locked(st, job)
       return nil, jobs.callback_error(st, "on_plan", "raised an error", herr)
     end
   end
+  if job.s3 then
+    job.ust = upload_state(st, job.s3)
+    summary.uploaded = 0
+  end
   local sched = st.transport:scheduler(job.n)
   -- only the multi's turns gather files to fsync together; elsewhere each file is fsynced alone anyway
   job.defer = sched ~= nil and sched.turns == true
@@ -615,12 +774,17 @@ function _M.locked(st, job)
       if item.expires_at and item.expires_at - now <= EXPIRING then
         summary.expiring[#summary.expiring + 1] = f
       end
-    elseif item.bytes then
+    end
+    local got = item.bytes or item.downloaded
+    if got then
       summary.downloaded = summary.downloaded + 1
-      summary.bytes = summary.bytes + item.bytes
+      summary.bytes = summary.bytes + got
       if tointeger then
         summary.bytes = tointeger(summary.bytes) or summary.bytes
       end
+    end
+    if item.uploaded then
+      summary.uploaded = summary.uploaded + 1
     end
   end
   if job.keep_days then

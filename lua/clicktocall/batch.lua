@@ -26,7 +26,7 @@
 --
 -- The schedulers:
 --   curl   each task in a coroutine; its io (a task transport) yields { op = "send" | "download" |
---          "sleep" | "commit" } to the scheduler, which drives a core.curl_multi object.
+--          "upload" | "sleep" | "commit" } to the scheduler, which drives a core.curl_multi object.
 --   ngx    each task in an ngx.thread; cosockets yield by themselves, so io is the ngx transport itself;
 --          the driver and parked tasks wait on ngx.semaphore.
 
@@ -83,6 +83,10 @@ end
 
 function Task.download(_, request, tmp)
   return co_yield(TAG, "download", request, tmp)
+end
+
+function Task.upload(_, request)
+  return co_yield(TAG, "upload", request)
 end
 
 function Task:sleep(seconds)
@@ -172,11 +176,11 @@ local function resume(self, task, ...)
     self.ready[#self.ready + 1] = { task }
     return
   end
-  if op == "send" or op == "download" then
+  if op == "send" or op == "download" or op == "upload" then
     self.token = self.token + 1
     local token = self.token
     local added, aerr
-    if op == "send" then
+    if op ~= "download" then -- an upload is told by its request.body_file
       added, aerr = self.m:add(token, a)
     else
       added, aerr = self.m:add(token, a, b)

@@ -264,7 +264,11 @@ local EXAMPLES = {
   clicktocall records --from 2026-12-05T02:00:00Z --to now -o json]],
   archive = [[
   clicktocall archive --from 2026-11-30 --to 2026-11-30 --dir /var/calls
-  clicktocall archive --from 2d --dir /var/calls -q    # cron: errors only]],
+  clicktocall archive --from 2d --dir /var/calls -q    # cron: errors only
+  clicktocall archive --from 2d --dir /var/calls --region cn-hangzhou \
+      --upload s3://call-recordings/ctc/ \
+      --endpoint https://oss-cn-hangzhou.aliyuncs.com
+      # the keys from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, never flags]],
   sync = [[
   clicktocall sync --state /var/lib/ctc/sync.json >> records.jsonl
   clicktocall sync --state /var/lib/ctc/sync.json --since 7d -o csv]],
@@ -274,6 +278,7 @@ local EXAMPLES = {
   clicktocall normalize 13918337711 12 -o csv    # input,output,error]],
   doctor = [[
   clicktocall doctor
+  clicktocall doctor --upload s3://call-recordings/ctc/ --region us-east-1
   clicktocall --profile acme doctor -o json]],
   completion = [[
   clicktocall completion bash > ~/.local/share/bash-completion/completions/clicktocall
@@ -287,6 +292,53 @@ local EXAMPLES = {
 EXAMPLES.init = EXAMPLES.config
 
 local TAKES_TIMES = { records = true, archive = true, sync = true }
+
+--- upload_options(command, for_doctor): archive's and doctor's object-store flags. The keys are never flags (flags
+-- show in `ps`): AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, as aws-cli reads them.
+function M.upload_options(c, for_doctor)
+  c:option("--upload", (for_doctor and "Check this S3-compatible store too (a signed HEAD of the bucket)" or
+    "Upload each recording to an S3-compatible store under this bucket and prefix") .. "; the keys from "
+    .. "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN)."):argname("s3://BUCKET/PREFIX/")
+  c:option("--endpoint", "The store's URL (default AWS_ENDPOINT_URL, else https://s3.REGION.amazonaws.com)."
+    ):argname("URL")
+  c:option("--region", "The store's region (default AWS_REGION)."):argname("R")
+  c:flag("--path-style", "Address the bucket as ENDPOINT/BUCKET/KEY (MinIO), not BUCKET.ENDPOINT/KEY.")
+  if not for_doctor then
+    c:flag("--no-keep-local", "Remove each local copy once its upload is recorded in the manifest.")
+  end
+end
+
+local UPLOAD_ONLY = { { "endpoint", "--endpoint" }, { "region", "--region" }, { "path_style", "--path-style" },
+                      { "no_keep_local", "--no-keep-local" } }
+
+--- upload_settings(a, getenv) -> archive_recordings' upload table | nil (no --upload) | false, usage message.
+-- The flags first, then aws-cli's environment names; the keys from the environment only.
+function M.upload_settings(a, getenv)
+  local function env(name)
+    local v = getenv(name)
+    return v ~= "" and v or nil
+  end
+  if a.upload == nil then
+    for _, f in ipairs(UPLOAD_ONLY) do
+      if a[f[1]] then
+        return false, f[2] .. " goes with --upload s3://bucket/prefix/"
+      end
+    end
+    return nil
+  end
+  local access, secret = env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")
+  if not access or not secret then
+    return false, "--upload needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment (the keys are "
+      .. "never flags: flags show in `ps`)"
+  end
+  local region = a.region or env("AWS_REGION") or env("AWS_DEFAULT_REGION")
+  if not region then
+    return false, "--upload needs --region or AWS_REGION (the store's region, such as us-east-1 or cn-hangzhou)"
+  end
+  return { url = a.upload, endpoint = a.endpoint or env("AWS_ENDPOINT_URL"), region = region,
+           access_key = access, secret_key = secret, session_token = env("AWS_SESSION_TOKEN"),
+           path_style = a.path_style or nil, keep_local = not a.no_keep_local }
+end
 
 -- a command's --help epilog: its examples, the times when it takes some, the global options
 local function command_epilog(name)
@@ -364,6 +416,7 @@ local function build_parser()
   c:flag("--verify", "Re-hash every file the manifest in DIR names and report what is missing or changed "
     .. "(exit 5); no network.")
   c:option("--manifest", "With --verify: the manifest (default DIR/manifest.jsonl)."):argname("FILE")
+  M.upload_options(c)
 
   c = p:command("sync", "Write each record new since the last run to stdout; the cursor lives in FILE.")
   c:option("--state", "The cursor file (created on the first run)."):argname("FILE"):count(1)
@@ -379,7 +432,9 @@ local function build_parser()
   c:argument("phone", "Phone numbers."):args("+")
   c:option("--country-code", "For numbers given without one (default " .. DEFAULTS.country_code .. ")."):argname("CC")
 
-  p:command("doctor", "Check configuration, proxy, DNS, TCP, TLS and CA bundle, clock and credentials.")
+  c = p:command("doctor", "Check configuration, proxy, DNS, TCP, TLS and CA bundle, clock and credentials; "
+    .. "with --upload, the object store too.")
+  M.upload_options(c, true)
 
   M.add_commands(p)
   for _, cmd in ipairs(p._commands) do
@@ -488,10 +543,17 @@ function M.archive_result(ctx, fmt, summary, dir)
   end
   local row = { downloaded = summary.downloaded or 0, skipped = summary.skipped or 0,
                 no_recording = summary.no_recording or 0, failed = #(summary.failed or {}),
-                bytes = summary.bytes or 0, dir = dir }
+                bytes = summary.bytes or 0, dir = dir, uploaded = summary.uploaded }
+  local columns = ARCHIVE_COLUMNS
+  if summary.uploaded then -- archive --upload: one more column
+    columns = { { "UPLOADED", "uploaded" } }
+    for i, c in ipairs(ARCHIVE_COLUMNS) do
+      columns[i + 1] = c
+    end
+  end
   if fmt == "json" or fmt == "jsonl" then
     local keys = {}
-    for i, c in ipairs(ARCHIVE_COLUMNS) do
+    for i, c in ipairs(columns) do
       keys[i] = c[2]
     end
     row.failures, row.expiring = entries(summary.failed), entries(summary.expiring)
@@ -499,7 +561,7 @@ function M.archive_result(ctx, fmt, summary, dir)
     ctx.out:write(output.json_fields(row, keys), "\n")
     return
   end
-  output.object(fmt, ctx.out, row, ARCHIVE_COLUMNS)
+  output.object(fmt, ctx.out, row, columns)
 end
 
 local VERIFY_COLUMNS = { { "STATUS", "status" }, { "LINE", "line", right = true }, { "ID", "id" },
@@ -627,19 +689,21 @@ local function archive_plan(ctx, fmt, args, dir)
                     expires = type(e.expires_at) == "number" and clicktocall.format_time(e.expires_at) or nil }
   end
   local row = { dry_run = true, to_download = plan.to_download, bytes = plan.bytes, bytes_unknown = plan.bytes_unknown,
-                skipped = plan.skipped, no_recording = plan.no_recording, pages = plan.pages, dir = dir }
+                skipped = plan.skipped, no_recording = plan.no_recording, pages = plan.pages, dir = dir,
+                to_upload = plan.to_upload }
   if fmt == "json" or fmt == "jsonl" then
     row.expiring = expiring
-    ctx.out:write(output.json_fields(row, { "dry_run", "to_download", "bytes", "bytes_unknown", "skipped",
-                                            "no_recording", "pages", "dir", "expiring" }), "\n")
+    ctx.out:write(output.json_fields(row, { "dry_run", "to_download", "to_upload", "bytes", "bytes_unknown",
+                                            "skipped", "no_recording", "pages", "dir", "expiring" }), "\n")
   elseif fmt and fmt ~= "table" then
     row.expiring = #expiring
     output.object(fmt, ctx.out, row, ARCHIVE_PLAN_COLUMNS)
   else
     local size = plan.bytes_unknown == plan.to_download and "size unknown"
       or progress.bytes(plan.bytes or 0) .. (plan.bytes_unknown > 0 and " where known" or "")
-    ctx.out:write(format("dry run: would download %d (%s), skip %d (already there), %d without a recording; "
-      .. "%d page%s listed; nothing written to %s\n", plan.to_download, size, plan.skipped, plan.no_recording,
+    ctx.out:write(format("dry run: would download %d (%s)%s, skip %d (already there), %d without a recording; "
+      .. "%d page%s listed; nothing written to %s\n", plan.to_download, size,
+      plan.to_upload and format(", upload %d", plan.to_upload) or "", plan.skipped, plan.no_recording,
       plan.pages, plan.pages == 1 and "" or "s", dir))
     for _, e in ipairs(expiring) do
       ctx.out:write(format("EXPIRING within 24 h: id %s, session %s, expires %s: not archived yet\n",
@@ -680,13 +744,18 @@ function commands.archive(ctx, a)
     return ctx:usage(cerr)
   end
   local fmt = ctx.fmt
+  local upload, uerr = M.upload_settings(a, ctx.getenv)
+  if upload == false then
+    return ctx:usage(uerr)
+  end
   if a.dry_run then
     return archive_plan(ctx, fmt, { start_time = from, end_time = to, dir = a.dir, concurrency = conc,
-                                    layout = a.layout }, a.dir)
+                                    layout = a.layout, upload = upload }, a.dir)
   end
   local tty = not ctx.quiet and ctx.isatty(ctx.err)
   local bar = progress.new { fh = ctx.quiet and NULL_FH or ctx.err, tty = tty, clock = ctx.clock,
-                             columns = tty and (ctx.columns or progress.columns)(ctx.getenv) or nil }
+                             columns = tty and (ctx.columns or progress.columns)(ctx.getenv) or nil,
+                             upload = upload ~= nil }
   if tty then
     ctx.err:write("listing the recordings...\r") -- until on_plan gives the total
   end
@@ -694,7 +763,8 @@ function commands.archive(ctx, a)
   -- not being tried again (the job's summary is what counts at the end)
   local failing, nfailing = {}, 0
   ctx.on_event = function(ev)
-    if ev.method ~= "GET" or not ev.url then
+    -- GET: a download; PUT: an upload (the bar counts those that the store took)
+    if (ev.method ~= "GET" and ev.method ~= "PUT") or not ev.url then
       return
     end
     local was = failing[ev.url]
@@ -702,6 +772,9 @@ function commands.archive(ctx, a)
       failing[ev.url] = nil
     elseif ev.type == "response" then
       failing[ev.url] = (ev.error ~= nil or (ev.status and (ev.status < 200 or ev.status > 299))) or nil
+      if ev.method == "PUT" and not failing[ev.url] then
+        pcall(bar.uploaded, bar, ev.url)
+      end
     end
     if was ~= failing[ev.url] then
       nfailing = nfailing + (failing[ev.url] and 1 or -1)
@@ -711,6 +784,7 @@ function commands.archive(ctx, a)
   local summary, err = ctx.client:archive_recordings {
     start_time = from, end_time = to, dir = a.dir, concurrency = conc, layout = a.layout, mode = mode,
     lock = ctx.settings.lock, -- the config file's lock = "redis://...": one run across machines
+    upload = upload,
     on_file = function(entry)
       pcall(bar.file, bar, entry) -- a display problem must not fail a recording
     end,
@@ -728,9 +802,10 @@ function commands.archive(ctx, a)
   if fmt and fmt ~= "table" then
     M.archive_result(ctx, fmt, summary, a.dir)
   else
-    out:write(format("archived %d, skipped %d (already there), %d without a recording, %d failed; %s written to %s\n",
+    out:write(format("archived %d, skipped %d (already there), %d without a recording, %d failed; %s written to %s%s\n",
       summary.downloaded or 0, summary.skipped or 0, summary.no_recording or 0, #failed,
-      progress.bytes(summary.bytes or 0), a.dir))
+      progress.bytes(summary.bytes or 0), a.dir,
+      summary.uploaded and format("; uploaded %d to %s", summary.uploaded, a.upload) or ""))
     for _, e in ipairs(failed) do
       out:write(format("failed: id %s, session %s, expires %s: %s\n", output.json_value(e.id),
         tostring(e.sessionId), expiry(e),
@@ -1027,6 +1102,10 @@ local ARG_NAMES = {
   caller = "CALLER", callee = "CALLEE", phone = "PHONE", seat = "--seat", start_time = "--from",
   end_time = "--to", since = "--since", limit = "--limit", concurrency = "--concurrency", dir = "--dir",
   layout = "--layout", state = "--state", country_code = "--country-code", mode = "--mode",
+  ["upload.url"] = "--upload", ["upload.endpoint"] = "--endpoint (or AWS_ENDPOINT_URL)",
+  ["upload.region"] = "--region (or AWS_REGION)", ["upload.access_key"] = "AWS_ACCESS_KEY_ID",
+  ["upload.secret_key"] = "AWS_SECRET_ACCESS_KEY", ["upload.session_token"] = "AWS_SESSION_TOKEN",
+  ["upload.path_style"] = "--path-style", ["upload.keep_local"] = "--no-keep-local",
 }
 local POSITIONAL = { caller = true, callee = true, phone = true }
 
@@ -1088,8 +1167,14 @@ local function run(argv, env, shared)
     client_options = env.client_options or {}, columns = env.columns,
   }, ctx_mt)
   shared.secret = ctx.getenv("CLICKTOCALL_APP_SECRET")
+  -- the object store's keys (archive --upload) are secrets too, wherever they are used
+  shared.more = { ctx.getenv("AWS_SECRET_ACCESS_KEY"), ctx.getenv("AWS_SESSION_TOKEN") }
   ctx.redact = function(s) -- the secret may come from the config file later
-    return M.redact(s, shared.secret)
+    s = M.redact(s, shared.secret)
+    for i = 1, 2 do
+      s = M.redact(s, shared.more[i])
+    end
+    return s
   end
   ctx.clock = ctx.clock or core.now
 
@@ -1144,7 +1229,11 @@ local function run(argv, env, shared)
   end
 
   if a.command == "doctor" then
-    return M.doctor(ctx, { settings = settings, sources = sources,
+    local upload, uerr = M.upload_settings(a, ctx.getenv)
+    if upload == false then
+      return ctx:usage(uerr)
+    end
+    return M.doctor(ctx, { settings = settings, sources = sources, upload = upload,
       resolve_err = settings == nil and ctx.redact(sources) or nil, clicktocall = clicktocall,
       out = ctx.out, timeout = settings and settings.timeout, getenv = ctx.getenv })
   end
@@ -1262,8 +1351,12 @@ function M.main(argv, env)
     return 130
   end
   -- a bug of ours: one sentence, never the secret, exit 1
-  stderr:write(sentence(M.redact("clicktocall: unexpected error (please report it): " ..
-    (type(code) == "table" and tostring(code.message or code.kind) or tostring(code)), shared.secret)), "\n")
+  local msg = M.redact("clicktocall: unexpected error (please report it): " ..
+    (type(code) == "table" and tostring(code.message or code.kind) or tostring(code)), shared.secret)
+  for i = 1, 2 do
+    msg = M.redact(msg, shared.more and shared.more[i])
+  end
+  stderr:write(sentence(msg), "\n")
   return 1
 end
 

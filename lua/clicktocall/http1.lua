@@ -240,7 +240,8 @@ local BIG_BODY = 65536
 --- The request as bytes to send: one string, or { head, body } when the body is large (no copy of it).
 -- host_line: "Host: ...\r\n" (used unless the caller set Host); keepalive false: "Connection: close" unless
 -- the caller set Connection. Second value: whether the connection must close after this exchange.
-function _M.request(method, path, host_line, h, body, keepalive)
+-- length: the Content-Length of a body the caller sends itself after the head (an upload's file); body nil.
+function _M.request(method, path, host_line, h, body, keepalive, length)
   if not h.host_line then
     host_line = ""
   end
@@ -254,7 +255,9 @@ function _M.request(method, path, host_line, h, body, keepalive)
     end
   end
   local length_line = ""
-  if body ~= nil or method == "POST" or method == "PUT" or method == "PATCH" then
+  if length then
+    length_line = "Content-Length: " .. string.format("%.0f", length) .. "\r\n"
+  elseif body ~= nil or method == "POST" or method == "PUT" or method == "PATCH" then
     length_line = "Content-Length: " .. (body and #body or 0) .. "\r\n"
   end
   if body and #body > BIG_BODY then

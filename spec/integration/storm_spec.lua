@@ -48,6 +48,11 @@ describe("the fault storm", function()
     -- at this size the request log keeps every request: the dials received are counted there too
     assert.is_truthy(out:find("dial requests received <= successes %+ errors sent%s+ok"), out)
     assert.is_truthy(out:find("dials placed = dial requests processed%s+ok"), out)
+    -- archives upload too (the CLI's archive --upload always: PUTs), to a store whose secret key is the same
+    -- canary, with the store's faults injected
+    assert.is_truthy(out:find("the store was reached %(the canary is its secret key%)%s+ok"), out)
+    assert.is_truthy(out:find("the store keeps only whole recordings%s+ok"), out)
+    assert.is_truthy(out:match("uploads%s+%d+ by the workers; the store received [1-9]%d* PUTs"), out)
   end)
 
   storm_it("fails when a worker prints the secret's URL-safe base64", function()

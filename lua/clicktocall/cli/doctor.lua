@@ -158,12 +158,8 @@ local function shown(u)
   return (gsub(u, "//[^/@]*@", "//***@"))
 end
 
---- run{ settings =, sources =, resolve_err =, clicktocall =, out =, timeout =, getenv =,
---       report = function(status, check, detail), explain = function(err), name_of = function(key) }
---    -> exit code
--- Each check is reported as it ends: by report() when given (status "ok",
--- "fail" or "skip"), else as a line on out.
-function M.run(o)
+-- the provider's checks, in order -> exit code
+local function provider_checks(o)
   local out = o.out
   local getenv = o.getenv or os.getenv
   -- a setting as the user gave it ("--ca-file", "CLICKTOCALL_CA_FILE", "ca_file in /path:3")
@@ -381,6 +377,72 @@ function M.run(o)
       berr.kind, berr.message), 4)
   end
   return failed_code or 0
+end
+
+local function report(o, status, name, detail)
+  if o.report then
+    o.report(status, name, detail)
+  else
+    o.out:write(format("%-5s %-12s %s\n", status == "fail" and "FAIL" or status, name, detail))
+  end
+end
+
+--- store(o) -> exit code: archive --upload's object store answers a signed HEAD of its bucket (the keys, the
+-- region, the clock and the bucket in one request), through libcurl with the same TLS and proxy settings
+function M.store(o)
+  local s3 = require "clicktocall.s3"
+  local s = o.settings or {}
+  local cfg, err = s3.config(o.upload)
+  if not cfg then
+    report(o, "fail", "store", (o.explain and o.explain(err) or tostring(err.message)) .. ": fix it", 2)
+    return 2
+  end
+  local where = format("bucket %s at %s", cfg.bucket, cfg.endpoint)
+  local req = assert(s3.head_bucket_request(cfg, os.time()))
+  local t = core.curl_transport { ca_file = s.ca_file, insecure = s.insecure, proxy = s.proxy }
+  local res, terr = t:perform { method = "HEAD", url = req.url, headers = req.headers,
+                                timeout = o.timeout or DEFAULTS.timeout, connect_timeout = DEFAULTS.connect_timeout,
+                                max_body = 65536 }
+  t:close()
+  local status = res and res.status
+  if not res then
+    report(o, "fail", "store", format("no answer from %s (%s): check --endpoint (or AWS_ENDPOINT_URL) and the "
+      .. "network", cfg.endpoint, type(terr) == "table" and tostring(terr.message) or tostring(terr)))
+    return 4
+  elseif status >= 200 and status <= 299 then
+    report(o, "ok", "store", format("%s answered a signed HEAD with %d: uploads go to s3://%s/%s", where, status,
+      cfg.bucket, cfg.prefix))
+    return 0
+  elseif status == 403 then
+    report(o, "fail", "store", format("%s refused the signed HEAD (HTTP 403): check AWS_ACCESS_KEY_ID and "
+      .. "AWS_SECRET_ACCESS_KEY, the bucket's permissions, --region, and this machine's clock", where))
+  elseif status == 404 then
+    report(o, "fail", "store", format("%s: no such bucket (HTTP 404): create it, or fix --upload", where))
+  elseif status == 301 or status == 400 then
+    local region = res.headers and res.headers["x-amz-bucket-region"]
+    report(o, "fail", "store", format("%s answered HTTP %d: the bucket is in %s; fix --region (or "
+      .. "AWS_REGION) and --endpoint", where, status, region and ("region " .. region) or "another region"))
+  else
+    report(o, "fail", "store", format("%s answered the signed HEAD with HTTP %d", where, status))
+  end
+  return 4
+end
+
+--- run{ settings =, sources =, resolve_err =, clicktocall =, out =, timeout =, getenv =, upload =,
+--       report = function(status, check, detail), explain = function(err), name_of = function(key) }
+--    -> exit code
+-- Each check is reported as it ends: by report() when given (status "ok",
+-- "fail" or "skip"), else as a line on out. With upload (archive_recordings' upload table), the object store
+-- is checked last, whatever the provider's checks found.
+function M.run(o)
+  local code = provider_checks(o)
+  if o.upload then
+    local scode = M.store(o)
+    if code == 0 then
+      code = scode
+    end
+  end
+  return code
 end
 
 return M

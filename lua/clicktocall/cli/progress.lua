@@ -32,7 +32,8 @@ end
 local bar = {}
 bar.__index = bar
 
--- one line: [#####.....] done/total  bytes  rate  time left  failures
+-- one line: [#####.....] done/total  bytes  rate  time left  failures. With an upload (archive --upload), a
+-- recording is done once the store took it: "done/total uploaded"; the bytes are those downloaded.
 function bar:line()
   local elapsed = self.clock() - self.started
   local rate = elapsed > 0 and self.bytes / elapsed or 0
@@ -43,8 +44,9 @@ function bar:line()
     left = elapsed / finished * (self.total - finished)
   end
   local frac = (self.total and self.total > 0) and math.min(1, finished / self.total) or 0
-  local text = format("%d/%s recordings  %s  %s/s  %s left  %d failed", self.done,
-    self.total and tostring(self.total) or "?", M.bytes(self.bytes), M.bytes(rate), M.duration(left), self.failed)
+  local text = format("%d/%s %s  %s  %s/s  %s left  %d failed", self.done,
+    self.total and tostring(self.total) or "?", self.upload and "uploaded" or "recordings", M.bytes(self.bytes),
+    M.bytes(rate), M.duration(left), self.failed)
   -- a line wider than the terminal would wrap and "\r" could not redraw it:
   -- the bar shrinks first, then goes, then the text is cut
   local room = (self.columns or 80) - 1
@@ -72,13 +74,28 @@ end
 
 --- p:file(entry): one recording is safely on disk
 function bar:file(entry)
-  self.done = self.done + 1
+  self.downloaded = self.downloaded + 1
+  if not self.upload then
+    self.done = self.done + 1
+  end
   self.bytes = self.bytes + (tonumber(entry.bytes) or 0)
   if self.tty then
     self:draw(self.total ~= nil and self.done >= self.total)
   else
-    self.fh:write(format("archived %d/%s %s (%d bytes)\n", self.done,
+    self.fh:write(format("archived %d/%s %s (%d bytes)\n", self.downloaded,
       self.total and tostring(self.total) or "?", tostring(entry.file or entry.path), tonumber(entry.bytes) or 0))
+    self.fh:flush()
+  end
+end
+
+--- p:uploaded(url): the store took one recording (archive --upload)
+function bar:uploaded(url)
+  self.done = self.done + 1
+  if self.tty then
+    self:draw(self.total ~= nil and self.done >= self.total)
+  else
+    self.fh:write(format("uploaded %d/%s %s\n", self.done, self.total and tostring(self.total) or "?",
+      tostring(url)))
     self.fh:flush()
   end
 end
@@ -120,14 +137,14 @@ function M.columns(getenv)
   return (n and n > 0) and n or nil
 end
 
---- new{ fh =, tty =, total =, clock =, columns = } -> progress
+--- new{ fh =, tty =, total =, clock =, columns =, upload = } -> progress
 function M.new(o)
   local clock = o.clock or os.time
   local now = clock()
   return setmetatable({
     fh = o.fh, tty = o.tty, total = o.total, clock = clock, started = now, drawn = -math.huge,
-    columns = o.columns,
-    done = 0, bytes = 0, failed = 0,
+    columns = o.columns, upload = o.upload == true,
+    done = 0, downloaded = 0, bytes = 0, failed = 0,
   }, bar)
 end
 

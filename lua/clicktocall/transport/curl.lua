@@ -33,6 +33,11 @@ function T:download(request, tmp)
   return self.handle:download(request, tmp)
 end
 
+--- upload(request) -> res | nil, err: a PUT streaming request.body_size bytes of request.body_file (C)
+function T:upload(request)
+  return self.handle:upload(request)
+end
+
 function T:sleep(seconds)
   return self.sleep_fn(seconds)
 end

@@ -20,6 +20,12 @@ function T:send(request)
   return self.fn(request)
 end
 
+--- upload(request): the function gets the request as it is, with body_file and body_size and no body,
+-- and streams the file itself (docs/API.md, Transports)
+function T:upload(request)
+  return self.fn(request)
+end
+
 function T:sleep(seconds)
   return self.sleep_fn(seconds)
 end

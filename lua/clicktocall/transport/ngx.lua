@@ -432,6 +432,31 @@ local function _read_until_close(st)
   end
 end
 
+-- An upload's body after its head: st.file_size bytes of st.file, CHUNK_SIZE at a time (never whole in
+-- memory), each send given what is left of the deadline.
+local function _send_file(st, sock)
+  local left = st.file_size
+  while left > 0 do
+    local chunk = st.file:read(math_min(CHUNK_SIZE, left))
+    if not chunk or #chunk == 0 then
+      return nil, new_error("io", "could not read the file to upload: it ended before body_size bytes "
+                            .. "(changed while sent)", { sent = true, retryable = false })
+    end
+    if not _set_timeouts(sock, st.deadline, st.connect_ms, st.op_ms) then
+      return nil, _timeout_err(st.timeout, true, "sending the file")
+    end
+    local bytes, e = sock:send(chunk)
+    if not bytes then
+      if e == "timeout" then
+        return nil, _timeout_err(st.timeout, true, "sending the file")
+      end
+      return nil, _err("network", true, "sending the file to " .. st.u.host .. " failed: " .. tostring(e))
+    end
+    left = left - #chunk
+  end
+  return true
+end
+
 -- The exchange itself. Returns res | nil, err, plus `reusable` (true only after a complete, clean exchange).
 -- `st.sent` records whether a byte may have left, for the pcall wrapper.
 local function _exchange(self, sock, req, u, st)
@@ -468,6 +493,13 @@ local function _exchange(self, sock, req, u, st)
       return nil, _timeout_err(timeout, true, "sending the request")
     end
     return nil, _err("network", true, "sending the request to " .. u.host .. " failed: " .. tostring(e))
+  end
+
+  if st.file then
+    local sok, serr = _send_file(st, sock)
+    if not sok then
+      return nil, serr
+    end
   end
 
   local status, headers, http11 = _read_head(st)
@@ -558,7 +590,7 @@ local function _url(self, url)
   return u
 end
 
-local function _request(self, req)
+local function _request(self, req, upload)
   local phase = ngx.get_phase()
   if not COSOCKET_PHASES[phase] then
     return nil, _err("argument", false, "cosockets are not available in the " .. tostring(phase) ..
@@ -594,6 +626,18 @@ local function _request(self, req)
     return nil, _err("argument", false, "timeout and connect_timeout must be positive numbers of seconds")
   end
 
+  local file, file_size
+  if upload then
+    if method ~= "PUT" or req.body ~= nil then
+      return nil, _err("argument", false, "an upload is a PUT whose body is request.body_file (no body)")
+    end
+    file_size = req.body_size
+    if type(req.body_file) ~= "string" or type(file_size) ~= "number" or file_size < 0
+        or file_size ~= math_floor(file_size) then
+      return nil, _err("argument", false, "an upload needs request.body_file (a path) and body_size (bytes)")
+    end
+  end
+
   local u, uerr = _url(self, url)
   if not u then
     return nil, _err("argument", false, uerr)
@@ -603,7 +647,15 @@ local function _request(self, req)
     return nil, _err("argument", false, herr)
   end
   local request_bytes, wants_close = build_request(method, u.path, u.host_line, h, req.body,
-                                                   self.keepalive_ms > 0)
+                                                   self.keepalive_ms > 0, file_size)
+  if upload then
+    local ferr
+    file, ferr = io.open(req.body_file, "rb")
+    if not file then
+      return nil, new_error("io", "could not read the file to upload, " .. tostring(ferr),
+                            { sent = false, retryable = false })
+    end
+  end
 
   local op_ms = math_max(MIN_OP_MS, math_floor(timeout * 1000))
   local st = {
@@ -625,10 +677,15 @@ local function _request(self, req)
     parts = nil,
     sink = nil,
     max_body = nil,
+    file = file,
+    file_size = file_size,
   }
 
   local sock, serr = ngx.socket.tcp()
   if not sock then
+    if file then
+      file:close()
+    end
     return nil, _err("network", false, "cannot create a cosocket: " .. tostring(serr))
   end
   st.sock = sock
@@ -636,6 +693,9 @@ local function _request(self, req)
   sock:settimeouts(math_max(MIN_OP_MS, connect_left), op_ms, op_ms)
 
   local ok, res, err, reusable = pcall(_exchange, self, sock, req, u, st)
+  if file then
+    file:close() -- whatever happened: the file is ours alone
+  end
   if not ok then
     sock:close()
     return nil, _err("protocol", st.sent, "internal error in the ngx transport: " .. tostring(res))
@@ -659,6 +719,11 @@ local T = { name = "the ngx transport" }
 T.__index = T
 
 T.send = _request
+
+--- upload(request) -> res | nil, err: a PUT of request.body_size bytes of request.body_file, sent in chunks
+function T:upload(req)
+  return _request(self, req, true)
+end
 
 function T:sleep(seconds)
   return (self.user_sleep or ngx.sleep)(seconds)
