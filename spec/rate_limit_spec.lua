@@ -166,6 +166,23 @@ describe("rate_limit", function()
     assert.same({}, d.slept)
   end)
 
+  it("a dial refused by the rate limit releases its dial guard claim; force = true does not pass the limit",
+     function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    finally(function() os.execute("rm -rf '" .. dir .. "'") end)
+    local c = client({ dial = { rate = 1, per = 10 } }, { dial_guard = "file:" .. dir })
+    assert.is_truthy(c.client:dial { caller = "13500000002", callee = "13500000003", seat = "PP1" })
+    local _, err = c.client:dial { caller = "13500000002", callee = "13500000004", seat = "PP1" }
+    assert.are.equal("rate_limited", err.kind)
+    local _, forced = c.client:dial { caller = "13500000002", callee = "13500000005", seat = "PP1", force = true }
+    assert.are.equal("rate_limited", forced.kind)
+    c.T = c.T + 10
+    -- the refused dial never left: clicking it again is no duplicate
+    assert.is_truthy(c.client:dial { caller = "13500000002", callee = "13500000004", seat = "PP1" })
+    assert.are.equal(2, sent(c, "dial"))
+  end)
+
   it("counts each attempt: a retry is a request too", function()
     local c = client({ balance = { rate = 1, per = 60 } }, { retries = 2 })
     c.provider:fail("balance", 503, 1)
