@@ -230,6 +230,33 @@ describe("rate_limit", function()
     assert.is_truthy(text:find('clicktocall_rate_limited_total{op="dial"} 1', 1, true), text)
     assert.is_truthy(text:find('clicktocall_rate_limit_waits_total{op="balance"} 1', 1, true), text)
     assert.is_truthy(text:find('clicktocall_calls_total{op="dial",outcome="rate_limited"} 1', 1, true), text)
+    local j = require "spec.helpers.jobs"
+    local d = j.mkdtemp()
+    j.write(d .. "/m.prom", text)
+    local out = j.shell(("promtool check metrics < '%s/m.prom' 2>&1; echo \"exit=$?\""):format(d))
+    j.rmtree(d)
+    assert.are.equal("exit=0\n", out, out)
+  end)
+
+  it("clicktocall.log writes the refusal and the wait as lines of their own", function()
+    local lines = {}
+    local c = client({ dial = { rate = 1, per = 10 }, balance = { rate = 1, wait = 5 } },
+                     { on_event = require("clicktocall.log").json(function(l) lines[#lines + 1] = l end) })
+    dial(c)
+    dial(c)
+    c.client:balance()
+    c.client:balance()
+    local json = require "clicktocall.json"
+    local seen = {}
+    for _, l in ipairs(lines) do
+      local e = json.decode(l)
+      if e.event == "rate_limited" then
+        seen[#seen + 1] = e.event .. " " .. e.op .. " " .. e.retry_after
+      elseif e.event == "rate_wait" then
+        seen[#seen + 1] = e.event .. " " .. e.op .. " " .. e.delay
+      end
+    end
+    assert.same({ "rate_limited dial 10", "rate_wait balance 1" }, seen)
   end)
 
   it("errors.lua knows the kind: not sent, retryable", function()

@@ -21,8 +21,9 @@
 -- average. The burst is the same number: `rate` may go at once, then each waits for the oldest to age out.
 -- The three stores keep that invariant in one atomic step each:
 --   local   a table of `rate` expiry times per call (this process, every client with the same name).
---   dict    `rate` keys per call, each taken with dict:add(key, true, per): add is atomic across the
---           workers and succeeds only on a key that is absent or expired, so exactly `rate` are alive.
+--   dict    `rate` keys per call, each taken with dict:safe_add(key, true, per): atomic across the workers,
+--           it succeeds only on a key that is absent or expired (and never evicts one to make room), so at
+--           most `rate` are alive.
 --   redis   one EVAL of a script (Redis runs it atomically) on a sorted set of admission times: drop those
 --           older than `per`, count, add when fewer than `rate`. The time is Redis' own (TIME inside the
 --           script), so machines whose clocks differ share one clock.
@@ -110,7 +111,8 @@ local function dict_store(dict, name)
       local soonest = huge
       for i = 1, rate do
         local k = key .. ":" .. i
-        local ok, err = dict:add(k, true, per)
+        -- safe_add: a full dict must not make room by evicting a live place (that would admit one more)
+        local ok, err = dict:safe_add(k, true, per)
         if ok then
           return true
         end

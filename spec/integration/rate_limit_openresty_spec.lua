@@ -17,6 +17,7 @@ local APP = [[
 lua_socket_log_errors off;
 lua_shared_dict ctc_rate 1m;
 lua_shared_dict storm 1m;
+lua_shared_dict ctc_full 64k;
 init_worker_by_lua_block {
   local clicktocall = require "clicktocall"
   local client = assert(clicktocall.new {
@@ -74,6 +75,31 @@ server {
       local out = {}
       for _, k in ipairs(ngx.shared.storm:get_keys(0)) do
         if k:sub(1, 4) == "res:" then out[#out + 1] = require("cjson").decode(ngx.shared.storm:get(k)) end
+      end
+      ngx.say(require("cjson").encode(out))
+    }
+  }
+  location = /full {
+    content_by_lua_block {
+      -- a dict with no room left: the limit cannot take a place, and never evicts one to make room
+      local d = ngx.shared.ctc_full
+      local i = 0
+      for _, v in ipairs { string.rep("x", 1000), string.rep("x", 100), true } do -- every slab size ours could use
+        while true do
+          i = i + 1
+          if not d:safe_set(("ctc:rate:full:junk:%08d"):format(i), v) then break end
+        end
+      end
+      local out = {}
+      for _, open in ipairs { false, true } do
+        local events = {}
+        local c = assert(require("clicktocall").new {
+          base_url = "${sim}", app_secret = "TEST", user_data = "${user_data}", transport = "ngx",
+          on_event = function(e) events[#events + 1] = e.type end,
+          rate_limit = { balance = { rate = 2 }, store = "ctc_full", fail_open = open, name = "full" } })
+        local v, err = c:balance()
+        out[#out + 1] = { ok = v ~= nil, kind = err and err.kind, sent = err and err.sent,
+                          message = err and err.message, events = events }
       end
       ngx.say(require("cjson").encode(out))
     }
@@ -187,6 +213,11 @@ describe("rate_limit across nginx workers and machines #integration #openresty",
     local w = get(srv:url("/waited"))
     assert.are.equal(3, w.ok)
     assert.is_true(w.took >= 0.59 and w.took < 1.5, tostring(w.took))
+    local full = get(srv:url("/full"))
+    assert.same({ false, "network", false }, { full[1].ok, full[1].kind, full[1].sent })
+    assert.is_truthy(full[1].message:find("could not hold the limit", 1, true), full[1].message)
+    assert.is_true(full[2].ok)
+    assert.are.equal("rate_limit_unavailable", full[2].events[1])
   end)
 
   it("Redis with a password: two machines, two workers each, share the limit", function()
