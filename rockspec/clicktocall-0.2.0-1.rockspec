@@ -62,6 +62,7 @@ build = {
     ["clicktocall.options"] = "lua/clicktocall/options.lua",
     ["clicktocall.provider_rules"] = "lua/clicktocall/provider_rules.lua",
     ["clicktocall.pager"] = "lua/clicktocall/pager.lua",
+    ["clicktocall.rate_limit"] = "lua/clicktocall/rate_limit.lua",
     ["clicktocall.redis"] = "lua/clicktocall/redis.lua",
     ["clicktocall.s3"] = "lua/clicktocall/s3.lua",
     ["clicktocall.slices"] = "lua/clicktocall/slices.lua",

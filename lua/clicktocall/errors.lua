@@ -24,6 +24,7 @@ local KINDS = {
   io = true, -- a local file could not be written (full disk, EFBIG): never retried
   busy = true, -- another archive or sync holds the same directory or state file: nothing was done
   callback = true, -- a hook of the caller's (on_record, on_file) raised or returned nil, err: see err.cause
+  rate_limited = true, -- the client's rate_limit was reached: nothing was sent; err.retry_after says when to try
 }
 _M.KINDS = KINDS
 
@@ -38,7 +39,7 @@ function mt.__tostring(e)
 end
 
 local function default_retryable(kind, status)
-  if kind == "network" or kind == "timeout" or kind == "busy" then
+  if kind == "network" or kind == "timeout" or kind == "busy" or kind == "rate_limited" then
     return true
   end
   if kind == "http" then
@@ -53,7 +54,7 @@ function _M.new(kind, message, fields)
   fields = fields or {}
   local sent = fields.sent
   if sent == nil then
-    sent = kind ~= "argument" and kind ~= "duplicate" and kind ~= "busy"
+    sent = kind ~= "argument" and kind ~= "duplicate" and kind ~= "busy" and kind ~= "rate_limited"
   end
   local retryable = fields.retryable
   if retryable == nil then
@@ -112,7 +113,7 @@ function _M.may_have_rung(err)
   if err.kind == "http" and type(err.status) == "number" and err.status >= 400 and err.status <= 499 then
     return false
   end
-  return err.kind ~= "argument" and err.kind ~= "duplicate" and err.kind ~= "busy"
+  return err.kind ~= "argument" and err.kind ~= "duplicate" and err.kind ~= "busy" and err.kind ~= "rate_limited"
 end
 
 function _M.is_error(v)

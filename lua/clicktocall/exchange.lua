@@ -3,7 +3,7 @@
 --
 -- Everything here works on `st`, a client's private state (see options.lua): st.on_event, st.secrets,
 -- st.retries, st.backoff_base, st.backoff_max, st.retry_after_max, st.timeout, st.connect_timeout,
--- st.max_body; and on a transport object `t` (st.transport, or a scheduler's task transport): t:send,
+-- st.max_body, st.limiter; and on a transport object `t` (st.transport, or a scheduler's task transport): t:send,
 -- t:sleep, t:now, t.name.
 
 local core = require "clicktocall.core"
@@ -214,8 +214,15 @@ end
 local function with_retries(st, t, op, idempotent, request, once, a, b)
   local attempt = 0
   local on_event = st.on_event
+  local limiter = st.limiter -- clicktocall.rate_limit; nil (nothing to do) without a rate_limit option
   while true do
     attempt = attempt + 1
+    if limiter then
+      local lerr = limiter:acquire(st, t, op) -- every attempt is a request the provider counts
+      if lerr then
+        return nil, lerr
+      end
+    end
     local t0
     if on_event then
       emit(st, { type = "request", op = op, method = request.method, url = request.url, attempt = attempt })

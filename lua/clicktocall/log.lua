@@ -1,4 +1,5 @@
---- clicktocall.log: a ready on_event hook that writes one JSON line per event (request, response, retry).
+--- clicktocall.log: a ready on_event hook that writes one JSON line per event (request, response, retry; a
+-- rate_limit's rate_wait and rate_limited).
 --
 --   local log = require "clicktocall.log"
 --   local client = clicktocall.new { ..., on_event = log.json(io.stderr) }

@@ -11,7 +11,8 @@
 --
 -- Two sources, so that nothing is counted twice:
 --   m.on_event          every HTTP request the library sends (event type "response") and every retry:
---                       clicktocall_requests_total, _request_duration_seconds, _retries_total
+--                       clicktocall_requests_total, _request_duration_seconds, _retries_total; each request
+--                       the rate_limit refused or made wait: clicktocall_rate_limited_total, _rate_limit_waits_total
 --   m:instrument(c)     every call made through the returned client, with what events do not carry: the
 --                       outcome of the call as a whole (its err.kind), its time with the retries, dials the
 --                       guard refused (nothing is sent, so no event), the balance read, the jobs' summaries.
@@ -72,6 +73,10 @@ local FAMILIES = {
     "Time of each call as its caller saw it, retries and their waits included, by call." },
   { "clicktocall_dials_refused_total", "counter",
     "Dials the dial guard refused because the same dial was just placed; nothing was sent." },
+  { "clicktocall_rate_limited_total", "counter",
+    "Requests the client's rate_limit refused, by call (op); nothing was sent (a job's pages and downloads too)." },
+  { "clicktocall_rate_limit_waits_total", "counter",
+    "Times a request waited for its turn under the client's rate_limit (its wait option), by call (op)." },
   { "clicktocall_balance_seconds", "gauge",
     "Talk time left at the last balance read, as the provider gives it (taken as seconds: docs/PROVIDER.md)." },
   { "clicktocall_balance_read_timestamp_seconds", "gauge", "When the balance was last read (Unix time)." },
@@ -334,6 +339,10 @@ function mt:event(e)
   elseif e.type == "retry" then
     local reason = type(e.kind) == "string" and e.kind or outcome_of_error(e.error)
     self.store.incr(series("clicktocall_retries_total", labels("op", op, "reason", reason)), 1)
+  elseif e.type == "rate_limited" then
+    self.store.incr(series("clicktocall_rate_limited_total", labels("op", op)), 1)
+  elseif e.type == "rate_wait" then
+    self.store.incr(series("clicktocall_rate_limit_waits_total", labels("op", op)), 1)
   end
 end
 

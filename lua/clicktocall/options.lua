@@ -8,7 +8,8 @@
 --   dial_guard_hold = 300 (a dial that may have rung stays guarded that long; never below the window),
 --   dial_guard_fail_open = false (Redis unreachable: dial unguarded instead of refusing); on_event;
 --   sleep (function(seconds), for backoff), backoff_base = 0.2, backoff_max = 5,
---   retry_after_max = 30, download_timeout = 300; pool_size, keepalive_timeout ("ngx").
+--   retry_after_max = 30, download_timeout = 300; pool_size, keepalive_timeout ("ngx");
+--   rate_limit (clicktocall.rate_limit: at most so many requests of a call in any window, shared by a store).
 --
 -- A value that cannot be honoured is refused with a sentence, never clamped.
 
@@ -55,7 +56,7 @@ local KNOWN = {
   user_agent = true, dial_guard = true, dial_guard_window = true, dial_guard_hold = true,
   dial_guard_fail_open = true, on_event = true,
   sleep = true, backoff_base = true, backoff_max = true, retry_after_max = true,
-  download_timeout = true, pool_size = true, keepalive_timeout = true,
+  download_timeout = true, pool_size = true, keepalive_timeout = true, rate_limit = true,
 }
 
 local DAY = 86400
@@ -240,6 +241,19 @@ local function setup_guard(st, o)
   return nil
 end
 
+-- st.limiter: only with a rate_limit option (exchange.with_retries does nothing more without one). Its
+-- Redis is asked with the connect timeout, as the guard's is.
+local function setup_limiter(st, o)
+  if o.rate_limit ~= nil then
+    local limiter, why = require("clicktocall.rate_limit").new(o.rate_limit, o.app_secret, st.connect_timeout)
+    if not limiter then
+      return why, "rate_limit"
+    end
+    st.limiter = limiter
+  end
+  return nil
+end
+
 --- state(o, version) -> st | nil, sentence (redacted), the option it is about (or nil)
 -- The client's private state: cfg (what core.request reads), the secrets to
 -- redact, the retry and timeout settings, the transport and the guard.
@@ -273,6 +287,9 @@ function _M.state(o, version)
   err, field = setup_transport(st, o)
   if not err then
     err, field = setup_guard(st, o)
+  end
+  if not err then
+    err, field = setup_limiter(st, o)
   end
   if err then
     if st.transport then
