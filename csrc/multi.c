@@ -337,7 +337,7 @@ static int restart(lua_State *L, multi *m, slot *s)
         goto refused;
     }
     if (ctc_easy_restart(&s->x) != 0) {
-        ctc_push_fail(L, "io", 0, "could not empty the file to start the download again");
+        ctc_push_fail(L, "io", 0, "could not empty (or rewind) the file to start the transfer again");
         goto refused;
     }
     curl_easy_setopt(s->x.easy, CURLOPT_FRESH_CONNECT, 1L);

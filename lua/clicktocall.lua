@@ -287,7 +287,7 @@ function client_mt:download_recording(rec, path, mode)
 end
 
 --- client:archive_recordings{ start_time=, end_time=, dir= [, concurrency=4] [, layout="date"]
---   [, manifest=] [, on_file=] [, user_data=] } -> summary | nil, err
+--   [, manifest=] [, on_file=] [, user_data=] [, upload=] } -> summary | nil, err  (upload: clicktocall.s3)
 function client_mt:archive_recordings(args)
   local st, err = state_of(self, "archive_recordings")
   if not st then
