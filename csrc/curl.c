@@ -115,6 +115,7 @@ static int l_close(lua_State *L)
 {
     transport *t = luaL_checkudata(L, 1, CURL_MT);
     if (!t->closed) {
+        ctc_easy_unanchor(L, &t->x);
         ctc_easy_release(&t->x);
         t->closed = 1;
     }
@@ -140,6 +141,7 @@ static int l_new(lua_State *L)
     t = ctc_newuserdata(L, sizeof *t);
     memset(t, 0, sizeof *t);
     ctc_easy_clear(&t->x);
+    t->x.hdr_anchor = 1; /* one handle, one client's requests: see easy.h */
     luaL_getmetatable(L, CURL_MT);
     lua_setmetatable(L, -2);
     if (ctc_curl_opts_read(L, 1, &t->opts) != 0) {

@@ -239,18 +239,38 @@ static void set_string(lua_State *L, const char *k, const char *v)
     lua_setfield(L, -2, k);
 }
 
-/* Pushes { method, url, headers, body } with the body on top of the stack. */
-static void push_request(lua_State *L, int cfg, int op)
+/* Pushes base_url .. path: kept in config (field url_key) while base_url is what it was made from,
+ * so a client's calls share one string instead of concatenating a new one each. */
+static void push_url(lua_State *L, int cfg, int op)
 {
-    /* room for the five set here and the four exchange.lua adds (timeouts, max_body, want_headers) */
-    lua_createtable(L, 0, 9);
-    lua_insert(L, -2);             /* request table below the body */
-    lua_setfield(L, -2, "body");
-    set_string(L, "method", "POST");
+    static const char *const url_keys[CTC_OP_COUNT] = { "url_bind_seat", "url_dial", "url_balance",
+                                                        "url_records_page" };
+    size_t bn, un, pn = strlen(op_paths[op]);
+    const char *base, *url;
     lua_getfield(L, cfg, "base_url");
+    base = lua_tolstring(L, -1, &bn);
+    lua_getfield(L, cfg, url_keys[op]);
+    url = lua_tolstring(L, -1, &un);
+    if (base != NULL && url != NULL && un == bn + pn && memcmp(url, base, bn) == 0) {
+        lua_remove(L, -2);
+        return;
+    }
+    lua_pop(L, 1);
     lua_pushstring(L, op_paths[op]);
     lua_concat(L, 2);
-    lua_setfield(L, -2, "url");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, cfg, url_keys[op]);
+}
+
+/* Pushes the headers table of an API call. A config with share_headers (a client whose transport
+ * never changes nor keeps a request: options.lua) keeps one, made on its first call, for all. */
+static void push_headers(lua_State *L, int cfg)
+{
+    int share;
+    lua_getfield(L, cfg, "shared_headers");
+    if (lua_istable(L, -1))
+        return;
+    lua_pop(L, 1);
     lua_createtable(L, 0, 4);
     set_string(L, "Content-Type", "application/json");
     set_string(L, "Accept", "application/json");
@@ -258,10 +278,68 @@ static void push_request(lua_State *L, int cfg, int op)
     lua_setfield(L, -2, "Authorization");
     lua_getfield(L, cfg, "user_agent");
     lua_setfield(L, -2, "User-Agent");
+    lua_getfield(L, cfg, "share_headers");
+    share = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (share) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, cfg, "shared_headers");
+    }
+}
+
+/* Pushes { method, url, headers, body } with the body on top of the stack. */
+static void push_request(lua_State *L, int cfg, int op)
+{
+    /* room for the five set here and the four exchange.lua adds (timeouts, max_body, want_headers) */
+    lua_createtable(L, 0, 9);
+    lua_insert(L, -2);             /* request table below the body */
+    lua_setfield(L, -2, "body");
+    lua_pushliteral(L, "POST");
+    lua_setfield(L, -2, "method");
+    push_url(L, cfg, op);
+    lua_setfield(L, -2, "url");
+    push_headers(L, cfg);
     lua_setfield(L, -2, "headers");
     /* a dial must never go twice: a transport may resend anything else */
     lua_pushboolean(L, op != CTC_OP_DIAL);
     lua_setfield(L, -2, "resend_safe");
+}
+
+/* Pushes a dial's body; the values were checked (no control characters). The usual one, with
+ * nothing to escape, is written in one piece; anything longer or with a quote or backslash goes
+ * through the buffer. */
+static void push_dial_body(lua_State *L, const char *caller, const char *callee, text user_data, text seat)
+{
+    char out[256];
+    size_t an = strlen(caller), bn = strlen(callee), k = 0;
+#define PUT(s, n) (memcpy(out + k, (s), (n)), k += (n))
+#define PUTS(lit) PUT(lit, sizeof lit - 1)
+    if (an + bn + user_data.len + seat.len + 64 <= sizeof out
+        && !memchr(user_data.s, '"', user_data.len) && !memchr(user_data.s, '\\', user_data.len)
+        && !memchr(seat.s, '"', seat.len) && !memchr(seat.s, '\\', seat.len)) {
+        PUTS("{\"callerNbr\":\"");
+        PUT(caller, an);
+        PUTS("\",\"calleeNbr\":\"");
+        PUT(callee, bn);
+        PUTS("\",\"userData\":\"");
+        PUT(user_data.s, user_data.len);
+        PUTS("\",\"setingNbr\":\"");
+        PUT(seat.s, seat.len);
+        PUTS("\"}");
+        lua_pushlstring(L, out, k);
+    } else {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        luaL_addchar(&b, '{');
+        add_member(&b, 1, "callerNbr", caller, an);
+        add_member(&b, 0, "calleeNbr", callee, bn);
+        add_member(&b, 0, "userData", user_data.s, user_data.len);
+        add_member(&b, 0, "setingNbr", seat.s, seat.len);
+        luaL_addchar(&b, '}');
+        luaL_pushresult(&b);
+    }
+#undef PUTS
+#undef PUT
 }
 
 /*
@@ -324,6 +402,15 @@ int ctc_l_request(lua_State *L)
         break;
     }
 
+    if (op == CTC_OP_DIAL) {
+        push_dial_body(L, phone_a, phone_b, user_data, seat);
+        push_request(L, 2, op);
+        lua_pushnil(L); /* no cursor */
+        lua_pushstring(L, phone_a);
+        lua_pushstring(L, phone_b);
+        lua_pushlstring(L, seat.s, seat.len);
+        return 5;
+    }
     /* nothing below touches the stack except through the buffer */
     luaL_buffinit(L, &b);
     luaL_addchar(&b, '{');
@@ -332,12 +419,6 @@ int ctc_l_request(lua_State *L)
         add_member(&b, 1, "userData", user_data.s, user_data.len);
         add_member(&b, 0, "setingNbr", seat.s, seat.len);
         add_member(&b, 0, "userPhone", phone_a, strlen(phone_a));
-        break;
-    case CTC_OP_DIAL:
-        add_member(&b, 1, "callerNbr", phone_a, strlen(phone_a));
-        add_member(&b, 0, "calleeNbr", phone_b, strlen(phone_b));
-        add_member(&b, 0, "userData", user_data.s, user_data.len);
-        add_member(&b, 0, "setingNbr", seat.s, seat.len);
         break;
     case CTC_OP_BALANCE:
         add_member(&b, 1, "userData", user_data.s, user_data.len);
@@ -356,13 +437,6 @@ int ctc_l_request(lua_State *L)
         /* the reader needs the cursor asked for, exactly */
         ctc_push_id(L, max_id);
         return 2;
-    }
-    if (op == CTC_OP_DIAL) {
-        lua_pushnil(L); /* no cursor */
-        lua_pushstring(L, phone_a);
-        lua_pushstring(L, phone_b);
-        lua_pushlstring(L, seat.s, seat.len);
-        return 5;
     }
     return 1;
 }

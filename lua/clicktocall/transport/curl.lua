@@ -6,7 +6,8 @@ local core = require "clicktocall.core"
 
 local setmetatable = setmetatable
 
-local T = { name = "the libcurl transport" }
+-- shares_headers: send only reads a request (in C), so a client's calls may share one headers table
+local T = { name = "the libcurl transport", shares_headers = true }
 T.__index = T
 
 local _M = { _VERSION = core._VERSION }
