@@ -87,6 +87,28 @@ static int l_perform(lua_State *L)
     return ctc_easy_push_result(L, &t->x, rc);
 }
 
+/* t:send_dial(request) -> session id | what perform returns. An accepted dial's answer in the
+ * provider's usual form is read here (ctc_fast_dial): no response table, no copy of the body. */
+static int l_send_dial(lua_State *L)
+{
+    transport *t = check_open(L);
+    CURLcode rc;
+    long status = 0;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    drop_poisoned(&t->x);
+    if ((rc = ensure_handle(L, t)) != CURLE_OK)
+        return ctc_easy_push_start_error(L, rc);
+    ctc_easy_prepare(L, &t->x, 2, 0);
+    rc = curl_easy_perform(t->x.easy);
+    note_connection(&t->x);
+    if (rc == CURLE_OK && curl_easy_getinfo(t->x.easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK
+        && status >= 200 && status <= 299 && ctc_fast_dial(L, t->x.body.data, t->x.body.len)) {
+        ctc_buf_reset(&t->x.body);
+        return 1;
+    }
+    return ctc_easy_push_result(L, &t->x, rc);
+}
+
 /*
  * t:download(request, tmp_path) -> { status, headers, body, bytes, sha256 } | nil, err
  * Creates tmp_path (it must not exist), streams a 2xx body into it and fsyncs it.
@@ -152,6 +174,7 @@ static int l_new(lua_State *L)
 
 static const luaL_Reg curl_methods[] = {
     { "perform", l_perform },
+    { "send_dial", l_send_dial },
     { "download", l_download },
     { "close", l_close },
     { NULL, NULL },

@@ -343,10 +343,10 @@ static void push_dial_body(lua_State *L, const char *caller, const char *callee,
 }
 
 /*
- * core.request(op, config, args) -> request, asked [, caller, callee, seat] | nil, err
+ * core.request(op, config, args [, parts]) -> request, asked [, caller, callee, seat] | nil, err
  * err: { kind = "argument", message = "caller: phone number ...", field = "caller", sent = false }
  * asked: the cursor asked for (records_page), else nil; dial only: caller,
- * callee, seat as sent (normalized numbers, trimmed seat), as values (no table).
+ * callee, seat as sent (normalized numbers, trimmed seat), as values (no table), unless parts is false.
  * config: { base_url, authorization, user_agent, country_code, user_data }
  * (checked when the client was made); args: the call's own table.
  */
@@ -406,6 +406,8 @@ int ctc_l_request(lua_State *L)
         push_dial_body(L, phone_a, phone_b, user_data, seat);
         push_request(L, 2, op);
         lua_pushnil(L); /* no cursor */
+        if (lua_isboolean(L, 4) && !lua_toboolean(L, 4))
+            return 2; /* the caller has no use for the parts */
         lua_pushstring(L, phone_a);
         lua_pushstring(L, phone_b);
         lua_pushlstring(L, seat.s, seat.len);

@@ -279,7 +279,7 @@ static int accepted_meta(scan *s)
  * "message":"..."},"data":"<session id>"} (members in either order, each once, plain strings,
  * nothing else): pushes the session id and returns 1. Anything else returns 0 with nothing pushed,
  * and the full reader decides; on what this accepts both give the same value. */
-static int fast_dial(lua_State *L, const char *body, size_t n)
+int ctc_fast_dial(lua_State *L, const char *body, size_t n)
 {
     scan s;
     int meta = 0, more;
@@ -335,7 +335,7 @@ static int l_response(lua_State *L)
     status = (int)st;
     if (status < 200 || status > 299)
         return http_error(L, status, body, n);
-    if (op == CTC_OP_DIAL && fast_dial(L, body, n))
+    if (op == CTC_OP_DIAL && ctc_fast_dial(L, body, n))
         return 1;
     /* the ids must rise above the cursor asked (checked as an argument below, on a page) */
     pg.asked = 0;

@@ -30,6 +30,11 @@ function T:send(request)
   return self.handle:perform(request)
 end
 
+-- send_dial(request) -> session id (an accepted dial's answer read in C) | what send returns
+function T:send_dial(request)
+  return self.handle:send_dial(request)
+end
+
 function T:download(request, tmp)
   return self.handle:download(request, tmp)
 end
