@@ -88,7 +88,8 @@ static int l_perform(lua_State *L)
 }
 
 /* t:send_dial(request) -> session id | what perform returns. An accepted dial's answer in the
- * provider's usual form is read here (ctc_fast_dial): no response table, no copy of the body. */
+ * provider's usual form is read here (ctc_fast_dial): no response table, no copy of the body.
+ * request.want_headers is not read: false. */
 static int l_send_dial(lua_State *L)
 {
     transport *t = check_open(L);
@@ -99,6 +100,7 @@ static int l_send_dial(lua_State *L)
     if ((rc = ensure_handle(L, t)) != CURLE_OK)
         return ctc_easy_push_start_error(L, rc);
     ctc_easy_prepare(L, &t->x, 2, 0);
+    t->x.want_headers = 0; /* a dial's 2xx headers are never read */
     rc = curl_easy_perform(t->x.easy);
     note_connection(&t->x);
     if (rc == CURLE_OK && curl_easy_getinfo(t->x.easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK

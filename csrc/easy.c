@@ -412,15 +412,17 @@ void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int download)
     lua_getfield(L, req, "want_headers");
     x->want_headers = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
-    /* absent means fsync: only archive_recordings, which fsyncs a turn's files at once, says false */
-    lua_getfield(L, req, "sync");
-    x->sync = lua_isnil(L, -1) || lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    /* the file's mode at open(), so it never exists wider (the umask can only narrow it) */
-    lua_getfield(L, req, "mode");
-    x->mode = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 0 && lua_tonumber(L, -1) <= 0777
-        ? (int)lua_tonumber(L, -1) : 0666;
-    lua_pop(L, 1);
+    if (download) {
+        /* absent means fsync: only archive_recordings, which fsyncs a turn's files at once, says false */
+        lua_getfield(L, req, "sync");
+        x->sync = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        /* the file's mode at open(), so it never exists wider (the umask can only narrow it) */
+        lua_getfield(L, req, "mode");
+        x->mode = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 0 && lua_tonumber(L, -1) <= 0777
+            ? (int)lua_tonumber(L, -1) : 0666;
+        lua_pop(L, 1);
+    }
     /* absent means safe: only the core's dial says false */
     lua_getfield(L, req, "resend_safe");
     x->resend_safe = lua_isnil(L, -1) || lua_toboolean(L, -1);

@@ -79,14 +79,13 @@ static int check_text(const unsigned char *s, size_t n)
     return TEXT_OK;
 }
 
-/* A required, trimmed, non-empty string field: 0, or 2 (the failure pushed). missing: the phrase
- * for an absent field. Leaves nothing else on the stack; the string stays alive because the
- * argument table holds it. */
-static int get_string(lua_State *L, int t, const char *name, const char *missing, text *out)
+/* A required, trimmed, non-empty string field, its value on top (popped): 0, or 2 (the failure
+ * pushed). missing: the phrase for an absent field. Leaves nothing else on the stack; the string
+ * stays alive because the argument table holds it. */
+static int top_string(lua_State *L, const char *name, const char *missing, text *out)
 {
     const char *s;
     size_t n;
-    lua_getfield(L, t, name);
     if (lua_type(L, -1) != LUA_TSTRING) {
         int absent = lua_isnil(L, -1);
         lua_pop(L, 1);
@@ -101,6 +100,13 @@ static int get_string(lua_State *L, int t, const char *name, const char *missing
     out->s = s;
     out->len = n;
     return 0;
+}
+
+/* the same for the field name of the table at t */
+static int get_string(lua_State *L, int t, const char *name, const char *missing, text *out)
+{
+    lua_getfield(L, t, name);
+    return top_string(L, name, missing, out);
 }
 
 static int text_fail(lua_State *L, const char *name, int bad)
@@ -137,8 +143,7 @@ static int get_phone(lua_State *L, int t, const char *name, text cc, char out[CT
         lua_pop(L, 1);
         return arg_fail(L, name, "%s must be a string (a number loses a leading 0 or +)", name);
     }
-    lua_pop(L, 1);
-    if ((rc = get_string(L, t, name, "is missing", &raw)) != 0)
+    if ((rc = top_string(L, name, "is missing", &raw)) != 0)
         return rc;
     /* a control character is the phone rules' to name */
     bad = check_text((const unsigned char *)raw.s, raw.len);
@@ -241,12 +246,18 @@ static void set_string(lua_State *L, const char *k, const char *v)
 
 /* Pushes base_url .. path: kept in config (field url_key) while base_url is what it was made from,
  * so a client's calls share one string instead of concatenating a new one each. */
-static void push_url(lua_State *L, int cfg, int op)
+static void push_url(lua_State *L, int cfg, int op, int share)
 {
     static const char *const url_keys[CTC_OP_COUNT] = { "url_bind_seat", "url_dial", "url_balance",
                                                         "url_records_page" };
     size_t bn, un, pn = strlen(op_paths[op]);
     const char *base, *url;
+    if (share) { /* a client's own config: its base_url never changes */
+        lua_getfield(L, cfg, url_keys[op]);
+        if (lua_type(L, -1) == LUA_TSTRING)
+            return;
+        lua_pop(L, 1);
+    }
     lua_getfield(L, cfg, "base_url");
     base = lua_tolstring(L, -1, &bn);
     lua_getfield(L, cfg, url_keys[op]);
@@ -264,13 +275,8 @@ static void push_url(lua_State *L, int cfg, int op)
 
 /* Pushes the headers table of an API call. A config with share_headers (a client whose transport
  * never changes nor keeps a request: options.lua) keeps one, made on its first call, for all. */
-static void push_headers(lua_State *L, int cfg)
+static void push_headers(lua_State *L, int cfg, int share)
 {
-    int share;
-    lua_getfield(L, cfg, "shared_headers");
-    if (lua_istable(L, -1))
-        return;
-    lua_pop(L, 1);
     lua_createtable(L, 0, 4);
     set_string(L, "Content-Type", "application/json");
     set_string(L, "Accept", "application/json");
@@ -278,9 +284,6 @@ static void push_headers(lua_State *L, int cfg)
     lua_setfield(L, -2, "Authorization");
     lua_getfield(L, cfg, "user_agent");
     lua_setfield(L, -2, "User-Agent");
-    lua_getfield(L, cfg, "share_headers");
-    share = lua_toboolean(L, -1);
-    lua_pop(L, 1);
     if (share) {
         lua_pushvalue(L, -1);
         lua_setfield(L, cfg, "shared_headers");
@@ -290,15 +293,29 @@ static void push_headers(lua_State *L, int cfg)
 /* Pushes { method, url, headers, body } with the body on top of the stack. */
 static void push_request(lua_State *L, int cfg, int op)
 {
-    /* room for the five set here and the four exchange.lua adds (timeouts, max_body, want_headers) */
-    lua_createtable(L, 0, 9);
+    int share, shared;
+    lua_getfield(L, cfg, "shared_headers"); /* made by the first call of a config with share_headers */
+    shared = lua_istable(L, -1);
+    if (!shared) {
+        lua_pop(L, 1);
+        lua_getfield(L, cfg, "share_headers");
+    }
+    share = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    /* room for the five set here and the four exchange.lua adds (timeouts, max_body, want_headers);
+     * a dial through a transport that shares headers has no want_headers (exchange.lua), and eight
+     * fields take half the memory of nine */
+    lua_createtable(L, 0, share ? 8 : 9);
     lua_insert(L, -2);             /* request table below the body */
     lua_setfield(L, -2, "body");
     lua_pushliteral(L, "POST");
     lua_setfield(L, -2, "method");
-    push_url(L, cfg, op);
+    push_url(L, cfg, op, share);
     lua_setfield(L, -2, "url");
-    push_headers(L, cfg);
+    if (shared)
+        lua_getfield(L, cfg, "shared_headers");
+    else
+        push_headers(L, cfg, share);
     lua_setfield(L, -2, "headers");
     /* a dial must never go twice: a transport may resend anything else */
     lua_pushboolean(L, op != CTC_OP_DIAL);

@@ -211,6 +211,8 @@ static int plain_string(scan *s, const char **out, size_t *len)
         return -1;
     for (i = s->p + 1; i < s->n; i++) {
         unsigned char c = (unsigned char)s->b[i];
+        if (c > '\\' || (c >= 0x20 && c != '"' && c != '\\'))
+            continue; /* the usual byte: one test */
         if (c == '"') {
             *out = s->b + s->p + 1;
             *len = i - s->p - 1;

@@ -285,6 +285,8 @@ local function api_once(st, t, request, op, asked)
     end
     res, e = checked(st, t, ok, r, terr)
   else
+    -- the headers of a 2xx answer are never read here (Retry-After matters only on failures)
+    request.want_headers = false
     res, e = send(st, t, request)
   end
   if not res then
@@ -308,8 +310,6 @@ function _M.api(st, op, request, asked, t)
   request.timeout = st.timeout
   request.connect_timeout = st.connect_timeout
   request.max_body = st.max_body
-  -- the headers of a 2xx answer are never read here (Retry-After matters only on failures)
-  request.want_headers = false
   return with_retries(st, t or st.transport, op, op ~= "dial", request, api_once, op, asked)
 end
 
