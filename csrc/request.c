@@ -328,12 +328,13 @@ static void push_request(lua_State *L, int cfg, int op)
 static void push_dial_body(lua_State *L, const char *caller, const char *callee, text user_data, text seat)
 {
     char out[256];
-    size_t an = strlen(caller), bn = strlen(callee), k = 0;
+    size_t an = strlen(caller), bn = strlen(callee);
 #define PUT(s, n) (memcpy(out + k, (s), (n)), k += (n))
 #define PUTS(lit) PUT(lit, sizeof lit - 1)
     if (an + bn + user_data.len + seat.len + 64 <= sizeof out
         && !memchr(user_data.s, '"', user_data.len) && !memchr(user_data.s, '\\', user_data.len)
         && !memchr(seat.s, '"', seat.len) && !memchr(seat.s, '\\', seat.len)) {
+        size_t k = 0;
         PUTS("{\"callerNbr\":\"");
         PUT(caller, an);
         PUTS("\",\"calleeNbr\":\"");
