@@ -388,7 +388,6 @@ void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int download)
     }
     lua_pop(L, 1);
 
-
     lua_getfield(L, req, "max_body");
     if (lua_isnumber(L, -1)) {
         /* checked as a double: a cast of NaN or 1e300 is undefined behaviour */
