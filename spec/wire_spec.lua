@@ -235,3 +235,20 @@ describe("core.response on a records page", function()
     assert.is_nil(data[1].z)
   end)
 end)
+
+describe("a transport function's requests", function()
+  it("are its own: each has a fresh headers table (only libcurl's transport shares one)", function()
+    local seen = {}
+    local client = assert(require("clicktocall").new { base_url = "http://test", app_secret = "TEST",
+      user_data = "UD-1", transport = function(request)
+        seen[#seen + 1] = request
+        return { status = 200, headers = {}, body = '{"meta":{"success":true,"message":"ok"},"data":"sid-1"}' }
+      end })
+    assert.equal("sid-1", client:dial { caller = "13500000002", callee = "13500000003", seat = "P1" })
+    seen[1].headers.Authorization = "changed by the transport"
+    assert.equal("sid-1", client:dial { caller = "13500000002", callee = "13500000003", seat = "P1" })
+    assert.are_not.equal(seen[1].headers, seen[2].headers)
+    assert.equal("VEVTVA==", seen[2].headers.Authorization)
+    assert.is_false(seen[2].want_headers)
+  end)
+end)
