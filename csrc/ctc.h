@@ -66,6 +66,9 @@ const char *ctc_to_id(lua_State *L, int idx, int64_t *id);
 
 /* response.c: reads a response into a result or an error (kind, message) */
 void ctc_open_response(lua_State *L);   /* sets core.response (its own JSON decoder) */
+/* An accepted dial's 2xx answer in the provider's usual form: pushes the session id, returns 1;
+ * else 0, nothing pushed (core.response reads it then; on what this accepts both agree). */
+int ctc_fast_dial(lua_State *L, const char *body, size_t n);
 
 /* curl.c: the libcurl transport */
 void ctc_open_curl(lua_State *L);       /* sets core.curl_transport */

@@ -87,6 +87,30 @@ static int l_perform(lua_State *L)
     return ctc_easy_push_result(L, &t->x, rc);
 }
 
+/* t:send_dial(request) -> session id | what perform returns. An accepted dial's answer in the
+ * provider's usual form is read here (ctc_fast_dial): no response table, no copy of the body.
+ * request.want_headers is not read: false. */
+static int l_send_dial(lua_State *L)
+{
+    transport *t = check_open(L);
+    CURLcode rc;
+    long status = 0;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    drop_poisoned(&t->x);
+    if ((rc = ensure_handle(L, t)) != CURLE_OK)
+        return ctc_easy_push_start_error(L, rc);
+    ctc_easy_prepare(L, &t->x, 2, CTC_EASY_SEND);
+    t->x.want_headers = 0; /* a dial's 2xx headers are never read */
+    rc = curl_easy_perform(t->x.easy);
+    note_connection(&t->x);
+    if (rc == CURLE_OK && curl_easy_getinfo(t->x.easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK
+        && status >= 200 && status <= 299 && ctc_fast_dial(L, t->x.body.data, t->x.body.len)) {
+        ctc_buf_reset(&t->x.body);
+        return 1;
+    }
+    return ctc_easy_push_result(L, &t->x, rc);
+}
+
 /*
  * t:download(request, tmp_path) -> { status, headers, body, bytes, sha256 } | nil, err
  * Creates tmp_path (it must not exist), streams a 2xx body into it and fsyncs it.
@@ -136,6 +160,7 @@ static int l_close(lua_State *L)
 {
     transport *t = luaL_checkudata(L, 1, CURL_MT);
     if (!t->closed) {
+        ctc_easy_unanchor(L, &t->x);
         ctc_easy_release(&t->x);
         t->closed = 1;
     }
@@ -161,6 +186,7 @@ static int l_new(lua_State *L)
     t = ctc_newuserdata(L, sizeof *t);
     memset(t, 0, sizeof *t);
     ctc_easy_clear(&t->x);
+    t->x.hdr_anchor = 1; /* one handle, one client's requests: see easy.h */
     luaL_getmetatable(L, CURL_MT);
     lua_setmetatable(L, -2);
     if (ctc_curl_opts_read(L, 1, &t->opts) != 0) {
@@ -171,6 +197,7 @@ static int l_new(lua_State *L)
 
 static const luaL_Reg curl_methods[] = {
     { "perform", l_perform },
+    { "send_dial", l_send_dial },
     { "download", l_download },
     { "upload", l_upload },
     { "close", l_close },

@@ -307,53 +307,12 @@ static void reset_transfer(ctc_easy *x)
     x->errbuf[0] = '\0';
 }
 
-/* Misuse (not the caller's data, which the Lua layer checked) raises. */
-void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int mode)
+/* The list for the header lines in x->hdr_next, read from the table at t (0: none): the last
+ * request's list when the lines are the same (the usual case), else a new one. */
+static void keep_headers(lua_State *L, ctc_easy *x, int t)
 {
-    int download = mode == CTC_EASY_DOWNLOAD;
-    const char *method;
-    size_t n;
-    const char *s;
-    struct curl_slist *list = NULL;
-
-    reset_transfer(x);
-    ctc_buf_reset(&x->req_body);
-    ctc_buf_reset(&x->hdr_next);
-
-    lua_getfield(L, req, "url");
-    s = luaL_checklstring(L, -1, &n);
-    if (!x->opts_set || n != x->url.len || memcmp(s, x->url.data, n) != 0) {
-        x->opts_set = 0; /* until every option below was given again */
-        if (ctc_buf_set(&x->url, s, n) != 0)
-            luaL_error(L, "out of memory");
-        curl_easy_setopt(x->easy, CURLOPT_URL, x->url.data);
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, req, "method");
-    method = luaL_optstring(L, -1, "GET");
-    lua_getfield(L, req, "body");
-    s = lua_tolstring(L, -1, &n);
-    if (s != NULL && ctc_buf_set(&x->req_body, s, n) != 0)
-        luaL_error(L, "out of memory");
-    lua_pop(L, 1);
-
-    lua_getfield(L, req, "headers");
-    if (lua_istable(L, -1)) {
-        int t = lua_gettop(L);
-        lua_pushnil(L);
-        while (lua_next(L, t) != 0) {
-            size_t kn, vn;
-            const char *k = lua_tolstring(L, -2, &kn), *v = lua_tolstring(L, -1, &vn);
-            if (k == NULL || v == NULL || strpbrk(k, "\r\n:") || strpbrk(v, "\r\n"))
-                luaL_error(L, "request header names and values must be strings without CR, LF");
-            if (ctc_buf_append(&x->hdr_next, k, kn) != 0 || ctc_buf_append(&x->hdr_next, ": ", 2) != 0 ||
-                ctc_buf_append(&x->hdr_next, v, vn) != 0 || ctc_buf_append(&x->hdr_next, "\n", 1) != 0)
-                luaL_error(L, "out of memory");
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 1);
-    /* the same headers as the last request (the usual case): keep its list */
+    struct curl_slist *list;
+    x->hdr_table = NULL; /* until the list below is whole */
     if (x->headers == NULL || x->hdr_next.len != x->hdr_key.len ||
         (x->hdr_next.len > 0 && memcmp(x->hdr_next.data, x->hdr_key.data, x->hdr_next.len) != 0)) {
         char *line, *nl;
@@ -377,6 +336,77 @@ void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int mode)
         x->hdr_key = x->hdr_next;
         x->hdr_next = tmp;
     }
+    if (x->hdr_anchor) {
+        lua_pushlightuserdata(L, x);
+        if (t != 0)
+            lua_pushvalue(L, t);
+        else
+            lua_pushnil(L);
+        lua_rawset(L, LUA_REGISTRYINDEX);
+        x->hdr_table = t != 0 ? lua_topointer(L, t) : NULL;
+    }
+}
+
+void ctc_easy_unanchor(lua_State *L, ctc_easy *x)
+{
+    if (x->hdr_table != NULL) {
+        lua_pushlightuserdata(L, x);
+        lua_pushnil(L);
+        lua_rawset(L, LUA_REGISTRYINDEX);
+        x->hdr_table = NULL;
+    }
+}
+
+/* Misuse (not the caller's data, which the Lua layer checked) raises. */
+void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int mode)
+{
+    int download = mode == CTC_EASY_DOWNLOAD;
+    const char *method;
+    size_t n;
+    const char *s;
+
+    reset_transfer(x);
+    ctc_buf_reset(&x->req_body);
+    ctc_buf_reset(&x->hdr_next);
+
+    lua_getfield(L, req, "url");
+    s = luaL_checklstring(L, -1, &n);
+    if (!x->opts_set || n != x->url.len || memcmp(s, x->url.data, n) != 0) {
+        x->opts_set = 0; /* until every option below was given again */
+        if (ctc_buf_set(&x->url, s, n) != 0)
+            luaL_error(L, "out of memory");
+        curl_easy_setopt(x->easy, CURLOPT_URL, x->url.data);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, req, "method");
+    method = luaL_optstring(L, -1, "GET");
+    lua_getfield(L, req, "body");
+    s = lua_tolstring(L, -1, &n);
+    if (s != NULL && ctc_buf_set(&x->req_body, s, n) != 0)
+        luaL_error(L, "out of memory");
+    lua_pop(L, 1);
+
+    lua_getfield(L, req, "headers");
+    if (x->hdr_anchor && x->headers != NULL && lua_istable(L, -1) && lua_topointer(L, -1) == x->hdr_table) {
+        ; /* the table the list was made from (see easy.h): nothing to read */
+    } else if (lua_istable(L, -1)) {
+        int t = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, t) != 0) {
+            size_t kn, vn;
+            const char *k = lua_tolstring(L, -2, &kn), *v = lua_tolstring(L, -1, &vn);
+            if (k == NULL || v == NULL || strpbrk(k, "\r\n:") || strpbrk(v, "\r\n"))
+                luaL_error(L, "request header names and values must be strings without CR, LF");
+            if (ctc_buf_append(&x->hdr_next, k, kn) != 0 || ctc_buf_append(&x->hdr_next, ": ", 2) != 0 ||
+                ctc_buf_append(&x->hdr_next, v, vn) != 0 || ctc_buf_append(&x->hdr_next, "\n", 1) != 0)
+                luaL_error(L, "out of memory");
+            lua_pop(L, 1);
+        }
+        keep_headers(L, x, t);
+    } else {
+        keep_headers(L, x, 0);
+    }
+    lua_pop(L, 1);
 
     lua_getfield(L, req, "max_body");
     if (lua_isnumber(L, -1)) {
@@ -401,15 +431,17 @@ void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int mode)
     lua_getfield(L, req, "want_headers");
     x->want_headers = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
-    /* absent means fsync: only archive_recordings, which fsyncs a turn's files at once, says false */
-    lua_getfield(L, req, "sync");
-    x->sync = lua_isnil(L, -1) || lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    /* the file's mode at open(), so it never exists wider (the umask can only narrow it) */
-    lua_getfield(L, req, "mode");
-    x->mode = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 0 && lua_tonumber(L, -1) <= 0777
-        ? (int)lua_tonumber(L, -1) : 0666;
-    lua_pop(L, 1);
+    if (download) {
+        /* absent means fsync: only archive_recordings, which fsyncs a turn's files at once, says false */
+        lua_getfield(L, req, "sync");
+        x->sync = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        /* the file's mode at open(), so it never exists wider (the umask can only narrow it) */
+        lua_getfield(L, req, "mode");
+        x->mode = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 0 && lua_tonumber(L, -1) <= 0777
+            ? (int)lua_tonumber(L, -1) : 0666;
+        lua_pop(L, 1);
+    }
     /* absent means safe: only the core's dial says false */
     lua_getfield(L, req, "resend_safe");
     x->resend_safe = lua_isnil(L, -1) || lua_toboolean(L, -1);

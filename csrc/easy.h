@@ -22,6 +22,12 @@ typedef struct ctc_easy {
     struct curl_slist *headers;
     ctc_buf hdr_key;       /* "name: value\n" lines x->headers was built from */
     ctc_buf hdr_next;      /* the same for the request being prepared */
+    /* the table x->headers was made from, when the owner anchors it (hdr_anchor): it stays in
+     * the registry under x until the next one or ctc_easy_unanchor, so no other table can take
+     * its address, and a request with that same table keeps the list without reading it (the
+     * library never changes a headers table it has handed to a transport) */
+    int hdr_anchor;
+    const void *hdr_table;
     ctc_buf url;
     /* the per-request options last given to libcurl (valid once opts_set): a
      * handle's requests mostly repeat them, and each setopt of a URL copies it */
@@ -85,6 +91,8 @@ void ctc_easy_clear(ctc_easy *x);
 CURLcode ctc_easy_open(lua_State *L, ctc_easy *x, const ctc_curl_opts *o);
 /* Frees the handle and buffers; closes (never removes) an open download file. */
 void ctc_easy_release(ctc_easy *x);
+/* Drops the headers table anchored for x (see hdr_table). */
+void ctc_easy_unanchor(lua_State *L, ctc_easy *x);
 /* Copies the request table at req into x and its handle (mode: CTC_EASY_*).
  * Misuse raises; x stays consistent, owned by its owner. */
 void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int mode);

@@ -262,6 +262,24 @@ static int emit(const char *cc, size_t cclen, const char *nat, size_t m, char *o
     return 0;
 }
 
+/* The usual number, 11 plain digits of a Chinese mobile with the default code 86, written as the
+ * rules of ctc_phone_normalize write it (china_mobile, emit) without collecting: 0, or -1 (not
+ * that case: the rules decide). */
+static int usual_mobile(const char *s, size_t len, const char *cc, size_t cclen, char *out, size_t outsz)
+{
+    size_t i;
+    if (len != 11 || cc == NULL || cclen != 2 || cc[0] != '8' || cc[1] != '6' || out == NULL || outsz < 15
+        || s[0] != '1' || s[1] < '3' || s[1] > '9')
+        return -1;
+    for (i = 2; i < 11; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+    memcpy(out, "+86", 3);
+    memcpy(out + 3, s, 11);
+    out[14] = '\0';
+    return 0;
+}
+
 int ctc_phone_normalize(const char *s, size_t len, const char *cc, size_t cclen,
                         char *out, size_t outsz, ctc_phone_why *why)
 {
@@ -277,6 +295,8 @@ int ctc_phone_normalize(const char *s, size_t len, const char *cc, size_t cclen,
         out[0] = '\0';
     if (s == NULL)
         len = 0;
+    if (usual_mobile(s, len, cc, cclen, out, outsz) == 0)
+        return 0;
     if (collect(s, len, &dg, why) != 0)
         return -1;
 

@@ -79,14 +79,13 @@ static int check_text(const unsigned char *s, size_t n)
     return TEXT_OK;
 }
 
-/* A required, trimmed, non-empty string field: 0, or 2 (the failure pushed). missing: the phrase
- * for an absent field. Leaves nothing else on the stack; the string stays alive because the
- * argument table holds it. */
-static int get_string(lua_State *L, int t, const char *name, const char *missing, text *out)
+/* A required, trimmed, non-empty string field, its value on top (popped): 0, or 2 (the failure
+ * pushed). missing: the phrase for an absent field. Leaves nothing else on the stack; the string
+ * stays alive because the argument table holds it. */
+static int top_string(lua_State *L, const char *name, const char *missing, text *out)
 {
     const char *s;
     size_t n;
-    lua_getfield(L, t, name);
     if (lua_type(L, -1) != LUA_TSTRING) {
         int absent = lua_isnil(L, -1);
         lua_pop(L, 1);
@@ -101,6 +100,13 @@ static int get_string(lua_State *L, int t, const char *name, const char *missing
     out->s = s;
     out->len = n;
     return 0;
+}
+
+/* the same for the field name of the table at t */
+static int get_string(lua_State *L, int t, const char *name, const char *missing, text *out)
+{
+    lua_getfield(L, t, name);
+    return top_string(L, name, missing, out);
 }
 
 static int text_fail(lua_State *L, const char *name, int bad)
@@ -137,8 +143,7 @@ static int get_phone(lua_State *L, int t, const char *name, text cc, char out[CT
         lua_pop(L, 1);
         return arg_fail(L, name, "%s must be a string (a number loses a leading 0 or +)", name);
     }
-    lua_pop(L, 1);
-    if ((rc = get_string(L, t, name, "is missing", &raw)) != 0)
+    if ((rc = top_string(L, name, "is missing", &raw)) != 0)
         return rc;
     /* a control character is the phone rules' to name */
     bad = check_text((const unsigned char *)raw.s, raw.len);
@@ -249,18 +254,39 @@ static void set_string(lua_State *L, const char *k, const char *v)
     lua_setfield(L, -2, k);
 }
 
-/* Pushes { method, url, headers, body } with the body on top of the stack. */
-static void push_request(lua_State *L, int cfg, int op)
+/* Pushes base_url .. path: kept in config (field url_key) while base_url is what it was made from,
+ * so a client's calls share one string instead of concatenating a new one each. */
+static void push_url(lua_State *L, int cfg, int op, int share)
 {
-    /* room for the five set here and the four exchange.lua adds (timeouts, max_body, want_headers) */
-    lua_createtable(L, 0, 9);
-    lua_insert(L, -2);             /* request table below the body */
-    lua_setfield(L, -2, "body");
-    set_string(L, "method", "POST");
+    static const char *const url_keys[CTC_OP_COUNT] = { "url_bind_seat", "url_dial", "url_balance",
+                                                        "url_records_page" };
+    size_t bn, un, pn = strlen(op_paths[op]);
+    const char *base, *url;
+    if (share) { /* a client's own config: its base_url never changes */
+        lua_getfield(L, cfg, url_keys[op]);
+        if (lua_type(L, -1) == LUA_TSTRING)
+            return;
+        lua_pop(L, 1);
+    }
     lua_getfield(L, cfg, "base_url");
+    base = lua_tolstring(L, -1, &bn);
+    lua_getfield(L, cfg, url_keys[op]);
+    url = lua_tolstring(L, -1, &un);
+    if (base != NULL && url != NULL && un == bn + pn && memcmp(url, base, bn) == 0) {
+        lua_remove(L, -2);
+        return;
+    }
+    lua_pop(L, 1);
     lua_pushstring(L, op_paths[op]);
     lua_concat(L, 2);
-    lua_setfield(L, -2, "url");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, cfg, url_keys[op]);
+}
+
+/* Pushes the headers table of an API call. A config with share_headers (a client whose transport
+ * never changes nor keeps a request: options.lua) keeps one, made on its first call, for all. */
+static void push_headers(lua_State *L, int cfg, int share)
+{
     lua_createtable(L, 0, 4);
     set_string(L, "Content-Type", "application/json");
     set_string(L, "Accept", "application/json");
@@ -268,17 +294,87 @@ static void push_request(lua_State *L, int cfg, int op)
     lua_setfield(L, -2, "Authorization");
     lua_getfield(L, cfg, "user_agent");
     lua_setfield(L, -2, "User-Agent");
+    if (share) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, cfg, "shared_headers");
+    }
+}
+
+/* Pushes { method, url, headers, body } with the body on top of the stack. */
+static void push_request(lua_State *L, int cfg, int op)
+{
+    int share, shared;
+    lua_getfield(L, cfg, "shared_headers"); /* made by the first call of a config with share_headers */
+    shared = lua_istable(L, -1);
+    if (!shared) {
+        lua_pop(L, 1);
+        lua_getfield(L, cfg, "share_headers");
+    }
+    share = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    /* room for the five set here and the four exchange.lua adds (timeouts, max_body, want_headers);
+     * a dial through a transport that shares headers has no want_headers (exchange.lua), and eight
+     * fields take half the memory of nine */
+    lua_createtable(L, 0, share ? 8 : 9);
+    lua_insert(L, -2);             /* request table below the body */
+    lua_setfield(L, -2, "body");
+    lua_pushliteral(L, "POST");
+    lua_setfield(L, -2, "method");
+    push_url(L, cfg, op, share);
+    lua_setfield(L, -2, "url");
+    if (shared)
+        lua_getfield(L, cfg, "shared_headers");
+    else
+        push_headers(L, cfg, share);
     lua_setfield(L, -2, "headers");
     /* a dial must never go twice: a transport may resend anything else */
     lua_pushboolean(L, op != CTC_OP_DIAL);
     lua_setfield(L, -2, "resend_safe");
 }
 
+/* Pushes a dial's body; the values were checked (no control characters). The usual one, with
+ * nothing to escape, is written in one piece; anything longer or with a quote or backslash goes
+ * through the buffer. */
+static void push_dial_body(lua_State *L, const char *caller, const char *callee, text user_data, text seat)
+{
+    char out[256];
+    size_t an = strlen(caller), bn = strlen(callee);
+#define PUT(s, n) (memcpy(out + k, (s), (n)), k += (n))
+#define PUTS(lit) PUT(lit, sizeof lit - 1)
+    if (an + bn + user_data.len + seat.len + 64 <= sizeof out
+        && !memchr(user_data.s, '"', user_data.len) && !memchr(user_data.s, '\\', user_data.len)
+        && !memchr(seat.s, '"', seat.len) && !memchr(seat.s, '\\', seat.len)) {
+        size_t k = 0;
+        PUTS("{\"callerNbr\":\"");
+        PUT(caller, an);
+        PUTS("\",\"calleeNbr\":\"");
+        PUT(callee, bn);
+        PUTS("\",\"userData\":\"");
+        PUT(user_data.s, user_data.len);
+        PUTS("\",\"setingNbr\":\"");
+        PUT(seat.s, seat.len);
+        PUTS("\"}");
+        lua_pushlstring(L, out, k);
+    } else {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        luaL_addchar(&b, '{');
+        add_member(&b, 1, "callerNbr", caller, an);
+        add_member(&b, 0, "calleeNbr", callee, bn);
+        add_member(&b, 0, "userData", user_data.s, user_data.len);
+        add_member(&b, 0, "setingNbr", seat.s, seat.len);
+        luaL_addchar(&b, '}');
+        luaL_pushresult(&b);
+    }
+#undef PUTS
+#undef PUT
+}
+
 /*
- * core.request(op, config, args) -> request, asked [, caller, callee, seat] | nil, err
+ * core.request(op, config, args [, parts]) -> request, asked [, caller, callee, seat] | nil, err
  * err: { kind = "argument", message = "caller: phone number ...", field = "caller", sent = false }
  * asked: the cursor asked for (records_page), else nil; dial only: caller,
- * callee, seat as sent (normalized numbers, trimmed seat), as values (no table).
+ * callee, seat as sent (normalized numbers, trimmed seat), as values (no table), unless parts is false.
  * config: { base_url, authorization, user_agent, country_code, user_data }
  * (checked when the client was made); args: the call's own table.
  */
@@ -334,6 +430,17 @@ int ctc_l_request(lua_State *L)
         break;
     }
 
+    if (op == CTC_OP_DIAL) {
+        push_dial_body(L, phone_a, phone_b, user_data, seat);
+        push_request(L, 2, op);
+        lua_pushnil(L); /* no cursor */
+        if (lua_isboolean(L, 4) && !lua_toboolean(L, 4))
+            return 2; /* the caller has no use for the parts */
+        lua_pushstring(L, phone_a);
+        lua_pushstring(L, phone_b);
+        lua_pushlstring(L, seat.s, seat.len);
+        return 5;
+    }
     /* nothing below touches the stack except through the buffer */
     luaL_buffinit(L, &b);
     luaL_addchar(&b, '{');
@@ -342,12 +449,6 @@ int ctc_l_request(lua_State *L)
         add_member(&b, 1, "userData", user_data.s, user_data.len);
         add_member(&b, 0, "setingNbr", seat.s, seat.len);
         add_member(&b, 0, "userPhone", phone_a, strlen(phone_a));
-        break;
-    case CTC_OP_DIAL:
-        add_member(&b, 1, "callerNbr", phone_a, strlen(phone_a));
-        add_member(&b, 0, "calleeNbr", phone_b, strlen(phone_b));
-        add_member(&b, 0, "userData", user_data.s, user_data.len);
-        add_member(&b, 0, "setingNbr", seat.s, seat.len);
         break;
     case CTC_OP_BALANCE:
         add_member(&b, 1, "userData", user_data.s, user_data.len);
@@ -366,13 +467,6 @@ int ctc_l_request(lua_State *L)
         /* the reader needs the cursor asked for, exactly */
         ctc_push_id(L, max_id);
         return 2;
-    }
-    if (op == CTC_OP_DIAL) {
-        lua_pushnil(L); /* no cursor */
-        lua_pushstring(L, phone_a);
-        lua_pushstring(L, phone_b);
-        lua_pushlstring(L, seat.s, seat.len);
-        return 5;
     }
     return 1;
 }

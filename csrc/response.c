@@ -190,6 +190,126 @@ static int read_page(lua_State *L, int data, const ctc_json_page *pg)
     return 2;
 }
 
+/* ---- a dial's answer, read in one pass ---- */
+
+typedef struct scan {
+    const char *b;
+    size_t n, p;
+} scan;
+
+static void skip_ws(scan *s)
+{
+    while (s->p < s->n && (s->b[s->p] == ' ' || s->b[s->p] == '\t' || s->b[s->p] == '\n' || s->b[s->p] == '\r'))
+        s->p++;
+}
+
+/* A string without escapes, NULs or control bytes at s->p (after its '"'): its bytes, or -1. */
+static int plain_string(scan *s, const char **out, size_t *len)
+{
+    size_t i;
+    if (s->p >= s->n || s->b[s->p] != '"')
+        return -1;
+    for (i = s->p + 1; i < s->n; i++) {
+        unsigned char c = (unsigned char)s->b[i];
+        if (c > '\\' || (c >= 0x20 && c != '"' && c != '\\'))
+            continue; /* the usual byte: one test */
+        if (c == '"') {
+            *out = s->b + s->p + 1;
+            *len = i - s->p - 1;
+            s->p = i + 1;
+            return 0;
+        }
+        if (c == '\\' || c < 0x20)
+            return -1;
+    }
+    return -1;
+}
+
+/* The key of a member and its colon: 0, or -1. */
+static int member_key(scan *s, const char **key, size_t *len)
+{
+    skip_ws(s);
+    if (plain_string(s, key, len) != 0)
+        return -1;
+    skip_ws(s);
+    if (s->p >= s->n || s->b[s->p] != ':')
+        return -1;
+    s->p++;
+    skip_ws(s);
+    return 0;
+}
+
+/* After a member: 1 (a ',' follows), 0 (the closing '}'), or -1. */
+static int member_end(scan *s)
+{
+    skip_ws(s);
+    if (s->p < s->n && (s->b[s->p] == ',' || s->b[s->p] == '}'))
+        return s->b[s->p++] == ',';
+    return -1;
+}
+
+static int is_key(const char *k, size_t n, const char *name)
+{
+    return n == strlen(name) && memcmp(k, name, n) == 0;
+}
+
+/* meta's value at s->p: { "success": true, "message": "..." } in either order, each at most once
+ * and nothing else: 0 with success true, else -1. */
+static int accepted_meta(scan *s)
+{
+    int success = 0, message = 0, more;
+    const char *k, *v;
+    size_t kn, vn;
+    if (s->p >= s->n || s->b[s->p++] != '{')
+        return -1;
+    do {
+        if (member_key(s, &k, &kn) != 0)
+            return -1;
+        if (is_key(k, kn, "success") && !success && s->n - s->p >= 4 && memcmp(s->b + s->p, "true", 4) == 0) {
+            s->p += 4;
+            success = 1;
+        } else if (is_key(k, kn, "message") && !message && plain_string(s, &v, &vn) == 0) {
+            message = 1;
+        } else {
+            return -1;
+        }
+    } while ((more = member_end(s)) == 1);
+    return more == 0 && success ? 0 : -1;
+}
+
+/* The answer of an accepted dial in the form the provider sends it, {"meta":{"success":true,
+ * "message":"..."},"data":"<session id>"} (members in either order, each once, plain strings,
+ * nothing else): pushes the session id and returns 1. Anything else returns 0 with nothing pushed,
+ * and the full reader decides; on what this accepts both give the same value. */
+int ctc_fast_dial(lua_State *L, const char *body, size_t n)
+{
+    scan s;
+    int meta = 0, more;
+    const char *k, *data = NULL;
+    size_t kn, dn = 0;
+    s.b = body;
+    s.n = n;
+    s.p = 0;
+    skip_ws(&s);
+    if (s.p >= s.n || s.b[s.p++] != '{')
+        return 0;
+    do {
+        if (member_key(&s, &k, &kn) != 0)
+            return 0;
+        if (is_key(k, kn, "meta") && !meta && accepted_meta(&s) == 0)
+            meta = 1;
+        else if (is_key(k, kn, "data") && data == NULL && plain_string(&s, &data, &dn) == 0 && dn > 0)
+            ;
+        else
+            return 0;
+    } while ((more = member_end(&s)) == 1);
+    skip_ws(&s);
+    if (more != 0 || !meta || data == NULL || s.p != s.n)
+        return 0;
+    lua_pushlstring(L, data, dn);
+    return 1;
+}
+
 /* ---- the reader ---- */
 
 /* core.response(op, status, body [, asked_max_id [, secrets]]) -> value(s) | nil, err
@@ -217,6 +337,8 @@ static int l_response(lua_State *L)
     status = (int)st;
     if (status < 200 || status > 299)
         return http_error(L, status, body, n);
+    if (op == CTC_OP_DIAL && ctc_fast_dial(L, body, n))
+        return 1;
     /* the ids must rise above the cursor asked (checked as an argument below, on a page) */
     pg.asked = 0;
     if (op == CTC_OP_RECORDS_PAGE && !lua_isnoneornil(L, 4) && ctc_to_id(L, 4, &pg.asked) != NULL)

@@ -105,7 +105,8 @@ local function prepare(self, fname, op, args)
       return nil, argument_error(st, fname, "unknown field '" .. tostring(k) .. "'", tostring(k))
     end
   end
-  local request, asked, caller, callee, seat = core.request(op, st.cfg, args)
+  -- a dial's parts (caller, callee, seat) are for the guard only
+  local request, asked, caller, callee, seat = core.request(op, st.cfg, args, st.guard ~= nil)
   if not request then
     -- the core fails with an error table: { message = "caller: ...", field = "caller" }
     return nil, argument_error(st, fname, asked.message, asked.field)

@@ -78,6 +78,11 @@ server {
         conns = conns, dial_body = seen:get("dial_body"), dial_auth = seen:get("dial_auth") })
     }
   }
+  location = /odd/rest/voiceCall/api {
+    return 200 '{"data":"s\\u0069d-odd","meta":{"message":"ok","success":true},"extra":[1]}';
+  }
+  location = /refuse/rest/voiceCall/api { return 200 '{"meta":{"success":false,"message":"seat busy"}}'; }
+  location = /busy/rest/voiceCall/api { return 503 '{"meta":{"success":false,"message":"try later"}}'; }
   location = /reset { content_by_lua_block { ngx.shared.seen:flush_all() ngx.say("ok") } }
   location = /drop-dials { content_by_lua_block { ngx.shared.seen:set("drop_dials", true) ngx.say("ok") } }
 }
@@ -122,6 +127,31 @@ describe("libcurl transport", function()
     assert.equal(h.SECRET_B64, c.dial_auth)
     assert.equal('{"callerNbr":"+8613500000002","calleeNbr":"+8675528000123","userData":"'
                  .. h.USER_DATA .. '","setingNbr":"PP1"}', c.dial_body)
+  end)
+
+  it("a dial's answer in another form, a refusal and an HTTP error read as the full reader reads them", function()
+    local base = srv:url("")
+    assert.equal("sid-odd", client { base_url = base .. "/odd" }:dial { caller = "13500000002",
+                                                                      callee = "13500000003", seat = "PP1" })
+    local sid, err = client { base_url = base .. "/refuse" }:dial { caller = "13500000002", callee = "13500000003",
+                                                                   seat = "PP1" }
+    assert.is_nil(sid)
+    assert.same({ "api", "seat busy", true }, { err.kind, err.message, err.sent })
+    sid, err = client { base_url = base .. "/busy", retries = 2 }:dial { caller = "13500000002",
+                                                                        callee = "13500000003", seat = "PP1" }
+    assert.is_nil(sid)
+    assert.same({ "http", 503, true }, { err.kind, err.status, err.may_have_rung })
+    assert.truthy(err.message:find("try later", 1, true))
+  end)
+
+  it("one handle sends each request's own headers when their tables change between calls", function()
+    local t = core.curl_transport()
+    local a, b = { Authorization = "one" }, { Authorization = "two" }
+    for _, hdrs in ipairs { a, a, b, a, {}, b } do
+      assert(t:perform { method = "POST", url = srv:url("/rest/voiceCall/api"), headers = hdrs, body = "{}" })
+      assert.equal(hdrs.Authorization, counts().dial_auth)
+    end
+    t:close()
   end)
 
   it("keeps one connection alive over 100 calls (counted by the server)", function()

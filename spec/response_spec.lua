@@ -253,3 +253,57 @@ describe("core.response: the JSON it reads", function()
     assert.equal(7, r[1].id)
   end)
 end)
+
+-- A dial's accepted answer in the provider's usual form is read in one pass (csrc/response.c,
+-- ctc_fast_dial); every other form goes to the full reader. Both must give the same answer: these
+-- are the forms on either side of the line.
+describe("core.response: a dial's answer, in the usual form and around it", function()
+  local function dial(body)
+    local v, err = core.response("dial", 200, body)
+    if v == nil then
+      return { kind = err.kind, message = err.message }
+    end
+    return v
+  end
+  local OK = '{"meta":{"success":true,"message":"ok"},"data":"sid-1"}'
+
+  it("reads the session id whatever the order, spacing and message", function()
+    for _, body in ipairs {
+      OK,
+      '{"data":"sid-1","meta":{"message":"ok","success":true}}',
+      ' \t\r\n{ "meta" : { "success" : true , "message" : "成功" } , "data" : "sid-1" } \n',
+      '{"meta":{"success":true},"data":"sid-1"}',
+      '{"meta":{"success":true,"message":""},"data":"sid-1"}',
+      -- the full reader's forms: escapes, duplicates (the last wins), members of other names, a NUL after
+      '{"meta":{"success":true,"message":"o\\nk"},"data":"sid-\\u0031"}',
+      '{"meta":{"success":false,"success":true},"data":"sid-1"}',
+      '{"meta":{"success":true},"data":"sid-0","data":"sid-1"}',
+      '{"meta":{"success":true,"code":0},"data":"sid-1","extra":[1,{"a":null}]}',
+      OK .. "\0junk",
+    } do
+      assert.equal("sid-1", dial(body), body)
+    end
+  end)
+
+  it("refuses what is not an accepted dial, with the full reader's message", function()
+    local proto = function(m) return { kind = "protocol", message = m } end
+    for body, want in pairs {
+      ['{"meta":{"success":false,"message":"seat busy"},"data":"sid-1"}'] = { kind = "api", message = "seat busy" },
+      ['{"meta":{"success":true,"message":"ok"},"data":""}'] = proto("response data is not a session id string"),
+      ['{"meta":{"success":true,"message":"ok"},"data":7}'] = proto("response data is not a session id string"),
+      ['{"meta":{"success":true,"message":"ok"}}'] = proto("response data is not a session id string"),
+      ['{"meta":{"success":"true"},"data":"sid-1"}'] = proto("response meta.success is not a boolean"),
+      ['{"data":"sid-1"}'] = proto("response has no meta object"),
+      ['["sid-1"]'] = proto("response has no meta object"),
+    } do
+      assert.same(want, dial(body), body)
+    end
+    for _, body in ipairs { OK .. "x", OK:sub(1, -2), '{"meta":{"success":true},"data":"sid\0-1"}',
+                            '{"meta":{"success":tru},"data":"sid-1"}' } do
+      local got = dial(body)
+      assert.is_table(got, body)
+      assert.equal("protocol", got.kind, body)
+      assert.truthy(got.message:find("response body is not JSON", 1, true), body)
+    end
+  end)
+end)

@@ -158,6 +158,48 @@ describe("core.request", function()
     assert.equal(7, asked2)
     assert.is_nil(parts2)
   end)
+
+  it("leaves a dial's parts out when parts is false (a client without a guard)", function()
+    local n = select("#", core.request("dial", cfg, { caller = "13500000002", callee = "13500000003", seat = "P1" },
+                                       false))
+    assert.equal(2, n)
+  end)
+
+  it("gives every call of a config with share_headers one headers table, and a fresh one otherwise", function()
+    local args = { caller = "13500000002", callee = "13500000003", seat = "P1" }
+    local shared = { base_url = cfg.base_url, authorization = "Basic x", user_agent = "ua", user_data = "u",
+                     share_headers = true }
+    local a, b = assert(core.request("dial", shared, args)), assert(core.request("balance", shared, {}))
+    assert.equal(a.headers, b.headers)
+    assert.same({ ["Content-Type"] = "application/json", Accept = "application/json", Authorization = "Basic x",
+                  ["User-Agent"] = "ua" }, a.headers)
+    assert.equal("https://api.example.com/rest/voiceCall/api", a.url)
+    assert.equal("https://api.example.com/management/customer/isallow", b.url)
+    local c, d = assert(core.request("dial", cfg, args)), assert(core.request("dial", cfg, args))
+    assert.are_not.equal(c.headers, d.headers)
+    assert.same(c.headers, d.headers)
+  end)
+
+  it("makes each URL from the base_url the config holds now", function()
+    local own = { base_url = "http://one", authorization = "a", user_agent = "ua", user_data = "u" }
+    assert.equal("http://one/management/customer/isallow", assert(core.request("balance", own, {})).url)
+    own.base_url = "http://two"
+    assert.equal("http://two/management/customer/isallow", assert(core.request("balance", own, {})).url)
+  end)
+
+  it("writes a dial's body the same way whether its values need escaping or not", function()
+    local long = string.rep("u", 300)
+    for _, ud in ipairs { "plain", 'quo"te', "back\\slash", long } do
+      local req = assert(core.request("dial", cfg, { caller = "13500000002", callee = "13500000003",
+                                                     seat = 'S"1', user_data = ud }))
+      assert.same({ callerNbr = "+8613500000002", calleeNbr = "+8613500000003", userData = ud, setingNbr = 'S"1' },
+                  h.decode(req.body))
+      assert.equal(1, select(2, req.body:gsub('"callerNbr"', "")))
+    end
+    local req = assert(core.request("dial", cfg, { caller = "13500000002", callee = "13500000003", seat = "P1" }))
+    assert.equal('{"callerNbr":"+8613500000002","calleeNbr":"+8613500000003","userData":"' .. h.USER_DATA
+                 .. '","setingNbr":"P1"}', req.body)
+  end)
 end)
 
 describe("core.response on a records page", function()
@@ -191,5 +233,22 @@ describe("core.response on a records page", function()
     assert.equal(1, data[1].id)
     assert.equal(2, data[2].id)
     assert.is_nil(data[1].z)
+  end)
+end)
+
+describe("a transport function's requests", function()
+  it("are its own: each has a fresh headers table (only libcurl's transport shares one)", function()
+    local seen = {}
+    local client = assert(require("clicktocall").new { base_url = "http://test", app_secret = "TEST",
+      user_data = "UD-1", transport = function(request)
+        seen[#seen + 1] = request
+        return { status = 200, headers = {}, body = '{"meta":{"success":true,"message":"ok"},"data":"sid-1"}' }
+      end })
+    assert.equal("sid-1", client:dial { caller = "13500000002", callee = "13500000003", seat = "P1" })
+    seen[1].headers.Authorization = "changed by the transport"
+    assert.equal("sid-1", client:dial { caller = "13500000002", callee = "13500000003", seat = "P1" })
+    assert.are_not.equal(seen[1].headers, seen[2].headers)
+    assert.equal("VEVTVA==", seen[2].headers.Authorization)
+    assert.is_false(seen[2].want_headers)
   end)
 end)

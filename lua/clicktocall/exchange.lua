@@ -127,14 +127,8 @@ local function header(headers, name)
 end
 _M.header = header
 
---- send(st, t, request) -> res | nil, err
--- The transport may be the caller's function, and so may raise. A raise is kind
--- "protocol" (the transport broke its contract: it is no fact about the network),
--- sent = true (we cannot know how far it got, and a dial must never go twice), and
--- not retryable (a raise is a bug, not a transient failure). What comes back is
--- checked to be a response: a status from 100 to 599, headers a table or nil.
-local function send(st, t, request)
-  local ok, res, terr = raw_pcall(t.send, t, request) -- the plain pcall: no vararg pass on the dial path
+-- checked(st, t, pcall's results of a transport's send) -> res | nil, err (see send)
+local function checked(st, t, ok, res, terr)
   if not ok then
     errors.pass_interrupt(res)
     return nil, fail(st, "protocol", t.name .. " raised an error: " .. describe(res),
@@ -151,6 +145,16 @@ local function send(st, t, request)
     return nil, fail(st, "protocol", "the transport returned something that is not a response", { sent = true })
   end
   return res
+end
+
+--- send(st, t, request) -> res | nil, err
+-- The transport may be the caller's function, and so may raise. A raise is kind
+-- "protocol" (the transport broke its contract: it is no fact about the network),
+-- sent = true (we cannot know how far it got, and a dial must never go twice), and
+-- not retryable (a raise is a bug, not a transient failure). What comes back is
+-- checked to be a response: a status from 100 to 599, headers a table or nil.
+local function send(st, t, request)
+  return checked(st, t, raw_pcall(t.send, t, request)) -- the plain pcall: no vararg pass on the dial path
 end
 _M.send = send
 
@@ -278,7 +282,20 @@ local function refused_credentials(kind, status, message)
 end
 
 local function api_once(st, t, request, op, asked)
-  local res, e = send(st, t, request)
+  local res, e
+  if op == "dial" and t.send_dial and not st.on_event then
+    -- a transport that reads an accepted dial's answer itself (libcurl's) gives the session id; anything
+    -- else comes back as send's results, read below (events need the response: not with on_event)
+    local ok, r, terr = raw_pcall(t.send_dial, t, request)
+    if ok and type(r) == "string" then
+      return r
+    end
+    res, e = checked(st, t, ok, r, terr)
+  else
+    -- the headers of a 2xx answer are never read here (Retry-After matters only on failures)
+    request.want_headers = false
+    res, e = send(st, t, request)
+  end
   if not res then
     return nil, e
   end
@@ -300,8 +317,6 @@ function _M.api(st, op, request, asked, t)
   request.timeout = st.timeout
   request.connect_timeout = st.connect_timeout
   request.max_body = st.max_body
-  -- the headers of a 2xx answer are never read here (Retry-After matters only on failures)
-  request.want_headers = false
   return with_retries(st, t or st.transport, op, op ~= "dial", request, api_once, op, asked)
 end
 

@@ -285,6 +285,8 @@ function _M.state(o, version)
   end
   local err
   err, field = setup_transport(st, o)
+  -- a transport that never changes nor keeps a request may get one headers table for all (core.request)
+  st.cfg.share_headers = st.transport and st.transport.shares_headers or nil
   if not err then
     err, field = setup_guard(st, o)
   end

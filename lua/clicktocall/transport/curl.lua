@@ -6,7 +6,8 @@ local core = require "clicktocall.core"
 
 local setmetatable = setmetatable
 
-local T = { name = "the libcurl transport" }
+-- shares_headers: send only reads a request (in C), so a client's calls may share one headers table
+local T = { name = "the libcurl transport", shares_headers = true }
 T.__index = T
 
 local _M = { _VERSION = core._VERSION }
@@ -27,6 +28,11 @@ end
 
 function T:send(request)
   return self.handle:perform(request)
+end
+
+-- send_dial(request) -> session id (an accepted dial's answer read in C) | what send returns
+function T:send_dial(request)
+  return self.handle:send_dial(request)
 end
 
 function T:download(request, tmp)
