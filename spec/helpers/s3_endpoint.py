@@ -255,10 +255,14 @@ class Handler(BaseHTTPRequestHandler):
                 pass
         finally:
             self.expect_continue = False
-            self.entry["finished"] = time.time()
             if not raw_path.startswith("/_s3/"):
-                with st.lock:
-                    st.log.append(self.entry)
+                self.log_now()
+
+    def log_now(self):
+        if not self.entry.get("finished"):
+            self.entry["finished"] = time.time()
+            with self.state.lock:
+                self.state.log.append(self.entry)
 
     def control(self, path):
         st = self.state
@@ -483,6 +487,7 @@ class Handler(BaseHTTPRequestHandler):
                             # the connection cut mid-body: no answer at all
                             self.entry["bytes"] = got
                             self.entry["code"] = "cut"
+                            self.log_now()  # before the client can see the close and ask for the log
                             self.close_connection = True
                             self.connection.shutdown(socket.SHUT_RDWR)
                             return
