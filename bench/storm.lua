@@ -10,7 +10,11 @@
 -- is the same canary, with the store's own faults injected (--upload 0: no store).
 local ROOT = os.getenv("CTC_STORM_ROOT") or "."
 package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/?.lua;" .. package.path
-package.cpath = ROOT .. "/build/5.4/?.so;" .. package.cpath
+-- the core built for this interpreter, unless a cpath names a build already (a spec requiring this file)
+if not package.cpath:find("/build/", 1, true) then
+  package.cpath = ROOT .. "/build/" .. (rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")) .. "/?.so;"
+    .. package.cpath
+end
 
 local clicktocall = require "clicktocall"
 local core = require "clicktocall.core"

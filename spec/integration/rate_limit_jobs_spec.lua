@@ -6,6 +6,8 @@ local sim = require "spec.helpers.sim"
 local j = require "spec.helpers.jobs"
 local clicktocall = require "clicktocall"
 
+-- plain Lua 5.1 cannot yield across pcall: no scheduler, one download after another
+local SEQUENTIAL = _VERSION == "Lua 5.1" and not rawget(_G, "jit")
 local DAY = 86400
 
 -- the most arrivals (`started`, seconds) any window of `width` seconds holds
@@ -52,7 +54,8 @@ describe("rate_limit and the jobs, against the simulator", function()
                                                   concurrency = 4 })
     assert.are.equal(12, summary.downloaded)
     assert.are.equal(0, #summary.failed)
-    assert.is_true(waits >= 6, "waits: " .. waits)
+    -- 12 in groups of 3: each later group waits, once in turn on plain Lua 5.1 (no scheduler), more at once
+    assert.is_true(waits >= (SEQUENTIAL and 3 or 6), "waits: " .. waits)
     local recordings = {}
     for _, r in ipairs(s:requests()) do
       if r.uri:find("^/recordings/") then recordings[#recordings + 1] = r end

@@ -14,6 +14,8 @@ local clicktocall = require "clicktocall"
 local cjson = require("cjson").new()
 
 local DAY = 86400
+-- plain Lua 5.1 cannot yield across pcall: no scheduler there, the uploads go one after another
+local SEQUENTIAL = _VERSION == "Lua 5.1" and not rawget(_G, "jit")
 
 local function sha(s)
   local x = core.sha256()
@@ -102,7 +104,9 @@ describe("archive_recordings{ upload } against the S3 endpoint #integration", fu
     local list = puts(store)
     assert.equal(24, #list)
     for _, r in ipairs(list) do assert.equal(200, r.status) end
-    assert.is_true(most_at_once(list) >= 4, "uploads were not in flight at once")
+    if not SEQUENTIAL then
+      assert.is_true(most_at_once(list) >= 4, "uploads were not in flight at once")
+    end
     local m, n = manifest(dir)
     assert.equal(24, n)
     for _, e in pairs(m) do
