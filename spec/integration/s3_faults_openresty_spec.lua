@@ -165,12 +165,13 @@ describe("archive_recordings{ upload } inside nginx: the store's faults #integra
     return run
   end
 
-  -- every recording failed as `kind` (and `status`, S3's `code`), each local copy whole, no `uploaded`, no
-  -- object (unless `may_store`: a slow store may still keep what it received after the client gave up)
+  -- every recording failed at the upload as `kind` (and `status`, S3's `code`), each local copy whole, no
+  -- `uploaded`, no object (unless `may_store`: a slow store may keep what it received after the client gave up)
   local function all_failed(run, n, kind, status, code, may_store)
     assert.same({ n, 0, n }, { run.downloaded, run.uploaded, #run.failed })
     for _, f in ipairs(run.failed) do
       assert.equal(kind, f.kind, f.message)
+      assert.equal("upload", f.stage) -- the recording whole locally, not in the store
       if status then assert.equal(status, f.status) end
       if code then assert.matches("%(" .. code .. "%)", f.message) end
       assert.truthy(f.id and f.sessionId)
