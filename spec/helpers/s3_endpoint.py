@@ -182,6 +182,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ answering
     def answer(self, status, body=b"", headers=None, content_type="application/xml"):
+        self.logged(status)
         self.send_response(status)
         self.send_header("x-amz-request-id", self.request_id)
         if body or self.command != "HEAD":
@@ -195,7 +196,6 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD" and body:
             self.wfile.write(body)
-        self.entry["status"] = status
 
     def answer_error(self, err):
         self.entry["code"] = err.code
@@ -238,12 +238,13 @@ class Handler(BaseHTTPRequestHandler):
         self.expect_continue = getattr(self, "expect_continue", False)
         te = self.headers.get("Transfer-Encoding")
         self.vbucket = self.virtual_bucket()
+        self.is_s3 = not (raw_path.startswith("/_s3/") and self.vbucket is None)
         try:
             self.body_pending = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             self.body_pending = 0
         try:
-            if raw_path.startswith("/_s3/") and self.vbucket is None:
+            if not self.is_s3:
                 self.control(raw_path)
                 return
             if te:
@@ -264,8 +265,15 @@ class Handler(BaseHTTPRequestHandler):
                 pass
         finally:
             self.expect_continue = False
-            if not raw_path.startswith("/_s3/") or self.vbucket is not None:
-                self.log_now()
+            if self.is_s3:
+                self.log_now()  # one that got no answer (a cut, a defect): logged once it ends
+
+    def logged(self, status):
+        # an S3 request is in the log before its answer leaves: a client that got the answer and asks for the
+        # log at once (another thread serves it) finds the request there
+        self.entry["status"] = status
+        if self.is_s3:
+            self.log_now()
 
     def log_now(self):
         if not self.entry.get("finished"):
@@ -574,13 +582,13 @@ class Handler(BaseHTTPRequestHandler):
                     headers["Content-Range"] = "bytes %d-%d/%d" % (first, last, size)
             length = last - first + 1 if size else 0
             headers["Content-Length"] = str(length)
+            self.logged(status)
             self.send_response(status)
             self.send_header("x-amz-request-id", self.request_id)
             self.send_header("Content-Type", meta.get("content_type", "binary/octet-stream"))
             for k, v in headers.items():
                 self.send_header(k, v)
             self.end_headers()
-            self.entry["status"] = status
             if self.command == "GET":
                 f.seek(first)
                 left = length
