@@ -46,6 +46,8 @@
 -- sent); for an IP-literal host ngx_lua can verify the chain only (it matches names, never IP addresses).
 -- A pooled connection the server closed between requests fails the next request with sent = true (bytes
 -- were written): the client retries idempotent calls, never a dial.
+-- An upload the server answers before taking the whole body (a store refusing a large PUT, then closing):
+-- its answer (3xx and up) is the result, not the broken pipe; a 2xx or no answer leaves the send's error.
 
 local http1 = require "clicktocall.http1"
 local errors = require "clicktocall.errors"
