@@ -185,6 +185,30 @@ describe("clicktocall.metrics", function()
       clean(text)
     end)
 
+    it("an archive that uploads: uploaded counted, its failures by stage (download, upload)", function()
+      local mm = metrics.new()
+      local function failed(stage) return { id = 1, sessionId = "s", stage = stage, err = { kind = "http" } } end
+      local f1, f2, f3 = failed("upload"), failed("upload"), failed("download")
+      mm:job("archive", { downloaded = 5, uploaded = 3, skipped = 1, no_recording = 0, bytes = 500,
+                          failed = { f1, f2, f3 }, expiring = { f3 } })
+      local text = mm:render()
+      assert.equal(3, value(text, 'clicktocall_archive_recordings_total{result="uploaded"}'))
+      assert.equal(3, value(text, 'clicktocall_archive_recordings_total{result="failed"}'))
+      assert.equal(2, value(text, 'clicktocall_archive_failures_total{stage="upload"}'))
+      assert.equal(1, value(text, 'clicktocall_archive_failures_total{stage="download"}'))
+      assert.truthy(text:find("# TYPE clicktocall_archive_failures_total counter\n", 1, true))
+      clean(text)
+      -- the next run: no failure; the counters add up, both stages stay in the exposition
+      mm:job("archive", { downloaded = 0, uploaded = 2, skipped = 6, no_recording = 0, bytes = 0, failed = {},
+                          expiring = {} })
+      text = mm:render()
+      assert.equal(5, value(text, 'clicktocall_archive_recordings_total{result="uploaded"}'))
+      assert.equal(2, value(text, 'clicktocall_archive_failures_total{stage="upload"}'))
+      assert.equal(1, value(text, 'clicktocall_archive_failures_total{stage="download"}'))
+      assert.equal(0, value(text, "clicktocall_archive_failed_recordings"))
+      clean(text)
+    end)
+
     it("the jobs: archive's results and its expiring failures, sync's records, cursor and lag", function()
       local now = os.time()
       -- two recordings 6.5 days old (they expire within 24 h), one of which cannot be downloaded
@@ -200,6 +224,8 @@ describe("clicktocall.metrics", function()
       local text = m:render()
       assert.equal(1, value(text, 'clicktocall_job_runs_total{job="archive",outcome="ok"}'))
       assert.equal(2, value(text, 'clicktocall_archive_recordings_total{result="failed"}'))
+      assert.equal(2, value(text, 'clicktocall_archive_failures_total{stage="download"}'))
+      assert.is_nil(value(text, 'clicktocall_archive_failures_total{stage="upload"}')) -- no upload asked
       assert.equal(0, value(text, 'clicktocall_archive_recordings_total{result="downloaded"}'))
       assert.equal(2, value(text, "clicktocall_archive_failed_recordings"))
       assert.equal(2, value(text, "clicktocall_archive_expiring_recordings"))

@@ -531,6 +531,7 @@ local function archive_one(job, item, io)
   end
   if item.entry then
     -- downloaded by an earlier run, not uploaded: from the local copy, no second download
+    item.stage = "upload"
     local uok, uerr = upload_one(job, item, io, item.entry)
     if not uok then
       return nil, uerr
@@ -578,6 +579,7 @@ local function archive_one(job, item, io)
   end
   if job.s3 then
     item.downloaded = info.bytes -- the download stands whatever the upload does
+    item.stage = "upload"
     local uok, uerr = upload_one(job, item, io, entry)
     if not uok then
       return nil, uerr
@@ -599,8 +601,11 @@ local function older(a, b)
   return a.order < b.order
 end
 
+-- stage: "upload" once the recording is whole and in the manifest (its PUT, its `uploaded` line), else
+-- "download" (everything before: the lease, the fetch, the file, on_file, the manifest line)
 local function failed_entry(item)
-  return { id = item.rec.id, sessionId = item.rec.sessionId, expires_at = item.expires_at, err = item.err }
+  return { id = item.rec.id, sessionId = item.rec.sessionId, expires_at = item.expires_at, err = item.err,
+           stage = item.stage or "download" }
 end
 
 --- run(st, args) -> summary | nil, err

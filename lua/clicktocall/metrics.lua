@@ -86,6 +86,8 @@ local FAMILIES = {
   { "clicktocall_job_last_success_timestamp_seconds", "gauge", "When the job last ran to its end (Unix time)." },
   { "clicktocall_archive_recordings_total", "counter",
     "Recordings the archive handled, by result (downloaded, uploaded, skipped, no_recording, failed)." },
+  { "clicktocall_archive_failures_total", "counter",
+    "Recordings that failed in the archive, by stage (download; upload: whole locally, not in the store)." },
   { "clicktocall_archive_bytes_total", "counter", "Bytes of recordings the archive downloaded." },
   { "clicktocall_archive_failed_recordings", "gauge", "Recordings that failed in the archive's last run." },
   { "clicktocall_archive_expiring_recordings", "gauge",
@@ -405,6 +407,20 @@ function mt:job(name, summary, err, seconds)
     for _, result in ipairs { "downloaded", "uploaded", "skipped", "no_recording", "failed" } do
       if result ~= "uploaded" or summary.uploaded ~= nil then -- uploaded: only when the run uploads
         store.incr(series("clicktocall_archive_recordings_total", labels("result", result)), count(summary[result]))
+      end
+    end
+    -- failed by stage (the summary's failed[i].stage): a failed upload left the recording whole locally
+    local stages = { download = 0 }
+    if summary.uploaded ~= nil then
+      stages.upload = 0
+    end
+    for _, f in ipairs(type(summary.failed) == "table" and summary.failed or {}) do
+      local stage = type(f) == "table" and f.stage == "upload" and "upload" or "download"
+      stages[stage] = (stages[stage] or 0) + 1
+    end
+    for _, stage in ipairs { "download", "upload" } do
+      if stages[stage] then
+        store.incr(series("clicktocall_archive_failures_total", labels("stage", stage)), stages[stage])
       end
     end
     store.incr("clicktocall_archive_bytes_total", count(summary.bytes))

@@ -5,12 +5,14 @@ python3-botocore) on a free loopback port, for specs, the demo and the benchmark
     local server = assert(s3.start { buckets = { "b" }, access_key = "AKID", secret_key = "...",
                                      region = "us-east-1", latency = 0, session_token = nil })
     server.port, server.endpoint        -- "http://127.0.0.1:<port>" (path-style addressing)
+    server.vhost_endpoint               -- "http://localhost:<port>": with path_style = false the bucket goes in
+                                        --   the Host (<bucket>.localhost:<port>, loopback for libcurl)
     server.dir                          -- the objects on disk, one file a key: dir/<bucket>/<key, %XX-encoded>
     server.access_key, server.secret_key, server.region, server.session_token
     server:fault("cut", { after = 1000, times = 1, method = "PUT", match = "part of a key" })  -- nil clears
       -- names: forbidden, no_bucket, error500, retry_after {seconds}, slow {ms}, cut {after}, accept_short
     server:options { latency_ms = 30 }  -- every answer that much later
-    server:requests()                   -- the log: { method, path, query, bucket, key, status, bytes, code,
+    server:requests()                   -- the log: { method, path, query, host, bucket, key, status, bytes, code,
                                         --   fault, started, finished }, oldest first
     server:clear_requests()
     server:object(bucket, key)          -- the stored bytes | nil
@@ -158,6 +160,7 @@ function M.start(opts)
     return nil, "the S3 endpoint did not start: " .. log
   end
   srv.port, srv.endpoint = port, "http://127.0.0.1:" .. port
+  srv.vhost_endpoint = "http://localhost:" .. port
   srv.http = core.curl_transport()
   local ready = nginx.wait_for(function()
     local res = srv.http:perform { method = "GET", url = srv.endpoint .. "/_s3/ready", timeout = 2 }

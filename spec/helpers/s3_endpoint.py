@@ -4,7 +4,9 @@
 Every request's AWS Signature V4 is recomputed with Debian's python3-botocore (its S3SigV4Auth: the
 canonical request, the string to sign, the signing key), never with the project's own signer, and the
 x-amz-content-sha256 it signed is checked against the body actually received: a body one byte off, or short,
-is refused and nothing is stored. Path-style addressing only (http://127.0.0.1:<port>/bucket/key).
+is refused and nothing is stored. Path-style addressing (http://127.0.0.1:<port>/bucket/key), and virtual-hosted
+addressing for a Host of the form <bucket>.localhost[:port] (http://bucket.localhost:<port>/key: libcurl takes any
+*.localhost name for loopback, no resolver needed).
 
 Served: PUT, GET (Range), HEAD and DELETE of an object; HEAD of a bucket; ListObjectsV2 (GET /bucket?list-type=2,
 what `aws s3 ls` and `aws s3 cp s3://...` use); ListBuckets (GET /). Multipart uploads answer NotImplemented:
@@ -16,7 +18,7 @@ Control, unsigned, on the same port under /_s3/ (no bucket name can start with "
   POST /_s3/fault    {"name": ..., "times": n, "method": "PUT", "match": "key part", ...}   {} clears
   POST /_s3/options  {"latency_ms": n, "capture_dir": "DIR" | ""}   capture: each request after it is kept as
                      DIR/<n>.json ({method, target, headers: [[name, value]...]}) and DIR/<n>.body, as received
-  GET  /_s3/requests                  the log: [{method, path, bucket, key, status, bytes, code, ...}]
+  GET  /_s3/requests                  the log: [{method, path, host, bucket, key, status, bytes, code, ...}]
   POST /_s3/requests/clear
 Faults: forbidden (403 AccessDenied), no_bucket (404 NoSuchBucket), error500 (500 InternalError),
 retry_after (503 SlowDown, Retry-After: opts.seconds or 1), slow (opts.ms before answering, after the body),
@@ -55,6 +57,7 @@ CHUNK = 64 * 1024
 SKEW = 15 * 60  # seconds, as S3
 AUTH_RE = re.compile(r"^AWS4-HMAC-SHA256 Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+VHOST = re.compile(r"^([a-z0-9][a-z0-9.-]*)\.localhost(?::\d+)?$")
 
 MESSAGES = {
     "AccessDenied": (403, "Access Denied"),
@@ -158,6 +161,11 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "ctc-s3-endpoint"
     state = None  # set in main
 
+    def virtual_bucket(self):
+        """The bucket a virtual-hosted request names in its Host (<bucket>.localhost[:port]), else None."""
+        m = VHOST.match((self.headers.get("Host") or "").lower())
+        return m.group(1) if m else None
+
     def log_message(self, *args):  # quiet: the request log is /_s3/requests
         pass
 
@@ -174,6 +182,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ answering
     def answer(self, status, body=b"", headers=None, content_type="application/xml"):
+        self.logged(status)
         self.send_response(status)
         self.send_header("x-amz-request-id", self.request_id)
         if body or self.command != "HEAD":
@@ -184,9 +193,6 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
-        # logged before the client can read the answer: a spec that reads the log right after it sees it
-        self.entry["status"] = status
-        self.log_now()
         self.end_headers()
         if self.command != "HEAD" and body:
             self.wfile.write(body)
@@ -228,15 +234,17 @@ class Handler(BaseHTTPRequestHandler):
         self.request_id = uuid.uuid4().hex[:16].upper()
         raw_path, _, raw_query = self.path.partition("?")
         self.entry = {"method": self.command, "path": raw_path, "query": raw_query, "status": None, "bytes": 0,
-                      "started": time.time()}
+                      "host": self.headers.get("Host"), "started": time.time()}
         self.expect_continue = getattr(self, "expect_continue", False)
         te = self.headers.get("Transfer-Encoding")
+        self.vbucket = self.virtual_bucket()
+        self.is_s3 = not (raw_path.startswith("/_s3/") and self.vbucket is None)
         try:
             self.body_pending = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             self.body_pending = 0
         try:
-            if raw_path.startswith("/_s3/"):
+            if not self.is_s3:
                 self.control(raw_path)
                 return
             if te:
@@ -257,11 +265,18 @@ class Handler(BaseHTTPRequestHandler):
                 pass
         finally:
             self.expect_continue = False
-            if not raw_path.startswith("/_s3/"):
-                self.log_now()
+            if self.is_s3:
+                self.log_now()  # one that got no answer (a cut, a defect): logged once it ends
+
+    def logged(self, status):
+        # an S3 request is in the log before its answer leaves: a client that got the answer and asks for the
+        # log at once (another thread serves it) finds the request there
+        self.entry["status"] = status
+        if self.is_s3:
+            self.log_now()
 
     def log_now(self):
-        if not self.entry.get("finished") and not self.entry["path"].startswith("/_s3/"):
+        if not self.entry.get("finished"):
             self.entry["finished"] = time.time()
             with self.state.lock:
                 self.state.log.append(self.entry)
@@ -315,7 +330,10 @@ class Handler(BaseHTTPRequestHandler):
                 json.dump({"method": self.command, "target": self.path, "headers": list(self.headers.items())}, f)
             open(self.capture + ".body", "wb").close()
             self.entry["capture"] = self.capture
-        bucket, _, key = path[1:].partition("/")
+        if self.vbucket is not None:
+            bucket, key = self.vbucket, path[1:]  # virtual-hosted: the whole path is the key
+        else:
+            bucket, _, key = path[1:].partition("/")
         self.entry["bucket"] = bucket or None
         self.entry["key"] = key or None
         query = dict(params)
@@ -564,13 +582,12 @@ class Handler(BaseHTTPRequestHandler):
                     headers["Content-Range"] = "bytes %d-%d/%d" % (first, last, size)
             length = last - first + 1 if size else 0
             headers["Content-Length"] = str(length)
+            self.logged(status)
             self.send_response(status)
             self.send_header("x-amz-request-id", self.request_id)
             self.send_header("Content-Type", meta.get("content_type", "binary/octet-stream"))
             for k, v in headers.items():
                 self.send_header(k, v)
-            self.entry["status"] = status
-            self.log_now()
             self.end_headers()
             if self.command == "GET":
                 f.seek(first)

@@ -35,6 +35,22 @@ local function count(text, pattern)
   return n
 end
 
+-- the value of one series in a Prometheus text (nil when absent)
+local function metric(text, series)
+  for line in text:gmatch("[^\n]+") do
+    local name, v = line:match("^(.-) (%S+)$")
+    if name == series then return tonumber(v) end
+  end
+  return nil
+end
+
+local function promtool_clean(path)
+  local p = io.popen(("promtool check metrics < %s 2>&1; echo \"exit=$?\""):format(cli.quote(path)))
+  local out = p:read("*a")
+  p:close()
+  assert.equal("exit=0\n", out, "promtool check metrics:\n" .. out)
+end
+
 describe("clicktocall archive --upload #noasan", function()
   local sim, store, env
   local outputs = {}
@@ -172,11 +188,22 @@ describe("clicktocall archive --upload #noasan", function()
     seed(3)
     store:fault("forbidden", { method = "PUT" })
     local dir = cli.tmpdir()
+    local prom = cli.tmpdir() .. "/ctc_archive.prom"
     local r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir,
-                    "--upload", "s3://rec/f/", "--endpoint", store.endpoint, "--path-style" })
+                    "--upload", "s3://rec/f/", "--endpoint", store.endpoint, "--path-style", "--metrics-file", prom })
     assert.equal(5, r.code, r.stderr)
     local m = manifest(dir)
     assert.is_true(#m >= 2)
+    -- the textfile tells the failed uploads from failed downloads
+    local text = assert(cli.read(prom))
+    outputs[#outputs + 1] = text
+    promtool_clean(prom)
+    assert.equal(#m, metric(text, 'clicktocall_archive_recordings_total{result="downloaded"}'))
+    assert.equal(0, metric(text, 'clicktocall_archive_recordings_total{result="uploaded"}'))
+    assert.equal(#m, metric(text, 'clicktocall_archive_recordings_total{result="failed"}'))
+    assert.equal(#m, metric(text, 'clicktocall_archive_failures_total{stage="upload"}'))
+    assert.equal(0, metric(text, 'clicktocall_archive_failures_total{stage="download"}'))
+    assert.equal(#m, metric(text, "clicktocall_archive_failed_recordings"))
     assert.equal(#m, count(r.stdout, "failed: id %d+, session [^\n]*HTTP 403 %(AccessDenied%)"), r.stdout)
     assert.matches("uploaded 0 to s3://rec/f/", r.stdout)
     assert.matches(#m .. " recordings failed; run the same command again", r.stderr)
@@ -187,9 +214,15 @@ describe("clicktocall archive --upload #noasan", function()
     -- the next run uploads them from the local copies, downloading nothing again
     store:fault(nil)
     r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir,
-              "--upload", "s3://rec/f/", "--endpoint", store.endpoint, "--path-style" })
+              "--upload", "s3://rec/f/", "--endpoint", store.endpoint, "--path-style", "--metrics-file", prom })
     assert.equal(0, r.code, r.stderr)
     assert.matches("^archived 0, .*uploaded " .. #m .. " to s3://rec/f/", r.stdout)
+    text = assert(cli.read(prom))
+    promtool_clean(prom)
+    assert.equal(#m, metric(text, 'clicktocall_archive_recordings_total{result="uploaded"}'))
+    assert.equal(0, metric(text, 'clicktocall_archive_recordings_total{result="downloaded"}'))
+    assert.equal(0, metric(text, 'clicktocall_archive_failures_total{stage="upload"}'))
+    assert.equal(0, metric(text, "clicktocall_archive_failed_recordings"))
   end)
 
   it("refuses bad upload settings before anything is sent (exit 2), naming the flag or variable", function()

@@ -1,8 +1,9 @@
 -- archive_recordings{ upload } against the simulator and the signature-checking S3 endpoint
 -- (spec/helpers/s3.lua: every request's SigV4 signature and payload hash verified with botocore's signer):
 -- libcurl at concurrency 8 (uploads in flight at once), "ngx" inside nginx, objects read back and their
--- SHA-256 compared (also through Debian's awscli), re-runs, keep_local = false, a refusing store, and a
--- kill -9 between the PUT and its manifest line (the next run uploads again).
+-- SHA-256 compared (also through Debian's awscli), re-runs, keep_local = false, a refusing store, a
+-- kill -9 between the PUT and its manifest line (the next run uploads again), and virtual-hosted addressing
+-- (path_style = false against http://localhost:<port>: the bucket in the Host, <bucket>.localhost).
 local sim = require "spec.helpers.sim"
 local s3h = require "spec.helpers.s3"
 local nginx = require "spec.helpers.nginx"
@@ -318,6 +319,46 @@ describe("t:upload over libcurl against the S3 endpoint #integration", function(
     m:wait(0.05)
     m:close()
     assert.equal(before, fds())
+  end)
+
+  it("uploads virtual-hosted (path_style = false): the bucket in the Host, <bucket>.localhost:<port>", function()
+    local now = os.time()
+    local s = assert(sim.start())
+    local ok, e = pcall(function()
+      s:post("/_sim/seed", { count = 3, start_time = now - DAY, end_time = now - 60, recorded = true })
+      local up = { url = "s3://calls/vh/", endpoint = store.vhost_endpoint, region = store.region,
+                   access_key = store.access_key, secret_key = store.secret_key, path_style = false }
+      local r = assert(s:client():archive_recordings { start_time = now - DAY, end_time = now, dir = dir,
+                                                         upload = up })
+      assert.same({ 3, 3, 0 }, { r.downloaded, r.uploaded, #r.failed })
+      local host = "calls.localhost:" .. store.port
+      local list = puts(store)
+      assert.equal(3, #list)
+      for _, p in ipairs(list) do
+        -- addressed by the Host, signed over it (the endpoint checked with botocore), the path the key alone
+        assert.same({ 200, host, "calls" }, { p.status, p.host, p.bucket })
+        assert.matches("^/vh/", p.path)
+      end
+      for _, m in pairs(manifest(dir)) do
+        assert.equal("vh/" .. m.file, m.uploaded.key)
+        assert.equal(m.sha256, sha(assert(store:object("calls", m.uploaded.key))))
+      end
+      -- read back path-style by awscli (an independent client)
+      local _, any = next((manifest(dir)))
+      local aok, out = store:aws("s3 cp s3://calls/" .. any.uploaded.key .. " " .. dir .. "/back.wav")
+      assert.is_true(aok, out)
+      assert.equal(any.sha256, sha(j.read(dir .. "/back.wav")))
+      -- the bucket's HEAD (doctor's check) virtual-hosted too; a bucket the store lacks is its 404
+      local t = core.curl_transport()
+      local head = assert(t:perform(assert(s3.head_bucket_request(assert(s3.config(up))))))
+      assert.equal(200, head.status)
+      up.url = "s3://nobucket/vh/"
+      head = assert(t:perform(assert(s3.head_bucket_request(assert(s3.config(up))))))
+      assert.equal(404, head.status)
+      t:close()
+    end)
+    s:stop()
+    assert(ok, e)
   end)
 
   it("maps the store's faults: 503 Retry-After retried, a cut connection network, a slow store timeout", function()

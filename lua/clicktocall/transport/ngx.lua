@@ -46,6 +46,8 @@
 -- sent); for an IP-literal host ngx_lua can verify the chain only (it matches names, never IP addresses).
 -- A pooled connection the server closed between requests fails the next request with sent = true (bytes
 -- were written): the client retries idempotent calls, never a dial.
+-- An upload the server answers before taking the whole body (a store refusing a large PUT, then closing):
+-- its answer (3xx and up) is the result, not the broken pipe; a 2xx or no answer leaves the send's error.
 
 local http1 = require "clicktocall.http1"
 local errors = require "clicktocall.errors"
@@ -495,20 +497,29 @@ local function _exchange(self, sock, req, u, st)
     return nil, _err("network", true, "sending the request to " .. u.host .. " failed: " .. tostring(e))
   end
 
+  local send_err
   if st.file then
     local sok, serr = _send_file(st, sock)
     if not sok then
-      return nil, serr
+      if serr.kind ~= "network" then
+        return nil, serr
+      end
+      -- a store may refuse before it read the whole body (403, 503, ...) and close: the broken pipe is only the
+      -- consequence, its answer (already received) is the reason, as libcurl reports it too
+      send_err = serr
     end
   end
 
   local status, headers, http11 = _read_head(st)
+  if send_err and (not status or status < 300) then
+    return nil, send_err -- no answer, or a success for a body the store cannot have had whole
+  end
   if not status then
     return nil, headers
   end
 
   local res = { status = status, headers = headers, body = "" }
-  local reusable = http11 and not st.wants_close and not has_token(headers["connection"], "close")
+  local reusable = not send_err and http11 and not st.wants_close and not has_token(headers["connection"], "close")
 
   if req.method == "HEAD" or status == 204 or status == 304 then
     return res, nil, reusable and st.pos > #st.buf
@@ -534,7 +545,7 @@ local function _exchange(self, sock, req, u, st)
     bok, berr = _read_until_close(st)
   end
   if not bok then
-    return nil, berr
+    return nil, send_err or berr
   end
 
   -- Bytes beyond the framed body (a misbehaving server): the connection is not clean, do not pool it.
