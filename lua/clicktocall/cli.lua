@@ -632,7 +632,7 @@ function M.archive_result(ctx, fmt, summary, dir)
                expires_at = type(e.expires_at) == "number" and e.expires_at or nil,
                expires = type(e.expires_at) == "number" and clicktocall.format_time(e.expires_at) or nil,
                error = why ~= nil and gsub(ctx.redact(tostring(why)), "[\r\n]+", " ") or nil,
-               kind = type(e.err) == "table" and e.err.kind or nil }
+               kind = type(e.err) == "table" and e.err.kind or nil, stage = e.stage }
     end
     return t
   end
@@ -640,11 +640,15 @@ function M.archive_result(ctx, fmt, summary, dir)
                 no_recording = summary.no_recording or 0, failed = #(summary.failed or {}),
                 bytes = summary.bytes or 0, dir = dir, uploaded = summary.uploaded }
   local columns = ARCHIVE_COLUMNS
-  if summary.uploaded then -- archive --upload: one more column
+  if summary.uploaded then -- archive --upload: more columns (added, none renamed)
     columns = { { "UPLOADED", "uploaded" } }
     for i, c in ipairs(ARCHIVE_COLUMNS) do
       columns[i + 1] = c
     end
+    columns[#columns + 1] = { "FAILED_DOWNLOAD", "failed_download" }
+    columns[#columns + 1] = { "FAILED_UPLOAD", "failed_upload" }
+    local up = math.min(summary.failed_upload or 0, row.failed)
+    row.failed_download, row.failed_upload = row.failed - up, up
   end
   if fmt == "json" or fmt == "jsonl" then
     local keys = {}
@@ -657,6 +661,34 @@ function M.archive_result(ctx, fmt, summary, dir)
     return
   end
   output.object(fmt, ctx.out, row, columns)
+end
+
+-- "2 failed (upload)", "3 failed (1 download, 2 upload)"
+local function failed_words(n, up)
+  if n == 0 then
+    return "0 failed"
+  elseif up == 0 then
+    return format("%d failed (download)", n)
+  elseif up == n then
+    return format("%d failed (upload)", n)
+  end
+  return format("%d failed (%d download, %d upload)", n, n - up, up)
+end
+
+--- archive_line(summary, dir [, upload_url]) -> the archive's summary for people. Without an upload
+-- "archived N, ..." (each one archived is on disk); with one, what was downloaded and what was uploaded are
+-- counted apart, so a download whose upload failed is never called archived.
+function M.archive_line(summary, dir, upload_url)
+  local nfailed = #(summary.failed or {})
+  local rest = format("skipped %d (already there), %d without a recording", summary.skipped or 0,
+    summary.no_recording or 0)
+  local bytes = progress.bytes(summary.bytes or 0)
+  if not upload_url then
+    return format("archived %d, %s, %d failed; %s written to %s", summary.downloaded or 0, rest, nfailed, bytes, dir)
+  end
+  return format("downloaded %d, uploaded %d to %s, %s, %s; %s written to %s", summary.downloaded or 0,
+    summary.uploaded or 0, upload_url, rest, failed_words(nfailed, math.min(summary.failed_upload or 0, nfailed)),
+    bytes, dir)
 end
 
 local VERIFY_COLUMNS = { { "STATUS", "status" }, { "LINE", "line", right = true }, { "ID", "id" },
@@ -855,14 +887,18 @@ function commands.archive(ctx, a)
     ctx.err:write("listing the recordings...\r") -- until on_plan gives the total
   end
   -- failures so far: downloads whose last answer was an error and that are
-  -- not being tried again (the job's summary is what counts at the end)
-  local failing, nfailing = {}, 0
+  -- not being tried again (the job's summary is what counts at the end); puts: the uploads' URLs, so that the
+  -- summary can say which failures were uploads
+  local failing, nfailing, puts = {}, 0, {}
   ctx.on_event = function(ev)
     -- GET: a download; PUT: an upload (the bar counts those that the store took)
     if (ev.method ~= "GET" and ev.method ~= "PUT") or not ev.url then
       return
     end
     local was = failing[ev.url]
+    if ev.method == "PUT" then
+      puts[ev.url] = true
+    end
     if ev.type == "request" or ev.type == "retry" then
       failing[ev.url] = nil
     elseif ev.type == "response" then
@@ -893,14 +929,26 @@ function commands.archive(ctx, a)
     return ctx:fail(err)
   end
   local failed = summary.failed or {}
+  if upload then
+    -- which failures were uploads: the job's own word where it gives one (failed[i].stage), else the uploads
+    -- whose last answer was an error: recordings whole locally (now or from an earlier run) not in the store
+    local n, staged = 0, false
+    for _, e in ipairs(failed) do
+      staged = staged or e.stage ~= nil
+      n = n + (e.stage == "upload" and 1 or 0)
+    end
+    if not staged then
+      for url in pairs(puts) do
+        n = n + (failing[url] and 1 or 0)
+      end
+    end
+    summary.failed_upload = n
+  end
   local out = ctx.out
   if fmt and fmt ~= "table" then
     M.archive_result(ctx, fmt, summary, a.dir)
   else
-    out:write(format("archived %d, skipped %d (already there), %d without a recording, %d failed; %s written to %s%s\n",
-      summary.downloaded or 0, summary.skipped or 0, summary.no_recording or 0, #failed,
-      progress.bytes(summary.bytes or 0), a.dir,
-      summary.uploaded and format("; uploaded %d to %s", summary.uploaded, a.upload) or ""))
+    out:write(M.archive_line(summary, a.dir, upload and a.upload), "\n")
     for _, e in ipairs(failed) do
       out:write(format("failed: id %s, session %s, expires %s: %s\n", output.json_value(e.id),
         tostring(e.sessionId), expiry(e),
