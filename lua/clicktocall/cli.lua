@@ -1120,8 +1120,10 @@ function M.config_init(ctx, a, flags)
       v = flags[key]
     elseif config.ENV[key] and env(config.ENV[key]) then
       v = env(config.ENV[key])
-      if config.KEYS[key] == "number" and not (tonumber(v) and tonumber(v) > 0) then
-        return ctx:usage(format("%s must be a positive number of seconds, not '%s'", config.ENV[key], v))
+      local kind = config.KEYS[key]
+      if (kind == "number" or kind == "seconds") and not config.number(v, kind) then
+        return ctx:usage(format("%s must be %s, not '%s'", config.ENV[key],
+          kind == "number" and "a positive number of seconds" or config.WHAT[kind], gsub(v, "%c", "?")))
       end
     end
     if v ~= nil then
@@ -1287,6 +1289,21 @@ function ctx_mt:emit(kind, value, a)
   return 0
 end
 
+-- -v: the rate limit's events (they have no method or URL: nothing was sent)
+local RATE_EVENTS = {
+  rate_wait = function(ev)
+    return format("clicktocall: rate_wait %s: waiting %.3f s for its turn under the rate limit", tostring(ev.op),
+      tonumber(ev.delay) or 0)
+  end,
+  rate_limited = function(ev)
+    return format("clicktocall: rate_limited %s: refused by the rate limit, nothing sent; the next may go in %.3f s",
+      tostring(ev.op), tonumber(ev.retry_after) or 0)
+  end,
+  rate_limit_unavailable = function(ev)
+    return format("clicktocall: rate_limit_unavailable %s: %s", tostring(ev.op), tostring(ev.error))
+  end,
+}
+
 local NEEDS_CLIENT = { bind = true, dial = true, balance = true, records = true, archive = true, sync = true }
 
 -- the first argument that names a command, for error messages
@@ -1447,6 +1464,8 @@ local function run(argv, env, shared)
         end
         if jsonlog then
           jsonlog(ev)
+        elseif verbose and RATE_EVENTS[ev.type] then
+          ctx.err:write(ctx.redact(RATE_EVENTS[ev.type](ev)), "\n")
         elseif verbose then
           ctx.err:write(ctx.redact(format("clicktocall: %s %s %s%s%s%s%s%s\n", ev.type, tostring(ev.method),
             tostring(ev.url), ev.status and (" " .. ev.status) or "",

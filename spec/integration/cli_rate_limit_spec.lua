@@ -85,8 +85,12 @@ describe("clicktocall --rate-limit #integration #redis #noasan", function()
     s:post("/_sim/seed", { count = 450, start_time = t0, end_time = t0 + 3600 })
     s:post("/_sim/requests/clear")
     local r = run { "records", "--from", tostring(t0), "--to", tostring(t0 + 3600), "-o", "jsonl",
-                    "--rate-limit", "records_page=2/0.5", "--rate-limit-wait", "30" }
+                    "--rate-limit", "records_page=2/0.5", "--rate-limit-wait", "30", "-v" }
     assert.equal(0, r.code, r.stderr)
+    -- -v says each wait in words (the rate events have no method or URL)
+    assert.matches("clicktocall: rate_wait records_page: waiting [%d.]+ s for its turn under the rate limit\n",
+      r.stderr)
+    assert.is_nil(r.stderr:find("rate_wait nil", 1, true))
     local n = 0
     for _ in r.stdout:gmatch("[^\n]+") do n = n + 1 end
     assert.equal(450, n)
@@ -152,6 +156,29 @@ describe("clicktocall --rate-limit #integration #redis #noasan", function()
     assert.equal(9, r.code, r.stderr)
     assert.matches("refused by the rate limit: records_page: the rate limit %(1 in any 60 s%)", r.stderr)
     assert.equal(1, #requests("/call/record/voice"))
+  end)
+
+  it("config init writes the rate limit from the flags and the environment; the next run keeps to it", function()
+    local home = cli.tmpdir()
+    local path = home .. "/config"
+    local r = run({ "config", "init", "--config", path, "--base-url", s.base_url, "--user-data", s.user_data,
+                    "--rate-limit", "records_page=1/60", "--rate-limit", "dial=5", "--rate-limit-wait", "0" },
+                  { home = home, env = { CLICKTOCALL_APP_SECRET = SECRET } })
+    assert.equal(0, r.code, r.stderr)
+    local text = cli.read(path)
+    assert.matches("\nrate_limit = records_page=1/60,dial=5\nrate_limit_wait = 0\n", text)
+    -- two pages in one process (no store): the second is refused, nothing sent for it
+    local t0 = os.time() - 2 * DAY
+    s:post("/_sim/seed", { count = 150, start_time = t0, end_time = t0 + 3600 })
+    r = run({ "records", "--config", path, "--from", tostring(t0), "--to", tostring(t0 + 3600) },
+            { home = home, env = {} })
+    assert.equal(9, r.code, r.stderr)
+    assert.matches("records_page: the rate limit %(1 in any 60 s%) is reached", r.stderr)
+    assert.equal(1, #requests("/call/record/voice"))
+    r = run({ "config", "init", "--config", cli.tmpdir() .. "/c", "--base-url", s.base_url, "--user-data", "u" },
+            { home = home, env = { CLICKTOCALL_APP_SECRET = SECRET, CLICKTOCALL_RATE_LIMIT_WAIT = "-2" } })
+    assert.equal(2, r.code)
+    assert.matches("CLICKTOCALL_RATE_LIMIT_WAIT must be a number of seconds from 0, not '%-2'", r.stderr)
   end)
 
   it("refuses bad values with exit 2, naming the setting as given, and sends nothing", function()
