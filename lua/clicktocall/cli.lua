@@ -359,7 +359,7 @@ end
 
 local RATE_CALLS = "dial, bind_seat, balance, records_page, download"
 
---- rate_limit_option(settings, name_of, origins) -> clicktocall.new's rate_limit | nil (no limit) | false, usage
+--- rate_limit_option(settings, name_of) -> clicktocall.new's rate_limit | nil (no limit) | false, usage
 -- message. settings: rate_limit ("records_page=20/60, download=10": CALL=RATE[/PER], PER seconds, default 1),
 -- rate_limit_wait, rate_limit_store, rate_limit_name, as config.resolve found them; name_of(key): the setting
 -- as the user gave it ("--rate-limit", "CLICKTOCALL_RATE_LIMIT", "rate_limit in FILE:LINE").
@@ -1490,7 +1490,7 @@ local function run(argv, env, shared)
       if rate_limit and err and err.field == "rate_limit" then
         return ctx:usage(format("the rate limit could not be set up (%s): %s",
           ctx:setting_name(rate_limit.store and "rate_limit_store" or "rate_limit"),
-          gsub(gsub(tostring(err.message), "^[%w_.]+: ", ""), "[.%s]+$", "")))
+          gsub(gsub(tostring(err.message), "^[%w_.]+: rate_limit%.store: ", ""), "[.%s]+$", "")))
       end
       return ctx:fail(err)
     end

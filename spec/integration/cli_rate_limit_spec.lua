@@ -218,7 +218,8 @@ describe("clicktocall --rate-limit #integration #redis #noasan", function()
     bad = machine { "rate_limit = dial=5", "rate_limit_store = redis://127.0.0.1:notaport" }
     r = bad { "balance" }
     assert.equal(2, r.code)
-    assert.matches("the rate limit could not be set up %(rate_limit_store in [^ ]+/config:2%)", r.stderr)
+    assert.matches("the rate limit could not be set up %(rate_limit_store in [^ ]+/config:2%): the Redis address " ..
+      "must be", r.stderr)
     bad = machine { "rate_limit_wait = -3" }
     r = bad { "balance" }
     assert.equal(2, r.code)
