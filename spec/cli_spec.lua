@@ -404,6 +404,26 @@ describe("cli commands in process", function()
     assert.matches("EXPIRING within 24 h: id 4, session s4", o)
   end)
 
+  it("archive's summary line with an upload counts downloads and uploads apart, failures by stage", function()
+    local function f(stage)
+      return { id = 1, sessionId = "s", stage = stage, err = { kind = "http", message = "x" } }
+    end
+    local base = { downloaded = 3, skipped = 4, no_recording = 1, bytes = 3072, uploaded = 1 }
+    base.failed = { f("upload"), f("upload"), f("download") }
+    base.failed_upload = 2
+    assert.equal("downloaded 3, uploaded 1 to s3://b/p/, skipped 4 (already there), 1 without a recording, 3 failed " ..
+      "(1 download, 2 upload); 3.0 KiB written to /d", cli.archive_line(base, "/d", "s3://b/p/"))
+    base.failed, base.failed_upload = { f("upload"), f("upload") }, 2
+    assert.matches(", 2 failed %(upload%); ", cli.archive_line(base, "/d", "s3://b/p/"))
+    base.failed, base.failed_upload = { f("download") }, 0
+    assert.matches(", 1 failed %(download%); ", cli.archive_line(base, "/d", "s3://b/p/"))
+    base.failed = {}
+    assert.matches(", 0 failed; ", cli.archive_line(base, "/d", "s3://b/p/"))
+    -- without an upload the line is as it was: each one archived is on disk
+    assert.equal("archived 3, skipped 4 (already there), 1 without a recording, 0 failed; 3.0 KiB written to /d",
+      cli.archive_line(base, "/d"))
+  end)
+
   it("archive --mode: an octal mode passed on as a number; anything else a usage error (2), nothing run", function()
     local seen = {}
     mt.archive_recordings = fake_archive(seen)

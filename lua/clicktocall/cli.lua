@@ -9,7 +9,7 @@
 -- 2 usage or argument error; 3 balance below --min; 4 network, timeout or HTTP
 -- error; 5 archive finished with failed recordings; 6 busy; 7 the provider
 -- refused the credentials; 8 a dial refused by the dial guard (a repeat; --force
--- dials anyway).
+-- dials anyway); 9 a request refused by the rate limit (nothing sent).
 local argparse = require "argparse"
 local clicktocall = require "clicktocall"
 local config = require "clicktocall.cli.config"
@@ -22,6 +22,7 @@ local exchange = require "clicktocall.exchange"
 local core = require "clicktocall.core"
 local DEFAULTS = require("clicktocall.options").DEFAULTS
 local LIMITS = require "clicktocall.limits"
+local RATE = require "clicktocall.rate_limit"
 
 local type = type
 local pcall = require("clicktocall.errors").pcall -- never swallows Ctrl-C: main() makes it exit 130
@@ -35,10 +36,10 @@ local match = string.match
 local M = { _VERSION = require "clicktocall.version" }
 
 M.EXIT = { ok = 0, api = 1, unexpected = 1, usage = 2, below_min = 3, network = 4, failed = 5, busy = 6,
-           auth = 7, duplicate = 8 }
+           auth = 7, duplicate = 8, rate_limited = 9 }
 
 local EXIT_BY_KIND = {
-  argument = 2, api = 1, network = 4, timeout = 4, http = 4, busy = 6, duplicate = 8,
+  argument = 2, api = 1, network = 4, timeout = 4, http = 4, busy = 6, duplicate = 8, rate_limited = 9,
 }
 
 --- exit_code(err) -> the exit code for an error object's kind (7: the provider refused the credentials)
@@ -167,6 +168,16 @@ function M.describe(cmd, err, guard, name_of)
     if not err.sent and not find(msg, "nothing was done", 1, true) then
       s = s .. "; another run holds it, so nothing was done"
     end
+  elseif kind == "rate_limited" then
+    -- the library's sentence names the call, the limit and when the next may go; say what to do
+    local after = type(err.retry_after) == "number" and math.ceil(err.retry_after) or nil
+    s = format("clicktocall %s: refused by the rate limit: %s", cmd, msg)
+    if after then
+      s = s .. format("; run it again in %d s", after)
+      if after <= RATE.MAX_WAIT then
+        s = s .. format(", or give --rate-limit-wait %d to wait for the turn", after)
+      end
+    end
   elseif kind == "duplicate" and cmd == "dial" then
     s = format("clicktocall dial: refused by the dial guard: %s; if you know that it did not ring, run the same " ..
                "command with --force to dial anyway", (gsub(msg, ";? ?pass force = true to dial anyway$", "")))
@@ -200,13 +211,16 @@ database in step with the records.]]
 local EPILOG = [[
 Configuration (the first found wins): flags; the environment
 (CLICKTOCALL_BASE_URL, CLICKTOCALL_APP_SECRET, CLICKTOCALL_USER_DATA,
-CLICKTOCALL_TIMEOUT, CLICKTOCALL_CA_FILE, CLICKTOCALL_PROXY); the user's config
+CLICKTOCALL_TIMEOUT, CLICKTOCALL_CA_FILE, CLICKTOCALL_PROXY,
+CLICKTOCALL_RATE_LIMIT, CLICKTOCALL_RATE_LIMIT_WAIT); the user's config
 file ~/.config/clicktocall/config ($XDG_CONFIG_HOME/clicktocall/config when
 set; or --config FILE, or CLICKTOCALL_CONFIG); the system-wide config file
 /etc/clicktocall/config (CLICKTOCALL_SYSTEM_CONFIG). A config file holds
 `key = value` lines: base_url, app_secret, user_data, timeout, ca_file,
 insecure, proxy; dial_guard (local, off or redis[s]://...:port[/db]),
-dial_guard_hold (seconds), lock (redis://..., for archive and sync); lines
+dial_guard_hold (seconds), lock (redis://..., for archive and sync);
+rate_limit (CALL=RATE[/PER], ...), rate_limit_wait (seconds), rate_limit_store
+(redis[s]://..., shared with the nginx workers) and rate_limit_name; lines
 after `[NAME]` are the profile NAME (--profile NAME or CLICKTOCALL_PROFILE),
 those before any the default one. The secret is never a flag (flags show in
 `ps`); a user's config file that group or others can read
@@ -230,7 +244,9 @@ argument error; 3 balance below --min; 4 network, timeout or HTTP error;
 5 archive finished with failed recordings; 6 busy (another archive or sync
 holds the directory or state file); 7 the provider refused the credentials
 (check the app secret and base URL, or run `clicktocall doctor`); 8 a repeated
-dial refused by the dial guard (--force dials anyway); 130 interrupted.
+dial refused by the dial guard (--force dials anyway); 9 refused by the rate
+limit (nothing sent: run it again later, or give --rate-limit-wait); 130
+interrupted.
 
 Run `clicktocall COMMAND --help` for a command's options and examples.]]
 
@@ -242,7 +258,8 @@ zone, on the provider's clock (UTC+8).]]
 
 local COMMAND_EPILOG = [[
 Global options (--profile, --base-url, --user-data, --config, --timeout,
---ca-file, --insecure, --proxy, -o, -q, -v, --log-format, --metrics-file)
+--ca-file, --insecure, --proxy, --rate-limit, --rate-limit-wait,
+--rate-limit-store, -o, -q, -v, --log-format, --metrics-file)
 may come before or after the command; see `clicktocall --help` for them,
 the configuration and the exit codes.]]
 
@@ -340,6 +357,78 @@ function M.upload_settings(a, getenv)
            path_style = a.path_style or nil, keep_local = not a.no_keep_local }
 end
 
+local RATE_CALLS = "dial, bind_seat, balance, records_page, download"
+
+--- rate_limit_option(settings, name_of) -> clicktocall.new's rate_limit | nil (no limit) | false, usage
+-- message. settings: rate_limit ("records_page=20/60, download=10": CALL=RATE[/PER], PER seconds, default 1),
+-- rate_limit_wait, rate_limit_store, rate_limit_name, as config.resolve found them; name_of(key): the setting
+-- as the user gave it ("--rate-limit", "CLICKTOCALL_RATE_LIMIT", "rate_limit in FILE:LINE").
+function M.rate_limit_option(settings, name_of)
+  local text = settings.rate_limit
+  if text == nil then
+    for _, key in ipairs { "rate_limit_wait", "rate_limit_store", "rate_limit_name" } do
+      if settings[key] ~= nil then
+        return false, name_of(key) .. " goes with a rate limit: --rate-limit CALL=RATE[/PER] (or rate_limit in " ..
+          "the config file)"
+      end
+    end
+    return nil
+  end
+  local name = name_of("rate_limit")
+  local o, n = {}, 0
+  for item in string.gmatch(text, "[^,%s]+") do
+    local shown = gsub(item, "%c", "?")
+    local call, rate, per = match(item, "^([%w_]+)=([^/]*)/?(.*)$")
+    if not call then
+      return false, format("%s: '%s' is not CALL=RATE[/PER] (records_page=20/60: at most 20 pages in any 60 s)",
+        name, shown)
+    end
+    if not RATE.OPS[call] then
+      return false, format("%s: '%s' names no call the library limits (%s)", name, shown, RATE_CALLS)
+    end
+    if o[call] then
+      return false, format("%s names %s twice", name, call)
+    end
+    rate = tonumber(rate)
+    if not rate or rate ~= math.floor(rate) or rate < 1 or rate > RATE.MAX_RATE then
+      return false, format("%s: '%s': RATE must be a whole number of requests from 1 to %d", name, shown,
+        RATE.MAX_RATE)
+    end
+    per = per == "" and 1 or tonumber(per)
+    if not per or per ~= per or per < 0.001 or per > RATE.MAX_PER then
+      return false, format("%s: '%s': PER must be a number of seconds from 0.001 to %d", name, shown, RATE.MAX_PER)
+    end
+    o[call], n = { rate = rate, per = per }, n + 1
+  end
+  if n == 0 then
+    return false, format("%s is empty: give CALL=RATE[/PER], such as records_page=20/60", name)
+  end
+  local wait = settings.rate_limit_wait
+  if wait ~= nil then
+    if type(wait) ~= "number" or wait ~= wait or wait < 0 or wait > RATE.MAX_WAIT then
+      return false, format("%s must be a number of seconds from 0 to %d", name_of("rate_limit_wait"), RATE.MAX_WAIT)
+    end
+    o.wait = wait
+  end
+  local store = settings.rate_limit_store
+  if store ~= nil then
+    -- the value is never echoed: it may hold a password
+    if store:sub(1, 8) ~= "redis://" and store:sub(1, 9) ~= "rediss://" then
+      return false, format("%s must be a redis[s]://[[user:]password@]host:port[/db] address (the store the nginx " ..
+        "workers share; outside nginx a lua_shared_dict cannot be reached)", name_of("rate_limit_store"))
+    end
+    o.store = store
+  end
+  local lname = settings.rate_limit_name
+  if lname ~= nil then
+    if not match(lname, "^[%w_.:%-]+$") or #lname > 64 then
+      return false, format("%s must be 1 to 64 letters, digits or _ . : -", name_of("rate_limit_name"))
+    end
+    o.name = lname
+  end
+  return o
+end
+
 -- a command's --help epilog: its examples, the times when it takes some, the global options
 local function command_epilog(name)
   local parts = {}
@@ -365,6 +454,12 @@ local function build_parser()
   p:flag("--insecure", "Do not verify TLS certificates (tests only).")
   p:option("--proxy", "HTTP proxy, http://host:port (default: the environment's http_proxy, " ..
     "https_proxy, no_proxy, as libcurl reads them)."):argname("URL")
+  p:option("--rate-limit", "At most RATE requests of CALL (dial, bind_seat, balance, records_page, download) " ..
+    "in any PER seconds (default 1); repeat it for several calls."):argname("CALL=RATE[/PER]"):count("*")
+  p:option("--rate-limit-wait", "Seconds a request may wait for its turn under --rate-limit (default 0: " ..
+    "refused at once, exit 9)."):argname("S")
+  p:option("--rate-limit-store", "Share the limit through this Redis (the nginx workers' store); one with a " ..
+    "password only as rate_limit_store in the config file."):argname("URL")
   p:flag("-v --verbose", "Log each request, answer and retry to stderr, with its time.")
   p:option("--log-format", "text (default) or json: one JSON line an event on stderr (turns the log on)."
     ):argname("F"):choices { "text", "json" }
@@ -537,7 +632,7 @@ function M.archive_result(ctx, fmt, summary, dir)
                expires_at = type(e.expires_at) == "number" and e.expires_at or nil,
                expires = type(e.expires_at) == "number" and clicktocall.format_time(e.expires_at) or nil,
                error = why ~= nil and gsub(ctx.redact(tostring(why)), "[\r\n]+", " ") or nil,
-               kind = type(e.err) == "table" and e.err.kind or nil }
+               kind = type(e.err) == "table" and e.err.kind or nil, stage = e.stage }
     end
     return t
   end
@@ -545,11 +640,15 @@ function M.archive_result(ctx, fmt, summary, dir)
                 no_recording = summary.no_recording or 0, failed = #(summary.failed or {}),
                 bytes = summary.bytes or 0, dir = dir, uploaded = summary.uploaded }
   local columns = ARCHIVE_COLUMNS
-  if summary.uploaded then -- archive --upload: one more column
+  if summary.uploaded then -- archive --upload: more columns (added, none renamed)
     columns = { { "UPLOADED", "uploaded" } }
     for i, c in ipairs(ARCHIVE_COLUMNS) do
       columns[i + 1] = c
     end
+    columns[#columns + 1] = { "FAILED_DOWNLOAD", "failed_download" }
+    columns[#columns + 1] = { "FAILED_UPLOAD", "failed_upload" }
+    local up = math.min(summary.failed_upload or 0, row.failed)
+    row.failed_download, row.failed_upload = row.failed - up, up
   end
   if fmt == "json" or fmt == "jsonl" then
     local keys = {}
@@ -562,6 +661,34 @@ function M.archive_result(ctx, fmt, summary, dir)
     return
   end
   output.object(fmt, ctx.out, row, columns)
+end
+
+-- "2 failed (upload)", "3 failed (1 download, 2 upload)"
+local function failed_words(n, up)
+  if n == 0 then
+    return "0 failed"
+  elseif up == 0 then
+    return format("%d failed (download)", n)
+  elseif up == n then
+    return format("%d failed (upload)", n)
+  end
+  return format("%d failed (%d download, %d upload)", n, n - up, up)
+end
+
+--- archive_line(summary, dir [, upload_url]) -> the archive's summary for people. Without an upload
+-- "archived N, ..." (each one archived is on disk); with one, what was downloaded and what was uploaded are
+-- counted apart, so a download whose upload failed is never called archived.
+function M.archive_line(summary, dir, upload_url)
+  local nfailed = #(summary.failed or {})
+  local rest = format("skipped %d (already there), %d without a recording", summary.skipped or 0,
+    summary.no_recording or 0)
+  local bytes = progress.bytes(summary.bytes or 0)
+  if not upload_url then
+    return format("archived %d, %s, %d failed; %s written to %s", summary.downloaded or 0, rest, nfailed, bytes, dir)
+  end
+  return format("downloaded %d, uploaded %d to %s, %s, %s; %s written to %s", summary.downloaded or 0,
+    summary.uploaded or 0, upload_url, rest, failed_words(nfailed, math.min(summary.failed_upload or 0, nfailed)),
+    bytes, dir)
 end
 
 local VERIFY_COLUMNS = { { "STATUS", "status" }, { "LINE", "line", right = true }, { "ID", "id" },
@@ -760,14 +887,18 @@ function commands.archive(ctx, a)
     ctx.err:write("listing the recordings...\r") -- until on_plan gives the total
   end
   -- failures so far: downloads whose last answer was an error and that are
-  -- not being tried again (the job's summary is what counts at the end)
-  local failing, nfailing = {}, 0
+  -- not being tried again (the job's summary is what counts at the end); puts: the uploads' URLs, so that the
+  -- summary can say which failures were uploads
+  local failing, nfailing, puts = {}, 0, {}
   ctx.on_event = function(ev)
     -- GET: a download; PUT: an upload (the bar counts those that the store took)
     if (ev.method ~= "GET" and ev.method ~= "PUT") or not ev.url then
       return
     end
     local was = failing[ev.url]
+    if ev.method == "PUT" then
+      puts[ev.url] = true
+    end
     if ev.type == "request" or ev.type == "retry" then
       failing[ev.url] = nil
     elseif ev.type == "response" then
@@ -798,14 +929,26 @@ function commands.archive(ctx, a)
     return ctx:fail(err)
   end
   local failed = summary.failed or {}
+  if upload then
+    -- which failures were uploads: the job's own word where it gives one (failed[i].stage), else the uploads
+    -- whose last answer was an error: recordings whole locally (now or from an earlier run) not in the store
+    local n, staged = 0, false
+    for _, e in ipairs(failed) do
+      staged = staged or e.stage ~= nil
+      n = n + (e.stage == "upload" and 1 or 0)
+    end
+    if not staged then
+      for url in pairs(puts) do
+        n = n + (failing[url] and 1 or 0)
+      end
+    end
+    summary.failed_upload = n
+  end
   local out = ctx.out
   if fmt and fmt ~= "table" then
     M.archive_result(ctx, fmt, summary, a.dir)
   else
-    out:write(format("archived %d, skipped %d (already there), %d without a recording, %d failed; %s written to %s%s\n",
-      summary.downloaded or 0, summary.skipped or 0, summary.no_recording or 0, #failed,
-      progress.bytes(summary.bytes or 0), a.dir,
-      summary.uploaded and format("; uploaded %d to %s", summary.uploaded, a.upload) or ""))
+    out:write(M.archive_line(summary, a.dir, upload and a.upload), "\n")
     for _, e in ipairs(failed) do
       out:write(format("failed: id %s, session %s, expires %s: %s\n", output.json_value(e.id),
         tostring(e.sessionId), expiry(e),
@@ -977,8 +1120,10 @@ function M.config_init(ctx, a, flags)
       v = flags[key]
     elseif config.ENV[key] and env(config.ENV[key]) then
       v = env(config.ENV[key])
-      if config.KEYS[key] == "number" and not (tonumber(v) and tonumber(v) > 0) then
-        return ctx:usage(format("%s must be a positive number of seconds, not '%s'", config.ENV[key], v))
+      local kind = config.KEYS[key]
+      if (kind == "number" or kind == "seconds") and not config.number(v, kind) then
+        return ctx:usage(format("%s must be %s, not '%s'", config.ENV[key],
+          kind == "number" and "a positive number of seconds" or config.WHAT[kind], gsub(v, "%c", "?")))
       end
     end
     if v ~= nil then
@@ -1144,6 +1289,21 @@ function ctx_mt:emit(kind, value, a)
   return 0
 end
 
+-- -v: the rate limit's events (they have no method or URL: nothing was sent)
+local RATE_EVENTS = {
+  rate_wait = function(ev)
+    return format("clicktocall: rate_wait %s: waiting %.3f s for its turn under the rate limit", tostring(ev.op),
+      tonumber(ev.delay) or 0)
+  end,
+  rate_limited = function(ev)
+    return format("clicktocall: rate_limited %s: refused by the rate limit, nothing sent; the next may go in %.3f s",
+      tostring(ev.op), tonumber(ev.retry_after) or 0)
+  end,
+  rate_limit_unavailable = function(ev)
+    return format("clicktocall: rate_limit_unavailable %s: %s", tostring(ev.op), tostring(ev.error))
+  end,
+}
+
 local NEEDS_CLIENT = { bind = true, dial = true, balance = true, records = true, archive = true, sync = true }
 
 -- the first argument that names a command, for error messages
@@ -1216,8 +1376,21 @@ local function run(argv, env, shared)
   if terr then
     return ctx:usage(terr)
   end
+  if a.rate_limit_store and find(a.rate_limit_store, "@", 1, true) then
+    -- as for dial_guard and lock: a Redis password goes in the config file, never on the command line
+    return ctx:usage("--rate-limit-store holds a password, and flags show in `ps` and shell history: write " ..
+      "rate_limit_store = redis[s]://... in the config file (chmod 600) instead")
+  end
+  local wait, werr = number_arg(a.rate_limit_wait, "--rate-limit-wait",
+    { min = 0, max = RATE.MAX_WAIT, what = "a number of seconds from 0 to " .. RATE.MAX_WAIT })
+  if werr then
+    return ctx:usage(werr)
+  end
   local flags = { config = a.config, base_url = a.base_url, user_data = a.user_data, timeout = timeout,
-    ca_file = a.ca_file, insecure = a.insecure or nil, proxy = a.proxy, profile = a.profile }
+    ca_file = a.ca_file, insecure = a.insecure or nil, proxy = a.proxy, profile = a.profile,
+    -- --rate-limit is repeatable; as one setting, like the config file's line
+    rate_limit = a.rate_limit and #a.rate_limit > 0 and table.concat(a.rate_limit, ",") or nil,
+    rate_limit_wait = wait, rate_limit_store = a.rate_limit_store }
   if a.command == "config" then
     ctx.command = "config init"
     return M.config_init(ctx, a, flags)
@@ -1274,7 +1447,12 @@ local function run(argv, env, shared)
       end
     end
     ctx.settings = settings
+    local rate_limit, rerr = M.rate_limit_option(settings, function(key) return ctx:setting_name(key) end)
+    if rate_limit == false then
+      return ctx:usage(rerr)
+    end
     local client, err = clicktocall.new {
+      rate_limit = rate_limit,
       dial_guard = guard_url, dial_guard_hold = guard_url and settings.dial_guard_hold or nil,
       base_url = settings.base_url, app_secret = settings.app_secret, user_data = settings.user_data,
       timeout = settings.timeout, ca_file = settings.ca_file, insecure = settings.insecure,
@@ -1286,6 +1464,8 @@ local function run(argv, env, shared)
         end
         if jsonlog then
           jsonlog(ev)
+        elseif verbose and RATE_EVENTS[ev.type] then
+          ctx.err:write(ctx.redact(RATE_EVENTS[ev.type](ev)), "\n")
         elseif verbose then
           ctx.err:write(ctx.redact(format("clicktocall: %s %s %s%s%s%s%s%s\n", ev.type, tostring(ev.method),
             tostring(ev.url), ev.status and (" " .. ev.status) or "",
@@ -1306,6 +1486,11 @@ local function run(argv, env, shared)
         return ctx:usage(format("the dial guard (%s) could not be set up, so nothing was sent: %s; fix it, " ..
           "write dial_guard = off in the config file, or pass --force", settings.dial_guard or "local",
           gsub(why, "[.%s]+$", "")))
+      end
+      if rate_limit and err and err.field == "rate_limit" then
+        return ctx:usage(format("the rate limit could not be set up (%s): %s",
+          ctx:setting_name(rate_limit.store and "rate_limit_store" or "rate_limit"),
+          gsub(gsub(tostring(err.message), "^[%w_.]+: rate_limit%.store: ", ""), "[.%s]+$", "")))
       end
       return ctx:fail(err)
     end

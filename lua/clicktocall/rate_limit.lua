@@ -60,6 +60,7 @@ _M.OPS = OPS
 local MAX_RATE = 1000 -- places per call: each refusal in a dict looks at all of them
 local MAX_PER = 86400
 local MAX_WAIT = 3600
+_M.MAX_RATE, _M.MAX_PER, _M.MAX_WAIT = MAX_RATE, MAX_PER, MAX_WAIT -- the CLI checks its flags with them
 
 local TOP = { store = true, wait = true, fail_open = true, name = true, now = true }
 local PER_OP = { rate = true, per = true, wait = true }

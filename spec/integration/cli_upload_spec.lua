@@ -112,10 +112,10 @@ describe("clicktocall archive --upload #noasan", function()
     local r = run(args)
     assert.equal(0, r.code, r.stderr)
     -- seeded ids divisible by 10 have no recording (the simulator's ids go on across seeds): 10 or 11 of 12
-    local n = tonumber(r.stdout:match("^archived (%d+), skipped 0 %(already there%), %d without a recording, "
-      .. "0 failed; [^\n]*; uploaded %d+ to s3://rec/calls/\n$"))
+    local n = tonumber(r.stdout:match("^downloaded (%d+), uploaded %d+ to s3://rec/calls/, skipped 0 %(already "
+      .. "there%), %d without a recording, 0 failed; [^\n]* written to [^\n]*\n$"))
     assert.truthy(n and n >= 10, r.stdout)
-    assert.matches("; uploaded " .. n .. " to", r.stdout)
+    assert.matches(", uploaded " .. n .. " to", r.stdout)
     assert.equal(n, count(r.stderr, "uploaded %d+/" .. n .. " " .. store.endpoint:gsub("%p", "%%%0")
       .. "/rec/calls/2026%-11%-30/"))
     assert.matches("uploaded " .. n .. "/" .. n .. " ", r.stderr)
@@ -140,7 +140,7 @@ describe("clicktocall archive --upload #noasan", function()
     store:clear_requests()
     r = run(args)
     assert.equal(0, r.code, r.stderr)
-    assert.matches("^archived 0, skipped " .. n .. " .*; uploaded 0 to s3://rec/calls/\n$", r.stdout)
+    assert.matches("^downloaded 0, uploaded 0 to s3://rec/calls/, skipped " .. n .. " .*, 0 failed; ", r.stdout)
     assert.equal(0, puts())
   end)
 
@@ -216,13 +216,54 @@ describe("clicktocall archive --upload #noasan", function()
     r = run({ "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir,
               "--upload", "s3://rec/f/", "--endpoint", store.endpoint, "--path-style", "--metrics-file", prom })
     assert.equal(0, r.code, r.stderr)
-    assert.matches("^archived 0, .*uploaded " .. #m .. " to s3://rec/f/", r.stdout)
+    assert.matches("^downloaded 0, uploaded " .. #m .. " to s3://rec/f/", r.stdout)
     text = assert(cli.read(prom))
     promtool_clean(prom)
     assert.equal(#m, metric(text, 'clicktocall_archive_recordings_total{result="uploaded"}'))
     assert.equal(0, metric(text, 'clicktocall_archive_recordings_total{result="downloaded"}'))
     assert.equal(0, metric(text, 'clicktocall_archive_failures_total{stage="upload"}'))
     assert.equal(0, metric(text, "clicktocall_archive_failed_recordings"))
+  end)
+
+  it("the summary says what was downloaded and what was uploaded: a download whose upload failed is not archived",
+     function()
+    seed(3)
+    store:fault("forbidden", { method = "PUT" })
+    local dir = cli.tmpdir()
+    local args = { "archive", "--from", "2026-11-30", "--to", "2026-11-30", "--dir", dir,
+                   "--upload", "s3://rec/line/", "--endpoint", store.endpoint, "--path-style" }
+    local r = run(args)
+    assert.equal(5, r.code, r.stderr)
+    local m = manifest(dir)
+    assert.is_true(#m >= 2)
+    assert.matches("^downloaded " .. #m .. ", uploaded 0 to s3://rec/line/, skipped 0 %(already there%), %d+ without "
+      .. "a recording, " .. #m .. " failed %(upload%); [^\n]* written to ", r.stdout)
+    -- still refused: the re-run's uploads from the local copies fail again, and say so; -o json and csv add
+    -- failed_download and failed_upload (nothing renamed)
+    r = run(args)
+    assert.equal(5, r.code, r.stderr)
+    assert.matches("^downloaded 0, uploaded 0 to s3://rec/line/, skipped 0 .*, " .. #m .. " failed %(upload%); ",
+      r.stdout)
+    local json = { "-o", "json" }
+    for _, a in ipairs(args) do json[#json + 1] = a end
+    r = run(json)
+    assert.equal(5, r.code, r.stderr)
+    local summary = cjson.decode(r.stdout)
+    assert.same({ 0, 0, #m, 0, #m }, { summary.downloaded, summary.uploaded, summary.failed, summary.failed_download,
+                                       summary.failed_upload })
+    assert.equal(#m, #summary.failures)
+    json[2] = "csv"
+    r = run(json)
+    assert.equal(5, r.code, r.stderr)
+    local rows = cli.parse_csv(r.stdout)
+    assert.same({ "uploaded", "downloaded", "skipped", "no_recording", "failed", "bytes", "dir", "failed_download",
+                  "failed_upload" }, rows[1])
+    assert.same({ "0", "0", "0", tostring(#m), "0", tostring(#m) }, { rows[2][1], rows[2][2], rows[2][3],
+                                                                     rows[2][5], rows[2][8], rows[2][9] })
+    store:fault(nil)
+    r = run(args)
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("^downloaded 0, uploaded " .. #m .. " to s3://rec/line/, .*, 0 failed; ", r.stdout)
   end)
 
   it("refuses bad upload settings before anything is sent (exit 2), naming the flag or variable", function()

@@ -1,6 +1,7 @@
 --- Where the command's settings come from: flags, then the environment
 -- (CLICKTOCALL_BASE_URL, CLICKTOCALL_APP_SECRET, CLICKTOCALL_USER_DATA,
--- CLICKTOCALL_TIMEOUT, CLICKTOCALL_CA_FILE, CLICKTOCALL_PROXY), then the user's
+-- CLICKTOCALL_TIMEOUT, CLICKTOCALL_CA_FILE, CLICKTOCALL_PROXY, CLICKTOCALL_RATE_LIMIT,
+-- CLICKTOCALL_RATE_LIMIT_WAIT), then the user's
 -- config file, then the system-wide one (/etc/clicktocall/config). A config file
 -- holds `key = value` lines: those before any `[name]` line are the default
 -- profile, those after it the profile `name` (--profile NAME). The secret is
@@ -22,9 +23,14 @@ M.KEYS = {
   -- config file only: the dial guard ("local", "off" or "redis://host:port[/db]"), its hold in seconds,
   -- and the jobs' lock ("redis://host:port[/db]")
   dial_guard = "string", dial_guard_hold = "number", lock = "string",
+  -- the client's rate_limit: "records_page=20/60, download=10" (CALL=RATE[/PER]), the longest wait for a turn
+  -- (seconds, 0 refuses at once), the store shared with the nginx workers ("redis[s]://...": a flag only
+  -- without a password) and the limit's name there (config file only)
+  rate_limit = "string", rate_limit_wait = "seconds", rate_limit_store = "string", rate_limit_name = "string",
 }
 M.ORDER = { "base_url", "app_secret", "user_data", "timeout", "ca_file", "insecure", "proxy",
-            "dial_guard", "dial_guard_hold", "lock" }
+            "dial_guard", "dial_guard_hold", "lock", "rate_limit", "rate_limit_wait", "rate_limit_store",
+            "rate_limit_name" }
 
 M.ENV = {
   base_url = "CLICKTOCALL_BASE_URL",
@@ -33,11 +39,14 @@ M.ENV = {
   timeout = "CLICKTOCALL_TIMEOUT",
   ca_file = "CLICKTOCALL_CA_FILE",
   proxy = "CLICKTOCALL_PROXY",
+  rate_limit = "CLICKTOCALL_RATE_LIMIT",
+  rate_limit_wait = "CLICKTOCALL_RATE_LIMIT_WAIT",
 }
 -- the settings that have a flag (the secret never has one)
 M.FLAG = {
   base_url = "--base-url", user_data = "--user-data", timeout = "--timeout", ca_file = "--ca-file",
-  insecure = "--insecure", proxy = "--proxy",
+  insecure = "--insecure", proxy = "--proxy", rate_limit = "--rate-limit", rate_limit_wait = "--rate-limit-wait",
+  rate_limit_store = "--rate-limit-store",
 }
 M.ENV_CONFIG = "CLICKTOCALL_CONFIG"               -- the user's config file, as --config
 M.ENV_PROFILE = "CLICKTOCALL_PROFILE"             -- the profile, as --profile
@@ -113,10 +122,10 @@ local function parse_value(line, n, name)
   if q then
     value = q
   end
-  if kind == "number" then
-    local v = tonumber(value)
-    if not v or v <= 0 then
-      return nil, format("Line %d of the config file %s: %s must be a positive number.", n, name, key)
+  if kind == "number" or kind == "seconds" then
+    local v = M.number(value, kind)
+    if not v then
+      return nil, format("Line %d of the config file %s: %s must be %s.", n, name, key, M.WHAT[kind])
     end
     value = v
   elseif kind == "boolean" then
@@ -130,6 +139,18 @@ local function parse_value(line, n, name)
 end
 
 M.DEFAULT_PROFILE = "default"
+
+-- a number setting: "number" more than 0, "seconds" from 0 (rate_limit_wait: 0 refuses at once)
+M.WHAT = { number = "a positive number", seconds = "a number of seconds from 0" }
+
+--- number(text, kind) -> the value | nil
+function M.number(text, kind)
+  local v = tonumber(text)
+  if not v or v ~= v or v == math.huge or v < 0 or (v == 0 and kind ~= "seconds") then
+    return nil
+  end
+  return v
+end
 
 --- parse_profiles(text, name) -> { [profile] = { values =, lines = } }, { profile names in order } | nil, sentence
 -- Lines before any `[name]` line are the profile "default"; `[default]` adds to it.
@@ -358,10 +379,12 @@ function M.resolve(flags, getenv)
       settings[key], sources[key] = flags[key], "the " .. name .. " flag"
       origins[key] = { how = "flag", name = name }
     elseif env then
-      if M.KEYS[key] == "number" then
-        local v = tonumber(env)
-        if not v or v ~= v or v <= 0 or v == math.huge then
-          return nil, format("%s must be a positive number of seconds, not '%s'.", M.ENV[key], gsub(env, "%c", "?"))
+      local kind = M.KEYS[key]
+      if kind == "number" or kind == "seconds" then
+        local v = M.number(env, kind)
+        if not v then
+          return nil, format("%s must be %s, not '%s'.", M.ENV[key],
+            kind == "number" and "a positive number of seconds" or M.WHAT[kind], gsub(env, "%c", "?"))
         end
         env = v
       end
