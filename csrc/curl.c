@@ -72,16 +72,25 @@ static transport *check_open(lua_State *L)
     return t;
 }
 
+/* What every transfer starts with: the request table, a handle whose kept connection can be trusted, the
+ * request copied in (misuse raises). CURLE_OK, or the code of a handle that could not be made. */
+static CURLcode start(lua_State *L, transport *t, int mode)
+{
+    CURLcode rc;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    drop_poisoned(&t->x);
+    if ((rc = ensure_handle(L, t)) == CURLE_OK)
+        ctc_easy_prepare(L, &t->x, 2, mode);
+    return rc;
+}
+
 /* t:perform(request) -> { status, headers, body } | nil, err */
 static int l_perform(lua_State *L)
 {
     transport *t = check_open(L);
     CURLcode rc;
-    luaL_checktype(L, 2, LUA_TTABLE);
-    drop_poisoned(&t->x);
-    if ((rc = ensure_handle(L, t)) != CURLE_OK)
+    if ((rc = start(L, t, CTC_EASY_SEND)) != CURLE_OK)
         return ctc_easy_push_start_error(L, rc);
-    ctc_easy_prepare(L, &t->x, 2, CTC_EASY_SEND);
     rc = curl_easy_perform(t->x.easy);
     note_connection(&t->x);
     return ctc_easy_push_result(L, &t->x, rc);
@@ -95,11 +104,8 @@ static int l_send_dial(lua_State *L)
     transport *t = check_open(L);
     CURLcode rc;
     long status = 0;
-    luaL_checktype(L, 2, LUA_TTABLE);
-    drop_poisoned(&t->x);
-    if ((rc = ensure_handle(L, t)) != CURLE_OK)
+    if ((rc = start(L, t, CTC_EASY_SEND)) != CURLE_OK)
         return ctc_easy_push_start_error(L, rc);
-    ctc_easy_prepare(L, &t->x, 2, CTC_EASY_SEND);
     t->x.want_headers = 0; /* a dial's 2xx headers are never read */
     rc = curl_easy_perform(t->x.easy);
     note_connection(&t->x);
@@ -121,12 +127,8 @@ static int l_download(lua_State *L)
     transport *t = check_open(L);
     const char *tmp = luaL_checkstring(L, 3);
     CURLcode rc;
-
-    luaL_checktype(L, 2, LUA_TTABLE);
-    drop_poisoned(&t->x);
-    if ((rc = ensure_handle(L, t)) != CURLE_OK)
+    if ((rc = start(L, t, CTC_EASY_DOWNLOAD)) != CURLE_OK)
         return ctc_easy_push_start_error(L, rc);
-    ctc_easy_prepare(L, &t->x, 2, CTC_EASY_DOWNLOAD);
     if (ctc_easy_create_file(L, &t->x, tmp) != 0)
         return 2;
     rc = curl_easy_perform(t->x.easy);
@@ -142,12 +144,8 @@ static int l_upload(lua_State *L)
 {
     transport *t = check_open(L);
     CURLcode rc;
-
-    luaL_checktype(L, 2, LUA_TTABLE);
-    drop_poisoned(&t->x);
-    if ((rc = ensure_handle(L, t)) != CURLE_OK)
+    if ((rc = start(L, t, CTC_EASY_UPLOAD)) != CURLE_OK)
         return ctc_easy_push_start_error(L, rc);
-    ctc_easy_prepare(L, &t->x, 2, CTC_EASY_UPLOAD);
     if (ctc_upload_open(L, &t->x, 2) != 0)
         return 2;
     rc = curl_easy_perform(t->x.easy);

@@ -47,6 +47,29 @@ function M.lines(path)
   return out
 end
 
+--- the SHA-256 of s in hex (the manifest's and the store's form)
+function M.sha256(s)
+  local x = require("clicktocall.core").sha256()
+  x:update(s)
+  return x:hex()
+end
+
+--- id (as a string) -> the last manifest line of that id in dir (an upload adds a second line), and how many
+-- ids; a line that is not JSON fails the spec unless `torn_ok` (a run killed mid-write may leave one)
+function M.manifest(dir, torn_ok)
+  local json = require "clicktocall.json"
+  local out, n = {}, 0
+  for _, line in ipairs(M.lines(dir .. "/manifest.jsonl")) do
+    local e = json.decode(line)
+    assert(e or torn_ok, "a manifest line is not JSON: " .. line)
+    if e then
+      if not out[tostring(e.id)] then n = n + 1 end
+      out[tostring(e.id)] = e
+    end
+  end
+  return out, n
+end
+
 --- a mock provider (its clock is the real one) and a client on it; opts go to clicktocall.new
 function M.client(opts, mock_opts)
   local provider = mock.new(mock_opts or {})

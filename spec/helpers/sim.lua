@@ -135,4 +135,21 @@ function sim_mt:stop()
   end
 end
 
+--- busiest(entries, width) -> the most arrivals any window of `width` seconds holds, and how many there were
+-- (entries: the simulator's request log, s:requests(...); each has `started`, in seconds)
+function M.busiest(entries, width)
+  local t = {}
+  for _, e in ipairs(entries) do t[#t + 1] = e.started end
+  table.sort(t)
+  local worst = 0
+  for i = 1, #t do
+    local n = 0
+    for k = i, #t do
+      if t[k] < t[i] + width then n = n + 1 end
+    end
+    worst = math.max(worst, n)
+  end
+  return worst, #t
+end
+
 return M

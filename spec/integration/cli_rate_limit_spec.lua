@@ -11,21 +11,7 @@ local SECRET = "CLI-RATE-s3cr3t"
 local PASSWORD = "redis-PW-canary-4f1c"
 local DAY = 86400
 
--- the most arrivals (`started`, seconds) any window of `width` seconds holds, and how many there were
-local function busiest(entries, width)
-  local t = {}
-  for _, e in ipairs(entries) do t[#t + 1] = e.started end
-  table.sort(t)
-  local worst = 0
-  for i = 1, #t do
-    local n = 0
-    for k = i, #t do
-      if t[k] < t[i] + width then n = n + 1 end
-    end
-    worst = math.max(worst, n)
-  end
-  return worst, #t
-end
+local busiest = require("spec.helpers.sim").busiest
 
 describe("clicktocall --rate-limit #integration #redis #noasan", function()
   local s, redis

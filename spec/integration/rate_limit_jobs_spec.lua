@@ -10,21 +10,7 @@ local clicktocall = require "clicktocall"
 local SEQUENTIAL = _VERSION == "Lua 5.1" and not rawget(_G, "jit")
 local DAY = 86400
 
--- the most arrivals (`started`, seconds) any window of `width` seconds holds
-local function busiest(entries, width)
-  local t = {}
-  for _, e in ipairs(entries) do t[#t + 1] = e.started end
-  table.sort(t)
-  local worst = 0
-  for i = 1, #t do
-    local n = 0
-    for k = i, #t do
-      if t[k] < t[i] + width then n = n + 1 end
-    end
-    worst = math.max(worst, n)
-  end
-  return worst, #t
-end
+local busiest = sim.busiest
 
 describe("rate_limit and the jobs, against the simulator", function()
   local s, dir

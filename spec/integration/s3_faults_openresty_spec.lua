@@ -11,7 +11,6 @@ local nginx = require "spec.helpers.nginx"
 local j = require "spec.helpers.jobs"
 local h = require "spec.helpers"
 local core = require "clicktocall.core"
-local json = require "clicktocall.json"
 local storm = require "bench.storm"
 local cjson = require("cjson").new()
 
@@ -65,21 +64,9 @@ server {
 }
 ]]
 
-local function sha(s)
-  local x = core.sha256()
-  x:update(s)
-  return x:hex()
-end
+local sha = j.sha256
 
-local function manifest(dir)
-  local out, n = {}, 0
-  for _, line in ipairs(j.lines(dir .. "/manifest.jsonl")) do
-    local e = assert(json.decode(line))
-    if not out[tostring(e.id)] then n = n + 1 end
-    out[tostring(e.id)] = e
-  end
-  return out, n
-end
+local manifest = j.manifest
 
 describe("archive_recordings{ upload } inside nginx: the store's faults #integration #openresty", function()
   local s, store, app, http, dir

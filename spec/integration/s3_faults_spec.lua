@@ -11,28 +11,15 @@ local nginx = require "spec.helpers.nginx"
 local j = require "spec.helpers.jobs"
 local h = require "spec.helpers"
 local core = require "clicktocall.core"
-local json = require "clicktocall.json"
 local log = require "clicktocall.log"
 local storm = require "bench.storm"
 
 local DAY = 86400
 local SECRET = "CANARY-s3/Secret+Key-" .. tostring(os.time())
 
-local function sha(s)
-  local x = core.sha256()
-  x:update(s)
-  return x:hex()
-end
+local sha = j.sha256
 
-local function manifest(dir)
-  local out, n = {}, 0
-  for _, line in ipairs(j.lines(dir .. "/manifest.jsonl")) do
-    local e = assert(json.decode(line))
-    if not out[tostring(e.id)] then n = n + 1 end
-    out[tostring(e.id)] = e
-  end
-  return out, n
-end
+local manifest = j.manifest
 
 describe("archive_recordings{ upload }: the store's faults #integration", function()
   local s, store, dir

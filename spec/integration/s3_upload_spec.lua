@@ -10,7 +10,6 @@ local nginx = require "spec.helpers.nginx"
 local j = require "spec.helpers.jobs"
 local h = require "spec.helpers"
 local core = require "clicktocall.core"
-local json = require "clicktocall.json"
 local clicktocall = require "clicktocall"
 local cjson = require("cjson").new()
 
@@ -18,24 +17,9 @@ local DAY = 86400
 -- plain Lua 5.1 cannot yield across pcall: no scheduler there, the uploads go one after another
 local SEQUENTIAL = _VERSION == "Lua 5.1" and not rawget(_G, "jit")
 
-local function sha(s)
-  local x = core.sha256()
-  x:update(s)
-  return x:hex()
-end
+local sha = j.sha256
 
--- id -> the last manifest line of each id
-local function manifest(dir)
-  local out, n = {}, 0
-  for _, line in ipairs(j.lines(dir .. "/manifest.jsonl")) do
-    local e = json.decode(line)
-    if e then
-      if not out[tostring(e.id)] then n = n + 1 end
-      out[tostring(e.id)] = e
-    end
-  end
-  return out, n
-end
+local function manifest(dir) return j.manifest(dir, true) end -- a kill -9 spec below
 
 local function puts(store)
   local out = {}
