@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "buf.h"
 #include "compat.h"
 
 /* hidden whatever the build's flags (the rockspec cannot pass -fvisibility) */
@@ -48,6 +49,10 @@ int ctc_l_base64(lua_State *L);
 
 /* request.c: builds the four calls' requests; validates every argument */
 int ctc_l_request(lua_State *L);
+/* A dial's body in out, from the config at cfg and the call's arguments at args, checked as core.request
+ * checks them: 0; 1 when they need core.request (a field it refuses, or one only it reads: nothing written,
+ * the stack as it was but for values above it); -1 when memory ran out. */
+int ctc_dial_body(lua_State *L, int cfg, int args, ctc_buf *out);
 int ctc_l_normalize_phone(lua_State *L);
 int ctc_l_format_time(lua_State *L);
 int ctc_l_parse_time(lua_State *L);

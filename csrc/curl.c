@@ -96,6 +96,19 @@ static int l_perform(lua_State *L)
     return ctc_easy_push_result(L, &t->x, rc);
 }
 
+/* An accepted dial's answer in the provider's usual form, read here (ctc_fast_dial): its session id
+ * pushed (1), no response table, no copy of the body; anything else is left for the long way (0). */
+static int read_session(lua_State *L, transport *t, CURLcode rc)
+{
+    long status = 0;
+    if (rc == CURLE_OK && curl_easy_getinfo(t->x.easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK
+        && status >= 200 && status <= 299 && ctc_fast_dial(L, t->x.body.data, t->x.body.len)) {
+        ctc_buf_reset(&t->x.body);
+        return 1;
+    }
+    return 0;
+}
+
 /* t:send_dial(request) -> session id | what perform returns. An accepted dial's answer in the
  * provider's usual form is read here (ctc_fast_dial): no response table, no copy of the body.
  * request.want_headers is not read: false. */
@@ -103,18 +116,56 @@ static int l_send_dial(lua_State *L)
 {
     transport *t = check_open(L);
     CURLcode rc;
-    long status = 0;
     if ((rc = start(L, t, CTC_EASY_SEND)) != CURLE_OK)
         return ctc_easy_push_start_error(L, rc);
     t->x.want_headers = 0; /* a dial's 2xx headers are never read */
     rc = curl_easy_perform(t->x.easy);
     note_connection(&t->x);
-    if (rc == CURLE_OK && curl_easy_getinfo(t->x.easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK
-        && status >= 200 && status <= 299 && ctc_fast_dial(L, t->x.body.data, t->x.body.len)) {
-        ctc_buf_reset(&t->x.body);
+    if (read_session(L, t, rc))
+        return 1;
+    return ctc_easy_push_result(L, &t->x, rc);
+}
+
+/*
+ * t:dial(config, args, timeout, connect_timeout, max_body) -> session id | false | true, what perform returns
+ * A whole dial in C: its arguments checked and its body written as core.request would (ctc_dial_body),
+ * sent with the config's URL and headers (kept there by core.request's first dial), an accepted answer read.
+ * false: nothing was sent, the arguments need core.request (a field it refuses or only it reads), or this
+ * config has not been through it yet. true, ...: the dial went, and its answer is for the long way to read.
+ */
+static int l_dial(lua_State *L)
+{
+    transport *t = check_open(L);
+    CURLcode rc;
+    int n;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 6);
+    lua_getfield(L, 2, "url_dial");       /* 7 */
+    lua_getfield(L, 2, "shared_headers"); /* 8 */
+    if (lua_type(L, 7) != LUA_TSTRING || !lua_istable(L, 8)) {
+        lua_pushboolean(L, 0);
         return 1;
     }
-    return ctc_easy_push_result(L, &t->x, rc);
+    drop_poisoned(&t->x);
+    if ((rc = ensure_handle(L, t)) != CURLE_OK) {
+        lua_pushboolean(L, 1);
+        return 1 + ctc_easy_push_start_error(L, rc);
+    }
+    n = ctc_dial_body(L, 2, 3, &t->x.req_body);
+    if (n != 0) {
+        if (n < 0)
+            luaL_error(L, "out of memory");
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    ctc_easy_prepare_dial(L, &t->x, 7, 8, 4);
+    rc = curl_easy_perform(t->x.easy);
+    note_connection(&t->x);
+    if (read_session(L, t, rc))
+        return 1;
+    lua_pushboolean(L, 1);
+    return 1 + ctc_easy_push_result(L, &t->x, rc);
 }
 
 /*
@@ -196,6 +247,7 @@ static int l_new(lua_State *L)
 static const luaL_Reg curl_methods[] = {
     { "perform", l_perform },
     { "send_dial", l_send_dial },
+    { "dial", l_dial },
     { "download", l_download },
     { "upload", l_upload },
     { "close", l_close },

@@ -258,12 +258,10 @@ CURLcode ctc_easy_open(lua_State *L, ctc_easy *x, const ctc_curl_opts *o)
 
 /* ================= the request ================= */
 
-static long ms_field(lua_State *L, int req, const char *name, long dflt)
+/* seconds (the number at idx; anything else or <= 0: dflt) -> ms for libcurl */
+static long ms_value(lua_State *L, int idx, long dflt)
 {
-    lua_Number v;
-    lua_getfield(L, req, name);
-    v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : -1;
-    lua_pop(L, 1);
+    lua_Number v = lua_isnumber(L, idx) ? lua_tonumber(L, idx) : -1;
     if (!(v > 0))
         return dflt;
     /* the longest wait a long holds in ms (24 days on a 32-bit long): never
@@ -272,6 +270,28 @@ static long ms_field(lua_State *L, int req, const char *name, long dflt)
         v = (double)LONG_MAX / 1000 - 1;
     v = ceil(v * 1000);
     return v < 1 ? 1 : (long)v;
+}
+
+static long ms_field(lua_State *L, int req, const char *name, long dflt)
+{
+    long ms;
+    lua_getfield(L, req, name);
+    ms = ms_value(L, -1, dflt);
+    lua_pop(L, 1);
+    return ms;
+}
+
+/* max_body (the number at idx, else the default) -> the limit, < 0 for none */
+static curl_off_t body_limit(lua_State *L, int idx)
+{
+    lua_Number v;
+    if (!lua_isnumber(L, idx))
+        return CTC_DEFAULT_MAX_BODY;
+    /* checked as a double: a cast of NaN or 1e300 is undefined behaviour */
+    v = lua_tonumber(L, idx);
+    if (v != v)
+        return CTC_DEFAULT_MAX_BODY;
+    return v < 0 || v >= CTC_EXACT_DOUBLE_MAX ? -1 : (curl_off_t)v;
 }
 
 /* The options that vary between requests, given to libcurl only when they differ from the last. */
@@ -357,6 +377,57 @@ void ctc_easy_unanchor(lua_State *L, ctc_easy *x)
     }
 }
 
+/* The URL (the last one's kept when the same: each setopt of a URL copies and parses it) */
+static void set_url(lua_State *L, ctc_easy *x, int idx)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, idx, &n);
+    if (!x->opts_set || n != x->url.len || memcmp(s, x->url.data, n) != 0) {
+        x->opts_set = 0; /* until every option of set_changed was given again */
+        if (ctc_buf_set(&x->url, s, n) != 0)
+            luaL_error(L, "out of memory");
+        curl_easy_setopt(x->easy, CURLOPT_URL, x->url.data);
+    }
+}
+
+/* The header list from the table at idx (anything else: none) */
+static void set_headers(lua_State *L, ctc_easy *x, int idx)
+{
+    ctc_buf_reset(&x->hdr_next);
+    if (x->hdr_anchor && x->headers != NULL && lua_istable(L, idx) && lua_topointer(L, idx) == x->hdr_table) {
+        ; /* the table the list was made from (see easy.h): nothing to read */
+    } else if (lua_istable(L, idx)) {
+        lua_pushnil(L);
+        while (lua_next(L, idx) != 0) {
+            size_t kn, vn;
+            const char *k = lua_tolstring(L, -2, &kn), *v = lua_tolstring(L, -1, &vn);
+            if (k == NULL || v == NULL || strpbrk(k, "\r\n:") || strpbrk(v, "\r\n"))
+                luaL_error(L, "request header names and values must be strings without CR, LF");
+            if (ctc_buf_append(&x->hdr_next, k, kn) != 0 || ctc_buf_append(&x->hdr_next, ": ", 2) != 0 ||
+                ctc_buf_append(&x->hdr_next, v, vn) != 0 || ctc_buf_append(&x->hdr_next, "\n", 1) != 0)
+                luaL_error(L, "out of memory");
+            lua_pop(L, 1);
+        }
+        keep_headers(L, x, idx);
+    } else {
+        keep_headers(L, x, 0);
+    }
+    curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
+}
+
+/* A POST of x->req_body */
+static void set_post(ctc_easy *x)
+{
+    curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req_body.len);
+#if CTC_CURL_GE(7, 80, 0)
+    /* the whole body: libcurl writes it with the headers, in one send */
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->req_body.len > 0 ? x->req_body.data : "");
+#else
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->resend_safe && x->req_body.len > 0 ? x->req_body.data : NULL);
+#endif
+}
+
 /* Misuse (not the caller's data, which the Lua layer checked) raises. */
 void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int mode)
 {
@@ -367,16 +438,9 @@ void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int mode)
 
     reset_transfer(x);
     ctc_buf_reset(&x->req_body);
-    ctc_buf_reset(&x->hdr_next);
 
     lua_getfield(L, req, "url");
-    s = luaL_checklstring(L, -1, &n);
-    if (!x->opts_set || n != x->url.len || memcmp(s, x->url.data, n) != 0) {
-        x->opts_set = 0; /* until every option below was given again */
-        if (ctc_buf_set(&x->url, s, n) != 0)
-            luaL_error(L, "out of memory");
-        curl_easy_setopt(x->easy, CURLOPT_URL, x->url.data);
-    }
+    set_url(L, x, lua_gettop(L));
     lua_pop(L, 1);
     lua_getfield(L, req, "method");
     method = luaL_optstring(L, -1, "GET");
@@ -387,44 +451,14 @@ void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int mode)
     lua_pop(L, 1);
 
     lua_getfield(L, req, "headers");
-    if (x->hdr_anchor && x->headers != NULL && lua_istable(L, -1) && lua_topointer(L, -1) == x->hdr_table) {
-        ; /* the table the list was made from (see easy.h): nothing to read */
-    } else if (lua_istable(L, -1)) {
-        int t = lua_gettop(L);
-        lua_pushnil(L);
-        while (lua_next(L, t) != 0) {
-            size_t kn, vn;
-            const char *k = lua_tolstring(L, -2, &kn), *v = lua_tolstring(L, -1, &vn);
-            if (k == NULL || v == NULL || strpbrk(k, "\r\n:") || strpbrk(v, "\r\n"))
-                luaL_error(L, "request header names and values must be strings without CR, LF");
-            if (ctc_buf_append(&x->hdr_next, k, kn) != 0 || ctc_buf_append(&x->hdr_next, ": ", 2) != 0 ||
-                ctc_buf_append(&x->hdr_next, v, vn) != 0 || ctc_buf_append(&x->hdr_next, "\n", 1) != 0)
-                luaL_error(L, "out of memory");
-            lua_pop(L, 1);
-        }
-        keep_headers(L, x, t);
-    } else {
-        keep_headers(L, x, 0);
-    }
+    set_headers(L, x, lua_gettop(L));
     lua_pop(L, 1);
 
     lua_getfield(L, req, "max_body");
-    if (lua_isnumber(L, -1)) {
-        /* checked as a double: a cast of NaN or 1e300 is undefined behaviour */
-        lua_Number v = lua_tonumber(L, -1);
-        if (v != v)
-            x->max_body = CTC_DEFAULT_MAX_BODY;
-        else if (v < 0 || v >= CTC_EXACT_DOUBLE_MAX)
-            x->max_body = -1; /* no limit */
-        else
-            x->max_body = (curl_off_t)v;
-    } else {
-        x->max_body = CTC_DEFAULT_MAX_BODY;
-    }
+    x->max_body = body_limit(L, -1);
     lua_pop(L, 1);
 
     curl_easy_setopt(x->easy, CURLOPT_FRESH_CONNECT, 0L); /* a batch may have set it for the last one */
-    curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
     set_changed(x, ms_field(L, req, "timeout", CTC_DEFAULT_TIMEOUT_MS),
                 ms_field(L, req, "connect_timeout", CTC_DEFAULT_CONNECT_TIMEOUT_MS), download ? 1L : 0L,
                 (curl_off_t)(download || x->max_body < 0 ? 0 : x->max_body));
@@ -447,15 +481,7 @@ void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int mode)
     x->resend_safe = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
     if (strcmp(method, "POST") == 0 && mode != CTC_EASY_UPLOAD) {
-        curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
-        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req_body.len);
-#if CTC_CURL_GE(7, 80, 0)
-        /* the whole body: libcurl writes it with the headers, in one send */
-        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->req_body.len > 0 ? x->req_body.data : "");
-#else
-        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS,
-                         x->resend_safe && x->req_body.len > 0 ? x->req_body.data : NULL);
-#endif
+        set_post(x);
     } else if (strcmp(method, "GET") == 0 && mode != CTC_EASY_UPLOAD) {
         curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
     } else if (strcmp(method, "HEAD") == 0 && mode == CTC_EASY_SEND) {
@@ -467,6 +493,21 @@ void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int mode)
         luaL_error(L, "unsupported method '%s'", method);
     }
     lua_pop(L, 1);
+}
+
+void ctc_easy_prepare_dial(lua_State *L, ctc_easy *x, int url, int headers, int limits)
+{
+    reset_transfer(x);
+    set_url(L, x, url);
+    set_headers(L, x, headers);
+    x->max_body = body_limit(L, limits + 2);
+    curl_easy_setopt(x->easy, CURLOPT_FRESH_CONNECT, 0L);
+    set_changed(x, ms_value(L, limits, CTC_DEFAULT_TIMEOUT_MS),
+                ms_value(L, limits + 1, CTC_DEFAULT_CONNECT_TIMEOUT_MS), 0L,
+                (curl_off_t)(x->max_body < 0 ? 0 : x->max_body));
+    x->want_headers = 0;  /* a dial's 2xx headers are never read */
+    x->resend_safe = 0;   /* a dial must never go twice */
+    set_post(x);
 }
 
 /* ================= results ================= */

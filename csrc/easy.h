@@ -96,6 +96,9 @@ void ctc_easy_unanchor(lua_State *L, ctc_easy *x);
 /* Copies the request table at req into x and its handle (mode: CTC_EASY_*).
  * Misuse raises; x stays consistent, owned by its owner. */
 void ctc_easy_prepare(lua_State *L, ctc_easy *x, int req, int mode);
+/* The same for a dial whose body is in x->req_body already (ctc_dial_body): the URL and the headers
+ * table at those indexes, the timeout, connect timeout and max_body at limits, limits + 1, limits + 2. */
+void ctc_easy_prepare_dial(lua_State *L, ctc_easy *x, int url, int headers, int limits);
 /* Forgets what one attempt of the transfer left (nothing was sent: the batch
  * transport stopped it before the request went out) so it can start again;
  * a download's file is emptied. 0, or -1 when the file could not be. */

@@ -205,45 +205,103 @@ static int get_time(lua_State *L, int t, const char *name, int64_t *epoch)
 
 /* ---- JSON body writing (values were validated: no control characters) ---- */
 
-static void add_json_string(luaL_Buffer *b, const char *s, size_t n)
+/* Where a body goes: a Lua buffer (core.request; raises when memory runs out, as Lua does) or the
+ * transport's C buffer (its own dial: failed set instead, checked once at the end). */
+typedef struct body_out {
+    luaL_Buffer *lb;
+    ctc_buf *cb;
+    int failed;
+} body_out;
+
+static void put(body_out *o, const char *s, size_t n)
+{
+    if (o->lb != NULL)
+        luaL_addlstring(o->lb, s, n);
+    else if (ctc_buf_append(o->cb, s, n) != 0)
+        o->failed = 1;
+}
+
+#define PUTS(o, lit) put((o), (lit), sizeof(lit) - 1)
+
+static void put_json_string(body_out *o, const char *s, size_t n)
 {
     size_t i, start = 0;
-    luaL_addchar(b, '"');
+    PUTS(o, "\"");
     for (i = 0; i < n; i++) {
         if (s[i] == '"' || s[i] == '\\') {
-            luaL_addlstring(b, s + start, i - start);
-            luaL_addchar(b, '\\');
+            put(o, s + start, i - start);
+            PUTS(o, "\\");
             start = i;
         }
     }
-    luaL_addlstring(b, s + start, n - start);
-    luaL_addchar(b, '"');
+    put(o, s + start, n - start);
+    PUTS(o, "\"");
 }
 
-static void add_member(luaL_Buffer *b, int first, const char *name, const char *s, size_t n)
+/* "name":"value", with a comma before unless first; names need no escaping */
+static void put_member(body_out *o, int first, const char *name, const char *s, size_t n)
 {
     if (!first)
-        luaL_addchar(b, ',');
-    add_json_string(b, name, strlen(name));
-    luaL_addchar(b, ':');
-    add_json_string(b, s, n);
+        PUTS(o, ",");
+    PUTS(o, "\"");
+    put(o, name, strlen(name));
+    PUTS(o, "\":");
+    put_json_string(o, s, n);
 }
 
-static void add_time_member(luaL_Buffer *b, const char *name, int64_t epoch)
+static void put_time_member(body_out *o, const char *name, int64_t epoch)
 {
     char when[32];
     /* to_epoch() only accepts epochs ctc_time_format can write */
     if (ctc_time_format(epoch, when, sizeof when, NULL) != 0)
         when[0] = '\0';
-    add_member(b, 0, name, when, strlen(when));
+    put_member(o, 0, name, when, strlen(when));
 }
 
-static void add_int_member(luaL_Buffer *b, const char *name, int64_t v)
+static void put_int_member(body_out *o, const char *name, int64_t v)
 {
     char digits[CTC_I64_LEN];
-    add_json_string(b, name, strlen(name));
-    luaL_addchar(b, ':');
-    luaL_addstring(b, ctc_i64_str(digits, v));
+    const char *d = ctc_i64_str(digits, v);
+    PUTS(o, "\"");
+    put(o, name, strlen(name));
+    PUTS(o, "\":");
+    put(o, d, strlen(d));
+}
+
+static int needs_escape(text t)
+{
+    return memchr(t.s, '"', t.len) != NULL || memchr(t.s, '\\', t.len) != NULL;
+}
+
+/* a dial's body, in the order of the provider's example. The usual one (nothing to escape, short) is
+ * put together on the stack and handed over in one piece: a dial's cost is mostly calls like put's. */
+static void put_dial_body(body_out *o, const char *caller, const char *callee, text user_data, text seat)
+{
+    char out[256];
+    size_t an = strlen(caller), bn = strlen(callee), k = 0;
+    if (an + bn + user_data.len + seat.len + 64 > sizeof out || needs_escape(user_data) || needs_escape(seat)) {
+        PUTS(o, "{");
+        put_member(o, 1, "callerNbr", caller, an);
+        put_member(o, 0, "calleeNbr", callee, bn);
+        put_member(o, 0, "userData", user_data.s, user_data.len);
+        put_member(o, 0, "setingNbr", seat.s, seat.len);
+        PUTS(o, "}");
+        return;
+    }
+#define ADD(s, n) (memcpy(out + k, (s), (n)), k += (n))
+#define ADDS(lit) ADD(lit, sizeof lit - 1)
+    ADDS("{\"callerNbr\":\"");
+    ADD(caller, an);
+    ADDS("\",\"calleeNbr\":\"");
+    ADD(callee, bn);
+    ADDS("\",\"userData\":\"");
+    ADD(user_data.s, user_data.len);
+    ADDS("\",\"setingNbr\":\"");
+    ADD(seat.s, seat.len);
+    ADDS("\"}");
+#undef ADDS
+#undef ADD
+    put(o, out, k);
 }
 
 /* ---- the request table ---- */
@@ -332,42 +390,30 @@ static void push_request(lua_State *L, int cfg, int op)
     lua_setfield(L, -2, "resend_safe");
 }
 
-/* Pushes a dial's body; the values were checked (no control characters). The usual one, with
- * nothing to escape, is written in one piece; anything longer or with a quote or backslash goes
- * through the buffer. */
-static void push_dial_body(lua_State *L, const char *caller, const char *callee, text user_data, text seat)
+/* The country code and the user_data (the call's own wins over the client's) of config at cfg and the
+ * call's arguments at args: 0, or 2 with the failure pushed. */
+static int get_common(lua_State *L, int cfg, int args, text *cc, text *user_data)
 {
-    char out[256];
-    size_t an = strlen(caller), bn = strlen(callee);
-#define PUT(s, n) (memcpy(out + k, (s), (n)), k += (n))
-#define PUTS(lit) PUT(lit, sizeof lit - 1)
-    if (an + bn + user_data.len + seat.len + 64 <= sizeof out
-        && !memchr(user_data.s, '"', user_data.len) && !memchr(user_data.s, '\\', user_data.len)
-        && !memchr(seat.s, '"', seat.len) && !memchr(seat.s, '\\', seat.len)) {
-        size_t k = 0;
-        PUTS("{\"callerNbr\":\"");
-        PUT(caller, an);
-        PUTS("\",\"calleeNbr\":\"");
-        PUT(callee, bn);
-        PUTS("\",\"userData\":\"");
-        PUT(user_data.s, user_data.len);
-        PUTS("\",\"setingNbr\":\"");
-        PUT(seat.s, seat.len);
-        PUTS("\"}");
-        lua_pushlstring(L, out, k);
-    } else {
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        luaL_addchar(&b, '{');
-        add_member(&b, 1, "callerNbr", caller, an);
-        add_member(&b, 0, "calleeNbr", callee, bn);
-        add_member(&b, 0, "userData", user_data.s, user_data.len);
-        add_member(&b, 0, "setingNbr", seat.s, seat.len);
-        luaL_addchar(&b, '}');
-        luaL_pushresult(&b);
-    }
-#undef PUTS
-#undef PUT
+    int rc;
+    lua_getfield(L, cfg, "country_code");
+    if (lua_type(L, -1) == LUA_TSTRING)
+        cc->s = lua_tolstring(L, -1, &cc->len);
+    lua_pop(L, 1); /* the config holds the string */
+    lua_getfield(L, args, "user_data");
+    rc = get_text(L, lua_isnil(L, -1) ? cfg : args, "user_data",
+                  "is missing (give it to clicktocall.new{} or to the call)", user_data);
+    if (rc == 0)
+        lua_pop(L, 1);
+    return rc;
+}
+
+static int get_dial(lua_State *L, int args, text cc, char caller[CTC_PHONE_MAX], char callee[CTC_PHONE_MAX],
+                    text *seat)
+{
+    int rc;
+    if ((rc = get_phone(L, args, "caller", cc, caller)) != 0 || (rc = get_phone(L, args, "callee", cc, callee)) != 0)
+        return rc;
+    return get_text(L, args, "seat", "is missing", seat);
 }
 
 /*
@@ -387,21 +433,12 @@ int ctc_l_request(lua_State *L)
     const char *why;
     int rc;
     luaL_Buffer b;
+    body_out o = { &b, NULL, 0 };
 
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 3, LUA_TTABLE);
-    lua_getfield(L, 2, "country_code");
-    if (lua_type(L, -1) == LUA_TSTRING)
-        cc.s = lua_tolstring(L, -1, &cc.len);
-    lua_pop(L, 1);
-
-    /* a call's own user_data wins over the client's */
-    lua_getfield(L, 3, "user_data");
-    rc = get_text(L, lua_isnil(L, -1) ? 2 : 3, "user_data",
-                  "is missing (give it to clicktocall.new{} or to the call)", &user_data);
-    if (rc != 0)
+    if ((rc = get_common(L, 2, 3, &cc, &user_data)) != 0)
         return rc;
-    lua_pop(L, 1);
 
     switch (op) {
     case CTC_OP_BIND_SEAT:
@@ -410,9 +447,7 @@ int ctc_l_request(lua_State *L)
             return rc;
         break;
     case CTC_OP_DIAL:
-        if ((rc = get_phone(L, 3, "caller", cc, phone_a)) != 0
-            || (rc = get_phone(L, 3, "callee", cc, phone_b)) != 0
-            || (rc = get_text(L, 3, "seat", "is missing", &seat)) != 0)
+        if ((rc = get_dial(L, 3, cc, phone_a, phone_b, &seat)) != 0)
             return rc;
         break;
     case CTC_OP_RECORDS_PAGE:
@@ -430,37 +465,32 @@ int ctc_l_request(lua_State *L)
         break;
     }
 
-    if (op == CTC_OP_DIAL) {
-        push_dial_body(L, phone_a, phone_b, user_data, seat);
-        push_request(L, 2, op);
-        lua_pushnil(L); /* no cursor */
-        if (lua_isboolean(L, 4) && !lua_toboolean(L, 4))
-            return 2; /* the caller has no use for the parts */
-        lua_pushstring(L, phone_a);
-        lua_pushstring(L, phone_b);
-        lua_pushlstring(L, seat.s, seat.len);
-        return 5;
-    }
     /* nothing below touches the stack except through the buffer */
     luaL_buffinit(L, &b);
-    luaL_addchar(&b, '{');
     switch (op) {
     case CTC_OP_BIND_SEAT:
-        add_member(&b, 1, "userData", user_data.s, user_data.len);
-        add_member(&b, 0, "setingNbr", seat.s, seat.len);
-        add_member(&b, 0, "userPhone", phone_a, strlen(phone_a));
+        PUTS(&o, "{");
+        put_member(&o, 1, "userData", user_data.s, user_data.len);
+        put_member(&o, 0, "setingNbr", seat.s, seat.len);
+        put_member(&o, 0, "userPhone", phone_a, strlen(phone_a));
+        break;
+    case CTC_OP_DIAL:
+        put_dial_body(&o, phone_a, phone_b, user_data, seat);
         break;
     case CTC_OP_BALANCE:
-        add_member(&b, 1, "userData", user_data.s, user_data.len);
+        PUTS(&o, "{");
+        put_member(&o, 1, "userData", user_data.s, user_data.len);
         break;
     default:
-        add_int_member(&b, "maxId", max_id);
-        add_time_member(&b, "starTime", t0);
-        add_time_member(&b, "endTime", t1);
-        add_member(&b, 0, "userData", user_data.s, user_data.len);
+        PUTS(&o, "{");
+        put_int_member(&o, "maxId", max_id);
+        put_time_member(&o, "starTime", t0);
+        put_time_member(&o, "endTime", t1);
+        put_member(&o, 0, "userData", user_data.s, user_data.len);
         break;
     }
-    luaL_addchar(&b, '}');
+    if (op != CTC_OP_DIAL)
+        PUTS(&o, "}");
     luaL_pushresult(&b);
     push_request(L, 2, op);
     if (op == CTC_OP_RECORDS_PAGE) {
@@ -468,7 +498,48 @@ int ctc_l_request(lua_State *L)
         ctc_push_id(L, max_id);
         return 2;
     }
-    return 1;
+    if (op != CTC_OP_DIAL)
+        return 1;
+    lua_pushnil(L); /* no cursor */
+    if (lua_isboolean(L, 4) && !lua_toboolean(L, 4))
+        return 2; /* the caller has no use for the parts */
+    lua_pushstring(L, phone_a);
+    lua_pushstring(L, phone_b);
+    lua_pushlstring(L, seat.s, seat.len);
+    return 5;
+}
+
+/* The fields a dial may have in the transport's own dial: any other (force, a misspelt one) goes the
+ * long way, where its sentence is written. */
+static int plain_dial_args(lua_State *L, int args)
+{
+    int ok = 1;
+    lua_pushnil(L);
+    while (ok && lua_next(L, args) != 0) {
+        size_t n = 0;
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &n) : "";
+        /* caller, callee, seat, user_data: told apart by length and the bytes that differ */
+        ok = (n == 6 && (memcmp(k, "caller", 6) == 0 || memcmp(k, "callee", 6) == 0))
+             || (n == 4 && memcmp(k, "seat", 4) == 0) || (n == 9 && memcmp(k, "user_data", 9) == 0);
+        lua_pop(L, ok ? 1 : 2);
+    }
+    return ok;
+}
+
+int ctc_dial_body(lua_State *L, int cfg, int args, ctc_buf *out)
+{
+    text user_data, seat, cc = { "86", 2 };
+    char caller[CTC_PHONE_MAX], callee[CTC_PHONE_MAX];
+    body_out o = { NULL, out, 0 };
+    if (!plain_dial_args(L, args))
+        return 1;
+    if (get_common(L, cfg, args, &cc, &user_data) != 0 || get_dial(L, args, cc, caller, callee, &seat) != 0) {
+        lua_pop(L, 2); /* core.request will say it */
+        return 1;
+    }
+    ctc_buf_reset(out);
+    put_dial_body(&o, caller, callee, user_data, seat);
+    return o.failed ? -1 : 0;
 }
 
 /* core.normalize_phone(s [, country_code]) -> "+86..." | nil, err (kind "argument") */

@@ -173,6 +173,28 @@ for _, op in ipairs(core.OPS) do
   end
 end
 
+-- A plain dial (no events, guard or limit: options.lua) goes to the transport whole when it can: no
+-- request table, no layers. Whatever it leaves (arguments to refuse, an answer to read) goes the long way.
+local long_dial = client_mt.dial
+function client_mt.dial(self, args)
+  local st = private[self]
+  local quick = st and st.quick_dial
+  if quick and not st.closed and type(args) == "table" then
+    local t = st.transport
+    local v, res, terr = quick(t, st.cfg, args, st.timeout, st.connect_timeout, st.max_body)
+    if v == true then
+      v, res = exchange.dial_sent(st, core.request("dial", st.cfg, args, false), res, terr)
+      if v == nil then
+        res.may_have_rung = errors.may_have_rung(res)
+      end
+      return v, res
+    elseif v then
+      return v
+    end
+  end
+  return long_dial(self, args)
+end
+
 --------------------------------------------------------------------------
 -- records
 --------------------------------------------------------------------------

@@ -281,21 +281,8 @@ local function refused_credentials(kind, status, message)
   return nil
 end
 
-local function api_once(st, t, request, op, asked)
-  local res, e
-  if op == "dial" and t.send_dial and not st.on_event then
-    -- a transport that reads an accepted dial's answer itself (libcurl's) gives the session id; anything
-    -- else comes back as send's results, read below (events need the response: not with on_event)
-    local ok, r, terr = raw_pcall(t.send_dial, t, request)
-    if ok and type(r) == "string" then
-      return r
-    end
-    res, e = checked(st, t, ok, r, terr)
-  else
-    -- the headers of a 2xx answer are never read here (Retry-After matters only on failures)
-    request.want_headers = false
-    res, e = send(st, t, request)
-  end
+-- read(st, op, asked, res | nil, err) -> v1, v2, res | nil, err [, res]: an answer read by the core
+local function read(st, op, asked, res, e)
   if not res then
     return nil, e
   end
@@ -312,12 +299,45 @@ local function api_once(st, t, request, op, asked)
   return v1, v2, res
 end
 
+local function api_once(st, t, request, op, asked)
+  if op == "dial" and t.send_dial and not st.on_event then
+    -- a transport that reads an accepted dial's answer itself (libcurl's) gives the session id; anything
+    -- else comes back as send's results, read below (events need the response: not with on_event)
+    local ok, r, terr = raw_pcall(t.send_dial, t, request)
+    if ok and type(r) == "string" then
+      return r
+    end
+    return read(st, op, asked, checked(st, t, ok, r, terr))
+  end
+  -- the headers of a 2xx answer are never read here (Retry-After matters only on failures)
+  request.want_headers = false
+  return read(st, op, asked, send(st, t, request))
+end
+
 --- api(st, op, request [, asked [, t]]) -> v1, v2 | nil, err   (t: st.transport unless a task's)
 function _M.api(st, op, request, asked, t)
   request.timeout = st.timeout
   request.connect_timeout = st.connect_timeout
   request.max_body = st.max_body
   return with_retries(st, t or st.transport, op, op ~= "dial", request, api_once, op, asked)
+end
+
+--- dial_sent(st, request, res | nil, err) -> session | nil, err
+-- A dial the transport sent itself (st.quick_dial) and whose answer it left to read: read as api()
+-- reads an attempt's, then retried as api() retries (request: the same dial, for another attempt).
+function _M.dial_sent(st, request, res, terr)
+  local first = true
+  local function once(_, t, req, op, asked)
+    if first then
+      first = false
+      return read(st, op, asked, checked(st, t, true, res, terr))
+    end
+    return api_once(st, t, req, op, asked)
+  end
+  request.timeout = st.timeout
+  request.connect_timeout = st.connect_timeout
+  request.max_body = st.max_body
+  return with_retries(st, st.transport, "dial", false, request, once, "dial")
 end
 
 return _M

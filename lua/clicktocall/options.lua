@@ -293,6 +293,8 @@ function _M.state(o, version)
   if not err then
     err, field = setup_limiter(st, o)
   end
+  -- a dial with nothing to do around it (no events, guard or limit) is the transport's alone, if it can
+  st.quick_dial = not (err or st.on_event or st.guard or st.limiter) and st.transport.dial or nil
   if err then
     if st.transport then
       st.transport:close()

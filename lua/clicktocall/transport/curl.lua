@@ -35,6 +35,12 @@ function T:send_dial(request)
   return self.handle:send_dial(request)
 end
 
+-- dial(cfg, args, timeout, connect_timeout, max_body) -> session id | false (nothing sent: the arguments
+-- or the config need core.request first) | true, what send returns: a whole plain dial in C
+function T:dial(cfg, args, timeout, connect_timeout, max_body)
+  return self.handle:dial(cfg, args, timeout, connect_timeout, max_body)
+end
+
 function T:download(request, tmp)
   return self.handle:download(request, tmp)
 end
