@@ -109,23 +109,6 @@ static int read_session(lua_State *L, transport *t, CURLcode rc)
     return 0;
 }
 
-/* t:send_dial(request) -> session id | what perform returns. An accepted dial's answer in the
- * provider's usual form is read here (ctc_fast_dial): no response table, no copy of the body.
- * request.want_headers is not read: false. */
-static int l_send_dial(lua_State *L)
-{
-    transport *t = check_open(L);
-    CURLcode rc;
-    if ((rc = start(L, t, CTC_EASY_SEND)) != CURLE_OK)
-        return ctc_easy_push_start_error(L, rc);
-    t->x.want_headers = 0; /* a dial's 2xx headers are never read */
-    rc = curl_easy_perform(t->x.easy);
-    note_connection(&t->x);
-    if (read_session(L, t, rc))
-        return 1;
-    return ctc_easy_push_result(L, &t->x, rc);
-}
-
 /*
  * t:dial(config, args, timeout, connect_timeout, max_body) -> session id | false | true, what perform returns
  * A whole dial in C: its arguments checked and its body written as core.request would (ctc_dial_body),
@@ -246,7 +229,6 @@ static int l_new(lua_State *L)
 
 static const luaL_Reg curl_methods[] = {
     { "perform", l_perform },
-    { "send_dial", l_send_dial },
     { "dial", l_dial },
     { "download", l_download },
     { "upload", l_upload },

@@ -370,10 +370,8 @@ static void push_request(lua_State *L, int cfg, int op)
     }
     share = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    /* room for the five set here and the four exchange.lua adds (timeouts, max_body, want_headers);
-     * a dial through a transport that shares headers has no want_headers (exchange.lua), and eight
-     * fields take half the memory of nine */
-    lua_createtable(L, 0, share ? 8 : 9);
+    /* room for the five set here and the four exchange.lua adds (timeouts, max_body, want_headers) */
+    lua_createtable(L, 0, 9);
     lua_insert(L, -2);             /* request table below the body */
     lua_setfield(L, -2, "body");
     lua_pushliteral(L, "POST");

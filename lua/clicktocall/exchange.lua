@@ -300,15 +300,6 @@ local function read(st, op, asked, res, e)
 end
 
 local function api_once(st, t, request, op, asked)
-  if op == "dial" and t.send_dial and not st.on_event then
-    -- a transport that reads an accepted dial's answer itself (libcurl's) gives the session id; anything
-    -- else comes back as send's results, read below (events need the response: not with on_event)
-    local ok, r, terr = raw_pcall(t.send_dial, t, request)
-    if ok and type(r) == "string" then
-      return r
-    end
-    return read(st, op, asked, checked(st, t, ok, r, terr))
-  end
   -- the headers of a 2xx answer are never read here (Retry-After matters only on failures)
   request.want_headers = false
   return read(st, op, asked, send(st, t, request))

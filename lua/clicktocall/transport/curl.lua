@@ -30,11 +30,6 @@ function T:send(request)
   return self.handle:perform(request)
 end
 
--- send_dial(request) -> session id (an accepted dial's answer read in C) | what send returns
-function T:send_dial(request)
-  return self.handle:send_dial(request)
-end
-
 -- dial(cfg, args, timeout, connect_timeout, max_body) -> session id | false (nothing sent: the arguments
 -- or the config need core.request first) | true, what send returns: a whole plain dial in C
 function T:dial(cfg, args, timeout, connect_timeout, max_body)
