@@ -1,6 +1,7 @@
 -- The real libcurl transport against a real nginx on loopback.
 local h = require "spec.helpers"
 local nginx = require "spec.helpers.nginx"
+local mc = require "spec.helpers.client"
 local clicktocall = require "clicktocall"
 local core = require "clicktocall.core"
 
@@ -92,16 +93,11 @@ describe("libcurl transport", function()
   local srv
 
   local function counts()
-    local t = core.curl_transport()
-    local res = assert(t:perform { method = "GET", url = srv:url("/counts") })
-    t:close()
-    return h.decode(res.body)
+    return mc.get_json(srv:url("/counts"))
   end
 
   local function client(opts)
-    local o = { base_url = srv:url(""), app_secret = h.SECRET, user_data = h.USER_DATA, sleep = function() end }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return assert(clicktocall.new(o))
+    return mc.at(srv:url(""), opts)
   end
 
   setup(function()

@@ -3,8 +3,8 @@
 -- wire, every refusal, every answer it does not read itself, the retries of a dial never sent.
 local h = require "spec.helpers"
 local j = require "spec.helpers.jobs"
+local mc = require "spec.helpers.client"
 local nginx = require "spec.helpers.nginx"
-local clicktocall = require "clicktocall"
 local core = require "clicktocall.core"
 
 local HTTP = [[
@@ -53,16 +53,11 @@ describe("a client's plain dials after its first (t:dial)", function()
 
   -- the server's count and last body; with mode, everything forgotten and the next answers in that mode
   local function seen(mode)
-    local t = core.curl_transport()
-    local res = assert(t:perform { method = "GET", url = srv:url("/seen" .. (mode and "?mode=" .. mode or "")) })
-    t:close()
-    return h.decode(res.body)
+    return mc.get_json(srv:url("/seen" .. (mode and "?mode=" .. mode or "")))
   end
 
   local function client(opts)
-    local o = { base_url = srv:url(""), app_secret = h.SECRET, user_data = h.USER_DATA, sleep = function() end }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return assert(clicktocall.new(o))
+    return mc.at(srv:url(""), opts)
   end
 
   -- a client whose first dial went the long way (it keeps the URL and headers the quick one sends with)

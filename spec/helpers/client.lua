@@ -33,6 +33,23 @@ function M.new(opts, provider_opts)
   return client, provider, events
 end
 
+--- A client on the real libcurl transport at base_url (a test server), backoffs not waited for.
+function M.at(base_url, opts)
+  local o = { base_url = base_url, app_secret = h.SECRET, user_data = h.USER_DATA, sleep = function() end }
+  for k, v in pairs(opts or {}) do
+    o[k] = v
+  end
+  return assert(clicktocall.new(o))
+end
+
+--- A test server's JSON answer to a GET, through a libcurl transport of its own (no client's connection).
+function M.get_json(url)
+  local t = require("clicktocall.core").curl_transport()
+  local res = assert(t:perform { method = "GET", url = url })
+  t:close()
+  return h.decode(res.body)
+end
+
 --- The provider's requests of one op (all of them when op is nil), oldest first.
 function M.requests(provider, op)
   local out = {}
