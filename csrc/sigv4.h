@@ -1,6 +1,6 @@
 /*
  * AWS Signature Version 4 (and the HMAC-SHA256 under it) as pure functions over bytes, for the
- * upload of recordings to S3-compatible stores (issue #21). No Lua, no globals that change, never
+ * upload of recordings to S3-compatible stores. No Lua, no globals that change, never
  * abort(); inputs are (pointer, length). Output grows in ctc_buf (csrc/buf.c): no fixed buffer
  * input can overflow. Every function returning int returns 0, or -1 with *why a static sentence
  * (why may be NULL). The Lua binding is csrc/sigv4_lua.c; csrc/test/ holds the known answers.

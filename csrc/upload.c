@@ -1,5 +1,5 @@
 /*
- * Uploads (issue #21): a PUT whose body is streamed from a file, request.body_file, body_size bytes
+ * Uploads: a PUT whose body is streamed from a file, request.body_file, body_size bytes
  * of it, never whole in memory. The read callback hands libcurl the file a buffer at a time; it
  * touches only the ctc_easy's C memory, and a read that fails (or a file that ends early: it
  * changed under us) aborts the transfer, reported as kind "io" once libcurl has returned. The
