@@ -512,6 +512,10 @@ int ctc_l_request(lua_State *L)
 static int plain_dial_args(lua_State *L, int args)
 {
     int ok = 1;
+    if (lua_getmetatable(L, args)) { /* __pairs or __index: the long way reads the fields as Lua does */
+        lua_pop(L, 1);
+        return 0;
+    }
     lua_pushnil(L);
     while (ok && lua_next(L, args) != 0) {
         size_t n = 0;

@@ -126,6 +126,22 @@ describe("a client's plain dials after its first (t:dial)", function()
     c:close()
   end)
 
+  it("leave arguments with a metatable to the long path, which reads them as Lua does", function()
+    local c = warm()
+    local proxied = setmetatable({}, { __index = ARGS })
+    assert.equal("sid-1", c:dial(proxied))
+    assert.equal(1, requests)
+    if _VERSION == "Lua 5.4" then
+      local listed = setmetatable({}, { __index = ARGS, __pairs = function()
+        return next, { caller = 1, speed = 2 }, nil
+      end })
+      local sid, err = c:dial(listed)
+      assert.is_nil(sid)
+      assert.equal("dial: unknown field 'speed'", err.message)
+    end
+    c:close()
+  end)
+
   it("leave force to the long path, which dials (no guard to skip)", function()
     local c = warm()
     assert.equal("sid-1", c:dial { caller = "13500000002", callee = "13500000003", seat = "PP1", force = true })
